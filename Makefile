@@ -1,0 +1,40 @@
+# smapx: `make demo` builds the twin world, trains, extends and serves it; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= data/demo
+
+.PHONY: install demo test browser bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's chromium drives the web-map browser test (Playwright uses it; it downloads no browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Debian's chromium for the browser test (sudo apt-get install chromium)"; fi; }
+
+demo: install
+	$(BIN)/smapx demo --out $(DEMO_DIR)
+
+test: install browser
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/pip install -e '.[bench]'
+	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/extend.py
+	$(BIN)/python bench/serve.py
+
+clean:
+	rm -rf $(VENV) data/demo

@@ -1,0 +1,214 @@
+"""The product cube: the one module that knows the Zarr layout, chunking and encodings.
+
+A cube is a Zarr store with dims (time, y, x) over the bounding box of a region's EASE2 cells:
+    lstm, smap, noah, lsm2 (time, y, x)   m3/m3, stored as int16 scaled by 1e-4, NaN off-region
+    mask (y, x)                            True on the region's cells
+    coords: time, y, x (cell centres, m), lat/lon (y, x), spatial_ref (CRS for rioxarray)
+It is written in blocks: one spatial chunk (CHUNK_Y x CHUNK_X cells) by one time chunk. Blocks are
+chunk-aligned, so two writers never touch the same chunk, and a finished block leaves a marker
+under `_blocks/` so a job can resume where it stopped.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.array
+import fsspec
+import numpy as np
+import pandas as pd
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+from model import grid
+from model.errors import InputError, OutOfRangeError
+
+PRODUCTS = ("smap", "lstm", "noah", "lsm2")
+UNITS = "m3 m-3"
+SCALE = 1e-4
+FILL = -32768
+CHUNK_TIME = 1461
+CHUNK_Y = 32
+CHUNK_X = 32
+MARKERS = "_blocks"
+DESCRIPTIONS = {
+    "smap": "SMAP L3 surface soil moisture as observed (0-5 cm)",
+    "lstm": "LSTM-extended SMAP surface soil moisture",
+    "noah": "Noah land-surface model, 0-10 cm",
+    "lsm2": "second land-surface model, 0-10 cm",
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One unit of work and of storage: a chunk-aligned window of the cube."""
+
+    index: int
+    time: slice
+    y: slice
+    x: slice
+
+    @property
+    def name(self) -> str:
+        return f"t{self.time.start}-y{self.y.start}-x{self.x.start}"
+
+
+def region_window(rows, cols) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1), the half-open grid window that bounds the cells."""
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    if rows.size == 0:
+        raise InputError("the region has no cells")
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+def template(time, rows, cols, products=("lstm",), attrs: dict | None = None) -> xr.Dataset:
+    """The empty cube (all NaN) for a set of cells and days, with coordinates and CRS."""
+    unknown = set(products) - set(PRODUCTS)
+    if unknown:
+        raise InputError(f"unknown product(s) {sorted(unknown)}; known: {', '.join(PRODUCTS)}")
+    row0, row1, col0, col1 = region_window(rows, cols)
+    time = pd.DatetimeIndex(time)
+    y, x = grid.row_to_y(np.arange(row0, row1)), grid.col_to_x(np.arange(col0, col1))
+    rr, cc = np.meshgrid(np.arange(row0, row1), np.arange(col0, col1), indexing="ij")
+    lat, lon = grid.rowcol_to_latlon(rr, cc)
+    mask = np.zeros(rr.shape, bool)
+    mask[np.asarray(rows) - row0, np.asarray(cols) - col0] = True
+    shape = (len(time), row1 - row0, col1 - col0)
+    data_vars = {
+        p: (("time", "y", "x"), dask.array.full(shape, np.nan, np.float32, chunks=_chunks(shape)),
+            {"units": UNITS, "long_name": DESCRIPTIONS[p]})
+        for p in products
+    }
+    data_vars["mask"] = (("y", "x"), mask, {"long_name": "cell belongs to the region"})
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            "time": time,
+            "y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate"}),
+            "x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate"}),
+            "lat": (("y", "x"), lat.astype(np.float32), {"units": "degrees_north"}),
+            "lon": (("y", "x"), lon.astype(np.float32), {"units": "degrees_east"}),
+        },
+        attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", "row0": row0, "col0": col0, **(attrs or {})},
+    )
+    return ds.rio.write_crs(f"EPSG:{grid.EPSG}")
+
+
+def _chunks(shape) -> tuple[int, int, int]:
+    return min(CHUNK_TIME, shape[0]), CHUNK_Y, CHUNK_X
+
+
+def _encoding(ds: xr.Dataset) -> dict:
+    enc = {}
+    for name in ds.data_vars:
+        if name in PRODUCTS:
+            enc[name] = {"dtype": "int16", "scale_factor": np.float32(SCALE),
+                         "add_offset": np.float32(0.0),
+                         "_FillValue": FILL, "fill_value": FILL, "chunks": _chunks(ds[name].shape)}
+    enc["time"] = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
+                   "dtype": "int32"}
+    return enc
+
+
+def create(store: str | Path, cube: xr.Dataset, storage_options: dict | None = None) -> None:
+    """Write the cube's metadata and coordinates; product chunks stay unwritten (read as NaN)."""
+    cube.to_zarr(str(store), mode="w", compute=False, encoding=_encoding(cube), zarr_format=3,
+                 consolidated=True, storage_options=storage_options)
+    static = cube[["mask"]].drop_vars(["lat", "lon", "spatial_ref"], errors="ignore")
+    static.to_zarr(str(store), mode="r+", region="auto", storage_options=storage_options)
+    if exists_markers(store, storage_options):
+        _fs(store, storage_options).rm(_marker_dir(store), recursive=True)
+
+
+def blocks(cube: xr.Dataset) -> list[Block]:
+    """Every chunk-aligned block of the cube that holds at least one region cell, in a fixed order."""
+    mask = cube["mask"].values
+    n_time, n_y, n_x = cube.sizes["time"], cube.sizes["y"], cube.sizes["x"]
+    out = []
+    for t0 in range(0, n_time, CHUNK_TIME):
+        for y0 in range(0, n_y, CHUNK_Y):
+            for x0 in range(0, n_x, CHUNK_X):
+                ys, xs = slice(y0, min(y0 + CHUNK_Y, n_y)), slice(x0, min(x0 + CHUNK_X, n_x))
+                if mask[ys, xs].any():
+                    out.append(Block(len(out), slice(t0, min(t0 + CHUNK_TIME, n_time)), ys, xs))
+    return out
+
+
+def write_block(store: str | Path, block: Block, values: dict[str, np.ndarray],
+                storage_options: dict | None = None) -> None:
+    """Write (time, y, x) float arrays of one block into its own region, then mark it done."""
+    part = xr.Dataset({p: (("time", "y", "x"), np.asarray(v, np.float32)) for p, v in values.items()})
+    part.to_zarr(
+        str(store), mode="r+", region={"time": block.time, "y": block.y, "x": block.x},
+        storage_options=storage_options)
+    fs = _fs(store, storage_options)
+    fs.makedirs(_marker_dir(store), exist_ok=True)
+    fs.pipe(f"{_marker_dir(store)}/{block.name}", b"done")
+
+
+def blocks_done(store: str | Path, storage_options: dict | None = None) -> set[str]:
+    """Names of the blocks whose writes have completed."""
+    if not exists_markers(store, storage_options):
+        return set()
+    return {Path(p).name for p in _fs(store, storage_options).ls(_marker_dir(store), detail=False)}
+
+
+def exists_markers(store, storage_options=None) -> bool:
+    return _fs(store, storage_options).exists(_marker_dir(store))
+
+
+def _marker_dir(store) -> str:
+    return f"{str(store).rstrip('/')}/{MARKERS}"
+
+
+def _fs(store, storage_options=None) -> fsspec.AbstractFileSystem:
+    fs, _ = fsspec.core.url_to_fs(str(store), **(storage_options or {}))
+    return fs
+
+
+def open_cube(store: str | Path, storage_options: dict | None = None) -> xr.Dataset:
+    """Open a cube lazily; products decode to float32 m3/m3 with NaN where unwritten."""
+    if "://" not in str(store) and not Path(store).exists():
+        raise InputError(f"cube not found: {store}")
+    try:
+        ds = xr.open_zarr(str(store), consolidated=None, storage_options=storage_options,
+                          decode_coords="all")
+    except Exception as exc:
+        raise InputError(f"cannot open cube {store}: {exc}") from exc
+    return ds.assign({p: ds[p].astype(np.float32) for p in products(ds)})
+
+
+def products(cube: xr.Dataset) -> list[str]:
+    """The product variables a cube holds, in canonical order."""
+    return [p for p in PRODUCTS if p in cube]
+
+
+def locate(cube: xr.Dataset, lat: float, lon: float) -> tuple[int, int]:
+    """(iy, ix) of the cube cell holding a point; OutOfRangeError if not a region cell."""
+    row, col = grid.latlon_to_rowcol(lat, lon)
+    iy, ix = int(row) - int(cube.attrs["row0"]), int(col) - int(cube.attrs["col0"])
+    inside = 0 <= iy < cube.sizes["y"] and 0 <= ix < cube.sizes["x"] and int(row) >= 0
+    if not inside or not bool(cube["mask"].values[iy, ix]):
+        raise OutOfRangeError(f"point ({lat}, {lon}) is not in the cube's region; extent {extent(cube)}")
+    return iy, ix
+
+
+def extent(cube: xr.Dataset) -> dict:
+    """Lon/lat bounds and period of a cube."""
+    mask = cube["mask"].values
+    lat, lon = cube["lat"].values[mask], cube["lon"].values[mask]
+    return {
+        "west": float(lon.min()), "south": float(lat.min()),
+        "east": float(lon.max()), "north": float(lat.max()),
+        "start": str(pd.Timestamp(cube.time.values[0]).date()),
+        "end": str(pd.Timestamp(cube.time.values[-1]).date()),
+    }
+
+
+def time_index(cube: xr.Dataset, start, end) -> slice:
+    """Index slice of the days start..end, or OutOfRangeError outside the cube's period."""
+    times = pd.DatetimeIndex(cube.time.values)
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if start > times[-1] or end < times[0]:
+        raise OutOfRangeError(f"period {start.date()}..{end.date()} is outside the cube "
+                              f"({times[0].date()}..{times[-1].date()})")
+    return slice(int(times.searchsorted(start)), int(times.searchsorted(end, side="right")))

@@ -1,0 +1,125 @@
+"""The input dataset: what training and inference read, one Zarr store per region.
+
+Layout (an xarray Dataset):
+    forcing(time, cell, variable)        daily meteorological forcing, canonical names below
+    static(cell, static_variable)        land attributes, one value per cell
+    target(time, cell)                   SMAP surface soil moisture, m3/m3, NaN where missing
+    noah(time, cell), lsm2(time, cell)   optional land-surface models, 0-10 cm, m3/m3
+    coords: time, cell, row, col, lat, lon (per cell), variable, static_variable
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from model import grid
+from model.errors import InputError, OutOfRangeError
+
+FORCING_VARIABLES = ("precip", "tair", "spfh", "swdown", "lwdown", "wind_u", "wind_v", "psurf")
+PRECIP_VARIABLES = frozenset({"precip"})
+FORCING_UNITS = {
+    "precip": "kg m-2 h-1 (daily mean rate)",
+    "tair": "K",
+    "spfh": "kg kg-1",
+    "swdown": "W m-2",
+    "lwdown": "W m-2",
+    "wind_u": "m s-1",
+    "wind_v": "m s-1",
+    "psurf": "Pa",
+}
+LSM_VARIABLES = ("noah", "lsm2")
+
+
+def make_input_dataset(
+    time,
+    rows,
+    cols,
+    forcing: dict[str, np.ndarray],
+    static: dict[str, np.ndarray],
+    target: np.ndarray | None = None,
+    lsm: dict[str, np.ndarray] | None = None,
+    attrs: dict | None = None,
+) -> xr.Dataset:
+    """Assemble an input dataset from (time, cell) arrays keyed by variable name."""
+    time = pd.DatetimeIndex(time)
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    n_time, n_cell = len(time), len(rows)
+    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    names = list(forcing)
+    forcing_arr = np.stack([np.asarray(forcing[n], np.float32) for n in names], axis=-1)
+    _check_shape("forcing", forcing_arr.shape[:2], (n_time, n_cell))
+    static_names = list(static)
+    static_arr = np.stack([np.asarray(static[n], np.float32) for n in static_names], axis=-1)
+    _check_shape("static", static_arr.shape[:1], (n_cell,))
+    if target is None:
+        target = np.full((n_time, n_cell), np.nan, np.float32)
+    _check_shape("target", np.shape(target), (n_time, n_cell))
+    data_vars = {
+        "forcing": (("time", "cell", "variable"), forcing_arr),
+        "static": (("cell", "static_variable"), static_arr),
+        "target": (("time", "cell"), np.asarray(target, np.float32), {"units": "m3 m-3"}),
+    }
+    for name, values in (lsm or {}).items():
+        _check_shape(name, np.shape(values), (n_time, n_cell))
+        data_vars[name] = (("time", "cell"), np.asarray(values, np.float32), {"units": "m3 m-3"})
+    coords = {
+        "time": time,
+        "cell": np.arange(n_cell),
+        "row": ("cell", rows),
+        "col": ("cell", cols),
+        "lat": ("cell", lat),
+        "lon": ("cell", lon),
+        "variable": np.array(names, dtype=object),
+        "static_variable": np.array(static_names, dtype=object),
+    }
+    return xr.Dataset(data_vars, coords, attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", **(attrs or {})})
+
+
+def _check_shape(name: str, got, want) -> None:
+    if tuple(got) != tuple(want):
+        raise InputError(f"{name} has shape {tuple(got)}, expected {tuple(want)}")
+
+
+def write_input(ds: xr.Dataset, path: str | Path) -> None:
+    """Write an input dataset as Zarr, chunked a year at a time over all cells."""
+    chunks = {"time": min(366, ds.sizes["time"])}
+    encoding = {
+        name: {"chunks": tuple(chunks.get(d, ds.sizes[d]) for d in ds[name].dims)}
+        for name in ds.data_vars
+    }
+    ds.to_zarr(str(path), mode="w", encoding=encoding, consolidated=True, zarr_format=3)
+
+
+def open_input(path: str | Path) -> xr.Dataset:
+    """Open an input dataset, checking it has the variables training and inference need."""
+    if not Path(path).exists() and "://" not in str(path):
+        raise InputError(f"input dataset not found: {path}")
+    try:
+        ds = xr.open_zarr(str(path), consolidated=None)
+    except Exception as exc:
+        raise InputError(f"cannot open input dataset {path}: {exc}") from exc
+    missing = [v for v in ("forcing", "static", "target") if v not in ds]
+    if missing:
+        raise InputError(f"{path} is not an input dataset: missing {', '.join(missing)}")
+    return ds
+
+
+def select_period(ds: xr.Dataset, start, end) -> xr.Dataset:
+    """The days start..end (inclusive), or a clear error if the data does not cover them."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if end < start:
+        raise InputError(f"period end {end.date()} is before start {start.date()}")
+    first, last = pd.Timestamp(ds.time.values[0]), pd.Timestamp(ds.time.values[-1])
+    if start < first or end > last:
+        raise OutOfRangeError(
+            f"period {start.date()}..{end.date()} is outside the data ({first.date()}..{last.date()})"
+        )
+    return ds.sel(time=slice(start, end))
+
+
+def daily_index(start, end) -> pd.DatetimeIndex:
+    """Every day from start to end inclusive."""
+    return pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="D")

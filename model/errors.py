@@ -1,0 +1,13 @@
+"""Errors a user can cause. The CLI prints them as one line; the service maps them to HTTP codes."""
+
+
+class SmapxError(Exception):
+    """Base class: a problem with the user's input, reported without a traceback."""
+
+
+class InputError(SmapxError):
+    """A file, folder, variable or parameter that is missing or malformed."""
+
+
+class OutOfRangeError(SmapxError):
+    """A point, region or period outside what the data covers."""

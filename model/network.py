@@ -1,0 +1,21 @@
+"""The network of Fang et al.: input linear + ReLU, one LSTM layer, dropout, linear head."""
+
+import torch
+from torch import nn
+
+
+class SoilMoistureLSTM(nn.Module):
+    """Maps normalised daily inputs (batch, time, n_inputs) to normalised soil moisture (batch, time)."""
+
+    def __init__(self, n_inputs: int, hidden: int = 256, dropout: float = 0.5):
+        super().__init__()
+        self.n_inputs = n_inputs
+        self.hidden = hidden
+        self.input_layer = nn.Linear(n_inputs, hidden)
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
+        out, _ = self.lstm(torch.relu(self.input_layer(x)), state)
+        return self.head(self.dropout(out)).squeeze(-1)

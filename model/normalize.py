@@ -1,0 +1,100 @@
+"""Normalisation fitted on the training period only, saved with the checkpoint.
+
+Forcing and static attributes are z-scored per variable; precipitation is first transformed by
+log10(sqrt(p) + 0.1), since its raw z-scores reach the hundreds on storm days. Missing static
+values become the training mean (0 after scaling); missing forcing days become 0 after scaling.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import xarray as xr
+
+from model.dataset import PRECIP_VARIABLES
+from model.errors import InputError
+
+
+def transform_forcing(values: np.ndarray, names: list[str]) -> np.ndarray:
+    """Apply per-variable transforms (precipitation only) to a (..., variable) array."""
+    out = np.array(values, np.float32, copy=True)
+    for i, name in enumerate(names):
+        if name in PRECIP_VARIABLES:
+            out[..., i] = np.log10(np.sqrt(np.clip(out[..., i], 0, None)) + 0.1)
+    return out
+
+
+def _mean_std(values: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.nanmean(values, axis=axis)
+    std = np.nanstd(values, axis=axis)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+@dataclass
+class Normalizer:
+    """Scaling of inputs and target; round-trips through JSON with the checkpoint."""
+
+    forcing_names: list[str]
+    static_names: list[str]
+    forcing_mean: list[float]
+    forcing_std: list[float]
+    static_mean: list[float]
+    static_std: list[float]
+    target_mean: float
+    target_std: float
+
+    @classmethod
+    def fit(cls, train: xr.Dataset) -> "Normalizer":
+        """Statistics of the training period of an input dataset."""
+        names = [str(v) for v in train["variable"].values]
+        static_names = [str(v) for v in train["static_variable"].values]
+        forcing = transform_forcing(train["forcing"].values, names)
+        f_mean, f_std = _mean_std(forcing.reshape(-1, len(names)), axis=0)
+        s_mean, s_std = _mean_std(train["static"].values, axis=0)
+        target = train["target"].values
+        if not np.isfinite(target).any():
+            raise InputError("the training period has no valid SMAP observations")
+        t_mean, t_std = _mean_std(target.ravel(), axis=0)
+        return cls(names, static_names, f_mean.tolist(), f_std.tolist(), s_mean.tolist(),
+                   s_std.tolist(), float(t_mean), float(t_std))
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.forcing_names) + len(self.static_names)
+
+    def inputs(self, ds: xr.Dataset, cells=None) -> np.ndarray:
+        """Normalised network inputs (cell, time, n_inputs) float32 for an input dataset."""
+        self.check(ds)
+        forcing = ds["forcing"].sel(variable=self.forcing_names)
+        static = ds["static"].sel(static_variable=self.static_names)
+        if cells is not None:
+            forcing, static = forcing.isel(cell=cells), static.isel(cell=cells)
+        return self.scale(forcing.values, static.values)
+
+    def scale(self, forcing: np.ndarray, static: np.ndarray) -> np.ndarray:
+        """(time, cell, var) forcing and (cell, var) static -> (cell, time, n_inputs) inputs."""
+        f = (transform_forcing(forcing, self.forcing_names) - np.float32(self.forcing_mean)) / np.float32(self.forcing_std)
+        s = (np.asarray(static, np.float32) - np.float32(self.static_mean)) / np.float32(self.static_std)
+        f = np.nan_to_num(f.transpose(1, 0, 2), nan=0.0)
+        s = np.nan_to_num(s, nan=0.0)
+        s = np.broadcast_to(s[:, None, :], (f.shape[0], f.shape[1], s.shape[-1]))
+        return np.ascontiguousarray(np.concatenate([f, s], axis=-1), dtype=np.float32)
+
+    def check(self, ds: xr.Dataset) -> None:
+        """Fail clearly if an input dataset lacks a variable the model was trained on."""
+        have = {str(v) for v in ds["variable"].values}
+        have_static = {str(v) for v in ds["static_variable"].values}
+        missing = [n for n in self.forcing_names if n not in have]
+        missing += [n for n in self.static_names if n not in have_static]
+        if missing:
+            raise InputError(f"input dataset lacks variable(s) the model needs: {', '.join(missing)}")
+
+    def scale_target(self, target: np.ndarray) -> np.ndarray:
+        return ((target - self.target_mean) / self.target_std).astype(np.float32)
+
+    def unscale_target(self, values: np.ndarray) -> np.ndarray:
+        return (values * self.target_std + self.target_mean).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,33 @@
+"""One typed settings object for every layer; values come from `SMAPX_*` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field can be set as `SMAPX_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SMAPX_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the demo and jobs keep their files.")
+    redis_url: str | None = Field(None, description="Celery broker and result backend; unset = embedded.")
+    torch_threads: int = Field(0, description="Threads per process for torch; 0 = all cores.")
+    device: str = Field("auto", description="'cpu', 'cuda' or 'auto' (GPU when present).")
+    seed: int = 42
+
+    cubes: list[Path] = Field(default_factory=list, description="Product cubes the service serves.")
+    weights_path: Path | None = Field(None, description="Per-cell fusion weights (from evaluate).")
+    api_keys: list[str] = Field(default_factory=list, description="Keys for job submission; empty = open.")
+    jobs_dir: Path = Field(Path("data/jobs"), description="Where bulk-job results are written.")
+    job_expiry_hours: float = 72.0
+    max_job_values: int = Field(200_000_000, description="Largest bulk job, in cell-days x products.")
+    rate_limit_per_minute: int = Field(6000, description="Requests per client per minute; 0 = off.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,166 @@
+"""Training: random (cell, window) minibatches, masked loss on valid SMAP days, a held-back
+validation slice at the end of the period, early stopping, fixed seeds, optional seed ensemble."""
+
+import io
+import time as clock
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from tqdm import tqdm
+
+from model import metrics
+from model.checkpoint import Checkpoint
+from model.dataset import select_period
+from model.errors import InputError
+from model.network import SoilMoistureLSTM
+from model.normalize import Normalizer
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as the checkpoint's config.json."""
+
+    start: str
+    end: str
+    validation_days: int = 61
+    hidden: int = 256
+    dropout: float = 0.5
+    window: int = 120
+    burn_in: int = 30
+    batch_size: int = 64
+    iterations_per_epoch: int = 50
+    max_epochs: int = 60
+    patience: int = 8
+    learning_rate: float = 1e-3
+    seed: int = 42
+    ensemble: int = 1
+    refit: bool = True
+    device: str = "auto"
+    threads: int = 0
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' means the GPU when one is present."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the days where the target is observed."""
+    valid = torch.isfinite(target)
+    if not valid.any():
+        return pred.sum() * 0.0
+    return ((pred[valid] - target[valid]) ** 2).mean()
+
+
+def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tuple[Checkpoint, str]:
+    """Train on config.start..config.end and return the checkpoint and its training log (CSV)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    period = select_period(inputs, config.start, config.end).load()
+    n_days = period.sizes["time"]
+    if n_days < config.window + config.validation_days:
+        raise InputError(f"training period of {n_days} days is shorter than a window "
+                         f"({config.window}) plus the validation slice ({config.validation_days})")
+    split = n_days - config.validation_days
+    normalizer = Normalizer.fit(period.isel(time=slice(0, split)))
+    x = normalizer.inputs(period)
+    y = normalizer.scale_target(period["target"].values.T)
+    device = pick_device(config.device)
+    log_rows, states, validations = [], [], []
+    for member in range(config.ensemble):
+        seed = config.seed + member
+        state, rows, val = _fit_member(x, y, split, normalizer, config, seed, device, progress)
+        if config.refit:
+            epochs = max(val["best_epoch"], 1)
+            state, refit_rows, _ = _fit_member(x, y, n_days, normalizer, config, seed, device,
+                                               progress, epochs=epochs)
+            rows += refit_rows
+        states.append(state)
+        validations.append(val)
+        log_rows += [{"member": member, **r} for r in rows]
+    time = pd.DatetimeIndex(period.time.values)
+    validation = {
+        "period": f"{time[split].date()}..{time[-1].date()}",
+        "members": validations,
+        "median_rmse": float(np.median([v["median_rmse"] for v in validations])),
+        "median_r": float(np.median([v["median_r"] for v in validations])),
+    }
+    cfg = {**asdict(config), "n_inputs": normalizer.n_inputs,
+           "training_days": f"{time[0].date()}..{time[-1].date()}"}
+    buf = io.StringIO()
+    pd.DataFrame(log_rows).to_csv(buf, index=False)
+    return Checkpoint(cfg, normalizer, states, validation), buf.getvalue()
+
+
+def _fit_member(x, y, n_train, normalizer, config, seed, device, progress, epochs=None):
+    """Train one network on days [0, n_train); validate on the rest if any is left."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = SoilMoistureLSTM(x.shape[-1], config.hidden, config.dropout).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    xt = torch.from_numpy(x).to(device)
+    yt = torch.from_numpy(y).to(device)
+    cells = np.flatnonzero(np.isfinite(y[:, :n_train]).sum(1) > 0)
+    validate = epochs is None
+    best = {"score": np.inf, "state": None, "epoch": 0, "metrics": {}}
+    rows, stale = [], 0
+    label = "train" if validate else "refit"
+    bar = tqdm(range(1, (epochs or config.max_epochs) + 1), desc=f"{label} seed {seed}",
+               unit="epoch", disable=not progress)
+    for epoch in bar:
+        t0 = clock.perf_counter()
+        loss = _epoch(net, opt, xt, yt, cells, n_train, config, rng)
+        row = {"stage": label, "epoch": epoch, "train_loss": loss,
+               "seconds": clock.perf_counter() - t0}
+        if validate:
+            val = _validate(net, x, y, n_train, normalizer, device)
+            row.update(val_rmse=val["median_rmse"], val_r=val["median_r"])
+            if val["median_rmse"] < best["score"]:
+                best = {"score": val["median_rmse"], "epoch": epoch, "metrics": val,
+                        "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+                stale = 0
+            else:
+                stale += 1
+            bar.set_postfix(loss=f"{loss:.3f}", val_rmse=f"{val['median_rmse']:.4f}")
+        rows.append(row)
+        if validate and stale >= config.patience:
+            break
+    if not validate:
+        state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        return state, rows, {}
+    return best["state"], rows, {**best["metrics"], "best_epoch": best["epoch"], "seed": seed}
+
+
+def _epoch(net, opt, xt, yt, cells, n_train, config, rng) -> float:
+    net.train()
+    window = min(config.window, n_train)
+    losses = []
+    for _ in range(config.iterations_per_epoch):
+        pick = rng.choice(cells, config.batch_size)
+        start = rng.integers(0, n_train - window + 1, config.batch_size)
+        idx = torch.from_numpy(start[:, None] + np.arange(window)).to(xt.device)
+        rows = torch.from_numpy(pick)[:, None].to(xt.device)
+        pred = net(xt[rows, idx])
+        loss = masked_mse(pred[:, config.burn_in:], yt[rows, idx][:, config.burn_in:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def _validate(net, x, y, n_train, normalizer, device) -> dict:
+    """Skill on the validation days, running each cell warm from day 0."""
+    net.eval()
+    with torch.inference_mode():
+        pred = net(torch.from_numpy(x).to(device)).cpu().numpy()
+    pred = normalizer.unscale_target(pred[:, n_train:]).T
+    obs = normalizer.unscale_target(y[:, n_train:]).T
+    summary = metrics.summarize(metrics.all_metrics(pred, obs), min_pairs=5)
+    return {"median_rmse": summary["rmse"], "median_r": summary["r"],
+            "median_bias": summary["bias"], "n_cells": summary["n_cells"]}

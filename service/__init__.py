@@ -1,0 +1,1 @@
+"""smapx front ends: the HTTP service, the web map and the command line."""

@@ -1,0 +1,1 @@
+"""smapx workers: the Celery app and its tasks, thin wrappers over model/."""
