@@ -53,7 +53,7 @@ def nse(pred, obs):
 def climatology_anomaly(values, time, window: int = 31):
     """Departure of (time, cell) values from their smoothed day-of-year mean."""
     values = np.asarray(values, np.float64)
-    doy = pd.DatetimeIndex(time).dayofyear.to_numpy() - 1
+    doy = pd.DatetimeIndex(time).day_of_year.to_numpy() - 1
     sums = np.zeros((366, values.shape[1]))
     counts = np.zeros((366, values.shape[1]))
     finite = np.isfinite(values)
