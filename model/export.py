@@ -1,0 +1,255 @@
+"""Subsets of a product cube (a bbox or a list of points, a period, products) written as files.
+
+Bulk jobs and the service's direct downloads both come through here, so a subset downloaded at
+once and one produced by a job are the same bytes. `fused` is computed on request from lstm and
+noah (model.fusion): with the request's weight, else the per-cell weights when configured, else 0.5.
+"""
+
+import shutil
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from model import cube as cubes
+from model import fusion
+from model.errors import InputError, OutOfRangeError
+from model.settings import get_settings
+
+FUSED = "fused"
+FORMATS = ("zarr", "netcdf", "csv", "geotiff")
+Progress = Callable[[float, str], None]
+
+
+class ExportRequest(BaseModel):
+    """What a subset is: where (bbox or points), when, which products, in which format."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"products": ["lstm", "fused"], "start": "2016-01-01", "end": "2016-12-31",
+         "bbox": [-100.0, 35.0, -95.0, 40.0], "format": "netcdf"},
+        {"products": ["lstm", "noah"], "start": "2016-04-01", "end": "2016-06-30",
+         "points": [[38.5, -97.5], [36.6, -97.5]], "format": "csv", "weight": 0.6},
+    ]})
+
+    products: list[str] = Field(min_length=1, description="Any of smap, lstm, noah, lsm2, fused.")
+    start: date
+    end: date
+    bbox: list[float] | None = Field(None, min_length=4, max_length=4,
+                                     description="[west, south, east, north] in degrees.")
+    points: list[tuple[float, float]] | None = Field(None, min_length=1,
+                                                     description="[[lat, lon], ...]")
+    format: Literal["zarr", "netcdf", "csv", "geotiff"] = "netcdf"
+    weight: float | None = Field(None, ge=0.0, le=1.0,
+                                 description="Weight of lstm in fused; default per-cell or 0.5.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.bbox is None) == (self.points is None):
+            raise ValueError("give exactly one of bbox or points")
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.bbox is not None and (self.bbox[0] > self.bbox[2] or self.bbox[1] > self.bbox[3]):
+            raise ValueError("bbox must be [west, south, east, north] with west <= east, south <= north")
+        if self.format == "geotiff" and self.points is not None:
+            raise ValueError("geotiff needs a bbox, not points")
+        unknown = [p for p in self.products if p not in (*cubes.PRODUCTS, FUSED)]
+        if unknown:
+            raise ValueError(f"unknown product(s) {unknown}; known: {', '.join((*cubes.PRODUCTS, FUSED))}")
+        return self
+
+
+def parse_request(request: dict | ExportRequest) -> ExportRequest:
+    """The validated request; InputError naming the offending field otherwise."""
+    if isinstance(request, ExportRequest):
+        return request
+    try:
+        return ExportRequest.model_validate(request)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "request"
+        raise InputError(f"{where}: {err['msg']}") from None
+
+
+def check_products(cube: xr.Dataset, products: list[str]) -> None:
+    """InputError if a product is not in the cube (fused needs lstm and noah)."""
+    held = cubes.products(cube)
+    for p in products:
+        needs = ["lstm", "noah"] if p == FUSED else [p]
+        missing = [n for n in needs if n not in held]
+        if missing:
+            raise InputError(f"product {p!r} needs {missing}, which this cube lacks; "
+                             f"available: {', '.join(available_products(cube))}")
+
+
+def available_products(cube: xr.Dataset) -> list[str]:
+    held = cubes.products(cube)
+    return held + ([FUSED] if {"lstm", "noah"} <= set(held) else [])
+
+
+def weight_map(cube: xr.Dataset, weight: float | None) -> np.ndarray:
+    """(y, x) lstm weights for fused: the given one, the per-cell estimates, or the default."""
+    shape = (cube.sizes["y"], cube.sizes["x"])
+    if weight is not None:
+        return np.full(shape, fusion.check_weight(weight), np.float32)
+    path = get_settings().weights_path
+    if path is None:
+        return np.full(shape, fusion.DEFAULT_WEIGHT, np.float32)
+    return fusion.weight_grid(fusion.read_weights(path), int(cube.attrs["row0"]),
+                              int(cube.attrs["col0"]), shape)
+
+
+def bbox_window(cube: xr.Dataset, bbox) -> tuple[slice, slice, np.ndarray]:
+    """(y slice, x slice, mask) of the region cells whose centres lie in the bbox."""
+    west, south, east, north = bbox
+    lat, lon = cube["lat"].values, cube["lon"].values
+    inside = cube["mask"].values & (lon >= west) & (lon <= east) & (lat >= south) & (lat <= north)
+    if not inside.any():
+        raise OutOfRangeError(f"bbox {list(bbox)} holds no cell of the cube; extent {cubes.extent(cube)}")
+    iy, ix = np.nonzero(inside)
+    ys, xs = slice(int(iy.min()), int(iy.max()) + 1), slice(int(ix.min()), int(ix.max()) + 1)
+    return ys, xs, inside[ys, xs]
+
+
+def subset(cube: xr.Dataset, request: dict | ExportRequest) -> xr.Dataset:
+    """The requested subset, lazily: (time, y, x) for a bbox, (time, point) for points."""
+    req = parse_request(request)
+    check_products(cube, req.products)
+    times = cubes.time_index(cube, req.start, req.end)
+    weights = xr.DataArray(weight_map(cube, req.weight), dims=("y", "x"))
+    full = cube.isel(time=times)
+    if req.bbox is not None:
+        ys, xs, inside = bbox_window(cube, req.bbox)
+        part = full.isel(y=ys, x=xs)
+        weights = weights.isel(y=ys, x=xs)
+        keep = xr.DataArray(inside, dims=("y", "x"))
+    else:
+        cells = [cubes.locate(cube, lat, lon) for lat, lon in req.points]
+        iy = xr.DataArray([c[0] for c in cells], dims="point")
+        ix = xr.DataArray([c[1] for c in cells], dims="point")
+        part = full.isel(y=iy, x=ix)
+        weights = weights.isel(y=iy, x=ix)
+        keep = None
+    out = {}
+    for p in req.products:
+        value = fusion_product(part, weights) if p == FUSED else part[p]
+        out[p] = value if keep is None else value.where(keep)
+    ds = xr.Dataset(out, attrs={**cube.attrs, "request": req.model_dump_json()})
+    if keep is not None:
+        ds = ds.assign_coords(mask=keep).assign_attrs(row0=int(cube.attrs["row0"]) + ys.start,
+                                                      col0=int(cube.attrs["col0"]) + xs.start)
+    if req.points is not None:
+        ds = ds.assign_coords(request_lat=("point", [p[0] for p in req.points]),
+                              request_lon=("point", [p[1] for p in req.points]),
+                              row=("point", iy.values + int(cube.attrs["row0"])),
+                              col=("point", ix.values + int(cube.attrs["col0"])))
+    return ds
+
+
+def fusion_product(part: xr.Dataset, weights: xr.DataArray) -> xr.DataArray:
+    fused = weights * part["lstm"] + (1 - weights) * part["noah"]
+    return fused.transpose(*part["lstm"].dims).astype(np.float32).assign_attrs(
+        units=cubes.UNITS, long_name="fused LSTM and Noah: w * lstm + (1 - w) * noah")
+
+
+def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:
+    """Values and approximate bytes of a request, before anything is read."""
+    req = parse_request(request)
+    check_products(cube, req.products)
+    times = cubes.time_index(cube, req.start, req.end)
+    if req.bbox is not None:
+        ys, xs, _ = bbox_window(cube, req.bbox)
+        cells = (ys.stop - ys.start) * (xs.stop - xs.start)
+    else:
+        for lat, lon in req.points:
+            cubes.locate(cube, lat, lon)
+        cells = len(req.points)
+    days = times.stop - times.start
+    values = days * cells * len(req.products)
+    per_value = {"csv": 10, "netcdf": 4, "zarr": 4, "geotiff": 4}[req.format]
+    return {"days": days, "cells": cells, "products": len(req.products), "values": values,
+            "bytes": values * per_value}
+
+
+def export_subset(cube_path: str, request: dict, out_dir: Path,
+                  progress: Progress | None = None) -> list[Path]:
+    """Write the subset a request names into out_dir and return the files written."""
+    progress = progress or (lambda percent, stage: None)
+    req = parse_request(request)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress(0.0, "reading")
+    ds = subset(cubes.open_cube(cube_path), req).load()
+    progress(50.0, "writing")
+    files = WRITERS[req.format](ds, out_dir)
+    progress(100.0, "done")
+    return files
+
+
+def write_zarr(ds: xr.Dataset, out_dir: Path) -> list[Path]:
+    """A zipped Zarr store (keys at the archive root, so zarr's ZipStore opens it)."""
+    store = out_dir / "subset.zarr"
+    _clean(ds).to_zarr(store, mode="w", zarr_format=3, consolidated=True)
+    archive = shutil.make_archive(str(store), "zip", root_dir=store)
+    shutil.rmtree(store)
+    return [Path(archive)]
+
+
+def write_netcdf(ds: xr.Dataset, out_dir: Path) -> list[Path]:
+    path = out_dir / "subset.nc"
+    ds = _clean(ds)
+    encoding = {p: {"zlib": True, "complevel": 4, "dtype": "float32"} for p in ds.data_vars}
+    ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    return [path]
+
+
+def write_csv(ds: xr.Dataset, out_dir: Path) -> list[Path]:
+    """One row per (cell or point, day): location columns, then one column per product."""
+    path = out_dir / "subset.csv"
+    table = to_table(ds)
+    table.to_csv(path, index=False, float_format="%.4f", date_format="%Y-%m-%d")
+    return [path]
+
+
+def to_table(ds: xr.Dataset) -> pd.DataFrame:
+    products = list(ds.data_vars)
+    if "point" in ds.dims:
+        frame = ds[products].to_dataframe().reset_index()
+        cols = ["time", "point", "request_lat", "request_lon", "row", "col", "lat", "lon"]
+    else:
+        iy, ix = np.nonzero(ds["mask"].values)
+        stacked = ds[products].isel(y=xr.DataArray(iy, dims="cell"), x=xr.DataArray(ix, dims="cell"))
+        frame = stacked.to_dataframe().reset_index()
+        frame["row"] = frame["cell"].map(dict(enumerate(iy + int(ds.attrs["row0"]))))
+        frame["col"] = frame["cell"].map(dict(enumerate(ix + int(ds.attrs["col0"]))))
+        cols = ["time", "row", "col", "lat", "lon"]
+    frame = frame.sort_values([c for c in ("point", "cell", "time") if c in frame]).reset_index(drop=True)
+    return frame[[c for c in cols if c in frame] + products]
+
+
+def write_geotiff(ds: xr.Dataset, out_dir: Path) -> list[Path]:
+    """One GeoTIFF per product, one band per day (band descriptions are the dates)."""
+    files = []
+    dates = [str(pd.Timestamp(t).date()) for t in ds.time.values]
+    for p in ds.data_vars:
+        path = out_dir / f"{p}.tif"
+        da = ds[p].drop_vars(["lat", "lon"], errors="ignore").rename(time="band")
+        da = da.assign_coords(band=np.arange(1, len(dates) + 1)).rio.write_nodata(np.nan)
+        da.attrs["long_name"] = dates
+        da.rio.to_raster(path, compress="deflate", dtype="float32")
+        files.append(path)
+    return files
+
+
+def _clean(ds: xr.Dataset) -> xr.Dataset:
+    """Encodings inherited from the int16 cube would re-quantize; subsets are plain float32."""
+    for v in ds.variables.values():
+        v.encoding = {}
+    return ds
+
+
+WRITERS = {"zarr": write_zarr, "netcdf": write_netcdf, "csv": write_csv, "geotiff": write_geotiff}
