@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+import zarr
 
 from model import grid
 from model.errors import InputError, OutOfRangeError
@@ -212,3 +213,54 @@ def time_index(cube: xr.Dataset, start, end) -> slice:
         raise OutOfRangeError(f"period {start.date()}..{end.date()} is outside the cube "
                               f"({times[0].date()}..{times[-1].date()})")
     return slice(int(times.searchsorted(start)), int(times.searchsorted(end, side="right")))
+
+
+class MemoryCube:
+    """A read-only copy of a cube's products held in memory as the stored int16, laid out
+    (y, x, time) so a point's whole series is one contiguous slice. The service answers series
+    and tiles from it without touching Zarr chunks; `decode` turns raw values into m3/m3."""
+
+    def __init__(self, store: str | Path, storage_options: dict | None = None):
+        self.dataset = open_cube(store, storage_options)
+        group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
+        self.raw = {p: np.ascontiguousarray(np.asarray(group[p][...], np.int16).transpose(1, 2, 0))
+                    for p in products(self.dataset)}
+        self.mask = self.dataset["mask"].values
+        self.times = pd.DatetimeIndex(self.dataset.time.values)
+        self.row0, self.col0 = int(self.dataset.attrs["row0"]), int(self.dataset.attrs["col0"])
+
+    def series(self, product: str, iy: int, ix: int, times: slice) -> np.ndarray:
+        """Raw int16 values of one cell over a slice of days (FILL where missing)."""
+        return self.raw[product][iy, ix, times]
+
+    def day(self, product: str, t: int) -> np.ndarray:
+        """Raw int16 (y, x) field of one day."""
+        return self.raw[product][:, :, t]
+
+
+def decode(raw: np.ndarray) -> np.ndarray:
+    """Stored int16 to float32 m3/m3, NaN where missing."""
+    values = raw.astype(np.float32) * np.float32(SCALE)
+    values[raw == FILL] = np.nan
+    return values
+
+
+def read_key(store: str | Path, key: str, storage_options: dict | None = None) -> bytes | None:
+    """The bytes of one key of the store (metadata or a chunk), None where absent; lets the
+    service expose the store read-only over HTTP without knowing its layout."""
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts) or parts[0] == MARKERS:
+        return None
+    fs = _fs(store, storage_options)
+    path = f"{str(store).rstrip('/')}/{key}"
+    try:
+        return fs.cat_file(path) if fs.isfile(path) else None
+    except FileNotFoundError:
+        return None
+
+
+def _zarr_store(store, storage_options=None):
+    if "://" in str(store):
+        return zarr.storage.FsspecStore.from_url(str(store), storage_options=storage_options,
+                                                 read_only=True)
+    return zarr.storage.LocalStore(str(store), read_only=True)
