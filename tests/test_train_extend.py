@@ -1,0 +1,147 @@
+"""Training, checkpoints and in-process extension on a small learnable dataset."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from model import checkpoint, cube, grid
+from model.dataset import make_input_dataset, open_input, write_input
+from model.errors import InputError, OutOfRangeError
+from model.extend import extend, plan, spinup_indices
+from model.normalize import Normalizer
+from model.train import TrainConfig, masked_mse, train
+
+SMAPX = [sys.executable, "-c", "from service.cli import main; main()"]
+
+
+def small_dataset(n_days=400, seed=0) -> xr.Dataset:
+    """Cells in two cube blocks whose 'SMAP' is a leaky bucket of the precipitation."""
+    rng = np.random.default_rng(seed)
+    rows = np.array([100, 101, 102, 110, 111, 140, 141])
+    cols = np.array([200, 201, 205, 210, 212, 250, 251])
+    time = pd.date_range("2015-01-01", periods=n_days)
+    precip = rng.gamma(0.4, 2.0, (n_days, len(rows))).astype(np.float32)
+    tair = (285 + 10 * np.sin(2 * np.pi * np.arange(n_days) / 365))[:, None].repeat(len(rows), 1)
+    sm = np.zeros((n_days, len(rows)), np.float32)
+    level = np.full(len(rows), 0.2)
+    for t in range(n_days):
+        level = 0.9 * level + 0.1 * (0.1 + 0.05 * np.log1p(precip[t]))
+        sm[t] = level
+    target = sm.copy()
+    target[rng.random(target.shape) < 0.5] = np.nan
+    sand = np.linspace(10, 80, len(rows))
+    return make_input_dataset(time, rows, cols, {"precip": precip, "tair": tair.astype(np.float32)},
+                              {"sand": sand}, target=target, lsm={"noah": sm + 0.02})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    ds = small_dataset()
+    config = TrainConfig(start="2015-01-01", end="2016-01-31", hidden=16, window=60, burn_in=10,
+                         batch_size=16, iterations_per_epoch=20, max_epochs=6, patience=6,
+                         validation_days=60, learning_rate=1e-2, ensemble=2, threads=1)
+    ckpt, log = train(ds, config, progress=False)
+    path = checkpoint.save(tmp_path_factory.mktemp("model") / "m", ckpt, log)
+    return ds, path, ckpt, log
+
+
+def test_masked_loss_ignores_missing_days():
+    import torch
+    pred = torch.tensor([[1.0, 2.0, 3.0]])
+    target = torch.tensor([[1.0, float("nan"), 5.0]])
+    assert masked_mse(pred, target).item() == pytest.approx(2.0)
+
+
+def test_normalisation_uses_the_training_period_and_transforms_precip():
+    ds = small_dataset()
+    norm = Normalizer.fit(ds.isel(time=slice(0, 100)))
+    precip = ds.forcing.sel(variable="precip").values[:100]
+    expected = np.log10(np.sqrt(precip) + 0.1)
+    assert norm.forcing_mean[0] == pytest.approx(expected.mean(), rel=1e-5)
+    x = norm.inputs(ds)
+    assert x.shape == (7, 400, 3) and np.isfinite(x).all()
+    assert abs(x[:, :100, 0].mean()) < 1e-5
+
+
+def test_training_learns_and_checkpoint_round_trips(trained):
+    ds, path, ckpt, log = trained
+    loaded = checkpoint.load(path)
+    assert len(loaded.state_dicts) == 2 and loaded.config["hidden"] == 16
+    for a, b in zip(loaded.state_dicts[0].values(), ckpt.state_dicts[0].values()):
+        assert bool((a == b).all())
+    losses = pd.read_csv(path / "training_log.csv")
+    first = losses[(losses.stage == "train") & (losses.member == 0)]
+    assert first.train_loss.iloc[-1] < first.train_loss.iloc[0]
+    assert loaded.validation["median_rmse"] < 0.02
+    assert loaded.validation["period"] == "2015-12-03..2016-01-31"
+
+
+def test_training_is_deterministic_for_a_seed():
+    ds = small_dataset()
+    config = TrainConfig(start="2015-01-01", end="2015-12-31", hidden=8, window=60, burn_in=10,
+                         batch_size=8, iterations_per_epoch=5, max_epochs=2, validation_days=60,
+                         refit=False, threads=1)
+    a, _ = train(ds, config, progress=False)
+    b, _ = train(ds, config, progress=False)
+    for x, y in zip(a.state_dicts[0].values(), b.state_dicts[0].values()):
+        assert bool((x == y).all())
+
+
+def test_spinup_indices():
+    np.testing.assert_array_equal(spinup_indices(10, 15, 5), np.arange(5, 15))
+    np.testing.assert_array_equal(spinup_indices(2, 4, 5), np.r_[0, 1, 2, 0, 1, 2, 3])
+
+
+def test_extension_writes_a_cube_on_the_grid(trained, tmp_path):
+    ds, path, ckpt, _ = trained
+    out = extend(checkpoint.load(path), ds, "2015-03-01", "2016-02-04", tmp_path / "cube.zarr", progress=False)
+    assert out.sizes["time"] == 341 and set(cube.products(out)) == {"lstm", "smap", "noah"}
+    assert out.rio.crs.to_epsg() == grid.EPSG
+    mask = out["mask"].values
+    assert mask.sum() == 7
+    lstm = out["lstm"].values
+    assert np.isnan(lstm[:, ~mask]).all() and np.isfinite(lstm[:, mask]).all()
+    iy, ix = ds.row.values - out.attrs["row0"], ds.col.values - out.attrs["col0"]
+    np.testing.assert_allclose(out["smap"].values[:, iy, ix], ds.target.sel(time=out.time).values, atol=6e-5)
+    np.testing.assert_allclose(out["noah"].values[:, iy, ix], ds.noah.sel(time=out.time).values, atol=6e-5)
+    truth = ds.noah.sel(time=out.time).values - 0.02
+    assert np.sqrt(np.nanmean((lstm[:, iy, ix] - truth) ** 2)) < 0.02
+    np.testing.assert_allclose(out.x.values[ix], grid.col_to_x(ds.col.values))
+    np.testing.assert_allclose(out.lat.values[iy, ix], ds.lat.values, atol=1e-4)
+    again = extend(checkpoint.load(path), ds, "2015-03-01", "2016-02-04", tmp_path / "again.zarr", progress=False)
+    np.testing.assert_array_equal(again["lstm"].values, lstm)
+
+
+def test_plan_rejects_bad_requests(trained):
+    ds, path, ckpt, _ = trained
+    with pytest.raises(OutOfRangeError, match="outside the data"):
+        plan(ckpt, ds, "2014-01-01", "2015-06-01")
+    with pytest.raises(InputError, match="before start"):
+        plan(ckpt, ds, "2015-06-01", "2015-05-01")
+    with pytest.raises(InputError, match="lacks variable"):
+        plan(ckpt, ds.sel(variable=["precip"]), "2015-02-01", "2015-06-01")
+
+
+def test_cli_train_and_extend_errors_are_one_line(trained, tmp_path):
+    ds, path, _, _ = trained
+    write_input(ds, tmp_path / "input.zarr")
+    runs = [
+        ["extend", "--model", str(path), "--input", str(tmp_path / "input.zarr"), "--start", "2010-01-01",
+         "--end", "2015-02-01", "--out", str(tmp_path / "c.zarr")],
+        ["extend", "--model", str(tmp_path), "--input", str(tmp_path / "input.zarr"), "--start", "2015-01-01",
+         "--end", "2015-02-01", "--out", str(tmp_path / "c.zarr")],
+        ["train", "--input", str(tmp_path / "input.zarr"), "--start", "2015-01-01", "--end", "2015-02-01",
+         "--out", str(tmp_path / "m")],
+        ["train", "--input", str(tmp_path / "missing.zarr"), "--start", "2015-01-01", "--end", "2015-12-01",
+         "--out", str(tmp_path / "m")],
+    ]
+    messages = ["outside the data", "not a model checkpoint", "shorter than a window", "not found"]
+    for args, message in zip(runs, messages):
+        run = subprocess.run([*SMAPX, *args], capture_output=True, text=True)
+        assert run.returncode == 1, run.stderr
+        assert message in run.stderr and "Traceback" not in run.stderr
+    assert open_input(tmp_path / "input.zarr").sizes["cell"] == 7
