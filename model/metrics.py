@@ -4,10 +4,23 @@ Arrays are (time, cell); a pair counts only where both are finite. Anomalies are
 day-of-year climatology of each series over the same days (a 31-day moving window).
 """
 
+import functools
+import warnings
+
 import numpy as np
 import pandas as pd
 
 METRICS = ("bias", "rmse", "ubrmse", "r", "anomaly_r", "nse", "n")
+
+
+def _quiet(func):
+    """Cells with no valid pair give NaN metrics, not 'mean of empty slice' warnings."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return func(*args, **kwargs)
+    return wrapper
 
 
 def _pairs(pred, obs):
@@ -18,16 +31,19 @@ def _pairs(pred, obs):
     return np.where(valid, pred, np.nan), np.where(valid, obs, np.nan), valid.sum(0)
 
 
+@_quiet
 def bias(pred, obs):
     p, o, _ = _pairs(pred, obs)
     return np.nanmean(p - o, axis=0)
 
 
+@_quiet
 def rmse(pred, obs):
     p, o, _ = _pairs(pred, obs)
     return np.sqrt(np.nanmean((p - o) ** 2, axis=0))
 
 
+@_quiet
 def ubrmse(pred, obs):
     """RMSE after removing each series' mean over the matched pairs."""
     p, o, _ = _pairs(pred, obs)
@@ -35,6 +51,7 @@ def ubrmse(pred, obs):
     return np.sqrt(np.nanmean(d ** 2, axis=0))
 
 
+@_quiet
 def pearson_r(pred, obs):
     p, o, n = _pairs(pred, obs)
     pa, oa = p - np.nanmean(p, 0), o - np.nanmean(o, 0)
@@ -43,6 +60,7 @@ def pearson_r(pred, obs):
         return np.where((n > 2) & (den > 0), np.nansum(pa * oa, 0) / den, np.nan)
 
 
+@_quiet
 def nse(pred, obs):
     p, o, _ = _pairs(pred, obs)
     den = np.nansum((o - np.nanmean(o, 0)) ** 2, 0)
@@ -50,6 +68,7 @@ def nse(pred, obs):
         return np.where(den > 0, 1 - np.nansum((p - o) ** 2, 0) / den, np.nan)
 
 
+@_quiet
 def climatology_anomaly(values, time, window: int = 31):
     """Departure of (time, cell) values from their smoothed day-of-year mean."""
     values = np.asarray(values, np.float64)
@@ -69,6 +88,7 @@ def climatology_anomaly(values, time, window: int = 31):
     return values - clim[doy]
 
 
+@_quiet
 def anomaly_r(pred, obs, time):
     p, o, _ = _pairs(pred, obs)
     return pearson_r(climatology_anomaly(p, time), climatology_anomaly(o, time))
@@ -84,6 +104,7 @@ def all_metrics(pred, obs, time=None) -> dict[str, np.ndarray]:
     return out
 
 
+@_quiet
 def summarize(per_cell: dict[str, np.ndarray], min_pairs: int = 10) -> dict[str, float]:
     """Medians over cells with at least `min_pairs` pairs, and how many cells that is."""
     keep = np.asarray(per_cell["n"]) >= min_pairs
