@@ -1,0 +1,48 @@
+"""The FastAPI application: catalogue, series, tiles, jobs, Zarr access and the web map.
+
+Every cube is loaded into memory once at start (service.catalog); request handlers only index it.
+"""
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from model.settings import get_settings
+from service import jobs, problems, series, tiles, zarr_access
+from service.catalog import Catalog
+
+STATIC = Path(__file__).parent / "static"
+DESCRIPTION = """Extended SMAP soil moisture: point series, map tiles, LSTM-Noah fusion on request,
+bulk jobs and Zarr access. Values are volumetric soil moisture (m3/m3) on the EASE-Grid 2.0 36 km
+grid; `fused` = w * lstm + (1 - w) * noah (w = 0.5, the per-cell estimate, or `weight`)."""
+
+
+def create_app(cubes: list[Path] | None = None) -> FastAPI:
+    """The app serving the given cubes (default: the settings' SMAPX_CUBES)."""
+    catalog = Catalog([Path(p) for p in (cubes if cubes is not None else get_settings().cubes)])
+    app = FastAPI(title="smapx", version="0.1.0", description=DESCRIPTION)
+    app.state.catalog = catalog
+    problems.install(app)
+    for module in (series, tiles, jobs, zarr_access):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["catalogue"], summary="Liveness and the cubes served")
+    def healthz():
+        return {"status": "ok", "cubes": list(catalog.cubes)}
+
+    @app.get("/v1/products", tags=["catalogue"], summary="Cubes, products, extent, period, grid")
+    def products(request: Request):
+        """The default cube's products with units, and every served cube's extent and grid."""
+        default = catalog.get(None).describe()
+        return {"default": catalog.default, "products": default["products"],
+                "extent": default["extent"], "grid": default["grid"],
+                "cubes": {name: c.describe() for name, c in catalog.cubes.items()}}
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,132 @@
+"""The cubes a server serves, each loaded once into memory with what every request reuses."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from model import cube as cubes
+from model import export, grid
+from model.errors import InputError, OutOfRangeError
+
+
+@dataclass(eq=False)
+class ServedCube:
+    """One product cube, decoded-on-demand from memory, plus its per-cell fusion weights."""
+
+    name: str
+    path: Path
+    memory: cubes.MemoryCube
+    weights: np.ndarray
+    dates_json: str = field(init=False)
+    dates: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.dates = [str(d.date()) for d in self.memory.times]
+        self.dates_json = ",".join(f'"{d}"' for d in self.dates)
+
+    @property
+    def dataset(self) -> xr.Dataset:
+        return self.memory.dataset
+
+    @property
+    def products(self) -> list[str]:
+        return export.available_products(self.dataset)
+
+    def check_products(self, names: list[str]) -> list[str]:
+        if not names:
+            raise InputError("products: give at least one product")
+        unknown = [p for p in names if p not in self.products]
+        if unknown:
+            raise InputError(f"products: {unknown} not available in cube {self.name!r}; "
+                             f"available: {', '.join(self.products)}")
+        return names
+
+    def locate(self, lat: float, lon: float) -> tuple[int, int]:
+        return cubes.locate(self.dataset, lat, lon)
+
+    def period(self, start, end) -> slice:
+        """Index slice of the days start..end (InputError if inverted, 404 if outside)."""
+        if start is not None and end is not None and pd.Timestamp(end) < pd.Timestamp(start):
+            raise InputError(f"end: {end} is before start {start}")
+        start = self.memory.times[0] if start is None else start
+        end = self.memory.times[-1] if end is None else end
+        return cubes.time_index(self.dataset, start, end)
+
+    def day_index(self, day) -> int:
+        if day is None:
+            return len(self.memory.times) - 1
+        t = self.memory.times.get_indexer([pd.Timestamp(day)])[0]
+        if t < 0:
+            raise OutOfRangeError(f"date {day} is outside the cube ({self.dates[0]}..{self.dates[-1]})")
+        return int(t)
+
+    def cell(self, iy: int, ix: int) -> dict:
+        row, col = iy + self.memory.row0, ix + self.memory.col0
+        lat, lon = grid.rowcol_to_latlon(row, col)
+        return {"row": row, "col": col, "lat": round(float(lat), 5), "lon": round(float(lon), 5),
+                "iy": iy, "ix": ix, "weight": round(float(self.weights[iy, ix]), 4)}
+
+    def describe(self) -> dict:
+        ds = self.dataset
+        return {
+            "name": self.name,
+            "extent": cubes.extent(ds),
+            "grid": {"name": "EASE-Grid 2.0 global 36 km", "epsg": grid.EPSG,
+                     "cell_size_m": grid.CELL_SIZE, "row0": self.memory.row0,
+                     "col0": self.memory.col0, "rows": ds.sizes["y"], "cols": ds.sizes["x"],
+                     "cells": int(self.memory.mask.sum())},
+            "days": ds.sizes["time"],
+            "products": {p: {"units": cubes.UNITS, "description": describe_product(p)}
+                         for p in self.products},
+            "smap_period": smap_period(self.memory),
+        }
+
+
+def describe_product(name: str) -> str:
+    if name == export.FUSED:
+        return "w * lstm + (1 - w) * noah, w = 0.5 or the per-cell estimate; `weight` overrides"
+    return cubes.DESCRIPTIONS[name]
+
+
+def smap_period(memory: cubes.MemoryCube) -> dict | None:
+    """First and last day with any SMAP observation (the web map shades it)."""
+    if "smap" not in memory.raw:
+        return None
+    any_obs = (memory.raw["smap"] != cubes.FILL).any(axis=(0, 1))
+    days = np.nonzero(any_obs)[0]
+    if days.size == 0:
+        return None
+    return {"start": str(memory.times[days[0]].date()), "end": str(memory.times[days[-1]].date())}
+
+
+def cube_name(path: Path) -> str:
+    return Path(path).name.removesuffix(".zarr")
+
+
+class Catalog:
+    """Served cubes by name; the first is the default."""
+
+    def __init__(self, paths: list[Path]):
+        if not paths:
+            raise InputError("no cube to serve: give --cube PATH (or set SMAPX_CUBES)")
+        self.cubes: dict[str, ServedCube] = {}
+        for path in paths:
+            memory = cubes.MemoryCube(path)
+            name = cube_name(path)
+            if name in self.cubes:
+                raise InputError(f"two cubes are named {name!r}; rename one of {paths}")
+            self.cubes[name] = ServedCube(name, Path(path), memory,
+                                          export.weight_map(memory.dataset, None))
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.cubes))
+
+    def get(self, name: str | None) -> ServedCube:
+        name = name or self.default
+        if name not in self.cubes:
+            raise OutOfRangeError(f"cube {name!r} is not served; served: {', '.join(self.cubes)}")
+        return self.cubes[name]

@@ -1,0 +1,235 @@
+"""Map tiles of any product and day: XYZ Web Mercator and any OGC TileMatrixSet (morecantile),
+PNG through a rio-tiler colormap, a TileJSON document and a legend.
+
+A tile is a gather: each pixel's centre is projected once to the EASE2 grid (pyproj) and the
+resulting cube cell index is cached per (cube, tile), so serving a tile is a lookup into the
+in-memory day field, a colormap table lookup and a PNG encode. Cells outside the region, and
+missing values, are transparent.
+"""
+
+import datetime
+import io
+from functools import lru_cache
+from typing import Annotated
+
+import morecantile
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from morecantile.errors import InvalidIdentifier
+from PIL import Image
+from pyproj import Transformer
+from rio_tiler.colormap import cmap as colormaps
+from rio_tiler.errors import InvalidColorMapName
+
+from model import cube as cubes
+from model import export, grid
+from model.errors import InputError, OutOfRangeError
+from service.catalog import ServedCube
+from service.series import CubeName, Weight
+
+router = APIRouter(prefix="/v1", tags=["tiles"])
+DEFAULT_COLORMAP = "ylgnbu"
+DEFAULT_RESCALE = "0,0.5"
+DEFAULT_TMS = "WebMercatorQuad"
+PNG = "image/png"
+CACHE = "public, max-age=3600"
+
+Day = Annotated[str | None, Query(description="Day, YYYY-MM-DD (default: the cube's last)",
+                                  examples=["2016-07-01"])]
+Colormap = Annotated[str, Query(description="A rio-tiler colormap name", examples=["viridis"])]
+Rescale = Annotated[str, Query(description="min,max in m3/m3 mapped to the colormap's ends",
+                               examples=["0,0.5"])]
+
+
+def colormap_table(name: str) -> np.ndarray:
+    """(256, 4) uint8 RGBA of a rio-tiler colormap."""
+    try:
+        table = colormaps.get(name.lower())
+    except InvalidColorMapName:
+        raise InputError(f"colormap: unknown {name!r}; e.g. viridis, ylgnbu, rdylbu, "
+                         f"browse /v1/colormaps") from None
+    return np.array([table[i] for i in range(256)], np.uint8)
+
+
+def parse_rescale(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"rescale: expected min,max, got {text!r}") from None
+    if not high > low:
+        raise InputError(f"rescale: max must exceed min, got {text!r}")
+    return low, high
+
+
+def parse_day(text: str | None):
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"date: {text!r} is not a YYYY-MM-DD day") from None
+
+
+def matrix_set(tms_id: str) -> morecantile.TileMatrixSet:
+    try:
+        return morecantile.tms.get(tms_id)
+    except InvalidIdentifier:
+        raise OutOfRangeError(f"tileMatrixSetId: unknown {tms_id!r}; known: "
+                              f"{', '.join(morecantile.tms.list())}") from None
+
+
+@lru_cache(maxsize=32)
+def _to_ease(tms_id: str) -> Transformer:
+    return Transformer.from_crs(matrix_set(tms_id).crs._pyproj_crs, grid.CRS_EASE2, always_xy=True)
+
+
+@lru_cache(maxsize=1024)
+def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
+    """(flat cube indices of the covered pixels, their positions in the tile) or None if the
+    tile misses the region."""
+    tms = matrix_set(tms_id)
+    matrix = tms.matrix(z)
+    width, height = matrix.tileWidth, matrix.tileHeight
+    bounds = tms.xy_bounds(x, y, z)
+    px = bounds.left + (np.arange(width) + 0.5) * (bounds.right - bounds.left) / width
+    py = bounds.top - (np.arange(height) + 0.5) * (bounds.top - bounds.bottom) / height
+    gx, gy = np.meshgrid(px, py)
+    ex, ey = _to_ease(tms_id).transform(gx.ravel(), gy.ravel())
+    rows, cols = grid.xy_to_rowcol(ex, ey)
+    mask = cube.memory.mask
+    iy, ix = rows - cube.memory.row0, cols - cube.memory.col0
+    inside = (rows >= 0) & (iy >= 0) & (iy < mask.shape[0]) & (ix >= 0) & (ix < mask.shape[1])
+    pixels = np.nonzero(inside)[0]
+    pixels = pixels[mask[iy[pixels], ix[pixels]]]
+    if pixels.size == 0:
+        return None
+    return (iy[pixels] * mask.shape[1] + ix[pixels]).astype(np.int32), pixels.astype(np.int32), (height, width)
+
+
+def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
+    """Float32 m3/m3 at the given flat cell indices on day t (NaN where missing)."""
+    if product != export.FUSED:
+        return cubes.decode(cube.memory.day(product, t).ravel()[flat])
+    lstm = cubes.decode(cube.memory.day("lstm", t).ravel()[flat])
+    noah = cubes.decode(cube.memory.day("noah", t).ravel()[flat])
+    w = cube.weights.ravel()[flat] if weight is None else np.float32(weight)
+    return export.fusion.fuse(lstm, noah, w)
+
+
+def to_byte(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Rescale m3/m3 to colormap indices 0..255 (rounded, clipped)."""
+    scaled = np.rint((values - low) * (255.0 / (high - low)))
+    return np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8)
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+@lru_cache(maxsize=8)
+def empty_tile(height: int, width: int) -> bytes:
+    return encode_png(np.zeros((height, width, 4), np.uint8))
+
+
+def render_tile(cube: ServedCube, product: str, tms_id: str, z: int, x: int, y: int, day,
+                colormap: str, rescale: str, weight) -> bytes:
+    cube.check_products([product])
+    tms = matrix_set(tms_id)
+    if not tms.minzoom <= z <= tms.maxzoom:
+        raise OutOfRangeError(f"z: {z} outside {tms.minzoom}..{tms.maxzoom} of {tms_id}")
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        raise OutOfRangeError(f"tile {z}/{x}/{y} is outside the {tms_id} matrix")
+    table, (low, high) = colormap_table(colormap), parse_rescale(rescale)
+    t = cube.day_index(parse_day(day))
+    index = pixel_index(cube, tms_id, z, x, y)
+    if index is None:
+        return empty_tile(matrix.tileHeight, matrix.tileWidth)
+    flat, pixels, shape = index
+    values = day_values(cube, product, t, flat, weight)
+    colors = table[to_byte(values, low, high)]
+    colors[np.isnan(values), 3] = 0
+    rgba = np.zeros((shape[0] * shape[1], 4), np.uint8)
+    rgba[pixels] = colors
+    return encode_png(rgba.reshape(*shape, 4))
+
+
+@router.get("/tiles/{product}/{z}/{x}/{y}.png", summary="XYZ Web Mercator tile",
+            response_class=Response, responses={200: {"content": {PNG: {}}}})
+def xyz_tile(request: Request, product: str, z: int, x: int, y: int, date: Day = None,
+             colormap: Colormap = DEFAULT_COLORMAP, rescale: Rescale = DEFAULT_RESCALE,
+             weight: Weight = None, cube: CubeName = None):
+    """A 256 px PNG of one product on one day; region cells coloured, the rest transparent."""
+    served = request.app.state.catalog.get(cube)
+    png = render_tile(served, product, DEFAULT_TMS, z, x, y, date, colormap, rescale, weight)
+    return Response(png, media_type=PNG, headers={"Cache-Control": CACHE})
+
+
+@router.get("/tiles/{product}/{tileMatrixSetId}/{z}/{x}/{y}.png", summary="OGC TileMatrixSet tile",
+            response_class=Response, responses={200: {"content": {PNG: {}}}})
+def tms_tile(request: Request, product: str, tileMatrixSetId: str, z: int, x: int, y: int,
+             date: Day = None, colormap: Colormap = DEFAULT_COLORMAP,
+             rescale: Rescale = DEFAULT_RESCALE, weight: Weight = None, cube: CubeName = None):
+    """The same tile in any TileMatrixSet morecantile knows (see /v1/tileMatrixSets)."""
+    served = request.app.state.catalog.get(cube)
+    png = render_tile(served, product, tileMatrixSetId, z, x, y, date, colormap, rescale, weight)
+    return Response(png, media_type=PNG, headers={"Cache-Control": CACHE})
+
+
+@router.get("/tileMatrixSets", summary="TileMatrixSets available")
+def tile_matrix_sets(request: Request):
+    base = str(request.base_url).rstrip("/")
+    return {"tileMatrixSets": [{"id": t, "links": [{"rel": "self", "type": "application/json",
+                                                    "href": f"{base}/v1/tileMatrixSets/{t}"}]}
+                               for t in morecantile.tms.list()]}
+
+
+@router.get("/tileMatrixSets/{tileMatrixSetId}", summary="One TileMatrixSet definition")
+def tile_matrix_set(tileMatrixSetId: str):
+    return JSONResponse(matrix_set(tileMatrixSetId).model_dump(mode="json", exclude_none=True))
+
+
+@router.get("/tilejson/{product}.json", summary="TileJSON 3.0 for a product and day")
+def tilejson(request: Request, product: str, date: Day = None,
+             colormap: Colormap = DEFAULT_COLORMAP, rescale: Rescale = DEFAULT_RESCALE,
+             weight: Weight = None, cube: CubeName = None):
+    served = request.app.state.catalog.get(cube)
+    served.check_products([product])
+    colormap_table(colormap)
+    parse_rescale(rescale)
+    day = served.dates[served.day_index(parse_day(date))]
+    query = f"date={day}&colormap={colormap}&rescale={rescale}&cube={served.name}"
+    if weight is not None:
+        query += f"&weight={weight}"
+    base = str(request.base_url).rstrip("/")
+    ext = cubes.extent(served.dataset)
+    half = 0.25
+    bounds = [ext["west"] - half, ext["south"] - half, ext["east"] + half, ext["north"] + half]
+    return {"tilejson": "3.0.0", "name": f"{served.name} {product} {day}",
+            "description": served.describe()["products"][product]["description"],
+            "tiles": [f"{base}/v1/tiles/{product}/{{z}}/{{x}}/{{y}}.png?{query}"],
+            "minzoom": 0, "maxzoom": 12, "bounds": bounds,
+            "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 4],
+            "attribution": "smapx extended SMAP"}
+
+
+@router.get("/colormaps", summary="Colormap names")
+def colormap_names():
+    return {"colormaps": sorted(colormaps.list())}
+
+
+@router.get("/legend", summary="Legend of a colormap and rescale", response_class=Response,
+            responses={200: {"content": {PNG: {}, "application/json": {}}}})
+def legend(colormap: Colormap = DEFAULT_COLORMAP, rescale: Rescale = DEFAULT_RESCALE,
+           f: Annotated[str, Query(pattern="^(png|json)$")] = "png"):
+    """A 256 x 16 colour bar (PNG) or its stops with values (JSON)."""
+    table, (low, high) = colormap_table(colormap), parse_rescale(rescale)
+    if f == "json":
+        stops = [[round(low + (high - low) * i / 255, 5), "#" + bytes(table[i, :3]).hex()]
+                 for i in range(0, 256, 51)]
+        return JSONResponse({"colormap": colormap, "rescale": [low, high], "units": cubes.UNITS,
+                             "stops": stops})
+    return Response(encode_png(np.repeat(table[None], 16, axis=0)), media_type=PNG)

@@ -1,0 +1,73 @@
+"""Zarr access: the cubes read-only over HTTP (so `xarray.open_zarr(".../v1/zarr/<cube>")`
+works) and subsets downloaded at once as a zipped Zarr store, NetCDF or CSV."""
+
+import shutil
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
+
+from model import cube as cubes
+from model import export
+from model.errors import InputError, OutOfRangeError
+from service.problems import too_large
+from service.series import CubeName, Products, Weight, split_products
+
+router = APIRouter(prefix="/v1", tags=["zarr"])
+MAX_DIRECT_VALUES = 20_000_000
+MEDIA = {"zarr": "application/zip", "netcdf": "application/x-netcdf", "csv": "text/csv"}
+
+
+@router.api_route("/zarr/{cube}/{key:path}", methods=["GET", "HEAD"], summary="Zarr store, read-only",
+                  response_class=Response)
+def zarr_key(request: Request, cube: str, key: str):
+    """One key of a served cube's Zarr store (metadata or chunk); 404 where absent."""
+    served = request.app.state.catalog.get(cube)
+    data = cubes.read_key(served.path, key)
+    if data is None:
+        raise OutOfRangeError(f"no key {key!r} in cube {cube!r}")
+    media = "application/json" if key.endswith(".json") else "application/octet-stream"
+    return Response(data, media_type=media)
+
+
+def parse_bbox(text: str) -> list[float]:
+    try:
+        bbox = [float(v) for v in text.split(",")]
+    except ValueError:
+        bbox = []
+    if len(bbox) != 4:
+        raise InputError(f"bbox: expected west,south,east,north, got {text!r}")
+    return bbox
+
+
+@router.get("/subset", summary="Download a subset now", response_class=FileResponse,
+            responses={200: {"content": {m: {} for m in MEDIA.values()}},
+                       413: {"description": "too large: use a bulk job"}})
+def subset(request: Request,
+           bbox: Annotated[str, Query(description="west,south,east,north", examples=["-104,28,-102,30"])],
+           start: Annotated[date, Query(examples=["2016-01-01"])],
+           end: Annotated[date, Query(examples=["2016-01-31"])],
+           products: Products = "lstm", format: Literal["zarr", "netcdf", "csv"] = "zarr",
+           weight: Weight = None, cube: CubeName = None):
+    """A bbox, period and products of a cube as a zipped Zarr store, NetCDF or CSV, written
+    by the same code as bulk jobs; requests over 20 million values belong in a bulk job."""
+    served = request.app.state.catalog.get(cube)
+    req = export.parse_request({"products": split_products(products), "start": start, "end": end,
+                                "bbox": parse_bbox(bbox), "format": format, "weight": weight})
+    size = export.estimate(served.dataset, req)
+    if size["values"] > MAX_DIRECT_VALUES:
+        return too_large(f"{size['values']} values; at most {MAX_DIRECT_VALUES} here, "
+                         "submit a bulk job (POST /v1/jobs) for more", MAX_DIRECT_VALUES)
+    folder = Path(tempfile.mkdtemp(prefix="smapx-subset-"))
+    try:
+        path = export.export_subset(str(served.path), req.model_dump(mode="json"), folder)[0]
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    name = f"{served.name}_{start}_{end}{''.join(path.suffixes)}"
+    return FileResponse(path, media_type=MEDIA[format], filename=name,
+                        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
