@@ -43,6 +43,99 @@ def ingest_hydrodl(
                f"{n_obs} SMAP observations")
 
 
+RegionBox = Annotated[Optional[str], typer.Option(
+    help="W,S,E,N in degrees: the cells of a new dataset (an existing one keeps its cells)")]
+RegionName = Annotated[Optional[str], typer.Option(help="A named region instead of --bbox: conus")]
+FirstDay = Annotated[Optional[str], typer.Option(help="Read only files from this day, YYYY-MM-DD")]
+LastDay = Annotated[Optional[str], typer.Option(help="Read only files up to this day, YYYY-MM-DD")]
+MinHours = Annotated[int, typer.Option(help="Fewest readable hours for a day to be written")]
+
+
+def _print_report(report) -> None:
+    typer.echo("\n".join(report.lines()))
+
+
+@ingest_app.command("smap")
+def ingest_smap(
+    folder: Annotated[Path, typer.Argument(help="Folder of SMAP_L3_SM_P_YYYYMMDD_R*_*.h5 granules")],
+    out: Annotated[Path, typer.Option(help="Input dataset to create or add to (Zarr)")],
+    bbox: RegionBox = None,
+    region: RegionName = None,
+    overpass: Annotated[str, typer.Option(help="am (6 am descending), pm, or both (mean)")] = "am",
+    quality: Annotated[str, typer.Option(
+        help="recommended (retrieval_qual_flag 0), relaxed (0 or 8), any (valid range only)")
+    ] = "recommended",
+    start: FirstDay = None,
+    end: LastDay = None,
+):
+    """SMAP L3 daily granules -> the SMAP target; creates the dataset with the cells of a region."""
+    from model.ingest import ingest_smap as run, parse_region
+    from model.sources.smap import Overpass, Quality
+
+    _print_report(run(folder, out, parse_region(bbox, region), _choice(Overpass, overpass),
+                      _choice(Quality, quality), start, end))
+
+
+def _choice(enum, value: str):
+    try:
+        return enum(value.lower())
+    except ValueError:
+        raise SmapxError(f"{value!r} is not one of {', '.join(e.value for e in enum)}") from None
+
+
+def _ingest_nldas(kind: str, folder: Path, out: Path, bbox, region, start, end, min_hours) -> None:
+    from model.ingest import ingest_nldas, parse_region
+
+    _print_report(ingest_nldas(folder, out, kind, parse_region(bbox, region), start, end, min_hours))
+
+
+@ingest_app.command("nldas")
+def ingest_forcing(
+    folder: Annotated[Path, typer.Argument(help="Folder of NLDAS_FORA0125_H.*.nc4 hourly files")],
+    out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
+    bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
+    end: LastDay = None, min_hours: MinHours = 18,
+):
+    """NLDAS-2 hourly forcing -> daily means (precipitation as mean rate) on the cells."""
+    _ingest_nldas("forcing", folder, out, bbox, region, start, end, min_hours)
+
+
+@ingest_app.command("noah")
+def ingest_noah(
+    folder: Annotated[Path, typer.Argument(help="Folder of NLDAS_NOAH0125_H.*.nc4 hourly files")],
+    out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
+    bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
+    end: LastDay = None, min_hours: MinHours = 18,
+):
+    """NLDAS-2 Noah soil moisture -> daily m3/m3 as `noah` (0-10 cm) and deeper layers."""
+    _ingest_nldas("noah", folder, out, bbox, region, start, end, min_hours)
+
+
+@ingest_app.command("lsm2")
+def ingest_lsm2(
+    folder: Annotated[Path, typer.Argument(help="Folder of NLDAS Mosaic/VIC/Noah hourly files")],
+    out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
+    bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
+    end: LastDay = None, min_hours: MinHours = 18,
+):
+    """A second land-surface model (same layout as Noah) -> daily m3/m3 as `lsm2`."""
+    _ingest_nldas("lsm2", folder, out, bbox, region, start, end, min_hours)
+
+
+@ingest_app.command("static")
+def ingest_static(
+    raster: Annotated[Path, typer.Argument(help="Single-band GeoTIFF in any CRS")],
+    name: Annotated[str, typer.Option(help="Attribute name, e.g. sand, clay, ndvi, landcover")],
+    out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
+    categorical: Annotated[bool, typer.Option(
+        "--categorical", help="Classes (land cover): the most common class, not the mean")] = False,
+):
+    """A static attribute from a GeoTIFF, averaged (or its mode taken) over each cell."""
+    from model.ingest import ingest_static as run
+
+    _print_report(run(raster, name, out, categorical))
+
+
 @app.command()
 def train(
     input: Annotated[Path, typer.Option(help="Input dataset (Zarr)")],
@@ -81,16 +174,82 @@ def extend(
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD")],
     out: Annotated[str, typer.Option(help="Product cube to write: a path or an fsspec URL")],
     threads: Annotated[int, typer.Option(help="Torch threads; 0 = settings/all cores")] = 0,
+    workers: Annotated[int, typer.Option(
+        help="Run on N local worker processes (with a private Redis if none is configured); "
+             "0 = in this process")] = 0,
+    queue: Annotated[bool, typer.Option(
+        "--queue", help="Submit to the running worker pool (SMAPX_REDIS_URL) and follow it")] = False,
 ):
     """Run the trained network over every cell and day of a period and write the product cube."""
     from model import checkpoint
+    from model.cube import open_cube
     from model.dataset import open_input
     from model.extend import extend as run_extension
 
-    _configure_threads(threads)
-    cube = run_extension(checkpoint.load(model), open_input(input), start, end, out)
+    if workers or queue:
+        from worker.extension import store_options
+        from worker.submit import run_extend
+
+        request = {"model": model, "input": input, "start": start, "end": end, "out": out}
+        job = run_extend(request, workers=workers, threads=threads)
+        cube = open_cube(job["request"]["out"], store_options(job["request"]["out"]))
+    else:
+        _configure_threads(threads)
+        cube = run_extension(checkpoint.load(model), open_input(input), start, end, out)
     typer.echo(f"wrote {out}: {', '.join(v for v in cube.data_vars if v != 'mask')} over "
                f"{cube.sizes['time']} days x {int(cube['mask'].sum())} cells")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Tasks run at once (processes)")] = 1,
+    threads: Annotated[int, typer.Option(help="Torch threads per task; 0 = cores / concurrency")] = 0,
+    loglevel: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    hostname: Annotated[Optional[str], typer.Option(help="Worker name, e.g. w1@%h")] = None,
+):
+    """Start a worker of the pool: it takes blocks, exports and training jobs from Redis
+    (SMAPX_REDIS_URL) until stopped."""
+    from worker.pool import run_worker
+
+    run_worker(concurrency, threads, loglevel, hostname)
+
+
+@app.command()
+def jobs(
+    limit: Annotated[int, typer.Option(help="Most recent jobs to list")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON")] = False,
+):
+    """List recent jobs with their state and progress."""
+    from worker.report import list_jobs_text
+
+    typer.echo(list_jobs_text(limit, as_json))
+
+
+@app.command()
+def job(
+    job_id: Annotated[str, typer.Argument(help="Job id (from smapx jobs)")],
+    cancel: Annotated[bool, typer.Option("--cancel", help="Cancel the job")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Run the blocks a stopped extension job left unwritten")] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="Show progress until it ends")] = False,
+):
+    """Show one job's record (JSON); cancel, resume or follow it."""
+    from worker.report import job_text
+
+    typer.echo(job_text(job_id, cancel=cancel, resume=resume, follow_it=follow))
+
+
+@app.command()
+def serve(
+    cube: Annotated[list[Path], typer.Option(help="Product cube to serve (repeatable; first = default)")],
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+):
+    """Serve the cubes over HTTP: the API under /v1 (docs at /docs) and the web map at /."""
+    from service.serve import serve as run_server
+
+    run_server(cube, host, port, access_log)
 
 
 def main() -> None:
