@@ -49,3 +49,33 @@ def weight_grid(table: pd.DataFrame, row0: int, col0: int, shape, default: float
     inside = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < shape[1])
     grid[iy[inside], ix[inside]] = table["weight"].to_numpy()[inside]
     return grid
+
+
+def optimal_weight(error_var_lstm, error_var_noah, error_cov=0.0):
+    """The LSTM weight that minimises the fused error variance, clipped to [0, 1]: with errors of
+    variance a, b and covariance c, w = (b - c) / (a + b - 2c). NaN where it is undefined."""
+    a, b, c = (np.asarray(v, np.float64) for v in (error_var_lstm, error_var_noah, error_cov))
+    den = a + b - 2 * c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(np.isfinite(den) & (den > 0), (b - c) / den, np.nan)
+    return np.clip(weight, 0.0, 1.0)
+
+
+def triple_collocation(x, y, z, min_pairs: int = 30):
+    """Error variances of three collocated (time, cell) products with independent errors, each
+    rescaled to y's units (covariance notation, McColl et al. 2014), so x's and y's are comparable.
+    NaN where fewer than `min_pairs` days have all three."""
+    x, y, z = (np.asarray(v, np.float64) for v in (x, y, z))
+    valid = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    n = valid.sum(0)
+    x, y, z = (np.where(valid, v, np.nan) for v in (x, y, z))
+    x, y, z = (v - np.nanmean(v, 0) for v in (x, y, z))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cxx, cyy, czz = (np.nanmean(v * v, 0) for v in (x, y, z))
+        cxy, cxz, cyz = np.nanmean(x * y, 0), np.nanmean(x * z, 0), np.nanmean(y * z, 0)
+        scale_x, scale_z = cyz / cxz, cxy / cxz
+        ex = (cxx - cxy * cxz / cyz) * scale_x ** 2
+        ey = cyy - cxy * cyz / cxz
+        ez = (czz - cxz * cyz / cxy) * scale_z ** 2
+    enough = n >= min_pairs
+    return tuple(np.where(enough, np.maximum(e, 0.0), np.nan) for e in (ex, ey, ez))
