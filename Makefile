@@ -16,7 +16,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web map's JavaScript comes from the npm registry at build time (no CDN at run time).
+VENDOR := service/static/vendor/.installed
+$(VENDOR): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	mkdir -p service/static/vendor/images
+	cp node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css service/static/vendor/
+	cp node_modules/leaflet/dist/images/* service/static/vendor/images/
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css service/static/vendor/
+	touch $@
+
+install: $(STAMP) $(VENDOR)
 
 # Debian's chromium drives the web-map browser test (Playwright uses it; it downloads no browser).
 browser:
