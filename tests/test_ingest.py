@@ -1,0 +1,429 @@
+"""Ingest of real product formats: SMAP L3 SPL3SMP HDF5, NLDAS-2 hourly NetCDF (forcing, Noah),
+static GeoTIFFs. The files are written here in the products' exact structure (group and variable
+names, dtypes, fill values, attributes, the real grids), small in number, full in size."""
+
+from pathlib import Path
+
+import h5py
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from pyproj import Geod
+from rasterio.transform import from_origin
+
+from model import grid
+from model.dataset import FORCING_VARIABLES, open_input
+from model.errors import InputError
+from model.ingest import ingest_nldas, ingest_smap, ingest_static
+from model.regrid import Regridder
+from model.sources import nldas
+from model.sources.smap import Overpass, Quality
+
+BOX = (-100.0, 38.0, -99.0, 39.0)  # a handful of EASE2 cells in Kansas
+J2000 = pd.Timestamp("2000-01-01T11:58:55.816")
+
+
+# ------------------------------------------------------------------ SMAP L3 SPL3SMP writer
+
+
+def write_granule(folder: Path, day: str, am: dict | None = None, pm: dict | None = None,
+                  crid: str = "R18290", shape=(grid.N_ROWS, grid.N_COLS), drop: str | None = None) -> Path:
+    """An SPL3SMP granule; am/pm map (row, col) -> (soil moisture, retrieval_qual_flag)."""
+    path = folder / f"SMAP_L3_SM_P_{pd.Timestamp(day):%Y%m%d}_{crid}_001.h5"
+    with h5py.File(path, "w") as h5:
+        meta = h5.create_group("Metadata/DatasetIdentification")
+        meta.attrs["shortName"] = np.bytes_("SPL3SMP")
+        meta.attrs["VersionID"] = np.bytes_("009")
+        for group_name, suffix, cells, hour in (("Soil_Moisture_Retrieval_Data_AM", "", am, 6),
+                                                ("Soil_Moisture_Retrieval_Data_PM", "_pm", pm, 18)):
+            _write_pass(h5.create_group(group_name), suffix, cells or {}, shape,
+                        pd.Timestamp(day) + pd.Timedelta(hours=hour), drop)
+    return path
+
+
+def _write_pass(group, suffix, cells, shape, when, drop) -> None:
+    sm = np.full(shape, -9999.0, np.float32)
+    flag = np.full(shape, 65534, np.uint16)
+    rows = np.full(shape, 65534, np.uint16)
+    cols = np.full(shape, 65534, np.uint16)
+    seconds = np.full(shape, -9999.0, np.float64)
+    for (r, c), (value, quality) in cells.items():
+        sm[r, c], flag[r, c], rows[r, c], cols[r, c] = value, quality, r, c
+        seconds[r, c] = (when - J2000).total_seconds()
+    lat, lon = grid.rowcol_to_latlon(*np.nonzero(sm != -9999.0))
+    latitude = np.full(shape, -9999.0, np.float32)
+    longitude = np.full(shape, -9999.0, np.float32)
+    latitude[sm != -9999.0], longitude[sm != -9999.0] = lat, lon
+    datasets = {
+        "soil_moisture": (sm, {"units": "cm**3/cm**3", "valid_min": np.float32(0.02),
+                               "valid_max": np.float32(0.5), "_FillValue": np.float32(-9999.0),
+                               "long_name": "Representative soil moisture measurement"}),
+        "retrieval_qual_flag": (flag, {"_FillValue": np.uint16(65534), "valid_min": np.uint16(0),
+                                       "valid_max": np.uint16(65533)}),
+        "EASE_row_index": (rows, {"_FillValue": np.uint16(65534), "valid_min": np.uint16(0),
+                                  "valid_max": np.uint16(405)}),
+        "EASE_column_index": (cols, {"_FillValue": np.uint16(65534), "valid_min": np.uint16(0),
+                                     "valid_max": np.uint16(963)}),
+        "tb_time_seconds": (seconds, {"units": "seconds", "_FillValue": -9999.0}),
+        "latitude": (latitude, {"units": "degrees_north", "_FillValue": np.float32(-9999.0)}),
+        "longitude": (longitude, {"units": "degrees_east", "_FillValue": np.float32(-9999.0)}),
+    }
+    for name, (values, attrs) in datasets.items():
+        if drop == name:
+            continue
+        ds = group.create_dataset(f"{name}{suffix}", data=values, chunks=(58, 964)
+                                  if values.shape == (406, 964) else True, compression="gzip")
+        for key, value in attrs.items():
+            ds.attrs[key] = value
+
+
+# ------------------------------------------------------------------ NLDAS-2 writers
+
+
+def write_hourly(folder: Path, product: str, when, fields: dict, grib_names: bool = False,
+                 lat=nldas.LAT, lon=nldas.LON, units: dict | None = None) -> Path:
+    """An NLDAS-2 hourly NetCDF file (NLDAS_<product>0125_H.AYYYYMMDD.HHMM.020.nc) with dims
+    time/lat/lon and 9.999e20 fills; fields map variable name -> (lat, lon) array or scalar."""
+    when = pd.Timestamp(when)
+    suffix = "002.grb.SUB.nc4" if grib_names else "020.nc"
+    path = folder / f"NLDAS_{product}0125_H.A{when:%Y%m%d}.{when:%H%M}.{suffix}"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("lat", len(lat))
+        nc.createDimension("lon", len(lon))
+        nc.createDimension("bnds", 2)
+        time = nc.createVariable("time", "f8", ("time",))
+        time.units = f"hours since {when:%Y-%m-%d %H}:00:00"
+        time.calendar = "standard"
+        time[:] = [0.0]
+        bnds = nc.createVariable("time_bnds", "f8", ("time", "bnds"))
+        bnds[:] = [[0.0, 1.0]]
+        for name, values, axis in (("lat", lat, "Y"), ("lon", lon, "X")):
+            var = nc.createVariable(name, "f4", (name,))
+            var.units = "degrees_north" if name == "lat" else "degrees_east"
+            var.standard_name = "latitude" if name == "lat" else "longitude"
+            var.axis = axis
+            var[:] = values
+        for name, values in fields.items():
+            var = nc.createVariable(name, "f4", ("time", "lat", "lon"), fill_value=np.float32(9.999e20),
+                                    zlib=True, complevel=1)
+            var.missing_value = np.float32(9.999e20)
+            var.units = (units or {}).get(name, "kg m-2" if name.lower().startswith(("soilm", "rainf", "apcp")) else "1")
+            var[0] = np.broadcast_to(np.asarray(values, np.float32), (len(lat), len(lon)))
+        nc.missing_value = np.float32(9.999e20)
+        nc.shortname = f"NLDAS_{product}0125_H"
+        nc.title = f"NLDAS {product} Hourly 0.125 x 0.125 degree"
+    return path
+
+
+def forcing_fields(hour: int, grib_names: bool = False, **override) -> dict:
+    """Uniform forcing of one hour: Tair = 270 + hour, Rainf = 0.1 * hour, the rest constant."""
+    values = {"tair": 270.0 + hour, "precip": 0.1 * hour, "spfh": 0.008, "swdown": 200.0,
+              "lwdown": 300.0, "wind_u": 2.0, "wind_v": -1.0, "psurf": 95000.0, **override}
+    column = 1 if grib_names else 0
+    return {nldas.FORCING_NAMES[name][column]: value for name, value in values.items()}
+
+
+def write_day_of_forcing(folder: Path, day: str, hours=range(24), **override) -> None:
+    for hour in hours:
+        write_hourly(folder, "FORA", pd.Timestamp(day) + pd.Timedelta(hours=hour),
+                     forcing_fields(hour, **override))
+
+
+def write_geotiff(path: Path, values: np.ndarray, west: float, north: float, step: float,
+                  dtype="float32", nodata=-9999.0) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", height=values.shape[0], width=values.shape[1],
+                       count=1, dtype=dtype, crs="EPSG:4326", nodata=nodata,
+                       transform=from_origin(west, north, step, step)) as tif:
+        tif.write(values.astype(dtype), 1)
+    return path
+
+
+def box_cells():
+    rows, cols = grid.bbox_cells(*BOX)
+    return list(zip(rows.tolist(), cols.tolist()))
+
+
+# ------------------------------------------------------------------ SMAP
+
+
+def test_smap_value_lands_in_its_cell_and_day(tmp_path):
+    cells = box_cells()
+    (r, c), other = cells[0], cells[1]
+    granules = tmp_path / "smap"
+    granules.mkdir()
+    write_granule(granules, "2015-04-01", am={(r, c): (0.234, 0), other: (0.3, 0)})
+    write_granule(granules, "2015-04-03", am={(r, c): (0.111, 0)})
+    out = tmp_path / "in.zarr"
+    report = ingest_smap(granules, out, BOX, progress=False)
+    ds = open_input(out)
+    assert list(zip(ds.row.values.tolist(), ds.col.values.tolist())) == cells
+    assert list(pd.DatetimeIndex(ds.time.values).strftime("%F")) == ["2015-04-01", "2015-04-02",
+                                                                     "2015-04-03"]
+    target = ds["target"].values
+    assert target[0, 0] == pytest.approx(0.234, abs=1e-7)
+    assert target[0, 1] == pytest.approx(0.3, abs=1e-7)
+    assert target[2, 0] == pytest.approx(0.111, abs=1e-7)
+    assert np.isnan(target[1]).all() and np.isnan(target[0, 2:]).all()
+    assert np.isnan(ds["forcing"].values).all() and ds.sizes["variable"] == 8
+    assert report.files_read == 2 and not report.skipped
+
+
+def test_smap_quality_flags_and_overpasses(tmp_path):
+    (a, b, c, d) = box_cells()[:4]
+    granules = tmp_path / "smap"
+    granules.mkdir()
+    write_granule(granules, "2015-04-01",
+                  am={a: (0.20, 0), b: (0.25, 8), c: (0.30, 1), d: (0.60, 0)},
+                  pm={a: (0.30, 0), b: (0.35, 0)})
+    got = {}
+    for quality in Quality:
+        for overpass in Overpass:
+            out = tmp_path / f"{quality.value}-{overpass.value}.zarr"
+            ingest_smap(granules, out, BOX, overpass, quality, progress=False)
+            got[quality.value, overpass.value] = open_input(out)["target"].values[0, :4]
+    nan = np.nan
+    np.testing.assert_allclose(got["recommended", "am"], [0.20, nan, nan, nan], atol=1e-7)
+    np.testing.assert_allclose(got["relaxed", "am"], [0.20, 0.25, nan, nan], atol=1e-7)
+    np.testing.assert_allclose(got["any", "am"], [0.20, 0.25, 0.30, nan], atol=1e-7)  # 0.6 > valid_max
+    np.testing.assert_allclose(got["recommended", "pm"], [0.30, 0.35, nan, nan], atol=1e-7)
+    np.testing.assert_allclose(got["recommended", "both"], [0.25, 0.35, nan, nan], atol=1e-7)
+    np.testing.assert_allclose(got["relaxed", "both"], [0.25, 0.30, nan, nan], atol=1e-7)
+
+
+def test_smap_bad_granules_are_skipped_with_a_reason(tmp_path):
+    (r, c) = box_cells()[0]
+    granules = tmp_path / "smap"
+    granules.mkdir()
+    for day, value in (("2015-04-01", 0.1), ("2015-04-05", 0.5)):
+        write_granule(granules, day, am={(r, c): (value, 0)})
+    good = write_granule(granules, "2015-04-02", am={(r, c): (0.2, 0)})
+    truncated = granules / "SMAP_L3_SM_P_20150402_R18290_002.h5"  # a newer version, cut short
+    truncated.write_bytes(good.read_bytes()[:5000])
+    write_granule(granules, "2015-04-03", am={(1, 1): (0.3, 0)}, shape=(203, 482))
+    write_granule(granules, "2015-04-04", am={(r, c): (0.4, 0)}, drop="retrieval_qual_flag")
+    (granules / "readme.h5").write_bytes(b"not a granule")
+    report = ingest_smap(granules, tmp_path / "in.zarr", BOX, progress=False)
+    reasons = dict(report.skipped)
+    assert "truncated or corrupt" in reasons[truncated.name]
+    assert "not the 36 km global grid" in reasons["SMAP_L3_SM_P_20150403_R18290_001.h5"]
+    assert "lacks dataset retrieval_qual_flag" in reasons["SMAP_L3_SM_P_20150404_R18290_001.h5"]
+    assert "superseded" in reasons[good.name] and "name is not" in reasons["readme.h5"]
+    target = open_input(tmp_path / "in.zarr")["target"].values[:, 0]
+    np.testing.assert_allclose(target, [0.1, np.nan, np.nan, np.nan, 0.5], atol=1e-7)
+    text = "\n".join(report.lines())
+    assert "wrote 2 days" in text and "skipped 5 files" in text
+
+
+def test_appending_a_day_changes_only_that_day(tmp_path):
+    cells = box_cells()
+    granules = tmp_path / "smap"
+    granules.mkdir()
+    for i, day in enumerate(pd.date_range("2015-04-01", periods=3)):
+        write_granule(granules, str(day.date()), am={cell: (0.1 + 0.01 * i + 0.001 * k, 0)
+                                                      for k, cell in enumerate(cells)})
+    out = tmp_path / "in.zarr"
+    ingest_smap(granules, out, BOX, progress=False)
+    before = open_input(out)["target"].values
+    write_granule(granules, "2015-04-04", am={cells[0]: (0.42, 0)})
+    report = ingest_smap(granules, out, start="2015-04-04", progress=False)
+    after = open_input(out)["target"].values
+    assert [str(d.date()) for d in report.days_written] == ["2015-04-04"]
+    assert after.shape == (4, len(cells))
+    np.testing.assert_array_equal(after[:3], before)
+    assert after[3, 0] == pytest.approx(0.42) and np.isnan(after[3, 1:]).all()
+    # a day before the first one grows the axis at its start and keeps every value
+    write_granule(granules, "2015-03-30", am={cells[1]: (0.05, 0)})
+    ingest_smap(granules, out, end="2015-03-30", progress=False)
+    grown = open_input(out)
+    assert str(pd.Timestamp(grown.time.values[0]).date()) == "2015-03-30"
+    np.testing.assert_array_equal(grown["target"].values[2:], after)
+    assert grown["target"].values[0, 1] == pytest.approx(0.05) and np.isnan(grown["target"].values[1]).all()
+
+
+def test_user_errors_are_one_line_input_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        ingest_smap(tmp_path / "nowhere", tmp_path / "in.zarr", BOX, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no SMAP_L3_SM_P"):
+        ingest_smap(tmp_path / "empty", tmp_path / "in.zarr", BOX, progress=False)
+    write_granule(tmp_path / "empty", "2015-04-01", am={})
+    with pytest.raises(InputError, match="give --bbox"):
+        ingest_smap(tmp_path / "empty", tmp_path / "in.zarr", progress=False)
+
+
+# ------------------------------------------------------------------ regridding
+
+
+def test_regridding_conserves_the_area_integral():
+    """Over the whole NLDAS domain, sum(cell value x covered area) equals the integral of the
+    source field, with source-cell areas computed independently on the WGS84 ellipsoid."""
+    rows, cols = grid.bbox_cells(-126.0, 24.0, -66.0, 54.0)
+    regrid = Regridder(nldas.LAT, nldas.LON, rows, cols)
+    field = np.random.default_rng(0).gamma(2.0, 3.0, (nldas.N_LAT, nldas.N_LON))
+    geod = Geod(ellps="WGS84")
+    row_area = []
+    for lat in nldas.LAT:
+        south, north = lat - 0.0625, lat + 0.0625
+        lons = np.linspace(0, 0.125, 65)
+        ring_lon = np.concatenate([lons, lons[::-1]])
+        ring_lat = np.concatenate([np.full(65, south), np.full(65, north)])
+        row_area.append(abs(geod.polygon_area_perimeter(ring_lon, ring_lat)[0]))
+    source_integral = (field * np.array(row_area)[:, None]).sum()
+    cell_values = regrid(field)
+    covered = regrid.overlap_area
+    assert covered.sum() == pytest.approx(np.sum(row_area) * nldas.N_LON, rel=1e-5)
+    assert np.nansum(cell_values * covered) == pytest.approx(source_integral, rel=1e-5)
+    inside = covered > 0.999999 * grid.CELL_SIZE ** 2
+    assert inside.sum() > 1500 and (covered <= grid.CELL_SIZE ** 2 * (1 + 1e-9)).all()
+    np.testing.assert_allclose(regrid(np.full_like(field, 7.5))[covered > 0], 7.5, rtol=1e-6)
+
+
+def test_regridding_uses_only_valid_source_cells():
+    rows, cols = grid.bbox_cells(*BOX)
+    regrid = Regridder(nldas.LAT, nldas.LON, rows, cols)
+    field = np.full((nldas.N_LAT, nldas.N_LON), 3.0)
+    field[:, nldas.LON < -99.5] = np.nan  # the western half of the box has no data
+    field[:, nldas.LON > -95] = 100.0
+    values = regrid(np.stack([field, 2 * field]))
+    assert np.nanmax(np.abs(values[0] - 3.0)) < 1e-6 and np.nanmax(np.abs(values[1] - 6.0)) < 1e-6
+    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    assert np.isnan(values[0][lon + 0.25 < -99.5]).all()
+
+
+# ------------------------------------------------------------------ NLDAS-2
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """An input dataset over BOX for 2015-04-01..02 holding a SMAP value."""
+    granules = tmp_path / "smap"
+    granules.mkdir()
+    write_granule(granules, "2015-04-01", am={box_cells()[0]: (0.2, 0)})
+    out = tmp_path / "in.zarr"
+    ingest_smap(granules, out, BOX, progress=False)
+    return out
+
+
+def test_hourly_forcing_becomes_daily_means_on_the_cells(tmp_path, dataset):
+    files = tmp_path / "fora"
+    files.mkdir()
+    write_day_of_forcing(files, "2015-04-01")
+    report = ingest_nldas(files, dataset, "forcing", progress=False)
+    assert report.files_read == 24 and not report.skipped
+    ds = open_input(dataset)
+    assert ds.sizes["time"] == 1
+    day = ds["forcing"].sel(time="2015-04-01").to_pandas()  # cell x variable
+    np.testing.assert_allclose(day["tair"], 270 + 11.5, rtol=1e-6)
+    np.testing.assert_allclose(day["precip"], 0.1 * 11.5, rtol=1e-5)  # mean hourly rate
+    np.testing.assert_allclose(day["psurf"], 95000.0, rtol=1e-6)
+    assert list(day.columns) == list(FORCING_VARIABLES)
+    assert ds["target"].values[0, 0] == pytest.approx(0.2)
+
+
+def test_forcing_value_lands_in_its_cell(tmp_path, dataset):
+    (r, c) = box_cells()[2]
+    lat, lon = grid.rowcol_to_latlon(r, c)
+    field = np.full((nldas.N_LAT, nldas.N_LON), 280.0, np.float32)
+    near = (np.abs(nldas.LAT - lat) < 0.4)[:, None] & (np.abs(nldas.LON - lon) < 0.4)[None, :]
+    field[near] = 300.0
+    files = tmp_path / "fora"
+    files.mkdir()
+    write_hourly(files, "FORA", "2015-04-02T00", forcing_fields(0, tair=field))
+    report = ingest_nldas(files, dataset, "forcing", min_hours=1, progress=False)
+    assert "2015-04-02: daily mean of 1 hours" in "\n".join(report.lines())
+    tair = open_input(dataset)["forcing"].sel(variable="tair").values
+    assert np.isnan(tair[0]).all()  # 2015-04-01 had no forcing file
+    assert tair[1, 2] == pytest.approx(300.0)
+    assert (tair[1, [0, 1, 3]] < 300.0).all()
+
+
+def test_old_grib_names_and_bad_hourly_files(tmp_path, dataset):
+    files = tmp_path / "fora"
+    files.mkdir()
+    day = pd.Timestamp("2015-04-01")
+    for hour in range(20):
+        write_hourly(files, "FORA", day + pd.Timedelta(hours=hour), forcing_fields(hour, True), True)
+    hour20 = write_hourly(files, "FORA", day + pd.Timedelta(hours=20), forcing_fields(20))
+    hour20.write_bytes(hour20.read_bytes()[:3000])
+    coarse = forcing_fields(21)
+    write_hourly(files, "FORA", day + pd.Timedelta(hours=21), coarse,
+                 lat=25.125 + 0.25 * np.arange(112), lon=-124.875 + 0.25 * np.arange(232))
+    partial = forcing_fields(22)
+    del partial["Rainf"]
+    write_hourly(files, "FORA", day + pd.Timedelta(hours=22), partial)
+    write_hourly(files, "FORA", day + pd.Timedelta(hours=23), forcing_fields(23))
+    write_hourly(files, "NOAH", day, {"SoilM_0_10cm": 20.0})
+    report = ingest_nldas(files, dataset, "forcing", progress=False)
+    reasons = {name[27:31]: why for name, why in report.skipped}
+    assert "truncated or corrupt" in reasons["2000"]
+    assert "not on the NLDAS 0.125 degree grid" in reasons["2100"]
+    assert "lacks forcing variable Rainf / APCP" in reasons["2200"]
+    assert any("product NOAH" in why for _, why in report.skipped)
+    assert report.files_read == 21 and "daily mean of 21 hours" in "\n".join(report.lines())
+    tair = open_input(dataset)["forcing"].sel(variable="tair").values[0]
+    np.testing.assert_allclose(tair, 270 + (sum(range(20)) + 23) / 21, rtol=1e-6)
+
+
+def test_too_few_hours_leaves_the_day_untouched(tmp_path, dataset):
+    files = tmp_path / "fora"
+    files.mkdir()
+    write_day_of_forcing(files, "2015-04-01", hours=range(3))
+    report = ingest_nldas(files, dataset, "forcing", progress=False)
+    assert "2015-04-01: 3 readable hours (< 18); day not written" in report.lines()[-1]
+    assert np.isnan(open_input(dataset)["forcing"].values).all()
+
+
+def test_noah_layers_convert_to_volumetric(tmp_path, dataset):
+    files = tmp_path / "noah"
+    files.mkdir()
+    for hour in range(2):
+        write_hourly(files, "NOAH", f"2015-04-01T{hour:02d}",
+                     {"SoilM_0_10cm": 25.0 + hour, "SoilM_10_40cm": 60.0, "SoilM_40_100cm": 150.0,
+                      "SoilM_100_200cm": 300.0, "SoilT_0_10cm": 280.0})
+    ingest_nldas(files, dataset, "noah", min_hours=2, progress=False)
+    ds = open_input(dataset)
+    np.testing.assert_allclose(ds["noah"].values[0], 0.255, rtol=1e-6)
+    np.testing.assert_allclose(ds["noah_10_40cm"].values[0], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(ds["noah_40_100cm"].values[0], 0.25, rtol=1e-6)
+    np.testing.assert_allclose(ds["noah_100_200cm"].values[0], 0.3, rtol=1e-6)
+    mos = tmp_path / "mos"
+    mos.mkdir()
+    write_hourly(mos, "MOS", "2015-04-01T00", {"SoilM_0_10cm": 31.0})
+    ingest_nldas(mos, dataset, "lsm2", min_hours=1, progress=False)
+    np.testing.assert_allclose(open_input(dataset)["lsm2"].values[0], 0.31, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ static GeoTIFF
+
+
+def test_static_geotiff_mean_and_mode(tmp_path, dataset):
+    rows, cols = grid.bbox_cells(*BOX)
+    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    west, north, step = -101.0, 40.0, 0.01
+    lons = west + step * (np.arange(300) + 0.5)
+    sand = np.where(lons < lon[0], 20.0, 60.0)[None, :].repeat(200, 0)
+    sand[:, :5] = -9999.0
+    write_geotiff(tmp_path / "sand.tif", sand, west, north, step)
+    classes = np.where((np.arange(300) % 10) < 7, 12, 5)[None, :].repeat(200, 0)
+    write_geotiff(tmp_path / "lc.tif", classes, west, north, step, dtype="uint8", nodata=255)
+    ingest_static(tmp_path / "sand.tif", "sand", dataset)
+    report = ingest_static(tmp_path / "lc.tif", "landcover", dataset, categorical=True)
+    ds = open_input(dataset)
+    assert [str(v) for v in ds["static_variable"].values] == ["sand", "landcover"]
+    static = ds["static"].to_pandas()
+    left = np.abs(lon - lon[0]) < 0.01
+    # cells left of the step hold half 20 and half 60 on average; right ones are all 60
+    np.testing.assert_allclose(static["sand"][left], 40.0, atol=1.5)
+    np.testing.assert_allclose(static["sand"][lon > lon[0] + 0.3], 60.0, rtol=1e-6)
+    assert set(static["landcover"]) == {12.0}
+    assert not report.skipped
+    sand[:] = 33.0
+    write_geotiff(tmp_path / "sand.tif", sand, west, north, step)
+    ingest_static(tmp_path / "sand.tif", "sand", dataset)
+    np.testing.assert_allclose(open_input(dataset)["static"].sel(static_variable="sand"), 33.0)
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(InputError, match="cannot read bad.tif"):
+        ingest_static(tmp_path / "bad.tif", "clay", dataset)
