@@ -164,10 +164,10 @@ def match_sites(cube: xr.Dataset, stations: Stations, dense_min_stations: int = 
     for p in problems:
         log.warning("%s: %s", p["station"], p["problem"])
     if not rows:
+        kinds = pd.Series([p["problem"].split(" (")[0] for p in problems]).value_counts()
+        reasons = "; ".join(f"{n} x {reason}" for reason, n in kinds.head(3).items())
         raise InputError(f"none of the {len(stations.sensors)} sensors can be evaluated against "
-                         f"this cube; first problem: "
-                         f"{problems[0]['station']}: {problems[0]['problem']}" if problems else
-                         "no sensors in the stations")
+                         f"this cube: {reasons or 'no sensors in the stations'}")
     sensors = pd.DataFrame(rows)
     stations_per_cell = sensors.groupby(["iy", "ix"])["station"].transform("nunique")
     derived = np.where(stations_per_cell >= dense_min_stations, "dense", "sparse")
@@ -179,8 +179,9 @@ def match_sites(cube: xr.Dataset, stations: Stations, dense_min_stations: int = 
     for (kind, group, layer, _), members in sensors.groupby(
             ["kind", "group", "layer", "depth_key"], sort=True):
         first = members.iloc[0]
-        depth = float(members["depth_m"].mean())
-        sites.append({"site": f"{group} {layer} {depth:.2f} m", "kind": kind, "layer": layer,
+        depth, low, high = members["depth_m"].mean(), members["depth_m"].min(), members["depth_m"].max()
+        span = f"{low:.2f}-{high:.2f} m" if high > low else f"{depth:.2f} m"
+        sites.append({"site": f"{group} {layer} {span}", "kind": kind, "layer": layer,
                       "depth_m": depth, "lat": members["lat"].mean(), "lon": members["lon"].mean(),
                       "iy": int(first["iy"]), "ix": int(first["ix"]),
                       "row": int(first["iy"]) + int(cube.attrs["row0"]),

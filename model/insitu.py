@@ -9,6 +9,7 @@ one broken file never stops the evaluation of the others.
 
 import contextlib
 import io
+import logging
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ KEEP_FLAGS = ("G",)
 MIN_COUNT = 12
 SENSOR_COLUMNS = ("station", "network", "kind", "lat", "lon", "depth_from", "depth_to", "depth_m")
 CSV_COLUMNS = ("station", "lat", "lon", "depth", "time", "value")
+ISMN_LOGGERS = ("ismn", "ismn_meta_collector")
 
 
 @dataclass
@@ -47,7 +49,7 @@ def read_stations(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_
     path = Path(path)
     if not path.exists():
         raise InputError(f"stations not found: {path}")
-    if path.is_dir() and (path / "sensors.csv").exists():
+    if path.is_dir() and any((p / "sensors.csv").exists() for p in (path, path / "stations")):
         return read_world(path)
     if path.suffix.lower() == ".csv":
         return read_csv(path, min_count=min_count)
@@ -100,13 +102,14 @@ def read_ismn(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_COUN
     from ismn.interface import ISMN_Interface
 
     rows, series, problems = [], {}, []
-    with tempfile.TemporaryDirectory(prefix="smapx-ismn-") as tmp:
-        quiet = io.StringIO()
+    with tempfile.TemporaryDirectory(prefix="smapx-ismn-") as tmp, _quiet_ismn():
         try:
-            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-                archive = ISMN_Interface(str(path), meta_path=Path(tmp) / "meta", temp_root=tmp)
+            archive = ISMN_Interface(str(path), meta_path=Path(tmp) / "meta", temp_root=tmp)
         except Exception as exc:
-            raise InputError(f"cannot read ISMN archive {path}: {exc}") from exc
+            hint = "no ISMN data files in it" if "No objects to concatenate" in str(exc) else exc
+            raise InputError(f"cannot read {path} as an ISMN archive: {hint}; stations are an ISMN "
+                             "archive (zip or folder), a station CSV or a twin world's "
+                             "stations folder") from exc
         problems += _rejected_files(Path(tmp) / "meta")
         for idx, meta in archive.metadata.iterrows():
             if meta[("variable", "val")] != "soil_moisture":
@@ -117,8 +120,7 @@ def read_ismn(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_COUN
             instrument = str(meta[("instrument", "val")])
             sid = sensor_id(network, station, depth_from, depth_to, instrument)
             try:
-                with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-                    data = archive.read_ts(idx)
+                data = archive.read_ts(idx)
             except Exception as exc:
                 problems.append({"station": f"{network}/{station}",
                                  "problem": f"cannot read sensor {sid}: {exc}"})
@@ -136,6 +138,23 @@ def read_ismn(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_COUN
                          "depth_to": depth_to, "depth_m": (depth_from + depth_to) / 2})
             series[sid] = daily
     return _assemble(rows, series, problems)
+
+
+@contextlib.contextmanager
+def _quiet_ismn():
+    """Keep the ismn package's prints, progress bars and log records off the user's terminal;
+    its own log file (read by `_rejected_files`) is still written."""
+    loggers = [logging.getLogger(name) for name in ISMN_LOGGERS]
+    saved = [(lg.propagate, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.propagate = False
+        lg.setLevel(logging.WARNING if lg.name == "ismn" else lg.level)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for lg, (propagate, level) in zip(loggers, saved):
+            lg.propagate, lg.level = propagate, level
 
 
 def _rejected_files(meta_dir: Path) -> list[dict]:

@@ -3,6 +3,7 @@ that people read as figures first and numbers second."""
 
 import html
 import json
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +14,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from model import fusion  # noqa: E402
-from model.evaluate import WEIGHTED, Evaluation  # noqa: E402
+from model.cube import open_cube  # noqa: E402
+from model.evaluate import WEIGHTED, Evaluation, Options, evaluate  # noqa: E402
+from model.insitu import KEEP_FLAGS, MIN_COUNT, read_stations  # noqa: E402
 
 COLORS = {"smap": "#7f7f7f", "lstm": "#d62728", "noah": "#1f77b4", "lsm2": "#2ca02c",
           "lstm+noah": "#9467bd", "noah+lsm2": "#17becf", WEIGHTED: "#ff7f0e"}
@@ -25,6 +28,29 @@ FIGURES = {
     "depth.png": "The shallow sensing limit: skill at the surface and at depth",
     "timeseries.png": "Probes and products at a few sites",
 }
+
+
+def run(cube: str | Path, stations: str | Path, out: str | Path, options: Options | None = None,
+        keep_flags=KEEP_FLAGS, min_count: int = MIN_COUNT) -> Evaluation:
+    """Evaluate a cube against a station source and write the report; the log of problems goes
+    to out/evaluate.log as well as to the caller's handlers."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "evaluate.log", mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("smapx")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        evaluation = evaluate(open_cube(cube), read_stations(stations, keep_flags, min_count),
+                              options)
+        write_report(evaluation, out, title=f"smapx evaluation of {Path(cube).name} "
+                                            f"against {Path(stations).name}")
+        logger.info("report written to %s", out / "index.html")
+        return evaluation
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def write_report(evaluation: Evaluation, out: str | Path, title: str = "smapx evaluation") -> Path:
