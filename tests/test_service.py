@@ -1,0 +1,377 @@
+"""The HTTP service against a real uvicorn server: every endpoint and format, values equal to the
+cube's, fused equal to the weighted mean, tiles equal to the cube through the colormap, Zarr over
+HTTP equal to the local store, and user errors answered with 4xx, never 500."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import httpx
+import morecantile
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+from PIL import Image
+from pyproj import Transformer
+from rio_tiler.colormap import cmap
+
+from model import cube as cubes
+from model import fusion, grid
+from tests.conftest import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+SMAPX = str(Path(sys.executable).parent / "smapx")
+ROWS, COLS = np.meshgrid(np.arange(100, 108), np.arange(200, 209), indexing="ij")
+REGION = (ROWS + COLS) % 7 != 0
+DAYS = pd.date_range("2014-01-01", periods=3 * 365)
+POINT = (29.0, -103.0)
+WEIGHTED_CELL = (102, 203)
+CELL_WEIGHT = 0.8
+
+
+def known_values(product: str, t, iy, ix) -> np.ndarray:
+    """A formula of (t, y, x) per product; smap observed every third day only."""
+    base = 0.12 + 0.004 * iy + 0.003 * ix + 0.05 * np.sin(t / 29.0)
+    value = {"lstm": base, "noah": base + 0.04 - 0.002 * ix, "lsm2": base - 0.02,
+             "smap": np.where(t % 3 == 0, base + 0.01, np.nan)}[product]
+    return np.broadcast_to(value, np.broadcast_shapes(np.shape(t), np.shape(iy), np.shape(ix)))
+
+
+def build_cube(store: Path) -> None:
+    template = cubes.template(DAYS, ROWS[REGION], COLS[REGION], ("smap", "lstm", "noah", "lsm2"))
+    cubes.create(store, template)
+    for block in cubes.blocks(template):
+        t = np.arange(block.time.start, block.time.stop)[:, None, None]
+        iy = np.arange(block.y.start, block.y.stop)[None, :, None]
+        ix = np.arange(block.x.start, block.x.stop)[None, None, :]
+        inside = template["mask"].values[block.y, block.x][None]
+        cubes.write_block(store, block, {p: np.where(inside, known_values(p, t, iy, ix), np.nan)
+                                         for p in ("smap", "lstm", "noah", "lsm2")})
+
+
+def start_server(cube_paths, env: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    args = [SMAPX, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    for path in cube_paths:
+        args += ["--cube", str(path)]
+    proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, 60)
+    except TimeoutError:
+        proc.kill()
+        raise RuntimeError(proc.stderr.read().decode()) from None
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("service")
+    store = folder / "extended.zarr"
+    build_cube(store)
+    weights = folder / "weights.csv"
+    fusion.write_weights(weights, [WEIGHTED_CELL[0]], [WEIGHTED_CELL[1]], [CELL_WEIGHT])
+    return {"store": store, "weights": weights, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def server(world):
+    proc, url = start_server([world["store"]], {"SMAPX_WEIGHTS_PATH": str(world["weights"]),
+                                                "SMAPX_CUBES": "[]"})
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def local(world):
+    return cubes.open_cube(world["store"]).load()
+
+
+def cell_of(local, lat, lon):
+    iy, ix = cubes.locate(local, lat, lon)
+    return iy, ix
+
+
+def test_catalogue(server, local):
+    assert server.get("/healthz").json() == {"status": "ok", "cubes": ["extended"]}
+    body = server.get("/v1/products").json()
+    assert list(body["products"]) == ["smap", "lstm", "noah", "lsm2", "fused"]
+    assert body["products"]["lstm"]["units"] == "m3 m-3"
+    assert body["extent"] == pytest.approx(cubes.extent(local))
+    assert body["grid"]["epsg"] == grid.EPSG and body["grid"]["cells"] == int(REGION.sum())
+    last_smap = DAYS[np.arange(len(DAYS))[np.arange(len(DAYS)) % 3 == 0][-1]]
+    assert body["cubes"]["extended"]["smap_period"] == {"start": "2014-01-01",
+                                                        "end": str(last_smap.date())}
+    schema = server.get("/openapi.json").json()
+    for path in ("/v1/series", "/v1/tiles/{product}/{z}/{x}/{y}.png", "/v1/tilejson/{product}.json",
+                 "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/files", "/v1/subset",
+                 "/v1/edr/{cube}/position", "/v1/zarr/{cube}/{key}", "/v1/products"):
+        assert path in schema["paths"], path
+
+
+def test_series_json_equals_cube(server, local):
+    r = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1], "start": "2015-02-01",
+                                         "end": "2015-03-31", "products": "smap,lstm,noah,lsm2"})
+    assert r.status_code == 200
+    body = r.json()
+    iy, ix = cell_of(local, *POINT)
+    assert (body["cell"]["row"], body["cell"]["col"]) == (iy + 100, ix + 200)
+    lat, lon = grid.rowcol_to_latlon(body["cell"]["row"], body["cell"]["col"])
+    assert body["cell"]["lat"] == pytest.approx(float(lat), abs=1e-4)
+    assert body["cell"]["lon"] == pytest.approx(float(lon), abs=1e-4)
+    days = local.time.sel(time=slice("2015-02-01", "2015-03-31"))
+    assert body["time"] == [str(d)[:10] for d in days.values]
+    for p in ("smap", "lstm", "noah", "lsm2"):
+        got = np.array([np.nan if v is None else v for v in body[p]], np.float32)
+        want = local[p].sel(time=days.time).values[:, iy, ix]
+        np.testing.assert_array_equal(got, want)
+    assert any(v is None for v in body["smap"])
+
+
+def test_series_csv_equals_cube(server, local):
+    r = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1], "products": "lstm,smap",
+                                         "format": "csv"})
+    assert r.headers["content-type"].startswith("text/csv")
+    table = pd.read_csv(io.StringIO(r.text), parse_dates=["time"])
+    iy, ix = cell_of(local, *POINT)
+    assert len(table) == len(DAYS)
+    np.testing.assert_array_equal(table["lstm"].to_numpy(np.float32), local["lstm"].values[:, iy, ix])
+    np.testing.assert_array_equal(table["smap"].to_numpy(np.float32), local["smap"].values[:, iy, ix])
+
+
+def fused_expected(local, iy, ix, weight):
+    return weight * local["lstm"].values[:, iy, ix] + (1 - weight) * local["noah"].values[:, iy, ix]
+
+
+def test_fused_is_the_weighted_mean(server, local):
+    iy, ix = cell_of(local, *POINT)
+    default = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1],
+                                               "products": "fused"}).json()
+    np.testing.assert_allclose(default["fused"], fused_expected(local, iy, ix, 0.5), atol=6e-5)
+    given = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1], "products": "fused",
+                                             "weight": 0.3}).json()
+    np.testing.assert_allclose(given["fused"], fused_expected(local, iy, ix, 0.3), atol=6e-5)
+    assert np.abs(np.array(given["fused"]) - np.array(default["fused"])).max() > 0.005
+
+
+def test_fused_uses_per_cell_weights(server, local):
+    lat, lon = grid.rowcol_to_latlon(*WEIGHTED_CELL)
+    body = server.get("/v1/series", params={"lat": float(lat), "lon": float(lon),
+                                            "products": "fused"}).json()
+    assert body["cell"]["weight"] == CELL_WEIGHT
+    iy, ix = WEIGHTED_CELL[0] - 100, WEIGHTED_CELL[1] - 200
+    np.testing.assert_allclose(body["fused"], fused_expected(local, iy, ix, CELL_WEIGHT), atol=6e-5)
+
+
+def test_edr_position(server, local):
+    iy, ix = cell_of(local, *POINT)
+    params = {"coords": f"POINT({POINT[1]} {POINT[0]})", "datetime": "2015-01-01/2015-01-31",
+              "parameter-name": "lstm,noah"}
+    cov = server.get("/v1/edr/extended/position", params=params).json()
+    assert cov["type"] == "Coverage" and cov["domain"]["domainType"] == "PointSeries"
+    assert len(cov["domain"]["axes"]["t"]["values"]) == 31
+    np.testing.assert_array_equal(np.array(cov["ranges"]["noah"]["values"], np.float32),
+                                  local["noah"].values[365:396, iy, ix])
+    table = pd.read_csv(io.StringIO(server.get("/v1/edr/extended/position",
+                                               params={**params, "f": "csv"}).text))
+    np.testing.assert_array_equal(table["lstm"].to_numpy(np.float32), local["lstm"].values[365:396, iy, ix])
+
+
+def test_batch_points_geojson_and_csv(server, local):
+    points = [POINT, (29.9, -104.0)]
+    geojson = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"id": f"p{i}"},
+         "geometry": {"type": "Point", "coordinates": [lon, lat]}} for i, (lat, lon) in enumerate(points)]}
+    params = {"start": "2016-01-01", "end": "2016-01-10", "products": "lstm,fused"}
+    body = server.post("/v1/series", params=params, json=geojson,
+                       headers={"content-type": "application/geo+json"}).json()
+    assert [s["cell"]["id"] for s in body["series"]] == ["p0", "p1"]
+    for (lat, lon), item in zip(points, body["series"], strict=True):
+        iy, ix = cell_of(local, lat, lon)
+        np.testing.assert_array_equal(np.array(item["lstm"], np.float32), local["lstm"].values[730:740, iy, ix])
+    text = "id,lat,lon\n" + "\n".join(f"q{i},{lat},{lon}" for i, (lat, lon) in enumerate(points))
+    csv = server.post("/v1/series", params={**params, "format": "csv"}, content=text,
+                      headers={"content-type": "text/csv"})
+    table = pd.read_csv(io.StringIO(csv.text))
+    assert list(table.columns) == ["id", "lat", "lon", "row", "col", "time", "lstm", "fused"]
+    assert len(table) == 20 and set(table["id"]) == {"q0", "q1"}
+
+
+def expected_tile(local, product_values, tms_id, z, x, y, colormap, low, high):
+    """RGBA computed independently: pixel centre -> EASE2 cell -> value -> colormap."""
+    tms = morecantile.tms.get(tms_id)
+    b = tms.xy_bounds(x, y, z)
+    px = b.left + (np.arange(256) + 0.5) * (b.right - b.left) / 256
+    py = b.top - (np.arange(256) + 0.5) * (b.top - b.bottom) / 256
+    gx, gy = np.meshgrid(px, py)
+    ex, ey = Transformer.from_crs(tms.crs._pyproj_crs, grid.CRS_EASE2, always_xy=True).transform(gx, gy)
+    rows, cols = grid.xy_to_rowcol(ex, ey)
+    iy, ix = rows - local.attrs["row0"], cols - local.attrs["col0"]
+    inside = (rows >= 0) & (iy >= 0) & (iy < local.sizes["y"]) & (ix >= 0) & (ix < local.sizes["x"])
+    iy, ix = np.where(inside, iy, 0), np.where(inside, ix, 0)
+    values = np.where(inside & local["mask"].values[iy, ix], product_values[iy, ix], np.nan)
+    table = np.array([cmap.get(colormap)[i] for i in range(256)], np.uint8)
+    index = np.clip(np.nan_to_num(np.rint((values - low) * 255 / (high - low))), 0, 255).astype(int)
+    rgba = table[index]
+    rgba[np.isnan(values)] = 0
+    return rgba
+
+
+def get_png(server, url, **params) -> np.ndarray:
+    r = server.get(url, params=params)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
+
+
+def test_tile_pixels_match_cube_through_colormap(server, local):
+    tile = morecantile.tms.get("WebMercatorQuad").tile(POINT[1], POINT[0], 7)
+    day = 400
+    date = str(DAYS[day].date())
+    got = get_png(server, f"/v1/tiles/lstm/{tile.z}/{tile.x}/{tile.y}.png", date=date,
+                  colormap="viridis", rescale="0.1,0.3")
+    want = expected_tile(local, local["lstm"].values[day], "WebMercatorQuad", tile.z, tile.x,
+                         tile.y, "viridis", 0.1, 0.3)
+    assert (want[..., 3] == 0).any() and (want[..., 3] == 255).sum() > 1000
+    np.testing.assert_array_equal(got, want)
+    fused = get_png(server, f"/v1/tiles/fused/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
+                    date=date, colormap="viridis", rescale="0.1,0.3", weight=0.25)
+    mean = 0.25 * local["lstm"].values[day] + 0.75 * local["noah"].values[day]
+    diff = np.abs(fused.astype(int) - expected_tile(local, mean, "WebMercatorQuad", tile.z, tile.x,
+                                                    tile.y, "viridis", 0.1, 0.3).astype(int))
+    assert diff.max() <= 3
+
+
+def test_tile_other_matrix_set_and_empty_tile(server, local):
+    tile = morecantile.tms.get("WGS1984Quad").tile(POINT[1], POINT[0], 6)
+    got = get_png(server, f"/v1/tiles/noah/WGS1984Quad/{tile.z}/{tile.x}/{tile.y}.png",
+                  date="2015-06-01")
+    want = expected_tile(local, local["noah"].values[516], "WGS1984Quad", tile.z, tile.x, tile.y,
+                         "ylgnbu", 0.0, 0.5)
+    np.testing.assert_array_equal(got, want)
+    empty = get_png(server, "/v1/tiles/lstm/3/0/0.png")
+    assert empty.shape == (256, 256, 4) and (empty[..., 3] == 0).all()
+    ids = [t["id"] for t in server.get("/v1/tileMatrixSets").json()["tileMatrixSets"]]
+    assert "WebMercatorQuad" in ids
+    assert server.get("/v1/tileMatrixSets/WebMercatorQuad").json()["id"] == "WebMercatorQuad"
+
+
+def test_tilejson_and_legend(server, local):
+    doc = server.get("/v1/tilejson/lstm.json", params={"date": "2015-03-01"}).json()
+    assert doc["tilejson"] == "3.0.0"
+    ext = cubes.extent(local)
+    assert doc["bounds"][0] < ext["west"] and doc["bounds"][2] > ext["east"]
+    url = doc["tiles"][0].replace("{z}", "7").replace("{x}", "27").replace("{y}", "53")
+    assert "date=2015-03-01" in url and server.get(url).status_code == 200
+    legend = get_png(server, "/v1/legend", colormap="viridis")
+    assert legend.shape == (16, 256, 4)
+    np.testing.assert_array_equal(legend[0, 255, :3], cmap.get("viridis")[255][:3])
+    stops = server.get("/v1/legend", params={"f": "json", "rescale": "0,0.5"}).json()["stops"]
+    assert stops[0][0] == 0 and stops[-1][0] == 0.5
+
+
+def test_zarr_over_http_reads_the_local_store(server, local, world):
+    remote = xr.open_zarr(f"{server.base_url}/v1/zarr/extended")
+    for p in ("lstm", "smap"):
+        np.testing.assert_array_equal(remote[p].values.astype(np.float32), local[p].values)
+    np.testing.assert_array_equal(remote["mask"].values, local["mask"].values)
+    assert server.get("/v1/zarr/extended/nothing/here").status_code == 404
+    assert server.get("/v1/zarr/extended/../extended.zarr/zarr.json").status_code == 404
+
+
+BBOX = "-104,28.5,-102.5,30"
+
+
+def test_subset_download_formats(server, local, world):
+    params = {"bbox": BBOX, "start": "2015-01-01", "end": "2015-01-31", "products": "lstm,fused"}
+    r = server.get("/v1/subset", params={**params, "format": "zarr"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    path = world["folder"] / "subset.zarr.zip"
+    path.write_bytes(r.content)
+    assert "zarr.json" in zipfile.ZipFile(path).namelist()
+    sub = xr.open_zarr(zarr.storage.ZipStore(path, mode="r")).load()
+    path.unlink()
+    row0, col0 = sub.attrs["row0"] - local.attrs["row0"], sub.attrs["col0"] - local.attrs["col0"]
+    window = local.isel(time=slice(365, 396), y=slice(row0, row0 + sub.sizes["y"]),
+                        x=slice(col0, col0 + sub.sizes["x"]))
+    keep = sub["mask"].values
+    np.testing.assert_array_equal(sub["lstm"].values[:, keep], window["lstm"].values[:, keep])
+    np.testing.assert_allclose(sub["fused"].values[:, keep],
+                               (0.5 * window["lstm"] + 0.5 * window["noah"]).values[:, keep], atol=1e-6)
+    nc = server.get("/v1/subset", params={**params, "format": "netcdf"})
+    ds = xr.open_dataset(io.BytesIO(nc.content), engine="h5netcdf")
+    np.testing.assert_array_equal(ds["lstm"].values, sub["lstm"].values)
+    table = pd.read_csv(io.StringIO(server.get("/v1/subset", params={**params, "format": "csv"}).text))
+    assert len(table) == int(keep.sum()) * 31
+    assert server.get("/v1/subset", params={**params, "start": "2014-01-01", "end": "2016-12-30",
+                                            "bbox": "-180,-90,180,90", "products": "lstm"}
+                      ).status_code == 200
+
+
+@pytest.mark.parametrize(("params", "status", "needle"), [
+    ({"lat": 45.0, "lon": -103.0}, 404, "extent"),
+    ({"lat": 89.99, "lon": 0.0}, 404, "extent"),
+    ({"lat": 95.0, "lon": 0.0}, 422, "lat"),
+    ({"lat": 29.0, "lon": -103.0, "start": "2015-02-30"}, 422, "start"),
+    ({"lat": 29.0, "lon": -103.0, "end": "yesterday"}, 422, "end"),
+    ({"lat": 29.0, "lon": -103.0, "start": "2015-05-01", "end": "2015-04-01"}, 422, "end"),
+    ({"lat": 29.0, "lon": -103.0, "products": "lstm,bogus"}, 422, "products"),
+    ({"lat": 29.0, "lon": -103.0, "start": "2030-01-01", "end": "2031-01-01"}, 404, "outside"),
+    ({"lat": 29.0, "lon": -103.0, "weight": 2}, 422, "weight"),
+    ({"lat": 29.0, "lon": -103.0, "format": "xml"}, 422, "format"),
+    ({"lat": 29.0, "lon": -103.0, "cube": "other"}, 404, "cube"),
+])
+def test_series_errors(server, params, status, needle):
+    r = server.get("/v1/series", params=params)
+    assert r.status_code == status, r.text
+    assert needle in json.dumps(r.json())
+
+
+@pytest.mark.parametrize(("url", "params", "status"), [
+    ("/v1/tiles/bogus/7/27/53.png", {}, 422),
+    ("/v1/tiles/lstm/7/27/53.png", {"date": "2015-13-01"}, 422),
+    ("/v1/tiles/lstm/7/27/53.png", {"date": "1999-01-01"}, 404),
+    ("/v1/tiles/lstm/7/27/53.png", {"colormap": "nope"}, 422),
+    ("/v1/tiles/lstm/7/27/53.png", {"rescale": "0.5,0.1"}, 422),
+    ("/v1/tiles/lstm/7/999/53.png", {}, 404),
+    ("/v1/tiles/lstm/40/1/1.png", {}, 404),
+    ("/v1/tiles/lstm/NoSuchTMS/7/27/53.png", {}, 404),
+    ("/v1/edr/extended/position", {"coords": "POINT(abc)"}, 422),
+    ("/v1/edr/extended/position", {"coords": "POINT(-103 29)", "datetime": "x/y"}, 422),
+    ("/v1/subset", {"bbox": "1,2,3", "start": "2015-01-01", "end": "2015-01-02"}, 422),
+    ("/v1/subset", {"bbox": "10,10,11,11", "start": "2015-01-01", "end": "2015-01-02"}, 404),
+    ("/v1/jobs/unknown-id", {}, None),
+])
+def test_other_errors_are_4xx(server, url, params, status):
+    r = server.get(url, params=params)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    if status is not None:
+        assert r.status_code == status, r.text
+    assert isinstance(r.json()["detail"], str | list)
+
+
+def test_batch_errors(server):
+    assert server.post("/v1/series", content="not json",
+                       headers={"content-type": "application/json"}).status_code == 422
+    assert server.post("/v1/series", content="x,y\n1,2", headers={"content-type": "text/csv"}
+                       ).status_code == 422
+    many = "lat,lon\n" + "29.0,-103.0\n" * 501
+    r = server.post("/v1/series", content=many, headers={"content-type": "text/csv"})
+    assert r.status_code == 413 and r.json()["limit"] == 500
+
+
+def test_web_map_page_and_assets(server):
+    page = server.get("/")
+    assert page.status_code == 200 and "leaflet.js" in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert server.get(asset).status_code == 200
