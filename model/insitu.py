@@ -183,7 +183,7 @@ def read_csv(path: str | Path, min_count: int = MIN_COUNT) -> Stations:
     if missing:
         raise InputError(f"station CSV {path} lacks column(s) {sorted(missing)}; "
                          f"expected {', '.join(CSV_COLUMNS)}")
-    table["time"] = pd.to_datetime(table["time"], errors="coerce")
+    table["time"] = pd.to_datetime(table["time"], errors="coerce", format="mixed")
     for column in ("lat", "lon", "depth", "value"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     rows, series, problems = [], {}, []
