@@ -25,6 +25,27 @@ def _configure_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+@app.command()
+def world(
+    out: Annotated[Path, typer.Option(help="World folder to write (input.zarr, truth.zarr, stations/)")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same world")] = 42,
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2000-01-01",
+    end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD")] = "2020-12-31",
+    stride: Annotated[int, typer.Option(help="Keep every K-th grid row and column; 1 = all CONUS cells")] = 3,
+    bbox: Annotated[Optional[str], typer.Option(help="Region as lon/lat west,south,east,north")] = None,
+    smap_noise: Annotated[float, typer.Option(help="SMAP-like retrieval noise, m3/m3")] = 0.02,
+):
+    """Build the synthetic twin world: weather, a soil-water truth, Noah-like and second-LSM
+    simulations, SMAP-like retrievals (from 2015-04-01) and in situ stations."""
+    from model.world import WorldConfig, build_world, parse_bbox, summary, write_world
+
+    config = WorldConfig(seed=seed, start=start, end=end, stride=stride, bbox=parse_bbox(bbox),
+                         smap_noise=smap_noise)
+    built = build_world(config, progress=True)
+    write_world(built, out)
+    typer.echo(f"wrote {out}: {summary(built)}")
+
+
 @ingest_app.command("hydrodl")
 def ingest_hydrodl(
     folder: Annotated[Path, typer.Argument(help="hydroDL database: crd.csv, const/, YYYY/ folders")],
