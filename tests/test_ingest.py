@@ -74,7 +74,8 @@ def _write_pass(group, suffix, cells, shape, when, drop) -> None:
         if drop == name:
             continue
         ds = group.create_dataset(f"{name}{suffix}", data=values, chunks=(58, 964)
-                                  if values.shape == (406, 964) else True, compression="gzip")
+                                  if values.shape == (406, 964) else True, compression="gzip",
+                                  compression_opts=1)
         for key, value in attrs.items():
             ds.attrs[key] = value
 
