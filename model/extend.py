@@ -32,10 +32,11 @@ def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
 
 def spinup_indices(start: int, stop: int, warmup: int) -> np.ndarray:
     """Input-day indices to run for output days start..stop: `warmup` days before start, or, near
-    the beginning of the record, the first days of the record repeated as a cyclic spin-up."""
+    the beginning of the record, the first days of the record repeated as a cyclic spin-up
+    (cycled again when the record up to stop is shorter than the spin-up)."""
     if start >= warmup:
         return np.arange(start - warmup, stop)
-    return np.concatenate([np.arange(0, warmup - start), np.arange(0, stop)])
+    return np.concatenate([np.arange(0, warmup - start) % stop, np.arange(0, stop)])
 
 
 def compute_block(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset, block: cubes.Block,
