@@ -90,7 +90,7 @@ def years_from_window(time: pd.DatetimeIndex, window) -> np.ndarray:
     start, end = window
     before = (start - time).days.to_numpy()
     after = (time - end).days.to_numpy()
-    return np.where(before > 0, -(before - 1) // 365 - 1,
+    return np.where(before > 0, -((before - 1) // 365) - 1,
                     np.where(after > 0, (after - 1) // 365 + 1, 0)).astype(int)
 
 
@@ -273,6 +273,9 @@ def site_weights(weights: pd.DataFrame, sites: pd.DataFrame) -> np.ndarray:
 
 def score_table(sites, time, obs, series, labels, min_pairs) -> pd.DataFrame:
     """Long table: one row per site, product and period with every metric and the pair count."""
+    if sites.empty:
+        return pd.DataFrame(columns=["site", "kind", "layer", "depth_m", "lat", "lon", "row", "col",
+                                     "product", "period", *SCORES, "nse", "n"])
     masks = {"training": labels == "training", "before": labels == "before",
              "after": labels == "after", "prolonged": labels != "training",
              "all": np.ones(len(time), bool)}
