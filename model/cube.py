@@ -9,6 +9,7 @@ chunk-aligned, so two writers never touch the same chunk, and a finished block l
 under `_blocks/` so a job can resume where it stopped.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ CHUNK_TIME = 1461
 CHUNK_Y = 32
 CHUNK_X = 32
 MARKERS = "_blocks"
+JOB_INFO = "_job.json"
 DESCRIPTIONS = {
     "smap": "SMAP L3 surface soil moisture as observed (0-5 cm)",
     "lstm": "LSTM-extended SMAP surface soil moisture",
@@ -118,6 +120,27 @@ def create(store: str | Path, cube: xr.Dataset, storage_options: dict | None = N
     static.to_zarr(str(store), mode="r+", region="auto", storage_options=storage_options)
     if exists_markers(store, storage_options):
         _fs(store, storage_options).rm(_marker_dir(store), recursive=True)
+    fs = _fs(store, storage_options)
+    if fs.exists(_job_info_path(store)):
+        fs.rm(_job_info_path(store))
+
+
+def write_job_info(store: str | Path, info: dict, storage_options: dict | None = None) -> None:
+    """Keep what made the cube (a job's request and fingerprint) beside it, outside the Zarr
+    hierarchy, so a resubmitted job can tell its own half-written cube from another's."""
+    _fs(store, storage_options).pipe(_job_info_path(store), json.dumps(info).encode())
+
+
+def read_job_info(store: str | Path, storage_options: dict | None = None) -> dict | None:
+    """What write_job_info kept, or None (no cube, or one written without a job)."""
+    try:
+        return json.loads(_fs(store, storage_options).cat_file(_job_info_path(store)))
+    except FileNotFoundError:
+        return None
+
+
+def _job_info_path(store) -> str:
+    return f"{str(store).rstrip('/')}/{JOB_INFO}"
 
 
 def blocks(cube: xr.Dataset) -> list[Block]:
@@ -249,7 +272,7 @@ def read_key(store: str | Path, key: str, storage_options: dict | None = None) -
     """The bytes of one key of the store (metadata or a chunk), None where absent; lets the
     service expose the store read-only over HTTP without knowing its layout."""
     parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts) or parts[0] == MARKERS:
+    if any(p in ("", ".", "..") for p in parts) or parts[0] in (MARKERS, JOB_INFO):
         return None
     fs = _fs(store, storage_options)
     path = f"{str(store).rstrip('/')}/{key}"

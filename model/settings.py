@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     job_expiry_hours: float = 72.0
     max_job_values: int = Field(200_000_000, description="Largest bulk job, in cell-days x products.")
     rate_limit_per_minute: int = Field(6000, description="Requests per client per minute; 0 = off.")
+    storage_options: dict = Field(default_factory=dict,
+                                  description="fsspec options for cube stores (JSON), e.g. an S3 endpoint.")
+    task_visibility_timeout: int = Field(3600, description="Seconds after which a task whose worker "
+                                         "vanished (killed, lost) is delivered again.")
+    task_max_retries: int = Field(3, description="Retries of a failing task, with exponential backoff.")
 
 
 @lru_cache

@@ -1,0 +1,312 @@
+"""The production pipeline against a real Redis and real worker processes (never eager mode):
+cubes made by workers equal the in-process cube chunk for chunk, through a SIGKILL, a double
+submission, a resume, a cancel, and over an S3-compatible store (moto's server)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from model import checkpoint
+from model import cube as cubes
+from model.checkpoint import Checkpoint
+from model.dataset import make_input_dataset, open_input, write_input
+from model.extend import extend
+from model.network import SoilMoistureLSTM
+from model.normalize import Normalizer
+from model.settings import get_settings
+from tests.conftest import free_port, wait_for_port
+
+SMAPX = str(Path(sys.executable).with_name("smapx"))
+START, END = "2011-01-01", "2015-06-30"   # 1642 days: two time blocks of the cube
+VISIBILITY_S = 4
+CLUSTERS = [(100, 200), (100, 240), (140, 200), (140, 250)]   # four 32x32 spatial blocks
+
+
+def make_world(folder: Path, hidden: int = 64) -> tuple[Path, Path]:
+    """A small input dataset (smooth random forcing, SMAP with gaps, Noah) and an untrained
+    checkpoint; eight cube blocks (four spatial x two in time)."""
+    rng = np.random.default_rng(7)
+    rows = np.concatenate([r + np.repeat(np.arange(3), 4) for r, _ in CLUSTERS])
+    cols = np.concatenate([c + np.tile(np.arange(4), 3) for _, c in CLUSTERS])
+    time_index = pd.date_range("2010-01-01", "2015-12-31", freq="D")
+    n_t, n_c = len(time_index), len(rows)
+    season = np.sin(2 * np.pi * time_index.day_of_year.values / 365.25)[:, None]
+
+    def smooth(scale, offset):
+        noise = np.cumsum(rng.standard_normal((n_t, n_c)), axis=0) * 0.05
+        return (offset + scale * (season + noise)).astype(np.float32)
+
+    forcing = {"precip": np.clip(smooth(0.3, 0.1), 0, None), "tair": smooth(10, 285),
+               "spfh": smooth(0.003, 0.008), "swdown": smooth(80, 200), "lwdown": smooth(30, 320),
+               "wind_u": smooth(1, 0), "wind_v": smooth(1, 0), "psurf": smooth(500, 95000)}
+    static = {"clay": rng.uniform(0.1, 0.5, n_c), "sand": rng.uniform(0.2, 0.7, n_c)}
+    truth = np.clip(smooth(0.08, 0.25), 0.02, 0.5)
+    target = np.where(rng.random((n_t, n_c)) < 0.4, truth, np.nan).astype(np.float32)
+    ds = make_input_dataset(time_index, rows, cols, forcing, static, target, {"noah": truth * 0.9})
+    inputs_path, model_path = folder / "inputs.zarr", folder / "model"
+    write_input(ds, inputs_path)
+    torch.manual_seed(3)
+    normalizer = Normalizer.fit(ds.sel(time=slice("2013-01-01", "2014-12-31")))
+    net = SoilMoistureLSTM(normalizer.n_inputs, hidden, 0.5)
+    config = {"hidden": hidden, "dropout": 0.5, "start": "2013-01-01", "end": "2014-12-31"}
+    checkpoint.save(model_path, Checkpoint(config, normalizer, [net.state_dict()]))
+    return inputs_path, model_path
+
+
+def store_files(fs, root: str) -> dict[str, bytes]:
+    """Every Zarr object of a cube (metadata and chunks) by key; job bookkeeping left out."""
+    root = root.rstrip("/")
+    out = {}
+    for path in fs.find(root):
+        key = path[len(root.lstrip("/")) + 1:] if not path.startswith(root) else path[len(root) + 1:]
+        if not key.startswith((cubes.MARKERS, cubes.JOB_INFO)):
+            out[key] = fs.cat_file(path)
+    return out
+
+
+def local_files(root: Path) -> dict[str, bytes]:
+    import fsspec
+
+    return store_files(fsspec.filesystem("file"), str(root))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world")
+    inputs, model = make_world(folder)
+    reference = folder / "reference.zarr"
+    extend(checkpoint.load(model), open_input(inputs), START, END, reference, progress=False)
+    return {"inputs": inputs, "model": model, "reference": reference, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def worker_redis(redis_url):
+    """A database of the session's Redis for this module alone, empty at the start."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + "/5"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="module")
+def pointed(worker_redis):
+    """This process submits to the module's Redis with a short redelivery timeout."""
+    from worker.app import configure
+
+    saved = {k: os.environ.get(k) for k in ("SMAPX_REDIS_URL", "SMAPX_TASK_VISIBILITY_TIMEOUT")}
+    os.environ.update(SMAPX_REDIS_URL=worker_redis, SMAPX_TASK_VISIBILITY_TIMEOUT=str(VISIBILITY_S))
+    get_settings.cache_clear()
+    configure()
+    yield worker_redis
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+    configure()
+
+
+def start_worker(url: str, name: str, extra_env: dict | None = None) -> subprocess.Popen:
+    """`smapx worker` exactly as the compose file runs it, in its own process."""
+    env = {**os.environ, "SMAPX_REDIS_URL": url, "SMAPX_TASK_VISIBILITY_TIMEOUT": str(VISIBILITY_S),
+           **(extra_env or {})}
+    return subprocess.Popen([SMAPX, "worker", "--concurrency", "1", "--threads", "1",
+                             "--loglevel", "warning", "--hostname", f"{name}@test"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ready(procs, names):
+    from worker.pool import wait_ready
+
+    wait_ready([f"{n}@test" for n in names], procs)
+
+
+@pytest.fixture(scope="module")
+def s3(pointed):
+    """moto's S3-compatible server on a free port, with a bucket; its fsspec options."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    wait_for_port(port)
+    options = {"key": "testing", "secret": "testing", "client_kwargs": {
+        "endpoint_url": f"http://127.0.0.1:{port}"}}
+    s3fs.S3FileSystem(**options).mkdir("cubes")
+    saved = os.environ.get("SMAPX_STORAGE_OPTIONS")
+    os.environ["SMAPX_STORAGE_OPTIONS"] = json.dumps(options)
+    get_settings.cache_clear()
+    yield options
+    if saved is None:
+        os.environ.pop("SMAPX_STORAGE_OPTIONS", None)
+    else:
+        os.environ["SMAPX_STORAGE_OPTIONS"] = saved
+    get_settings.cache_clear()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def steady(pointed, s3):
+    """One `smapx worker` for the module (it can reach the S3 server too)."""
+    from worker.pool import stop
+
+    proc = start_worker(pointed, "steady", {"SMAPX_STORAGE_OPTIONS": json.dumps(s3)})
+    ready([proc], ["steady"])
+    yield proc
+    stop([proc])
+
+
+@contextmanager
+def paused(worker_name: str):
+    """The worker takes no task from the queue inside the context."""
+    from worker.app import QUEUE, app
+
+    destination = [f"{worker_name}@test"]
+    assert app.control.cancel_consumer(QUEUE, destination=destination, reply=True)
+    try:
+        yield
+    finally:
+        assert app.control.add_consumer(QUEUE, destination=destination, reply=True)
+
+
+def request_for(world, out) -> dict:
+    return {"model": str(world["model"]), "input": str(world["inputs"]), "start": START,
+            "end": END, "out": str(out)}
+
+
+def test_cli_two_workers_equal_in_process_cube(world, tmp_path):
+    """`smapx extend ... --workers 2` with no Redis configured: a private redis-server and two
+    worker processes, the same chunk bytes as the in-process cube, all stopped at the end."""
+    out = tmp_path / "pool.zarr"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMAPX_")}
+    result = subprocess.run(
+        [SMAPX, "extend", "--model", str(world["model"]), "--input", str(world["inputs"]),
+         "--start", START, "--end", END, "--out", str(out), "--workers", "2"],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out}" in result.stdout
+    reference = local_files(world["reference"])
+    made = local_files(out)
+    assert made.keys() == reference.keys()
+    assert [k for k in reference if made[k] != reference[k]] == []
+    assert len([k for k in reference if k.startswith("lstm/c/")]) == 8
+    assert len(cubes.blocks_done(out)) == 8
+
+
+def test_killed_worker_job_completes_and_equals_in_process(world, pointed, steady, tmp_path):
+    """SIGKILL the only active worker while it holds a block; the other worker gets the block
+    again once its visibility timeout passes, and the cube ends identical to the in-process one."""
+    import redis
+
+    from worker import jobs
+    from worker.submit import follow, submit_extend
+
+    out = tmp_path / "killed.zarr"
+    r = redis.Redis.from_url(pointed)
+    with paused("steady"):
+        doomed = start_worker(pointed, "doomed")
+        ready([doomed], ["doomed"])
+        job_id = submit_extend(request_for(world, out))
+        deadline = time.monotonic() + 120
+        while not (cubes.blocks_done(out) and r.hlen("unacked") == 1):
+            assert time.monotonic() < deadline, "the worker never got going"
+            time.sleep(0.01)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        assert r.hlen("unacked") == 1, "the killed worker must leave a block unacknowledged"
+        assert jobs.get_job(job_id)["blocks_done"] < 8
+    job = follow(job_id, progress=False)
+    assert job["state"] == "done" and job["blocks_done"] == 8 and job["percent"] == 100.0
+    assert local_files(out) == local_files(world["reference"])
+
+
+def test_submit_twice_and_resume_touch_only_missing_blocks(world, pointed, steady, tmp_path):
+    from worker import jobs
+    from worker.submit import follow, resume_job, submit_extend
+
+    out = tmp_path / "twice.zarr"
+    request = request_for(world, out)
+    first = submit_extend(request)
+    assert submit_extend(request) == first, "a running job is not submitted twice"
+    assert follow(first, progress=False)["blocks_done"] == 8
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+    again = submit_extend(request)
+    assert again != first
+    assert jobs.get_job(again)["state"] == "done"
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+
+    lost = sorted(cubes.blocks_done(out))[:2]          # as if the pool died while writing them
+    for name in lost:
+        (out / cubes.MARKERS / name).unlink()
+    torn = out / "lstm" / chunk_key(lost[0])
+    torn.write_bytes(b"torn")
+    jobs.finish_job(first, "failed", error="pool lost")
+    resumed = follow(resume_job(first), progress=False)
+    assert resumed["blocks_done"] == 8
+    assert local_files(out) == local_files(world["reference"])
+    rewritten = {p.relative_to(out).as_posix() for p, t in stamps.items()
+                 if p.stat().st_mtime_ns != t}
+    allowed = {f"{product}/{chunk_key(name)}" for name in lost for product in cubes.PRODUCTS}
+    allowed |= {f"{cubes.MARKERS}/{name}" for name in lost}
+    assert f"lstm/{chunk_key(lost[0])}" in rewritten
+    assert rewritten <= allowed
+
+
+def chunk_key(block_name: str) -> str:
+    """The chunk key of a block named t<t0>-y<y0>-x<x0> (blocks are one chunk each)."""
+    t0, y0, x0 = (int(part[1:]) for part in block_name.split("-"))
+    return f"c/{t0 // cubes.CHUNK_TIME}/{y0 // cubes.CHUNK_Y}/{x0 // cubes.CHUNK_X}"
+
+
+def test_cancel_skips_blocks_and_resume_finishes(world, pointed, steady, tmp_path):
+    from worker import jobs
+    from worker.submit import follow, resume_job, submit_extend
+
+    out = tmp_path / "cancelled.zarr"
+    with paused("steady"):
+        job_id = submit_extend(request_for(world, out))
+        assert queue_length(pointed) == 8
+        assert jobs.cancel_job(job_id)["state"] == "cancelled"
+    deadline = time.monotonic() + 60
+    while queue_length(pointed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert queue_length(pointed) == 0
+    assert cubes.blocks_done(out) == set()
+    assert jobs.get_job(job_id)["state"] == "cancelled"
+    done = follow(resume_job(job_id), progress=False)
+    assert done["state"] == "done" and done["id"] != job_id
+    assert local_files(out) == local_files(world["reference"])
+
+
+def queue_length(url: str) -> int:
+    import redis
+
+    r = redis.Redis.from_url(url)
+    return r.llen("smapx") + r.hlen("unacked")
+
+
+def test_s3_store_equals_in_process_cube(world, pointed, s3, steady):
+    """The same job written by a worker to an S3-compatible server (moto) holds the same bytes."""
+    import s3fs
+
+    from worker.submit import follow, submit_extend
+
+    job = follow(submit_extend(request_for(world, "s3://cubes/extended.zarr")), progress=False)
+    assert job["state"] == "done"
+    fs = s3fs.S3FileSystem(**s3)
+    assert store_files(fs, "cubes/extended.zarr") == local_files(world["reference"])
+    assert len(cubes.blocks_done("s3://cubes/extended.zarr", s3)) == 8

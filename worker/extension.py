@@ -1,0 +1,107 @@
+"""An extension job split over workers: checked and planned once at submission, then run one
+cube block per task through model.extend.compute_block and model.cube.write_block, exactly as
+the in-process `smapx extend` does, so both give the same cube.
+
+A request is JSON: {"model", "input", "start", "end", "out"} (local paths made absolute, or
+fsspec URLs). Its fingerprint (the request and the checkpoint's bytes) is kept beside the cube,
+so the same request sent again resumes the cube (only missing blocks run) instead of wiping it.
+"""
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import xarray as xr
+
+from model import checkpoint
+from model import cube as cubes
+from model.checkpoint import Checkpoint
+from model.dataset import open_input
+from model.errors import InputError
+from model.extend import compute_block, plan
+from model.settings import get_settings
+
+REQUEST_KEYS = ("model", "input", "start", "end", "out")
+
+
+def normalize_request(request: dict) -> dict:
+    """The request with every key present and local paths absolute, so any worker reads the same."""
+    missing = [k for k in REQUEST_KEYS if not request.get(k)]
+    if missing:
+        raise InputError(f"extension request lacks {', '.join(missing)}")
+    out = {k: str(request[k]) for k in REQUEST_KEYS}
+    for key in ("model", "input", "out"):
+        if "://" not in out[key]:
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    return out
+
+
+def fingerprint(request: dict) -> str:
+    """What makes two cubes the same: model, input, period, and the checkpoint's exact bytes."""
+    digest = hashlib.sha256(json.dumps({k: request[k] for k in REQUEST_KEYS if k != "out"},
+                                       sort_keys=True).encode())
+    model = Path(request["model"])
+    for path in sorted(model.glob("*.json")) + sorted(model.glob("member_*.pt")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def store_options(store: str) -> dict | None:
+    """The settings' fsspec options for a URL store; a local path takes none."""
+    return get_settings().storage_options if "://" in str(store) else None
+
+
+def load(request: dict) -> tuple[Checkpoint, xr.Dataset, xr.Dataset]:
+    """Checkpoint, input dataset and the cube template of a request; user errors raise here."""
+    ckpt = checkpoint.load(request["model"])
+    inputs = open_input(request["input"])
+    return ckpt, inputs, plan(ckpt, inputs, request["start"], request["end"])
+
+
+def prepare(request: dict) -> tuple[list[cubes.Block], set[str]]:
+    """Check a request, create its cube unless it already holds this request, and return the
+    cube's blocks and the names of those already written. Runs at submission, not in a worker."""
+    _, _, template = load(request)
+    options = store_options(request["out"])
+    key = fingerprint(request)
+    info = _read_job_info(request["out"], options)
+    if info is None or info.get("fingerprint") != key:
+        _create(request, template, key, options)
+        return cubes.blocks(template), set()
+    return cubes.blocks(template), cubes.blocks_done(request["out"], options)
+
+
+def _read_job_info(out: str, options: dict | None) -> dict | None:
+    try:
+        return cubes.read_job_info(out, options)
+    except (OSError, ValueError):
+        return None
+
+
+def _create(request: dict, template: xr.Dataset, key: str, options: dict | None) -> None:
+    try:
+        cubes.create(request["out"], template, options)
+        cubes.write_job_info(request["out"], {"fingerprint": key, "request": request}, options)
+    except Exception as exc:
+        raise InputError(f"cannot write the cube store {request['out']}: {exc}") from exc
+
+
+@lru_cache(maxsize=2)
+def _context(request_json: str, key: str) -> tuple[Checkpoint, xr.Dataset, xr.Dataset, list]:
+    """Per worker process: a job's checkpoint, inputs and blocks, loaded once for all its blocks."""
+    ckpt, inputs, template = load(json.loads(request_json))
+    return ckpt, inputs, template, cubes.blocks(template)
+
+
+def run_block(request: dict, index: int) -> str:
+    """Compute and write one block of the cube (skipped if its marker is there); its name."""
+    options = store_options(request["out"])
+    ckpt, inputs, template, blocks = _context(json.dumps(request, sort_keys=True),
+                                              fingerprint(request))
+    block = blocks[index]
+    if block.name not in cubes.blocks_done(request["out"], options):
+        values = compute_block(ckpt, inputs, template, block)
+        cubes.write_block(request["out"], block, values, options)
+    return block.name

@@ -1,0 +1,174 @@
+"""Job records in Redis: what the CLI (`smapx jobs`, `smapx job ID`) and the HTTP service show
+about long work, and how workers report progress and see a cancellation.
+
+A record is a hash `smapx:job:<id>` whose fields hold JSON values:
+    id, kind (extend | export | train), request (the JSON that made the job, so it can be re-run),
+    state (queued | running | done | failed | cancelled), percent, stage,
+    blocks_done, blocks_total, created, started, finished (ISO 8601 UTC), error, result.
+Finished blocks of a job are a Redis set, so a block delivered twice is counted once.
+Records expire `job_expiry_hours` after they finish.
+"""
+
+import json
+import uuid
+from datetime import datetime, timezone
+from functools import lru_cache
+
+import redis
+
+from model.errors import InputError
+from model.settings import get_settings
+from worker.app import redis_url
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL = frozenset({"done", "failed", "cancelled"})
+FIELDS = ("id", "kind", "request", "state", "percent", "stage", "blocks_done", "blocks_total",
+          "created", "started", "finished", "error", "result")
+INDEX = "smapx:jobs"
+
+
+def _key(job_id: str) -> str:
+    return f"smapx:job:{job_id}"
+
+
+def _blocks_key(job_id: str) -> str:
+    return f"smapx:job:{job_id}:blocks"
+
+
+@lru_cache(maxsize=8)
+def _connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def client() -> redis.Redis:
+    """A connection to the Redis the settings name."""
+    return _connect(redis_url())
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _encode(fields: dict) -> dict:
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown job field(s): {sorted(unknown)}")
+    return {k: json.dumps(v) for k, v in fields.items()}
+
+
+def create_job(kind: str, request: dict, blocks_total: int = 0) -> str:
+    """Record a new queued job and return its id."""
+    job_id = uuid.uuid4().hex[:16]
+    record = {"id": job_id, "kind": kind, "request": request, "state": "queued", "percent": 0.0,
+              "stage": "queued", "blocks_done": 0, "blocks_total": blocks_total,
+              "created": now(), "started": None, "finished": None, "error": None, "result": None}
+    r = client()
+    with r.pipeline() as pipe:
+        pipe.hset(_key(job_id), mapping=_encode(record))
+        pipe.zadd(INDEX, {job_id: datetime.now(timezone.utc).timestamp()})
+        pipe.execute()
+    return job_id
+
+
+def get_job(job_id: str) -> dict | None:
+    """The record of a job, or None if there is none (never was, or expired)."""
+    raw = client().hgetall(_key(job_id))
+    return {k: json.loads(v) for k, v in raw.items()} if raw else None
+
+
+def require_job(job_id: str) -> dict:
+    """The record of a job, or an InputError naming the unknown id."""
+    job = get_job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r} (unknown or expired)")
+    return job
+
+
+def list_jobs(limit: int = 100, kind: str | None = None) -> list[dict]:
+    """The most recent jobs, newest first; ids whose record expired are dropped from the index."""
+    r = client()
+    jobs, gone = [], []
+    for job_id in r.zrevrange(INDEX, 0, -1):
+        job = get_job(job_id)
+        if job is None:
+            gone.append(job_id)
+        elif kind is None or job["kind"] == kind:
+            jobs.append(job)
+        if len(jobs) >= limit:
+            break
+    if gone:
+        r.zrem(INDEX, *gone)
+    return jobs
+
+
+def update_job(job_id: str, **fields) -> None:
+    """Set fields of a job record (progress, stage, result...); a finished job is left alone."""
+    _transition(job_id, None, set(STATES) - FINAL, **fields)
+
+
+def start_job(job_id: str, stage: str = "running") -> bool:
+    """Mark a queued job running (first task to start); False if it is finished or cancelled."""
+    job = get_job(job_id)
+    if job is None or job["state"] in FINAL:
+        return False
+    if job["state"] == "queued":
+        _transition(job_id, "running", {"queued"}, started=now(), stage=stage)
+    return True
+
+
+def finish_job(job_id: str, state: str = "done", **fields) -> bool:
+    """Move a job to a final state unless it already is in one; True if this call did it."""
+    if state not in FINAL:
+        raise ValueError(f"{state} is not a final state")
+    done = _transition(job_id, state, set(STATES) - FINAL, finished=now(), stage=state, **fields)
+    if done:
+        hours = get_settings().job_expiry_hours
+        seconds = max(1, int(hours * 3600))
+        client().expire(_key(job_id), seconds)
+        client().expire(_blocks_key(job_id), seconds)
+    return done
+
+
+def cancel_job(job_id: str) -> dict:
+    """Cancel a job: workers skip its remaining blocks. Returns the record as it now stands."""
+    require_job(job_id)
+    finish_job(job_id, "cancelled")
+    return require_job(job_id)
+
+
+def add_blocks_done(job_id: str, names: list[str]) -> dict:
+    """Count finished blocks (each name once); the job is done when all are. Returns the record."""
+    r = client()
+    with r.pipeline() as pipe:
+        if names:
+            pipe.sadd(_blocks_key(job_id), *names)
+        pipe.scard(_blocks_key(job_id))
+        pipe.hget(_key(job_id), "blocks_total")
+        *_, count, total = pipe.execute()
+    total = json.loads(total or "0")
+    percent = 100.0 * count / total if total else 100.0
+    update_job(job_id, blocks_done=count, percent=round(percent, 2))
+    if count >= total:
+        finish_job(job_id, "done", percent=100.0)
+    return require_job(job_id)
+
+
+def _transition(job_id: str, to_state: str | None, from_states, **fields) -> bool:
+    """Atomically set fields (and the state) if the job's current state is one of from_states."""
+    if to_state is not None:
+        fields["state"] = to_state
+    key = _key(job_id)
+    with client().pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                state = pipe.hget(key, "state")
+                if state is None or json.loads(state) not in from_states:
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping=_encode(fields))
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue

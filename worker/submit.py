@@ -1,0 +1,136 @@
+"""Submitting jobs to the worker pool and following them. Everything a user can get wrong is
+checked here, before anything is enqueued, so a bad request fails at once with a clear message
+instead of inside a worker an hour later."""
+
+import json
+import time
+
+import redis
+from tqdm import tqdm
+
+from model.errors import InputError, SmapxError
+from model.settings import get_settings
+from worker import extension, jobs, tasks
+from worker.app import redis_url
+
+POLL_SECONDS = 0.25
+
+
+def ensure_reachable() -> None:
+    """A clear error when the configured Redis does not answer."""
+    try:
+        jobs.client().ping()
+    except redis.RedisError as exc:
+        raise SmapxError(f"cannot reach Redis at {redis_url()} ({exc}); start it, or use "
+                         f"--workers N for a private one") from exc
+
+
+def _store_key(out: str) -> str:
+    return f"smapx:store:{out}"
+
+
+def submit_extend(request: dict) -> str:
+    """Check an extension request, create its cube (or keep it, if it already holds this
+    request), enqueue one task per block not yet written, and return the job id. The same
+    request sent while its job still runs returns that job instead of starting a second one."""
+    request = extension.normalize_request(request)
+    ensure_reachable()
+    r = jobs.client()
+    with r.lock(f"smapx:lock:{request['out']}", timeout=600, blocking_timeout=600):
+        active = jobs.get_job(r.get(_store_key(request["out"])) or "")
+        if active is not None and active["state"] not in jobs.FINAL:
+            if active["request"] == request:
+                return active["id"]
+            raise InputError(f"{request['out']} is being written by job {active['id']}; "
+                             f"cancel it first (smapx job {active['id']} --cancel)")
+        blocks, done = extension.prepare(request)
+        job_id = jobs.create_job("extend", request, blocks_total=len(blocks))
+        r.set(_store_key(request["out"]), job_id)
+        jobs.add_blocks_done(job_id, sorted(done & {b.name for b in blocks}))
+        for block in blocks:
+            if block.name not in done:
+                tasks.extend_block.apply_async((job_id, block.index))
+    return job_id
+
+
+def resume_job(job_id: str) -> str:
+    """Run the blocks an extension job left unwritten (cancelled, failed, or its pool gone) as a
+    new job on the same cube; the id of the job that now writes it."""
+    job = jobs.require_job(job_id)
+    if job["kind"] != "extend":
+        raise InputError(f"job {job_id} is a {job['kind']} job; only extension jobs resume")
+    return submit_extend(job["request"])
+
+
+def submit_export(request: dict, cube_path: str | None = None) -> str:
+    """Check an export request (model.export) against its cube and enqueue it; the job id.
+    `cube_path` defaults to the first cube the settings serve."""
+    from model import cube as cubes
+    from model.export import check_products, parse_request
+
+    cubes_served = get_settings().cubes
+    if cube_path is None and not cubes_served:
+        raise InputError("no cube to export from: give one, or set SMAPX_CUBES")
+    cube_path = str(cube_path or cubes_served[0])
+    parsed = parse_request(request)
+    check_products(cubes.open_cube(cube_path, extension.store_options(cube_path)), parsed.products)
+    ensure_reachable()
+    job_id = jobs.create_job("export", {**parsed.model_dump(mode="json"), "cube": cube_path})
+    tasks.export.apply_async((job_id,))
+    return job_id
+
+
+def submit_train(request: dict) -> str:
+    """Check a training request ({input, out, start, end, ...TrainConfig fields}) and enqueue it."""
+    from dataclasses import fields
+
+    from model.dataset import open_input, select_period
+    from model.train import TrainConfig
+
+    allowed = {f.name for f in fields(TrainConfig)} | {"input", "out"}
+    unknown = set(request) - allowed
+    if unknown:
+        raise InputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    missing = [k for k in ("input", "out", "start", "end") if not request.get(k)]
+    if missing:
+        raise InputError(f"training request lacks {', '.join(missing)}")
+    select_period(open_input(request["input"]), request["start"], request["end"])
+    ensure_reachable()
+    job_id = jobs.create_job("train", json.loads(json.dumps(request, default=str)))
+    tasks.train.apply_async((job_id,))
+    return job_id
+
+
+def follow(job_id: str, progress: bool = True) -> dict:
+    """Wait for a job to finish, with a progress bar; its final record. A failed or cancelled
+    job raises SmapxError with its error."""
+    job = jobs.require_job(job_id)
+    total = job["blocks_total"] or 100
+    with tqdm(total=total, desc=f"{job['kind']} {job_id}", unit="block" if job["blocks_total"]
+              else "%", disable=not progress) as bar:
+        while True:
+            job = jobs.require_job(job_id)
+            bar.n = job["blocks_done"] if job["blocks_total"] else int(job["percent"])
+            bar.set_postfix_str(job["stage"] or "", refresh=False)
+            bar.refresh()
+            if job["state"] in jobs.FINAL:
+                break
+            time.sleep(POLL_SECONDS)
+    if job["state"] == "failed":
+        raise SmapxError(f"job {job_id} failed: {job['error']}")
+    if job["state"] == "cancelled":
+        raise SmapxError(f"job {job_id} was cancelled; resume it with: smapx job {job_id} --resume")
+    return job
+
+
+def run_extend(request: dict, workers: int = 0, threads: int = 0, progress: bool = True) -> dict:
+    """Extend on the running pool (workers=0) or on `workers` local worker processes started
+    for this job (and a private Redis if none is configured); the finished job's record."""
+    from worker.pool import local_pool
+
+    request = extension.normalize_request(request)
+    extension.load(request)
+    if not workers:
+        return follow(submit_extend(request), progress)
+    with local_pool(workers, threads):
+        return follow(submit_extend(request), progress)

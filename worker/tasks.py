@@ -1,0 +1,82 @@
+"""Celery tasks: thin wrappers that call model/ and report to the job record.
+
+A task that raises is retried with exponential backoff; a user error (SmapxError) is not, since
+running it again gives the same answer. When the retries are spent the job is marked failed
+with the error text. Every task first checks its job: a cancelled job's tasks do nothing.
+"""
+
+import hashlib
+from pathlib import Path
+
+from celery import Task
+
+from model.errors import SmapxError
+from model.settings import get_settings
+from worker import extension, jobs
+from worker.app import app
+
+RETRY = {
+    "autoretry_for": (Exception,),
+    "dont_autoretry_for": (SmapxError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "max_retries": get_settings().task_max_retries,
+}
+
+
+class JobTask(Task):
+    """A task whose first argument is a job id: a final failure fails the job."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        jobs.finish_job(args[0], "failed", error=f"{type(exc).__name__}: {exc}")
+
+
+@app.task(base=JobTask, name="smapx.extend_block", **RETRY)
+def extend_block(job_id: str, index: int) -> None:
+    """Compute and write block `index` of an extension job's cube."""
+    job = jobs.get_job(job_id)
+    if job is None or not jobs.start_job(job_id, "extending"):
+        return
+    jobs.add_blocks_done(job_id, [extension.run_block(job["request"], index)])
+
+
+@app.task(base=JobTask, name="smapx.export", **RETRY)
+def export(job_id: str) -> None:
+    """Write a cube subset (model.export) and record its files with sizes and checksums."""
+    from model.export import export_subset
+
+    job = jobs.get_job(job_id)
+    if job is None or not jobs.start_job(job_id, "reading"):
+        return
+    request = dict(job["request"])
+    cube_path = request.pop("cube")
+    files = export_subset(cube_path, request, get_settings().jobs_dir / job_id,
+                          progress=lambda percent, stage: jobs.update_job(
+                              job_id, percent=round(float(percent), 2), stage=stage))
+    jobs.finish_job(job_id, "done", percent=100.0, result=[_describe(Path(f)) for f in files])
+
+
+@app.task(base=JobTask, name="smapx.train", **RETRY)
+def train(job_id: str) -> None:
+    """Train a checkpoint from an input dataset (model.train) and save it."""
+    from model import checkpoint
+    from model.dataset import open_input
+    from model.train import TrainConfig, train as run_training
+
+    job = jobs.get_job(job_id)
+    if job is None or not jobs.start_job(job_id, "training"):
+        return
+    request = dict(job["request"])
+    inputs, out = open_input(request.pop("input")), request.pop("out")
+    ckpt, log = run_training(inputs, TrainConfig(**request), progress=False)
+    checkpoint.save(out, ckpt, log)
+    jobs.finish_job(job_id, "done", percent=100.0,
+                    result={"checkpoint": out, "validation": ckpt.validation})
+
+
+def _describe(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"name": path.name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
