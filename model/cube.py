@@ -244,7 +244,9 @@ class MemoryCube:
     and tiles from it without touching Zarr chunks; `decode` turns raw values into m3/m3."""
 
     def __init__(self, store: str | Path, storage_options: dict | None = None):
-        self.dataset = open_cube(store, storage_options)
+        lazy = open_cube(store, storage_options)
+        self.dataset = lazy.assign(mask=lazy["mask"].load()).assign_coords(
+            lat=lazy["lat"].load(), lon=lazy["lon"].load())
         group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
         self.raw = {p: np.ascontiguousarray(np.asarray(group[p][...], np.int16).transpose(1, 2, 0))
                     for p in products(self.dataset)}

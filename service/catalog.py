@@ -21,11 +21,13 @@ class ServedCube:
     memory: cubes.MemoryCube
     weights: np.ndarray
     dates_json: str = field(init=False)
+    dates_csv: np.ndarray = field(init=False)
     dates: list[str] = field(init=False)
 
     def __post_init__(self):
         self.dates = [str(d.date()) for d in self.memory.times]
         self.dates_json = ",".join(f'"{d}"' for d in self.dates)
+        self.dates_csv = np.array([f"{d}," for d in self.dates], dtype=object)
 
     @property
     def dataset(self) -> xr.Dataset:

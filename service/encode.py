@@ -15,6 +15,8 @@ JSON_TEXT = np.array([np.format_float_positional(v, unique=True, trim="-") for v
 JSON_TEXT[cubes.FILL + _OFFSET] = "null"
 CSV_TEXT = JSON_TEXT.copy()
 CSV_TEXT[cubes.FILL + _OFFSET] = ""
+CSV_MIDDLE = np.array([t + "," for t in CSV_TEXT], dtype=object)
+CSV_LAST = np.array([t + "\n" for t in CSV_TEXT], dtype=object)
 
 
 def fused_codes(lstm: np.ndarray, noah: np.ndarray, weight) -> np.ndarray:
@@ -28,5 +30,12 @@ def json_array(codes: np.ndarray) -> str:
     return "[" + ",".join(JSON_TEXT[codes.astype(np.int32) + _OFFSET]) + "]"
 
 
-def csv_columns(codes: np.ndarray) -> np.ndarray:
-    return CSV_TEXT[codes.astype(np.int32) + _OFFSET]
+def csv_rows(lead: np.ndarray, columns: list[np.ndarray]) -> str:
+    """CSV rows: `lead` holds each row's first cells with their trailing comma, then one column
+    of codes per product. Cells are interleaved and joined once, with no per-row strings."""
+    cells = np.empty((len(lead), 1 + len(columns)), dtype=object)
+    cells[:, 0] = lead
+    for k, codes in enumerate(columns):
+        table = CSV_LAST if k == len(columns) - 1 else CSV_MIDDLE
+        cells[:, k + 1] = table[codes.astype(np.int32) + _OFFSET]
+    return "".join(cells.ravel())

@@ -71,12 +71,11 @@ def series_json(cube: ServedCube, cell: dict, times: slice, codes: dict) -> str:
 def series_csv(cube: ServedCube, times: slice, codes: dict, prefix: dict | None = None,
                header: bool = True) -> str:
     """One row per day: [prefix columns,] time, products."""
-    columns = [np.asarray(cube.dates[times], dtype=object)]
-    columns += [encode.csv_columns(c) for c in codes.values()]
-    lead = ",".join(str(v) for v in prefix.values()) + "," if prefix else ""
-    rows = "\n".join(lead + ",".join(r) for r in zip(*columns))
+    lead = cube.dates_csv[times]
+    if prefix:
+        lead = ",".join(str(v) for v in prefix.values()) + "," + lead
     names = [*(prefix or {}), "time", *codes]
-    return (",".join(names) + "\n" if header else "") + rows + "\n"
+    return (",".join(names) + "\n" if header else "") + encode.csv_rows(lead, list(codes.values()))
 
 
 @router.get("/series", summary="Daily series at a point",

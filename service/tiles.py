@@ -32,6 +32,7 @@ router = APIRouter(prefix="/v1", tags=["tiles"])
 DEFAULT_COLORMAP = "ylgnbu"
 DEFAULT_RESCALE = "0,0.5"
 DEFAULT_TMS = "WebMercatorQuad"
+CYLINDRICAL_EPSG = {3857, 3395}
 PNG = "image/png"
 CACHE = "public, max-age=3600"
 
@@ -84,6 +85,26 @@ def _to_ease(tms_id: str) -> Transformer:
     return Transformer.from_crs(matrix_set(tms_id).crs._pyproj_crs, grid.CRS_EASE2, always_xy=True)
 
 
+@lru_cache(maxsize=32)
+def _separable(tms_id: str) -> bool:
+    """True when the TMS's x depends on longitude only and y on latitude only, as in EASE2
+    (cylindrical): then a tile's 256 x 256 centres project as 256 + 256 points."""
+    crs = matrix_set(tms_id).crs._pyproj_crs
+    return crs.is_geographic or crs.to_epsg() in CYLINDRICAL_EPSG
+
+
+def _pixel_centres_in_ease(tms_id: str, px: np.ndarray, py: np.ndarray):
+    """EASE2 x and y (flattened, row-major) of the grid of TMS coordinates px x py."""
+    to_ease = _to_ease(tms_id)
+    if _separable(tms_id):
+        ex, _ = to_ease.transform(px, np.full_like(px, py[len(py) // 2]))
+        _, ey = to_ease.transform(np.full_like(py, px[len(px) // 2]), py)
+        gx, gy = np.meshgrid(ex, ey)
+        return gx.ravel(), gy.ravel()
+    gx, gy = np.meshgrid(px, py)
+    return to_ease.transform(gx.ravel(), gy.ravel())
+
+
 @lru_cache(maxsize=1024)
 def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     """(flat cube indices of the covered pixels, their positions in the tile) or None if the
@@ -94,8 +115,7 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     bounds = tms.xy_bounds(x, y, z)
     px = bounds.left + (np.arange(width) + 0.5) * (bounds.right - bounds.left) / width
     py = bounds.top - (np.arange(height) + 0.5) * (bounds.top - bounds.bottom) / height
-    gx, gy = np.meshgrid(px, py)
-    ex, ey = _to_ease(tms_id).transform(gx.ravel(), gy.ravel())
+    ex, ey = _pixel_centres_in_ease(tms_id, px, py)
     rows, cols = grid.xy_to_rowcol(ex, ey)
     mask = cube.memory.mask
     iy, ix = rows - cube.memory.row0, cols - cube.memory.col0
