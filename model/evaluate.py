@@ -232,16 +232,16 @@ def station_weights(lstm, noah, obs, use, min_pairs: int) -> np.ndarray:
 
 def collocation_weights(cube: xr.Dataset, window, min_pairs: int) -> pd.DataFrame:
     """Per region cell, the LSTM weight from triple collocation of LSTM, Noah and LSM2 over the
-    training window (the whole cube when the window holds less than a year of it)."""
+    training window (stretched to a year where the cube holds less of it)."""
     if not {"lstm", "noah", "lsm2"} <= set(cubes.products(cube)):
         return pd.DataFrame(columns=["row", "col", "weight"])
     time = pd.DatetimeIndex(cube.time.values)
-    inside = (time >= window[0]) & (time <= window[1])
-    part = cube.isel(time=np.nonzero(inside)[0]) if inside.sum() >= 365 else cube
+    first = min(int(time.searchsorted(window[0])), max(len(time) - 365, 0))
+    last = max(int(time.searchsorted(window[1], side="right")), first + 365)
     iy, ix = np.nonzero(cube["mask"].values)
-    series = cell_series(part, iy, ix)
-    err_l, err_n, _ = fusion.triple_collocation(series["lstm"], series["noah"], series["lsm2"],
-                                                min_pairs)
+    part = cube.isel(time=slice(first, last))
+    x, y, z = (part[p].values[:, iy, ix] for p in ("lstm", "noah", "lsm2"))
+    err_l, err_n, _ = fusion.triple_collocation(x, y, z, min_pairs)
     weight = fusion.optimal_weight(err_l, err_n)
     keep = np.isfinite(weight)
     return pd.DataFrame({"row": iy[keep] + int(cube.attrs["row0"]),
@@ -335,12 +335,13 @@ def trend_table(sites, time, obs, series, min_days: int = 180) -> pd.DataFrame:
                                        "trend_product"])
 
 
-def wins(table: pd.DataFrame, period: str, kind: str | None = None) -> dict[str, float]:
-    """Fraction of surface sites where the first product's RMSE beats the second's."""
+def wins(table: pd.DataFrame, period: str, kind: str | None = None,
+         metric: str = "rmse") -> dict[str, float]:
+    """Fraction of surface sites where the first product's error (RMSE) beats the second's."""
     scores = table[(table["layer"] == "surface") & (table["period"] == period)]
     if kind:
         scores = scores[scores["kind"] == kind]
-    rmse = scores.pivot_table(index="site", columns="product", values="rmse")
+    rmse = scores.pivot_table(index="site", columns="product", values=metric)
     out = {}
     for a, b in WIN_PAIRS:
         if a in rmse and b in rmse:
@@ -426,6 +427,8 @@ def _claim_fusion(summary) -> dict:
     claim = {"statement": "(LSTM+Noah)/2 beats Noah alone at most surface sites and beats "
                           "(Noah+LSM2)/2 (RMSE, all days)",
              "wins_over_noah": beats_noah, "wins_over_noah+lsm2": beats_pair,
+             "ubrmse_wins_over_noah": summary["wins_ubrmse"].get("lstm+noah>noah"),
+             "ubrmse_wins_over_noah+lsm2": summary["wins_ubrmse"].get("lstm+noah>noah+lsm2"),
              "by_kind": summary["wins_by_kind"], "holds": None}
     if beats_noah is None or not np.isfinite(beats_noah):
         claim["finding"] = "not decidable: LSTM and Noah not both present at surface probes"
@@ -542,6 +545,7 @@ def _evaluate(cube: xr.Dataset, stations: Stations, options: Options) -> Evaluat
         "wins": wins(table, "all"),
         "wins_prolonged": wins(table, "prolonged"),
         "wins_by_kind": {k: wins(table, "all", k) for k in ("dense", "sparse")},
+        "wins_ubrmse": wins(table, "all", metric="ubrmse"),
         "fusion_weights": {"n_cells": int(len(weights)),
                            "by_method": weights["method"].value_counts().to_dict(),
                            "median": _number(weights["weight"].median()) if len(weights) else None},
