@@ -24,7 +24,7 @@ from model.dataset import daily_index, make_input_dataset, write_input
 from model.errors import InputError
 from model.world_observe import smap_like, station_records, station_sites, stations_dataarray
 from model.world_region import conus_cells
-from model.world_soil import NOAH_LIKE, SECOND_LSM, TRUTH, SoilModels, depth_weights
+from model.world_soil import NOAH_LIKE, SECOND_LSM, TRUTH, SoilModels, depth_weights, equilibrium_et
 from model.world_weather import FieldSampler, climate, elevation_m, static_attributes, weather
 
 LSM_LAYER_MM = (0.0, 100.0)
@@ -135,9 +135,10 @@ def simulate(forcing: dict, static: dict, hidden: dict, spinup_days: int, progre
                               [1000.0 * d for d in TRUTH_POINT_DEPTHS_M])
     lsm_maps = {spec.name: depth_weights(spec, [LSM_LAYER_MM], [])[0] for spec in (NOAH_LIKE, SECOND_LSM)}
     precip_mm = forcing["precip"].astype(np.float64) * 24.0
+    energy = equilibrium_et(forcing["tair"], forcing["swdown"], forcing["lwdown"])
 
     def day(t):
-        return precip_mm[t], forcing["tair"][t], forcing["swdown"][t], forcing["lwdown"][t]
+        return precip_mm[t], forcing["tair"][t], energy[t]
 
     for t in tqdm(range(min(spinup_days, n_day)), desc="spin-up", unit="day", disable=not progress):
         models.step(*day(t))

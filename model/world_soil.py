@@ -95,6 +95,16 @@ def _parameters(spec: SoilModelSpec, static: dict, hidden: dict | None) -> dict[
     }
 
 
+def equilibrium_et(tair, swdown, lwdown) -> np.ndarray:
+    """Priestley-Taylor potential ET over alpha (mm/day) from net radiation and temperature;
+    forcing only, so it is computed for all days at once."""
+    celsius = tair - KELVIN
+    es_kpa = 0.6108 * np.exp(17.27 * celsius / (celsius + 237.3))
+    slope = 4098.0 * es_kpa / (celsius + 237.3) ** 2
+    net_radiation = 0.8 * swdown + lwdown - 0.97 * STEFAN_BOLTZMANN * tair ** 4
+    return slope / (slope + PSYCHROMETRIC_KPA_K) * np.maximum(net_radiation, 0.0) * W_M2_TO_MM_DAY
+
+
 class SoilModels:
     """Several soil-water models over all cells, stacked along the cell axis so that one numpy
     call advances all of them: model k owns columns [k*n_cell, (k+1)*n_cell)."""
@@ -120,11 +130,11 @@ class SoilModels:
         """Water held in each column (soil + snow), mm."""
         return (self.theta * self.dz).sum(0) + self.swe
 
-    def step(self, precip_mm, tair, swdown, lwdown) -> dict[str, np.ndarray]:
+    def step(self, precip_mm, tair, equilibrium_et) -> dict[str, np.ndarray]:
         """Advance one day with (cell,) forcing; returns the day's fluxes (mm) and states."""
         n = len(self.specs)
-        precip_mm, tair, swdown, lwdown = (np.tile(np.asarray(v, np.float64), n)
-                                           for v in (precip_mm, tair, swdown, lwdown))
+        precip_mm, tair, equilibrium_et = (np.tile(np.asarray(v, np.float64), n)
+                                           for v in (precip_mm, tair, equilibrium_et))
         snowfall = precip_mm * np.clip((KELVIN + 1.0 - tair) / 2.0, 0.0, 1.0)
         self.swe += snowfall
         melt = np.minimum(self.swe, self.melt_factor * np.maximum(tair - KELVIN, 0.0))
@@ -136,7 +146,7 @@ class SoilModels:
         greenness = np.where(self.seasonal_vegetation,
                              1.0 / (1.0 + np.exp(-(self.tveg - (KELVIN + 8.0)) / 2.5)), STATIC_GREENNESS)
         runoff = self._infiltrate(precip_mm - snowfall + melt, frozen)
-        et = self._evapotranspire(tair, swdown, lwdown, snow_cover, frozen, greenness)
+        et = self._evapotranspire(equilibrium_et, snow_cover, frozen, greenness)
         drainage = self._drain()
         self._diffuse()
         return {"et": et, "runoff": runoff, "drainage": drainage, "frozen": frozen,
@@ -154,14 +164,8 @@ class SoilModels:
             left -= take
         return runoff + left
 
-    def _evapotranspire(self, tair, swdown, lwdown, snow_cover, frozen, greenness):
-        celsius = tair - KELVIN
-        es_kpa = 0.6108 * np.exp(17.27 * celsius / (celsius + 237.3))
-        slope = 4098.0 * es_kpa / (celsius + 237.3) ** 2
-        net_radiation = 0.8 * swdown + lwdown - 0.97 * STEFAN_BOLTZMANN * tair ** 4
-        pet = (self.et_alpha * slope / (slope + PSYCHROMETRIC_KPA_K)
-               * np.maximum(net_radiation, 0.0) * W_M2_TO_MM_DAY)
-        pet *= (1.0 - snow_cover) * np.where(frozen, 0.3, 1.0)
+    def _evapotranspire(self, equilibrium_et, snow_cover, frozen, greenness):
+        pet = self.et_alpha * equilibrium_et * (1.0 - snow_cover) * np.where(frozen, 0.3, 1.0)
         cover = self.vegetation * (0.25 + 0.75 * greenness)
         top_water = self.theta[0] - self.residual
         stress = np.clip(top_water / (self.field_capacity - self.residual), 0.0, 1.0)

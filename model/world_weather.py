@@ -146,7 +146,7 @@ def saturation_vapour_pressure_hpa(tair_k):
 def weather(time: pd.DatetimeIndex, lat, climate_: Climate, elevation, sampler: FieldSampler) -> dict:
     """Daily forcing (day, cell) with the canonical names and units of model.dataset."""
     n_day = len(time)
-    doy = time.dayofyear.values.astype(np.float32)
+    doy = time.day_of_year.values.astype(np.float32)
     angle = (2 * np.pi * doy / 365.25)[:, None]
     season = 1 + climate_.precip_season_cos * np.cos(angle) + climate_.precip_season_sin * np.sin(angle)
     precip_clim = climate_.precip_mean * np.clip(season, 0.08, None)
@@ -165,7 +165,7 @@ def weather(time: pd.DatetimeIndex, lat, climate_: Climate, elevation, sampler: 
             - 2.5 * (cloud - 0.5))
     lat_values, lat_index = np.unique(lat, return_inverse=True)
     insolation = toa_insolation(lat_values, np.arange(1, 367, dtype=np.float32)).astype(np.float32)
-    swdown = insolation[time.dayofyear.values - 1][:, lat_index] * (0.76 + 0.02 * elevation / 1000) * (1 - 0.62 * cloud)
+    swdown = insolation[time.day_of_year.values - 1][:, lat_index] * (0.76 + 0.02 * elevation / 1000) * (1 - 0.62 * cloud)
     humidity = np.clip(climate_.humidity + 0.3 * (cloud - 0.5) + 0.05 * sampler.daily(n_day, 0.5, 0.5),
                        0.06, 0.98)
     psurf = (101325.0 * np.exp(-elevation / 8400.0) + 700.0 * sampler.daily(n_day, 0.8, 0.2))

@@ -1,0 +1,189 @@
+"""The synthetic twin world: determinism, physics (water balance, bounds), observation models
+(SMAP-like noise, gaps and masks, stations) and the files other modules read."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from model import grid
+from model.dataset import FORCING_VARIABLES, open_input, select_period
+from model.normalize import Normalizer
+from model.world import (WorldConfig, build_world, open_truth, read_world_stations, write_world)
+from model.world_observe import STATION_RANGE
+from service.cli import app
+
+SMALL = dict(seed=7, stride=8, start="2014-01-01", end="2016-12-31")
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(WorldConfig(**SMALL))
+
+
+@pytest.fixture(scope="module")
+def written(world, tmp_path_factory):
+    return write_world(world, tmp_path_factory.mktemp("world") / "w")
+
+
+def _corr(a, b):
+    a, b = a - a.mean(0), b - b.mean(0)
+    return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+
+
+def test_same_seed_gives_identical_world_other_seed_differs(world):
+    again = build_world(WorldConfig(**SMALL))
+    for name in ("forcing", "static", "target", "noah", "lsm2"):
+        np.testing.assert_array_equal(again.inputs[name].values, world.inputs[name].values)
+    np.testing.assert_array_equal(again.truth["truth"].values, world.truth["truth"].values)
+    np.testing.assert_array_equal(again.stations.values, world.stations.values)
+    pd.testing.assert_frame_equal(again.sensors, world.sensors)
+    other = build_world(WorldConfig(**{**SMALL, "seed": 8}))
+    assert not np.allclose(other.inputs["forcing"].values, world.inputs["forcing"].values)
+
+
+def test_water_balance_closes_every_day(world):
+    t = world.truth
+    before = np.concatenate([t["storage_start"].values[None], t["storage"].values[:-1]]).astype(np.float64)
+    change = t["storage"].values - before
+    residual = t["precip"].values - t["et"].values - t["runoff"].values - t["drainage"].values - change
+    assert np.abs(residual).max() < 2e-3  # mm/day: float32 rounding of ~500 mm stores
+    yearly = {k: float(t[k].mean()) * 365.25 for k in ("precip", "et", "runoff", "drainage")}
+    assert 500 < yearly["precip"] < 1400
+    assert 0.35 < yearly["et"] / yearly["precip"] < 0.8
+    assert yearly["runoff"] > 20 and yearly["drainage"] > 20
+    # Precipitation in the budget is the forcing the LSTM sees (kg m-2 h-1 daily mean rate).
+    rate = world.inputs["forcing"].sel(variable="precip").values
+    np.testing.assert_allclose(t["precip"].values, rate * 24.0, rtol=1e-6)
+
+
+def test_soil_moisture_stays_between_residual_and_porosity(world):
+    t = world.truth
+    residual, porosity = t["residual"].values, t["porosity"].values
+    assert (residual > 0).all() and (residual < t["wilting"].values).all()
+    theta = t["truth"].values
+    assert (theta >= residual[None, :, None] - 1e-6).all()
+    assert (theta <= porosity[None, :, None] + 1e-6).all()
+    assert theta.min() < 0.08 and theta.max() > 0.35  # dry deserts and wet soils both occur
+    for name in ("noah", "lsm2"):
+        values = world.inputs[name].values
+        assert np.isfinite(values).all() and 0 < values.min() and values.max() < 0.65
+
+
+def test_smap_like_noise_has_the_configured_size(world):
+    target = world.inputs["target"].values
+    surface = world.truth["truth"].sel(depth=0.025).values
+    error = target - surface - world.truth["smap_bias"].values
+    unclipped = np.isfinite(target) & (surface > 0.1)
+    assert np.std(error[unclipped]) == pytest.approx(world.config.smap_noise, rel=0.1)
+    assert abs(np.mean(error[unclipped])) < 0.002
+    assert float(world.truth["smap_bias"].mean()) == pytest.approx(world.config.smap_bias, abs=0.004)
+
+
+def test_smap_like_gaps_launch_and_masks(world):
+    target = world.inputs["target"]
+    before_launch = target.sel(time=slice(None, "2015-03-31")).values
+    assert np.isnan(before_launch).all()
+    flown = target.sel(time=slice("2015-04-01", None)).values
+    assert np.isfinite(flown).any(axis=0).sum() > 0.9 * flown.shape[1]
+    frozen = world.truth["frozen"].values
+    masked = world.truth["vegetation_masked"].values
+    assert frozen.any() and masked.any()
+    assert np.isnan(target.values[frozen | masked]).all()
+    assert (world.truth["flag_vegdense"].values[masked.any(0)] == 1).all()
+    for cell in range(flown.shape[1]):
+        days = np.flatnonzero(np.isfinite(flown[:, cell]))
+        if len(days) > 1:
+            assert np.diff(days).min() >= min(world.config.revisit)
+    open_days = ~(frozen | masked)[-flown.shape[0]:]
+    fraction = np.isfinite(flown).sum() / open_days.sum()
+    assert 0.33 < fraction < 0.43  # a 2-3 day revisit, less a few failed retrievals
+
+
+def test_stations_networks_depths_and_representativeness(world):
+    sensors, values = world.sensors, world.stations
+    assert list(sensors.columns) == ["sensor", "station", "network", "lat", "lon", "depth_m", "row", "col"]
+    assert values.dims == ("time", "sensor") and list(values.sensor.values) == list(sensors["sensor"])
+    per_station = sensors.groupby("station")["depth_m"].apply(sorted)
+    assert all(d == [0.05, 0.1, 0.2, 0.5, 1.0] for d in per_station)
+    stations = sensors.drop_duplicates("station")
+    dense, sparse = stations[stations.network == "dense"], stations[stations.network == "sparse"]
+    cfg = world.config
+    assert len(dense) == cfg.dense_networks * cfg.dense_stations and len(sparse) == cfg.sparse_stations
+    assert (dense.groupby(["row", "col"]).size() == cfg.dense_stations).all()
+    sparse_cells = set(zip(sparse.row, sparse.col))
+    assert len(sparse_cells) == len(sparse) and not sparse_cells & set(zip(dense.row, dense.col))
+    rows, cols = grid.latlon_to_rowcol(stations.lat.to_numpy(), stations.lon.to_numpy())
+    np.testing.assert_array_equal(rows, stations.row)
+    np.testing.assert_array_equal(cols, stations.col)
+    v = values.values
+    assert np.isnan(v).any() and 0.5 < np.isfinite(v).mean() < 0.95
+    assert np.nanmin(v) >= STATION_RANGE[0] and np.nanmax(v) <= STATION_RANGE[1]
+    cell_of = {(r, c): i for i, (r, c) in enumerate(zip(world.inputs.row.values, world.inputs.col.values))}
+    shallow = sensors[sensors.depth_m == 0.05]
+    truth = world.truth["truth"].sel(depth=0.05).values
+    r = []
+    for sensor in shallow.itertuples():
+        probe = values.sel(sensor=sensor.sensor).values
+        ok = np.isfinite(probe)
+        r.append(_corr(probe[ok], truth[ok, cell_of[(sensor.row, sensor.col)]]))
+    assert 0.75 < np.median(r) < 0.995  # point truth, not cell truth
+
+
+def test_wrong_models_are_sane_but_wrong(world):
+    truth = world.truth["truth_0_10"].values
+    for name in ("noah", "lsm2"):
+        sim = world.inputs[name].values
+        assert np.median(_corr(sim, truth)) > 0.7
+        assert np.sqrt(np.mean((sim - truth) ** 2)) > 0.025
+
+
+def test_wet_east_dry_west_and_warm_south(world):
+    lon, lat = world.inputs.lon.values, world.inputs.lat.values
+    precip = world.inputs["forcing"].sel(variable="precip").mean("time").values * 24 * 365.25
+    assert precip[lon > -90].mean() > 1.8 * precip[(lon < -103) & (lon > -118)].mean()
+    tair = world.inputs["forcing"].sel(variable="tair").mean("time").values
+    assert tair[lat < 33].mean() > tair[lat > 43].mean() + 8
+
+
+def test_written_world_is_an_input_dataset_the_normalizer_fits(world, written):
+    ds = open_input(written / "input.zarr")
+    assert [str(v) for v in ds["variable"].values] == list(FORCING_VARIABLES)
+    assert {"sand", "clay", "silt", "bulk", "capa", "ndvi", "elevation", "flag_vegdense"} == {
+        str(v) for v in ds["static_variable"].values}
+    np.testing.assert_array_equal(ds["target"].values, world.inputs["target"].values)
+    np.testing.assert_array_equal(ds["noah"].values, world.inputs["noah"].values)
+    normalizer = Normalizer.fit(select_period(ds, "2015-04-01", "2016-03-31"))
+    x = normalizer.inputs(select_period(ds, "2015-04-01", "2016-03-31"))
+    assert x.shape == (ds.sizes["cell"], 366, 16)
+    assert np.isfinite(x).all() and np.abs(x.mean(axis=(0, 1))).max() < 0.05
+    truth = open_truth(written)
+    np.testing.assert_array_equal(truth["truth"].values, world.truth["truth"].values)
+    assert list(truth["depth_label"].values) == ["0-5 cm", "5 cm", "10 cm", "20 cm", "50 cm", "100 cm"]
+    sensors, values = read_world_stations(written)
+    pd.testing.assert_frame_equal(sensors, world.sensors)
+    np.testing.assert_array_equal(values.values, world.stations.values)
+
+
+def test_cli_writes_a_world_and_reports_it(tmp_path):
+    out = tmp_path / "w"
+    result = CliRunner().invoke(app, ["world", "--out", str(out), "--stride", "4", "--start", "2015-01-01",
+                                      "--end", "2015-12-31", "--bbox", "-100,30,-90,40"])
+    assert result.exit_code == 0, result.output
+    ds = open_input(out / "input.zarr")
+    assert ((ds.lon >= -100) & (ds.lon <= -90) & (ds.lat >= 30) & (ds.lat <= 40)).all()
+    n_obs = int(ds["target"].notnull().sum())
+    assert f"{ds.sizes['cell']} cells, 365 days (2015-01-01..2015-12-31), {n_obs} SMAP-like" in result.output
+    assert (out / "stations" / "sensors.csv").is_file()
+
+
+def test_cli_bad_bbox_is_one_line_exit_1(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "from service.cli import main; main()", "world",
+                           "--out", str(tmp_path / "w"), "--bbox", "0,0,1,1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: no CONUS land cell at stride 3 inside bbox (0.0, 0.0, 1.0, 1.0)"]
