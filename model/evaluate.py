@@ -347,7 +347,7 @@ def wins(table: pd.DataFrame, period: str, kind: str | None = None,
         if a in rmse and b in rmse:
             both = rmse[[a, b]].dropna()
             out[f"{a}>{b}"] = float((both[a] < both[b]).mean()) if len(both) else float("nan")
-            out[f"{a}>{b} n_stations"] = int(len(both))
+            out[f"{a}>{b} n_stations"] = len(both)
     return out
 
 
@@ -359,7 +359,7 @@ def medians(table: pd.DataFrame, layer: str) -> dict:
         out[product] = {}
         for period, part in by_product.groupby("period", sort=False):
             out[product][period] = {m: _number(part[m].median()) for m in SCORES}
-            out[product][period]["n_stations"] = int(len(part))
+            out[product][period]["n_stations"] = len(part)
     return out
 
 
@@ -537,7 +537,7 @@ def _evaluate(cube: xr.Dataset, stations: Stations, options: Options) -> Evaluat
                     "rootzone": int(deep_raw.sum()),
                     "dense": int((sites["kind"] == "dense").sum()),
                     "sparse": int((sites["kind"] == "sparse").sum())},
-        "n_sensors": int(len(stations.sensors)),
+        "n_sensors": len(stations.sensors),
         "products": medians(table, "surface"),
         "rootzone": medians(table, "rootzone"),
         "rootzone_raw": medians(raw_deep_table, "rootzone"),
@@ -546,7 +546,7 @@ def _evaluate(cube: xr.Dataset, stations: Stations, options: Options) -> Evaluat
         "wins_prolonged": wins(table, "prolonged"),
         "wins_by_kind": {k: wins(table, "all", k) for k in ("dense", "sparse")},
         "wins_ubrmse": wins(table, "all", metric="ubrmse"),
-        "fusion_weights": {"n_cells": int(len(weights)),
+        "fusion_weights": {"n_cells": len(weights),
                            "by_method": weights["method"].value_counts().to_dict(),
                            "median": _number(weights["weight"].median()) if len(weights) else None},
         "problems": problems,
@@ -583,7 +583,7 @@ def _trend_summary(trends: pd.DataFrame) -> dict:
         same_sign = np.sign(part["trend_obs"]) == np.sign(part["trend_product"])
         out[product] = {"annual_r": _number(part["annual_r"].median()),
                         "trend_sign_agreement": _number(same_sign.mean()),
-                        "n_stations": int(len(part))}
+                        "n_stations": len(part)}
     return out
 
 

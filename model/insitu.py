@@ -65,7 +65,7 @@ def daily_means(series: pd.Series, min_count: int = MIN_COUNT) -> pd.Series:
     if series.empty:
         return series.astype(np.float32)
     steps = np.diff(series.index.values).astype("timedelta64[s]").astype(np.int64)
-    per_day = max(1, int(round(86400 / np.median(steps)))) if steps.size else 1
+    per_day = max(1, round(86400 / np.median(steps))) if steps.size else 1
     days = series.groupby(series.index.floor("D")).agg(["mean", "count"])
     kept = days.loc[days["count"] >= min(min_count, per_day), "mean"]
     kept.index.name = "time"
@@ -121,7 +121,7 @@ def read_ismn(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_COUN
             sid = sensor_id(network, station, depth_from, depth_to, instrument)
             try:
                 data = archive.read_ts(idx)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  one bad file: that station's problem
                 problems.append({"station": f"{network}/{station}",
                                  "problem": f"cannot read sensor {sid}: {exc}"})
                 continue

@@ -6,17 +6,14 @@ import json
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from model import fusion  # noqa: E402
-from model.cube import open_cube  # noqa: E402
-from model.evaluate import WEIGHTED, Evaluation, Options, evaluate  # noqa: E402
-from model.insitu import KEEP_FLAGS, MIN_COUNT, read_stations  # noqa: E402
+from model import fusion
+from model.cube import open_cube
+from model.evaluate import WEIGHTED, Evaluation, Options, evaluate
+from model.insitu import KEEP_FLAGS, MIN_COUNT, read_stations
 
 COLORS = {"smap": "#7f7f7f", "lstm": "#d62728", "noah": "#1f77b4", "lsm2": "#2ca02c",
           "lstm+noah": "#9467bd", "noah+lsm2": "#17becf", WEIGHTED: "#ff7f0e"}
@@ -74,11 +71,16 @@ def write_report(evaluation: Evaluation, out: str | Path, title: str = "smapx ev
         fig = plot(ev)
         if fig is not None:
             fig.savefig(out / name, dpi=110, bbox_inches="tight")
-            plt.close(fig)
             drawn.append(name)
     index = out / "index.html"
     index.write_text(render_html(ev, drawn, title))
     return index
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize, **kwargs):
+    """A figure drawn by matplotlib's Agg canvas without pyplot's global state (thread-safe)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _surface(ev: Evaluation, period: str) -> pd.DataFrame:
@@ -101,7 +103,7 @@ def plot_map(ev: Evaluation):
         limit = float(np.nanmax(np.abs(gain))) or 0.01
         panels.append(("RMSE gain of (LSTM+Noah)/2 over Noah (m3/m3, >0 = fusion better)",
                        gain, "RdBu", (-limit, limit)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    fig, axes = _subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
     for ax, (label, values, cmap, (lo, hi)) in zip(axes[0], panels):
         for kind, marker in (("sparse", "o"), ("dense", "s")):
             pick = (sites["kind"] == kind).to_numpy()
@@ -124,7 +126,7 @@ def plot_skill_vs_years(ev: Evaluation):
     if table["rmse"].notna().sum() == 0:
         return None
     med = table.groupby(["product", "years_from_window"])[["r", "ubrmse"]].median().reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = _subplots(1, 2, figsize=(12, 4.5))
     for ax, metric, label in ((axes[0], "r", "median R"), (axes[1], "ubrmse", "median ubRMSE (m3/m3)")):
         for product in _products(ev):
             part = med[med["product"] == product].dropna(subset=[metric])
@@ -145,7 +147,7 @@ def plot_boxplots(ev: Evaluation):
     products = [p for p in _products(ev) if scores.loc[scores["product"] == p, "rmse"].notna().any()]
     if not products:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    fig, axes = _subplots(1, 3, figsize=(15, 4.8))
     for ax, metric in zip(axes, ("rmse", "ubrmse", "r")):
         data = [scores.loc[scores["product"] == p, metric].dropna().to_numpy() for p in products]
         box = ax.boxplot(data, patch_artist=True, showfliers=True)
@@ -171,7 +173,7 @@ def plot_wins(ev: Evaluation):
     frame = pd.DataFrame(rows)
     pairs = list(dict.fromkeys(frame["pair"]))
     kinds = list(dict.fromkeys(frame["kind"]))
-    fig, ax = plt.subplots(figsize=(10, 0.6 * len(pairs) + 1.5))
+    fig, ax = _subplots(figsize=(10, 0.6 * len(pairs) + 1.5))
     height = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
         part = frame[frame["kind"] == kind].set_index("pair").reindex(pairs)
@@ -199,7 +201,7 @@ def plot_depth(ev: Evaluation):
                         for p in products] for _, layer in layers], float)
     if np.isnan(values[1:]).all():
         return None
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = _subplots(figsize=(9, 4.5))
     width = 0.8 / len(products)
     for j, product in enumerate(products):
         ax.bar(np.arange(len(layers)) + j * width, values[:, j], width, color=COLORS[product],
@@ -240,7 +242,7 @@ def plot_timeseries(ev: Evaluation):
     picked = pick_sites(ev)
     if not picked:
         return None
-    fig, axes = plt.subplots(len(picked), 1, figsize=(13, 2.8 * len(picked)), squeeze=False)
+    fig, axes = _subplots(len(picked), 1, figsize=(13, 2.8 * len(picked)), squeeze=False)
     for ax, j in zip(axes[:, 0], picked):
         span = _two_years(ev, j)
         time = ev.time[span]
