@@ -159,11 +159,13 @@ def s3(pointed):
 
 
 @pytest.fixture(scope="module")
-def steady(pointed, s3):
+def steady(pointed, s3, tmp_path_factory):
     """One `smapx worker` for the module (it can reach the S3 server too)."""
     from worker.pool import stop
 
-    proc = start_worker(pointed, "steady", {"SMAPX_STORAGE_OPTIONS": json.dumps(s3)})
+    jobs_dir = tmp_path_factory.mktemp("jobs")
+    env = {"SMAPX_STORAGE_OPTIONS": json.dumps(s3), "SMAPX_JOBS_DIR": str(jobs_dir)}
+    proc = start_worker(pointed, "steady", env)
     ready([proc], ["steady"])
     yield proc
     stop([proc])
@@ -310,3 +312,85 @@ def test_s3_store_equals_in_process_cube(world, pointed, s3, steady):
     fs = s3fs.S3FileSystem(**s3)
     assert store_files(fs, "cubes/extended.zarr") == local_files(world["reference"])
     assert len(cubes.blocks_done("s3://cubes/extended.zarr", s3)) == 8
+
+
+def bad_request(world, tmp_path, case: str) -> dict:
+    request = request_for(world, tmp_path / "bad.zarr")
+    if case == "unknown model":
+        request["model"] = str(tmp_path / "no-such-model")
+    elif case == "period outside the forcing":
+        request["start"] = "2001-01-01"
+    elif case == "region with no cells":
+        request["input"] = str(tmp_path / "empty.zarr")
+        write_input(open_input(world["inputs"]).isel(cell=[]).load(), request["input"])
+    else:
+        (tmp_path / "a-file").write_text("not a folder")
+        request["out"] = str(tmp_path / "a-file" / "cube.zarr")
+    return request
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown model", "not a model checkpoint"),
+    ("period outside the forcing", "period 2001-01-01..2015-06-30 is outside the data"),
+    ("region with no cells", "the region has no cells"),
+    ("store not writable", "is not a writable folder"),
+])
+def test_bad_requests_fail_at_submission(world, pointed, tmp_path, case, message):
+    from model.errors import SmapxError
+    from worker import jobs
+    from worker.submit import run_extend
+
+    before = len(jobs.list_jobs())
+    with pytest.raises(SmapxError, match=message):
+        run_extend(bad_request(world, tmp_path, case), workers=2)
+    assert len(jobs.list_jobs()) == before
+    assert queue_length(pointed) == 0
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_cli_bad_request_is_one_line_and_starts_nothing(world, tmp_path):
+    request = bad_request(world, tmp_path, "period outside the forcing")
+    result = subprocess.run(
+        [SMAPX, "extend", "--model", request["model"], "--input", request["input"], "--start",
+         request["start"], "--end", request["end"], "--out", request["out"], "--workers", "2"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: period 2001-01-01..2015-06-30 is outside the data (2010-01-01..2015-12-31)"]
+
+
+def test_export_job_records_files_with_checksums(world, pointed, steady, tmp_path):
+    """The export task writes what model.export writes in-process, and records size and sha256."""
+    import hashlib
+
+    from model import grid
+    from model.export import export_subset
+    from worker.submit import follow, submit_export
+
+    lat, lon = grid.rowcol_to_latlon(101, 201)
+    request = {"products": ["lstm", "smap", "noah"], "start": "2012-03-01", "end": "2012-04-30",
+               "points": [[float(lat), float(lon)]], "format": "csv"}
+    job = follow(submit_export(request, str(world["reference"])), progress=False)
+    expected = export_subset(str(world["reference"]), request, tmp_path)
+    files = {f["name"]: f for f in job["result"]}
+    assert sorted(files) == sorted(p.name for p in expected)
+    for path in expected:
+        data = path.read_bytes()
+        assert files[path.name]["size"] == len(data)
+        assert files[path.name]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_jobs_cli_lists_and_shows_records(world, pointed, steady):
+    from worker import jobs
+
+    env = {**os.environ, "SMAPX_REDIS_URL": pointed}
+    newest = jobs.list_jobs(1)[0]
+    listing = subprocess.run([SMAPX, "jobs"], env=env, capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0
+    assert listing.stdout.splitlines()[1].split()[:3] == [newest["id"], newest["kind"], newest["state"]]
+    shown = subprocess.run([SMAPX, "job", newest["id"]], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert json.loads(shown.stdout) == jobs.get_job(newest["id"])
+    missing = subprocess.run([SMAPX, "job", "nope"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: no job 'nope' (unknown or expired)"

@@ -9,6 +9,7 @@ so the same request sent again resumes the cube (only missing blocks run) instea
 
 import hashlib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def fingerprint(request: dict) -> str:
     return digest.hexdigest()
 
 
+def check_writable(out: str) -> None:
+    """A local store must be creatable: its nearest existing ancestor a writable directory. (A
+    URL store is tried for real when the cube is created at submission.)"""
+    if "://" in out:
+        return
+    ancestor = Path(out)
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise InputError(f"cannot write the cube store {out}: {ancestor} is not a writable folder")
+
+
 def store_options(store: str) -> dict | None:
     """The settings' fsspec options for a URL store; a local path takes none."""
     return get_settings().storage_options if "://" in str(store) else None
@@ -64,6 +77,7 @@ def prepare(request: dict) -> tuple[list[cubes.Block], set[str]]:
     """Check a request, create its cube unless it already holds this request, and return the
     cube's blocks and the names of those already written. Runs at submission, not in a worker."""
     _, _, template = load(request)
+    check_writable(request["out"])
     options = store_options(request["out"])
     key = fingerprint(request)
     info = _read_job_info(request["out"], options)

@@ -2,8 +2,19 @@
 
 import json
 
+import redis
+
+from model.errors import SmapxError
 from worker import jobs
-from worker.submit import ensure_reachable, follow, resume_job
+from worker.app import redis_url
+
+
+def ensure_reachable() -> None:
+    """A clear error when the configured Redis does not answer."""
+    try:
+        jobs.client().ping()
+    except redis.RedisError as exc:
+        raise SmapxError(f"cannot reach Redis at {redis_url()} ({exc})") from exc
 
 
 def list_jobs_text(limit: int = 20, as_json: bool = False) -> str:
@@ -27,6 +38,8 @@ def list_jobs_text(limit: int = 20, as_json: bool = False) -> str:
 
 def job_text(job_id: str, cancel: bool = False, resume: bool = False, follow_it: bool = False) -> str:
     """One job's record as JSON, after cancelling, resuming or following it when asked."""
+    from worker.submit import follow, resume_job
+
     ensure_reachable()
     if cancel:
         jobs.cancel_job(job_id)

@@ -5,24 +5,14 @@ instead of inside a worker an hour later."""
 import json
 import time
 
-import redis
 from tqdm import tqdm
 
 from model.errors import InputError, SmapxError
 from model.settings import get_settings
 from worker import extension, jobs, tasks
-from worker.app import redis_url
+from worker.report import ensure_reachable
 
 POLL_SECONDS = 0.25
-
-
-def ensure_reachable() -> None:
-    """A clear error when the configured Redis does not answer."""
-    try:
-        jobs.client().ping()
-    except redis.RedisError as exc:
-        raise SmapxError(f"cannot reach Redis at {redis_url()} ({exc}); start it, or use "
-                         f"--workers N for a private one") from exc
 
 
 def _store_key(out: str) -> str:
@@ -130,6 +120,7 @@ def run_extend(request: dict, workers: int = 0, threads: int = 0, progress: bool
 
     request = extension.normalize_request(request)
     extension.load(request)
+    extension.check_writable(request["out"])
     if not workers:
         return follow(submit_extend(request), progress)
     with local_pool(workers, threads):
