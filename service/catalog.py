@@ -22,12 +22,14 @@ class ServedCube:
     weights: np.ndarray
     dates_json: str = field(init=False)
     dates_csv: np.ndarray = field(init=False)
+    day_numbers: dict[str, int] = field(init=False)
     dates: list[str] = field(init=False)
 
     def __post_init__(self):
         self.dates = [str(d.date()) for d in self.memory.times]
         self.dates_json = ",".join(f'"{d}"' for d in self.dates)
         self.dates_csv = np.array([f"{d}," for d in self.dates], dtype=object)
+        self.day_numbers = {d: t for t, d in enumerate(self.dates)}
 
     @property
     def dataset(self) -> xr.Dataset:
@@ -59,11 +61,11 @@ class ServedCube:
 
     def day_index(self, day) -> int:
         if day is None:
-            return len(self.memory.times) - 1
-        t = self.memory.times.get_indexer([pd.Timestamp(day)])[0]
-        if t < 0:
+            return len(self.dates) - 1
+        t = self.day_numbers.get(str(day))
+        if t is None:
             raise OutOfRangeError(f"date {day} is outside the cube ({self.dates[0]}..{self.dates[-1]})")
-        return int(t)
+        return t
 
     def cell(self, iy: int, ix: int) -> dict:
         row, col = iy + self.memory.row0, ix + self.memory.col0

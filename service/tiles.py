@@ -33,6 +33,7 @@ DEFAULT_COLORMAP = "ylgnbu"
 DEFAULT_RESCALE = "0,0.5"
 DEFAULT_TMS = "WebMercatorQuad"
 CYLINDRICAL_EPSG = {3857, 3395}
+NO_DATA = 256
 PNG = "image/png"
 CACHE = "public, max-age=3600"
 
@@ -43,14 +44,19 @@ Rescale = Annotated[str, Query(description="min,max in m3/m3 mapped to the color
                                examples=["0,0.5"])]
 
 
+@lru_cache(maxsize=64)
 def colormap_table(name: str) -> np.ndarray:
-    """(256, 4) uint8 RGBA of a rio-tiler colormap."""
+    """(257, 4) uint8 RGBA of a rio-tiler colormap, plus a transparent entry 256 for no data.
+    Cached and read-only: rio-tiler deep-copies a colormap on every lookup."""
     try:
         table = colormaps.get(name.lower())
     except InvalidColorMapName:
         raise InputError(f"colormap: unknown {name!r}; e.g. viridis, ylgnbu, rdylbu, "
                          f"browse /v1/colormaps") from None
-    return np.array([table[i] for i in range(256)], np.uint8)
+    rgba = np.zeros((NO_DATA + 1, 4), np.uint8)
+    rgba[:NO_DATA] = [table[i] for i in range(256)]
+    rgba.flags.writeable = False
+    return rgba
 
 
 def parse_rescale(text: str) -> tuple[float, float]:
@@ -72,7 +78,9 @@ def parse_day(text: str | None):
         raise InputError(f"date: {text!r} is not a YYYY-MM-DD day") from None
 
 
+@lru_cache(maxsize=32)
 def matrix_set(tms_id: str) -> morecantile.TileMatrixSet:
+    """A TileMatrixSet by id, cached: morecantile deep-copies it on every lookup."""
     try:
         return morecantile.tms.get(tms_id)
     except InvalidIdentifier:
@@ -137,15 +145,32 @@ def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight)
     return export.fusion.fuse(lstm, noah, w)
 
 
-def to_byte(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Rescale m3/m3 to colormap indices 0..255 (rounded, clipped)."""
-    scaled = np.rint((values - low) * (255.0 / (high - low)))
-    return np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8)
+def color_index(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Rescale m3/m3 to colormap indices 0..255 (rounded, clipped); NO_DATA where NaN."""
+    scaled = np.clip(np.rint((values - low) * np.float32(255.0 / (high - low))), 0, 255)
+    return np.where(np.isnan(values), NO_DATA, scaled).astype(np.int16)
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def encode_indexed(colors: np.ndarray, table: np.ndarray) -> bytes:
+    """PNG of colormap indices (NO_DATA transparent). A palette PNG when a palette slot is free
+    for transparency (nearly always: a day's values span part of the colormap), which encodes
+    several times faster than RGBA; RGBA otherwise. Both decode to the same pixels."""
+    used = np.bincount(colors.ravel(), minlength=NO_DATA + 1).astype(bool)
+    free = np.flatnonzero(~used[:NO_DATA])
+    if free.size == 0:
+        return encode_png(table[colors])
+    palette = table[:NO_DATA].copy()
+    palette[free[0]] = 0
+    image = Image.fromarray(np.where(colors == NO_DATA, free[0], colors).astype(np.uint8), "P")
+    image.putpalette(palette[:, :3].tobytes())
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=1, transparency=palette[:, 3].tobytes())
     return out.getvalue()
 
 
@@ -169,12 +194,9 @@ def render_tile(cube: ServedCube, product: str, tms_id: str, z: int, x: int, y: 
     if index is None:
         return empty_tile(matrix.tileHeight, matrix.tileWidth)
     flat, pixels, shape = index
-    values = day_values(cube, product, t, flat, weight)
-    colors = table[to_byte(values, low, high)]
-    colors[np.isnan(values), 3] = 0
-    rgba = np.zeros((shape[0] * shape[1], 4), np.uint8)
-    rgba[pixels] = colors
-    return encode_png(rgba.reshape(*shape, 4))
+    colors = np.full(shape[0] * shape[1], NO_DATA, np.int16)
+    colors[pixels] = color_index(day_values(cube, product, t, flat, weight), low, high)
+    return encode_indexed(colors.reshape(shape), table)
 
 
 @router.get("/tiles/{product}/{z}/{x}/{y}.png", summary="XYZ Web Mercator tile",
@@ -252,4 +274,4 @@ def legend(colormap: Colormap = DEFAULT_COLORMAP, rescale: Rescale = DEFAULT_RES
                  for i in range(0, 256, 51)]
         return JSONResponse({"colormap": colormap, "rescale": [low, high], "units": cubes.UNITS,
                              "stops": stops})
-    return Response(encode_png(np.repeat(table[None], 16, axis=0)), media_type=PNG)
+    return Response(encode_png(np.repeat(table[None, :NO_DATA], 16, axis=0)), media_type=PNG)

@@ -375,3 +375,15 @@ def test_web_map_page_and_assets(server):
     assert page.status_code == 200 and "leaflet.js" in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         assert server.get(asset).status_code == 200
+
+
+def test_tile_png_with_every_colour_and_no_data_falls_back_to_rgba():
+    from service.tiles import NO_DATA, colormap_table, encode_indexed
+
+    table = colormap_table("viridis")
+    colors = np.arange(256 * 256, dtype=np.int16).reshape(256, 256) % (NO_DATA + 1)
+    decoded = np.asarray(Image.open(io.BytesIO(encode_indexed(colors, table))).convert("RGBA"))
+    np.testing.assert_array_equal(decoded, table[colors])
+    few = np.where(colors % 2 == 0, NO_DATA, colors % 50).astype(np.int16)
+    decoded = np.asarray(Image.open(io.BytesIO(encode_indexed(few, table))).convert("RGBA"))
+    np.testing.assert_array_equal(decoded, table[few])

@@ -1,0 +1,210 @@
+"""Serving speed: point series and 256 px PNG tiles of a 20-year cube under concurrent load,
+against xpublish + xpublish-edr (series) and titiler's xarray tiler (tiles) on the same Zarr,
+each in its own uvicorn process on loopback, measured in the same run.
+
+    pip install -e '.[bench]' && python bench/serve.py
+
+Ends with: series_p50_ms=<a> series_vs_xpublish=<b> tile_p50_ms=<c> tile_vs_titiler=<d>
+(ratios are baseline p50 / smapx p50 on the same queries).
+"""
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DAYS = pd.date_range("2001-01-01", "2020-12-31")  # 7305 days
+ROWS, COLS = 48, 48                                # 2,304-cell window, Great Plains to Gulf
+ROW0, COL0 = 66, 196
+
+
+def build_cube(store: Path) -> None:
+    """A 20-year lstm/noah/smap cube with smooth fields, written through model.cube."""
+    from tqdm import tqdm
+
+    from model import cube as cubes
+
+    rows, cols = np.meshgrid(np.arange(ROW0, ROW0 + ROWS), np.arange(COL0, COL0 + COLS), indexing="ij")
+    keep = (rows * 7 + cols * 3) % 23 != 0
+    template = cubes.template(DAYS, rows[keep], cols[keep], ("smap", "lstm", "noah"))
+    cubes.create(store, template)
+    rng = np.random.default_rng(0)
+    for block in tqdm(cubes.blocks(template), desc="bench cube", unit="block"):
+        t = np.arange(block.time.start, block.time.stop)[:, None, None]
+        iy = np.arange(block.y.start, block.y.stop)[None, :, None]
+        ix = np.arange(block.x.start, block.x.stop)[None, None, :]
+        inside = template["mask"].values[block.y, block.x][None]
+        base = 0.2 + 0.002 * iy - 0.001 * ix + 0.08 * np.sin(t / 58.0 + iy / 9.0)
+        base = base + rng.normal(0, 0.01, base.shape)
+        smap = np.where(t >= 5200, base + 0.01, np.nan)
+        cubes.write_block(store, block, {
+            "lstm": np.where(inside, base, np.nan),
+            "noah": np.where(inside, base + 0.03, np.nan),
+            "smap": np.where(inside & (t % 3 == 0), smap, np.nan)})
+
+
+def run_xpublish(store: str, port: int) -> None:
+    import xarray as xr
+    import xpublish
+    from xpublish_edr import CfEdrPlugin
+
+    ds = xr.open_zarr(store, decode_coords="all")
+    ds["time"].attrs.update(axis="T", standard_name="time")
+    rest = xpublish.Rest({"cube": ds}, plugins={"edr": CfEdrPlugin()})
+    rest.serve(host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def run_titiler(store: str, port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+    from titiler.xarray.factory import TilerFactory
+
+    app = FastAPI()
+    app.include_router(TilerFactory().router, prefix="/md")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start(args: list[str], port: int) -> subprocess.Popen:
+    from tests.conftest import wait_for_port
+
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "SMAPX_CUBES": "[]"})
+    try:
+        wait_for_port(port, 120)
+    except TimeoutError:
+        proc.kill()
+        raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
+    return proc
+
+
+async def load(urls: list[str], concurrency: int) -> tuple[np.ndarray, float, int]:
+    """Latencies (ms) of every request, wall time (s) and failures, `concurrency` at a time."""
+    import aiohttp
+
+    queue = list(reversed(urls))
+    latencies, failures = [], 0
+
+    async def client(session):
+        nonlocal failures
+        while queue:
+            url = queue.pop()
+            t0 = time.perf_counter()
+            async with session.get(url) as r:
+                await r.read()
+                ok = r.status == 200
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            failures += not ok
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return np.array(latencies), wall, failures
+
+
+def measure(name: str, urls: list[str], concurrency: int, warmup: list[str]) -> dict:
+    """Warm up one request at a time (caches, lazy imports), then time `urls` under load."""
+    asyncio.run(load(warmup, 1))
+    lat, wall, failures = asyncio.run(load(urls, concurrency))
+    row = {"what": name, "n": len(urls), "p50_ms": np.percentile(lat, 50),
+           "p99_ms": np.percentile(lat, 99), "req_s": len(urls) / wall, "failed": failures}
+    print(f"{name:34s} n={row['n']:5d} p50={row['p50_ms']:7.2f} ms p99={row['p99_ms']:7.2f} ms "
+          f"{row['req_s']:7.1f} req/s failed={failures}", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, default=ROOT / "data" / "bench" / "serve20y.zarr")
+    parser.add_argument("--series", type=int, default=600, help="series requests per server")
+    parser.add_argument("--tiles", type=int, default=400, help="tile requests per server")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--serve", choices=["xpublish", "titiler"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        {"xpublish": run_xpublish, "titiler": run_titiler}[args.serve](str(args.store), args.port)
+        return
+
+    import morecantile
+
+    from model import cube as cubes
+    from tests.conftest import free_port
+
+    if not (args.store / "zarr.json").exists():
+        args.store.parent.mkdir(parents=True, exist_ok=True)
+        build_cube(args.store)
+    cube = cubes.open_cube(args.store)
+    mask = cube["mask"].values
+    print(f"cube: {cube.sizes['time']} days x {int(mask.sum())} cells "
+          f"({cube.sizes['y']} x {cube.sizes['x']} window), concurrency {args.concurrency}")
+    rng = np.random.default_rng(1)
+    iy, ix = np.nonzero(mask)
+    pick = rng.integers(0, iy.size, args.series)
+    lat, lon = cube["lat"].values[iy[pick], ix[pick]], cube["lon"].values[iy[pick], ix[pick]]
+    ext = cubes.extent(cube)
+    tiles = [t for z in (6, 7) for t in morecantile.tms.get("WebMercatorQuad").tiles(
+        ext["west"], ext["south"], ext["east"], ext["north"], [z])]
+    tile_pick = [tiles[i] for i in rng.integers(0, len(tiles), args.tiles)]
+    days = [str(d.date()) for d in DAYS[rng.integers(0, len(DAYS), args.tiles)]]
+    first, last = str(DAYS[0].date()), str(DAYS[-1].date())
+
+    ports = {k: free_port() for k in ("smapx", "xpublish", "titiler")}
+    procs = [start([str(Path(sys.executable).parent / "smapx"), "serve", "--cube", str(args.store),
+                    "--port", str(ports["smapx"])], ports["smapx"]),
+             start([sys.executable, __file__, "--serve", "xpublish", "--store", str(args.store),
+                    "--port", str(ports["xpublish"])], ports["xpublish"]),
+             start([sys.executable, __file__, "--serve", "titiler", "--store", str(args.store),
+                    "--port", str(ports["titiler"])], ports["titiler"])]
+    base = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
+    try:
+        series_csv = [f"{base['smapx']}/v1/series?lat={a:.5f}&lon={o:.5f}&products=lstm&format=csv"
+                      for a, o in zip(lat, lon, strict=True)]
+        series_json = [u.replace("format=csv", "format=json") for u in series_csv]
+        edr_ours = [f"{base['smapx']}/v1/edr/{args.store.name.removesuffix('.zarr')}/position?"
+                    f"coords=POINT({o:.5f}%20{a:.5f})&datetime={first}/{last}&parameter-name=lstm&f=csv"
+                    for a, o in zip(lat, lon, strict=True)]
+        edr_xpub = [f"{base['xpublish']}/datasets/cube/edr/position?coords=POINT({o:.5f}%20{a:.5f})"
+                    f"&datetime={first}/{last}&parameter-name=lstm&f=csv"
+                    for a, o in zip(lat, lon, strict=True)]
+        tile_ours = [f"{base['smapx']}/v1/tiles/lstm/{t.z}/{t.x}/{t.y}.png?date={d}"
+                     f"&rescale=0,0.5&colormap=ylgnbu" for t, d in zip(tile_pick, days, strict=True)]
+        tile_titiler = [f"{base['titiler']}/md/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?"
+                        f"url={args.store}&variable=lstm&sel=time={d}&rescale=0,0.5"
+                        f"&colormap_name=ylgnbu" for t, d in zip(tile_pick, days, strict=True)]
+        c = args.concurrency
+        first_of_tile = sorted({(t.z, t.x, t.y): i for i, t in reversed(list(enumerate(tile_pick)))}.values())
+        n_base_series, n_base_tiles = max(40, args.series // 8), max(40, args.tiles // 4)
+        rows = [measure("smapx series csv (20 y)", series_csv, c, series_csv[:10]),
+                measure("smapx series json (20 y)", series_json, c, series_json[:10]),
+                measure("smapx edr position csv", edr_ours, c, edr_ours[:10]),
+                measure("xpublish-edr position csv", edr_xpub[:n_base_series], c, edr_xpub[-3:]),
+                measure("smapx tile 256 px png", tile_ours, c, [tile_ours[i] for i in first_of_tile]),
+                measure("titiler.xarray tile 256 px png", tile_titiler[:n_base_tiles], c,
+                        [tile_titiler[i] for i in first_of_tile])]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    by = {r["what"]: r for r in rows}
+    series_p50 = by["smapx series csv (20 y)"]["p50_ms"]
+    tile_p50 = by["smapx tile 256 px png"]["p50_ms"]
+    print(f"series_p50_ms={series_p50:.2f} "
+          f"series_vs_xpublish={by['xpublish-edr position csv']['p50_ms'] / series_p50:.1f} "
+          f"tile_p50_ms={tile_p50:.2f} "
+          f"tile_vs_titiler={by['titiler.xarray tile 256 px png']['p50_ms'] / tile_p50:.1f}")
+
+
+if __name__ == "__main__":
+    main()
