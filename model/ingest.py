@@ -33,7 +33,7 @@ from model.sources.static import read_static
 
 REGIONS = {"conus": (-125.0, 24.5, -66.5, 49.5)}
 CHUNK_DAYS = 366
-CHUNK_CELLS = 2048
+CHUNK_CELLS = 512
 FLUSH_DAYS = 31
 
 

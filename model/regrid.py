@@ -40,6 +40,26 @@ def _top_nonzero(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(dense, idx, axis=1)
 
 
+def _row_span(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EASE2 y extent (bottom, top) of grid rows."""
+    top = grid.row_to_y(rows) + grid.CELL_SIZE / 2
+    return top - grid.CELL_SIZE, top
+
+
+def _col_span(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EASE2 x extent (left, right) of grid columns."""
+    left = grid.col_to_x(cols) - grid.CELL_SIZE / 2
+    return left, left + grid.CELL_SIZE
+
+
+def _cell_overlaps(src_edges, index, span) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the source intervals it overlaps and the lengths; computed once per distinct
+    grid row (or column), since every cell in it has the same 1-D overlaps."""
+    unique, inverse = np.unique(index, return_inverse=True)
+    idx, length = _top_nonzero(_overlap(src_edges, *span(unique)))
+    return idx[inverse], length[inverse]
+
+
 @lru_cache(maxsize=8)
 def _weights(lat_key: tuple, lon_key: tuple, rows_key: bytes, cols_key: bytes) -> sparse.csr_matrix:
     lat = np.linspace(*lat_key)
@@ -49,12 +69,8 @@ def _weights(lat_key: tuple, lon_key: tuple, rows_key: bytes, cols_key: bytes) -
     lat_edges, lon_edges = centre_edges(lat), centre_edges(lon)
     x_edges = grid.lonlat_to_xy(lon_edges, np.zeros_like(lon_edges))[0]
     y_edges = grid.lonlat_to_xy(np.zeros_like(lat_edges), lat_edges)[1]
-    top = grid.row_to_y(rows) + grid.CELL_SIZE / 2
-    left = grid.col_to_x(cols) - grid.CELL_SIZE / 2
-    wy = _overlap(y_edges, top - grid.CELL_SIZE, top)
-    wx = _overlap(x_edges, left, left + grid.CELL_SIZE)
-    iy, vy = _top_nonzero(wy)
-    ix, vx = _top_nonzero(wx)
+    (iy, vy), (ix, vx) = (_cell_overlaps(y_edges, rows, _row_span),
+                          _cell_overlaps(x_edges, cols, _col_span))
     data = (vy[:, :, None] * vx[:, None, :]).reshape(len(rows), -1)
     index = (iy[:, :, None] * len(lon) + ix[:, None, :]).reshape(len(rows), -1)
     cell = np.repeat(np.arange(len(rows)), data.shape[1])
