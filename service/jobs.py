@@ -3,6 +3,8 @@ the limit), poll state and percent, list the result files with sizes and sha256,
 The work runs on the Celery workers (worker.submit / worker.tasks); records live in Redis and
 expire `job_expiry_hours` after they finish, their files with them."""
 
+import re
+import shutil
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -16,6 +18,7 @@ from model.settings import get_settings
 from service.problems import too_large
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 class JobRequest(export.ExportRequest):
@@ -41,6 +44,17 @@ def worker_layer():
     except redis.RedisError as exc:
         raise HTTPException(503, f"the job queue is unavailable: {exc}") from None
     return records, submit
+
+
+def sweep_expired(records) -> None:
+    """Delete the result folders of jobs whose records Redis has expired, so results leave the
+    disk with their records."""
+    root = get_settings().jobs_dir
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if folder.is_dir() and JOB_ID.match(folder.name) and records.get_job(folder.name) is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def job_record(job_id: str) -> dict:
@@ -80,7 +94,8 @@ def submit_job(request: Request, body: Annotated[JobRequest, Body()],
     if size["values"] > limit:
         return too_large(f"the job holds {size['values']} values (days x cells x products); "
                          f"the limit is {limit}", limit)
-    _, submit = worker_layer()
+    records, submit = worker_layer()
+    sweep_expired(records)
     job_id = submit.submit_export(req.model_dump(mode="json"), str(served.path))
     base = str(request.base_url).rstrip("/")
     job = job_record(job_id)
@@ -90,6 +105,7 @@ def submit_job(request: Request, body: Annotated[JobRequest, Body()],
 @router.get("/jobs", summary="Recent bulk jobs")
 def list_all(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
     records, _ = worker_layer()
+    sweep_expired(records)
     base = str(request.base_url).rstrip("/")
     return {"jobs": [public(j, base) for j in records.list_jobs(limit, kind="export")]}
 

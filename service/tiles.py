@@ -4,7 +4,7 @@ PNG through a rio-tiler colormap, a TileJSON document and a legend.
 A tile is a gather: each pixel's centre is projected once to the EASE2 grid (pyproj) and the
 resulting cube cell index is cached per (cube, tile), so serving a tile is a lookup into the
 in-memory day field, a colormap table lookup and a PNG encode. Cells outside the region, and
-missing values, are transparent.
+missing values, are transparent. Handlers are `async` for the same reason as the series ones.
 """
 
 import datetime
@@ -201,7 +201,7 @@ def render_tile(cube: ServedCube, product: str, tms_id: str, z: int, x: int, y: 
 
 @router.get("/tiles/{product}/{z}/{x}/{y}.png", summary="XYZ Web Mercator tile",
             response_class=Response, responses={200: {"content": {PNG: {}}}})
-def xyz_tile(request: Request, product: str, z: int, x: int, y: int, date: Day = None,
+async def xyz_tile(request: Request, product: str, z: int, x: int, y: int, date: Day = None,
              colormap: Colormap = DEFAULT_COLORMAP, rescale: Rescale = DEFAULT_RESCALE,
              weight: Weight = None, cube: CubeName = None):
     """A 256 px PNG of one product on one day; region cells coloured, the rest transparent."""
@@ -212,7 +212,7 @@ def xyz_tile(request: Request, product: str, z: int, x: int, y: int, date: Day =
 
 @router.get("/tiles/{product}/{tileMatrixSetId}/{z}/{x}/{y}.png", summary="OGC TileMatrixSet tile",
             response_class=Response, responses={200: {"content": {PNG: {}}}})
-def tms_tile(request: Request, product: str, tileMatrixSetId: str, z: int, x: int, y: int,
+async def tms_tile(request: Request, product: str, tileMatrixSetId: str, z: int, x: int, y: int,
              date: Day = None, colormap: Colormap = DEFAULT_COLORMAP,
              rescale: Rescale = DEFAULT_RESCALE, weight: Weight = None, cube: CubeName = None):
     """The same tile in any TileMatrixSet morecantile knows (see /v1/tileMatrixSets)."""

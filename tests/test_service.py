@@ -82,7 +82,10 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(world):
-    proc, url = start_server([world["store"]], {"SMAPX_WEIGHTS_PATH": str(world["weights"]),
+    twin = world["folder"] / "twin.zarr"
+    if not twin.exists():
+        twin.symlink_to(world["store"])
+    proc, url = start_server([world["store"], twin], {"SMAPX_WEIGHTS_PATH": str(world["weights"]),
                                                 "SMAPX_CUBES": "[]"})
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
@@ -103,7 +106,7 @@ def cell_of(local, lat, lon):
 
 
 def test_catalogue(server, local):
-    assert server.get("/healthz").json() == {"status": "ok", "cubes": ["extended"]}
+    assert server.get("/healthz").json() == {"status": "ok", "cubes": ["extended", "twin"]}
     body = server.get("/v1/products").json()
     assert list(body["products"]) == ["smap", "lstm", "noah", "lsm2", "fused"]
     assert body["products"]["lstm"]["units"] == "m3 m-3"
@@ -171,6 +174,14 @@ def test_fused_uses_per_cell_weights(server, local):
     assert body["cell"]["weight"] == CELL_WEIGHT
     iy, ix = WEIGHTED_CELL[0] - 100, WEIGHTED_CELL[1] - 200
     np.testing.assert_allclose(body["fused"], fused_expected(local, iy, ix, CELL_WEIGHT), atol=6e-5)
+
+
+def test_second_cube_is_served_by_name(server):
+    params = {"lat": POINT[0], "lon": POINT[1], "start": "2015-01-01", "end": "2015-01-05"}
+    first = server.get("/v1/series", params=params).json()
+    twin = server.get("/v1/series", params={**params, "cube": "twin"}).json()
+    assert twin["cube"] == "twin" and twin["lstm"] == first["lstm"]
+    assert set(server.get("/v1/products").json()["cubes"]) == {"extended", "twin"}
 
 
 def test_edr_position(server, local):
@@ -329,7 +340,7 @@ def test_subset_download_formats(server, local, world):
     ({"lat": 29.0, "lon": -103.0, "start": "2030-01-01", "end": "2031-01-01"}, 404, "outside"),
     ({"lat": 29.0, "lon": -103.0, "weight": 2}, 422, "weight"),
     ({"lat": 29.0, "lon": -103.0, "format": "xml"}, 422, "format"),
-    ({"lat": 29.0, "lon": -103.0, "cube": "other"}, 404, "cube"),
+    ({"lat": 29.0, "lon": -103.0, "cube": "other"}, 404, "twin"),
 ])
 def test_series_errors(server, params, status, needle):
     r = server.get("/v1/series", params=params)

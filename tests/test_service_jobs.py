@@ -20,6 +20,7 @@ from tests.test_service import POINT, SMAPX, build_cube, start_server
 
 KEY = "s3cret"
 LIMIT = 50_000
+EXPIRY_SECONDS = 6
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def stack(tmp_path_factory, redis_url):
     build_cube(store)
     env = {"SMAPX_REDIS_URL": redis_url, "SMAPX_JOBS_DIR": str(folder / "results"),
            "SMAPX_API_KEYS": f'["{KEY}"]', "SMAPX_MAX_JOB_VALUES": str(LIMIT),
-           "SMAPX_CUBES": f'["{store}"]', "SMAPX_TORCH_THREADS": "1"}
+           "SMAPX_CUBES": f'["{store}"]', "SMAPX_TORCH_THREADS": "1",
+           "SMAPX_JOB_EXPIRY_HOURS": str(EXPIRY_SECONDS / 3600)}
     worker = subprocess.Popen([SMAPX, "worker", "--concurrency", "1", "--loglevel", "warning",
                                "--hostname", f"service-test-{os.getpid()}@%h"],
                               env={**os.environ, **env}, cwd=ROOT,
@@ -37,7 +39,7 @@ def stack(tmp_path_factory, redis_url):
     server, url = start_server([store], env)
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
-            yield client, cubes.open_cube(store).load()
+            yield client, cubes.open_cube(store).load(), folder / "results"
     finally:
         for proc in (server, worker):
             proc.terminate()
@@ -61,13 +63,13 @@ BBOX_REQUEST = {"products": ["lstm", "fused"], "start": "2015-01-01", "end": "20
 
 
 def test_job_needs_a_key(stack):
-    client, _ = stack
+    client, *_ = stack
     assert client.post("/v1/jobs", json=BBOX_REQUEST).status_code == 401
     assert client.post("/v1/jobs", json=BBOX_REQUEST, headers={"X-API-Key": "wrong"}).status_code == 401
 
 
 def test_job_too_large_is_413_with_the_limit(stack):
-    client, _ = stack
+    client, *_ = stack
     big = {**BBOX_REQUEST, "start": "2014-01-01", "end": "2016-12-30", "bbox": [-180, -90, 180, 90]}
     r = client.post("/v1/jobs", json=big, headers={"X-API-Key": KEY})
     assert r.status_code == 413
@@ -75,7 +77,7 @@ def test_job_too_large_is_413_with_the_limit(stack):
 
 
 def test_job_request_errors_are_422(stack):
-    client, _ = stack
+    client, *_ = stack
     for bad in ({**BBOX_REQUEST, "products": ["nope"]}, {**BBOX_REQUEST, "end": "2014-12-31"},
                 {**BBOX_REQUEST, "format": "shp"}, {**BBOX_REQUEST, "points": [[29, -103]]}):
         r = client.post("/v1/jobs", json=bad, headers={"X-API-Key": KEY})
@@ -83,7 +85,7 @@ def test_job_request_errors_are_422(stack):
 
 
 def test_bbox_job_netcdf_equals_cube(stack):
-    client, local = stack
+    client, local, _ = stack
     r = client.post("/v1/jobs", json=BBOX_REQUEST, headers={"X-API-Key": KEY})
     assert r.status_code == 202, r.text
     submitted = r.json()
@@ -108,7 +110,7 @@ def test_bbox_job_netcdf_equals_cube(stack):
 
 
 def test_points_job_csv(stack):
-    client, local = stack
+    client, local, _ = stack
     request = {"products": ["noah"], "start": "2016-01-01", "end": "2016-01-31",
                "points": [list(POINT)], "format": "csv"}
     job_id = client.post("/v1/jobs", json=request, headers={"X-API-Key": KEY}).json()["id"]
@@ -119,3 +121,18 @@ def test_points_job_csv(stack):
     np.testing.assert_allclose(table["noah"], local["noah"].values[730:761, iy, ix], atol=5e-5)
     assert client.get(f"/v1/jobs/{job_id}/files/other.csv").status_code == 404
     assert client.get("/v1/jobs/0000000000000000").status_code == 404
+
+
+def test_results_expire_with_their_records(stack):
+    client, _, results = stack
+    request = {"products": ["lstm"], "start": "2016-01-01", "end": "2016-01-05",
+               "points": [list(POINT)], "format": "csv"}
+    job_id = client.post("/v1/jobs", json=request, headers={"X-API-Key": KEY}).json()["id"]
+    job = wait_done(client, job_id)
+    assert job["state"] == "done" and (results / job_id).is_dir()
+    href = client.get(f"/v1/jobs/{job_id}/files").json()["files"][0]["href"]
+    time.sleep(EXPIRY_SECONDS + 1)
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+    assert client.get(href).status_code == 404
+    assert job_id not in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
+    assert not (results / job_id).exists()
