@@ -5,8 +5,9 @@ source adds to it. The store starts with every variable the schema needs - `forc
 canonical variables, `target`, and `static` with no attribute yet - all NaN until a source fills
 them, so a dataset is always openable and a source may arrive in any order.
 
-New days are appended along `time` and written by region, so ingesting a day rewrites only that
-day (the Zarr chunks holding it), never the rest. Days before the first one need the time axis to
+The time axis is first grown (appending NaN days) to span the days of the files to read; each run
+of consecutive days read is then written as one region, so ingesting a day changes only that day,
+never the rest. Days before the first one need the time axis to
 grow at its start: that one case rewrites the store, streamed chunk by chunk, and says so.
 Readers work file by file (hourly NLDAS files are reduced to daily means one day at a time), so
 memory stays bounded by one day of the source grid plus a month of cell values.
@@ -222,8 +223,9 @@ class DayWriter:
     """Buffers per-day cell values and writes each run of consecutive days as one region, so
     only the days read are touched, and memory holds at most FLUSH_DAYS days of cells."""
 
-    def __init__(self, path: Path, report: Report):
+    def __init__(self, path: Path, time: pd.DatetimeIndex, report: Report):
         self.path = path
+        self.time = time
         self.report = report
         self.days: list[pd.Timestamp] = []
         self.values: dict[str, list[np.ndarray]] = {}
@@ -239,8 +241,7 @@ class DayWriter:
     def flush(self) -> None:
         if not self.days:
             return
-        time = cover_days(self.path, self.days[0], self.days[-1], self.report)
-        start = time.get_loc(self.days[0])
+        start = self.time.get_loc(self.days[0])
         part = xr.Dataset({
             name: (("time", "cell", "variable")[: arrays[0].ndim + 1], np.stack(arrays))
             for name, arrays in self.values.items()
@@ -266,9 +267,8 @@ def ingest_smap(folder: Path, out: Path, box=None, overpass=smap.Overpass.am,
         raise InputError(f"no SMAP_L3_SM_P_*.h5 granule in {folder}" + _period_text(start, end))
     ds = open_or_create(Path(out), box, granules[0].day, report)
     rows, cols = ds.row.values, ds.col.values
-    if granules[0].day < pd.Timestamp(ds.time.values[0]):
-        cover_days(Path(out), granules[0].day, granules[0].day, report)
-    writer = DayWriter(Path(out), report)
+    time = cover_days(Path(out), granules[0].day, granules[-1].day, report)
+    writer = DayWriter(Path(out), time, report)
     kept = rejected = out_of_range = 0
     for granule in tqdm(granules, desc="SMAP granules", unit="file", disable=not progress):
         try:
@@ -316,11 +316,10 @@ def ingest_nldas(folder: Path, out: Path, kind: str, box=None, start=None, end=N
                          + _period_text(start, end))
     ds = open_or_create(Path(out), box, files[0].day, report)
     regrid = Regridder(nldas.LAT, nldas.LON, ds.row.values, ds.col.values)
-    if files[0].day < pd.Timestamp(ds.time.values[0]):
-        cover_days(Path(out), files[0].day, files[0].day, report)
+    time = cover_days(Path(out), files[0].day, files[-1].day, report)
     to_store = _forcing_layout(ds, report) if kind == "forcing" else _lsm_layout(Path(out), kind)
     read = nldas.read_forcing if kind == "forcing" else nldas.read_soil_moisture
-    writer = DayWriter(Path(out), report)
+    writer = DayWriter(Path(out), time, report)
     bar = tqdm(total=len(files), desc=f"NLDAS {kind} hours", unit="file", disable=not progress)
     for day, hours in groupby(files, key=lambda f: f.day):
         daily = None

@@ -163,10 +163,10 @@ class DailyMean:
         missing = [n for n in self.names if n not in fields]
         if missing:
             raise InputError(f"lacks {missing} that earlier hours of the day had")
-        for i, name in enumerate(self.names):
-            valid = np.isfinite(fields[name])
-            self.total[i][valid] += fields[name][valid]
-            self.count[i] += valid
+        stack = np.stack([fields[n] for n in self.names])
+        valid = np.isfinite(stack)
+        self.total += np.where(valid, stack, 0.0)
+        self.count += valid
         self.hours += 1
 
     def mean(self) -> np.ndarray:
