@@ -4,7 +4,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from model import cube as cubes
@@ -23,6 +22,7 @@ class ServedCube:
     dates_json: str = field(init=False)
     dates_csv: np.ndarray = field(init=False)
     day_numbers: dict[str, int] = field(init=False)
+    day_values: np.ndarray = field(init=False)
     dates: list[str] = field(init=False)
 
     def __post_init__(self):
@@ -30,6 +30,7 @@ class ServedCube:
         self.dates_json = ",".join(f'"{d}"' for d in self.dates)
         self.dates_csv = np.array([f"{d}," for d in self.dates], dtype=object)
         self.day_numbers = {d: t for t, d in enumerate(self.dates)}
+        self.day_values = self.memory.times.values.astype("datetime64[D]")
 
     @property
     def dataset(self) -> xr.Dataset:
@@ -52,12 +53,18 @@ class ServedCube:
         return cubes.locate(self.dataset, lat, lon)
 
     def period(self, start, end) -> slice:
-        """Index slice of the days start..end (InputError if inverted, 404 if outside)."""
-        if start is not None and end is not None and pd.Timestamp(end) < pd.Timestamp(start):
+        """Index slice of the days start..end, clipped to the cube (InputError if inverted,
+        OutOfRangeError if disjoint); a search in a day array, as model.cube.time_index does,
+        without building an index per request."""
+        if start is not None and end is not None and end < start:
             raise InputError(f"end: {end} is before start {start}")
-        start = self.memory.times[0] if start is None else start
-        end = self.memory.times[-1] if end is None else end
-        return cubes.time_index(self.dataset, start, end)
+        first = 0 if start is None else int(np.searchsorted(self.day_values, np.datetime64(start, "D")))
+        stop = len(self.dates) if end is None else int(
+            np.searchsorted(self.day_values, np.datetime64(end, "D"), side="right"))
+        if first >= len(self.dates) or stop == 0:
+            raise OutOfRangeError(f"period {start}..{end} is outside the cube "
+                                  f"({self.dates[0]}..{self.dates[-1]})")
+        return slice(first, stop)
 
     def day_index(self, day) -> int:
         if day is None:
