@@ -336,19 +336,20 @@ def trend_table(sites, time, obs, series, min_days: int = 180) -> pd.DataFrame:
 
 
 def wins(table: pd.DataFrame, period: str, kind: str | None = None,
-         metric: str = "rmse") -> dict[str, float]:
-    """Fraction of surface sites where the first product's error (RMSE) beats the second's."""
+         metric: str = "rmse") -> tuple[dict[str, float], dict[str, int]]:
+    """Per product pair 'a>b', the fraction of surface sites where a's error (RMSE) is lower than
+    b's, and the number of sites both were scored at."""
     scores = table[(table["layer"] == "surface") & (table["period"] == period)]
     if kind:
         scores = scores[scores["kind"] == kind]
-    rmse = scores.pivot_table(index="site", columns="product", values=metric)
-    out = {}
+    errors = scores.pivot_table(index="site", columns="product", values=metric)
+    fractions, counts = {}, {}
     for a, b in WIN_PAIRS:
-        if a in rmse and b in rmse:
-            both = rmse[[a, b]].dropna()
-            out[f"{a}>{b}"] = float((both[a] < both[b]).mean()) if len(both) else float("nan")
-            out[f"{a}>{b} n_stations"] = len(both)
-    return out
+        if a in errors and b in errors:
+            both = errors[[a, b]].dropna()
+            fractions[f"{a}>{b}"] = float((both[a] < both[b]).mean()) if len(both) else float("nan")
+            counts[f"{a}>{b}"] = len(both)
+    return fractions, counts
 
 
 def medians(table: pd.DataFrame, layer: str) -> dict:
@@ -542,10 +543,12 @@ def _evaluate(cube: xr.Dataset, stations: Stations, options: Options) -> Evaluat
         "rootzone": medians(table, "rootzone"),
         "rootzone_raw": medians(raw_deep_table, "rootzone"),
         "rootzone_trends": _trend_summary(trends),
-        "wins": wins(table, "all"),
-        "wins_prolonged": wins(table, "prolonged"),
-        "wins_by_kind": {k: wins(table, "all", k) for k in ("dense", "sparse")},
-        "wins_ubrmse": wins(table, "all", metric="ubrmse"),
+        "wins": wins(table, "all")[0],
+        "wins_n_stations": wins(table, "all")[1],
+        "wins_prolonged": wins(table, "prolonged")[0],
+        "wins_ubrmse": wins(table, "all", metric="ubrmse")[0],
+        "wins_by_kind": {k: wins(table, "all", k)[0] for k in ("dense", "sparse")},
+        "wins_by_kind_n_stations": {k: wins(table, "all", k)[1] for k in ("dense", "sparse")},
         "fusion_weights": {"n_cells": len(weights),
                            "by_method": weights["method"].value_counts().to_dict(),
                            "median": _number(weights["weight"].median()) if len(weights) else None},

@@ -162,12 +162,15 @@ def plot_boxplots(ev: Evaluation):
 
 
 def plot_wins(ev: Evaluation):
+    s = ev.summary
     rows = []
-    for kind, table in [("all", ev.summary["wins"]), *ev.summary["wins_by_kind"].items()]:
-        for pair, value in table.items():
-            if not pair.endswith("n_stations") and value is not None:
+    tables = [("all", s["wins"], s["wins_n_stations"]),
+              *[(k, s["wins_by_kind"][k], s["wins_by_kind_n_stations"][k]) for k in s["wins_by_kind"]]]
+    for kind, fractions, counts in tables:
+        for pair, value in fractions.items():
+            if value is not None:
                 rows.append({"kind": kind, "pair": pair.replace(">", " beats "), "value": value,
-                             "n": table.get(f"{pair} n_stations", 0)})
+                             "n": counts.get(pair, 0)})
     if not rows:
         return None
     frame = pd.DataFrame(rows)

@@ -176,7 +176,9 @@ def test_summary_shape_wins_and_claims(result):
     assert s["wins"]["lstm+noah>noah"] == 1.0
     assert s["wins"]["lstm+noah>noah+lsm2"] == 1.0
     assert s["wins"]["lstm>noah"] == 1.0  # 0.0141 overall vs 0.02
-    assert s["wins_by_kind"]["dense"]["lstm+noah>noah n_stations"] == 1
+    assert s["wins_by_kind_n_stations"]["dense"]["lstm+noah>noah"] == 1
+    assert s["wins_n_stations"]["lstm+noah>noah"] == 2
+    assert all(0 <= v <= 1 for v in s["wins"].values())
     claims = s["claims"]
     assert claims["prolonged_skill"]["rmse_ratio"] == pytest.approx(2.0, abs=0.05)
     assert claims["prolonged_skill"]["holds"] is False
