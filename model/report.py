@@ -23,6 +23,7 @@ FIGURES = {
     "boxplots.png": "Skill per product over all surface probes",
     "fusion_wins.png": "How often a product beats another, over dense and sparse sites",
     "depth.png": "The shallow sensing limit: skill at the surface and at depth",
+    "rootzone_trends.png": "Root zone: interannual agreement of annual means with deep probes",
     "timeseries.png": "Probes and products at a few sites",
 }
 
@@ -65,7 +66,8 @@ def write_report(evaluation: Evaluation, out: str | Path, title: str = "smapx ev
     (out / "summary.json").write_text(json.dumps(ev.summary, indent=2))
     plots = {"map_skill.png": plot_map, "skill_vs_years.png": plot_skill_vs_years,
              "boxplots.png": plot_boxplots, "fusion_wins.png": plot_wins,
-             "depth.png": plot_depth, "timeseries.png": plot_timeseries}
+             "depth.png": plot_depth, "rootzone_trends.png": plot_trends,
+             "timeseries.png": plot_timeseries}
     drawn = []
     for name, plot in plots.items():
         fig = plot(ev)
@@ -215,6 +217,26 @@ def plot_depth(ev: Evaluation):
     ax.legend(fontsize=8, ncol=len(products), loc="upper center")
     ax.grid(alpha=0.3, axis="y")
     ax.set_title("Correlation with probes by depth")
+    return fig
+
+
+def plot_trends(ev: Evaluation):
+    trends = ev.summary.get("rootzone_trends") or {}
+    products = [p for p in COLORS if p in trends]
+    if not products:
+        return None
+    fig, axes = _subplots(1, 2, figsize=(12, 4.2))
+    panels = (("annual_r", "median R of annual means"),
+              ("trend_sign_agreement", "fraction of sites whose linear trend has the probes' sign"))
+    for ax, (key, label) in zip(axes, panels):
+        values = [trends[p][key] if trends[p][key] is not None else np.nan for p in products]
+        ax.bar(range(len(products)), values, color=[COLORS[p] for p in products])
+        ax.set_xticks(range(len(products)), products, rotation=30, ha="right")
+        ax.set_ylim(min(0.0, np.nanmin(values) if np.isfinite(values).any() else 0.0), 1.05)
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    n = max(trends[p]["n_stations"] for p in products)
+    fig.suptitle(f"Root-zone estimates against deep probes, year by year ({n} sites with 3+ years)")
     return fig
 
 
