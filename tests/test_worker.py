@@ -27,6 +27,7 @@ from model.settings import get_settings
 from tests.conftest import free_port, wait_for_port
 
 SMAPX = str(Path(sys.executable).with_name("smapx"))
+ROOT = Path(__file__).resolve().parents[1]
 START, END = "2011-01-01", "2015-06-30"   # 1642 days: two time blocks of the cube
 VISIBILITY_S = 4
 CLUSTERS = [(100, 200), (100, 240), (140, 200), (140, 250)]   # four 32x32 spatial blocks
@@ -158,14 +159,30 @@ def s3(pointed):
     server.stop()
 
 
+def compose_service(name: str) -> tuple[list[str], dict]:
+    """The command and environment docker-compose.yml gives a service (Redis URL left out)."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][name]
+    env = {k: str(v) for k, v in spec.get("environment", {}).items() if k != "SMAPX_REDIS_URL"}
+    return [SMAPX if spec["command"][0] == "smapx" else spec["command"][0], *spec["command"][1:]], env
+
+
 @pytest.fixture(scope="module")
-def steady(pointed, s3, tmp_path_factory):
-    """One `smapx worker` for the module (it can reach the S3 server too)."""
+def jobs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("jobs")
+
+
+@pytest.fixture(scope="module")
+def steady(pointed, s3, jobs_dir):
+    """One worker for the module, started with the compose file's worker command."""
     from worker.pool import stop
 
-    jobs_dir = tmp_path_factory.mktemp("jobs")
-    env = {"SMAPX_STORAGE_OPTIONS": json.dumps(s3), "SMAPX_JOBS_DIR": str(jobs_dir)}
-    proc = start_worker(pointed, "steady", env)
+    command, env = compose_service("worker")
+    env.update(SMAPX_REDIS_URL=pointed, SMAPX_TASK_VISIBILITY_TIMEOUT=str(VISIBILITY_S),
+               SMAPX_STORAGE_OPTIONS=json.dumps(s3), SMAPX_JOBS_DIR=str(jobs_dir))
+    proc = subprocess.Popen([*command, "--hostname", "steady@test"], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ready([proc], ["steady"])
     yield proc
     stop([proc])
@@ -394,3 +411,39 @@ def test_jobs_cli_lists_and_shows_records(world, pointed, steady):
     missing = subprocess.run([SMAPX, "job", "nope"], env=env, capture_output=True, text=True,
                              timeout=120)
     assert missing.returncode == 1 and missing.stderr.strip() == "error: no job 'nope' (unknown or expired)"
+
+
+def test_compose_api_and_worker_run_an_export_end_to_end(world, pointed, steady, jobs_dir):
+    """The compose file's api command (on a local cube and port) takes a bulk job over HTTP;
+    the compose worker runs it; the files it lists are those the service then serves."""
+    import httpx
+
+    from worker.pool import stop
+
+    command, env = compose_service("api")
+    command[command.index("--cube") + 1] = str(world["reference"])
+    port = free_port()
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--host") + 1] = "127.0.0.1"
+    env.update(SMAPX_REDIS_URL=pointed, SMAPX_JOBS_DIR=str(jobs_dir))
+    api = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=120)
+        base = f"http://127.0.0.1:{port}/v1"
+        body = {"products": ["lstm"], "start": "2012-01-01", "end": "2012-01-10",
+                "bbox": [-180, -90, 180, 90], "format": "csv"}
+        submitted = httpx.post(f"{base}/jobs", json=body, timeout=30)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        deadline = time.monotonic() + 60
+        while (state := httpx.get(f"{base}/jobs/{job_id}").json()["state"]) not in ("done", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert state == "done"
+        listed = httpx.get(f"{base}/jobs/{job_id}/files").json()["files"]
+        assert listed and all(f["size"] > 0 for f in listed)
+        served = httpx.get(listed[0]["href"])
+        assert len(served.content) == listed[0]["size"]
+    finally:
+        stop([api])

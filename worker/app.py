@@ -33,8 +33,6 @@ def configure(url: str | None = None) -> None:
             "unacked_restore_throttle": 1,
         },
     )
-    if app._pool is not None:
-        app._pool.force_close_all()
     app._pool = None
     app.amqp._producer_pool = None
 

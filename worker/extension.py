@@ -104,9 +104,10 @@ def _create(request: dict, template: xr.Dataset, key: str, options: dict | None)
 
 @lru_cache(maxsize=2)
 def _context(request_json: str, key: str) -> tuple[Checkpoint, xr.Dataset, xr.Dataset, list]:
-    """Per worker process: a job's checkpoint, inputs and blocks, loaded once for all its blocks."""
+    """Per worker process: a job's checkpoint, inputs (in memory, as the in-process extension
+    holds them: each block would otherwise re-read the time chunks of every cell) and blocks."""
     ckpt, inputs, template = load(json.loads(request_json))
-    return ckpt, inputs, template, cubes.blocks(template)
+    return ckpt, inputs.load(), template, cubes.blocks(template)
 
 
 def run_block(request: dict, index: int) -> str:

@@ -38,13 +38,13 @@ def list_jobs_text(limit: int = 20, as_json: bool = False) -> str:
 
 def job_text(job_id: str, cancel: bool = False, resume: bool = False, follow_it: bool = False) -> str:
     """One job's record as JSON, after cancelling, resuming or following it when asked."""
-    from worker.submit import follow, resume_job
-
     ensure_reachable()
     if cancel:
         jobs.cancel_job(job_id)
-    if resume:
-        job_id = resume_job(job_id)
-    if follow_it:
-        follow(job_id)
+    if resume or follow_it:
+        from worker.submit import follow, resume_job
+
+        job_id = resume_job(job_id) if resume else job_id
+        if follow_it:
+            follow(job_id)
     return json.dumps(jobs.require_job(job_id), indent=2)

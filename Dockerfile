@@ -1,0 +1,23 @@
+# smapx: one image for the API (`smapx serve`) and the workers (`smapx worker`). CPU torch.
+FROM python:3.11-slim
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SMAPX_DATA_DIR=/data \
+    SMAPX_JOBS_DIR=/data/jobs
+
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY model ./model
+COPY worker ./worker
+COPY service ./service
+RUN pip install .
+
+RUN useradd --create-home --uid 1000 smapx && mkdir -p /data/jobs /data/cubes && chown -R smapx /data
+USER smapx
+VOLUME /data
+EXPOSE 8000
+CMD ["smapx", "--help"]
