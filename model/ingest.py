@@ -300,7 +300,7 @@ def _period_text(start, end) -> str:
 
 
 def ingest_nldas(folder: Path, out: Path, kind: str, box=None, start=None, end=None,
-                 min_hours: int = 18, progress: bool = True) -> Report:
+                 min_hours: int = 1, progress: bool = True) -> Report:
     """Hourly NLDAS-2 files -> daily means on the dataset's cells. kind: 'forcing' (FORA),
     'noah' (NOAH) or 'lsm2' (NOAH, MOS or VIC)."""
     products = {"forcing": (nldas.FORCING_PRODUCT,), "noah": ("NOAH",), "lsm2": nldas.LSM_PRODUCTS}
@@ -320,6 +320,7 @@ def ingest_nldas(folder: Path, out: Path, kind: str, box=None, start=None, end=N
     to_store = _forcing_layout(ds, report) if kind == "forcing" else _lsm_layout(Path(out), kind)
     read = nldas.read_forcing if kind == "forcing" else nldas.read_soil_moisture
     writer = DayWriter(Path(out), time, report)
+    partial, unwritten = [], []
     bar = tqdm(total=len(files), desc=f"NLDAS {kind} hours", unit="file", disable=not progress)
     for day, hours in groupby(files, key=lambda f: f.day):
         daily = None
@@ -333,16 +334,27 @@ def ingest_nldas(folder: Path, out: Path, kind: str, box=None, start=None, end=N
                 report.skip(hourly.path, str(exc))
                 continue
             report.files_read += 1
-        if daily is None or daily.hours < min_hours:
-            got = 0 if daily is None else daily.hours
-            report.notes.append(f"{day.date()}: {got} readable hours (< {min_hours}); day not written")
+        hours = 0 if daily is None else daily.hours
+        if hours < min_hours:
+            unwritten.append((day, hours))
             continue
-        if daily.hours < 24:
-            report.notes.append(f"{day.date()}: daily mean of {daily.hours} hours")
+        if hours < 24:
+            partial.append((day, hours))
         writer.add(day, to_store(daily.names, regrid(daily.mean())))
     bar.close()
     writer.flush()
+    if partial:
+        report.notes.append(f"days averaged over fewer than 24 hours ({len(partial)}): "
+                            + _examples(partial))
+    if unwritten:
+        report.notes.append(f"days not written, fewer than {min_hours} readable hours "
+                            f"({len(unwritten)}): " + _examples(unwritten))
     return report
+
+
+def _examples(days_hours: list, shown: int = 5) -> str:
+    text = ", ".join(f"{day.date()} ({hours} h)" for day, hours in days_hours[:shown])
+    return text + (", ..." if len(days_hours) > shown else "")
 
 
 def _forcing_layout(ds: xr.Dataset, report: Report):

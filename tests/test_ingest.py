@@ -334,7 +334,7 @@ def test_forcing_value_lands_in_its_cell(tmp_path, dataset):
     files.mkdir()
     write_hourly(files, "FORA", "2015-04-02T00", forcing_fields(0, tair=field))
     report = ingest_nldas(files, dataset, "forcing", min_hours=1, progress=False)
-    assert "2015-04-02: daily mean of 1 hours" in "\n".join(report.lines())
+    assert report.lines()[-1] == "  days averaged over fewer than 24 hours (1): 2015-04-02 (1 h)"
     tair = open_input(dataset)["forcing"].sel(variable="tair").values
     assert np.isnan(tair[0]).all()  # 2015-04-01 had no forcing file
     assert tair[1, 2] == pytest.approx(300.0)
@@ -363,7 +363,7 @@ def test_old_grib_names_and_bad_hourly_files(tmp_path, dataset):
     assert "not on the NLDAS 0.125 degree grid" in reasons["2100"]
     assert "lacks forcing variable Rainf / APCP" in reasons["2200"]
     assert any("product NOAH" in why for _, why in report.skipped)
-    assert report.files_read == 21 and "daily mean of 21 hours" in "\n".join(report.lines())
+    assert report.files_read == 21 and "fewer than 24 hours (1): 2015-04-01 (21 h)" in report.lines()[-1]
     tair = open_input(dataset)["forcing"].sel(variable="tair").values[0]
     np.testing.assert_allclose(tair, 270 + (sum(range(20)) + 23) / 21, rtol=1e-6)
 
@@ -372,8 +372,8 @@ def test_too_few_hours_leaves_the_day_untouched(tmp_path, dataset):
     files = tmp_path / "fora"
     files.mkdir()
     write_day_of_forcing(files, "2015-04-01", hours=range(3))
-    report = ingest_nldas(files, dataset, "forcing", progress=False)
-    assert "2015-04-01: 3 readable hours (< 18); day not written" in report.lines()[-1]
+    report = ingest_nldas(files, dataset, "forcing", min_hours=18, progress=False)
+    assert "days not written, fewer than 18 readable hours (1): 2015-04-01 (3 h)" in report.lines()[-1]
     assert np.isnan(open_input(dataset)["forcing"].values).all()
 
 

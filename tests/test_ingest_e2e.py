@@ -60,9 +60,10 @@ def test_ingest_train_extend(files, tmp_path):
     data = tmp_path / "inputs.zarr"
     out = invoke("ingest", "smap", files / "smap", "--bbox", BBOX, "--out", data)
     assert "read 30 files, wrote 30 days (2015-04-01..2015-08-24), skipped 0 files" in out
-    out = invoke("ingest", "nldas", files / "fora", "--out", data, "--min-hours", "1")
+    out = invoke("ingest", "nldas", files / "fora", "--out", data)
     assert "read 150 files, wrote 150 days" in out
-    invoke("ingest", "noah", files / "noah", "--out", data, "--min-hours", "1")
+    assert "days averaged over fewer than 24 hours (150): 2015-04-01 (1 h)" in out
+    invoke("ingest", "noah", files / "noah", "--out", data)
     invoke("ingest", "static", files / "sand.tif", "--name", "sand", "--out", data)
     ds = open_input(data)
     assert ds.sizes == {"time": 150, "cell": 9, "variable": 8, "static_variable": 1}

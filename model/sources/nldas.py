@@ -20,7 +20,7 @@ from model.errors import InputError
 N_LAT, N_LON = 224, 464
 LAT = 25.0625 + 0.125 * np.arange(N_LAT)
 LON = -124.9375 + 0.125 * np.arange(N_LON)
-HOURLY_FILE = re.compile(r"^NLDAS_([A-Z]+)0125_H\.A(\d{8})\.(\d{4})\.\d{3}\..*\.?nc4?$")
+HOURLY_FILE = re.compile(r"^NLDAS_([A-Z]+)0125_H\.A(\d{8})\.(\d{4})(\..*)?\.nc4?$")
 FORCING_PRODUCT = "FORA"
 LSM_PRODUCTS = ("NOAH", "MOS", "VIC")
 
@@ -66,7 +66,11 @@ def find_hourly(folder: Path, products: tuple[str, ...]) -> tuple[list[HourlyFil
         if product not in products:
             passed_over.append((path, f"product {product}, not {'/'.join(products)}"))
             continue
-        time = pd.Timestamp(f"{match.group(2)}T{match.group(3)}")
+        try:
+            time = pd.Timestamp(f"{match.group(2)}T{match.group(3)}")
+        except ValueError:
+            passed_over.append((path, "the date or hour in the name is not a valid time"))
+            continue
         if time in found:
             passed_over.append((path, f"same hour as {found[time].path.name}"))
             continue

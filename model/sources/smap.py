@@ -80,7 +80,11 @@ def find_granules(folder: Path) -> tuple[list[Granule], list[tuple[Path, str]]]:
         if match is None:
             passed_over.append((path, "name is not SMAP_L3_SM_P_YYYYMMDD_R*_*.h5"))
             continue
-        day = pd.Timestamp(match.group(1))
+        try:
+            day = pd.Timestamp(match.group(1))
+        except ValueError:
+            passed_over.append((path, "the date in the name is not a valid day"))
+            continue
         granule = Granule(path, day, (int(match.group(2)), int(match.group(3))))
         older = by_day.get(day)
         if older is not None:
