@@ -69,7 +69,8 @@ RegionBox = Annotated[Optional[str], typer.Option(
 RegionName = Annotated[Optional[str], typer.Option(help="A named region instead of --bbox: conus")]
 FirstDay = Annotated[Optional[str], typer.Option(help="Read only files from this day, YYYY-MM-DD")]
 LastDay = Annotated[Optional[str], typer.Option(help="Read only files up to this day, YYYY-MM-DD")]
-MinHours = Annotated[int, typer.Option(help="Fewest readable hours for a day to be written")]
+MinHours = Annotated[int, typer.Option(
+    help="Fewest readable hours for a day to be written (e.g. 18 in operations)")]
 
 
 def _print_report(report) -> None:
@@ -115,7 +116,7 @@ def ingest_forcing(
     folder: Annotated[Path, typer.Argument(help="Folder of NLDAS_FORA0125_H.*.nc4 hourly files")],
     out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
     bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
-    end: LastDay = None, min_hours: MinHours = 18,
+    end: LastDay = None, min_hours: MinHours = 1,
 ):
     """NLDAS-2 hourly forcing -> daily means (precipitation as mean rate) on the cells."""
     _ingest_nldas("forcing", folder, out, bbox, region, start, end, min_hours)
@@ -126,7 +127,7 @@ def ingest_noah(
     folder: Annotated[Path, typer.Argument(help="Folder of NLDAS_NOAH0125_H.*.nc4 hourly files")],
     out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
     bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
-    end: LastDay = None, min_hours: MinHours = 18,
+    end: LastDay = None, min_hours: MinHours = 1,
 ):
     """NLDAS-2 Noah soil moisture -> daily m3/m3 as `noah` (0-10 cm) and deeper layers."""
     _ingest_nldas("noah", folder, out, bbox, region, start, end, min_hours)
@@ -137,7 +138,7 @@ def ingest_lsm2(
     folder: Annotated[Path, typer.Argument(help="Folder of NLDAS Mosaic/VIC/Noah hourly files")],
     out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
     bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
-    end: LastDay = None, min_hours: MinHours = 18,
+    end: LastDay = None, min_hours: MinHours = 1,
 ):
     """A second land-surface model (same layout as Noah) -> daily m3/m3 as `lsm2`."""
     _ingest_nldas("lsm2", folder, out, bbox, region, start, end, min_hours)
