@@ -134,9 +134,29 @@ def match_sites(cube: xr.Dataset, stations: Stations, dense_min_stations: int = 
 
     A site is either one station's sensors at one depth (sparse) or all sensors of a dense network
     in one cell at one depth, averaged day by day."""
-    time = pd.DatetimeIndex(cube.time.values)
+    values = stations.values.reindex(pd.DatetimeIndex(cube.time.values))
+    sensors, problems = locate_sensors(cube, stations, values)
+    for p in problems:
+        log.warning("%s: %s", p["station"], p["problem"])
+    if sensors.empty:
+        kinds = pd.Series([p["problem"].split(" (")[0] for p in problems]).value_counts()
+        reasons = "; ".join(f"{n} x {reason}" for reason, n in kinds.head(3).items())
+        raise InputError(f"none of the {len(stations.sensors)} sensors can be evaluated against "
+                         f"this cube: {reasons or 'no sensors in the stations'}")
+    stations_per_cell = sensors.groupby(["iy", "ix"])["station"].transform("nunique")
+    derived = np.where(stations_per_cell >= dense_min_stations, "dense", "sparse")
+    sensors["kind"] = np.where(sensors["kind"].isin(["dense", "sparse"]), sensors["kind"], derived)
+    sensors["group"] = np.where(sensors["kind"] == "dense",
+                                "cell " + sensors["iy"].astype(str) + "," + sensors["ix"].astype(str),
+                                sensors["station"])
+    sites, obs = group_sites(cube, sensors, values)
+    return sites, obs, problems
+
+
+def locate_sensors(cube: xr.Dataset, stations: Stations, values: pd.DataFrame):
+    """(sensors the cube can serve, with their cell and layer; problems with the others)."""
+    time = values.index
     problems = list(stations.problems)
-    values = stations.values.reindex(time)
     rows = []
     for sensor, meta in stations.sensors.iterrows():
         try:
@@ -161,20 +181,11 @@ def match_sites(cube: xr.Dataset, stations: Stations, dense_min_stations: int = 
         rows.append({"sensor": sensor, "station": meta["station"], "kind": meta["kind"],
                      "lat": meta["lat"], "lon": meta["lon"], "iy": iy, "ix": ix, "layer": layer,
                      "depth_m": depth, "depth_key": 0.0 if layer == "surface" else round(depth, 2)})
-    for p in problems:
-        log.warning("%s: %s", p["station"], p["problem"])
-    if not rows:
-        kinds = pd.Series([p["problem"].split(" (")[0] for p in problems]).value_counts()
-        reasons = "; ".join(f"{n} x {reason}" for reason, n in kinds.head(3).items())
-        raise InputError(f"none of the {len(stations.sensors)} sensors can be evaluated against "
-                         f"this cube: {reasons or 'no sensors in the stations'}")
-    sensors = pd.DataFrame(rows)
-    stations_per_cell = sensors.groupby(["iy", "ix"])["station"].transform("nunique")
-    derived = np.where(stations_per_cell >= dense_min_stations, "dense", "sparse")
-    sensors["kind"] = np.where(sensors["kind"].isin(["dense", "sparse"]), sensors["kind"], derived)
-    sensors["group"] = np.where(sensors["kind"] == "dense",
-                                "cell " + sensors["iy"].astype(str) + "," + sensors["ix"].astype(str),
-                                sensors["station"])
+    return pd.DataFrame(rows), problems
+
+
+def group_sites(cube: xr.Dataset, sensors: pd.DataFrame, values: pd.DataFrame):
+    """(sites table, daily mean of each site's sensors (time, site))."""
     sites, obs = [], []
     for (kind, group, layer, _), members in sensors.groupby(
             ["kind", "group", "layer", "depth_key"], sort=True):
@@ -187,10 +198,8 @@ def match_sites(cube: xr.Dataset, stations: Stations, dense_min_stations: int = 
                       "row": int(first["iy"]) + int(cube.attrs["row0"]),
                       "col": int(first["ix"]) + int(cube.attrs["col0"]),
                       "n_sensors": len(members), "stations": ";".join(sorted(set(members["station"])))})
-        with np.errstate(all="ignore"):
-            obs.append(np.nanmean(values[members["sensor"]].to_numpy(np.float64), axis=1)
-                       if len(members) > 1 else values[first["sensor"]].to_numpy(np.float64))
-    return pd.DataFrame(sites), np.stack(obs, axis=1), problems
+        obs.append(np.nanmean(values[members["sensor"]].to_numpy(np.float64), axis=1))
+    return pd.DataFrame(sites), np.stack(obs, axis=1)
 
 
 def cell_series(cube: xr.Dataset, iy, ix) -> dict[str, np.ndarray]:
