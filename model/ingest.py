@@ -181,12 +181,15 @@ def cover_days(path: Path, first, last, report: Report) -> pd.DatetimeIndex:
 
 def _nan_days(var: xr.DataArray, n_have: int, n_new: int) -> xr.Variable:
     """n_new all-NaN days for a (time, ...) variable, in dask chunks that line up with the
-    store's time chunks after n_have days, so the append never splits a chunk between writers."""
-    head = min(n_new, CHUNK_DAYS - n_have % CHUNK_DAYS)
-    steps = (head,) + (CHUNK_DAYS,) * ((n_new - head) // CHUNK_DAYS)
+    store's own chunks after n_have days: no append ever splits a chunk, and memory holds one
+    chunk at a time."""
+    store_chunks = var.encoding.get("chunks") or _chunks(var.dims, var.sizes)
+    step = store_chunks[0]
+    head = min(n_new, step - n_have % step)
+    steps = (head,) + (step,) * ((n_new - head) // step)
     steps += ((n_new - sum(steps),) if n_new > sum(steps) else ())
-    chunks = (steps, *[(n,) for n in var.shape[1:]])
-    values = dask.array.full((n_new, *var.shape[1:]), np.nan, dtype=np.float32, chunks=chunks)
+    values = dask.array.full((n_new, *var.shape[1:]), np.nan, dtype=np.float32,
+                             chunks=(steps, *store_chunks[1:]))
     return xr.Variable(var.dims, values)
 
 

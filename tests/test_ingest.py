@@ -428,3 +428,27 @@ def test_static_geotiff_mean_and_mode(tmp_path, dataset):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
     with pytest.raises(InputError, match="cannot read bad.tif"):
         ingest_static(tmp_path / "bad.tif", "clay", dataset)
+
+
+def test_nldas_days_append_to_a_hydrodl_dataset(tmp_path, conus412):
+    """A dataset made from the real hydroDL sample (7 forcing variables, its own chunking) takes
+    new NLDAS days after its end; its own days stay identical."""
+    from model.dataset import write_input
+    from model.sources.hydrodl import read_hydrodl
+
+    original = read_hydrodl(conus412)
+    write_input(original, tmp_path / "h.zarr")
+    files = tmp_path / "fora"
+    files.mkdir()
+    write_day_of_forcing(files, "2018-04-02", hours=range(2))
+    report = ingest_nldas(files, tmp_path / "h.zarr", "forcing", progress=False)
+    assert "  the dataset has no slot for psurf; not stored" in report.lines()
+    ds = open_input(tmp_path / "h.zarr")
+    n = original.sizes["time"]
+    assert ds.sizes["time"] == n + 2 and str(pd.Timestamp(ds.time.values[n]).date()) == "2018-04-01"
+    np.testing.assert_array_equal(ds["forcing"].values[:n], original["forcing"].values)
+    np.testing.assert_array_equal(ds["target"].values[:n], original["target"].values)
+    assert np.isnan(ds["forcing"].values[n]).all()
+    day = ds["forcing"].values[n + 1]
+    np.testing.assert_allclose(day[:, list(ds["variable"].values).index("tair")], 270.5, rtol=1e-6)
+    np.testing.assert_allclose(day[:, list(ds["variable"].values).index("precip")], 0.05, rtol=1e-5)
