@@ -487,7 +487,7 @@ def _claim_depth(summary) -> dict:
     return claim
 
 
-def lstm_vs_smap(time, series, labels) -> dict:
+def lstm_vs_smap(series, labels, min_pairs: int) -> dict:
     """How close the LSTM stays to SMAP itself, inside the window and after it (where SMAP
     flies): separates a network that drifts from probes that disagree with SMAP."""
     if "smap" not in series or "lstm" not in series:
@@ -499,7 +499,7 @@ def lstm_vs_smap(time, series, labels) -> dict:
         n = (np.isfinite(pred) & np.isfinite(series["smap"])).sum(0)
         if n.sum() == 0:
             continue
-        keep = n >= 30
+        keep = n >= min_pairs
         out[period] = {"rmse": _number(np.nanmedian(metrics.rmse(pred, series["smap"])[keep]))
                        if keep.any() else None,
                        "r": _number(np.nanmedian(metrics.pearson_r(pred, series["smap"])[keep]))
@@ -563,7 +563,7 @@ def _evaluate(cube: xr.Dataset, stations: Stations, options: Options) -> Evaluat
                            "median": _number(weights["weight"].median()) if len(weights) else None},
         "problems": problems,
     }
-    summary["diagnostics"] = {"lstm_vs_smap": lstm_vs_smap(time, raw, labels)}
+    summary["diagnostics"] = {"lstm_vs_smap": lstm_vs_smap(raw, labels, options.min_pairs)}
     summary["claims"] = claims(summary, summary["diagnostics"])
     steps.update()
     steps.close()
