@@ -112,14 +112,26 @@ async def load(urls: list[str], concurrency: int) -> tuple[np.ndarray, float, in
     return np.array(latencies), wall, failures
 
 
-def measure(name: str, urls: list[str], concurrency: int, warmup: list[str]) -> dict:
-    """Warm up one request at a time (caches, lazy imports), then time `urls` under load."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(name: str, server: subprocess.Popen, urls: list[str], concurrency: int,
+            warmup: list[str]) -> dict:
+    """Warm up one request at a time (caches, lazy imports), then time `urls` under load. The
+    server's CPU time per request is reported beside latency: on a shared machine it is the
+    figure that other processes' load does not move."""
     asyncio.run(load(warmup, 1))
+    cpu0 = cpu_seconds(server.pid)
     lat, wall, failures = asyncio.run(load(urls, concurrency))
+    cpu_ms = (cpu_seconds(server.pid) - cpu0) * 1e3 / len(urls)
     row = {"what": name, "n": len(urls), "p50_ms": np.percentile(lat, 50),
-           "p99_ms": np.percentile(lat, 99), "req_s": len(urls) / wall, "failed": failures}
+           "p99_ms": np.percentile(lat, 99), "req_s": len(urls) / wall, "cpu_ms": cpu_ms,
+           "failed": failures}
     print(f"{name:34s} n={row['n']:5d} p50={row['p50_ms']:7.2f} ms p99={row['p99_ms']:7.2f} ms "
-          f"{row['req_s']:7.1f} req/s failed={failures}", flush=True)
+          f"{row['req_s']:7.1f} req/s server cpu={cpu_ms:7.2f} ms/req failed={failures}", flush=True)
     return row
 
 
@@ -185,12 +197,14 @@ def main() -> None:
         c = args.concurrency
         first_of_tile = sorted({(t.z, t.x, t.y): i for i, t in reversed(list(enumerate(tile_pick)))}.values())
         n_base_series, n_base_tiles = max(40, args.series // 8), max(40, args.tiles // 4)
-        rows = [measure("smapx series csv (20 y)", series_csv, c, series_csv[:10]),
-                measure("smapx series json (20 y)", series_json, c, series_json[:10]),
-                measure("smapx edr position csv", edr_ours, c, edr_ours[:10]),
-                measure("xpublish-edr position csv", edr_xpub[:n_base_series], c, edr_xpub[-3:]),
-                measure("smapx tile 256 px png", tile_ours, c, [tile_ours[i] for i in first_of_tile]),
-                measure("titiler.xarray tile 256 px png", tile_titiler[:n_base_tiles], c,
+        ours, xpub, titiler = procs
+        rows = [measure("smapx series csv (20 y)", ours, series_csv, c, series_csv[:10]),
+                measure("smapx series json (20 y)", ours, series_json, c, series_json[:10]),
+                measure("smapx edr position csv", ours, edr_ours, c, edr_ours[:10]),
+                measure("xpublish-edr position csv", xpub, edr_xpub[:n_base_series], c, edr_xpub[-3:]),
+                measure("smapx tile 256 px png", ours, tile_ours, c,
+                        [tile_ours[i] for i in first_of_tile]),
+                measure("titiler.xarray tile 256 px png", titiler, tile_titiler[:n_base_tiles], c,
                         [tile_titiler[i] for i in first_of_tile])]
     finally:
         for proc in procs:
@@ -198,6 +212,12 @@ def main() -> None:
         for proc in procs:
             proc.wait(30)
     by = {r["what"]: r for r in rows}
+    load1 = os.getloadavg()[0]
+    print(f"machine load average {load1:.1f} on {os.cpu_count()} cores; server CPU per request: "
+          f"series {by['xpublish-edr position csv']['cpu_ms'] / by['smapx series csv (20 y)']['cpu_ms']:.0f}x "
+          f"less than xpublish-edr, tiles "
+          f"{by['titiler.xarray tile 256 px png']['cpu_ms'] / by['smapx tile 256 px png']['cpu_ms']:.0f}x "
+          f"less than titiler")
     series_p50 = by["smapx series csv (20 y)"]["p50_ms"]
     tile_p50 = by["smapx tile 256 px png"]["p50_ms"]
     print(f"series_p50_ms={series_p50:.2f} "
