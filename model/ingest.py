@@ -55,8 +55,8 @@ class Report:
     def lines(self) -> list[str]:
         days = sorted(self.days_written)
         span = f" ({days[0].date()}..{days[-1].date()})" if days else ""
-        out = [f"{self.source} -> {self.out}: read {self.files_read} files, wrote {len(days)} days"
-               f"{span}, skipped {len(self.skipped)} files"]
+        out = [(f"{self.source} -> {self.out}: read {self.files_read} files, wrote {len(days)} "
+                f"days{span}, skipped {len(self.skipped)} files")]
         out += [f"  skipped {name}: {reason}" for name, reason in self.skipped]
         out += [f"  {note}" for note in self.notes]
         return out

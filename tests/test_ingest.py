@@ -290,7 +290,7 @@ def test_regridding_uses_only_valid_source_cells():
     field[:, nldas.LON > -95] = 100.0
     values = regrid(np.stack([field, 2 * field]))
     assert np.nanmax(np.abs(values[0] - 3.0)) < 1e-6 and np.nanmax(np.abs(values[1] - 6.0)) < 1e-6
-    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    _, lon = grid.rowcol_to_latlon(rows, cols)
     assert np.isnan(values[0][lon + 0.25 < -99.5]).all()
 
 
@@ -402,7 +402,7 @@ def test_noah_layers_convert_to_volumetric(tmp_path, dataset):
 
 def test_static_geotiff_mean_and_mode(tmp_path, dataset):
     rows, cols = grid.bbox_cells(*BOX)
-    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    _, lon = grid.rowcol_to_latlon(rows, cols)
     west, north, step = -101.0, 40.0, 0.01
     lons = west + step * (np.arange(300) + 0.5)
     sand = np.where(lons < lon[0], 20.0, 60.0)[None, :].repeat(200, 0)

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from test_ingest import BOX, forcing_fields, write_geotiff, write_granule, write_hourly
 from typer.testing import CliRunner
 
 from model import grid
@@ -14,7 +15,6 @@ from model.cube import open_cube
 from model.dataset import open_input
 from model.sources import nldas
 from service.cli import app
-from test_ingest import BOX, forcing_fields, write_geotiff, write_granule, write_hourly
 
 DAYS = pd.date_range("2015-04-01", periods=150)
 BBOX = ",".join(str(v) for v in BOX)
@@ -26,7 +26,7 @@ def files(tmp_path_factory):
     moisture follows the rain and the cell's sand fraction, and a sand GeoTIFF."""
     root = tmp_path_factory.mktemp("products")
     rows, cols = grid.bbox_cells(*BOX)
-    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    _, lon = grid.rowcol_to_latlon(rows, cols)
     rng = np.random.default_rng(3)
     rain = rng.gamma(0.3, 2.0, len(DAYS))
     wetness = pd.Series(rain).ewm(alpha=0.2).mean().to_numpy()
@@ -89,7 +89,7 @@ def test_ingest_train_extend(files, tmp_path):
 def test_cli_user_error_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from service.cli import main; main()", "ingest",
                            "smap", str(tmp_path / "missing"), "--out", str(tmp_path / "x.zarr")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: SMAP granule folder not found: {tmp_path / 'missing'}"
     assert nldas.N_LAT == 224
