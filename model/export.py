@@ -55,6 +55,9 @@ class ExportRequest(BaseModel):
             raise ValueError(f"end {self.end} is before start {self.start}")
         if self.bbox is not None and (self.bbox[0] > self.bbox[2] or self.bbox[1] > self.bbox[3]):
             raise ValueError("bbox must be [west, south, east, north] with west <= east, south <= north")
+        bad = [p for p in self.points or [] if not (-90 <= p[0] <= 90 and -180 <= p[1] <= 180)]
+        if bad:
+            raise ValueError(f"points must be [lat, lon] in degrees; not {bad[0]}")
         if self.format == "geotiff" and self.points is not None:
             raise ValueError("geotiff needs a bbox, not points")
         unknown = [p for p in self.products if p not in (*cubes.PRODUCTS, FUSED)]
@@ -72,7 +75,7 @@ def parse_request(request: dict | ExportRequest) -> ExportRequest:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "request"
-        raise InputError(f"{where}: {err['msg']}") from None
+        raise InputError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def check_products(cube: xr.Dataset, products: list[str]) -> None:

@@ -62,7 +62,7 @@ class ServedCube:
         stop = len(self.dates) if end is None else int(
             np.searchsorted(self.day_values, np.datetime64(end, "D"), side="right"))
         if first >= len(self.dates) or stop == 0:
-            raise OutOfRangeError(f"period {start}..{end} is outside the cube "
+            raise OutOfRangeError(f"period {start or '...'}..{end or '...'} is outside the cube "
                                   f"({self.dates[0]}..{self.dates[-1]})")
         return slice(first, stop)
 

@@ -64,8 +64,8 @@ def parse_rescale(text: str) -> tuple[float, float]:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         raise InputError(f"rescale: expected min,max, got {text!r}") from None
-    if not high > low:
-        raise InputError(f"rescale: max must exceed min, got {text!r}")
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise InputError(f"rescale: finite min,max with max > min, got {text!r}")
     return low, high
 
 
