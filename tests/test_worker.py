@@ -447,3 +447,28 @@ def test_compose_api_and_worker_run_an_export_end_to_end(world, pointed, steady,
         assert len(served.content) == listed[0]["size"]
     finally:
         stop([api])
+
+
+def test_block_failing_in_a_worker_fails_the_job_with_its_error(world, pointed, steady, tmp_path):
+    """An input that vanishes after submission: a user error, so no retries; the job is failed
+    with the error text and its other blocks do nothing."""
+    import shutil
+
+    from model.errors import SmapxError
+    from worker import jobs
+    from worker.submit import follow, submit_extend
+
+    inputs = tmp_path / "inputs.zarr"
+    shutil.copytree(world["inputs"], inputs)
+    request = {**request_for(world, tmp_path / "failing.zarr"), "input": str(inputs)}
+    with paused("steady"):
+        job_id = submit_extend(request)
+        shutil.rmtree(inputs)
+    with pytest.raises(SmapxError, match=f"job {job_id} failed: InputError: input dataset not found"):
+        follow(job_id, progress=False)
+    deadline = time.monotonic() + 60
+    while queue_length(pointed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job = jobs.get_job(job_id)
+    assert job["state"] == "failed" and job["blocks_done"] == 0 and job["finished"]
+    assert cubes.blocks_done(tmp_path / "failing.zarr") == set()
