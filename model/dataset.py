@@ -5,6 +5,7 @@ Layout (an xarray Dataset):
     static(cell, static_variable)        land attributes, one value per cell
     target(time, cell)                   SMAP surface soil moisture, m3/m3, NaN where missing
     noah(time, cell), lsm2(time, cell)   optional land-surface models, 0-10 cm, m3/m3
+    noah_10_40cm(time, cell), ...        optional deeper LSM layers, m3/m3 (`smapx ingest noah`)
     coords: time, cell, row, col, lat, lon (per cell), variable, static_variable
 """
 
