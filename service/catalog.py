@@ -9,6 +9,7 @@ import xarray as xr
 from model import cube as cubes
 from model import export, grid
 from model.errors import InputError, OutOfRangeError
+from service.problems import OutsideCube
 
 
 @dataclass(eq=False)
@@ -23,6 +24,7 @@ class ServedCube:
     dates_csv: np.ndarray = field(init=False)
     day_numbers: dict[str, int] = field(init=False)
     day_values: np.ndarray = field(init=False)
+    extent: dict = field(init=False)
     dates: list[str] = field(init=False)
 
     def __post_init__(self):
@@ -31,6 +33,7 @@ class ServedCube:
         self.dates_csv = np.array([f"{d}," for d in self.dates], dtype=object)
         self.day_numbers = {d: t for t, d in enumerate(self.dates)}
         self.day_values = self.memory.times.values.astype("datetime64[D]")
+        self.extent = cubes.extent(self.dataset)
 
     @property
     def dataset(self) -> xr.Dataset:
@@ -50,7 +53,10 @@ class ServedCube:
         return names
 
     def locate(self, lat: float, lon: float) -> tuple[int, int]:
-        return cubes.locate(self.dataset, lat, lon)
+        try:
+            return cubes.locate(self.dataset, lat, lon)
+        except OutOfRangeError as exc:
+            raise OutsideCube(str(exc), self.extent) from None
 
     def period(self, start, end) -> slice:
         """Index slice of the days start..end, clipped to the cube (InputError if inverted,
@@ -62,8 +68,8 @@ class ServedCube:
         stop = len(self.dates) if end is None else int(
             np.searchsorted(self.day_values, np.datetime64(end, "D"), side="right"))
         if first >= len(self.dates) or stop == 0:
-            raise OutOfRangeError(f"period {start or '...'}..{end or '...'} is outside the cube "
-                                  f"({self.dates[0]}..{self.dates[-1]})")
+            raise OutsideCube(f"period {start or '...'}..{end or '...'} is outside the cube "
+                              f"({self.dates[0]}..{self.dates[-1]})", self.extent)
         return slice(first, stop)
 
     def day_index(self, day) -> int:
@@ -84,7 +90,7 @@ class ServedCube:
         ds = self.dataset
         return {
             "name": self.name,
-            "extent": cubes.extent(ds),
+            "extent": self.extent,
             "grid": {"name": "EASE-Grid 2.0 global 36 km", "epsg": grid.EPSG,
                      "cell_size_m": grid.CELL_SIZE, "row0": self.memory.row0,
                      "col0": self.memory.col0, "rows": ds.sizes["y"], "cols": ds.sizes["x"],

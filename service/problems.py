@@ -7,6 +7,14 @@ from fastapi.responses import JSONResponse
 from model.errors import OutOfRangeError, SmapxError
 
 
+class OutsideCube(OutOfRangeError):
+    """A point or period outside a served cube; the answer carries the cube's valid extent."""
+
+    def __init__(self, message: str, extent: dict):
+        super().__init__(message)
+        self.extent = extent
+
+
 def too_large(message: str, limit: int) -> JSONResponse:
     return JSONResponse({"detail": message, "limit": limit}, status_code=413)
 
@@ -17,4 +25,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SmapxError)
     async def smapx_error(request: Request, exc: SmapxError) -> JSONResponse:
         status = 404 if isinstance(exc, OutOfRangeError) else 422
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        body = {"detail": str(exc)}
+        if isinstance(exc, OutsideCube):
+            body["extent"] = exc.extent
+        return JSONResponse(body, status_code=status)

@@ -342,10 +342,12 @@ def test_subset_download_formats(server, local, world):
     ({"lat": 29.0, "lon": -103.0, "format": "xml"}, 422, "format"),
     ({"lat": 29.0, "lon": -103.0, "cube": "other"}, 404, "twin"),
 ])
-def test_series_errors(server, params, status, needle):
+def test_series_errors(server, local, params, status, needle):
     r = server.get("/v1/series", params=params)
     assert r.status_code == status, r.text
     assert needle in json.dumps(r.json())
+    if needle in ("extent", "outside"):
+        assert r.json()["extent"] == pytest.approx(cubes.extent(local))
 
 
 @pytest.mark.parametrize(("url", "params", "status"), [
