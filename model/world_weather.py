@@ -18,6 +18,7 @@ KELVIN = 273.15
 STEFAN_BOLTZMANN = 5.670e-8
 SOLAR_CONSTANT = 1367.0
 LATTICE_STEP_DEG = 4.0
+DENSE_NDVI = 0.52  # about where vegetation water content blocks an L-band retrieval
 
 
 def _sigmoid(x):
@@ -114,7 +115,7 @@ def static_attributes(climate_: Climate, elevation: np.ndarray, sampler: FieldSa
     wetness = climate_.precip_mean / (climate_.precip_mean + 2.0)
     cold = _sigmoid((climate_.tair_mean - KELVIN - 6.0) / 3.0)
     ndvi = np.clip(0.06 + 0.68 * wetness * (0.6 + 0.4 * cold) + 0.05 * sampler.static(0.4), 0.04, 0.85)
-    dense = (ndvi >= 0.5).astype(np.float32)
+    dense = (ndvi >= DENSE_NDVI).astype(np.float32)
     return {name: np.asarray(v, np.float32) for name, v in {
         "sand": sand, "clay": clay, "silt": silt, "bulk": 2.65 * (1 - porosity),
         "capa": 100 * field_capacity, "ndvi": ndvi, "elevation": elevation,

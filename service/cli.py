@@ -32,7 +32,7 @@ def world(
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2000-01-01",
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD")] = "2020-12-31",
     stride: Annotated[int, typer.Option(help="Keep every K-th grid row and column; 1 = all CONUS cells")] = 3,
-    bbox: Annotated[Optional[str], typer.Option(help="Region as lon/lat west,south,east,north")] = None,
+    bbox: Annotated[str | None, typer.Option(help="Region as lon/lat west,south,east,north")] = None,
     smap_noise: Annotated[float, typer.Option(help="SMAP-like retrieval noise, m3/m3")] = 0.02,
 ):
     """Build the synthetic twin world: weather, a soil-water truth, Noah-like and second-LSM
