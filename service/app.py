@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from model.settings import get_settings
 from service import jobs, problems, series, tiles, zarr_access
 from service.catalog import Catalog
+from service.ratelimit import RateLimit
 
 STATIC = Path(__file__).parent / "static"
 DESCRIPTION = """Extended SMAP soil moisture: point series, map tiles, LSTM-Noah fusion on request,
@@ -25,6 +26,7 @@ def create_app(cubes: list[Path] | None = None) -> FastAPI:
     app = FastAPI(title="smapx", version="0.1.0", description=DESCRIPTION)
     app.state.catalog = catalog
     problems.install(app)
+    app.add_middleware(RateLimit, per_minute=get_settings().rate_limit_per_minute)
     for module in (series, tiles, jobs, zarr_access):
         app.include_router(module.router)
 

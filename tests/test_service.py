@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -400,3 +401,22 @@ def test_tile_png_with_every_colour_and_no_data_falls_back_to_rgba():
     few = np.where(colors % 2 == 0, NO_DATA, colors % 50).astype(np.int16)
     decoded = np.asarray(Image.open(io.BytesIO(encode_indexed(few, table))).convert("RGBA"))
     np.testing.assert_array_equal(decoded, table[few])
+
+
+def test_rate_limit_answers_429(world):
+    proc, url = start_server([world["store"]], {"SMAPX_RATE_LIMIT_PER_MINUTE": "5",
+                                                "SMAPX_CUBES": "[]"})
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            minute = time.time() // 60
+            codes = [client.get("/v1/products").status_code for _ in range(7)]
+            limited = client.get("/v1/products")
+            assert client.get("/healthz").status_code == 200
+            if time.time() // 60 != minute:
+                pytest.skip("the one-minute window turned during the test")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert codes[:5] == [200] * 5
+    assert codes[5:] == [429, 429] and limited.status_code == 429
+    assert 1 <= int(limited.headers["retry-after"]) <= 61 and "5 requests" in limited.json()["detail"]
