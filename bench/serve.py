@@ -77,7 +77,7 @@ def start(args: list[str], port: int) -> subprocess.Popen:
     from tests.conftest import wait_for_port
 
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "SMAPX_CUBES": "[]"})
+                            env={**os.environ, "SMAPX_CUBES": "[]", "SMAPX_RATE_LIMIT_PER_MINUTE": "0"})
     try:
         wait_for_port(port, 120)
     except TimeoutError:
