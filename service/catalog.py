@@ -26,6 +26,8 @@ class ServedCube:
     day_values: np.ndarray = field(init=False)
     extent: dict = field(init=False)
     dates: list[str] = field(init=False)
+    products: list[str] = field(init=False)
+    smap_period: dict | None = field(init=False)
 
     def __post_init__(self):
         self.dates = [str(d.date()) for d in self.memory.times]
@@ -34,14 +36,12 @@ class ServedCube:
         self.day_numbers = {d: t for t, d in enumerate(self.dates)}
         self.day_values = self.memory.times.values.astype("datetime64[D]")
         self.extent = cubes.extent(self.dataset)
+        self.products = export.available_products(self.dataset)
+        self.smap_period = smap_period(self.memory)
 
     @property
     def dataset(self) -> xr.Dataset:
         return self.memory.dataset
-
-    @property
-    def products(self) -> list[str]:
-        return export.available_products(self.dataset)
 
     def check_products(self, names: list[str]) -> list[str]:
         if not names:
@@ -77,7 +77,8 @@ class ServedCube:
             return len(self.dates) - 1
         t = self.day_numbers.get(str(day))
         if t is None:
-            raise OutOfRangeError(f"date {day} is outside the cube ({self.dates[0]}..{self.dates[-1]})")
+            raise OutsideCube(f"date {day} is outside the cube ({self.dates[0]}..{self.dates[-1]})",
+                              self.extent)
         return t
 
     def cell(self, iy: int, ix: int) -> dict:
@@ -98,7 +99,7 @@ class ServedCube:
             "days": ds.sizes["time"],
             "products": {p: {"units": cubes.UNITS, "description": describe_product(p)}
                          for p in self.products},
-            "smap_period": smap_period(self.memory),
+            "smap_period": self.smap_period,
         }
 
 
