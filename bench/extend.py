@@ -10,7 +10,6 @@ beat. Prints cell-days/s of each and, last, `workers2_vs_workers1=<ratio>`.
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,14 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model import checkpoint  # noqa: E402
-from model.checkpoint import Checkpoint  # noqa: E402
-from model.dataset import FORCING_VARIABLES, make_input_dataset, open_input, write_input  # noqa: E402
-from model.extend import extend  # noqa: E402
-from model.network import SoilMoistureLSTM  # noqa: E402
-from model.normalize import Normalizer  # noqa: E402
+from model import checkpoint
+from model.checkpoint import Checkpoint
+from model.dataset import FORCING_VARIABLES, make_input_dataset, open_input, write_input
+from model.extend import extend
+from model.network import SoilMoistureLSTM
+from model.normalize import Normalizer
 
 START, END = "2001-01-01", "2004-12-31"
 BLOCK_ORIGINS = [(96 + 32 * i, 160 + 32 * j) for i in range(2) for j in range(4)]   # 8 blocks

@@ -11,7 +11,7 @@ Records expire `job_expiry_hours` after they finish.
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import redis
@@ -46,7 +46,7 @@ def client() -> redis.Redis:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _encode(fields: dict) -> dict:
@@ -65,7 +65,7 @@ def create_job(kind: str, request: dict, blocks_total: int = 0) -> str:
     r = client()
     with r.pipeline() as pipe:
         pipe.hset(_key(job_id), mapping=_encode(record))
-        pipe.zadd(INDEX, {job_id: datetime.now(timezone.utc).timestamp()})
+        pipe.zadd(INDEX, {job_id: datetime.now(UTC).timestamp()})
         pipe.execute()
     return job_id
 

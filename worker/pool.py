@@ -153,12 +153,11 @@ def local_workers(n: int, threads: int = 0, env: dict | None = None) -> Iterator
         procs = []
         try:
             for name in names:
-                log = open(Path(logdir) / f"{name.split('@')[0]}.log", "wb")
-                procs.append(subprocess.Popen(
-                    [_smapx_script(), "worker", "--concurrency", "1", "--threads", str(threads),
-                     "--loglevel", "warning", "--hostname", name],
-                    stdout=log, stderr=subprocess.STDOUT, env=child_env))
-                log.close()
+                with open(Path(logdir) / f"{name.split('@')[0]}.log", "wb") as log:
+                    procs.append(subprocess.Popen(
+                        [_smapx_script(), "worker", "--concurrency", "1", "--threads",
+                         str(threads), "--loglevel", "warning", "--hostname", name],
+                        stdout=log, stderr=subprocess.STDOUT, env=child_env))
             wait_ready(names, procs, Path(logdir))
             yield procs
         finally:

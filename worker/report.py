@@ -36,7 +36,8 @@ def list_jobs_text(limit: int = 20, as_json: bool = False) -> str:
     return "\n".join(lines)
 
 
-def job_text(job_id: str, cancel: bool = False, resume: bool = False, follow_it: bool = False) -> str:
+def job_text(job_id: str, cancel: bool = False, resume: bool = False,
+             follow_it: bool = False) -> str:
     """One job's record as JSON, after cancelling, resuming or following it when asked."""
     ensure_reachable()
     if cancel:

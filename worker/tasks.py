@@ -61,7 +61,8 @@ def train(job_id: str) -> None:
     """Train a checkpoint from an input dataset (model.train) and save it."""
     from model import checkpoint
     from model.dataset import open_input
-    from model.train import TrainConfig, train as run_training
+    from model.train import TrainConfig
+    from model.train import train as run_training
 
     job = jobs.get_job(job_id)
     if job is None or not jobs.start_job(job_id, "training"):
