@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DAYS = pd.date_range("2001-01-01", "2020-12-31")  # 7305 days
-ROWS, COLS = 48, 48                                # 2,304-cell window, Great Plains to Gulf
+ROWS, COLS = 48, 48  # 2,304-cell window, Great Plains to Gulf
 ROW0, COL0 = 66, 196
 
 
@@ -33,7 +33,9 @@ def build_cube(store: Path) -> None:
 
     from model import cube as cubes
 
-    rows, cols = np.meshgrid(np.arange(ROW0, ROW0 + ROWS), np.arange(COL0, COL0 + COLS), indexing="ij")
+    rows, cols = np.meshgrid(
+        np.arange(ROW0, ROW0 + ROWS), np.arange(COL0, COL0 + COLS), indexing="ij"
+    )
     keep = (rows * 7 + cols * 3) % 23 != 0
     template = cubes.template(DAYS, rows[keep], cols[keep], ("smap", "lstm", "noah"))
     cubes.create(store, template)
@@ -46,10 +48,15 @@ def build_cube(store: Path) -> None:
         base = 0.2 + 0.002 * iy - 0.001 * ix + 0.08 * np.sin(t / 58.0 + iy / 9.0)
         base = base + rng.normal(0, 0.01, base.shape)
         smap = np.where(t >= 5200, base + 0.01, np.nan)
-        cubes.write_block(store, block, {
-            "lstm": np.where(inside, base, np.nan),
-            "noah": np.where(inside, base + 0.03, np.nan),
-            "smap": np.where(inside & (t % 3 == 0), smap, np.nan)})
+        cubes.write_block(
+            store,
+            block,
+            {
+                "lstm": np.where(inside, base, np.nan),
+                "noah": np.where(inside, base + 0.03, np.nan),
+                "smap": np.where(inside & (t % 3 == 0), smap, np.nan),
+            },
+        )
 
 
 def run_xpublish(store: str, port: int) -> None:
@@ -76,8 +83,13 @@ def run_titiler(store: str, port: int) -> None:
 def start(args: list[str], port: int) -> subprocess.Popen:
     from tests.conftest import wait_for_port
 
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "SMAPX_CUBES": "[]", "SMAPX_RATE_LIMIT_PER_MINUTE": "0"})
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "SMAPX_CUBES": "[]", "SMAPX_RATE_LIMIT_PER_MINUTE": "0"},
+    )
     try:
         wait_for_port(port, 120)
     except TimeoutError:
@@ -118,8 +130,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(name: str, server: subprocess.Popen, urls: list[str], concurrency: int,
-            warmup: list[str]) -> dict:
+def measure(
+    name: str, server: subprocess.Popen, urls: list[str], concurrency: int, warmup: list[str]
+) -> dict:
     """Warm up one request at a time (caches, lazy imports), then time `urls` under load. The
     server's CPU time per request is reported beside latency: on a shared machine it is the
     figure that other processes' load does not move."""
@@ -127,11 +140,20 @@ def measure(name: str, server: subprocess.Popen, urls: list[str], concurrency: i
     cpu0 = cpu_seconds(server.pid)
     lat, wall, failures = asyncio.run(load(urls, concurrency))
     cpu_ms = (cpu_seconds(server.pid) - cpu0) * 1e3 / len(urls)
-    row = {"what": name, "n": len(urls), "p50_ms": np.percentile(lat, 50),
-           "p99_ms": np.percentile(lat, 99), "req_s": len(urls) / wall, "cpu_ms": cpu_ms,
-           "failed": failures}
-    print(f"{name:34s} n={row['n']:5d} p50={row['p50_ms']:7.2f} ms p99={row['p99_ms']:7.2f} ms "
-          f"{row['req_s']:7.1f} req/s server cpu={cpu_ms:7.2f} ms/req failed={failures}", flush=True)
+    row = {
+        "what": name,
+        "n": len(urls),
+        "p50_ms": np.percentile(lat, 50),
+        "p99_ms": np.percentile(lat, 99),
+        "req_s": len(urls) / wall,
+        "cpu_ms": cpu_ms,
+        "failed": failures,
+    }
+    print(
+        f"{name:34s} n={row['n']:5d} p50={row['p50_ms']:7.2f} ms p99={row['p99_ms']:7.2f} ms "
+        f"{row['req_s']:7.1f} req/s server cpu={cpu_ms:7.2f} ms/req failed={failures}",
+        flush=True,
+    )
     return row
 
 
@@ -158,54 +180,116 @@ def main() -> None:
         build_cube(args.store)
     cube = cubes.open_cube(args.store)
     mask = cube["mask"].values
-    print(f"cube: {cube.sizes['time']} days x {int(mask.sum())} cells "
-          f"({cube.sizes['y']} x {cube.sizes['x']} window), concurrency {args.concurrency}")
+    print(
+        f"cube: {cube.sizes['time']} days x {int(mask.sum())} cells "
+        f"({cube.sizes['y']} x {cube.sizes['x']} window), concurrency {args.concurrency}"
+    )
     rng = np.random.default_rng(1)
     iy, ix = np.nonzero(mask)
     pick = rng.integers(0, iy.size, args.series)
     lat, lon = cube["lat"].values[iy[pick], ix[pick]], cube["lon"].values[iy[pick], ix[pick]]
     ext = cubes.extent(cube)
-    tiles = [t for z in (6, 7) for t in morecantile.tms.get("WebMercatorQuad").tiles(
-        ext["west"], ext["south"], ext["east"], ext["north"], [z])]
+    tiles = [
+        t
+        for z in (6, 7)
+        for t in morecantile.tms.get("WebMercatorQuad").tiles(
+            ext["west"], ext["south"], ext["east"], ext["north"], [z]
+        )
+    ]
     tile_pick = [tiles[i] for i in rng.integers(0, len(tiles), args.tiles)]
     days = [str(d.date()) for d in DAYS[rng.integers(0, len(DAYS), args.tiles)]]
     first, last = str(DAYS[0].date()), str(DAYS[-1].date())
 
     ports = {k: free_port() for k in ("smapx", "xpublish", "titiler")}
-    procs = [start([str(Path(sys.executable).parent / "smapx"), "serve", "--cube", str(args.store),
-                    "--port", str(ports["smapx"])], ports["smapx"]),
-             start([sys.executable, __file__, "--serve", "xpublish", "--store", str(args.store),
-                    "--port", str(ports["xpublish"])], ports["xpublish"]),
-             start([sys.executable, __file__, "--serve", "titiler", "--store", str(args.store),
-                    "--port", str(ports["titiler"])], ports["titiler"])]
+    procs = [
+        start(
+            [
+                str(Path(sys.executable).parent / "smapx"),
+                "serve",
+                "--cube",
+                str(args.store),
+                "--port",
+                str(ports["smapx"]),
+            ],
+            ports["smapx"],
+        ),
+        start(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                "xpublish",
+                "--store",
+                str(args.store),
+                "--port",
+                str(ports["xpublish"]),
+            ],
+            ports["xpublish"],
+        ),
+        start(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                "titiler",
+                "--store",
+                str(args.store),
+                "--port",
+                str(ports["titiler"]),
+            ],
+            ports["titiler"],
+        ),
+    ]
     base = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
     try:
-        series_csv = [f"{base['smapx']}/v1/series?lat={a:.5f}&lon={o:.5f}&products=lstm&format=csv"
-                      for a, o in zip(lat, lon, strict=True)]
+        series_csv = [
+            f"{base['smapx']}/v1/series?lat={a:.5f}&lon={o:.5f}&products=lstm&format=csv"
+            for a, o in zip(lat, lon, strict=True)
+        ]
         series_json = [u.replace("format=csv", "format=json") for u in series_csv]
-        edr_ours = [f"{base['smapx']}/v1/edr/{args.store.name.removesuffix('.zarr')}/position?"
-                    f"coords=POINT({o:.5f}%20{a:.5f})&datetime={first}/{last}&parameter-name=lstm&f=csv"
-                    for a, o in zip(lat, lon, strict=True)]
-        edr_xpub = [f"{base['xpublish']}/datasets/cube/edr/position?coords=POINT({o:.5f}%20{a:.5f})"
-                    f"&datetime={first}/{last}&parameter-name=lstm&f=csv"
-                    for a, o in zip(lat, lon, strict=True)]
-        tile_ours = [f"{base['smapx']}/v1/tiles/lstm/{t.z}/{t.x}/{t.y}.png?date={d}"
-                     f"&rescale=0,0.5&colormap=ylgnbu" for t, d in zip(tile_pick, days, strict=True)]
-        tile_titiler = [f"{base['titiler']}/md/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?"
-                        f"url={args.store}&variable=lstm&sel=time={d}&rescale=0,0.5"
-                        f"&colormap_name=ylgnbu" for t, d in zip(tile_pick, days, strict=True)]
+        edr_ours = [
+            f"{base['smapx']}/v1/edr/{args.store.name.removesuffix('.zarr')}/position?"
+            f"coords=POINT({o:.5f}%20{a:.5f})&datetime={first}/{last}&parameter-name=lstm&f=csv"
+            for a, o in zip(lat, lon, strict=True)
+        ]
+        edr_xpub = [
+            f"{base['xpublish']}/datasets/cube/edr/position?coords=POINT({o:.5f}%20{a:.5f})"
+            f"&datetime={first}/{last}&parameter-name=lstm&f=csv"
+            for a, o in zip(lat, lon, strict=True)
+        ]
+        tile_ours = [
+            f"{base['smapx']}/v1/tiles/lstm/{t.z}/{t.x}/{t.y}.png?date={d}"
+            f"&rescale=0,0.5&colormap=ylgnbu"
+            for t, d in zip(tile_pick, days, strict=True)
+        ]
+        tile_titiler = [
+            f"{base['titiler']}/md/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?"
+            f"url={args.store}&variable=lstm&sel=time={d}&rescale=0,0.5"
+            f"&colormap_name=ylgnbu"
+            for t, d in zip(tile_pick, days, strict=True)
+        ]
         c = args.concurrency
-        first_of_tile = sorted({(t.z, t.x, t.y): i for i, t in reversed(list(enumerate(tile_pick)))}.values())
+        first_of_tile = sorted(
+            {(t.z, t.x, t.y): i for i, t in reversed(list(enumerate(tile_pick)))}.values()
+        )
         n_base_series, n_base_tiles = max(40, args.series // 8), max(40, args.tiles // 4)
         ours, xpub, titiler = procs
-        rows = [measure("smapx series csv (20 y)", ours, series_csv, c, series_csv[:10]),
-                measure("smapx series json (20 y)", ours, series_json, c, series_json[:10]),
-                measure("smapx edr position csv", ours, edr_ours, c, edr_ours[:10]),
-                measure("xpublish-edr position csv", xpub, edr_xpub[:n_base_series], c, edr_xpub[-3:]),
-                measure("smapx tile 256 px png", ours, tile_ours, c,
-                        [tile_ours[i] for i in first_of_tile]),
-                measure("titiler.xarray tile 256 px png", titiler, tile_titiler[:n_base_tiles], c,
-                        [tile_titiler[i] for i in first_of_tile])]
+        rows = [
+            measure("smapx series csv (20 y)", ours, series_csv, c, series_csv[:10]),
+            measure("smapx series json (20 y)", ours, series_json, c, series_json[:10]),
+            measure("smapx edr position csv", ours, edr_ours, c, edr_ours[:10]),
+            measure("xpublish-edr position csv", xpub, edr_xpub[:n_base_series], c, edr_xpub[-3:]),
+            measure(
+                "smapx tile 256 px png", ours, tile_ours, c, [tile_ours[i] for i in first_of_tile]
+            ),
+            measure(
+                "titiler.xarray tile 256 px png",
+                titiler,
+                tile_titiler[:n_base_tiles],
+                c,
+                [tile_titiler[i] for i in first_of_tile],
+            ),
+        ]
     finally:
         for proc in procs:
             proc.terminate()
@@ -213,17 +297,22 @@ def main() -> None:
             proc.wait(30)
     by = {r["what"]: r for r in rows}
     load1 = os.getloadavg()[0]
-    print(f"machine load average {load1:.1f} on {os.cpu_count()} cores; server CPU per request: "
-          f"series {by['xpublish-edr position csv']['cpu_ms'] / by['smapx series csv (20 y)']['cpu_ms']:.0f}x "
-          f"less than xpublish-edr, tiles "
-          f"{by['titiler.xarray tile 256 px png']['cpu_ms'] / by['smapx tile 256 px png']['cpu_ms']:.0f}x "
-          f"less than titiler")
+    series_cpu = by["xpublish-edr position csv"]["cpu_ms"] / by["smapx series csv (20 y)"]["cpu_ms"]
+    tile_cpu = (
+        by["titiler.xarray tile 256 px png"]["cpu_ms"] / by["smapx tile 256 px png"]["cpu_ms"]
+    )
+    print(
+        f"machine load average {load1:.1f} on {os.cpu_count()} cores; server CPU per request: "
+        f"series {series_cpu:.0f}x less than xpublish-edr, tiles {tile_cpu:.0f}x less than titiler"
+    )
     series_p50 = by["smapx series csv (20 y)"]["p50_ms"]
     tile_p50 = by["smapx tile 256 px png"]["p50_ms"]
-    print(f"series_p50_ms={series_p50:.2f} "
-          f"series_vs_xpublish={by['xpublish-edr position csv']['p50_ms'] / series_p50:.1f} "
-          f"tile_p50_ms={tile_p50:.2f} "
-          f"tile_vs_titiler={by['titiler.xarray tile 256 px png']['p50_ms'] / tile_p50:.1f}")
+    print(
+        f"series_p50_ms={series_p50:.2f} "
+        f"series_vs_xpublish={by['xpublish-edr position csv']['p50_ms'] / series_p50:.1f} "
+        f"tile_p50_ms={tile_p50:.2f} "
+        f"tile_vs_titiler={by['titiler.xarray tile 256 px png']['p50_ms'] / tile_p50:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,23 +29,42 @@ Progress = Callable[[float, str], None]
 class ExportRequest(BaseModel):
     """What a subset is: where (bbox or points), when, which products, in which format."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"products": ["lstm", "fused"], "start": "2016-01-01", "end": "2016-12-31",
-         "bbox": [-100.0, 35.0, -95.0, 40.0], "format": "netcdf"},
-        {"products": ["lstm", "noah"], "start": "2016-04-01", "end": "2016-06-30",
-         "points": [[38.5, -97.5], [36.6, -97.5]], "format": "csv", "weight": 0.6},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "products": ["lstm", "fused"],
+                    "start": "2016-01-01",
+                    "end": "2016-12-31",
+                    "bbox": [-100.0, 35.0, -95.0, 40.0],
+                    "format": "netcdf",
+                },
+                {
+                    "products": ["lstm", "noah"],
+                    "start": "2016-04-01",
+                    "end": "2016-06-30",
+                    "points": [[38.5, -97.5], [36.6, -97.5]],
+                    "format": "csv",
+                    "weight": 0.6,
+                },
+            ]
+        },
+    )
 
     products: list[str] = Field(min_length=1, description="Any of smap, lstm, noah, lsm2, fused.")
     start: date
     end: date
-    bbox: list[float] | None = Field(None, min_length=4, max_length=4,
-                                     description="[west, south, east, north] in degrees.")
-    points: list[tuple[float, float]] | None = Field(None, min_length=1,
-                                                     description="[[lat, lon], ...]")
+    bbox: list[float] | None = Field(
+        None, min_length=4, max_length=4, description="[west, south, east, north] in degrees."
+    )
+    points: list[tuple[float, float]] | None = Field(
+        None, min_length=1, description="[[lat, lon], ...]"
+    )
     format: Literal["zarr", "netcdf", "csv", "geotiff"] = "netcdf"
-    weight: float | None = Field(None, ge=0.0, le=1.0,
-                                 description="Weight of lstm in fused; default per-cell or 0.5.")
+    weight: float | None = Field(
+        None, ge=0.0, le=1.0, description="Weight of lstm in fused; default per-cell or 0.5."
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -54,7 +73,9 @@ class ExportRequest(BaseModel):
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         if self.bbox is not None and (self.bbox[0] > self.bbox[2] or self.bbox[1] > self.bbox[3]):
-            raise ValueError("bbox must be [west, south, east, north] with west <= east, south <= north")
+            raise ValueError(
+                "bbox must be [west, south, east, north] with west <= east, south <= north"
+            )
         bad = [p for p in self.points or [] if not (-90 <= p[0] <= 90 and -180 <= p[1] <= 180)]
         if bad:
             raise ValueError(f"points must be [lat, lon] in degrees; not {bad[0]}")
@@ -62,7 +83,9 @@ class ExportRequest(BaseModel):
             raise ValueError("geotiff needs a bbox, not points")
         unknown = [p for p in self.products if p not in (*cubes.PRODUCTS, FUSED)]
         if unknown:
-            raise ValueError(f"unknown product(s) {unknown}; known: {', '.join((*cubes.PRODUCTS, FUSED))}")
+            raise ValueError(
+                f"unknown product(s) {unknown}; known: {', '.join((*cubes.PRODUCTS, FUSED))}"
+            )
         return self
 
 
@@ -85,8 +108,10 @@ def check_products(cube: xr.Dataset, products: list[str]) -> None:
         needs = ["lstm", "noah"] if p == FUSED else [p]
         missing = [n for n in needs if n not in held]
         if missing:
-            raise InputError(f"product {p!r} needs {missing}, which this cube lacks; "
-                             f"available: {', '.join(available_products(cube))}")
+            raise InputError(
+                f"product {p!r} needs {missing}, which this cube lacks; "
+                f"available: {', '.join(available_products(cube))}"
+            )
 
 
 def available_products(cube: xr.Dataset) -> list[str]:
@@ -102,8 +127,9 @@ def weight_map(cube: xr.Dataset, weight: float | None) -> np.ndarray:
     path = get_settings().weights_path
     if path is None:
         return np.full(shape, fusion.DEFAULT_WEIGHT, np.float32)
-    return fusion.weight_grid(fusion.read_weights(path), int(cube.attrs["row0"]),
-                              int(cube.attrs["col0"]), shape)
+    return fusion.weight_grid(
+        fusion.read_weights(path), int(cube.attrs["row0"]), int(cube.attrs["col0"]), shape
+    )
 
 
 def bbox_window(cube: xr.Dataset, bbox) -> tuple[slice, slice, np.ndarray]:
@@ -112,7 +138,9 @@ def bbox_window(cube: xr.Dataset, bbox) -> tuple[slice, slice, np.ndarray]:
     lat, lon = cube["lat"].values, cube["lon"].values
     inside = cube["mask"].values & (lon >= west) & (lon <= east) & (lat >= south) & (lat <= north)
     if not inside.any():
-        raise OutOfRangeError(f"bbox {list(bbox)} holds no cell of the cube; extent {cubes.extent(cube)}")
+        raise OutOfRangeError(
+            f"bbox {list(bbox)} holds no cell of the cube; extent {cubes.extent(cube)}"
+        )
     iy, ix = np.nonzero(inside)
     ys, xs = slice(int(iy.min()), int(iy.max()) + 1), slice(int(ix.min()), int(ix.max()) + 1)
     return ys, xs, inside[ys, xs]
@@ -143,20 +171,26 @@ def subset(cube: xr.Dataset, request: dict | ExportRequest) -> xr.Dataset:
         out[p] = value if keep is None else value.where(keep)
     ds = xr.Dataset(out, attrs={**cube.attrs, "request": req.model_dump_json()})
     if keep is not None:
-        ds = ds.assign_coords(mask=keep).assign_attrs(row0=int(cube.attrs["row0"]) + ys.start,
-                                                      col0=int(cube.attrs["col0"]) + xs.start)
+        ds = ds.assign_coords(mask=keep).assign_attrs(
+            row0=int(cube.attrs["row0"]) + ys.start, col0=int(cube.attrs["col0"]) + xs.start
+        )
     if req.points is not None:
-        ds = ds.assign_coords(request_lat=("point", [p[0] for p in req.points]),
-                              request_lon=("point", [p[1] for p in req.points]),
-                              row=("point", iy.values + int(cube.attrs["row0"])),
-                              col=("point", ix.values + int(cube.attrs["col0"])))
+        ds = ds.assign_coords(
+            request_lat=("point", [p[0] for p in req.points]),
+            request_lon=("point", [p[1] for p in req.points]),
+            row=("point", iy.values + int(cube.attrs["row0"])),
+            col=("point", ix.values + int(cube.attrs["col0"])),
+        )
     return ds
 
 
 def fusion_product(part: xr.Dataset, weights: xr.DataArray) -> xr.DataArray:
     fused = weights * part["lstm"] + (1 - weights) * part["noah"]
-    return fused.transpose(*part["lstm"].dims).astype(np.float32).assign_attrs(
-        units=cubes.UNITS, long_name="fused LSTM and Noah: w * lstm + (1 - w) * noah")
+    return (
+        fused.transpose(*part["lstm"].dims)
+        .astype(np.float32)
+        .assign_attrs(units=cubes.UNITS, long_name="fused LSTM and Noah: w * lstm + (1 - w) * noah")
+    )
 
 
 def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:
@@ -174,12 +208,18 @@ def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:
     days = times.stop - times.start
     values = days * cells * len(req.products)
     per_value = {"csv": 10, "netcdf": 4, "zarr": 4, "geotiff": 4}[req.format]
-    return {"days": days, "cells": cells, "products": len(req.products), "values": values,
-            "bytes": values * per_value}
+    return {
+        "days": days,
+        "cells": cells,
+        "products": len(req.products),
+        "values": values,
+        "bytes": values * per_value,
+    }
 
 
-def export_subset(cube_path: str, request: dict, out_dir: Path,
-                  progress: Progress | None = None) -> list[Path]:
+def export_subset(
+    cube_path: str, request: dict, out_dir: Path, progress: Progress | None = None
+) -> list[Path]:
     """Write the subset a request names into out_dir and return the files written."""
     progress = progress or (lambda percent, stage: None)
     req = parse_request(request)
@@ -225,12 +265,16 @@ def to_table(ds: xr.Dataset) -> pd.DataFrame:
         cols = ["time", "point", "request_lat", "request_lon", "row", "col", "lat", "lon"]
     else:
         iy, ix = np.nonzero(ds["mask"].values)
-        stacked = ds[products].isel(y=xr.DataArray(iy, dims="cell"), x=xr.DataArray(ix, dims="cell"))
+        stacked = ds[products].isel(
+            y=xr.DataArray(iy, dims="cell"), x=xr.DataArray(ix, dims="cell")
+        )
         frame = stacked.to_dataframe().reset_index()
         frame["row"] = frame["cell"].map(dict(enumerate(iy + int(ds.attrs["row0"]))))
         frame["col"] = frame["cell"].map(dict(enumerate(ix + int(ds.attrs["col0"]))))
         cols = ["time", "row", "col", "lat", "lon"]
-    frame = frame.sort_values([c for c in ("point", "cell", "time") if c in frame]).reset_index(drop=True)
+    frame = frame.sort_values([c for c in ("point", "cell", "time") if c in frame]).reset_index(
+        drop=True
+    )
     return frame[[c for c in cols if c in frame] + products]
 
 

@@ -38,9 +38,13 @@ def create_app(cubes: list[Path] | None = None) -> FastAPI:
     def products(request: Request):
         """The default cube's products with units, and every served cube's extent and grid."""
         default = catalog.get(None).describe()
-        return {"default": catalog.default, "products": default["products"],
-                "extent": default["extent"], "grid": default["grid"],
-                "cubes": {name: c.describe() for name, c in catalog.cubes.items()}}
+        return {
+            "default": catalog.default,
+            "products": default["products"],
+            "extent": default["extent"],
+            "grid": default["grid"],
+            "cubes": {name: c.describe() for name, c in catalog.cubes.items()},
+        }
 
     @app.get("/", include_in_schema=False)
     def index():

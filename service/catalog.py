@@ -48,8 +48,10 @@ class ServedCube:
             raise InputError("products: give at least one product")
         unknown = [p for p in names if p not in self.products]
         if unknown:
-            raise InputError(f"products: {unknown} not available in cube {self.name!r}; "
-                             f"available: {', '.join(self.products)}")
+            raise InputError(
+                f"products: {unknown} not available in cube {self.name!r}; "
+                f"available: {', '.join(self.products)}"
+            )
         return names
 
     def locate(self, lat: float, lon: float) -> tuple[int, int]:
@@ -64,12 +66,20 @@ class ServedCube:
         without building an index per request."""
         if start is not None and end is not None and end < start:
             raise InputError(f"end: {end} is before start {start}")
-        first = 0 if start is None else int(np.searchsorted(self.day_values, np.datetime64(start, "D")))
-        stop = len(self.dates) if end is None else int(
-            np.searchsorted(self.day_values, np.datetime64(end, "D"), side="right"))
-        if first >= len(self.dates) or stop == 0:
-            raise OutsideCube(f"period {start or '...'}..{end or '...'} is outside the cube "
-                              f"({self.dates[0]}..{self.dates[-1]})", self.extent)
+        first = (
+            0 if start is None else int(np.searchsorted(self.day_values, np.datetime64(start, "D")))
+        )
+        stop = (
+            len(self.dates)
+            if end is None
+            else int(np.searchsorted(self.day_values, np.datetime64(end, "D"), side="right"))
+        )
+        if first >= stop:
+            raise OutsideCube(
+                f"period {start or '...'}..{end or '...'} is outside the cube "
+                f"({self.dates[0]}..{self.dates[-1]})",
+                self.extent,
+            )
         return slice(first, stop)
 
     def day_index(self, day) -> int:
@@ -77,28 +87,43 @@ class ServedCube:
             return len(self.dates) - 1
         t = self.day_numbers.get(str(day))
         if t is None:
-            raise OutsideCube(f"date {day} is outside the cube ({self.dates[0]}..{self.dates[-1]})",
-                              self.extent)
+            raise OutsideCube(
+                f"date {day} is outside the cube ({self.dates[0]}..{self.dates[-1]})", self.extent
+            )
         return t
 
     def cell(self, iy: int, ix: int) -> dict:
         row, col = iy + self.memory.row0, ix + self.memory.col0
         lat, lon = grid.rowcol_to_latlon(row, col)
-        return {"row": row, "col": col, "lat": round(float(lat), 5), "lon": round(float(lon), 5),
-                "iy": iy, "ix": ix, "weight": round(float(self.weights[iy, ix]), 4)}
+        return {
+            "row": row,
+            "col": col,
+            "lat": round(float(lat), 5),
+            "lon": round(float(lon), 5),
+            "iy": iy,
+            "ix": ix,
+            "weight": round(float(self.weights[iy, ix]), 4),
+        }
 
     def describe(self) -> dict:
         ds = self.dataset
         return {
             "name": self.name,
             "extent": self.extent,
-            "grid": {"name": "EASE-Grid 2.0 global 36 km", "epsg": grid.EPSG,
-                     "cell_size_m": grid.CELL_SIZE, "row0": self.memory.row0,
-                     "col0": self.memory.col0, "rows": ds.sizes["y"], "cols": ds.sizes["x"],
-                     "cells": int(self.memory.mask.sum())},
+            "grid": {
+                "name": "EASE-Grid 2.0 global 36 km",
+                "epsg": grid.EPSG,
+                "cell_size_m": grid.CELL_SIZE,
+                "row0": self.memory.row0,
+                "col0": self.memory.col0,
+                "rows": ds.sizes["y"],
+                "cols": ds.sizes["x"],
+                "cells": int(self.memory.mask.sum()),
+            },
             "days": ds.sizes["time"],
-            "products": {p: {"units": cubes.UNITS, "description": describe_product(p)}
-                         for p in self.products},
+            "products": {
+                p: {"units": cubes.UNITS, "description": describe_product(p)} for p in self.products
+            },
             "smap_period": self.smap_period,
         }
 
@@ -136,8 +161,9 @@ class Catalog:
             name = cube_name(path)
             if name in self.cubes:
                 raise InputError(f"two cubes are named {name!r}; rename one of {paths}")
-            self.cubes[name] = ServedCube(name, Path(path), memory,
-                                          export.weight_map(memory.dataset, None))
+            self.cubes[name] = ServedCube(
+                name, Path(path), memory, export.weight_map(memory.dataset, None)
+            )
 
     @property
     def default(self) -> str:

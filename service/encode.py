@@ -10,8 +10,9 @@ from model import cube as cubes
 _OFFSET = 32768
 _CODES = np.arange(-32768, 32768)
 _DECODED = _CODES.astype(np.float32) * np.float32(cubes.SCALE)
-JSON_TEXT = np.array([np.format_float_positional(v, unique=True, trim="-") for v in _DECODED],
-                     dtype=object)
+JSON_TEXT = np.array(
+    [np.format_float_positional(v, unique=True, trim="-") for v in _DECODED], dtype=object
+)
 JSON_TEXT[cubes.FILL + _OFFSET] = "null"
 CSV_TEXT = JSON_TEXT.copy()
 CSV_TEXT[cubes.FILL + _OFFSET] = ""

@@ -71,19 +71,43 @@ def public(job: dict, base: str) -> dict:
     if job.get("finished"):
         hours = get_settings().job_expiry_hours
         expires = (datetime.fromisoformat(job["finished"]) + timedelta(hours=hours)).isoformat()
-    out = {k: job.get(k) for k in ("id", "state", "percent", "stage", "created", "started",
-                                   "finished", "error", "request")}
+    out = {
+        k: job.get(k)
+        for k in (
+            "id",
+            "state",
+            "percent",
+            "stage",
+            "created",
+            "started",
+            "finished",
+            "error",
+            "request",
+        )
+    }
     out["expires"] = expires
-    out["links"] = {"self": f"{base}/v1/jobs/{job['id']}", "files": f"{base}/v1/jobs/{job['id']}/files"}
+    out["links"] = {
+        "self": f"{base}/v1/jobs/{job['id']}",
+        "files": f"{base}/v1/jobs/{job['id']}/files",
+    }
     return out
 
 
-@router.post("/jobs", status_code=202, summary="Submit a bulk export job",
-             responses={401: {"description": "API key needed"},
-                        413: {"description": "request over the size limit"}})
-def submit_job(request: Request, body: Annotated[JobRequest, Body()],
-               x_api_key: Annotated[str | None, Header()] = None,
-               api_key: Annotated[str | None, Query(include_in_schema=False)] = None):
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Submit a bulk export job",
+    responses={
+        401: {"description": "API key needed"},
+        413: {"description": "request over the size limit"},
+    },
+)
+def submit_job(
+    request: Request,
+    body: Annotated[JobRequest, Body()],
+    x_api_key: Annotated[str | None, Header()] = None,
+    api_key: Annotated[str | None, Query(include_in_schema=False)] = None,
+):
     """Points or a bbox, a period, products (fused included) and a format (zarr, netcdf, csv,
     geotiff). Answers at once with the job id and an estimate of its size."""
     check_key(x_api_key, api_key)
@@ -92,8 +116,11 @@ def submit_job(request: Request, body: Annotated[JobRequest, Body()],
     size = export.estimate(served.dataset, req)
     limit = get_settings().max_job_values
     if size["values"] > limit:
-        return too_large(f"the job holds {size['values']} values (days x cells x products); "
-                         f"the limit is {limit}", limit)
+        return too_large(
+            f"the job holds {size['values']} values (days x cells x products); "
+            f"the limit is {limit}",
+            limit,
+        )
     records, submit = worker_layer()
     sweep_expired(records)
     job_id = submit.submit_export(req.model_dump(mode="json"), str(served.path))
@@ -127,15 +154,23 @@ def cancel(request: Request, job_id: str, x_api_key: Annotated[str | None, Heade
 def files(request: Request, job_id: str):
     job = job_record(job_id)
     if job["state"] != "done":
-        raise HTTPException(409, f"job {job_id} is {job['state']} ({job['percent']}%); "
-                                 "files are listed once it is done")
+        raise HTTPException(
+            409,
+            f"job {job_id} is {job['state']} ({job['percent']}%); files are listed once it is done",
+        )
     base = str(request.base_url).rstrip("/")
-    return {"id": job_id, "request": job["request"], "files": [
-        {**f, "href": f"{base}/v1/jobs/{job_id}/files/{f['name']}"} for f in job["result"]]}
+    return {
+        "id": job_id,
+        "request": job["request"],
+        "files": [
+            {**f, "href": f"{base}/v1/jobs/{job_id}/files/{f['name']}"} for f in job["result"]
+        ],
+    }
 
 
-@router.get("/jobs/{job_id}/files/{name}", summary="Download one result file",
-            response_class=FileResponse)
+@router.get(
+    "/jobs/{job_id}/files/{name}", summary="Download one result file", response_class=FileResponse
+)
 def download(job_id: str, name: str):
     """Streams the file (ranges supported)."""
     job = job_record(job_id)

@@ -32,9 +32,21 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         retry = str(int(60 - now % 60) + 1)
-        body = json.dumps({"detail": f"more than {self.per_minute} requests a minute from "
-                                     f"{client}; retry in {retry} s"}).encode()
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"retry-after", retry.encode()),
-            (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "detail": f"more than {self.per_minute} requests a minute from "
+                f"{client}; retry in {retry} s"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"retry-after", retry.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

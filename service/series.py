@@ -28,34 +28,52 @@ CSV_TYPE = "text/csv; charset=utf-8"
 DATE_WIDTH = len('"2000-01-01",')
 
 Lat = Annotated[float, Query(ge=-90, le=90, description="Latitude, degrees north", examples=[38.5])]
-Lon = Annotated[float, Query(ge=-180, le=180, description="Longitude, degrees east", examples=[-97.5])]
-Start = Annotated[date | None, Query(description="First day (default: the cube's first)",
-                                     examples=["2016-01-01"])]
-End = Annotated[date | None, Query(description="Last day (default: the cube's last)",
-                                   examples=["2016-12-31"])]
-Products = Annotated[str, Query(description="Comma-separated: smap, lstm, noah, lsm2, fused",
-                                examples=["lstm,noah,fused"])]
-Weight = Annotated[float | None, Query(ge=0, le=1, description="Weight of lstm in `fused` "
-                                       "(default: per-cell estimate, else 0.5)", examples=[0.5])]
+Lon = Annotated[
+    float, Query(ge=-180, le=180, description="Longitude, degrees east", examples=[-97.5])
+]
+Start = Annotated[
+    date | None, Query(description="First day (default: the cube's first)", examples=["2016-01-01"])
+]
+End = Annotated[
+    date | None, Query(description="Last day (default: the cube's last)", examples=["2016-12-31"])
+]
+Products = Annotated[
+    str,
+    Query(
+        description="Comma-separated: smap, lstm, noah, lsm2, fused", examples=["lstm,noah,fused"]
+    ),
+]
+Weight = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=1,
+        description="Weight of lstm in `fused` (default: per-cell estimate, else 0.5)",
+        examples=[0.5],
+    ),
+]
 CubeName = Annotated[str | None, Query(description="Served cube (default: the first)")]
 
 
-def product_codes(cube: ServedCube, product: str, iy: int, ix: int, times: slice,
-                  weight: float | None) -> np.ndarray:
+def product_codes(
+    cube: ServedCube, product: str, iy: int, ix: int, times: slice, weight: float | None
+) -> np.ndarray:
     """Stored codes (1e-4 m3/m3, FILL where missing) of one product, fused computed here."""
     if product != export.FUSED:
         return cube.memory.series(product, iy, ix, times)
     w = cube.weights[iy, ix] if weight is None else weight
-    return encode.fused_codes(cube.memory.series("lstm", iy, ix, times),
-                              cube.memory.series("noah", iy, ix, times), w)
+    return encode.fused_codes(
+        cube.memory.series("lstm", iy, ix, times), cube.memory.series("noah", iy, ix, times), w
+    )
 
 
 def split_products(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def point_series(cube: ServedCube, lat: float, lon: float, start, end, products: list[str],
-                 weight: float | None):
+def point_series(
+    cube: ServedCube, lat: float, lon: float, start, end, products: list[str], weight: float | None
+):
     """(cell description, time slice, {product: codes}) for one point."""
     cube.check_products(products)
     times = cube.period(start, end)
@@ -66,13 +84,14 @@ def point_series(cube: ServedCube, lat: float, lon: float, start, end, products:
 
 def series_json(cube: ServedCube, cell: dict, times: slice, codes: dict) -> str:
     head = json.dumps({"cube": cube.name, "cell": cell, "units": "m3 m-3"})[:-1]
-    dates = cube.dates_json[DATE_WIDTH * times.start: DATE_WIDTH * times.stop - 1]
+    dates = cube.dates_json[DATE_WIDTH * times.start : DATE_WIDTH * times.stop - 1]
     body = "".join(f',"{p}":{encode.json_array(c)}' for p, c in codes.items())
     return f'{head},"time":[{dates}]{body}}}'
 
 
-def series_csv(cube: ServedCube, times: slice, codes: dict, prefix: dict | None = None,
-               header: bool = True) -> str:
+def series_csv(
+    cube: ServedCube, times: slice, codes: dict, prefix: dict | None = None, header: bool = True
+) -> str:
     """One row per day: [prefix columns,] time, products."""
     lead = cube.dates_csv[times]
     if prefix:
@@ -81,15 +100,28 @@ def series_csv(cube: ServedCube, times: slice, codes: dict, prefix: dict | None 
     return (",".join(names) + "\n" if header else "") + encode.csv_rows(lead, list(codes.values()))
 
 
-@router.get("/series", summary="Daily series at a point",
-            responses={200: {"content": {"text/csv": {}}, "description": "JSON or CSV series"}})
-async def series(request: Request, lat: Lat, lon: Lon, start: Start = None, end: End = None,
-           products: Products = "lstm", format: Literal["json", "csv"] = "json",
-           weight: Weight = None, cube: CubeName = None):
+@router.get(
+    "/series",
+    summary="Daily series at a point",
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON or CSV series"}},
+)
+async def series(
+    request: Request,
+    lat: Lat,
+    lon: Lon,
+    start: Start = None,
+    end: End = None,
+    products: Products = "lstm",
+    format: Literal["json", "csv"] = "json",
+    weight: Weight = None,
+    cube: CubeName = None,
+):
     """The cell that holds (lat, lon): its row/col, centre and fused weight, and the daily
     values of each product (m3/m3, null where missing)."""
     served = request.app.state.catalog.get(cube)
-    cell, times, codes = point_series(served, lat, lon, start, end, split_products(products), weight)
+    cell, times, codes = point_series(
+        served, lat, lon, start, end, split_products(products), weight
+    )
     if format == "csv":
         return Response(series_csv(served, times, codes), media_type=CSV_TYPE)
     return Response(series_json(served, cell, times, codes), media_type=JSON_TYPE)
@@ -123,52 +155,104 @@ def parse_interval(text: str | None) -> tuple[date | None, date | None]:
     return (days[0], days[0]) if len(days) == 1 else (days[0], days[1])
 
 
-def coverage_json(cube: ServedCube, lat: float, lon: float, cell: dict, times: slice,
-                  codes: dict) -> str:
+def coverage_json(
+    cube: ServedCube, lat: float, lon: float, cell: dict, times: slice, codes: dict
+) -> str:
     """A CoverageJSON point series, the EDR position query's JSON form."""
-    params = {p: {"type": "Parameter", "observedProperty": {"label": {"en": p}},
-                  "unit": {"symbol": "m3 m-3"}} for p in codes}
-    head = json.dumps({"type": "Coverage", "domain": {
-        "type": "Domain", "domainType": "PointSeries",
-        "axes": {"x": {"values": [cell["lon"]]}, "y": {"values": [cell["lat"]]}, "t": {"values": []}},
-        "referencing": [{"coordinates": ["x", "y"], "system": {
-            "type": "GeographicCRS", "id": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}}]},
-        "parameters": params, "cell": cell})
+    params = {
+        p: {
+            "type": "Parameter",
+            "observedProperty": {"label": {"en": p}},
+            "unit": {"symbol": "m3 m-3"},
+        }
+        for p in codes
+    }
+    head = json.dumps(
+        {
+            "type": "Coverage",
+            "domain": {
+                "type": "Domain",
+                "domainType": "PointSeries",
+                "axes": {
+                    "x": {"values": [cell["lon"]]},
+                    "y": {"values": [cell["lat"]]},
+                    "t": {"values": []},
+                },
+                "referencing": [
+                    {
+                        "coordinates": ["x", "y"],
+                        "system": {
+                            "type": "GeographicCRS",
+                            "id": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+                        },
+                    }
+                ],
+            },
+            "parameters": params,
+            "cell": cell,
+        }
+    )
     dates = ",".join(f'"{d}"' for d in cube.dates[times])
     head = head.replace('"t": {"values": []}', f'"t": {{"values": [{dates}]}}', 1)
-    ranges = ",".join(f'"{p}":{{"type":"NdArray","dataType":"float","axisNames":["t"],'
-                      f'"shape":[{times.stop - times.start}],"values":{encode.json_array(c)}}}'
-                      for p, c in codes.items())
+    ranges = ",".join(
+        f'"{p}":{{"type":"NdArray","dataType":"float","axisNames":["t"],'
+        f'"shape":[{times.stop - times.start}],"values":{encode.json_array(c)}}}'
+        for p, c in codes.items()
+    )
     return head[:-1] + f',"ranges":{{{ranges}}}}}'
 
 
-@router.get("/edr/{cube}/position", summary="OGC-EDR position query",
-            responses={200: {"content": {"text/csv": {}, "application/prs.coverage+json": {}}}})
-async def edr_position(request: Request, cube: str,
-                 coords: Annotated[str, Query(description="WKT POINT(lon lat)",
-                                              examples=["POINT(-97.5 38.5)"])],
-                 datetime: Annotated[str | None, Query(description="a/b, ISO days",
-                                                       examples=["2016-01-01/2016-12-31"])] = None,
-                 parameter_name: Annotated[str, Query(alias="parameter-name",
-                                                      examples=["lstm,noah"])] = "lstm",
-                 f: Literal["json", "covjson", "csv"] = "covjson", weight: Weight = None):
+@router.get(
+    "/edr/{cube}/position",
+    summary="OGC-EDR position query",
+    responses={200: {"content": {"text/csv": {}, "application/prs.coverage+json": {}}}},
+)
+async def edr_position(
+    request: Request,
+    cube: str,
+    coords: Annotated[str, Query(description="WKT POINT(lon lat)", examples=["POINT(-97.5 38.5)"])],
+    datetime: Annotated[
+        str | None, Query(description="a/b, ISO days", examples=["2016-01-01/2016-12-31"])
+    ] = None,
+    parameter_name: Annotated[str, Query(alias="parameter-name", examples=["lstm,noah"])] = "lstm",
+    f: Literal["json", "covjson", "csv"] = "covjson",
+    weight: Weight = None,
+):
     """The EDR form of /v1/series: `coords=POINT(lon lat)&datetime=a/b&parameter-name=..&f=csv`."""
     served = request.app.state.catalog.get(cube)
     lat, lon = parse_point(coords)
     start, end = parse_interval(datetime)
-    cell, times, codes = point_series(served, lat, lon, start, end,
-                                      split_products(parameter_name), weight)
+    cell, times, codes = point_series(
+        served, lat, lon, start, end, split_products(parameter_name), weight
+    )
     if f == "csv":
         return Response(series_csv(served, times, codes), media_type=CSV_TYPE)
-    return Response(coverage_json(served, lat, lon, cell, times, codes),
-                    media_type="application/prs.coverage+json")
+    return Response(
+        coverage_json(served, lat, lon, cell, times, codes),
+        media_type="application/prs.coverage+json",
+    )
 
 
-BATCH_BODY = {"requestBody": {"required": True, "content": {
-    "application/geo+json": {"example": {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"id": "a"},
-         "geometry": {"type": "Point", "coordinates": [-97.5, 38.5]}}]}},
-    "text/csv": {"example": "id,lat,lon\na,38.5,-97.5\nb,36.6,-97.5\n"}}}}
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/geo+json": {
+                "example": {
+                    "type": "FeatureCollection",
+                    "features": [
+                        {
+                            "type": "Feature",
+                            "properties": {"id": "a"},
+                            "geometry": {"type": "Point", "coordinates": [-97.5, 38.5]},
+                        }
+                    ],
+                }
+            },
+            "text/csv": {"example": "id,lat,lon\na,38.5,-97.5\nb,36.6,-97.5\n"},
+        },
+    }
+}
 
 
 def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float]]:
@@ -179,16 +263,23 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
         if rows and not {"lat", "lon"} <= set(rows[0]):
             raise InputError("body: the CSV needs lat and lon columns")
         try:
-            points = [(r.get("id") or str(i), float(r["lat"]), float(r["lon"]))
-                      for i, r in enumerate(rows)]
+            points = [
+                (r.get("id") or str(i), float(r["lat"]), float(r["lon"]))
+                for i, r in enumerate(rows)
+            ]
         except (TypeError, ValueError):
             raise InputError("body: lat and lon must be numbers") from None
     else:
         try:
             features = json.loads(text)["features"]
-            points = [(str((f.get("properties") or {}).get("id", i)),
-                       float(f["geometry"]["coordinates"][1]), float(f["geometry"]["coordinates"][0]))
-                      for i, f in enumerate(features)]
+            points = [
+                (
+                    str((f.get("properties") or {}).get("id", i)),
+                    float(f["geometry"]["coordinates"][1]),
+                    float(f["geometry"]["coordinates"][0]),
+                )
+                for i, f in enumerate(features)
+            ]
         except (ValueError, KeyError, TypeError, IndexError):
             raise InputError("body: expected a GeoJSON FeatureCollection of Points") from None
     if not points:
@@ -196,27 +287,52 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
     return points
 
 
-@router.post("/series", summary="Daily series at many points", openapi_extra=BATCH_BODY,
-             responses={200: {"content": {"text/csv": {}}}, 413: {"description": "too many points"}})
-async def series_batch(request: Request, start: Start = None, end: End = None,
-                       products: Products = "lstm", format: Literal["json", "csv"] = "json",
-                       weight: Weight = None, cube: CubeName = None):
+@router.post(
+    "/series",
+    summary="Daily series at many points",
+    openapi_extra=BATCH_BODY,
+    responses={200: {"content": {"text/csv": {}}}, 413: {"description": "too many points"}},
+)
+async def series_batch(
+    request: Request,
+    start: Start = None,
+    end: End = None,
+    products: Products = "lstm",
+    format: Literal["json", "csv"] = "json",
+    weight: Weight = None,
+    cube: CubeName = None,
+):
     """Up to 500 points as GeoJSON or CSV; the answer lists each point's cell and series (JSON)
     or one row per point and day (CSV). Larger batches belong in a bulk job."""
     served = request.app.state.catalog.get(cube)
     points = parse_points(await request.body(), request.headers.get("content-type", ""))
     if len(points) > MAX_BATCH_POINTS:
-        return too_large(f"{len(points)} points; at most {MAX_BATCH_POINTS} per request, "
-                         "use POST /v1/jobs for more", MAX_BATCH_POINTS)
+        return too_large(
+            f"{len(points)} points; at most {MAX_BATCH_POINTS} per request, "
+            "use POST /v1/jobs for more",
+            MAX_BATCH_POINTS,
+        )
     names = split_products(products)
-    answers = [(pid, lat, lon, *point_series(served, lat, lon, start, end, names, weight))
-               for pid, lat, lon in points]
+    answers = [
+        (pid, lat, lon, *point_series(served, lat, lon, start, end, names, weight))
+        for pid, lat, lon in points
+    ]
     if format == "csv":
-        parts = [series_csv(served, times, codes, {"id": pid, "lat": lat, "lon": lon,
-                                                   "row": cell["row"], "col": cell["col"]},
-                            header=i == 0)
-                 for i, (pid, lat, lon, cell, times, codes) in enumerate(answers)]
+        parts = [
+            series_csv(
+                served,
+                times,
+                codes,
+                {"id": pid, "lat": lat, "lon": lon, "row": cell["row"], "col": cell["col"]},
+                header=i == 0,
+            )
+            for i, (pid, lat, lon, cell, times, codes) in enumerate(answers)
+        ]
         return Response("".join(parts), media_type=CSV_TYPE)
-    items = [series_json(served, {**cell, "id": pid, "lat_requested": lat, "lon_requested": lon},
-                         times, codes) for pid, lat, lon, cell, times, codes in answers]
+    items = [
+        series_json(
+            served, {**cell, "id": pid, "lat_requested": lat, "lon_requested": lon}, times, codes
+        )
+        for pid, lat, lon, cell, times, codes in answers
+    ]
     return Response('{"series":[' + ",".join(items) + "]}", media_type=JSON_TYPE)

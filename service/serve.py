@@ -7,10 +7,12 @@ import uvicorn
 from service.app import create_app
 
 
-def serve(cubes: list[Path], host: str = "127.0.0.1", port: int = 8000,
-          access_log: bool = False) -> None:
+def serve(
+    cubes: list[Path], host: str = "127.0.0.1", port: int = 8000, access_log: bool = False
+) -> None:
     """Load the cubes, then serve until stopped. Access logging is off by default: it costs a
     sizeable share of a millisecond-scale series request."""
     app = create_app(cubes)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
-                loop="auto", http="auto")
+    uvicorn.run(
+        app, host=host, port=port, access_log=access_log, log_level="info", loop="auto", http="auto"
+    )

@@ -37,11 +37,14 @@ NO_DATA = 256
 PNG = "image/png"
 CACHE = "public, max-age=3600"
 
-Day = Annotated[str | None, Query(description="Day, YYYY-MM-DD (default: the cube's last)",
-                                  examples=["2016-07-01"])]
+Day = Annotated[
+    str | None,
+    Query(description="Day, YYYY-MM-DD (default: the cube's last)", examples=["2016-07-01"]),
+]
 Colormap = Annotated[str, Query(description="A rio-tiler colormap name", examples=["viridis"])]
-Rescale = Annotated[str, Query(description="min,max in m3/m3 mapped to the colormap's ends",
-                               examples=["0,0.5"])]
+Rescale = Annotated[
+    str, Query(description="min,max in m3/m3 mapped to the colormap's ends", examples=["0,0.5"])
+]
 
 
 @lru_cache(maxsize=64)
@@ -51,8 +54,9 @@ def colormap_table(name: str) -> np.ndarray:
     try:
         table = colormaps.get(name.lower())
     except InvalidColorMapName:
-        raise InputError(f"colormap: unknown {name!r}; e.g. viridis, ylgnbu, rdylbu, "
-                         f"browse /v1/colormaps") from None
+        raise InputError(
+            f"colormap: unknown {name!r}; e.g. viridis, ylgnbu, rdylbu, browse /v1/colormaps"
+        ) from None
     rgba = np.zeros((NO_DATA + 1, 4), np.uint8)
     rgba[:NO_DATA] = [table[i] for i in range(256)]
     rgba.flags.writeable = False
@@ -84,8 +88,9 @@ def matrix_set(tms_id: str) -> morecantile.TileMatrixSet:
     try:
         return morecantile.tms.get(tms_id)
     except InvalidIdentifier:
-        raise OutOfRangeError(f"tileMatrixSetId: unknown {tms_id!r}; known: "
-                              f"{', '.join(morecantile.tms.list())}") from None
+        raise OutOfRangeError(
+            f"tileMatrixSetId: unknown {tms_id!r}; known: {', '.join(morecantile.tms.list())}"
+        ) from None
 
 
 @lru_cache(maxsize=32)
@@ -132,7 +137,11 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     pixels = pixels[mask[iy[pixels], ix[pixels]]]
     if pixels.size == 0:
         return None
-    return (iy[pixels] * mask.shape[1] + ix[pixels]).astype(np.int32), pixels.astype(np.int32), (height, width)
+    return (
+        (iy[pixels] * mask.shape[1] + ix[pixels]).astype(np.int32),
+        pixels.astype(np.int32),
+        (height, width),
+    )
 
 
 def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
@@ -179,8 +188,18 @@ def empty_tile(height: int, width: int) -> bytes:
     return encode_png(np.zeros((height, width, 4), np.uint8))
 
 
-def render_tile(cube: ServedCube, product: str, tms_id: str, z: int, x: int, y: int, day,
-                colormap: str, rescale: str, weight) -> bytes:
+def render_tile(
+    cube: ServedCube,
+    product: str,
+    tms_id: str,
+    z: int,
+    x: int,
+    y: int,
+    day,
+    colormap: str,
+    rescale: str,
+    weight,
+) -> bytes:
     cube.check_products([product])
     tms = matrix_set(tms_id)
     if not tms.minzoom <= z <= tms.maxzoom:
@@ -199,22 +218,49 @@ def render_tile(cube: ServedCube, product: str, tms_id: str, z: int, x: int, y: 
     return encode_indexed(colors.reshape(shape), table)
 
 
-@router.get("/tiles/{product}/{z}/{x}/{y}.png", summary="XYZ Web Mercator tile",
-            response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def xyz_tile(request: Request, product: str, z: int, x: int, y: int, date: Day = None,
-             colormap: Colormap = DEFAULT_COLORMAP, rescale: Rescale = DEFAULT_RESCALE,
-             weight: Weight = None, cube: CubeName = None):
+@router.get(
+    "/tiles/{product}/{z}/{x}/{y}.png",
+    summary="XYZ Web Mercator tile",
+    response_class=Response,
+    responses={200: {"content": {PNG: {}}}},
+)
+async def xyz_tile(
+    request: Request,
+    product: str,
+    z: int,
+    x: int,
+    y: int,
+    date: Day = None,
+    colormap: Colormap = DEFAULT_COLORMAP,
+    rescale: Rescale = DEFAULT_RESCALE,
+    weight: Weight = None,
+    cube: CubeName = None,
+):
     """A 256 px PNG of one product on one day; region cells coloured, the rest transparent."""
     served = request.app.state.catalog.get(cube)
     png = render_tile(served, product, DEFAULT_TMS, z, x, y, date, colormap, rescale, weight)
     return Response(png, media_type=PNG, headers={"Cache-Control": CACHE})
 
 
-@router.get("/tiles/{product}/{tileMatrixSetId}/{z}/{x}/{y}.png", summary="OGC TileMatrixSet tile",
-            response_class=Response, responses={200: {"content": {PNG: {}}}})
-async def tms_tile(request: Request, product: str, tileMatrixSetId: str, z: int, x: int, y: int,
-             date: Day = None, colormap: Colormap = DEFAULT_COLORMAP,
-             rescale: Rescale = DEFAULT_RESCALE, weight: Weight = None, cube: CubeName = None):
+@router.get(
+    "/tiles/{product}/{tileMatrixSetId}/{z}/{x}/{y}.png",
+    summary="OGC TileMatrixSet tile",
+    response_class=Response,
+    responses={200: {"content": {PNG: {}}}},
+)
+async def tms_tile(
+    request: Request,
+    product: str,
+    tileMatrixSetId: str,
+    z: int,
+    x: int,
+    y: int,
+    date: Day = None,
+    colormap: Colormap = DEFAULT_COLORMAP,
+    rescale: Rescale = DEFAULT_RESCALE,
+    weight: Weight = None,
+    cube: CubeName = None,
+):
     """The same tile in any TileMatrixSet morecantile knows (see /v1/tileMatrixSets)."""
     served = request.app.state.catalog.get(cube)
     png = render_tile(served, product, tileMatrixSetId, z, x, y, date, colormap, rescale, weight)
@@ -224,9 +270,21 @@ async def tms_tile(request: Request, product: str, tileMatrixSetId: str, z: int,
 @router.get("/tileMatrixSets", summary="TileMatrixSets available")
 def tile_matrix_sets(request: Request):
     base = str(request.base_url).rstrip("/")
-    return {"tileMatrixSets": [{"id": t, "links": [{"rel": "self", "type": "application/json",
-                                                    "href": f"{base}/v1/tileMatrixSets/{t}"}]}
-                               for t in morecantile.tms.list()]}
+    return {
+        "tileMatrixSets": [
+            {
+                "id": t,
+                "links": [
+                    {
+                        "rel": "self",
+                        "type": "application/json",
+                        "href": f"{base}/v1/tileMatrixSets/{t}",
+                    }
+                ],
+            }
+            for t in morecantile.tms.list()
+        ]
+    }
 
 
 @router.get("/tileMatrixSets/{tileMatrixSetId}", summary="One TileMatrixSet definition")
@@ -235,9 +293,15 @@ def tile_matrix_set(tileMatrixSetId: str):
 
 
 @router.get("/tilejson/{product}.json", summary="TileJSON 3.0 for a product and day")
-def tilejson(request: Request, product: str, date: Day = None,
-             colormap: Colormap = DEFAULT_COLORMAP, rescale: Rescale = DEFAULT_RESCALE,
-             weight: Weight = None, cube: CubeName = None):
+def tilejson(
+    request: Request,
+    product: str,
+    date: Day = None,
+    colormap: Colormap = DEFAULT_COLORMAP,
+    rescale: Rescale = DEFAULT_RESCALE,
+    weight: Weight = None,
+    cube: CubeName = None,
+):
     served = request.app.state.catalog.get(cube)
     served.check_products([product])
     colormap_table(colormap)
@@ -250,12 +314,17 @@ def tilejson(request: Request, product: str, date: Day = None,
     ext = cubes.extent(served.dataset)
     half = 0.25
     bounds = [ext["west"] - half, ext["south"] - half, ext["east"] + half, ext["north"] + half]
-    return {"tilejson": "3.0.0", "name": f"{served.name} {product} {day}",
-            "description": served.describe()["products"][product]["description"],
-            "tiles": [f"{base}/v1/tiles/{product}/{{z}}/{{x}}/{{y}}.png?{query}"],
-            "minzoom": 0, "maxzoom": 12, "bounds": bounds,
-            "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 4],
-            "attribution": "smapx extended SMAP"}
+    return {
+        "tilejson": "3.0.0",
+        "name": f"{served.name} {product} {day}",
+        "description": served.describe()["products"][product]["description"],
+        "tiles": [f"{base}/v1/tiles/{product}/{{z}}/{{x}}/{{y}}.png?{query}"],
+        "minzoom": 0,
+        "maxzoom": 12,
+        "bounds": bounds,
+        "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 4],
+        "attribution": "smapx extended SMAP",
+    }
 
 
 @router.get("/colormaps", summary="Colormap names")
@@ -263,15 +332,25 @@ def colormap_names():
     return {"colormaps": sorted(colormaps.list())}
 
 
-@router.get("/legend", summary="Legend of a colormap and rescale", response_class=Response,
-            responses={200: {"content": {PNG: {}, "application/json": {}}}})
-def legend(colormap: Colormap = DEFAULT_COLORMAP, rescale: Rescale = DEFAULT_RESCALE,
-           f: Annotated[str, Query(pattern="^(png|json)$")] = "png"):
+@router.get(
+    "/legend",
+    summary="Legend of a colormap and rescale",
+    response_class=Response,
+    responses={200: {"content": {PNG: {}, "application/json": {}}}},
+)
+def legend(
+    colormap: Colormap = DEFAULT_COLORMAP,
+    rescale: Rescale = DEFAULT_RESCALE,
+    f: Annotated[str, Query(pattern="^(png|json)$")] = "png",
+):
     """A 256 x 16 colour bar (PNG) or its stops with values (JSON)."""
     table, (low, high) = colormap_table(colormap), parse_rescale(rescale)
     if f == "json":
-        stops = [[round(low + (high - low) * i / 255, 5), "#" + bytes(table[i, :3]).hex()]
-                 for i in range(0, 256, 51)]
-        return JSONResponse({"colormap": colormap, "rescale": [low, high], "units": cubes.UNITS,
-                             "stops": stops})
+        stops = [
+            [round(low + (high - low) * i / 255, 5), "#" + bytes(table[i, :3]).hex()]
+            for i in range(0, 256, 51)
+        ]
+        return JSONResponse(
+            {"colormap": colormap, "rescale": [low, high], "units": cubes.UNITS, "stops": stops}
+        )
     return Response(encode_png(np.repeat(table[None, :NO_DATA], 16, axis=0)), media_type=PNG)

@@ -22,8 +22,12 @@ MAX_DIRECT_VALUES = 20_000_000
 MEDIA = {"zarr": "application/zip", "netcdf": "application/x-netcdf", "csv": "text/csv"}
 
 
-@router.api_route("/zarr/{cube}/{key:path}", methods=["GET", "HEAD"], summary="Zarr store, read-only",
-                  response_class=Response)
+@router.api_route(
+    "/zarr/{cube}/{key:path}",
+    methods=["GET", "HEAD"],
+    summary="Zarr store, read-only",
+    response_class=Response,
+)
 def zarr_key(request: Request, cube: str, key: str):
     """One key of a served cube's Zarr store (metadata or chunk); 404 where absent."""
     served = request.app.state.catalog.get(cube)
@@ -44,24 +48,45 @@ def parse_bbox(text: str) -> list[float]:
     return bbox
 
 
-@router.get("/subset", summary="Download a subset now", response_class=FileResponse,
-            responses={200: {"content": {m: {} for m in MEDIA.values()}},
-                       413: {"description": "too large: use a bulk job"}})
-def subset(request: Request,
-           bbox: Annotated[str, Query(description="west,south,east,north", examples=["-104,28,-102,30"])],
-           start: Annotated[date, Query(examples=["2016-01-01"])],
-           end: Annotated[date, Query(examples=["2016-01-31"])],
-           products: Products = "lstm", format: Literal["zarr", "netcdf", "csv"] = "zarr",
-           weight: Weight = None, cube: CubeName = None):
+@router.get(
+    "/subset",
+    summary="Download a subset now",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {m: {} for m in MEDIA.values()}},
+        413: {"description": "too large: use a bulk job"},
+    },
+)
+def subset(
+    request: Request,
+    bbox: Annotated[str, Query(description="west,south,east,north", examples=["-104,28,-102,30"])],
+    start: Annotated[date, Query(examples=["2016-01-01"])],
+    end: Annotated[date, Query(examples=["2016-01-31"])],
+    products: Products = "lstm",
+    format: Literal["zarr", "netcdf", "csv"] = "zarr",
+    weight: Weight = None,
+    cube: CubeName = None,
+):
     """A bbox, period and products of a cube as a zipped Zarr store, NetCDF or CSV, written
     by the same code as bulk jobs; requests over 20 million values belong in a bulk job."""
     served = request.app.state.catalog.get(cube)
-    req = export.parse_request({"products": split_products(products), "start": start, "end": end,
-                                "bbox": parse_bbox(bbox), "format": format, "weight": weight})
+    req = export.parse_request(
+        {
+            "products": split_products(products),
+            "start": start,
+            "end": end,
+            "bbox": parse_bbox(bbox),
+            "format": format,
+            "weight": weight,
+        }
+    )
     size = export.estimate(served.dataset, req)
     if size["values"] > MAX_DIRECT_VALUES:
-        return too_large(f"{size['values']} values; at most {MAX_DIRECT_VALUES} here, "
-                         "submit a bulk job (POST /v1/jobs) for more", MAX_DIRECT_VALUES)
+        return too_large(
+            f"{size['values']} values; at most {MAX_DIRECT_VALUES} here, "
+            "submit a bulk job (POST /v1/jobs) for more",
+            MAX_DIRECT_VALUES,
+        )
     folder = Path(tempfile.mkdtemp(prefix="smapx-subset-"))
     try:
         path = export.export_subset(str(served.path), req.model_dump(mode="json"), folder)[0]
@@ -69,5 +94,9 @@ def subset(request: Request,
         shutil.rmtree(folder, ignore_errors=True)
         raise
     name = f"{served.name}_{start}_{end}{''.join(path.suffixes)}"
-    return FileResponse(path, media_type=MEDIA[format], filename=name,
-                        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
+    return FileResponse(
+        path,
+        media_type=MEDIA[format],
+        filename=name,
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )

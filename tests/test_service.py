@@ -39,8 +39,12 @@ CELL_WEIGHT = 0.8
 def known_values(product: str, t, iy, ix) -> np.ndarray:
     """A formula of (t, y, x) per product; smap observed every third day only."""
     base = 0.12 + 0.004 * iy + 0.003 * ix + 0.05 * np.sin(t / 29.0)
-    value = {"lstm": base, "noah": base + 0.04 - 0.002 * ix, "lsm2": base - 0.02,
-             "smap": np.where(t % 3 == 0, base + 0.01, np.nan)}[product]
+    value = {
+        "lstm": base,
+        "noah": base + 0.04 - 0.002 * ix,
+        "lsm2": base - 0.02,
+        "smap": np.where(t % 3 == 0, base + 0.01, np.nan),
+    }[product]
     return np.broadcast_to(value, np.broadcast_shapes(np.shape(t), np.shape(iy), np.shape(ix)))
 
 
@@ -52,8 +56,14 @@ def build_cube(store: Path) -> None:
         iy = np.arange(block.y.start, block.y.stop)[None, :, None]
         ix = np.arange(block.x.start, block.x.stop)[None, None, :]
         inside = template["mask"].values[block.y, block.x][None]
-        cubes.write_block(store, block, {p: np.where(inside, known_values(p, t, iy, ix), np.nan)
-                                         for p in ("smap", "lstm", "noah", "lsm2")})
+        cubes.write_block(
+            store,
+            block,
+            {
+                p: np.where(inside, known_values(p, t, iy, ix), np.nan)
+                for p in ("smap", "lstm", "noah", "lsm2")
+            },
+        )
 
 
 def start_server(cube_paths, env: dict) -> tuple[subprocess.Popen, str]:
@@ -61,8 +71,9 @@ def start_server(cube_paths, env: dict) -> tuple[subprocess.Popen, str]:
     args = [SMAPX, "serve", "--host", "127.0.0.1", "--port", str(port)]
     for path in cube_paths:
         args += ["--cube", str(path)]
-    proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        args, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         wait_for_port(port, 60)
     except TimeoutError:
@@ -86,8 +97,9 @@ def server(world):
     twin = world["folder"] / "twin.zarr"
     if not twin.exists():
         twin.symlink_to(world["store"])
-    proc, url = start_server([world["store"], twin], {"SMAPX_WEIGHTS_PATH": str(world["weights"]),
-                                                "SMAPX_CUBES": "[]"})
+    proc, url = start_server(
+        [world["store"], twin], {"SMAPX_WEIGHTS_PATH": str(world["weights"]), "SMAPX_CUBES": "[]"}
+    )
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
             yield client
@@ -114,18 +126,37 @@ def test_catalogue(server, local):
     assert body["extent"] == pytest.approx(cubes.extent(local))
     assert body["grid"]["epsg"] == grid.EPSG and body["grid"]["cells"] == int(REGION.sum())
     last_smap = DAYS[np.arange(len(DAYS))[np.arange(len(DAYS)) % 3 == 0][-1]]
-    assert body["cubes"]["extended"]["smap_period"] == {"start": "2014-01-01",
-                                                        "end": str(last_smap.date())}
+    assert body["cubes"]["extended"]["smap_period"] == {
+        "start": "2014-01-01",
+        "end": str(last_smap.date()),
+    }
     schema = server.get("/openapi.json").json()
-    for path in ("/v1/series", "/v1/tiles/{product}/{z}/{x}/{y}.png", "/v1/tilejson/{product}.json",
-                 "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/files", "/v1/subset",
-                 "/v1/edr/{cube}/position", "/v1/zarr/{cube}/{key}", "/v1/products"):
+    for path in (
+        "/v1/series",
+        "/v1/tiles/{product}/{z}/{x}/{y}.png",
+        "/v1/tilejson/{product}.json",
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/files",
+        "/v1/subset",
+        "/v1/edr/{cube}/position",
+        "/v1/zarr/{cube}/{key}",
+        "/v1/products",
+    ):
         assert path in schema["paths"], path
 
 
 def test_series_json_equals_cube(server, local):
-    r = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1], "start": "2015-02-01",
-                                         "end": "2015-03-31", "products": "smap,lstm,noah,lsm2"})
+    r = server.get(
+        "/v1/series",
+        params={
+            "lat": POINT[0],
+            "lon": POINT[1],
+            "start": "2015-02-01",
+            "end": "2015-03-31",
+            "products": "smap,lstm,noah,lsm2",
+        },
+    )
     assert r.status_code == 200
     body = r.json()
     iy, ix = cell_of(local, *POINT)
@@ -143,14 +174,20 @@ def test_series_json_equals_cube(server, local):
 
 
 def test_series_csv_equals_cube(server, local):
-    r = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1], "products": "lstm,smap",
-                                         "format": "csv"})
+    r = server.get(
+        "/v1/series",
+        params={"lat": POINT[0], "lon": POINT[1], "products": "lstm,smap", "format": "csv"},
+    )
     assert r.headers["content-type"].startswith("text/csv")
     table = pd.read_csv(io.StringIO(r.text), parse_dates=["time"])
     iy, ix = cell_of(local, *POINT)
     assert len(table) == len(DAYS)
-    np.testing.assert_array_equal(table["lstm"].to_numpy(np.float32), local["lstm"].values[:, iy, ix])
-    np.testing.assert_array_equal(table["smap"].to_numpy(np.float32), local["smap"].values[:, iy, ix])
+    np.testing.assert_array_equal(
+        table["lstm"].to_numpy(np.float32), local["lstm"].values[:, iy, ix]
+    )
+    np.testing.assert_array_equal(
+        table["smap"].to_numpy(np.float32), local["smap"].values[:, iy, ix]
+    )
 
 
 def fused_expected(local, iy, ix, weight):
@@ -159,19 +196,22 @@ def fused_expected(local, iy, ix, weight):
 
 def test_fused_is_the_weighted_mean(server, local):
     iy, ix = cell_of(local, *POINT)
-    default = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1],
-                                               "products": "fused"}).json()
+    default = server.get(
+        "/v1/series", params={"lat": POINT[0], "lon": POINT[1], "products": "fused"}
+    ).json()
     np.testing.assert_allclose(default["fused"], fused_expected(local, iy, ix, 0.5), atol=6e-5)
-    given = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1], "products": "fused",
-                                             "weight": 0.3}).json()
+    given = server.get(
+        "/v1/series", params={"lat": POINT[0], "lon": POINT[1], "products": "fused", "weight": 0.3}
+    ).json()
     np.testing.assert_allclose(given["fused"], fused_expected(local, iy, ix, 0.3), atol=6e-5)
     assert np.abs(np.array(given["fused"]) - np.array(default["fused"])).max() > 0.005
 
 
 def test_fused_uses_per_cell_weights(server, local):
     lat, lon = grid.rowcol_to_latlon(*WEIGHTED_CELL)
-    body = server.get("/v1/series", params={"lat": float(lat), "lon": float(lon),
-                                            "products": "fused"}).json()
+    body = server.get(
+        "/v1/series", params={"lat": float(lat), "lon": float(lon), "products": "fused"}
+    ).json()
     assert body["cell"]["weight"] == CELL_WEIGHT
     iy, ix = WEIGHTED_CELL[0] - 100, WEIGHTED_CELL[1] - 200
     np.testing.assert_allclose(body["fused"], fused_expected(local, iy, ix, CELL_WEIGHT), atol=6e-5)
@@ -187,33 +227,55 @@ def test_second_cube_is_served_by_name(server):
 
 def test_edr_position(server, local):
     iy, ix = cell_of(local, *POINT)
-    params = {"coords": f"POINT({POINT[1]} {POINT[0]})", "datetime": "2015-01-01/2015-01-31",
-              "parameter-name": "lstm,noah"}
+    params = {
+        "coords": f"POINT({POINT[1]} {POINT[0]})",
+        "datetime": "2015-01-01/2015-01-31",
+        "parameter-name": "lstm,noah",
+    }
     cov = server.get("/v1/edr/extended/position", params=params).json()
     assert cov["type"] == "Coverage" and cov["domain"]["domainType"] == "PointSeries"
     assert len(cov["domain"]["axes"]["t"]["values"]) == 31
-    np.testing.assert_array_equal(np.array(cov["ranges"]["noah"]["values"], np.float32),
-                                  local["noah"].values[365:396, iy, ix])
-    table = pd.read_csv(io.StringIO(server.get("/v1/edr/extended/position",
-                                               params={**params, "f": "csv"}).text))
-    np.testing.assert_array_equal(table["lstm"].to_numpy(np.float32), local["lstm"].values[365:396, iy, ix])
+    np.testing.assert_array_equal(
+        np.array(cov["ranges"]["noah"]["values"], np.float32), local["noah"].values[365:396, iy, ix]
+    )
+    table = pd.read_csv(
+        io.StringIO(server.get("/v1/edr/extended/position", params={**params, "f": "csv"}).text)
+    )
+    np.testing.assert_array_equal(
+        table["lstm"].to_numpy(np.float32), local["lstm"].values[365:396, iy, ix]
+    )
 
 
 def test_batch_points_geojson_and_csv(server, local):
     points = [POINT, (29.9, -104.0)]
-    geojson = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"id": f"p{i}"},
-         "geometry": {"type": "Point", "coordinates": [lon, lat]}} for i, (lat, lon) in enumerate(points)]}
+    geojson = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"id": f"p{i}"},
+                "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            }
+            for i, (lat, lon) in enumerate(points)
+        ],
+    }
     params = {"start": "2016-01-01", "end": "2016-01-10", "products": "lstm,fused"}
-    body = server.post("/v1/series", params=params, json=geojson,
-                       headers={"content-type": "application/geo+json"}).json()
+    body = server.post(
+        "/v1/series", params=params, json=geojson, headers={"content-type": "application/geo+json"}
+    ).json()
     assert [s["cell"]["id"] for s in body["series"]] == ["p0", "p1"]
     for (lat, lon), item in zip(points, body["series"], strict=True):
         iy, ix = cell_of(local, lat, lon)
-        np.testing.assert_array_equal(np.array(item["lstm"], np.float32), local["lstm"].values[730:740, iy, ix])
+        np.testing.assert_array_equal(
+            np.array(item["lstm"], np.float32), local["lstm"].values[730:740, iy, ix]
+        )
     text = "id,lat,lon\n" + "\n".join(f"q{i},{lat},{lon}" for i, (lat, lon) in enumerate(points))
-    csv = server.post("/v1/series", params={**params, "format": "csv"}, content=text,
-                      headers={"content-type": "text/csv"})
+    csv = server.post(
+        "/v1/series",
+        params={**params, "format": "csv"},
+        content=text,
+        headers={"content-type": "text/csv"},
+    )
     table = pd.read_csv(io.StringIO(csv.text))
     assert list(table.columns) == ["id", "lat", "lon", "row", "col", "time", "lstm", "fused"]
     assert len(table) == 20 and set(table["id"]) == {"q0", "q1"}
@@ -226,7 +288,9 @@ def expected_tile(local, product_values, tms_id, z, x, y, colormap, low, high):
     px = b.left + (np.arange(256) + 0.5) * (b.right - b.left) / 256
     py = b.top - (np.arange(256) + 0.5) * (b.top - b.bottom) / 256
     gx, gy = np.meshgrid(px, py)
-    ex, ey = Transformer.from_crs(tms.crs._pyproj_crs, grid.CRS_EASE2, always_xy=True).transform(gx, gy)
+    ex, ey = Transformer.from_crs(tms.crs._pyproj_crs, grid.CRS_EASE2, always_xy=True).transform(
+        gx, gy
+    )
     rows, cols = grid.xy_to_rowcol(ex, ey)
     iy, ix = rows - local.attrs["row0"], cols - local.attrs["col0"]
     inside = (rows >= 0) & (iy >= 0) & (iy < local.sizes["y"]) & (ix >= 0) & (ix < local.sizes["x"])
@@ -250,26 +314,52 @@ def test_tile_pixels_match_cube_through_colormap(server, local):
     tile = morecantile.tms.get("WebMercatorQuad").tile(POINT[1], POINT[0], 7)
     day = 400
     date = str(DAYS[day].date())
-    got = get_png(server, f"/v1/tiles/lstm/{tile.z}/{tile.x}/{tile.y}.png", date=date,
-                  colormap="viridis", rescale="0.1,0.3")
-    want = expected_tile(local, local["lstm"].values[day], "WebMercatorQuad", tile.z, tile.x,
-                         tile.y, "viridis", 0.1, 0.3)
+    got = get_png(
+        server,
+        f"/v1/tiles/lstm/{tile.z}/{tile.x}/{tile.y}.png",
+        date=date,
+        colormap="viridis",
+        rescale="0.1,0.3",
+    )
+    want = expected_tile(
+        local,
+        local["lstm"].values[day],
+        "WebMercatorQuad",
+        tile.z,
+        tile.x,
+        tile.y,
+        "viridis",
+        0.1,
+        0.3,
+    )
     assert (want[..., 3] == 0).any() and (want[..., 3] == 255).sum() > 1000
     np.testing.assert_array_equal(got, want)
-    fused = get_png(server, f"/v1/tiles/fused/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
-                    date=date, colormap="viridis", rescale="0.1,0.3", weight=0.25)
+    fused = get_png(
+        server,
+        f"/v1/tiles/fused/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png",
+        date=date,
+        colormap="viridis",
+        rescale="0.1,0.3",
+        weight=0.25,
+    )
     mean = 0.25 * local["lstm"].values[day] + 0.75 * local["noah"].values[day]
-    diff = np.abs(fused.astype(int) - expected_tile(local, mean, "WebMercatorQuad", tile.z, tile.x,
-                                                    tile.y, "viridis", 0.1, 0.3).astype(int))
+    diff = np.abs(
+        fused.astype(int)
+        - expected_tile(
+            local, mean, "WebMercatorQuad", tile.z, tile.x, tile.y, "viridis", 0.1, 0.3
+        ).astype(int)
+    )
     assert diff.max() <= 3
 
 
 def test_tile_other_matrix_set_and_empty_tile(server, local):
     tile = morecantile.tms.get("WGS1984Quad").tile(POINT[1], POINT[0], 6)
-    got = get_png(server, f"/v1/tiles/noah/WGS1984Quad/{tile.z}/{tile.x}/{tile.y}.png",
-                  date="2015-06-01")
-    want = expected_tile(local, local["noah"].values[516], "WGS1984Quad", tile.z, tile.x, tile.y,
-                         "ylgnbu", 0.0, 0.5)
+    got = get_png(
+        server, f"/v1/tiles/noah/WGS1984Quad/{tile.z}/{tile.x}/{tile.y}.png", date="2015-06-01"
+    )
+    want = expected_tile(
+        local, local["noah"].values[516], "WGS1984Quad", tile.z, tile.x, tile.y, "ylgnbu", 0.0, 0.5
+    )
     np.testing.assert_array_equal(got, want)
     empty = get_png(server, "/v1/tiles/lstm/3/0/0.png")
     assert empty.shape == (256, 256, 4) and (empty[..., 3] == 0).all()
@@ -314,35 +404,56 @@ def test_subset_download_formats(server, local, world):
     sub = xr.open_zarr(zarr.storage.ZipStore(path, mode="r")).load()
     path.unlink()
     row0, col0 = sub.attrs["row0"] - local.attrs["row0"], sub.attrs["col0"] - local.attrs["col0"]
-    window = local.isel(time=slice(365, 396), y=slice(row0, row0 + sub.sizes["y"]),
-                        x=slice(col0, col0 + sub.sizes["x"]))
+    window = local.isel(
+        time=slice(365, 396),
+        y=slice(row0, row0 + sub.sizes["y"]),
+        x=slice(col0, col0 + sub.sizes["x"]),
+    )
     keep = sub["mask"].values
     np.testing.assert_array_equal(sub["lstm"].values[:, keep], window["lstm"].values[:, keep])
-    np.testing.assert_allclose(sub["fused"].values[:, keep],
-                               (0.5 * window["lstm"] + 0.5 * window["noah"]).values[:, keep], atol=1e-6)
+    np.testing.assert_allclose(
+        sub["fused"].values[:, keep],
+        (0.5 * window["lstm"] + 0.5 * window["noah"]).values[:, keep],
+        atol=1e-6,
+    )
     nc = server.get("/v1/subset", params={**params, "format": "netcdf"})
     ds = xr.open_dataset(io.BytesIO(nc.content), engine="h5netcdf")
     np.testing.assert_array_equal(ds["lstm"].values, sub["lstm"].values)
-    table = pd.read_csv(io.StringIO(server.get("/v1/subset", params={**params, "format": "csv"}).text))
+    table = pd.read_csv(
+        io.StringIO(server.get("/v1/subset", params={**params, "format": "csv"}).text)
+    )
     assert len(table) == int(keep.sum()) * 31
-    assert server.get("/v1/subset", params={**params, "start": "2014-01-01", "end": "2016-12-30",
-                                            "bbox": "-180,-90,180,90", "products": "lstm"}
-                      ).status_code == 200
+    assert (
+        server.get(
+            "/v1/subset",
+            params={
+                **params,
+                "start": "2014-01-01",
+                "end": "2016-12-30",
+                "bbox": "-180,-90,180,90",
+                "products": "lstm",
+            },
+        ).status_code
+        == 200
+    )
 
 
-@pytest.mark.parametrize(("params", "status", "needle"), [
-    ({"lat": 45.0, "lon": -103.0}, 404, "extent"),
-    ({"lat": 89.99, "lon": 0.0}, 404, "extent"),
-    ({"lat": 95.0, "lon": 0.0}, 422, "lat"),
-    ({"lat": 29.0, "lon": -103.0, "start": "2015-02-30"}, 422, "start"),
-    ({"lat": 29.0, "lon": -103.0, "end": "yesterday"}, 422, "end"),
-    ({"lat": 29.0, "lon": -103.0, "start": "2015-05-01", "end": "2015-04-01"}, 422, "end"),
-    ({"lat": 29.0, "lon": -103.0, "products": "lstm,bogus"}, 422, "products"),
-    ({"lat": 29.0, "lon": -103.0, "start": "2030-01-01", "end": "2031-01-01"}, 404, "outside"),
-    ({"lat": 29.0, "lon": -103.0, "weight": 2}, 422, "weight"),
-    ({"lat": 29.0, "lon": -103.0, "format": "xml"}, 422, "format"),
-    ({"lat": 29.0, "lon": -103.0, "cube": "other"}, 404, "twin"),
-])
+@pytest.mark.parametrize(
+    ("params", "status", "needle"),
+    [
+        ({"lat": 45.0, "lon": -103.0}, 404, "extent"),
+        ({"lat": 89.99, "lon": 0.0}, 404, "extent"),
+        ({"lat": 95.0, "lon": 0.0}, 422, "lat"),
+        ({"lat": 29.0, "lon": -103.0, "start": "2015-02-30"}, 422, "start"),
+        ({"lat": 29.0, "lon": -103.0, "end": "yesterday"}, 422, "end"),
+        ({"lat": 29.0, "lon": -103.0, "start": "2015-05-01", "end": "2015-04-01"}, 422, "end"),
+        ({"lat": 29.0, "lon": -103.0, "products": "lstm,bogus"}, 422, "products"),
+        ({"lat": 29.0, "lon": -103.0, "start": "2030-01-01", "end": "2031-01-01"}, 404, "outside"),
+        ({"lat": 29.0, "lon": -103.0, "weight": 2}, 422, "weight"),
+        ({"lat": 29.0, "lon": -103.0, "format": "xml"}, 422, "format"),
+        ({"lat": 29.0, "lon": -103.0, "cube": "other"}, 404, "twin"),
+    ],
+)
 def test_series_errors(server, local, params, status, needle):
     r = server.get("/v1/series", params=params)
     assert r.status_code == status, r.text
@@ -351,21 +462,24 @@ def test_series_errors(server, local, params, status, needle):
         assert r.json()["extent"] == pytest.approx(cubes.extent(local))
 
 
-@pytest.mark.parametrize(("url", "params", "status"), [
-    ("/v1/tiles/bogus/7/27/53.png", {}, 422),
-    ("/v1/tiles/lstm/7/27/53.png", {"date": "2015-13-01"}, 422),
-    ("/v1/tiles/lstm/7/27/53.png", {"date": "1999-01-01"}, 404),
-    ("/v1/tiles/lstm/7/27/53.png", {"colormap": "nope"}, 422),
-    ("/v1/tiles/lstm/7/27/53.png", {"rescale": "0.5,0.1"}, 422),
-    ("/v1/tiles/lstm/7/999/53.png", {}, 404),
-    ("/v1/tiles/lstm/40/1/1.png", {}, 404),
-    ("/v1/tiles/lstm/NoSuchTMS/7/27/53.png", {}, 404),
-    ("/v1/edr/extended/position", {"coords": "POINT(abc)"}, 422),
-    ("/v1/edr/extended/position", {"coords": "POINT(-103 29)", "datetime": "x/y"}, 422),
-    ("/v1/subset", {"bbox": "1,2,3", "start": "2015-01-01", "end": "2015-01-02"}, 422),
-    ("/v1/subset", {"bbox": "10,10,11,11", "start": "2015-01-01", "end": "2015-01-02"}, 404),
-    ("/v1/jobs/unknown-id", {}, None),
-])
+@pytest.mark.parametrize(
+    ("url", "params", "status"),
+    [
+        ("/v1/tiles/bogus/7/27/53.png", {}, 422),
+        ("/v1/tiles/lstm/7/27/53.png", {"date": "2015-13-01"}, 422),
+        ("/v1/tiles/lstm/7/27/53.png", {"date": "1999-01-01"}, 404),
+        ("/v1/tiles/lstm/7/27/53.png", {"colormap": "nope"}, 422),
+        ("/v1/tiles/lstm/7/27/53.png", {"rescale": "0.5,0.1"}, 422),
+        ("/v1/tiles/lstm/7/999/53.png", {}, 404),
+        ("/v1/tiles/lstm/40/1/1.png", {}, 404),
+        ("/v1/tiles/lstm/NoSuchTMS/7/27/53.png", {}, 404),
+        ("/v1/edr/extended/position", {"coords": "POINT(abc)"}, 422),
+        ("/v1/edr/extended/position", {"coords": "POINT(-103 29)", "datetime": "x/y"}, 422),
+        ("/v1/subset", {"bbox": "1,2,3", "start": "2015-01-01", "end": "2015-01-02"}, 422),
+        ("/v1/subset", {"bbox": "10,10,11,11", "start": "2015-01-01", "end": "2015-01-02"}, 404),
+        ("/v1/jobs/unknown-id", {}, None),
+    ],
+)
 def test_other_errors_are_4xx(server, url, params, status):
     r = server.get(url, params=params)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
@@ -375,10 +489,18 @@ def test_other_errors_are_4xx(server, url, params, status):
 
 
 def test_batch_errors(server):
-    assert server.post("/v1/series", content="not json",
-                       headers={"content-type": "application/json"}).status_code == 422
-    assert server.post("/v1/series", content="x,y\n1,2", headers={"content-type": "text/csv"}
-                       ).status_code == 422
+    assert (
+        server.post(
+            "/v1/series", content="not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+    assert (
+        server.post(
+            "/v1/series", content="x,y\n1,2", headers={"content-type": "text/csv"}
+        ).status_code
+        == 422
+    )
     many = "lat,lon\n" + "29.0,-103.0\n" * 501
     r = server.post("/v1/series", content=many, headers={"content-type": "text/csv"})
     assert r.status_code == 413 and r.json()["limit"] == 500
@@ -404,8 +526,9 @@ def test_tile_png_with_every_colour_and_no_data_falls_back_to_rgba():
 
 
 def test_rate_limit_answers_429(world):
-    proc, url = start_server([world["store"]], {"SMAPX_RATE_LIMIT_PER_MINUTE": "5",
-                                                "SMAPX_CUBES": "[]"})
+    proc, url = start_server(
+        [world["store"]], {"SMAPX_RATE_LIMIT_PER_MINUTE": "5", "SMAPX_CUBES": "[]"}
+    )
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
             minute = time.time() // 60
@@ -419,4 +542,6 @@ def test_rate_limit_answers_429(world):
         proc.wait(20)
     assert codes[:5] == [200] * 5
     assert codes[5:] == [429, 429] and limited.status_code == 429
-    assert 1 <= int(limited.headers["retry-after"]) <= 61 and "5 requests" in limited.json()["detail"]
+    assert (
+        1 <= int(limited.headers["retry-after"]) <= 61 and "5 requests" in limited.json()["detail"]
+    )

@@ -28,14 +28,31 @@ def stack(tmp_path_factory, redis_url):
     folder = tmp_path_factory.mktemp("jobs")
     store = folder / "extended.zarr"
     build_cube(store)
-    env = {"SMAPX_REDIS_URL": redis_url, "SMAPX_JOBS_DIR": str(folder / "results"),
-           "SMAPX_API_KEYS": f'["{KEY}"]', "SMAPX_MAX_JOB_VALUES": str(LIMIT),
-           "SMAPX_CUBES": f'["{store}"]', "SMAPX_TORCH_THREADS": "1",
-           "SMAPX_JOB_EXPIRY_HOURS": str(EXPIRY_SECONDS / 3600)}
-    worker = subprocess.Popen([SMAPX, "worker", "--concurrency", "1", "--loglevel", "warning",
-                               "--hostname", f"service-test-{os.getpid()}@%h"],
-                              env={**os.environ, **env}, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        "SMAPX_REDIS_URL": redis_url,
+        "SMAPX_JOBS_DIR": str(folder / "results"),
+        "SMAPX_API_KEYS": f'["{KEY}"]',
+        "SMAPX_MAX_JOB_VALUES": str(LIMIT),
+        "SMAPX_CUBES": f'["{store}"]',
+        "SMAPX_TORCH_THREADS": "1",
+        "SMAPX_JOB_EXPIRY_HOURS": str(EXPIRY_SECONDS / 3600),
+    }
+    worker = subprocess.Popen(
+        [
+            SMAPX,
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "warning",
+            "--hostname",
+            f"service-test-{os.getpid()}@%h",
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     server, url = start_server([store], env)
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
@@ -58,14 +75,23 @@ def wait_done(client, job_id: str, timeout: float = 90.0) -> dict:
     raise TimeoutError(f"job {job_id} not done after {timeout} s: {job}")
 
 
-BBOX_REQUEST = {"products": ["lstm", "fused"], "start": "2015-01-01", "end": "2015-03-31",
-                "bbox": [-104.0, 28.5, -102.5, 30.0], "format": "netcdf", "weight": 0.4}
+BBOX_REQUEST = {
+    "products": ["lstm", "fused"],
+    "start": "2015-01-01",
+    "end": "2015-03-31",
+    "bbox": [-104.0, 28.5, -102.5, 30.0],
+    "format": "netcdf",
+    "weight": 0.4,
+}
 
 
 def test_job_needs_a_key(stack):
     client, *_ = stack
     assert client.post("/v1/jobs", json=BBOX_REQUEST).status_code == 401
-    assert client.post("/v1/jobs", json=BBOX_REQUEST, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert (
+        client.post("/v1/jobs", json=BBOX_REQUEST, headers={"X-API-Key": "wrong"}).status_code
+        == 401
+    )
 
 
 def test_job_too_large_is_413_with_the_limit(stack):
@@ -78,8 +104,12 @@ def test_job_too_large_is_413_with_the_limit(stack):
 
 def test_job_request_errors_are_422(stack):
     client, *_ = stack
-    for bad in ({**BBOX_REQUEST, "products": ["nope"]}, {**BBOX_REQUEST, "end": "2014-12-31"},
-                {**BBOX_REQUEST, "format": "shp"}, {**BBOX_REQUEST, "points": [[29, -103]]}):
+    for bad in (
+        {**BBOX_REQUEST, "products": ["nope"]},
+        {**BBOX_REQUEST, "end": "2014-12-31"},
+        {**BBOX_REQUEST, "format": "shp"},
+        {**BBOX_REQUEST, "points": [[29, -103]]},
+    ):
         r = client.post("/v1/jobs", json=bad, headers={"X-API-Key": KEY})
         assert r.status_code == 422, r.text
 
@@ -100,19 +130,30 @@ def test_bbox_job_netcdf_equals_cube(stack):
     assert len(data) == entry["size"] and hashlib.sha256(data).hexdigest() == entry["sha256"]
     ds = xr.open_dataset(io.BytesIO(data), engine="h5netcdf").load()
     row0, col0 = ds.attrs["row0"] - local.attrs["row0"], ds.attrs["col0"] - local.attrs["col0"]
-    window = local.isel(time=slice(365, 455), y=slice(row0, row0 + ds.sizes["y"]),
-                        x=slice(col0, col0 + ds.sizes["x"]))
+    window = local.isel(
+        time=slice(365, 455),
+        y=slice(row0, row0 + ds.sizes["y"]),
+        x=slice(col0, col0 + ds.sizes["x"]),
+    )
     keep = ds["mask"].values.astype(bool)
     np.testing.assert_array_equal(ds["lstm"].values[:, keep], window["lstm"].values[:, keep])
-    np.testing.assert_allclose(ds["fused"].values[:, keep],
-                               (0.4 * window["lstm"] + 0.6 * window["noah"]).values[:, keep], atol=1e-6)
+    np.testing.assert_allclose(
+        ds["fused"].values[:, keep],
+        (0.4 * window["lstm"] + 0.6 * window["noah"]).values[:, keep],
+        atol=1e-6,
+    )
     assert submitted["id"] in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
 
 
 def test_points_job_csv(stack):
     client, local, _ = stack
-    request = {"products": ["noah"], "start": "2016-01-01", "end": "2016-01-31",
-               "points": [list(POINT)], "format": "csv"}
+    request = {
+        "products": ["noah"],
+        "start": "2016-01-01",
+        "end": "2016-01-31",
+        "points": [list(POINT)],
+        "format": "csv",
+    }
     job_id = client.post("/v1/jobs", json=request, headers={"X-API-Key": KEY}).json()["id"]
     assert wait_done(client, job_id)["state"] == "done"
     (entry,) = client.get(f"/v1/jobs/{job_id}/files").json()["files"]
@@ -125,8 +166,13 @@ def test_points_job_csv(stack):
 
 def test_results_expire_with_their_records(stack):
     client, _, results = stack
-    request = {"products": ["lstm"], "start": "2016-01-01", "end": "2016-01-05",
-               "points": [list(POINT)], "format": "csv"}
+    request = {
+        "products": ["lstm"],
+        "start": "2016-01-01",
+        "end": "2016-01-05",
+        "points": [list(POINT)],
+        "format": "csv",
+    }
     job_id = client.post("/v1/jobs", json=request, headers={"X-API-Key": KEY}).json()["id"]
     job = wait_done(client, job_id)
     assert job["state"] == "done" and (results / job_id).is_dir()

@@ -10,8 +10,14 @@ from tests.test_service import POINT, build_cube, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VENDOR = ROOT / "service" / "static" / "vendor" / "leaflet.js"
 
 
@@ -20,7 +26,9 @@ def site(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Debian chromium not at {CHROMIUM} (make browser installs it)")
     if not VENDOR.exists():
-        pytest.skip("web-map JS not installed into service/static/vendor (make install runs npm ci)")
+        pytest.skip(
+            "web-map JS not installed into service/static/vendor (make install runs npm ci)"
+        )
     store = tmp_path_factory.mktemp("webmap") / "extended.zarr"
     build_cube(store)
     proc, url = start_server([store], {"SMAPX_CUBES": "[]"})
@@ -42,14 +50,17 @@ def test_map_loads_tiles_and_click_draws_chart(site):
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            with page.expect_response(lambda r: "/v1/tiles/lstm/" in r.url and r.status == 200,
-                                      timeout=30_000) as tile:
+            with page.expect_response(
+                lambda r: "/v1/tiles/lstm/" in r.url and r.status == 200, timeout=30_000
+            ) as tile:
                 page.goto(site)
             assert tile.value.headers["content-type"] == "image/png"
             page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
-            x, y = page.evaluate("([lat, lon]) => { const p = window.smapxMap"
-                                 ".latLngToContainerPoint([lat, lon]); return [p.x, p.y]; }",
-                                 list(POINT))
+            x, y = page.evaluate(
+                "([lat, lon]) => { const p = window.smapxMap"
+                ".latLngToContainerPoint([lat, lon]); return [p.x, p.y]; }",
+                list(POINT),
+            )
             with page.expect_response(lambda r: "/v1/series" in r.url) as series:
                 page.mouse.click(x, y)
             assert series.value.status == 200
