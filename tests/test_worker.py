@@ -399,16 +399,23 @@ def test_export_job_records_files_with_checksums(world, pointed, steady, tmp_pat
         assert files[path.name]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_jobs_cli_lists_and_shows_records(world, pointed, steady):
+def test_cli_queue_and_jobs_commands(world, pointed, steady, tmp_path):
+    """`smapx extend --queue` runs on the pool; `smapx jobs` and `smapx job ID` show its record."""
     from worker import jobs
 
     env = {**os.environ, "SMAPX_REDIS_URL": pointed}
 
     def smapx(*args):
         return subprocess.run([SMAPX, *args], env=env, capture_output=True, text=True,
-                              check=False, timeout=120)
+                              check=False, timeout=240)
 
+    out = tmp_path / "queued.zarr"
+    request = request_for(world, out)
+    queued = smapx("extend", *[f"--{k}={v}" for k, v in request.items()], "--queue")
+    assert queued.returncode == 0, queued.stderr[-2000:]
+    assert local_files(out) == local_files(world["reference"])
     newest = jobs.list_jobs(1)[0]
+    assert newest["request"]["out"] == str(out) and newest["state"] == "done"
     listing = smapx("jobs")
     assert listing.returncode == 0
     assert listing.stdout.splitlines()[1].split()[:3] == [newest["id"], newest["kind"],
