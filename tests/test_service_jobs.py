@@ -20,7 +20,7 @@ from tests.test_service import POINT, SMAPX, build_cube, start_server
 
 KEY = "s3cret"
 LIMIT = 50_000
-EXPIRY_SECONDS = 6
+EXPIRY_SECONDS = 8
 
 
 @pytest.fixture(scope="module")
