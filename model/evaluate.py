@@ -143,6 +143,7 @@ def match_sites(cube: xr.Dataset, stations: Stations, dense_min_stations: int = 
         reasons = "; ".join(f"{n} x {reason}" for reason, n in kinds.head(3).items())
         raise InputError(f"none of the {len(stations.sensors)} sensors can be evaluated against "
                          f"this cube: {reasons or 'no sensors in the stations'}")
+    sensors = shallowest_surface_probes(sensors)
     stations_per_cell = sensors.groupby(["iy", "ix"])["station"].transform("nunique")
     derived = np.where(stations_per_cell >= dense_min_stations, "dense", "sparse")
     sensors["kind"] = np.where(sensors["kind"].isin(["dense", "sparse"]), sensors["kind"], derived)
@@ -182,6 +183,15 @@ def locate_sensors(cube: xr.Dataset, stations: Stations, values: pd.DataFrame):
                      "lat": meta["lat"], "lon": meta["lon"], "iy": iy, "ix": ix, "layer": layer,
                      "depth_m": depth, "depth_key": 0.0 if layer == "surface" else round(depth, 2)})
     return pd.DataFrame(rows), problems
+
+
+def shallowest_surface_probes(sensors: pd.DataFrame) -> pd.DataFrame:
+    """Of a station's probes within the surface layer, only the shallowest: SMAP senses ~5 cm, so
+    a 10 cm probe stands for the surface only where the station has nothing shallower."""
+    surface = sensors["layer"] == "surface"
+    shallowest = sensors[surface].groupby("station")["depth_m"].transform("min")
+    keep = ~surface | (sensors["depth_m"] == shallowest.reindex(sensors.index))
+    return sensors[keep].reset_index(drop=True)
 
 
 def group_sites(cube: xr.Dataset, sensors: pd.DataFrame, values: pd.DataFrame):
@@ -446,17 +456,22 @@ def _claim_fusion(summary) -> dict:
     pair_ok = beats_pair is None or not np.isfinite(beats_pair) or beats_pair > 0.5
     claim["holds"] = bool(beats_noah > 0.5 and pair_ok)
     if not claim["holds"]:
-        claim["finding"] = _fusion_finding(summary["products"], beats_noah)
+        claim["finding"] = _fusion_finding(summary["products"], beats_noah,
+                                           summary["diagnostics"].get("lstm_vs_smap", {}))
     return claim
 
 
-def _fusion_finding(surface, beats_noah) -> str:
+def _fusion_finding(surface, beats_noah, lstm_smap) -> str:
     lstm, noah = _get(surface, "lstm", "all", "ubrmse"), _get(surface, "noah", "all", "ubrmse")
     smap = _get(surface, "smap", "all", "ubrmse")
     if beats_noah <= 0.5 and lstm is not None and noah is not None:
         if smap is not None and smap > 1.5 * noah:
+            learned = _get(lstm_smap, "after", "r") or _get(lstm_smap, "training", "r")
+            follows = (f"; the LSTM reproduces that target (R {learned:.2f} against SMAP), so the "
+                       "method does its job" if learned is not None else "")
             return (f"the world: its SMAP-like target is itself far from the probes (ubRMSE "
-                    f"{smap:.3f} vs Noah {noah:.3f}), so an LSTM that learns it cannot help Noah")
+                    f"{smap:.3f}) while its Noah is close to them ({noah:.3f}){follows}; an LSTM "
+                    "that learns SMAP cannot help a Noah this good")
         return (f"the method: the LSTM's random error (ubRMSE {lstm:.3f}) is too large next to "
                 f"Noah's ({noah:.3f}) for an average to help")
     bias = {p: _get(surface, p, "all", "bias") for p in ("noah", "lsm2", "lstm+noah", "noah+lsm2")}

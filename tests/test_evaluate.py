@@ -19,6 +19,7 @@ from model.evaluate import (
     evaluate,
     exponential_filter,
     fit_tc,
+    match_sites,
     period_labels,
     years_from_window,
 )
@@ -123,6 +124,22 @@ def test_sites_matching_and_problems(result):
     problems = {p["station"]: p["problem"] for p in result.problems}
     assert problems["FAR"].startswith("outside the cube's region")
     assert problems["S1"].startswith("depth 2.00 m is beyond")
+
+
+def test_surface_uses_each_stations_shallowest_probe(tiny_cube):
+    """SMAP senses ~5 cm: a station's 10 cm probe stands for the surface only when it has
+    nothing shallower (here S1 has 5 cm; the dense pair's D2 has only 10 cm)."""
+    stations = tiny_stations()
+    sensors = stations.sensors.copy()
+    sensors.loc["S1@10"] = sensors.loc["S1@5"].copy()
+    sensors.loc["D2@5", "depth_m"] = 0.10
+    sensors.loc["S1@10", ["depth_from", "depth_to", "depth_m"]] = 0.10
+    values = stations.values.assign(**{"S1@10": stations.values["S1@5"] + 0.05})
+    sites, obs, _ = match_sites(tiny_cube, Stations(sensors, values))
+    by_name = dict(zip(sites["site"], range(len(sites))))
+    np.testing.assert_allclose(obs[:, by_name["S1 surface 0.05 m"]], stations.values["S1@5"])
+    dense = sites.set_index("site").loc["cell 0,1 surface 0.05-0.10 m"]
+    assert dense["n_sensors"] == 2
 
 
 def test_metrics_by_period_match_hand_values(result):
