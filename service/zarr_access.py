@@ -22,12 +22,8 @@ MAX_DIRECT_VALUES = 20_000_000
 MEDIA = {"zarr": "application/zip", "netcdf": "application/x-netcdf", "csv": "text/csv"}
 
 
-@router.api_route(
-    "/zarr/{cube}/{key:path}",
-    methods=["GET", "HEAD"],
-    summary="Zarr store, read-only",
-    response_class=Response,
-)
+@router.get("/zarr/{cube}/{key:path}", summary="Zarr store, read-only", response_class=Response)
+@router.head("/zarr/{cube}/{key:path}", include_in_schema=False)
 def zarr_key(request: Request, cube: str, key: str):
     """One key of a served cube's Zarr store (metadata or chunk); 404 where absent."""
     served = request.app.state.catalog.get(cube)
