@@ -9,9 +9,9 @@ Two paths, chosen at start-up from what the machine supports (`choose`):
   multiply-adds of fp32 FMA, while oneDNN's bf16 matmul is slower than its float32 one, so
   integers are the reduced precision that pays here. Results do not depend on batch composition
   or threads.
-- "bfloat16" / "float32" (GPU, or CPUs without VNNI): PyTorch ops on the device: the input layer,
-  ReLU and W_ih for a whole chunk of days in one large matrix product, then a short per-day loop
-  of one matrix product and fused elementwise gates; bf16 matrix work, float32 state.
+- "bfloat16" / "float32" (GPU, or CPUs without VNNI): the network module on the device, whose LSTM
+  is cuDNN's (GPU) or oneDNN's (CPU): input products of all days in one matrix product, fused
+  gates; bf16 matrix work under autocast with float32 state on GPUs that support it.
 Every reduced-precision member is checked once against the float32 network on a fixed probe; one
 that misses the tolerance moves to the next precision (int8 -> int16 -> float32). The choice
 depends only on the weights, so every worker makes the same one.
@@ -34,6 +34,7 @@ import torch
 
 from model.checkpoint import Checkpoint
 from model.errors import InputError
+from model.network import SoilMoistureLSTM
 from model.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,8 @@ KERNEL_HIDDEN = 256
 TOLERANCE = 1e-3          # m3/m3, against the float32 network
 PROBE_TOLERANCE = TOLERANCE / 2  # the probe is short; real inputs get the other half
 PROBE_CELLS, PROBE_DAYS = 64, 256
-TIME_CHUNK = 128          # days whose input products are computed at once by the torch path
-CPU_CELL_BLOCK = 256      # cells per torch-path block on CPU: the gate tensors stay in L2
-GPU_CELL_BLOCK = 65536
+CPU_CELL_BLOCK = 1024     # cells per torch-path block: bounds the (cell, day, 256) activations
+GPU_CELL_BLOCK = 16384
 
 
 class _Weights(ctypes.Structure):
@@ -176,56 +176,27 @@ class IntegerMember:
 
 
 class TorchMember:
-    """One ensemble member as PyTorch ops on a device, matrix work in `dtype`, state in float32."""
+    """One ensemble member as the network module itself on its device (oneDNN's LSTM on CPU,
+    cuDNN's on GPU: input products for all days in one matrix product, fused gate kernels), in
+    float32 or with bf16 matrix work under autocast (float32 state)."""
 
     def __init__(self, state: dict, device: torch.device, dtype: torch.dtype):
         self.device, self.dtype = device, dtype
-        hidden = state["lstm.weight_hh_l0"].shape[1]
-        order = torch.cat([torch.arange(0, 2 * hidden), torch.arange(3 * hidden, 4 * hidden),
-                           torch.arange(2 * hidden, 3 * hidden)])  # [i|f|o|g]: one sigmoid call
-
-        def put(t, dt=torch.float32):
-            return t.detach().to(device=device, dtype=dt).contiguous()
-
-        self.hidden = hidden
-        self.w1t = put(state["input_layer.weight"].T)
-        self.b1 = put(state["input_layer.bias"])
-        self.w_ih_t = put(state["lstm.weight_ih_l0"][order].T, dtype)
-        self.w_hh_t = put(state["lstm.weight_hh_l0"][order].T, dtype)
-        self.bias = put((state["lstm.bias_ih_l0"] + state["lstm.bias_hh_l0"])[order])
-        self.w_head = put(state["head.weight"].T)
-        self.b_head = put(state["head.bias"])
+        n_inputs, hidden = state["input_layer.weight"].shape[1], state["lstm.weight_hh_l0"].shape[1]
+        self.net = SoilMoistureLSTM(n_inputs, hidden)
+        self.net.load_state_dict(state)
+        self.net.to(device).eval()
 
     def run(self, x: np.ndarray, warmup: int) -> np.ndarray:
         """Normalised output (cell, time - warmup) for normalised inputs (cell, time, n_in)."""
         block = CPU_CELL_BLOCK if self.device.type == "cpu" else GPU_CELL_BLOCK
-        out = [self._run_block(torch.from_numpy(np.ascontiguousarray(x[i:i + block], np.float32))
-                               .to(self.device), warmup) for i in range(0, x.shape[0], block)]
-        return torch.cat(out).cpu().numpy() if out else np.empty((0, x.shape[1] - warmup), np.float32)
-
-    def _run_block(self, x: torch.Tensor, warmup: int) -> torch.Tensor:
-        n_cells, n_days, _ = x.shape
-        h = torch.zeros(n_cells, self.hidden, device=self.device)
-        c = torch.zeros_like(h)
-        out = torch.empty(n_cells, n_days - warmup, device=self.device)
-        three = 3 * self.hidden
-        for t0 in range(0, n_days, TIME_CHUNK):
-            t1 = min(t0 + TIME_CHUNK, n_days)
-            u = torch.relu(torch.addmm(self.b1, x[:, t0:t1].reshape(-1, x.shape[2]), self.w1t))
-            projected = (torch.mm(u.to(self.dtype), self.w_ih_t).float() + self.bias)
-            projected = projected.view(n_cells, t1 - t0, -1)
-            hs = torch.empty(n_cells, t1 - t0, self.hidden, device=self.device)
-            for t in range(t1 - t0):
-                gates = projected[:, t] + torch.mm(h.to(self.dtype), self.w_hh_t).float()
-                ifo = torch.sigmoid(gates[:, :three])
-                c = torch.addcmul(ifo[:, self.hidden:2 * self.hidden] * c,
-                                  ifo[:, :self.hidden], torch.tanh(gates[:, three:]))
-                h = ifo[:, 2 * self.hidden:] * torch.tanh(c)
-                hs[:, t] = h
-            keep = max(warmup - t0, 0)
-            if keep < t1 - t0:
-                y = torch.addmm(self.b_head, hs[:, keep:].reshape(-1, self.hidden), self.w_head)
-                out[:, t0 + keep - warmup:t1 - warmup] = y.view(n_cells, -1)
+        out = np.empty((x.shape[0], x.shape[1] - warmup), np.float32)
+        reduced = self.dtype != torch.float32
+        for i in range(0, x.shape[0], block):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + block], np.float32)).to(self.device)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=reduced):
+                y = self.net(xb)
+            out[i:i + block] = y[:, warmup:].float().cpu().numpy()
         return out
 
 

@@ -1,0 +1,141 @@
+"""The fast inference engine against the float32 torch.nn.LSTM network it replaces."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from model import checkpoint
+from model.checkpoint import Checkpoint
+from model.engine import TOLERANCE, Engine, choose, integer_kernel, reference
+from model.errors import InputError
+from model.inference import predict
+from model.network import SoilMoistureLSTM
+from model.normalize import Normalizer
+
+TARGET_STD = 0.124  # conus412's SMAP standard deviation, m3/m3
+needs_vnni = pytest.mark.skipif(integer_kernel(8) is None, reason="CPU without AVX-512 VNNI")
+
+
+def make_checkpoint(seed: int = 0, members: int = 1, weight_scale: float = 1.0) -> Checkpoint:
+    """A real-size network (19 inputs, hidden 256) with random weights; `weight_scale` enlarges
+    the LSTM and head weights towards what training produces."""
+    normalizer = Normalizer([f"f{i}" for i in range(7)], [f"s{i}" for i in range(12)],
+                            [0.0] * 7, [1.0] * 7, [0.0] * 12, [1.0] * 12, 0.2, TARGET_STD)
+    states = []
+    for k in range(members):
+        torch.manual_seed(seed + k)
+        state = SoilMoistureLSTM(normalizer.n_inputs).state_dict()
+        states.append({name: value * weight_scale if name.startswith(("lstm.weight", "head"))
+                       else value for name, value in state.items()})
+    return Checkpoint({"hidden": 256, "dropout": 0.5}, normalizer, states)
+
+
+def inputs(cells: int, days: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((cells, days, 19), np.float32)
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    return make_checkpoint(members=2)
+
+
+@pytest.fixture(scope="module")
+def int8_engine(ckpt):
+    return Engine(ckpt, "cpu", "int8")
+
+
+@needs_vnni
+@pytest.mark.parametrize("precision, bound", [("int8", TOLERANCE), ("int16", 2e-4), ("float32", 1e-5)])
+def test_engine_matches_the_float32_network(ckpt, precision, bound):
+    engine = Engine(ckpt, "cpu", precision)
+    assert engine.chosen == [precision, precision]
+    x = inputs(37, 300)
+    got = engine.run(x)
+    assert np.isfinite(got).all()
+    error = np.abs(got - reference(ckpt, x)).max() * TARGET_STD
+    assert error <= bound
+    assert got.std() > 0.01  # a network that moves, not a constant that matches trivially
+
+
+@needs_vnni
+def test_a_cell_gets_the_same_bytes_whatever_shares_its_block(int8_engine):
+    x = inputs(41, 120)
+    whole = int8_engine.run(x)
+    for lo, hi in [(0, 1), (3, 8), (5, 38), (40, 41)]:
+        np.testing.assert_array_equal(int8_engine.run(x[lo:hi]), whole[lo:hi])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        np.testing.assert_array_equal(int8_engine.run(x), whole)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("precision", ["int8", "float32"])
+def test_warmup_gives_the_days_after_it_of_a_full_run(ckpt, precision):
+    if precision == "int8" and integer_kernel(8) is None:
+        pytest.skip("CPU without AVX-512 VNNI")
+    engine = Engine(ckpt, "cpu", precision)
+    x = inputs(9, 200)
+    np.testing.assert_array_equal(engine.run(x, warmup=150), engine.run(x)[:, 150:])
+
+
+def test_predict_unscales_the_ensemble_mean(ckpt):
+    x = inputs(6, 90)
+    got = predict(ckpt, x, warmup=30)
+    expected = ckpt.normalizer.unscale_target(reference(ckpt, x, warmup=30))
+    assert got.shape == (6, 60)
+    assert np.abs(got - expected).max() <= TOLERANCE
+
+
+@needs_vnni
+def test_same_block_in_another_process_gives_the_same_bytes(tmp_path, ckpt):
+    checkpoint.save(tmp_path / "model", ckpt)
+    x = inputs(23, 150)
+    np.save(tmp_path / "x.npy", x)
+    script = ("import sys, numpy as np; from model import checkpoint; from model.inference import predict;"
+              "d = sys.argv[1]; np.save(d + '/y.npy', predict(checkpoint.load(d + '/model'),"
+              " np.load(d + '/x.npy'), warmup=50))")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    here = predict(checkpoint.load(tmp_path / "model"), x, warmup=50)
+    assert np.load(tmp_path / "y.npy").tobytes() == here.tobytes()
+
+
+@needs_vnni
+def test_a_network_8_bits_cannot_hold_runs_in_16_bits_within_tolerance():
+    strong = make_checkpoint(weight_scale=2.0)
+    engine = Engine(strong, "cpu", "auto")
+    assert engine.chosen == ["int16"]
+    x = inputs(16, 300)
+    assert np.abs(engine.run(x) - reference(strong, x)).max() * TARGET_STD <= TOLERANCE
+
+
+def test_choose_checks_requests_and_falls_back_to_what_the_machine_has():
+    with pytest.raises(InputError, match="unknown inference precision"):
+        choose("cpu", "int4")
+    device, precision = choose("cpu", "auto")
+    assert device.type == "cpu"
+    assert precision == ("int8" if integer_kernel(8) is not None else "float32")
+    if torch.cuda.is_available():
+        device, precision = choose("auto", "int8")
+        assert device.type == "cuda" and precision in ("bfloat16", "float32")
+    else:
+        with pytest.raises(InputError, match="no GPU"):
+            choose("cuda", "auto")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_gpu_engine_matches_the_float32_network(ckpt):
+    engine = Engine(ckpt, "cuda", "auto")
+    x = inputs(37, 300)
+    assert np.abs(engine.run(x) - reference(ckpt, x)).max() * TARGET_STD <= TOLERANCE
+
+
+def test_predict_rejects_inputs_that_do_not_fit(ckpt):
+    with pytest.raises(InputError, match=r"\(cell, time, 19\)"):
+        predict(ckpt, np.zeros((3, 10, 5), np.float32))
+    with pytest.raises(InputError, match="warm-up"):
+        predict(ckpt, inputs(3, 10), warmup=10)
