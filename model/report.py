@@ -352,8 +352,10 @@ figcaption {{ font-style: italic; }}
 <p>Cube period {s['cube_period']}; SMAP training window {s['training_period']}.
 {n['surface']} surface and {n['rootzone']} root-zone sites ({n['dense']} dense, {n['sparse']} sparse)
 from {s['n_sensors']} sensors; {len(ev.problems)} problem(s).
-Surface probes (&le; 10 cm) are compared with the surface products; deeper probes with an
-exponential filter of each product (root-zone estimate).</p>
+Each station's shallowest probe within 10 cm is compared with the surface products; deeper
+probes with an exponential filter of each product (root-zone estimate). The weighted LSTM-Noah
+fusion takes its weights from the training window, at the probes' own cells where they have any:
+judge it on the prolonged years (<code>wins_prolonged</code> in summary.json).</p>
 <h2>The paper's claims</h2>
 {_claims_html(s['claims'])}
 <h2>Median skill over surface probes</h2>
