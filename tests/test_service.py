@@ -34,6 +34,7 @@ DAYS = pd.date_range("2014-01-01", periods=3 * 365)
 POINT = (29.0, -103.0)
 WEIGHTED_CELL = (102, 203)
 CELL_WEIGHT = 0.8
+NO_REDIS = "redis://127.0.0.1:9/0"
 
 
 def known_values(product: str, t, iy, ix) -> np.ndarray:
@@ -97,9 +98,12 @@ def server(world):
     twin = world["folder"] / "twin.zarr"
     if not twin.exists():
         twin.symlink_to(world["store"])
-    proc, url = start_server(
-        [world["store"], twin], {"SMAPX_WEIGHTS_PATH": str(world["weights"]), "SMAPX_CUBES": "[]"}
-    )
+    env = {
+        "SMAPX_WEIGHTS_PATH": str(world["weights"]),
+        "SMAPX_CUBES": "[]",
+        "SMAPX_REDIS_URL": NO_REDIS,
+    }
+    proc, url = start_server([world["store"], twin], env)
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
             yield client
@@ -477,7 +481,6 @@ def test_series_errors(server, local, params, status, needle):
         ("/v1/edr/extended/position", {"coords": "POINT(-103 29)", "datetime": "x/y"}, 422),
         ("/v1/subset", {"bbox": "1,2,3", "start": "2015-01-01", "end": "2015-01-02"}, 422),
         ("/v1/subset", {"bbox": "10,10,11,11", "start": "2015-01-01", "end": "2015-01-02"}, 404),
-        ("/v1/jobs/unknown-id", {}, None),
     ],
 )
 def test_other_errors_are_4xx(server, url, params, status):
@@ -545,3 +548,8 @@ def test_rate_limit_answers_429(world):
     assert (
         1 <= int(limited.headers["retry-after"]) <= 61 and "5 requests" in limited.json()["detail"]
     )
+
+
+def test_jobs_without_a_queue_answer_503(server):
+    for r in (server.get("/v1/jobs"), server.get("/v1/jobs/0123456789abcdef")):
+        assert r.status_code == 503 and "queue is unavailable" in r.json()["detail"]
