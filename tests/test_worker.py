@@ -320,17 +320,37 @@ def queue_length(url: str) -> int:
     return r.llen("smapx") + r.hlen("unacked")
 
 
-def test_s3_store_equals_in_process_cube(world, pointed, s3, steady):
-    """The same job written by a worker to an S3-compatible server (moto) holds the same bytes."""
+def test_s3_store_equals_in_process_cube_through_resubmit_and_resume(world, pointed, s3, steady):
+    """The same job written by a worker to an S3-compatible server (moto) holds the same bytes;
+    sent again it rewrites nothing; with a block lost and its chunk torn, a resume mends it."""
     import s3fs
 
-    from worker.submit import follow, submit_extend
+    from worker import jobs
+    from worker.submit import follow, resume_job, submit_extend
 
-    job = follow(submit_extend(request_for(world, "s3://cubes/extended.zarr")), progress=False)
-    assert job["state"] == "done"
+    url, root = "s3://cubes/extended.zarr", "cubes/extended.zarr"
+    request = request_for(world, url)
+    first = submit_extend(request)
+    assert submit_extend(request) == first
+    assert follow(first, progress=False)["state"] == "done"
     fs = s3fs.S3FileSystem(**s3)
-    assert store_files(fs, "cubes/extended.zarr") == local_files(world["reference"])
-    assert len(cubes.blocks_done("s3://cubes/extended.zarr", s3)) == 8
+    reference = local_files(world["reference"])
+    assert store_files(fs, root) == reference
+    assert len(cubes.blocks_done(url, s3)) == 8
+
+    stamps = {p: fs.info(p)["LastModified"] for p in fs.find(root)}
+    again = submit_extend(request)
+    assert jobs.get_job(again)["state"] == "done"
+    fs.invalidate_cache()
+    assert {p: fs.info(p)["LastModified"] for p in fs.find(root)} == stamps
+
+    lost = sorted(cubes.blocks_done(url, s3))[-1]
+    fs.rm(f"{root}/{cubes.MARKERS}/{lost}")
+    fs.pipe(f"{root}/lstm/{chunk_key(lost)}", b"torn")
+    jobs.finish_job(again, "failed", error="pool lost")
+    assert follow(resume_job(again), progress=False)["blocks_done"] == 8
+    fs.invalidate_cache()
+    assert store_files(fs, root) == reference
 
 
 def bad_request(world, tmp_path, case: str) -> dict:
