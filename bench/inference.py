@@ -1,0 +1,90 @@
+"""Inference throughput: the engine (model.engine) against the plain float32 torch.nn.LSTM network
+on the same block of inputs, measured in one run.
+
+    python bench/inference.py [--cells 4096] [--days 365] [--threads 0] [--model CHECKPOINT]
+
+Without --model the network is the real size with random weights (19 inputs as conus412's 7
+forcing + 12 static attributes, hidden 256) and SMAP-like target scaling (std 0.124 m3/m3).
+The last line is `speedup_vs_nn_lstm=<x> max_abs_err=<m3/m3>`: throughput ratio, and the largest
+difference of the final soil moisture from the float32 reference.
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from model import checkpoint
+from model.checkpoint import Checkpoint
+from model.engine import Engine, reference
+from model.network import SoilMoistureLSTM
+from model.normalize import Normalizer
+
+N_FORCING, N_STATIC, HIDDEN = 7, 12, 256
+
+
+def random_checkpoint(seed: int = 0) -> Checkpoint:
+    normalizer = Normalizer([f"f{i}" for i in range(N_FORCING)], [f"s{i}" for i in range(N_STATIC)],
+                            [0.0] * N_FORCING, [1.0] * N_FORCING, [0.0] * N_STATIC,
+                            [1.0] * N_STATIC, 0.204, 0.124)
+    torch.manual_seed(seed)
+    state = SoilMoistureLSTM(normalizer.n_inputs, HIDDEN).state_dict()
+    return Checkpoint({"hidden": HIDDEN, "dropout": 0.5}, normalizer, [state])
+
+
+def block_inputs(normalizer: Normalizer, cells: int, days: int) -> np.ndarray:
+    """Normalised inputs: daily forcing, static attributes constant in time per cell."""
+    x = np.random.default_rng(1).standard_normal((cells, days, normalizer.n_inputs), np.float32)
+    n_forcing = len(normalizer.forcing_names)
+    x[:, :, n_forcing:] = x[:, :1, n_forcing:]
+    return x
+
+
+def flops_per_cell_day(n_inputs: int, hidden: int) -> int:
+    """Multiply-adds x 2 of the input layer, both LSTM matrix products and the head."""
+    return 2 * (n_inputs * hidden + 2 * hidden * 4 * hidden + hidden)
+
+
+def timed(run) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=4096)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
+    parser.add_argument("--precision", default="auto", help="auto, int8, int16, bfloat16, float32")
+    parser.add_argument("--model", help="a trained checkpoint instead of random weights")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ckpt = checkpoint.load(args.model) if args.model else random_checkpoint()
+    ckpt = Checkpoint(ckpt.config, ckpt.normalizer, ckpt.state_dicts[:1])
+    x = block_inputs(ckpt.normalizer, args.cells, args.days)
+    cell_days = args.cells * args.days
+    flops = flops_per_cell_day(ckpt.normalizer.n_inputs, ckpt.config["hidden"]) * cell_days
+    print(f"block: {args.cells} cells x {args.days} days, {ckpt.normalizer.n_inputs} inputs, "
+          f"hidden {ckpt.config['hidden']}, {torch.get_num_threads()} threads, "
+          f"{flops / cell_days / 1e6:.2f} MFLOP per cell-day")
+
+    engine, setup_s = timed(lambda: Engine(ckpt, "auto", args.precision))
+    print(f"engine: {engine.device} {engine.chosen[0]}, set up (build, probe) in {setup_s:.1f} s")
+    engine.run(x[:8, :8])
+    with torch.inference_mode():
+        ckpt.networks()[0](torch.from_numpy(x[:8, :8]))
+
+    expected, ref_s = timed(lambda: reference(ckpt, x))
+    got, eng_s = timed(lambda: engine.run(x))
+    for name, seconds in [("torch.nn.LSTM float32", ref_s), (f"engine {engine.chosen[0]}", eng_s)]:
+        print(f"{name:>24}: {seconds:7.2f} s  {cell_days / seconds:10.0f} cell-days/s  "
+              f"{flops / seconds / 1e9:6.1f} GFLOP/s")
+    error = float(np.abs(got - expected).max() * ckpt.normalizer.target_std)
+    print(f"speedup_vs_nn_lstm={ref_s / eng_s:.2f} max_abs_err={error:.6f}")
+
+
+if __name__ == "__main__":
+    main()
