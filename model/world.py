@@ -121,8 +121,8 @@ def build_world(config: WorldConfig, progress: bool = False) -> World:
                                     "are 0-10 cm simulations of the same forcing by wrong models.")})
     sites = station_sites(rows, cols, lat, lon, config, station_rng)
     depths = list(config.station_depths_m)
-    sensors, values = station_records(sites, truth["truth"].sel(depth=depths).values, depths,
-                                      config, station_rng)
+    sensors, values = station_records(sites, truth["truth"].sel(depth=depths).values,
+                                      sims["frozen"], depths, config, station_rng)
     return World(config, inputs, truth, sensors, stations_dataarray(sensors, values, time))
 
 

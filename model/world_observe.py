@@ -9,7 +9,8 @@ Stations: probes at fixed depths whose reading is the cell truth at that depth, 
 shifted by a persistent representativeness error (a point is not a 36 km cell), plus a slowly
 varying local anomaly and sensor noise. Dense networks put several stations into the same few
 cells; sparse networks one station per cell, spread over the region. Records start at different
-dates and have multi-week gaps.
+dates and have multi-week gaps; probes down to 20 cm read nothing on frozen or snow-covered days,
+as quality control flags such readings in real networks.
 """
 
 import numpy as np
@@ -20,6 +21,7 @@ from model import grid
 from model.world_weather import FieldSampler
 
 STATION_RANGE = (0.01, 0.6)
+FROZEN_PROBE_DEPTH_M = 0.2
 
 
 def smap_like(surface, frozen, vegetation_masked, cols, time, config, rng: np.random.Generator):
@@ -72,8 +74,9 @@ def station_sites(rows, cols, lat, lon, config, rng) -> pd.DataFrame:
     return table
 
 
-def station_records(sites: pd.DataFrame, truth: np.ndarray, depths_m, config, rng):
-    """(sensors table, values (day, sensor)) from the cell truth (day, cell, depth)."""
+def station_records(sites: pd.DataFrame, truth: np.ndarray, frozen: np.ndarray, depths_m, config, rng):
+    """(sensors table, values (day, sensor)) from the cell truth (day, cell, depth) and the
+    frozen/snow flag (day, cell)."""
     n_day = truth.shape[0]
     tables, columns = [], []
     for site in sites.itertuples():
@@ -91,6 +94,8 @@ def station_records(sites: pd.DataFrame, truth: np.ndarray, depths_m, config, rn
             value = np.clip(mean + scale * (cell_series - mean) + offset + local + noise, *STATION_RANGE)
             missing = station_gaps | _gaps(n_day, rng, episodes=0.5)
             missing[:start] = True
+            if depth <= FROZEN_PROBE_DEPTH_M:
+                missing |= frozen[:, site.cell]
             columns.append(np.where(missing, np.nan, value).astype(np.float32))
             tables.append({"sensor": f"{site.station}_{round(depth * 100):03d}cm",
                            "station": site.station, "network": site.network, "lat": site.lat,

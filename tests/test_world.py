@@ -123,6 +123,10 @@ def test_stations_networks_depths_and_representativeness(world):
     assert np.isnan(v).any() and 0.5 < np.isfinite(v).mean() < 0.95
     assert np.nanmin(v) >= STATION_RANGE[0] and np.nanmax(v) <= STATION_RANGE[1]
     cell_of = {(r, c): i for i, (r, c) in enumerate(zip(world.inputs.row.values, world.inputs.col.values))}
+    frozen = world.truth["frozen"].values[:, [cell_of[(r, c)] for r, c in zip(sensors.row, sensors.col)]]
+    shallow_probe = (sensors.depth_m <= 0.2).to_numpy()
+    assert np.isnan(v[:, shallow_probe][frozen[:, shallow_probe]]).all()
+    assert np.isfinite(v[:, ~shallow_probe][frozen[:, ~shallow_probe]]).any()
     shallow = sensors[sensors.depth_m == 0.05]
     truth = world.truth["truth"].sel(depth=0.05).values
     r = []
