@@ -10,6 +10,7 @@ Ends with: series_p50_ms=<a> series_vs_xpublish=<b> tile_p50_ms=<c> tile_vs_titi
 
 import argparse
 import asyncio
+import importlib
 import os
 import subprocess
 import sys
@@ -25,6 +26,17 @@ sys.path.insert(0, str(ROOT))
 DAYS = pd.date_range("2001-01-01", "2020-12-31")  # 7305 days
 ROWS, COLS = 48, 48  # 2,304-cell window, Great Plains to Gulf
 ROW0, COL0 = 66, 196
+
+
+BASELINE_PACKAGES = ("xpublish", "xpublish_edr", "titiler.xarray", "aiohttp")
+
+
+def importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def build_cube(store: Path) -> None:
@@ -169,6 +181,10 @@ def main() -> None:
     if args.serve:
         {"xpublish": run_xpublish, "titiler": run_titiler}[args.serve](str(args.store), args.port)
         return
+
+    missing = [name for name in BASELINE_PACKAGES if not importable(name)]
+    if missing:
+        sys.exit(f"missing baseline packages {missing}: pip install -e '.[bench]'")
 
     import morecantile
 
