@@ -301,8 +301,7 @@ def score_table(sites, time, obs, series, labels, min_pairs) -> pd.DataFrame:
     frames = []
     for product, values in series.items():
         for period, mask in masks.items():
-            pred = np.where(mask[:, None], values, np.nan)
-            scores = metrics.all_metrics(pred, obs, time)
+            scores = metrics.all_metrics(values[mask], obs[mask], time[mask])
             frame = sites[["site", "kind", "layer", "depth_m", "lat", "lon", "row", "col"]].copy()
             frame["product"], frame["period"] = product, period
             for name in (*SCORES, "nse"):
@@ -318,37 +317,39 @@ def distance_table(sites, time, obs, series, window, min_pairs) -> pd.DataFrame:
     frames = []
     for product, values in series.items():
         for year in np.unique(years):
-            pred = np.where((years == year)[:, None], values, np.nan)
-            n = (np.isfinite(pred) & np.isfinite(obs)).sum(0)
+            pred, ref = values[years == year], obs[years == year]
+            n = (np.isfinite(pred) & np.isfinite(ref)).sum(0)
             enough = n >= min_pairs
             frames.append(pd.DataFrame({
                 "site": sites["site"], "layer": sites["layer"], "product": product,
                 "years_from_window": int(year), "n": n,
-                "rmse": np.where(enough, metrics.rmse(pred, obs), np.nan),
-                "ubrmse": np.where(enough, metrics.ubrmse(pred, obs), np.nan),
-                "r": np.where(enough, metrics.pearson_r(pred, obs), np.nan)}))
+                "rmse": np.where(enough, metrics.rmse(pred, ref), np.nan),
+                "ubrmse": np.where(enough, metrics.ubrmse(pred, ref), np.nan),
+                "r": np.where(enough, metrics.pearson_r(pred, ref), np.nan)}))
     return pd.concat(frames, ignore_index=True)
 
 
 def trend_table(sites, time, obs, series, min_days: int = 180) -> pd.DataFrame:
     """Root-zone interannual agreement: correlation of annual means (days where both exist, years
     with at least `min_days` of them) and the linear trends (per year) of probe and product."""
-    deep = (sites["layer"] == "rootzone").to_numpy()
+    deep = np.nonzero((sites["layer"] == "rootzone").to_numpy())[0]
     years = time.year.to_numpy()
     rows = []
     for product, values in series.items():
-        for j in np.nonzero(deep)[0]:
-            both = np.isfinite(values[:, j]) & np.isfinite(obs[:, j])
-            frame = pd.DataFrame({"year": years[both], "p": values[both, j], "o": obs[both, j]})
-            annual = frame.groupby("year").agg(p=("p", "mean"), o=("o", "mean"), n=("o", "size"))
-            annual = annual[annual["n"] >= min_days]
-            row = {"site": sites["site"].iloc[j], "product": product, "n_years": len(annual),
+        both = np.isfinite(values[:, deep]) & np.isfinite(obs[:, deep])
+        annual_p = pd.DataFrame(np.where(both, values[:, deep], np.nan)).groupby(years).mean()
+        annual_o = pd.DataFrame(np.where(both, obs[:, deep], np.nan)).groupby(years).mean()
+        full = pd.DataFrame(both).groupby(years).sum().to_numpy() >= min_days
+        x = annual_p.index.to_numpy(float)
+        for k, j in enumerate(deep):
+            use = full[:, k]
+            p, o = annual_p.to_numpy()[use, k], annual_o.to_numpy()[use, k]
+            row = {"site": sites["site"].iloc[j], "product": product, "n_years": int(use.sum()),
                    "annual_r": np.nan, "trend_obs": np.nan, "trend_product": np.nan}
-            if len(annual) >= 3:
-                x = annual.index.to_numpy(float)
-                row["annual_r"] = float(np.corrcoef(annual["p"], annual["o"])[0, 1])
-                row["trend_obs"] = float(np.polyfit(x, annual["o"], 1)[0])
-                row["trend_product"] = float(np.polyfit(x, annual["p"], 1)[0])
+            if use.sum() >= 3:
+                row["annual_r"] = float(np.corrcoef(p, o)[0, 1])
+                row["trend_obs"] = float(np.polyfit(x[use], o, 1)[0])
+                row["trend_product"] = float(np.polyfit(x[use], p, 1)[0])
             rows.append(row)
     return pd.DataFrame(rows, columns=["site", "product", "n_years", "annual_r", "trend_obs",
                                        "trend_product"])
