@@ -117,6 +117,8 @@ class SoilModels:
         for key in per_model[0]:
             setattr(self, key, np.concatenate([p[key] for p in per_model], axis=-1))
         self.theta = np.broadcast_to(self.field_capacity, self.dz.shape).copy()
+        dz_a, dz_b = self.dz[:-1], self.dz[1:]
+        self.conductance = self.diffusivity * 2 * dz_a * dz_b / (dz_a + dz_b)
         self.swe = np.zeros_like(self.porosity)
         self.tsoil = np.tile(first_tair.astype(np.float64), len(self.specs))
         self.tveg = self.tsoil.copy()
@@ -135,7 +137,7 @@ class SoilModels:
         n = len(self.specs)
         precip_mm, tair, equilibrium_et = (np.tile(np.asarray(v, np.float64), n)
                                            for v in (precip_mm, tair, equilibrium_et))
-        snowfall = precip_mm * np.clip((KELVIN + 1.0 - tair) / 2.0, 0.0, 1.0)
+        snowfall = precip_mm * np.minimum(np.maximum((KELVIN + 1.0 - tair) / 2.0, 0.0), 1.0)
         self.swe += snowfall
         melt = np.minimum(self.swe, self.melt_factor * np.maximum(tair - KELVIN, 0.0))
         self.swe -= melt
@@ -153,7 +155,7 @@ class SoilModels:
                 "greenness": greenness}
 
     def _infiltrate(self, water, frozen):
-        saturation = np.clip((self.theta[0] - self.residual) / (self.porosity - self.residual), 0.0, 1.0)
+        saturation = np.maximum((self.theta[0] - self.residual) / (self.porosity - self.residual), 0.0)
         runoff = water * saturation ** self.runoff_exponent
         capacity = self.infiltration_capacity * np.where(frozen & self.frozen_soil, 0.05, 1.0)
         runoff += np.maximum(water - runoff - capacity, 0.0)
@@ -168,11 +170,11 @@ class SoilModels:
         pet = self.et_alpha * equilibrium_et * (1.0 - snow_cover) * np.where(frozen, 0.3, 1.0)
         cover = self.vegetation * (0.25 + 0.75 * greenness)
         top_water = self.theta[0] - self.residual
-        stress = np.clip(top_water / (self.field_capacity - self.residual), 0.0, 1.0)
-        evaporation = np.clip((1 - cover) * pet * stress, 0.0, 0.95 * top_water * self.dz[0])
+        stress = np.minimum(np.maximum(top_water / (self.field_capacity - self.residual), 0.0), 1.0)
+        evaporation = np.maximum(np.minimum((1 - cover) * pet * stress, 0.95 * top_water * self.dz[0]), 0.0)
         self.theta[0] -= evaporation / self.dz[0]
         available = np.maximum(self.theta - self.wilting, 0.0)
-        stress = np.clip(available / (0.7 * (self.field_capacity - self.wilting)), 0.0, 1.0)
+        stress = np.minimum(available / (0.7 * (self.field_capacity - self.wilting)), 1.0)
         transpiration = np.minimum(cover * pet * self.roots * stress, available * self.dz)
         self.theta -= transpiration / self.dz
         return evaporation + transpiration.sum(0)
@@ -191,10 +193,9 @@ class SoilModels:
         return out
 
     def _diffuse(self):
-        dz_a, dz_b = self.dz[:-1], self.dz[1:]
-        flux = self.diffusivity * 2 * dz_a * dz_b / (dz_a + dz_b) * (self.theta[:-1] - self.theta[1:])
-        self.theta[:-1] -= flux / dz_a
-        self.theta[1:] += flux / dz_b
+        flux = self.conductance * (self.theta[:-1] - self.theta[1:])
+        self.theta[:-1] -= flux / self.dz[:-1]
+        self.theta[1:] += flux / self.dz[1:]
 
 
 def depth_weights(spec: SoilModelSpec, layers: list[tuple[float, float]], points_mm: list[float]):
