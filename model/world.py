@@ -109,7 +109,7 @@ def build_world(config: WorldConfig, progress: bool = False) -> World:
     vegetation_masked = (static["flag_vegdense"][None, :] > 0) & (
         sims["greenness"] > DENSE_VEGETATION_GREENNESS)
     truth["vegetation_masked"] = (("time", "cell"), vegetation_masked)
-    target, bias = smap_like(sims["surface"], sims["frozen"], vegetation_masked, cols, time,
+    target, bias = smap_like(sims["truth"][..., 0], sims["frozen"], vegetation_masked, cols, time,
                              config, smap_rng)
     truth["smap_bias"] = ("cell", bias, {"units": "m3 m-3"})
     inputs = make_input_dataset(time, rows, cols, forcing, static, target,
@@ -131,37 +131,36 @@ def simulate(forcing: dict, static: dict, hidden: dict, spinup_days: int, progre
     (day, cell[, depth]) float32 outputs."""
     n_day, n_cell = forcing["tair"].shape
     models = SoilModels((TRUTH, NOAH_LIKE, SECOND_LSM), static, forcing["tair"][0], {"truth": hidden})
-    truth_map = depth_weights(TRUTH, [SURFACE_LAYER_MM, LSM_LAYER_MM],
-                              [1000.0 * d for d in TRUTH_POINT_DEPTHS_M])
+    profile_map = depth_weights(TRUTH, [SURFACE_LAYER_MM], [1000.0 * d for d in TRUTH_POINT_DEPTHS_M])
+    truth_0_10_map = depth_weights(TRUTH, [LSM_LAYER_MM], [])[0]
     lsm_maps = {spec.name: depth_weights(spec, [LSM_LAYER_MM], [])[0] for spec in (NOAH_LIKE, SECOND_LSM)}
-    precip_mm = forcing["precip"].astype(np.float64) * 24.0
     energy = equilibrium_et(forcing["tair"], forcing["swdown"], forcing["lwdown"])
 
     def day(t):
-        return precip_mm[t], forcing["tair"][t], energy[t]
+        return forcing["precip"][t].astype(np.float64) * 24.0, forcing["tair"][t], energy[t]
 
     for t in tqdm(range(min(spinup_days, n_day)), desc="spin-up", unit="day", disable=not progress):
         models.step(*day(t))
     out = {name: np.empty((n_day, n_cell), np.float32) for name in (
-        "surface", "truth_0_10", "noah", "lsm2", "et", "runoff", "drainage", "storage", "swe",
+        "truth_0_10", "noah", "lsm2", "et", "runoff", "drainage", "storage", "swe",
         "greenness")}
-    out["points"] = np.empty((n_day, n_cell, len(TRUTH_POINT_DEPTHS_M)), np.float32)
+    out["truth"] = np.empty((n_day, n_cell, profile_map.shape[0]), np.float32)
     out["frozen"] = np.empty((n_day, n_cell), bool)
     out["storage_start"] = models.part("truth", models.storage()).astype(np.float32)
     for t in tqdm(range(n_day), desc="world", unit="day", disable=not progress):
         flux = {k: models.part("truth", v) for k, v in models.step(*day(t)).items()}
         for name, weights in lsm_maps.items():
             out[name][t] = weights @ models.part(name, models.theta)
-        depth_values = truth_map @ models.part("truth", models.theta)
-        out["surface"][t], out["truth_0_10"][t] = depth_values[0], depth_values[1]
-        out["points"][t] = depth_values[2:].T
+        theta = models.part("truth", models.theta)
+        out["truth"][t] = (profile_map @ theta).T
+        out["truth_0_10"][t] = truth_0_10_map @ theta
         for name in ("et", "runoff", "drainage", "greenness"):
             out[name][t] = flux[name]
         swe = models.part("truth", models.swe)
         out["frozen"][t] = flux["frozen"] | (swe > 5.0)
         out["storage"][t] = models.part("truth", models.storage())
         out["swe"][t] = swe
-    out["precip"] = precip_mm.astype(np.float32)
+    out["precip"] = forcing["precip"] * np.float32(24.0)
     out["params"] = {k: models.part("truth", getattr(models, k)).astype(np.float32)
                      for k in ("porosity", "field_capacity", "wilting", "residual")}
     return out
@@ -171,10 +170,9 @@ def _truth_dataset(sims, static, time, rows, cols, config) -> xr.Dataset:
     lat, lon = grid.rowcol_to_latlon(rows, cols)
     depth = np.array((0.025,) + TRUTH_POINT_DEPTHS_M)
     labels = ["0-5 cm"] + [f"{round(d * 100)} cm" for d in TRUTH_POINT_DEPTHS_M]
-    profile = np.concatenate([sims["surface"][..., None], sims["points"]], axis=-1)
     mm = {"units": "mm day-1"}
     data = {
-        "truth": (("time", "cell", "depth"), profile, {"units": "m3 m-3", "long_name": "true soil moisture"}),
+        "truth": (("time", "cell", "depth"), sims["truth"], {"units": "m3 m-3", "long_name": "true soil moisture"}),
         "truth_0_10": (("time", "cell"), sims["truth_0_10"], {"units": "m3 m-3"}),
         "precip": (("time", "cell"), sims["precip"], mm),
         "et": (("time", "cell"), sims["et"], mm),
