@@ -344,7 +344,7 @@ def test_s3_store_equals_in_process_cube_through_resubmit_and_resume(world, poin
     fs.invalidate_cache()
     assert {p: fs.info(p)["LastModified"] for p in fs.find(root)} == stamps
 
-    lost = sorted(cubes.blocks_done(url, s3))[-1]
+    lost = max(cubes.blocks_done(url, s3))
     fs.rm(f"{root}/{cubes.MARKERS}/{lost}")
     fs.pipe(f"{root}/lstm/{chunk_key(lost)}", b"torn")
     jobs.finish_job(again, "failed", error="pool lost")
@@ -506,3 +506,17 @@ def test_block_failing_in_a_worker_fails_the_job_with_its_error(world, pointed, 
     job = jobs.get_job(job_id)
     assert job["state"] == "failed" and job["blocks_done"] == 0 and job["finished"]
     assert cubes.blocks_done(tmp_path / "failing.zarr") == set()
+
+
+def test_private_redis_lives_only_inside_its_context():
+    """The embedded default when no Redis is configured or running: a redis-server of our own."""
+    import redis
+
+    from worker.pool import private_redis
+
+    with private_redis() as url:
+        client = redis.Redis.from_url(url)
+        assert client.set("smapx:probe", "1") and client.get("smapx:probe") == b"1"
+        port = client.connection_pool.connection_kwargs["port"]
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=port, socket_connect_timeout=1).ping()
