@@ -223,7 +223,7 @@ class Engine:
         if ladder:
             single = Checkpoint(ckpt.config, ckpt.normalizer, [state])
             x = probe_inputs(ckpt.normalizer)
-            expected = reference(single, x)
+            expected = _single_threaded(reference, single, x)
         for precision in ladder:
             member = (IntegerMember(state, INTEGER_BITS[precision]) if precision in INTEGER_BITS
                       else TorchMember(state, self.device, torch.bfloat16))
@@ -266,6 +266,17 @@ def probe_inputs(normalizer) -> np.ndarray:
     n_forcing = len(normalizer.forcing_names)
     x[:, :, n_forcing:] = x[:, :1, n_forcing:]
     return x
+
+
+def _single_threaded(run, *args):
+    """Run on one torch thread: a 64-cell batch gains nothing from more, and on a busy machine
+    OpenMP threads waiting for each other made the probe 5-10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run(*args)
+    finally:
+        torch.set_num_threads(threads)
 
 
 _ENGINES: dict[int, tuple[weakref.ref, tuple[str, str], Engine]] = {}
