@@ -254,6 +254,39 @@ def test_killed_worker_job_completes_and_equals_in_process(world, pointed, stead
     assert local_files(out) == local_files(world["reference"])
 
 
+def test_killed_pool_children_are_replaced_and_their_blocks_rerun(world, pointed, steady, tmp_path):
+    """A prefork worker (`--concurrency 2`) whose children are SIGKILLed mid-block: the blocks
+    are handed back at once (reject on worker lost) and the cube equals the in-process one."""
+    import redis
+
+    from worker.pool import stop
+    from worker.submit import follow, submit_extend
+
+    out = tmp_path / "children.zarr"
+    r = redis.Redis.from_url(pointed)
+    with paused("steady"):
+        env = {**os.environ, "SMAPX_REDIS_URL": pointed, "SMAPX_TASK_VISIBILITY_TIMEOUT": "3600"}
+        pool = subprocess.Popen([SMAPX, "worker", "--concurrency", "2", "--loglevel", "warning",
+                                 "--hostname", "forked@test"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            ready([pool], ["forked"])
+            job_id = submit_extend(request_for(world, out))
+            deadline = time.monotonic() + 120
+            while not (cubes.blocks_done(out) and r.hlen("unacked") == 2):
+                assert time.monotonic() < deadline, "the pool never got going"
+                time.sleep(0.01)
+            children = Path(f"/proc/{pool.pid}/task/{pool.pid}/children").read_text().split()
+            assert len(children) == 2
+            for child in children:
+                os.kill(int(child), signal.SIGKILL)
+            job = follow(job_id, progress=False)
+        finally:
+            stop([pool])
+    assert job["state"] == "done" and job["blocks_done"] == 8
+    assert local_files(out) == local_files(world["reference"])
+
+
 def test_submit_twice_and_resume_touch_only_missing_blocks(world, pointed, steady, tmp_path):
     from worker import jobs
     from worker.submit import follow, resume_job, submit_extend
