@@ -3,6 +3,7 @@ checked here, before anything is enqueued, so a bad request fails at once with a
 instead of inside a worker an hour later."""
 
 import json
+import sys
 import time
 
 from tqdm import tqdm
@@ -10,6 +11,7 @@ from tqdm import tqdm
 from model.errors import InputError, SmapxError
 from model.settings import get_settings
 from worker import extension, jobs, tasks
+from worker.app import app, redis_url
 from worker.report import ensure_reachable
 
 POLL_SECONDS = 0.25
@@ -122,6 +124,10 @@ def run_extend(request: dict, workers: int = 0, threads: int = 0, progress: bool
     extension.load(request)
     extension.check_writable(request["out"])
     if not workers:
-        return follow(submit_extend(request), progress)
+        job_id = submit_extend(request)
+        if not app.control.ping(timeout=1.0):
+            tqdm.write(f"no worker answers on {redis_url()}; job {job_id} waits for one "
+                       f"(start one with: smapx worker)", file=sys.stderr)
+        return follow(job_id, progress)
     with local_pool(workers, threads):
         return follow(submit_extend(request), progress)
