@@ -66,12 +66,16 @@ typedef struct {
     float b_head;
 } Weights;
 
+/* Compiled for any x86-64: callers ask this before anything below runs. */
 int smapx_supported(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-        && __builtin_cpu_supports("avx512vnni");
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
+        && __builtin_cpu_supports("fma");
 }
+
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma")
 
 /* exp with Cephes' polynomial: relative error ~1e-7 over the clamped range. */
 static inline __m512 exp512(__m512 x)
