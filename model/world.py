@@ -30,6 +30,7 @@ from model.world_weather import FieldSampler, climate, elevation_m, static_attri
 LSM_LAYER_MM = (0.0, 100.0)
 SURFACE_LAYER_MM = (0.0, 50.0)
 DENSE_VEGETATION_GREENNESS = 0.5
+SNOW_COVERED_MM = 5.0  # SWE above which the ground counts as snow covered (no retrieval)
 TRUTH_POINT_DEPTHS_M = (0.05, 0.10, 0.20, 0.50, 1.00)
 # Log-spread of truth parameters that static attributes do not reveal (the LSMs miss them).
 HIDDEN_SPREAD = {"porosity": 0.08, "drainage": 0.4, "et": 0.12, "runoff": 0.35}
@@ -70,6 +71,7 @@ class WorldConfig:
         return daily_index(start, end)
 
     def validate(self) -> None:
+        """Fail with one clear line on settings the generator cannot honour."""
         if self.smap_noise < 0 or self.smap_bias_spread < 0:
             raise InputError("smap_noise and smap_bias_spread must be >= 0")
         if not self.revisit or min(self.revisit) < 1:
@@ -157,7 +159,7 @@ def simulate(forcing: dict, static: dict, hidden: dict, spinup_days: int, progre
         for name in ("et", "runoff", "drainage", "greenness"):
             out[name][t] = flux[name]
         swe = models.part("truth", models.swe)
-        out["frozen"][t] = flux["frozen"] | (swe > 5.0)
+        out["frozen"][t] = flux["frozen"] | (swe > SNOW_COVERED_MM)
         out["storage"][t] = models.part("truth", models.storage())
         out["swe"][t] = swe
     out["precip"] = forcing["precip"] * np.float32(24.0)
