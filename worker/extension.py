@@ -103,9 +103,10 @@ def _create(request: dict, template: xr.Dataset, key: str, options: dict | None)
 
 
 @lru_cache(maxsize=2)
-def _context(request_json: str, key: str) -> tuple[Checkpoint, xr.Dataset, xr.Dataset, list]:
-    """Per worker process: a job's checkpoint, inputs (in memory, as the in-process extension
-    holds them: each block would otherwise re-read the time chunks of every cell) and blocks."""
+def _context(key: str, request_json: str) -> tuple[Checkpoint, xr.Dataset, xr.Dataset, list]:
+    """Per worker process and fingerprint (whatever the store): the checkpoint, the inputs (in
+    memory, as the in-process extension holds them: each block would otherwise re-read the time
+    chunks of every cell) and the blocks."""
     ckpt, inputs, template = load(json.loads(request_json))
     return ckpt, inputs.load(), template, cubes.blocks(template)
 
@@ -113,8 +114,9 @@ def _context(request_json: str, key: str) -> tuple[Checkpoint, xr.Dataset, xr.Da
 def run_block(request: dict, index: int) -> str:
     """Compute and write one block of the cube (skipped if its marker is there); its name."""
     options = store_options(request["out"])
-    ckpt, inputs, template, blocks = _context(json.dumps(request, sort_keys=True),
-                                              fingerprint(request))
+    without_store = {k: v for k, v in request.items() if k != "out"}
+    ckpt, inputs, template, blocks = _context(fingerprint(request),
+                                              json.dumps(without_store, sort_keys=True))
     block = blocks[index]
     if block.name not in cubes.blocks_done(request["out"], options):
         values = compute_block(ckpt, inputs, template, block)
