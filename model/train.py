@@ -1,5 +1,11 @@
 """Training: random (cell, window) minibatches, masked loss on valid SMAP days, a held-back
-validation slice at the end of the period, early stopping, fixed seeds, optional seed ensemble."""
+validation slice at the end of the period, early stopping, fixed seeds, optional seed ensemble.
+
+The first seed trains on the period less its validation slice with early stopping; that picks the
+number of epochs. With `refit` (the default) every ensemble member is then trained for that many
+epochs on the whole period, so the last weeks of SMAP are not wasted; without it the members train
+on the same shortened period and the ensemble mean is scored on the validation slice.
+"""
 
 import io
 import time as clock
@@ -71,25 +77,22 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
     x = normalizer.inputs(period)
     y = normalizer.scale_target(period["target"].values.T)
     device = pick_device(config.device)
-    log_rows, states, validations = [], [], []
-    for member in range(config.ensemble):
-        seed = config.seed + member
-        state, rows, val = _fit_member(x, y, split, normalizer, config, seed, device, progress)
-        if config.refit:
-            epochs = max(val["best_epoch"], 1)
-            state, refit_rows, _ = _fit_member(x, y, n_days, normalizer, config, seed, device,
-                                               progress, epochs=epochs)
-            rows += refit_rows
+    state, log_rows, validation = _fit_member(x, y, split, normalizer, config, config.seed, device,
+                                              progress)
+    log_rows = [{"member": 0, **r} for r in log_rows]
+    epochs = max(validation.pop("best_epoch"), 1)
+    states = [] if config.refit else [state]
+    for member in range(0 if config.refit else 1, config.ensemble):
+        n_fit = n_days if config.refit else split
+        state, rows, _ = _fit_member(x, y, n_fit, normalizer, config, config.seed + member, device,
+                                     progress, epochs=epochs)
         states.append(state)
-        validations.append(val)
         log_rows += [{"member": member, **r} for r in rows]
+    if not config.refit and len(states) > 1:
+        validation = _validate(states, x, y, split, normalizer, config, device)
     time = pd.DatetimeIndex(period.time.values)
-    validation = {
-        "period": f"{time[split].date()}..{time[-1].date()}",
-        "members": validations,
-        "median_rmse": float(np.median([v["median_rmse"] for v in validations])),
-        "median_r": float(np.median([v["median_r"] for v in validations])),
-    }
+    validation.update(period=f"{time[split].date()}..{time[-1].date()}", epochs=epochs,
+                      refit_on_whole_period=config.refit, members=len(states))
     cfg = {**asdict(config), "n_inputs": normalizer.n_inputs,
            "training_days": f"{time[0].date()}..{time[-1].date()}"}
     buf = io.StringIO()
@@ -118,7 +121,7 @@ def _fit_member(x, y, n_train, normalizer, config, seed, device, progress, epoch
         row = {"stage": label, "epoch": epoch, "train_loss": loss,
                "seconds": clock.perf_counter() - t0}
         if validate:
-            val = _validate(net, x, y, n_train, normalizer, device)
+            val = _validate([net], x, y, n_train, normalizer, config, device)
             row.update(val_rmse=val["median_rmse"], val_r=val["median_r"])
             if val["median_rmse"] < best["score"]:
                 best = {"score": val["median_rmse"], "epoch": epoch, "metrics": val,
@@ -133,7 +136,7 @@ def _fit_member(x, y, n_train, normalizer, config, seed, device, progress, epoch
     if not validate:
         state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         return state, rows, {}
-    return best["state"], rows, {**best["metrics"], "best_epoch": best["epoch"], "seed": seed}
+    return best["state"], rows, {**best["metrics"], "best_epoch": best["epoch"]}
 
 
 def _epoch(net, opt, xt, yt, cells, n_train, config, rng) -> float:
@@ -154,12 +157,17 @@ def _epoch(net, opt, xt, yt, cells, n_train, config, rng) -> float:
     return float(np.mean(losses))
 
 
-def _validate(net, x, y, n_train, normalizer, device) -> dict:
-    """Skill on the validation days, running each cell warm from day 0."""
-    net.eval()
+def _validate(nets, x, y, n_train, normalizer, config, device) -> dict:
+    """Skill of the ensemble mean on the validation days, running each cell warm from day 0."""
+    preds = []
     with torch.inference_mode():
-        pred = net(torch.from_numpy(x).to(device)).cpu().numpy()
-    pred = normalizer.unscale_target(pred[:, n_train:]).T
+        for net in nets:
+            if isinstance(net, dict):
+                state, net = net, SoilMoistureLSTM(x.shape[-1], config.hidden, config.dropout).to(device)
+                net.load_state_dict(state)
+            net.eval()
+            preds.append(net(torch.from_numpy(x).to(device)).cpu().numpy())
+    pred = normalizer.unscale_target(np.mean(preds, axis=0)[:, n_train:]).T
     obs = normalizer.unscale_target(y[:, n_train:]).T
     summary = metrics.summarize(metrics.all_metrics(pred, obs), min_pairs=5)
     return {"median_rmse": summary["rmse"], "median_r": summary["r"],
