@@ -307,6 +307,23 @@ def evaluate(
         typer.echo(f"  {name}: {verdict}" + (f" ({claim['finding']})" if claim.get("finding") else ""))
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the world, model, cube and report")] = Path("data/demo"),
+    stride: Annotated[int, typer.Option(help="World size: every K-th grid row/column of CONUS")] = 3,
+    workers: Annotated[int, typer.Option(help="Worker processes for the extension; 0 = in-process")] = 2,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs")] = 20,
+    port: Annotated[int, typer.Option(help="Port to serve the cube on at the end")] = 8000,
+    serve: Annotated[bool, typer.Option(help="Serve the cube and web map at the end")] = True,
+):
+    """The whole product on the built-in twin world: build it, train, extend 2000-2020, score,
+    evaluate against stations, and serve the cube with its web map."""
+    from service.demo import DemoConfig, run
+
+    run(DemoConfig(out=out, stride=stride, workers=workers, max_epochs=max_epochs, port=port,
+                   serve=serve))
+
+
 def main() -> None:
     """Console entry point: run the CLI, printing user errors as one line with exit code 1."""
     try:
