@@ -42,7 +42,7 @@ class TrainConfig:
     patience: int = 8
     learning_rate: float = 1e-3
     seed: int = 42
-    ensemble: int = 1
+    ensemble: int = 4
     refit: bool = True
     device: str = "auto"
     threads: int = 0

@@ -164,7 +164,7 @@ def train(
     start: Annotated[str, typer.Option(help="First training day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option(help="Last training day, YYYY-MM-DD")],
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write")],
-    ensemble: Annotated[int, typer.Option(help="Number of seeds to train and average")] = 1,
+    ensemble: Annotated[int, typer.Option(help="Number of seeds to train and average")] = 4,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs (early stopping)")] = 60,
     validation_days: Annotated[int, typer.Option(help="Days at the end held back for validation")] = 61,
     hidden: Annotated[int, typer.Option(help="LSTM hidden size")] = 256,

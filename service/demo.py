@@ -46,7 +46,8 @@ def run(config: DemoConfig) -> None:
     say(f"2/6 training the LSTM on SMAP-like retrievals {TRAIN_START}..{TRAIN_END}")
     inputs = open_input(world_dir / "input.zarr")
     ckpt, log = train(inputs, TrainConfig(start=TRAIN_START, end=TRAIN_END,
-                                          max_epochs=config.max_epochs, patience=4))
+                                          max_epochs=config.max_epochs, patience=4,
+                                          ensemble=1))
     checkpoint.save(out / "model", ckpt, log)
     v = ckpt.validation
     say(f"    {out / 'model'}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "

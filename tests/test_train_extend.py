@@ -84,7 +84,7 @@ def test_training_is_deterministic_for_a_seed():
     ds = small_dataset()
     config = TrainConfig(start="2015-01-01", end="2015-12-31", hidden=8, window=60, burn_in=10,
                          batch_size=8, iterations_per_epoch=5, max_epochs=2, validation_days=60,
-                         refit=False, threads=1)
+                         refit=False, ensemble=1, threads=1)
     a, _ = train(ds, config, progress=False)
     b, _ = train(ds, config, progress=False)
     for x, y in zip(a.state_dicts[0].values(), b.state_dicts[0].values()):
