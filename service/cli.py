@@ -164,16 +164,16 @@ def train(
     start: Annotated[str, typer.Option(help="First training day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option(help="Last training day, YYYY-MM-DD")],
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write")],
-    ensemble: Annotated[int, typer.Option(help="Number of seeds to train and average")] = 4,
-    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs (early stopping)")] = 60,
+    ensemble: Annotated[int, typer.Option(help="Number of seeds to train and average")] = 2,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs (early stopping)")] = 40,
     validation_days: Annotated[int, typer.Option(help="Days at the end held back for validation")] = 61,
     hidden: Annotated[int, typer.Option(help="LSTM hidden size")] = 256,
     seed: Annotated[int, typer.Option(help="Random seed of the first member")] = 42,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     threads: Annotated[int, typer.Option(help="Torch threads; 0 = settings/all cores")] = 0,
 ):
-    """Train the LSTM on SMAP over a period. The last VALIDATION_DAYS of it are held back to pick
-    the number of epochs (early stopping); the network is then refitted on the whole period."""
+    """Train the LSTM on SMAP over a period. The last VALIDATION_DAYS of it are held back: the
+    first seed stops early on them, and the other seeds train that many epochs on the whole period."""
     from model import checkpoint
     from model.dataset import open_input
     from model.train import TrainConfig, train as run_training
