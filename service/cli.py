@@ -1,9 +1,8 @@
 """The `smapx` command line: one entry point for every job. User errors print as one line."""
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -64,11 +63,11 @@ def ingest_hydrodl(
                f"{n_obs} SMAP observations")
 
 
-RegionBox = Annotated[Optional[str], typer.Option(
+RegionBox = Annotated[str | None, typer.Option(
     help="W,S,E,N in degrees: the cells of a new dataset (an existing one keeps its cells)")]
-RegionName = Annotated[Optional[str], typer.Option(help="A named region instead of --bbox: conus")]
-FirstDay = Annotated[Optional[str], typer.Option(help="Read only files from this day, YYYY-MM-DD")]
-LastDay = Annotated[Optional[str], typer.Option(help="Read only files up to this day, YYYY-MM-DD")]
+RegionName = Annotated[str | None, typer.Option(help="A named region instead of --bbox: conus")]
+FirstDay = Annotated[str | None, typer.Option(help="Read only files from this day, YYYY-MM-DD")]
+LastDay = Annotated[str | None, typer.Option(help="Read only files up to this day, YYYY-MM-DD")]
 MinHours = Annotated[int, typer.Option(
     help="Fewest readable hours for a day to be written (e.g. 18 in operations)")]
 
@@ -91,7 +90,8 @@ def ingest_smap(
     end: LastDay = None,
 ):
     """SMAP L3 daily granules -> the SMAP target; creates the dataset with the cells of a region."""
-    from model.ingest import ingest_smap as run, parse_region
+    from model.ingest import ingest_smap as run
+    from model.ingest import parse_region
     from model.sources.smap import Overpass, Quality
 
     _print_report(run(folder, out, parse_region(bbox, region), _choice(Overpass, overpass),
@@ -176,7 +176,8 @@ def train(
     first seed stops early on them, and the other seeds train that many epochs on the whole period."""
     from model import checkpoint
     from model.dataset import open_input
-    from model.train import TrainConfig, train as run_training
+    from model.train import TrainConfig
+    from model.train import train as run_training
 
     _configure_threads(threads)
     config = TrainConfig(start=start, end=end, ensemble=ensemble, max_epochs=max_epochs,
@@ -227,7 +228,7 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once (processes)")] = 1,
     threads: Annotated[int, typer.Option(help="Torch threads per task; 0 = cores / concurrency")] = 0,
     loglevel: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-    hostname: Annotated[Optional[str], typer.Option(help="Worker name, e.g. w1@%h")] = None,
+    hostname: Annotated[str | None, typer.Option(help="Worker name, e.g. w1@%h")] = None,
 ):
     """Start a worker of the pool: it takes blocks, exports and training jobs from Redis
     (SMAPX_REDIS_URL) until stopped."""
@@ -280,11 +281,11 @@ def evaluate(
     stations: Annotated[Path, typer.Option(
         help="ISMN archive (zip or folder), station CSV, or a twin world (W or W/stations)")],
     out: Annotated[Path, typer.Option(help="Report folder to write (index.html, summary.json, ...)")],
-    training_period: Annotated[Optional[str], typer.Option(
+    training_period: Annotated[str | None, typer.Option(
         help="SMAP training window YYYY-MM-DD..YYYY-MM-DD; default: the cube's attribute")] = None,
     flags: Annotated[str, typer.Option(help="ISMN quality flags to keep, comma-separated")] = "G",
     min_count: Annotated[int, typer.Option(help="Samples a day needs for a daily mean")] = 12,
-    tc_days: Annotated[Optional[float], typer.Option(
+    tc_days: Annotated[float | None, typer.Option(
         help="Root-zone filter time (days); default: fitted per site in the training window")] = None,
     min_pairs: Annotated[int, typer.Option(help="Days a site needs in a period to be scored")] = 30,
 ):
@@ -310,7 +311,8 @@ def evaluate(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the world, model, cube and report")] = Path("data/demo"),
-    stride: Annotated[int, typer.Option(help="World size: every K-th grid row/column of CONUS")] = 3,
+    bbox: Annotated[str, typer.Option(help="World region, west,south,east,north; 'conus' for all")] = "-104,33,-92,41",
+    stride: Annotated[int, typer.Option(help="Keep every K-th grid row/column of the region")] = 1,
     workers: Annotated[int, typer.Option(help="Worker processes for the extension; 0 = in-process")] = 2,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs")] = 20,
     port: Annotated[int, typer.Option(help="Port to serve the cube on at the end")] = 8000,
@@ -318,10 +320,12 @@ def demo(
 ):
     """The whole product on the built-in twin world: build it, train, extend 2000-2020, score,
     evaluate against stations, and serve the cube with its web map."""
+    from model.world import parse_bbox
     from service.demo import DemoConfig, run
 
-    run(DemoConfig(out=out, stride=stride, workers=workers, max_epochs=max_epochs, port=port,
-                   serve=serve))
+    region = None if bbox.lower() == "conus" else parse_bbox(bbox)
+    run(DemoConfig(out=out, bbox=region, stride=stride, workers=workers, max_epochs=max_epochs,
+                   port=port, serve=serve))
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 build the world, train, extend 2000-2020 on a local worker pool, score, evaluate, serve."""
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +20,12 @@ UNSEEN_START = "2017-04-01"
 
 @dataclass
 class DemoConfig:
-    """The demo's size: small enough to finish in minutes on 2 cores."""
+    """The demo's size: small enough to finish in minutes on 2 cores. The default is every cell
+    of the southern Great Plains, so a click anywhere in the region on the map hits a cell."""
 
     out: Path
-    stride: int = 3
+    bbox: tuple[float, float, float, float] | None = (-104.0, 33.0, -92.0, 41.0)
+    stride: int = 1
     start: str = "2000-01-01"
     end: str = "2020-12-31"
     max_epochs: int = 20
@@ -38,8 +39,8 @@ def run(config: DemoConfig) -> None:
     out = config.out
     world_dir = out / "world"
     say("1/6 building the twin world")
-    world = build_world(WorldConfig(start=config.start, end=config.end, stride=config.stride),
-                        progress=True)
+    world = build_world(WorldConfig(start=config.start, end=config.end, stride=config.stride,
+                                    bbox=config.bbox), progress=True)
     write_world(world, world_dir)
     say(f"    {world_dir}: {summary(world)}")
 
@@ -53,7 +54,7 @@ def run(config: DemoConfig) -> None:
     say(f"    {out / 'model'}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "
         f"R {v['median_r']:.3f}")
 
-    cube_path = out / "cube.zarr"
+    cube_path = out / "extended.zarr"
     say(f"3/6 extending {config.start}..{config.end} on {config.workers} worker processes")
     extend(out / "model", world_dir / "input.zarr", config, cube_path)
 
@@ -74,11 +75,8 @@ def run(config: DemoConfig) -> None:
 
     if config.serve:
         say(f"6/6 serving {cube_path} at http://localhost:{config.port} (Ctrl-C stops)")
-        os.environ["SMAPX_WEIGHTS_PATH"] = str(out / "report" / "fusion_weights.csv")
-        from model.settings import get_settings
         from service.serve import serve
 
-        get_settings.cache_clear()
         serve([cube_path], host="127.0.0.1", port=config.port)
 
 
