@@ -29,8 +29,8 @@
 #if WIDE
 typedef int16_t act_t;
 #define PER_GROUP 2     /* gate inputs per 32-bit group of a dot-product instruction */
-#define U_LEVELS 2047.0f
-#define H_LEVELS 2047.0f
+#define U_LEVELS 4095.0f  /* activations at 12 bits; the weights take what int32 leaves (engine.py) */
+#define H_LEVELS 4095.0f
 #define H_ZERO 0
 #define DOT "vpdpwssd"
 #else

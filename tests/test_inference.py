@@ -9,7 +9,8 @@ import torch
 
 from model import checkpoint
 from model.checkpoint import Checkpoint
-from model.engine import TOLERANCE, Engine, choose, integer_kernel, reference
+from model.engine import (INT32_MAX, TOLERANCE, WIDE_ACTIVATION_LEVELS, Engine, _quantise_rows,
+                          choose, integer_kernel, reference)
 from model.errors import InputError
 from model.inference import predict
 from model.network import SoilMoistureLSTM
@@ -111,6 +112,18 @@ def test_a_network_8_bits_cannot_hold_runs_in_16_bits_within_tolerance():
     assert engine.chosen == ["int16"]
     x = inputs(16, 300)
     assert np.abs(engine.run(x) - reference(strong, x)).max() * TARGET_STD <= TOLERANCE
+
+
+def test_16_bit_rows_use_every_level_int32_leaves_them():
+    w = make_checkpoint(weight_scale=2.0).state_dicts[0]["lstm.weight_hh_l0"].numpy()
+    w[0, 0] = 50 * np.abs(w).max()  # an outlier row gets its own scale
+    q, scale = _quantise_rows(w, 16)
+    worst_sum = np.abs(q.astype(np.int64)).sum(axis=1) * WIDE_ACTIVATION_LEVELS
+    assert worst_sum.max() <= INT32_MAX  # no activation vector can overflow a row's sum
+    top = np.abs(q).max(axis=1)
+    assert top[0] == 32767  # one large weight, small L1 norm: the finest scale
+    assert np.median(top) > 0.9 * WIDE_ACTIVATION_LEVELS  # uniform rows: about as fine as activations
+    assert np.abs(q * scale[:, None] - w).max() <= scale.max() / 2 + 1e-9
 
 
 def test_choose_checks_requests_and_falls_back_to_what_the_machine_has():
