@@ -14,6 +14,7 @@ training range.
 """
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -71,7 +72,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = checkpoint.load(args.model) if args.model else random_checkpoint()
-    ckpt = Checkpoint(ckpt.config, ckpt.normalizer, ckpt.state_dicts[:1])
+    ckpt = dataclasses.replace(ckpt, state_dicts=ckpt.state_dicts[:1])
     if args.input:
         x = ckpt.normalizer.inputs(open_input(args.input))
     else:

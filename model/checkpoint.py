@@ -1,15 +1,19 @@
 """A checkpoint is a directory: config.json, normalization.json, one weights file per ensemble
-member (member_<k>.pt, a state_dict), training_log.csv and validation.json."""
+member (member_<k>.pt, a state_dict), training_log.csv, validation.json and probe.npy (a sample
+of real normalised training inputs on which the inference engine checks reduced precisions)."""
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model.errors import InputError
 from model.network import SoilMoistureLSTM
 from model.normalize import Normalizer
+
+PROBE_CELLS, PROBE_DAYS = 64, 365
 
 
 @dataclass
@@ -20,6 +24,7 @@ class Checkpoint:
     normalizer: Normalizer
     state_dicts: list[dict]
     validation: dict = field(default_factory=dict)
+    probe: np.ndarray | None = None  # (cell, day, n_inputs) normalised inputs, at most PROBE_*
 
     def networks(self, device: str = "cpu") -> list[SoilMoistureLSTM]:
         """The ensemble members as evaluation-mode modules."""
@@ -42,6 +47,11 @@ def save(path: str | Path, ckpt: Checkpoint, log_csv: str = "") -> Path:
         old.unlink()
     for k, state in enumerate(ckpt.state_dicts):
         torch.save(state, path / f"member_{k}.pt")
+    probe = path / "probe.npy"
+    if ckpt.probe is not None:
+        np.save(probe, ckpt.probe)
+    else:
+        probe.unlink(missing_ok=True)
     if log_csv:
         (path / "training_log.csv").write_text(log_csv)
     return path
@@ -58,4 +68,8 @@ def load(path: str | Path) -> Checkpoint:
     validation_file = path / "validation.json"
     validation = json.loads(validation_file.read_text()) if validation_file.is_file() else {}
     states = [torch.load(p, map_location="cpu", weights_only=True) for p in members]
-    return Checkpoint(config, normalizer, states, validation)
+    probe_file = path / "probe.npy"
+    probe = np.load(probe_file) if probe_file.is_file() else None
+    if probe is not None and (probe.ndim != 3 or probe.shape[2] != normalizer.n_inputs):
+        raise InputError(f"probe.npy of {path} is {probe.shape}, not (cell, day, {normalizer.n_inputs})")
+    return Checkpoint(config, normalizer, states, validation, probe)

@@ -1,20 +1,23 @@
 """The fast inference engine: the trained network run over many cells and days, numerically the
 same network as the checkpoint's within 1e-3 m3/m3.
 
-Two paths, chosen at start-up from what the machine supports (`choose`):
-- "int8" / "int16" (CPU with AVX-512 VNNI): a small C kernel (model/engine_kernel.c, built with the
-  system C compiler on first use in about a second, loaded with ctypes) runs the whole recurrence
-  with integer gate products, fused gates and float32 state, cells split over threads. Measured on
-  the 2-core AVX-512 Xeon this project runs on (no AMX exposed): vpdpbusd does ~4x the
-  multiply-adds of fp32 FMA, while oneDNN's bf16 matmul is slower than its float32 one, so
-  integers are the reduced precision that pays here. Results do not depend on batch composition
-  or threads.
-- "bfloat16" / "float32" (GPU, or CPUs without VNNI): the network module on the device, whose LSTM
-  is cuDNN's (GPU) or oneDNN's (CPU): input products of all days in one matrix product, fused
-  gates; bf16 matrix work under autocast with float32 state on GPUs that support it.
-Every reduced-precision member is checked once against the float32 network on a fixed probe; one
-that misses the tolerance moves to the next precision (int8 -> int16 -> float32). The choice
-depends only on the weights, so every worker makes the same one.
+Paths, chosen at start-up from what the machine supports (`choose`):
+- C kernels (built with the system C compiler on first use in about a second, loaded with ctypes)
+  run the whole recurrence per block of cells: input layer, gate products, fused gates, float32
+  state and the head, cells split over threads. Results do not depend on batch composition or
+  threads: each cell's sums are its own.
+  - "int8" / "int16" (AVX-512 VNNI, model/engine_kernel.c): integer gate products. vpdpbusd does
+    ~4x the multiply-adds of fp32 FMA. int8 holds random-weight networks; trained networks need
+    16-bit weights.
+  - "bf16x3" (AMX, model/engine_amx.c): bf16 tile products of hi + lo splits of weights and
+    activations, within ~2e-5 m3/m3 of float32 on trained networks, faster than int16.
+- "bfloat16" / "float32" (GPU, or CPUs without the kernels): the network module on the device,
+  whose LSTM is cuDNN's (GPU) or oneDNN's (CPU): input products of all days in one matrix product,
+  fused gates; bf16 matrix work under autocast with float32 state on GPUs that support it.
+Every reduced-precision member is checked once against the float32 network on a probe: the real
+inputs the checkpoint saved at training (or heavy-tailed synthetic ones for older checkpoints).
+One that misses the tolerance moves to the next precision (int8 -> int16 or bf16x3 -> float32).
+The choice depends only on the checkpoint, so every worker makes the same one.
 """
 
 import ctypes
@@ -32,66 +35,90 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.checkpoint import Checkpoint
+from model.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.errors import InputError
 from model.network import SoilMoistureLSTM
 from model.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "int8", "int16", "bfloat16", "float32")
-KERNEL_SOURCE = Path(__file__).with_name("engine_kernel.c")
-KERNEL_FLAGS = ["-O3", "-shared", "-fPIC"]  # the source enables AVX-512 past its CPU check
+PRECISIONS = ("auto", "int8", "int16", "bf16x3", "bfloat16", "float32")
+KERNEL_FLAGS = ["-O3", "-shared", "-fPIC"]  # the sources enable AVX-512/AMX past their CPU check
 KERNEL_HIDDEN = 256
 TOLERANCE = 1e-3          # m3/m3, against the float32 network
 PROBE_TOLERANCE = TOLERANCE / 2  # the probe is short; real inputs get the other half
-PROBE_CELLS, PROBE_DAYS = 64, 256
 CPU_CELL_BLOCK = 1024     # cells per torch-path block: bounds the (cell, day, 256) activations
 GPU_CELL_BLOCK = 16384
+WIDE_ACTIVATION_LEVELS = 4095  # U_LEVELS and H_LEVELS of the 16-bit kernel
+INT32_MAX = 2**31 - 1
 
 
-class _Weights(ctypes.Structure):
+class _IntegerWeights(ctypes.Structure):
     _fields_ = [("n_in", ctypes.c_int64), ("w1t", ctypes.c_void_p), ("b1", ctypes.c_void_p),
                 ("wq", ctypes.c_void_p), ("scale_u", ctypes.c_void_p), ("scale_h", ctypes.c_void_p),
                 ("offset_h", ctypes.c_void_p), ("bias", ctypes.c_void_p),
                 ("w_head", ctypes.c_void_p), ("b_head", ctypes.c_float)]
 
 
+class _TileWeights(ctypes.Structure):
+    _fields_ = [("n_in", ctypes.c_int64), ("w1t", ctypes.c_void_p), ("b1", ctypes.c_void_p),
+                ("wb", ctypes.c_void_p), ("bias", ctypes.c_void_p),
+                ("w_head", ctypes.c_void_p), ("b_head", ctypes.c_float)]
+
+
+# The C kernels by the precision they run at: source, defines, and the weights they take.
+KERNELS = {
+    "int8": ("engine_kernel.c", ["-DWIDE=0"], _IntegerWeights),
+    "int16": ("engine_kernel.c", ["-DWIDE=1"], _IntegerWeights),
+    "bf16x3": ("engine_amx.c", [], _TileWeights),
+}
+KERNEL_ORDER = ("int8", "int16", "bf16x3")  # fastest and least precise first
 INTEGER_BITS = {"int8": 8, "int16": 16}
-WIDE_ACTIVATION_LEVELS = 4095  # U_LEVELS and H_LEVELS of the 16-bit kernel
-INT32_MAX = 2**31 - 1
 
 
 @lru_cache
-def integer_kernel(bits: int) -> ctypes.CDLL | None:
-    """The compiled 8- or 16-bit kernel, or None where it cannot run (no C compiler, no VNNI)."""
+def kernel(precision: str) -> ctypes.CDLL | None:
+    """The compiled kernel of a precision, or None where it cannot run (no C compiler, or a CPU
+    without AVX-512 VNNI for the integer kernels, without AMX for bf16x3)."""
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
-        log.warning("no C compiler found: the integer inference kernels are unavailable")
+        log.warning("no C compiler found: the inference kernels are unavailable")
         return None
-    flags = [*KERNEL_FLAGS, f"-DWIDE={int(bits == 16)}"]
-    digest = hashlib.sha256(KERNEL_SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
-    library = Path(tempfile.gettempdir()) / f"smapx-engine-{os.getuid()}" / f"int{bits}-{digest}.so"
+    source_name, defines, weights_type = KERNELS[precision]
+    source = Path(__file__).with_name(source_name)
+    flags = [*KERNEL_FLAGS, *defines]
+    code = source.read_bytes() + source.with_name("engine_math.h").read_bytes()
+    digest = hashlib.sha256(code + " ".join(flags).encode()).hexdigest()[:16]
+    library = Path(tempfile.gettempdir()) / f"smapx-engine-{os.getuid()}" / f"{precision}-{digest}.so"
     if not library.is_file():
         library.parent.mkdir(parents=True, exist_ok=True)
         partial = library.with_suffix(f".{os.getpid()}.tmp")
-        built = subprocess.run([compiler, *flags, "-o", str(partial), str(KERNEL_SOURCE)],
+        built = subprocess.run([compiler, *flags, "-o", str(partial), str(source)],
                                check=False, capture_output=True, text=True)
         if built.returncode != 0:
-            log.warning("the int%d inference kernel did not build: %s", bits, built.stderr.strip()[-500:])
+            log.warning("the %s inference kernel did not build: %s", precision, built.stderr.strip()[-500:])
             return None
         os.replace(partial, library)  # atomic: concurrent workers never load a half-written file
     lib = ctypes.CDLL(str(library))
     if not lib.smapx_supported():
         return None
-    lib.smapx_lstm.argtypes = [ctypes.POINTER(_Weights), ctypes.c_void_p, ctypes.c_int64,
+    lib.smapx_lstm.argtypes = [ctypes.POINTER(weights_type), ctypes.c_void_p, ctypes.c_int64,
                                ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
     lib.smapx_lstm.restype = ctypes.c_int
     return lib
 
 
+def kernel_ladder(start: str) -> list[str]:
+    """The C kernels that run here, from `start` on, each more precise than the one before.
+    int16 is skipped where bf16x3 runs (AMX): there it is both slower and less precise."""
+    ladder = [p for p in KERNEL_ORDER[KERNEL_ORDER.index(start):] if kernel(p) is not None]
+    if "bf16x3" in ladder and start != "int16":
+        ladder = [p for p in ladder if p != "int16"]
+    return ladder
+
+
 def choose(device: str = "auto", precision: str = "auto") -> tuple[torch.device, str]:
-    """The device and precision to run on, from the requested ones and what the machine has."""
+    """The device and precision to start from, from the requested ones and what the machine has."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown inference precision {precision!r}; one of {', '.join(PRECISIONS)}")
     if device == "auto":
@@ -101,17 +128,17 @@ def choose(device: str = "auto", precision: str = "auto") -> tuple[torch.device,
     dev = torch.device(device)
     if dev.type == "cuda":
         bf16 = torch.cuda.is_bf16_supported()
-        if precision == "auto" or precision in INTEGER_BITS:
+        if precision == "auto" or precision in KERNELS:
             precision = "bfloat16" if bf16 else "float32"
         elif precision == "bfloat16" and not bf16:
             precision = "float32"
         return dev, precision
-    if precision == "auto" or precision in INTEGER_BITS:
-        if integer_kernel(INTEGER_BITS.get(precision, 8)) is not None:
-            return dev, "int8" if precision == "auto" else precision
-        if precision != "auto":
-            log.warning("%s inference unavailable on this CPU: using float32", precision)
-        return dev, "float32"
+    if precision == "auto" or precision in KERNELS:
+        ladder = kernel_ladder(KERNEL_ORDER[0] if precision == "auto" else precision)
+        chosen = ladder[0] if ladder else "float32"
+        if precision not in ("auto", chosen):
+            log.warning("%s inference unavailable on this CPU: using %s", precision, chosen)
+        return dev, chosen
     if precision == "bfloat16" and not torch.backends.mkldnn.is_available():
         return dev, "float32"
     return dev, precision
@@ -142,31 +169,33 @@ def _quantise_rows(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(w / scale[:, None]).astype(np.int8 if bits == 8 else np.int16), scale
 
 
-class IntegerMember:
-    """One ensemble member on the 8- or 16-bit integer kernel."""
+def _bf16_parts(w: np.ndarray) -> np.ndarray:
+    """w as bf16 hi + lo (each rounded to nearest even), stacked on a new axis 0, as uint16 bits."""
+    hi = torch.from_numpy(np.ascontiguousarray(w, np.float32)).to(torch.bfloat16)
+    lo = (torch.from_numpy(np.asarray(w, np.float32)) - hi.float()).to(torch.bfloat16)
+    return torch.stack([hi, lo]).view(torch.int16).numpy().view(np.uint16)
 
-    def __init__(self, state: dict, bits: int):
-        self.lib = integer_kernel(bits)
+
+class KernelMember:
+    """One ensemble member on a C kernel; subclasses lay its weights out for that kernel."""
+
+    precision: str
+
+    def __init__(self, state: dict):
+        self.lib = kernel(self.precision)
         f32 = {k: v.detach().cpu().float().numpy() for k, v in state.items()}
-        rows = _gate_rows()
-        q_u, scale_u = _quantise_rows(f32["lstm.weight_ih_l0"], bits)
-        q_h, scale_h = _quantise_rows(f32["lstm.weight_hh_l0"], bits)
-        per_group = 32 // bits  # gate inputs per 4-byte group of one dot-product instruction
-        groups = np.concatenate([q_u, q_h], axis=1)[rows].reshape(16, 4, 16, -1, per_group)
-        h_zero = 128 if bits == 8 else 0  # the 8-bit kernel stores h unsigned, + 128
         self.arrays = {  # kept alive here: the kernel reads them through raw pointers
             "w1t": np.ascontiguousarray(f32["input_layer.weight"].T),
             "b1": np.ascontiguousarray(f32["input_layer.bias"]),
-            "wq": np.ascontiguousarray(groups.transpose(0, 3, 1, 2, 4)),
-            "scale_u": scale_u[rows],
-            "scale_h": scale_h[rows],
-            "offset_h": (h_zero * q_h.astype(np.int32).sum(axis=1))[rows].astype(np.int32),
-            "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[rows].astype(np.float32),
             "w_head": np.ascontiguousarray(f32["head.weight"].ravel()),
+            **self.layout(f32),
         }
         pointers = {k: v.ctypes.data for k, v in self.arrays.items()}
-        self.weights = _Weights(n_in=f32["input_layer.weight"].shape[1],
-                                b_head=float(f32["head.bias"][0]), **pointers)
+        self.weights = KERNELS[self.precision][2](
+            n_in=f32["input_layer.weight"].shape[1], b_head=float(f32["head.bias"][0]), **pointers)
+
+    def layout(self, f32: dict) -> dict:
+        raise NotImplementedError
 
     def run(self, x: np.ndarray, warmup: int) -> np.ndarray:
         """Normalised output (cell, time - warmup) for normalised inputs (cell, time, n_in)."""
@@ -179,12 +208,53 @@ class IntegerMember:
         def part(i: int) -> int:  # ctypes releases the GIL: parts run on separate cores
             lo, hi = bounds[i], bounds[i + 1]
             return self.lib.smapx_lstm(ctypes.byref(self.weights), x[lo:hi].ctypes.data,
-                                            hi - lo, n_days, warmup, y[lo:hi].ctypes.data)
+                                       hi - lo, n_days, warmup, y[lo:hi].ctypes.data)
 
         with ThreadPoolExecutor(threads) as pool:
             if any(rc != 0 for rc in pool.map(part, range(threads))):
                 raise MemoryError("the inference kernel could not allocate its buffers")
         return y
+
+
+class IntegerMember(KernelMember):
+    """A member on the 8- or 16-bit integer kernel (AVX-512 VNNI)."""
+
+    def __init__(self, state: dict, precision: str):
+        self.precision = precision
+        super().__init__(state)
+
+    def layout(self, f32: dict) -> dict:
+        bits = INTEGER_BITS[self.precision]
+        rows = _gate_rows()
+        q_u, scale_u = _quantise_rows(f32["lstm.weight_ih_l0"], bits)
+        q_h, scale_h = _quantise_rows(f32["lstm.weight_hh_l0"], bits)
+        per_group = 32 // bits  # gate inputs per 4-byte group of one dot-product instruction
+        groups = np.concatenate([q_u, q_h], axis=1)[rows].reshape(16, 4, 16, -1, per_group)
+        h_zero = 128 if bits == 8 else 0  # the 8-bit kernel stores h unsigned, + 128
+        return {
+            "wq": np.ascontiguousarray(groups.transpose(0, 3, 1, 2, 4)),
+            "scale_u": scale_u[rows],
+            "scale_h": scale_h[rows],
+            "offset_h": (h_zero * q_h.astype(np.int32).sum(axis=1))[rows].astype(np.int32),
+            "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[rows].astype(np.float32),
+        }
+
+
+class TileMember(KernelMember):
+    """A member on the AMX kernel: gate products in bf16x3 (hi*hi + hi*lo + lo*hi)."""
+
+    precision = "bf16x3"
+
+    def layout(self, f32: dict) -> dict:
+        w = np.concatenate([f32["lstm.weight_ih_l0"], f32["lstm.weight_hh_l0"]], axis=1)
+        # rows (gate, unit block, unit), columns (k-step, input pair, 2) -> one B tile per
+        # (unit block, k-step, gate): 16 input pairs x 16 units x 2
+        tiles = w.reshape(4, 16, 16, 16, 16, 2).transpose(1, 3, 0, 4, 2, 5)
+        bias = (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"]).reshape(4, 16, 16)
+        return {
+            "wb": np.ascontiguousarray(np.moveaxis(_bf16_parts(tiles), 0, 3)),
+            "bias": np.ascontiguousarray(bias.transpose(1, 0, 2), np.float32),
+        }
 
 
 class TorchMember:
@@ -234,11 +304,10 @@ class Engine:
         ladder = self._ladder(state)
         if ladder:
             single = Checkpoint(ckpt.config, ckpt.normalizer, [state])
-            x = probe_inputs(ckpt.normalizer)
+            x = ckpt.probe if ckpt.probe is not None else probe_inputs(ckpt.normalizer)
             expected = _single_threaded(reference, single, x)
         for precision in ladder:
-            member = (IntegerMember(state, INTEGER_BITS[precision]) if precision in INTEGER_BITS
-                      else TorchMember(state, self.device, torch.bfloat16))
+            member = self._reduced(state, precision)
             try:
                 with torch.inference_mode():
                     got = member.run(x, 0)
@@ -257,13 +326,18 @@ class Engine:
         self.chosen.append("float32")
         return TorchMember(state, self.device, torch.float32)
 
+    def _reduced(self, state: dict, precision: str):
+        if precision in INTEGER_BITS:
+            return IntegerMember(state, precision)
+        if precision == "bf16x3":
+            return TileMember(state)
+        return TorchMember(state, self.device, torch.bfloat16)
+
     def _ladder(self, state: dict) -> list[str]:
         """Reduced precisions to try for a member, fastest first."""
-        if self.precision in INTEGER_BITS:
+        if self.precision in KERNELS:
             fits = state["lstm.weight_hh_l0"].shape[1] == KERNEL_HIDDEN
-            wider = [p for p in INTEGER_BITS if INTEGER_BITS[p] >= INTEGER_BITS[self.precision]
-                     and integer_kernel(INTEGER_BITS[p]) is not None]
-            return wider if fits else []
+            return kernel_ladder(self.precision) if fits else []
         return ["bfloat16"] if self.precision == "bfloat16" else []
 
     def run(self, x: np.ndarray, warmup: int = 0) -> np.ndarray:
@@ -274,10 +348,11 @@ class Engine:
 
 
 def probe_inputs(normalizer) -> np.ndarray:
-    """Fixed normalised inputs (cell, day, n_inputs) that stress reduced precision like real ones:
-    real z-scores reach ~9 and static attributes are constant in time, so forcing is Student-t(3)
-    day to day and statics are Student-t(3) per cell. On the conus412 models this probe's error
-    is 0.6-0.8x of the error over the real record, where standard normals gave 0.2-0.5x."""
+    """Fixed normalised inputs (cell, day, n_inputs) for checkpoints without a saved probe, made to
+    stress reduced precision like real ones: real z-scores reach ~9 and static attributes are
+    constant in time, so forcing is Student-t(3) day to day and statics are Student-t(3) per cell.
+    On the conus412 models this probe's error was 0.6-0.8x of the error over the real record,
+    where standard normals gave 0.2-0.5x."""
     rng = np.random.default_rng(0)
     x = rng.standard_t(3, (PROBE_CELLS, PROBE_DAYS, normalizer.n_inputs)).astype(np.float32)
     n_forcing = len(normalizer.forcing_names)

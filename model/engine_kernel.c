@@ -41,9 +41,7 @@ typedef uint8_t act_t;
 #define H_ZERO 128      /* h is stored unsigned, + 128 */
 #define DOT "vpdpbusd"
 #endif
-#define H 256           /* hidden units */
 #define K (2 * H)       /* gate inputs: ReLU layer output, then h */
-#define HB (H / 16)     /* blocks of 16 hidden units */
 #define KQ (K / PER_GROUP)    /* groups of gate inputs */
 #define KQ_U (H / PER_GROUP)  /* groups of the ReLU half */
 #ifndef M
@@ -76,37 +74,7 @@ int smapx_supported(void)
 }
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma")
-
-/* exp with Cephes' polynomial: relative error ~1e-7 over the clamped range. */
-static inline __m512 exp512(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
-
-static inline __m512 sigmoid512(__m512 x)
-{
-    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x)));
-    __m512 r = _mm512_rcp14_ps(d);
-    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));  /* one Newton step */
-}
-
-static inline __m512 tanh512(__m512 x)
-{
-    __m512 s = sigmoid512(_mm512_add_ps(x, x));
-    return _mm512_fmsub_ps(s, _mm512_set1_ps(2.0f), _mm512_set1_ps(1.0f));
-}
+#include "engine_math.h"
 
 /* Quantise 16 floats (already multiplied by their scale) to act_t, adding `zero`. */
 static inline void store_act(act_t *dst, __m512 v, __m512i zero)
@@ -123,19 +91,10 @@ static inline void store_act(act_t *dst, __m512 v, __m512i zero)
 static float input_layer(const Weights *w, const float *x, act_t *act)
 {
     __m512 u[HB];
-    for (int j = 0; j < HB; j++)
-        u[j] = _mm512_loadu_ps(w->b1 + 16 * j);
-    for (int64_t k = 0; k < w->n_in; k++) {
-        __m512 xk = _mm512_set1_ps(x[k]);
-        const float *row = w->w1t + k * H;
-        for (int j = 0; j < HB; j++)
-            u[j] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(row + 16 * j), u[j]);
-    }
+    relu_layer(w->n_in, w->w1t, w->b1, x, u);
     __m512 top = _mm512_setzero_ps();
-    for (int j = 0; j < HB; j++) {
-        u[j] = _mm512_max_ps(u[j], _mm512_setzero_ps());
+    for (int j = 0; j < HB; j++)
         top = _mm512_max_ps(top, u[j]);
-    }
     float mx = _mm512_reduce_max_ps(top);
     __m512 inv = _mm512_set1_ps(mx > 0.0f ? U_LEVELS / mx : 0.0f);
     for (int j = 0; j < HB; j++)
@@ -238,14 +197,6 @@ static void lstm_step(const Weights *w, int n, const act_t *act, const float *su
     }
 }
 
-static float head(const Weights *w, const float *h)
-{
-    __m512 s = _mm512_setzero_ps();
-    for (int j = 0; j < HB; j++)
-        s = _mm512_fmadd_ps(_mm512_loadu_ps(w->w_head + 16 * j), _mm512_loadu_ps(h + 16 * j), s);
-    return _mm512_reduce_add_ps(s) + w->b_head;
-}
-
 /* Normalised soil moisture y (ncells, T - warmup) from normalised inputs x (ncells, T, n_in),
  * starting from zero state; the first `warmup` days only spin the state up. Returns 0, or -1
  * when out of memory. */
@@ -273,7 +224,7 @@ int smapx_lstm(const Weights *w, const float *x, int64_t ncells, int64_t T, int6
             lstm_step(w, n, act, su, sh, c, h);
             if (t >= warmup)
                 for (int i = 0; i < n; i++)
-                    y[(b0 + i) * t_out + t - warmup] = head(w, h + (int64_t)i * H);
+                    y[(b0 + i) * t_out + t - warmup] = head(w->w_head, w->b_head, h + (int64_t)i * H);
         }
     }
     free(act), free(c), free(h);

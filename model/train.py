@@ -20,7 +20,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from model import metrics
-from model.checkpoint import Checkpoint
+from model.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.dataset import select_period
 from model.errors import InputError
 from model.network import SoilMoistureLSTM
@@ -99,7 +99,15 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
            "training_days": f"{time[0].date()}..{time[-1].date()}"}
     buf = io.StringIO()
     pd.DataFrame(log_rows).to_csv(buf, index=False)
-    return Checkpoint(cfg, normalizer, states, validation), buf.getvalue()
+    return Checkpoint(cfg, normalizer, states, validation, probe_sample(x)), buf.getvalue()
+
+
+def probe_sample(x: np.ndarray) -> np.ndarray:
+    """Real normalised inputs saved with the checkpoint: cells evenly spread over the training set,
+    its first PROBE_DAYS days. The inference engine checks reduced precisions on them, so the
+    check sees the model's own input range and is the same for every worker."""
+    cells = np.unique(np.linspace(0, x.shape[0] - 1, min(PROBE_CELLS, x.shape[0])).astype(int))
+    return np.ascontiguousarray(x[cells, :PROBE_DAYS], np.float32)
 
 
 def _fit_member(x, y, n_train, normalizer, config, seed, device, progress, epochs=None):

@@ -1,5 +1,6 @@
 """The fast inference engine against the float32 torch.nn.LSTM network it replaces."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -7,17 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from model import checkpoint
+from model import checkpoint, engine
 from model.checkpoint import Checkpoint
 from model.engine import (INT32_MAX, TOLERANCE, WIDE_ACTIVATION_LEVELS, Engine, _quantise_rows,
-                          choose, integer_kernel, reference)
+                          choose, kernel, kernel_ladder, reference)
 from model.errors import InputError
 from model.inference import predict
 from model.network import SoilMoistureLSTM
 from model.normalize import Normalizer
 
 TARGET_STD = 0.124  # conus412's SMAP standard deviation, m3/m3
-needs_vnni = pytest.mark.skipif(integer_kernel(8) is None, reason="CPU without AVX-512 VNNI")
+needs_vnni = pytest.mark.skipif(kernel("int8") is None, reason="CPU without AVX-512 VNNI")
+KERNEL_MISSING = {"int8": "CPU without AVX-512 VNNI", "int16": "CPU without AVX-512 VNNI",
+                  "bf16x3": "CPU without AMX (or a kernel without tile permission)"}
+
+
+def skip_unless_runs(precision: str) -> None:
+    if precision in KERNEL_MISSING and kernel(precision) is None:
+        pytest.skip(KERNEL_MISSING[precision])
 
 
 def make_checkpoint(seed: int = 0, members: int = 1, weight_scale: float = 1.0) -> Checkpoint:
@@ -43,14 +51,10 @@ def ckpt():
     return make_checkpoint(members=2)
 
 
-@pytest.fixture(scope="module")
-def int8_engine(ckpt):
-    return Engine(ckpt, "cpu", "int8")
-
-
-@needs_vnni
-@pytest.mark.parametrize("precision, bound", [("int8", TOLERANCE), ("int16", 2e-4), ("float32", 1e-5)])
+@pytest.mark.parametrize("precision, bound",
+                         [("int8", TOLERANCE), ("int16", 2e-4), ("bf16x3", 2e-5), ("float32", 1e-5)])
 def test_engine_matches_the_float32_network(ckpt, precision, bound):
+    skip_unless_runs(precision)
     engine = Engine(ckpt, "cpu", precision)
     assert engine.chosen == [precision, precision]
     x = inputs(37, 300)
@@ -61,24 +65,26 @@ def test_engine_matches_the_float32_network(ckpt, precision, bound):
     assert got.std() > 0.01  # a network that moves, not a constant that matches trivially
 
 
-@needs_vnni
-def test_a_cell_gets_the_same_bytes_whatever_shares_its_block(int8_engine):
-    x = inputs(41, 120)
-    whole = int8_engine.run(x)
-    for lo, hi in [(0, 1), (3, 8), (5, 38), (40, 41)]:
-        np.testing.assert_array_equal(int8_engine.run(x[lo:hi]), whole[lo:hi])
+@pytest.mark.parametrize("precision", ["int8", "int16", "bf16x3"])
+def test_a_cell_gets_the_same_bytes_whatever_shares_its_block(ckpt, precision):
+    skip_unless_runs(precision)
+    engine = Engine(ckpt, "cpu", precision)
+    assert engine.chosen == [precision, precision]
+    x = inputs(141, 120)  # the AMX kernel passes 64 cells at a time in row blocks of 16
+    whole = engine.run(x)
+    for lo, hi in [(0, 1), (3, 8), (5, 38), (40, 41), (60, 133)]:
+        np.testing.assert_array_equal(engine.run(x[lo:hi]), whole[lo:hi])
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        np.testing.assert_array_equal(int8_engine.run(x), whole)
+        np.testing.assert_array_equal(engine.run(x), whole)
     finally:
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("precision", ["int8", "float32"])
+@pytest.mark.parametrize("precision", ["int8", "bf16x3", "float32"])
 def test_warmup_gives_the_days_after_it_of_a_full_run(ckpt, precision):
-    if precision == "int8" and integer_kernel(8) is None:
-        pytest.skip("CPU without AVX-512 VNNI")
+    skip_unless_runs(precision)
     engine = Engine(ckpt, "cpu", precision)
     x = inputs(9, 200)
     np.testing.assert_array_equal(engine.run(x, warmup=150), engine.run(x)[:, 150:])
@@ -106,12 +112,22 @@ def test_same_block_in_another_process_gives_the_same_bytes(tmp_path, ckpt):
 
 
 @needs_vnni
-def test_a_network_8_bits_cannot_hold_runs_in_16_bits_within_tolerance():
+def test_a_network_8_bits_cannot_hold_runs_at_a_finer_precision_within_tolerance():
     strong = make_checkpoint(weight_scale=2.0)
     engine = Engine(strong, "cpu", "auto")
-    assert engine.chosen == ["int16"]
+    assert engine.chosen == ["bf16x3" if kernel("bf16x3") is not None else "int16"]
     x = inputs(16, 300)
     assert np.abs(engine.run(x) - reference(strong, x)).max() * TARGET_STD <= TOLERANCE
+
+
+@needs_vnni
+def test_the_engine_probes_on_the_inputs_the_checkpoint_saved(ckpt, monkeypatch):
+    def synthetic(_):
+        raise AssertionError("the synthetic probe is only for checkpoints without one")
+
+    monkeypatch.setattr(engine, "probe_inputs", synthetic)
+    with_probe = dataclasses.replace(ckpt, probe=inputs(8, 120))
+    assert Engine(with_probe, "cpu", "int8").chosen == ["int8", "int8"]
 
 
 def test_16_bit_rows_use_every_level_int32_leaves_them():
@@ -126,12 +142,20 @@ def test_16_bit_rows_use_every_level_int32_leaves_them():
     assert np.abs(q * scale[:, None] - w).max() <= scale.max() / 2 + 1e-9
 
 
+def test_the_ladder_runs_from_fast_to_precise_and_skips_int16_where_amx_runs():
+    skip_unless_runs("bf16x3")
+    skip_unless_runs("int8")
+    assert kernel_ladder("int8") == ["int8", "bf16x3"]
+    assert kernel_ladder("int16") == ["int16", "bf16x3"]  # asked for: kept
+    assert choose("cpu", "bf16x3")[1] == "bf16x3"
+
+
 def test_choose_checks_requests_and_falls_back_to_what_the_machine_has():
     with pytest.raises(InputError, match="unknown inference precision"):
         choose("cpu", "int4")
     device, precision = choose("cpu", "auto")
     assert device.type == "cpu"
-    assert precision == ("int8" if integer_kernel(8) is not None else "float32")
+    assert precision == ("int8" if kernel("int8") is not None else "float32")
     if torch.cuda.is_available():
         device, precision = choose("auto", "int8")
         assert device.type == "cuda" and precision in ("bfloat16", "float32")

@@ -1,5 +1,6 @@
 """Training, checkpoints and in-process extension on a small learnable dataset."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 import xarray as xr
 
 from model import checkpoint, cube, grid
-from model.dataset import make_input_dataset, open_input, write_input
+from model.dataset import make_input_dataset, open_input, select_period, write_input
 from model.errors import InputError, OutOfRangeError
 from model.extend import extend, plan, spinup_indices
 from model.normalize import Normalizer
@@ -78,6 +79,16 @@ def test_training_learns_and_checkpoint_round_trips(trained):
     assert first.train_loss.iloc[-1] < first.train_loss.iloc[0]
     assert loaded.validation["median_rmse"] < 0.02
     assert loaded.validation["period"] == "2015-12-03..2016-01-31"
+    # the engine's probe: real normalised inputs of the training period, every cell (7 < 64)
+    train_inputs = loaded.normalizer.inputs(select_period(trained[0], "2015-01-01", "2016-01-31"))
+    np.testing.assert_array_equal(loaded.probe, train_inputs[:, :365])
+
+
+def test_a_probe_of_the_wrong_shape_is_refused(trained, tmp_path):
+    _, _, ckpt, _ = trained
+    bad = checkpoint.save(tmp_path / "bad", dataclasses.replace(ckpt, probe=np.zeros((2, 5, 9), np.float32)))
+    with pytest.raises(InputError, match="probe.npy"):
+        checkpoint.load(bad)
 
 
 def test_training_is_deterministic_for_a_seed():
