@@ -10,8 +10,20 @@ import torch
 
 from model import checkpoint, engine
 from model.checkpoint import Checkpoint
-from model.engine import (INT32_MAX, TOLERANCE, WIDE_ACTIVATION_LEVELS, Engine, _quantise_rows,
-                          choose, kernel, kernel_ladder, reference)
+from model.engine import (
+    INT32_MAX,
+    KERNELS,
+    TOLERANCE,
+    WIDE_ACTIVATION_LEVELS,
+    Engine,
+    KernelMember,
+    _compiled,
+    _quantise_rows,
+    choose,
+    kernel,
+    kernel_ladder,
+    reference,
+)
 from model.errors import InputError
 from model.inference import predict
 from model.network import SoilMoistureLSTM
@@ -115,7 +127,7 @@ def test_same_block_in_another_process_gives_the_same_bytes(tmp_path, ckpt):
 def test_a_network_8_bits_cannot_hold_runs_at_a_finer_precision_within_tolerance():
     strong = make_checkpoint(weight_scale=2.0)
     engine = Engine(strong, "cpu", "auto")
-    assert engine.chosen == ["bf16x3" if kernel("bf16x3") is not None else "int16"]
+    assert engine.chosen == ["int16"]
     x = inputs(16, 300)
     assert np.abs(engine.run(x) - reference(strong, x)).max() * TARGET_STD <= TOLERANCE
 
@@ -142,12 +154,31 @@ def test_16_bit_rows_use_every_level_int32_leaves_them():
     assert np.abs(q * scale[:, None] - w).max() <= scale.max() / 2 + 1e-9
 
 
-def test_the_ladder_runs_from_fast_to_precise_and_skips_int16_where_amx_runs():
+def test_the_ladder_runs_from_fast_to_precise_and_int16_takes_the_tiles_where_amx_runs():
     skip_unless_runs("bf16x3")
     skip_unless_runs("int8")
-    assert kernel_ladder("int8") == ["int8", "bf16x3"]
-    assert kernel_ladder("int16") == ["int16", "bf16x3"]  # asked for: kept
+    assert kernel_ladder("int8") == ["int8", "int16", "bf16x3"]
+    assert kernel_ladder("int16") == ["int16", "bf16x3"]
+    assert kernel("int16")[1].file == "engine_amx16.c"
     assert choose("cpu", "bf16x3")[1] == "bf16x3"
+
+
+IMPLEMENTATIONS = [(precision, source) for precision, sources in KERNELS.items() for source in sources]
+
+
+@pytest.mark.parametrize("precision, source", IMPLEMENTATIONS,
+                         ids=[f"{p}-{s.file}" for p, s in IMPLEMENTATIONS])
+def test_every_implementation_matches_the_network_whatever_shares_its_block(ckpt, precision, source):
+    if _compiled(source) is None:
+        pytest.skip(f"{source.file} does not run on this CPU")
+    state = ckpt.state_dicts[0]
+    member = KernelMember(state, precision, source)
+    x = inputs(141, 150)  # the AMX kernels pass 32 or 64 cells at a time in row blocks of 16
+    whole = member.run(x, 20)
+    expected = reference(dataclasses.replace(ckpt, state_dicts=[state]), x, 20)
+    assert np.abs(whole - expected).max() * TARGET_STD <= {"int8": TOLERANCE}.get(precision, 2e-4)
+    for lo, hi in [(0, 1), (5, 38), (60, 133)]:
+        np.testing.assert_array_equal(member.run(x[lo:hi], 20), whole[lo:hi])
 
 
 def test_choose_checks_requests_and_falls_back_to_what_the_machine_has():
