@@ -1,4 +1,4 @@
-/* Float32 parts shared by the inference kernels (engine_kernel.c, engine_amx.c): the ReLU input
+/* Float32 parts shared by the inference kernels (engine_kernel.c, engine_bf16.c): the ReLU input
  * layer, the gate nonlinearities and the head. Included after each kernel's target pragma. */
 #ifndef SMAPX_ENGINE_MATH_H
 #define SMAPX_ENGINE_MATH_H
