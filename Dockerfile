@@ -7,6 +7,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     SMAPX_DATA_DIR=/data \
     SMAPX_JOBS_DIR=/data/jobs
 
+# gcc builds the inference kernels (model/engine_*.c) on first use; without it inference runs
+# the float32 network, several times slower.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 WORKDIR /app

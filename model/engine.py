@@ -6,18 +6,21 @@ Paths, chosen at start-up from what the machine supports (`choose`):
   run the whole recurrence per block of cells: input layer, gate products, fused gates, float32
   state and the head, cells split over threads. Results do not depend on batch composition or
   threads: each cell's sums are its own.
-  - "int8" / "int16" (AVX-512 VNNI, model/engine_kernel.c): integer gate products. vpdpbusd does
-    ~4x the multiply-adds of fp32 FMA. int8 holds random-weight networks; trained networks need
-    16-bit weights.
-  - "bf16x3" (AMX, model/engine_amx.c): bf16 tile products of hi + lo splits of weights and
-    activations, within ~2e-5 m3/m3 of float32 on trained networks, faster than int16.
+  - "int8" / "int16": integer gate products with per-row weight and per-cell activation scales,
+    on AMX int8 tiles (model/engine_tiles.c; 16-bit integers as two int8 halves) or, without AMX,
+    AVX-512 VNNI (model/engine_kernel.c). int8 holds random-weight networks; trained networks need
+    16-bit weights (their rounding dominates the error at 8 bits).
+  - "bf16x3" (AMX, model/engine_bf16.c): bf16 tile products of hi + lo splits of weights and
+    activations, within ~2e-5 m3/m3 of float32 on trained networks: the rung between int16 and
+    float32.
 - "bfloat16" / "float32" (GPU, or CPUs without the kernels): the network module on the device,
   whose LSTM is cuDNN's (GPU) or oneDNN's (CPU): input products of all days in one matrix product,
   fused gates; bf16 matrix work under autocast with float32 state on GPUs that support it.
 Every reduced-precision member is checked once against the float32 network on a probe: the real
 inputs the checkpoint saved at training (or heavy-tailed synthetic ones for older checkpoints).
-One that misses the tolerance moves to the next precision (int8 -> int16 or bf16x3 -> float32).
-The choice depends only on the checkpoint, so every worker makes the same one.
+One that misses the tolerance moves to the next precision (int8 -> int16 -> bf16x3 -> float32).
+The choice depends only on the checkpoint and the CPU, so every worker on one kind of machine
+makes the same one.
 """
 
 import ctypes
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "int8", "int16", "bf16x3", "bfloat16", "float32")
 KERNEL_FLAGS = ["-O3", "-shared", "-fPIC"]  # the sources enable AVX-512/AMX past their CPU check
 KERNEL_HIDDEN = 256
+KERNEL_PASS_CELLS = 64    # cells the AMX kernels run through each weight tile at once
 TOLERANCE = 1e-3          # m3/m3, against the float32 network
 PROBE_TOLERANCE = TOLERANCE / 2  # the probe is short; real inputs get the other half
 # cells per torch-path batch on CPU: oneDNN's LSTM ran 4,096 cells at 100k cell-days/s and
@@ -285,21 +290,35 @@ class KernelMember:
 
     def run(self, x: np.ndarray, warmup: int) -> np.ndarray:
         """Normalised output (cell, time - warmup) for normalised inputs (cell, time, n_in)."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        n_cells, n_days, _ = x.shape
-        y = np.empty((n_cells, n_days - warmup), np.float32)
-        threads = max(1, min(torch.get_num_threads(), n_cells))
-        bounds = np.linspace(0, n_cells, threads + 1).astype(int)
+        return run_kernels([self], x, warmup)[0]
 
-        def part(i: int) -> int:  # ctypes releases the GIL: parts run on separate cores
-            lo, hi = bounds[i], bounds[i + 1]
-            return self.lib.smapx_lstm(ctypes.byref(self.weights), x[lo:hi].ctypes.data,
-                                       hi - lo, n_days, warmup, y[lo:hi].ctypes.data)
+    def run_cells(self, x: np.ndarray, warmup: int, y: np.ndarray) -> None:
+        """y (cell, time - warmup) for contiguous float32 x (cell, time, n_in), in this thread."""
+        if self.lib.smapx_lstm(ctypes.byref(self.weights), x.ctypes.data, x.shape[0], x.shape[1],
+                               warmup, y.ctypes.data) != 0:
+            raise MemoryError("the inference kernel could not allocate its buffers")
 
-        with ThreadPoolExecutor(threads) as pool:
-            if any(rc != 0 for rc in pool.map(part, range(threads))):
-                raise MemoryError("the inference kernel could not allocate its buffers")
-        return y
+
+def run_kernels(members: list[KernelMember], x: np.ndarray, warmup: int) -> list[np.ndarray]:
+    """Each kernel member's output for the same inputs, the (member, cell range) parts spread
+    over torch's thread count (ctypes releases the GIL: parts run on separate cores). Members run
+    side by side before cells are split below KERNEL_PASS_CELLS, which the AMX kernels fill in one
+    pass: a 32-cell block of a 2-member ensemble runs as 2 parts of 32 cells, not 4 of 16."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n_cells = x.shape[0]
+    outputs = [np.empty((n_cells, x.shape[1] - warmup), np.float32) for _ in members]
+    threads = torch.get_num_threads()
+    splits = max(1, min(-(-threads // len(members)), n_cells // KERNEL_PASS_CELLS))
+    bounds = np.linspace(0, n_cells, splits + 1).astype(int)
+    parts = [(k, slice(lo, hi)) for k in range(len(members)) for lo, hi in pairwise(bounds) if hi > lo]
+
+    def run(part: tuple[int, slice]) -> None:
+        k, cells = part
+        members[k].run_cells(x[cells], warmup, outputs[k][cells])
+
+    with ThreadPoolExecutor(min(threads, len(parts))) as pool:
+        list(pool.map(run, parts))
+    return outputs
 
 
 class TorchMember:
@@ -346,15 +365,15 @@ class Engine:
     def __init__(self, ckpt: Checkpoint, device: str = "auto", precision: str = "auto"):
         self.device, self.precision = choose(device, precision)
         self.chosen: list[str] = []  # the precision each member runs at
-        self.members = [self._member(ckpt, state) for state in ckpt.state_dicts]
+        x = ckpt.probe if ckpt.probe is not None else probe_inputs(ckpt.normalizer)
+        probed = any(self._ladder(state) for state in ckpt.state_dicts)
+        expected = _probe_references(ckpt, x) if probed else [None] * len(ckpt.state_dicts)
+        self.members = [self._member(ckpt, state, x, y) for state, y in zip(ckpt.state_dicts, expected)]
 
-    def _member(self, ckpt: Checkpoint, state: dict):
-        """The first precision, from the chosen one down, that passes the probe."""
+    def _member(self, ckpt: Checkpoint, state: dict, x: np.ndarray, expected: np.ndarray | None):
+        """The first precision, from the chosen one down, that passes the probe (inputs x, float32
+        outputs expected)."""
         ladder = self._ladder(state)
-        if ladder:
-            single = Checkpoint(ckpt.config, ckpt.normalizer, [state])
-            x = ckpt.probe if ckpt.probe is not None else probe_inputs(ckpt.normalizer)
-            expected = _single_threaded(reference, single, x)
         for precision in ladder:
             member = self._reduced(state, precision)
             try:
@@ -389,8 +408,10 @@ class Engine:
 
     def run(self, x: np.ndarray, warmup: int = 0) -> np.ndarray:
         """Normalised ensemble-mean output (cell, time - warmup) for inputs (cell, time, n_in)."""
+        kernels = [m for m in self.members if isinstance(m, KernelMember)]
         with torch.inference_mode():
-            outputs = [member.run(x, warmup) for member in self.members]
+            outputs = run_kernels(kernels, x, warmup) if kernels else []
+            outputs += [m.run(x, warmup) for m in self.members if not isinstance(m, KernelMember)]
         return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0, dtype=np.float32)
 
 
@@ -407,13 +428,16 @@ def probe_inputs(normalizer) -> np.ndarray:
     return x
 
 
-def _single_threaded(run, *args):
-    """Run on one torch thread: a 64-cell batch gains nothing from more, and on a busy machine
-    OpenMP threads waiting for each other made the probe 5-10x slower."""
+def _probe_references(ckpt: Checkpoint, x: np.ndarray) -> list[np.ndarray]:
+    """Each member's float32 output on the probe, members side by side on one torch thread each:
+    a 64-cell batch gains nothing from more threads, and on a busy machine OpenMP threads waiting
+    for each other made the probe 5-10x slower."""
+    singles = [Checkpoint(ckpt.config, ckpt.normalizer, [state]) for state in ckpt.state_dicts]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run(*args)
+        with ThreadPoolExecutor(max(1, min(threads, len(singles)))) as pool:
+            return list(pool.map(lambda single: reference(single, x), singles))
     finally:
         torch.set_num_threads(threads)
 

@@ -1,5 +1,6 @@
 """Running a trained checkpoint over long sequences of many cells, on the fast engine
-(model.engine): int8 kernel on CPUs with VNNI, PyTorch bf16/float32 on GPUs and other CPUs."""
+(model.engine): integer and bf16x3 kernels on CPUs with AMX or AVX-512 VNNI, PyTorch
+bf16/float32 on GPUs and other CPUs."""
 
 import numpy as np
 

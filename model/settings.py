@@ -16,9 +16,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Celery broker and result backend; unset = embedded.")
     torch_threads: int = Field(0, description="Threads per process for torch; 0 = all cores.")
     device: str = Field("auto", description="'cpu', 'cuda' or 'auto' (GPU when present).")
-    inference_precision: str = Field("auto", description="Matrix work of inference: 'auto' (int8 or "
-                                     "int16 on CPUs with VNNI, bf16 on GPUs), 'int8', 'int16', "
-                                     "'bfloat16', 'float32'.")
+    inference_precision: str = Field("auto", description="Matrix work of inference: 'auto' (int8, "
+                                     "int16 or bf16x3 on CPUs with AMX or VNNI, bf16 on GPUs), 'int8', "
+                                     "'int16', 'bf16x3', 'bfloat16', 'float32'.")
     seed: int = 42
 
     cubes: list[Path] = Field(default_factory=list, description="Product cubes the service serves.")
