@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "int8", "int16", "bf16x3", "bfloat16", "float32")
 KERNEL_FLAGS = ["-O3", "-shared", "-fPIC"]  # the sources enable AVX-512/AMX past their CPU check
 KERNEL_HIDDEN = 256
-KERNEL_PASS_CELLS = 64    # cells the AMX kernels run through each weight tile at once
+KERNEL_ROW_CELLS = 16     # cells in one AMX tile row block: the smallest part worth a thread
 TOLERANCE = 1e-3          # m3/m3, against the float32 network
 PROBE_TOLERANCE = TOLERANCE / 2  # the probe is short; real inputs get the other half
 # cells per torch-path batch on CPU: oneDNN's LSTM ran 4,096 cells at 100k cell-days/s and
@@ -302,13 +302,13 @@ class KernelMember:
 def run_kernels(members: list[KernelMember], x: np.ndarray, warmup: int) -> list[np.ndarray]:
     """Each kernel member's output for the same inputs, the (member, cell range) parts spread
     over torch's thread count (ctypes releases the GIL: parts run on separate cores). Members run
-    side by side before cells are split below KERNEL_PASS_CELLS, which the AMX kernels fill in one
-    pass: a 32-cell block of a 2-member ensemble runs as 2 parts of 32 cells, not 4 of 16."""
+    side by side before their cells are split, so that the AMX kernels' tiles fill: on 2 threads a
+    32-cell block of a 2-member ensemble runs as 2 parts of 32 cells, not 4 of 16."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     n_cells = x.shape[0]
     outputs = [np.empty((n_cells, x.shape[1] - warmup), np.float32) for _ in members]
     threads = torch.get_num_threads()
-    splits = max(1, min(-(-threads // len(members)), n_cells // KERNEL_PASS_CELLS))
+    splits = max(1, min(-(-threads // len(members)), n_cells // KERNEL_ROW_CELLS))
     bounds = np.linspace(0, n_cells, splits + 1).astype(int)
     parts = [(k, slice(lo, hi)) for k in range(len(members)) for lo, hi in pairwise(bounds) if hi > lo]
 
