@@ -219,7 +219,7 @@ def _compiled(source: KernelSource) -> ctypes.CDLL | None:
         return None
     path = Path(__file__).with_name(source.file)
     flags = [*KERNEL_FLAGS, *source.defines]
-    code = path.read_bytes() + path.with_name("engine_math.h").read_bytes()
+    code = path.read_bytes() + b"".join(h.read_bytes() for h in sorted(path.parent.glob("engine_*.h")))
     digest = hashlib.sha256(code + " ".join(flags).encode()).hexdigest()[:16]
     library = Path(tempfile.gettempdir()) / f"smapx-engine-{os.getuid()}" / f"{path.stem}-{digest}.so"
     if not library.is_file():

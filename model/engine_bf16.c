@@ -18,8 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include "engine_amx.h"
 
 #define K 512           /* gate inputs: ReLU layer output, then h */
 #define KS (K / 32)     /* k-steps of 32 bf16 inputs (one 64-byte tile row) */
@@ -27,8 +26,6 @@
 #define CHUNKS 4        /* chunks of inputs: one chunk's activations (CELLS x 128 x hi/lo) is 32 KiB */
 #define CHUNK (K / CHUNKS)
 #define CHUNK_STEPS (CHUNK / 32)
-#define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
 
 typedef struct {
     int64_t n_in;
@@ -40,8 +37,7 @@ typedef struct {
     float b_head;
 } Weights;
 
-/* Compiled for any x86-64: callers ask this before anything below runs. Linux hands out the
- * tile registers' state only on request, once per process. */
+/* Compiled for any x86-64: callers ask this before anything below runs. */
 int smapx_supported(void)
 {
     __builtin_cpu_init();
@@ -49,27 +45,17 @@ int smapx_supported(void)
           && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("amx-tile")
           && __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("fma")))
         return 0;
-    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    return tiles_permitted();
 }
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma,amx-tile,amx-bf16")
 #include "engine_math.h"
 
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} TileConfig;
-
 /* tmm0-3: gate sums i, f, g, o of 16 cells x 16 units (float32); tmm4/5: activations hi/lo of
  * one k-step; tmm6/7: weights hi/lo of one gate and k-step. Every tile is 16 rows x 64 bytes. */
 static void configure_tiles(void)
 {
-    TileConfig cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++)
-        cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    TileConfig cfg = tile_config();
     _tile_loadconfig(&cfg);
 }
 

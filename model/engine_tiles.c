@@ -22,8 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include "engine_amx.h"
 
 #ifndef SPLIT
 #define SPLIT 0
@@ -42,8 +41,6 @@
 #define KS (KH / 64)    /* k-steps of 64 int8 inputs (one 64-byte tile row) per half */
 #define CELLS (16 * ROW_BLOCKS)
 #define TILE 1024       /* bytes of one tile */
-#define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
 
 typedef struct {
     int64_t n_in;
@@ -56,8 +53,7 @@ typedef struct {
     float b_head;
 } Weights;
 
-/* Compiled for any x86-64: callers ask this before anything below runs. Linux hands out the
- * tile registers' state only on request, once per process. */
+/* Compiled for any x86-64: callers ask this before anything below runs. */
 int smapx_supported(void)
 {
     __builtin_cpu_init();
@@ -65,27 +61,17 @@ int smapx_supported(void)
           && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8")
           && __builtin_cpu_supports("fma")))
         return 0;
-    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    return tiles_permitted();
 }
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,fma,amx-tile,amx-int8")
 #include "engine_math.h"
 
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} TileConfig;
-
 /* tmm0-3: int32 sums (16 cells x 16 units); tmm4/5: activations of one row block and k-step
  * (hi, lo); tmm6/7: weights (hi, lo). Every tile is 16 rows x 64 bytes. */
 static void configure_tiles(void)
 {
-    TileConfig cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++)
-        cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    TileConfig cfg = tile_config();
     _tile_loadconfig(&cfg);
 }
 

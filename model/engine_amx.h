@@ -1,0 +1,35 @@
+/* AMX set-up shared by the tile kernels (engine_tiles.c, engine_bf16.c); plain C, included before
+ * their target pragma. Linux hands out the tile registers' state only on request, once per
+ * process; every tile these kernels use is 16 rows x 64 bytes. */
+#ifndef SMAPX_ENGINE_AMX_H
+#define SMAPX_ENGINE_AMX_H
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} TileConfig;
+
+static int tiles_permitted(void)
+{
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+/* Palette 1 with all 8 tiles at 16 rows x 64 bytes, for _tile_loadconfig. */
+static TileConfig tile_config(void)
+{
+    TileConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++)
+        cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    return cfg;
+}
+#endif
