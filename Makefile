@@ -16,14 +16,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-# The web map's JavaScript comes from the npm registry at build time (no CDN at run time).
+# The web map's and /docs' JavaScript comes from the npm registry at build time (no CDN at run time).
 VENDOR := service/static/vendor/.installed
 $(VENDOR): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm ci --no-audit --no-fund --ignore-scripts  # assets only: no package runs code here
 	mkdir -p service/static/vendor/images
 	cp node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css service/static/vendor/
 	cp node_modules/leaflet/dist/images/* service/static/vendor/images/
 	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css service/static/vendor/
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
+	   node_modules/swagger-ui-dist/favicon-32x32.png service/static/vendor/
 	touch $@
 
 install: $(STAMP) $(VENDOR)

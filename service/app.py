@@ -6,6 +6,7 @@ Every cube is loaded into memory once at start (service.catalog); request handle
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -23,7 +24,8 @@ grid; `fused` = w * lstm + (1 - w) * noah (w = 0.5, the per-cell estimate, or `w
 def create_app(cubes: list[Path] | None = None) -> FastAPI:
     """The app serving the given cubes (default: the settings' SMAPX_CUBES)."""
     catalog = Catalog([Path(p) for p in (cubes if cubes is not None else get_settings().cubes)])
-    app = FastAPI(title="smapx", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="smapx", version="0.1.0", description=DESCRIPTION, docs_url=None,
+                  redoc_url=None)
     app.state.catalog = catalog
     problems.install(app)
     app.add_middleware(RateLimit, per_minute=get_settings().rate_limit_per_minute)
@@ -45,6 +47,14 @@ def create_app(cubes: list[Path] | None = None) -> FastAPI:
             "grid": default["grid"],
             "cubes": {name: c.describe() for name, c in catalog.cubes.items()},
         }
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        """Swagger UI from the bundled assets: nothing loads from a CDN (offline sites, firewalls)."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="smapx API",
+                                   swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/vendor/swagger-ui.css",
+                                   swagger_favicon_url="/static/vendor/favicon-32x32.png")
 
     @app.get("/", include_in_schema=False)
     def index():

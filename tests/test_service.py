@@ -5,6 +5,7 @@ HTTP equal to the local store, and user errors answered with 4xx, never 500."""
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -514,6 +515,15 @@ def test_web_map_page_and_assets(server):
     assert page.status_code == 200 and "leaflet.js" in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         assert server.get(asset).status_code == 200
+
+
+def test_api_docs_load_nothing_from_outside(server):
+    page = server.get("/docs")
+    assert page.status_code == 200 and "/openapi.json" in page.text
+    assert "http://" not in page.text and "https://" not in page.text
+    for asset in re.findall(r"(?:src|href)=['\"](/static/[^'\"]+)", page.text):
+        assert server.get(asset).status_code == 200, asset
+    assert server.get("/redoc").status_code == 404  # its page would load from a CDN
 
 
 def test_tile_png_with_every_colour_and_no_data_falls_back_to_rgba():
