@@ -9,12 +9,13 @@ missing values, are transparent. Handlers are `async` for the same reason as the
 
 import datetime
 import io
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
 
 import morecantile
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from morecantile.errors import InvalidIdentifier
 from PIL import Image
@@ -45,6 +46,20 @@ Colormap = Annotated[str, Query(description="A rio-tiler colormap name", example
 Rescale = Annotated[
     str, Query(description="min,max in m3/m3 mapped to the colormap's ends", examples=["0,0.5"])
 ]
+
+
+@dataclass
+class TileStyle:
+    """The query parameters every tile route takes: which cube, day and colouring."""
+
+    date: Day = None
+    colormap: Colormap = DEFAULT_COLORMAP
+    rescale: Rescale = DEFAULT_RESCALE
+    weight: Weight = None
+    cube: CubeName = None
+
+
+Style = Annotated[TileStyle, Depends()]
 
 
 @lru_cache(maxsize=64)
@@ -188,18 +203,8 @@ def empty_tile(height: int, width: int) -> bytes:
     return encode_png(np.zeros((height, width, 4), np.uint8))
 
 
-def render_tile(
-    cube: ServedCube,
-    product: str,
-    tms_id: str,
-    z: int,
-    x: int,
-    y: int,
-    day,
-    colormap: str,
-    rescale: str,
-    weight,
-) -> bytes:
+def render_tile(cube: ServedCube, product: str, tms_id: str, z: int, x: int, y: int,
+                style: TileStyle) -> bytes:
     cube.check_products([product])
     tms = matrix_set(tms_id)
     if not tms.minzoom <= z <= tms.maxzoom:
@@ -207,14 +212,14 @@ def render_tile(
     matrix = tms.matrix(z)
     if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
         raise OutOfRangeError(f"tile {z}/{x}/{y} is outside the {tms_id} matrix")
-    table, (low, high) = colormap_table(colormap), parse_rescale(rescale)
-    t = cube.day_index(parse_day(day))
+    table, (low, high) = colormap_table(style.colormap), parse_rescale(style.rescale)
+    t = cube.day_index(parse_day(style.date))
     index = pixel_index(cube, tms_id, z, x, y)
     if index is None:
         return empty_tile(matrix.tileHeight, matrix.tileWidth)
     flat, pixels, shape = index
     colors = np.full(shape[0] * shape[1], NO_DATA, np.int16)
-    colors[pixels] = color_index(day_values(cube, product, t, flat, weight), low, high)
+    colors[pixels] = color_index(day_values(cube, product, t, flat, style.weight), low, high)
     return encode_indexed(colors.reshape(shape), table)
 
 
@@ -224,22 +229,9 @@ def render_tile(
     response_class=Response,
     responses={200: {"content": {PNG: {}}}},
 )
-async def xyz_tile(
-    request: Request,
-    product: str,
-    z: int,
-    x: int,
-    y: int,
-    date: Day = None,
-    colormap: Colormap = DEFAULT_COLORMAP,
-    rescale: Rescale = DEFAULT_RESCALE,
-    weight: Weight = None,
-    cube: CubeName = None,
-):
+async def xyz_tile(request: Request, product: str, z: int, x: int, y: int, style: Style):
     """A 256 px PNG of one product on one day; region cells coloured, the rest transparent."""
-    served = request.app.state.catalog.get(cube)
-    png = render_tile(served, product, DEFAULT_TMS, z, x, y, date, colormap, rescale, weight)
-    return Response(png, media_type=PNG, headers={"Cache-Control": CACHE})
+    return await tms_tile(request, product, DEFAULT_TMS, z, x, y, style)
 
 
 @router.get(
@@ -248,22 +240,11 @@ async def xyz_tile(
     response_class=Response,
     responses={200: {"content": {PNG: {}}}},
 )
-async def tms_tile(
-    request: Request,
-    product: str,
-    tileMatrixSetId: str,
-    z: int,
-    x: int,
-    y: int,
-    date: Day = None,
-    colormap: Colormap = DEFAULT_COLORMAP,
-    rescale: Rescale = DEFAULT_RESCALE,
-    weight: Weight = None,
-    cube: CubeName = None,
-):
+async def tms_tile(request: Request, product: str, tileMatrixSetId: str, z: int, x: int, y: int,
+                   style: Style):
     """The same tile in any TileMatrixSet morecantile knows (see /v1/tileMatrixSets)."""
-    served = request.app.state.catalog.get(cube)
-    png = render_tile(served, product, tileMatrixSetId, z, x, y, date, colormap, rescale, weight)
+    served = request.app.state.catalog.get(style.cube)
+    png = render_tile(served, product, tileMatrixSetId, z, x, y, style)
     return Response(png, media_type=PNG, headers={"Cache-Control": CACHE})
 
 
@@ -293,23 +274,15 @@ def tile_matrix_set(tileMatrixSetId: str):
 
 
 @router.get("/tilejson/{product}.json", summary="TileJSON 3.0 for a product and day")
-def tilejson(
-    request: Request,
-    product: str,
-    date: Day = None,
-    colormap: Colormap = DEFAULT_COLORMAP,
-    rescale: Rescale = DEFAULT_RESCALE,
-    weight: Weight = None,
-    cube: CubeName = None,
-):
-    served = request.app.state.catalog.get(cube)
+def tilejson(request: Request, product: str, style: Style):
+    served = request.app.state.catalog.get(style.cube)
     served.check_products([product])
-    colormap_table(colormap)
-    parse_rescale(rescale)
-    day = served.dates[served.day_index(parse_day(date))]
-    query = f"date={day}&colormap={colormap}&rescale={rescale}&cube={served.name}"
-    if weight is not None:
-        query += f"&weight={weight}"
+    colormap_table(style.colormap)
+    parse_rescale(style.rescale)
+    day = served.dates[served.day_index(parse_day(style.date))]
+    query = f"date={day}&colormap={style.colormap}&rescale={style.rescale}&cube={served.name}"
+    if style.weight is not None:
+        query += f"&weight={style.weight}"
     base = str(request.base_url).rstrip("/")
     ext = cubes.extent(served.dataset)
     half = 0.25
