@@ -8,11 +8,12 @@ import csv
 import io
 import json
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from model import export
@@ -53,6 +54,21 @@ Weight = Annotated[
     ),
 ]
 CubeName = Annotated[str | None, Query(description="Served cube (default: the first)")]
+
+
+@dataclass
+class SeriesQuery:
+    """The query parameters of both series routes: which cube, days, products and format."""
+
+    start: Start = None
+    end: End = None
+    products: Products = "lstm"
+    format: Literal["json", "csv"] = "json"
+    weight: Weight = None
+    cube: CubeName = None
+
+
+SeriesParams = Annotated[SeriesQuery, Depends()]
 
 
 def product_codes(
@@ -105,24 +121,14 @@ def series_csv(
     summary="Daily series at a point",
     responses={200: {"content": {"text/csv": {}}, "description": "JSON or CSV series"}},
 )
-async def series(
-    request: Request,
-    lat: Lat,
-    lon: Lon,
-    start: Start = None,
-    end: End = None,
-    products: Products = "lstm",
-    format: Literal["json", "csv"] = "json",
-    weight: Weight = None,
-    cube: CubeName = None,
-):
+async def series(request: Request, lat: Lat, lon: Lon, query: SeriesParams):
     """The cell that holds (lat, lon): its row/col, centre and fused weight, and the daily
     values of each product (m3/m3, null where missing)."""
-    served = request.app.state.catalog.get(cube)
+    served = request.app.state.catalog.get(query.cube)
     cell, times, codes = point_series(
-        served, lat, lon, start, end, split_products(products), weight
+        served, lat, lon, query.start, query.end, split_products(query.products), query.weight
     )
-    if format == "csv":
+    if query.format == "csv":
         return Response(series_csv(served, times, codes), media_type=CSV_TYPE)
     return Response(series_json(served, cell, times, codes), media_type=JSON_TYPE)
 
@@ -293,18 +299,10 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
     openapi_extra=BATCH_BODY,
     responses={200: {"content": {"text/csv": {}}}, 413: {"description": "too many points"}},
 )
-async def series_batch(
-    request: Request,
-    start: Start = None,
-    end: End = None,
-    products: Products = "lstm",
-    format: Literal["json", "csv"] = "json",
-    weight: Weight = None,
-    cube: CubeName = None,
-):
+async def series_batch(request: Request, query: SeriesParams):
     """Up to 500 points as GeoJSON or CSV; the answer lists each point's cell and series (JSON)
     or one row per point and day (CSV). Larger batches belong in a bulk job."""
-    served = request.app.state.catalog.get(cube)
+    served = request.app.state.catalog.get(query.cube)
     points = parse_points(await request.body(), request.headers.get("content-type", ""))
     if len(points) > MAX_BATCH_POINTS:
         return too_large(
@@ -312,12 +310,12 @@ async def series_batch(
             "use POST /v1/jobs for more",
             MAX_BATCH_POINTS,
         )
-    names = split_products(products)
+    names = split_products(query.products)
     answers = [
-        (pid, lat, lon, *point_series(served, lat, lon, start, end, names, weight))
+        (pid, lat, lon, *point_series(served, lat, lon, query.start, query.end, names, query.weight))
         for pid, lat, lon in points
     ]
-    if format == "csv":
+    if query.format == "csv":
         parts = [
             series_csv(
                 served,
