@@ -1,8 +1,9 @@
-/* AMX set-up shared by the tile kernels (engine_tiles.c, engine_bf16.c); plain C, included before
- * their target pragma. Linux hands out the tile registers' state only on request, once per
+/* AMX set-up shared by the tile kernels (engine_tiles.c, engine_bf16.c), included before their
+ * target pragma. Linux hands out the tile registers' state only on request, once per
  * process; every tile these kernels use is 16 rows x 64 bytes. */
 #ifndef SMAPX_ENGINE_AMX_H
 #define SMAPX_ENGINE_AMX_H
+#include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -22,14 +23,14 @@ static int tiles_permitted(void)
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
 
-/* Palette 1 with all 8 tiles at 16 rows x 64 bytes, for _tile_loadconfig. */
-static TileConfig tile_config(void)
+/* Loads palette 1 with all 8 tiles at 16 rows x 64 bytes into this thread's tile state. */
+__attribute__((target("amx-tile"))) static void configure_tiles(void)
 {
     TileConfig cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++)
         cfg.colsb[t] = 64, cfg.rows[t] = 16;
-    return cfg;
+    _tile_loadconfig(&cfg);
 }
 #endif

@@ -53,11 +53,6 @@ int smapx_supported(void)
 
 /* tmm0-3: gate sums i, f, g, o of 16 cells x 16 units (float32); tmm4/5: activations hi/lo of
  * one k-step; tmm6/7: weights hi/lo of one gate and k-step. Every tile is 16 rows x 64 bytes. */
-static void configure_tiles(void)
-{
-    TileConfig cfg = tile_config();
-    _tile_loadconfig(&cfg);
-}
 
 /* 16 floats as bf16 hi + lo parts (each rounded to nearest even). */
 static inline void split(__m512 v, uint16_t *hi, uint16_t *lo)

@@ -69,11 +69,6 @@ int smapx_supported(void)
 
 /* tmm0-3: int32 sums (16 cells x 16 units); tmm4/5: activations of one row block and k-step
  * (hi, lo); tmm6/7: weights (hi, lo). Every tile is 16 rows x 64 bytes. */
-static void configure_tiles(void)
-{
-    TileConfig cfg = tile_config();
-    _tile_loadconfig(&cfg);
-}
 
 #define ACT(half, part) (act + ((half) * PARTS + (part)) * CELLS * KH)
 
