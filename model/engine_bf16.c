@@ -124,11 +124,7 @@ static void lstm_step(const Weights *w, int n, const uint16_t *act_hi, const uin
             __m512 gf = _mm512_add_ps(_mm512_load_ps(p + 16 * (CELLS + m)), _mm512_loadu_ps(b + 16));
             __m512 gg = _mm512_add_ps(_mm512_load_ps(p + 16 * (2 * CELLS + m)), _mm512_loadu_ps(b + 32));
             __m512 go = _mm512_add_ps(_mm512_load_ps(p + 16 * (3 * CELLS + m)), _mm512_loadu_ps(b + 48));
-            float *cm = c + m * H + 16 * hb, *hm = h + m * H + 16 * hb;
-            __m512 cn = _mm512_fmadd_ps(sigmoid512(gf), _mm512_loadu_ps(cm),
-                                        _mm512_mul_ps(sigmoid512(gi), tanh512(gg)));
-            _mm512_storeu_ps(cm, cn);
-            _mm512_storeu_ps(hm, _mm512_mul_ps(sigmoid512(go), tanh512(cn)));
+            lstm_update(gi, gf, gg, go, c + m * H + 16 * hb, h + m * H + 16 * hb);
         }
     }
 }

@@ -187,11 +187,8 @@ static void lstm_step(const Weights *w, int n, const act_t *act, const float *su
                         _mm512_mul_ps(_mm512_set1_ps(sh[cell[m]]), _mm512_loadu_ps(w->scale_h + off + 16 * g)),
                         pre[m][g]);
                 }
-                float *cm = c + (int64_t)cell[m] * H + 16 * hb, *hm = h + (int64_t)cell[m] * H + 16 * hb;
-                __m512 cn = _mm512_fmadd_ps(sigmoid512(pre[m][1]), _mm512_loadu_ps(cm),
-                                            _mm512_mul_ps(sigmoid512(pre[m][0]), tanh512(pre[m][2])));
-                _mm512_storeu_ps(cm, cn);
-                _mm512_storeu_ps(hm, _mm512_mul_ps(sigmoid512(pre[m][3]), tanh512(cn)));
+                const int64_t at = (int64_t)cell[m] * H + 16 * hb;
+                lstm_update(pre[m][0], pre[m][1], pre[m][2], pre[m][3], c + at, h + at);
             }
         }
     }

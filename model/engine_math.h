@@ -39,6 +39,15 @@ static inline __m512 tanh512(__m512 x)
     return _mm512_fmsub_ps(s, _mm512_set1_ps(2.0f), _mm512_set1_ps(1.0f));
 }
 
+/* The LSTM update of 16 units from their gate pre-activations (i, f, g, o): c and h in place. */
+static inline void lstm_update(__m512 gi, __m512 gf, __m512 gg, __m512 go, float *c, float *h)
+{
+    __m512 cn = _mm512_fmadd_ps(sigmoid512(gf), _mm512_loadu_ps(c),
+                                _mm512_mul_ps(sigmoid512(gi), tanh512(gg)));
+    _mm512_storeu_ps(c, cn);
+    _mm512_storeu_ps(h, _mm512_mul_ps(sigmoid512(go), tanh512(cn)));
+}
+
 /* u = ReLU(W1 x + b1) for one cell and day, in 16 registers of 16 units. */
 static inline void relu_layer(int64_t n_in, const float *w1t, const float *b1, const float *x,
                               __m512 u[HB])

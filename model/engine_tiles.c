@@ -224,14 +224,9 @@ static void lstm_step(const Weights *w, int n, const int8_t *act, const float *s
             gate_preactivations(sums, n, su, sh, w->scale + row * 32, w->bias + row * 16, pre[g]);
         }
 #pragma GCC unroll 4
-        for (int m = 0; m < n; m++) {
-            float *cm = c + m * H + 16 * hb, *hm = h + m * H + 16 * hb;
-            __m512 cn = _mm512_fmadd_ps(sigmoid512(_mm512_load_ps(pre[1][m])), _mm512_loadu_ps(cm),
-                                        _mm512_mul_ps(sigmoid512(_mm512_load_ps(pre[0][m])),
-                                                      tanh512(_mm512_load_ps(pre[2][m]))));
-            _mm512_storeu_ps(cm, cn);
-            _mm512_storeu_ps(hm, _mm512_mul_ps(sigmoid512(_mm512_load_ps(pre[3][m])), tanh512(cn)));
-        }
+        for (int m = 0; m < n; m++)
+            lstm_update(_mm512_load_ps(pre[0][m]), _mm512_load_ps(pre[1][m]), _mm512_load_ps(pre[2][m]),
+                        _mm512_load_ps(pre[3][m]), c + m * H + 16 * hb, h + m * H + 16 * hb);
     }
 }
 
