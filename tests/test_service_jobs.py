@@ -145,16 +145,16 @@ def test_bbox_job_netcdf_equals_cube(stack):
     assert submitted["id"] in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
 
 
+def submit_point_csv(client, product: str, end: str) -> str:
+    """A CSV job of one product at POINT from 2016-01-01 to `end`; its id."""
+    request = {"products": [product], "start": "2016-01-01", "end": end,
+               "points": [list(POINT)], "format": "csv"}
+    return client.post("/v1/jobs", json=request, headers={"X-API-Key": KEY}).json()["id"]
+
+
 def test_points_job_csv(stack):
     client, local, _ = stack
-    request = {
-        "products": ["noah"],
-        "start": "2016-01-01",
-        "end": "2016-01-31",
-        "points": [list(POINT)],
-        "format": "csv",
-    }
-    job_id = client.post("/v1/jobs", json=request, headers={"X-API-Key": KEY}).json()["id"]
+    job_id = submit_point_csv(client, "noah", "2016-01-31")
     assert wait_done(client, job_id)["state"] == "done"
     (entry,) = client.get(f"/v1/jobs/{job_id}/files").json()["files"]
     table = pd.read_csv(io.StringIO(client.get(entry["href"]).text))
@@ -166,14 +166,7 @@ def test_points_job_csv(stack):
 
 def test_results_expire_with_their_records(stack):
     client, _, results = stack
-    request = {
-        "products": ["lstm"],
-        "start": "2016-01-01",
-        "end": "2016-01-05",
-        "points": [list(POINT)],
-        "format": "csv",
-    }
-    job_id = client.post("/v1/jobs", json=request, headers={"X-API-Key": KEY}).json()["id"]
+    job_id = submit_point_csv(client, "lstm", "2016-01-05")
     job = wait_done(client, job_id)
     assert job["state"] == "done" and (results / job_id).is_dir()
     href = client.get(f"/v1/jobs/{job_id}/files").json()["files"][0]["href"]
