@@ -87,27 +87,24 @@ def _gate_rows() -> np.ndarray:
     return np.arange(4 * KERNEL_HIDDEN).reshape(4, KERNEL_HIDDEN // 16, 16).transpose(1, 0, 2).ravel()
 
 
-def _quantise_rows(w: np.ndarray, bits: int, levels: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric integers per row and the scale of each row.
-
-    8 bits: 127 levels. 16 bits: `levels`, or as many levels per row (at most 32767) as keep the
-    row's dot product with any activation vector of the VNNI kernel (at most
-    WIDE_ACTIVATION_LEVELS) inside int32, since that kernel sums a whole half-row there. On
-    trained networks the weights' rounding dominates the error, so the weights get ~7,000-17,000
-    levels where activations get 4,095."""
-    if levels is not None:
-        levels = np.full(len(w), levels)
-    elif bits == 8:
-        levels = np.full(len(w), 127.0)
-    else:
-        top = np.abs(w).max(axis=1)
-        ratio = np.abs(w).sum(axis=1) / np.where(top > 0, top, 1.0)  # L1 norm in units of the max
-        # rounding adds at most 1/2 per entry to the L1 norm of the integers
-        levels = np.floor((INT32_MAX / WIDE_ACTIVATION_LEVELS - w.shape[1] / 2) / np.maximum(ratio, 1.0))
-        levels = np.minimum(levels, 32767.0)
-    scale = np.abs(w).max(axis=1) / levels
+def _quantise_rows(w: np.ndarray, levels, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric integers per row, the largest |w| of a row at `levels` (one number, or one per
+    row), and the scale of each row."""
+    scale = np.abs(w).max(axis=1) / np.broadcast_to(np.asarray(levels, np.float64), len(w))
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return np.rint(w / scale[:, None]).astype(np.int8 if bits == 8 else np.int16), scale
+    return np.rint(w / scale[:, None]).astype(dtype), scale
+
+
+def _levels_within_int32(w: np.ndarray) -> np.ndarray:
+    """Levels per row (at most 32767) that keep the row's dot product with any activation vector
+    of the 16-bit VNNI kernel (at most WIDE_ACTIVATION_LEVELS) inside int32, where that kernel sums
+    a whole half-row. Trained networks' weights get ~7,000-17,000 levels where activations get
+    4,095: the weights' rounding dominates their error."""
+    top = np.abs(w).max(axis=1)
+    ratio = np.abs(w).sum(axis=1) / np.where(top > 0, top, 1.0)  # L1 norm in units of the max
+    # rounding adds at most 1/2 per entry to the L1 norm of the integers
+    levels = np.floor((INT32_MAX / WIDE_ACTIVATION_LEVELS - w.shape[1] / 2) / np.maximum(ratio, 1.0))
+    return np.minimum(levels, 32767.0)
 
 
 def _summed_bias(f32: dict) -> np.ndarray:
@@ -117,8 +114,14 @@ def _summed_bias(f32: dict) -> np.ndarray:
 def _integer_layout(f32: dict, bits: int) -> dict:
     """engine_kernel.c: per-row integers grouped for vpdpbusd (8-bit) or vpdpwssd (16-bit)."""
     rows = _gate_rows()
-    q_u, scale_u = _quantise_rows(f32["lstm.weight_ih_l0"], bits)
-    q_h, scale_h = _quantise_rows(f32["lstm.weight_hh_l0"], bits)
+
+    def quantised(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if bits == 8:
+            return _quantise_rows(w, 127, np.int8)
+        return _quantise_rows(w, _levels_within_int32(w), np.int16)
+
+    q_u, scale_u = quantised(f32["lstm.weight_ih_l0"])
+    q_h, scale_h = quantised(f32["lstm.weight_hh_l0"])
     per_group = 32 // bits  # gate inputs per 4-byte group of one dot-product instruction
     groups = np.concatenate([q_u, q_h], axis=1)[rows].reshape(16, 4, 16, -1, per_group)
     h_zero = 128 if bits == 8 else 0  # the 8-bit kernel stores h unsigned, + 128
@@ -133,7 +136,8 @@ def _integer_layout(f32: dict, bits: int) -> dict:
 
 def _tile_layout(f32: dict, bits: int) -> dict:
     """engine_tiles.c: per-row integers in AMX B tiles; 16-bit ones as q = 256 * hi + lo, both int8."""
-    halves = [_quantise_rows(f32[name], bits, levels=SPLIT_WEIGHT_LEVELS if bits == 16 else None)
+    levels = SPLIT_WEIGHT_LEVELS if bits == 16 else 127
+    halves = [_quantise_rows(f32[name], levels, np.int16)
               for name in ("lstm.weight_ih_l0", "lstm.weight_hh_l0")]
     tiles = []
     for q, _ in halves:
@@ -366,14 +370,15 @@ class Engine:
         self.device, self.precision = choose(device, precision)
         self.chosen: list[str] = []  # the precision each member runs at
         x = ckpt.probe if ckpt.probe is not None else probe_inputs(ckpt.normalizer)
-        probed = any(self._ladder(state) for state in ckpt.state_dicts)
-        expected = _probe_references(ckpt, x) if probed else [None] * len(ckpt.state_dicts)
-        self.members = [self._member(ckpt, state, x, y) for state, y in zip(ckpt.state_dicts, expected)]
+        ladders = [self._ladder(state) for state in ckpt.state_dicts]
+        expected = _probe_references(ckpt, x) if any(ladders) else [None] * len(ladders)
+        self.members = [self._member(ckpt, *member, x)
+                        for member in zip(ckpt.state_dicts, ladders, expected, strict=True)]
 
-    def _member(self, ckpt: Checkpoint, state: dict, x: np.ndarray, expected: np.ndarray | None):
-        """The first precision, from the chosen one down, that passes the probe (inputs x, float32
-        outputs expected)."""
-        ladder = self._ladder(state)
+    def _member(self, ckpt: Checkpoint, state: dict, ladder: list[str],
+                expected: np.ndarray | None, x: np.ndarray):
+        """The first precision of the ladder that passes the probe (inputs x, float32 outputs
+        expected), else float32."""
         for precision in ladder:
             member = self._reduced(state, precision)
             try:

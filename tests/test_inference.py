@@ -18,6 +18,7 @@ from model.engine import (
     Engine,
     KernelMember,
     _compiled,
+    _levels_within_int32,
     _quantise_rows,
     choose,
     kernel,
@@ -145,7 +146,7 @@ def test_the_engine_probes_on_the_inputs_the_checkpoint_saved(ckpt, monkeypatch)
 def test_16_bit_rows_use_every_level_int32_leaves_them():
     w = make_checkpoint(weight_scale=2.0).state_dicts[0]["lstm.weight_hh_l0"].numpy()
     w[0, 0] = 50 * np.abs(w).max()  # an outlier row gets its own scale
-    q, scale = _quantise_rows(w, 16)
+    q, scale = _quantise_rows(w, _levels_within_int32(w), np.int16)
     worst_sum = np.abs(q.astype(np.int64)).sum(axis=1) * WIDE_ACTIVATION_LEVELS
     assert worst_sum.max() <= INT32_MAX  # no activation vector can overflow a row's sum
     top = np.abs(q).max(axis=1)
