@@ -17,10 +17,12 @@ Paths, chosen at start-up from what the machine supports (`choose`):
   whose LSTM is cuDNN's (GPU) or oneDNN's (CPU): input products of all days in one matrix product,
   fused gates; bf16 matrix work under autocast with float32 state on GPUs that support it.
 Every reduced-precision member is checked once against the float32 network on a probe: the real
-inputs the checkpoint saved at training (or heavy-tailed synthetic ones for older checkpoints).
-One that misses the tolerance moves to the next precision (int8 -> int16 -> bf16x3 -> float32).
-The choice depends only on the checkpoint and the CPU, so every worker on one kind of machine
-makes the same one.
+inputs the checkpoint saved at training and the float32 outputs saved beside them (or, for older
+checkpoints, heavy-tailed synthetic inputs run through torch here). One that misses the tolerance
+moves to the next precision (int8 -> int16 -> bf16x3 -> float32). The choice depends only on the
+checkpoint and the CPU, so every worker on one kind of machine makes the same one.
+torch is imported only where it runs (the GPU and float32 paths, older checkpoints): on the
+kernels an extension never pays its second of import time.
 """
 
 import ctypes
@@ -29,6 +31,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import weakref
 from collections.abc import Callable
@@ -39,11 +42,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from model.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.errors import InputError
-from model.network import SoilMoistureLSTM
 from model.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ GPU_CELL_BLOCK = 16384
 WIDE_ACTIVATION_LEVELS = 4095  # U_LEVELS and H_LEVELS of the 16-bit kernel
 INT32_MAX = 2**31 - 1
 SPLIT_WEIGHT_LEVELS = 32639  # 256 * 127 + 127: the largest q with q = 256 * hi + lo, hi and lo int8
+GPU_DRIVER_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROCm, WSL
 
 
 class _IntegerWeights(ctypes.Structure):
@@ -157,11 +159,17 @@ def _tile_layout(f32: dict, bits: int) -> dict:
     }
 
 
+def _bf16_bits(w: np.ndarray) -> np.ndarray:
+    """Finite float32 values rounded to the nearest bf16 (ties to even), as uint16 bits."""
+    bits = np.ascontiguousarray(w, np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x7FFF) + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
 def _bf16_parts(w: np.ndarray) -> np.ndarray:
     """w as bf16 hi + lo (each rounded to nearest even), stacked on a new axis 0, as uint16 bits."""
-    hi = torch.from_numpy(np.ascontiguousarray(w, np.float32)).to(torch.bfloat16)
-    lo = (torch.from_numpy(np.asarray(w, np.float32)) - hi.float()).to(torch.bfloat16)
-    return torch.stack([hi, lo]).view(torch.int16).numpy().view(np.uint16)
+    hi = _bf16_bits(w)
+    lo = _bf16_bits(np.asarray(w, np.float32) - (hi.astype(np.uint32) << 16).view(np.float32))
+    return np.stack([hi, lo])
 
 
 def _bf16_layout(f32: dict) -> dict:
@@ -249,31 +257,55 @@ def kernel_ladder(start: str) -> list[str]:
     return [p for p in KERNEL_ORDER[KERNEL_ORDER.index(start):] if kernel(p) is not None]
 
 
-def choose(device: str = "auto", precision: str = "auto") -> tuple[torch.device, str]:
-    """The device and precision to start from, from the requested ones and what the machine has."""
+def gpu_available() -> bool:
+    """Whether torch sees a GPU; on a machine without a GPU driver, known without importing torch."""
+    if not any(Path(file).exists() for file in GPU_DRIVER_FILES):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def compute_threads() -> int:
+    """Threads for the kernels: torch's count where torch is loaded (a caller may have set it),
+    else SMAPX_TORCH_THREADS, else the cores this process may run on."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    return get_settings().torch_threads or len(os.sched_getaffinity(0))
+
+
+def choose(device: str = "auto", precision: str = "auto") -> tuple[str, str]:
+    """The device ('cpu' or 'cuda') and precision to start from, from the requested ones and what
+    the machine has."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown inference precision {precision!r}; one of {', '.join(PRECISIONS)}")
+    if device.partition(":")[0] not in ("auto", "cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}; one of auto, cpu, cuda, cuda:<n>")
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but no GPU is available")
-    dev = torch.device(device)
-    if dev.type == "cuda":
+        device = "cuda" if gpu_available() else "cpu"
+    if device.startswith("cuda"):
+        if not gpu_available():
+            raise InputError("device 'cuda' requested but no GPU is available")
+        import torch
+
         bf16 = torch.cuda.is_bf16_supported()
         if precision == "auto" or precision in KERNELS:
             precision = "bfloat16" if bf16 else "float32"
         elif precision == "bfloat16" and not bf16:
             precision = "float32"
-        return dev, precision
+        return device, precision
     if precision == "auto" or precision in KERNELS:
         ladder = kernel_ladder(KERNEL_ORDER[0] if precision == "auto" else precision)
         chosen = ladder[0] if ladder else "float32"
         if precision not in ("auto", chosen):
             log.warning("%s inference unavailable on this CPU: using %s", precision, chosen)
-        return dev, chosen
-    if precision == "bfloat16" and not torch.backends.mkldnn.is_available():
-        return dev, "float32"
-    return dev, precision
+        return device, chosen
+    if precision == "bfloat16":
+        import torch
+
+        if not torch.backends.mkldnn.is_available():
+            return device, "float32"
+    return device, precision
 
 
 class KernelMember:
@@ -281,7 +313,7 @@ class KernelMember:
 
     def __init__(self, state: dict, precision: str, source: KernelSource | None = None):
         self.lib, source = kernel(precision) if source is None else (_compiled(source), source)
-        f32 = {k: v.detach().cpu().float().numpy() for k, v in state.items()}
+        f32 = {k: np.asarray(v, np.float32) for k, v in state.items()}
         self.arrays = {  # kept alive here: the kernel reads them through raw pointers
             "w1t": np.ascontiguousarray(f32["input_layer.weight"].T),
             "b1": np.ascontiguousarray(f32["input_layer.bias"]),
@@ -305,13 +337,13 @@ class KernelMember:
 
 def run_kernels(members: list[KernelMember], x: np.ndarray, warmup: int) -> list[np.ndarray]:
     """Each kernel member's output for the same inputs, the (member, cell range) parts spread
-    over torch's thread count (ctypes releases the GIL: parts run on separate cores). Members run
+    over the compute threads (ctypes releases the GIL: parts run on separate cores). Members run
     side by side before their cells are split, so that the AMX kernels' tiles fill: on 2 threads a
     32-cell block of a 2-member ensemble runs as 2 parts of 32 cells, not 4 of 16."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     n_cells = x.shape[0]
     outputs = [np.empty((n_cells, x.shape[1] - warmup), np.float32) for _ in members]
-    threads = torch.get_num_threads()
+    threads = compute_threads()
     splits = max(1, min(-(-threads // len(members)), n_cells // KERNEL_ROW_CELLS))
     bounds = np.linspace(0, n_cells, splits + 1).astype(int)
     parts = [(k, slice(lo, hi)) for k in range(len(members)) for lo, hi in pairwise(bounds) if hi > lo]
@@ -330,21 +362,23 @@ class TorchMember:
     cuDNN's on GPU: input products for all days in one matrix product, fused gate kernels), in
     float32 or with bf16 matrix work under autocast (float32 state)."""
 
-    def __init__(self, state: dict, device: torch.device, dtype: torch.dtype):
-        self.device, self.dtype = device, dtype
-        n_inputs, hidden = state["input_layer.weight"].shape[1], state["lstm.weight_hh_l0"].shape[1]
-        self.net = SoilMoistureLSTM(n_inputs, hidden)
-        self.net.load_state_dict(state)
-        self.net.to(device).eval()
+    def __init__(self, state: dict, device: str, precision: str):
+        from model.network import from_state
+
+        self.device, self.reduced = device, precision == "bfloat16"
+        self.device_type = device.partition(":")[0]
+        self.net = from_state(state).to(device).eval()
 
     def run(self, x: np.ndarray, warmup: int) -> np.ndarray:
         """Normalised output (cell, time - warmup) for normalised inputs (cell, time, n_in)."""
-        block = CPU_CELL_BLOCK if self.device.type == "cpu" else GPU_CELL_BLOCK
+        import torch
+
+        block = CPU_CELL_BLOCK if self.device_type == "cpu" else GPU_CELL_BLOCK
         out = np.empty((x.shape[0], x.shape[1] - warmup), np.float32)
-        reduced = self.dtype != torch.float32
         for i in range(0, x.shape[0], block):
             xb = torch.from_numpy(np.ascontiguousarray(x[i:i + block], np.float32)).to(self.device)
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=reduced):
+            with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16,
+                                                        enabled=self.reduced):
                 y = self.net(xb)
             out[i:i + block] = y[:, warmup:].float().cpu().numpy()
         return out
@@ -353,6 +387,8 @@ class TorchMember:
 def reference(ckpt: Checkpoint, x: np.ndarray, warmup: int = 0) -> np.ndarray:
     """Normalised output of the float32 torch.nn.LSTM network itself (the ensemble mean), in
     batches of CPU_CELL_BLOCK cells, where it runs fastest."""
+    import torch
+
     out = np.empty((x.shape[0], x.shape[1] - warmup), np.float32)
     nets = ckpt.networks()
     with torch.inference_mode():
@@ -369,9 +405,12 @@ class Engine:
     def __init__(self, ckpt: Checkpoint, device: str = "auto", precision: str = "auto"):
         self.device, self.precision = choose(device, precision)
         self.chosen: list[str] = []  # the precision each member runs at
-        x = ckpt.probe if ckpt.probe is not None else probe_inputs(ckpt.normalizer)
+        x, expected = ckpt.probe, ckpt.probe_reference
+        if x is None:
+            x = probe_inputs(ckpt.normalizer)
         ladders = [self._ladder(state) for state in ckpt.state_dicts]
-        expected = _probe_references(ckpt, x) if any(ladders) else [None] * len(ladders)
+        if expected is None:
+            expected = probe_references(ckpt, x) if any(ladders) else [None] * len(ladders)
         self.members = [self._member(ckpt, *member, x)
                         for member in zip(ckpt.state_dicts, ladders, expected, strict=True)]
 
@@ -382,8 +421,7 @@ class Engine:
         for precision in ladder:
             member = self._reduced(state, precision)
             try:
-                with torch.inference_mode():
-                    got = member.run(x, 0)
+                got = member.run(x, 0)
             except RuntimeError as exc:  # e.g. a GPU library without bf16 LSTM kernels
                 log.info("%s inference unavailable here: %s", precision, exc)
                 continue
@@ -397,12 +435,12 @@ class Engine:
             log.warning("no reduced precision keeps this member within %g m3/m3: running float32",
                         TOLERANCE)
         self.chosen.append("float32")
-        return TorchMember(state, self.device, torch.float32)
+        return TorchMember(state, self.device, "float32")
 
     def _reduced(self, state: dict, precision: str):
         if precision in KERNELS:
             return KernelMember(state, precision)
-        return TorchMember(state, self.device, torch.bfloat16)
+        return TorchMember(state, self.device, precision)
 
     def _ladder(self, state: dict) -> list[str]:
         """Reduced precisions to try for a member, fastest first."""
@@ -414,9 +452,8 @@ class Engine:
     def run(self, x: np.ndarray, warmup: int = 0) -> np.ndarray:
         """Normalised ensemble-mean output (cell, time - warmup) for inputs (cell, time, n_in)."""
         kernels = [m for m in self.members if isinstance(m, KernelMember)]
-        with torch.inference_mode():
-            outputs = run_kernels(kernels, x, warmup) if kernels else []
-            outputs += [m.run(x, warmup) for m in self.members if not isinstance(m, KernelMember)]
+        outputs = run_kernels(kernels, x, warmup) if kernels else []
+        outputs += [m.run(x, warmup) for m in self.members if not isinstance(m, KernelMember)]
         return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0, dtype=np.float32)
 
 
@@ -433,16 +470,18 @@ def probe_inputs(normalizer) -> np.ndarray:
     return x
 
 
-def _probe_references(ckpt: Checkpoint, x: np.ndarray) -> list[np.ndarray]:
-    """Each member's float32 output on the probe, members side by side on one torch thread each:
-    a 64-cell batch gains nothing from more threads, and on a busy machine OpenMP threads waiting
-    for each other made the probe 5-10x slower."""
+def probe_references(ckpt: Checkpoint, x: np.ndarray) -> np.ndarray:
+    """Each member's float32 output (member, cell, day) on the probe, members side by side on one
+    torch thread each: a 64-cell batch gains nothing from more threads, and on a busy machine
+    OpenMP threads waiting for each other made the probe 5-10x slower."""
+    import torch
+
     singles = [Checkpoint(ckpt.config, ckpt.normalizer, [state]) for state in ckpt.state_dicts]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(max(1, min(threads, len(singles)))) as pool:
-            return list(pool.map(lambda single: reference(single, x), singles))
+            return np.stack(list(pool.map(lambda single: reference(single, x), singles)))
     finally:
         torch.set_num_threads(threads)
 

@@ -19,3 +19,11 @@ class SoilMoistureLSTM(nn.Module):
     def forward(self, x: torch.Tensor, state=None) -> torch.Tensor:
         out, _ = self.lstm(torch.relu(self.input_layer(x)), state)
         return self.head(self.dropout(out)).squeeze(-1)
+
+
+def from_state(state: dict, dropout: float = 0.5) -> SoilMoistureLSTM:
+    """The network of a state_dict of numpy arrays or tensors (a checkpoint member's weights)."""
+    n_inputs, hidden = state["input_layer.weight"].shape[1], state["lstm.weight_hh_l0"].shape[1]
+    net = SoilMoistureLSTM(n_inputs, hidden, dropout)
+    net.load_state_dict({name: torch.as_tensor(value) for name, value in state.items()})
+    return net

@@ -22,8 +22,9 @@ from tqdm import tqdm
 from model import metrics
 from model.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.dataset import select_period
+from model.engine import probe_references
 from model.errors import InputError
-from model.network import SoilMoistureLSTM
+from model.network import SoilMoistureLSTM, from_state
 from model.normalize import Normalizer
 
 
@@ -99,7 +100,9 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
            "training_days": f"{time[0].date()}..{time[-1].date()}"}
     buf = io.StringIO()
     pd.DataFrame(log_rows).to_csv(buf, index=False)
-    return Checkpoint(cfg, normalizer, states, validation, probe_sample(x)), buf.getvalue()
+    ckpt = Checkpoint(cfg, normalizer, states, validation, probe_sample(x))
+    ckpt.probe_reference = probe_references(ckpt, ckpt.probe)
+    return ckpt, buf.getvalue()
 
 
 def probe_sample(x: np.ndarray) -> np.ndarray:
@@ -173,8 +176,7 @@ def _validate(nets, x, y, n_train, normalizer, config, device) -> dict:
     with torch.inference_mode():
         for net in nets:
             if isinstance(net, dict):
-                state, net = net, SoilMoistureLSTM(x.shape[-1], config.hidden, config.dropout).to(device)
-                net.load_state_dict(state)
+                net = from_state(net, config.dropout).to(device)
             net.eval()
             preds.append(net(torch.from_numpy(x).to(device)).cpu().numpy())
     pred = normalizer.unscale_target(np.mean(preds, axis=0)[:, n_train:]).T

@@ -15,12 +15,14 @@ app.add_typer(ingest_app, name="ingest")
 
 
 def _configure_threads(threads: int) -> None:
-    import torch
-
+    """torch's thread count (which the inference kernels follow) from the option or the settings;
+    torch, a second to import, is left unloaded when neither sets one."""
     from model.settings import get_settings
 
     threads = threads or get_settings().torch_threads
     if threads:
+        import torch
+
         torch.set_num_threads(threads)
 
 

@@ -17,12 +17,14 @@ from model.engine import (
     WIDE_ACTIVATION_LEVELS,
     Engine,
     KernelMember,
+    _bf16_parts,
     _compiled,
     _levels_within_int32,
     _quantise_rows,
     choose,
     kernel,
     kernel_ladder,
+    probe_references,
     reference,
 )
 from model.errors import InputError
@@ -125,6 +127,30 @@ def test_same_block_in_another_process_gives_the_same_bytes(tmp_path, ckpt):
 
 
 @needs_vnni
+def test_a_checkpoint_with_saved_probe_outputs_runs_on_the_kernels_without_torch(tmp_path, ckpt):
+    probe = inputs(8, 120)
+    saved = dataclasses.replace(ckpt, probe=probe, probe_reference=probe_references(ckpt, probe))
+    checkpoint.save(tmp_path / "model", saved)
+    x = inputs(23, 150)
+    np.save(tmp_path / "x.npy", x)
+    script = ("import sys, numpy as np; from model import checkpoint; from model.inference import predict;"
+              "d = sys.argv[1]; np.save(d + '/y.npy', predict(checkpoint.load(d + '/model'),"
+              " np.load(d + '/x.npy'), warmup=50)); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    expected = predict(ckpt, x, warmup=50)
+    assert np.load(tmp_path / "y.npy").tobytes() == expected.tobytes()
+
+
+def test_bf16_splits_round_like_torch():
+    w = np.random.default_rng(3).standard_normal((64, 48)).astype(np.float32) * 0.3
+    w[0, :4] = [1.00390625, 1.01171875, -3.0078125, 0.0]  # ties to even, up and down
+    hi = torch.from_numpy(w).to(torch.bfloat16)
+    lo = (torch.from_numpy(w) - hi.float()).to(torch.bfloat16)
+    expected = torch.stack([hi, lo]).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(_bf16_parts(w), expected)
+
+
+@needs_vnni
 def test_a_network_8_bits_cannot_hold_runs_at_a_finer_precision_within_tolerance():
     strong = make_checkpoint(weight_scale=2.0)
     engine = Engine(strong, "cpu", "auto")
@@ -143,8 +169,23 @@ def test_the_engine_probes_on_the_inputs_the_checkpoint_saved(ckpt, monkeypatch)
     assert Engine(with_probe, "cpu", "int8").chosen == ["int8", "int8"]
 
 
+@needs_vnni
+def test_the_engine_checks_against_the_float32_outputs_the_checkpoint_saved(ckpt, monkeypatch):
+    probe = inputs(8, 120)
+    expected = probe_references(ckpt, probe)
+
+    def recomputed(*_):
+        raise AssertionError("saved probe outputs are not computed again")
+
+    monkeypatch.setattr(engine, "probe_references", recomputed)
+    saved = dataclasses.replace(ckpt, probe=probe, probe_reference=expected)
+    assert Engine(saved, "cpu", "int8").chosen == ["int8", "int8"]
+    shifted = dataclasses.replace(saved, probe_reference=expected + 0.01 / TARGET_STD)
+    assert Engine(shifted, "cpu", "int8").chosen == ["float32", "float32"]
+
+
 def test_16_bit_rows_use_every_level_int32_leaves_them():
-    w = make_checkpoint(weight_scale=2.0).state_dicts[0]["lstm.weight_hh_l0"].numpy()
+    w = make_checkpoint(weight_scale=2.0).state_dicts[0]["lstm.weight_hh_l0"].copy()
     w[0, 0] = 50 * np.abs(w).max()  # an outlier row gets its own scale
     q, scale = _quantise_rows(w, _levels_within_int32(w), np.int16)
     worst_sum = np.abs(q.astype(np.int64)).sum(axis=1) * WIDE_ACTIVATION_LEVELS
@@ -185,12 +226,14 @@ def test_every_implementation_matches_the_network_whatever_shares_its_block(ckpt
 def test_choose_checks_requests_and_falls_back_to_what_the_machine_has():
     with pytest.raises(InputError, match="unknown inference precision"):
         choose("cpu", "int4")
+    with pytest.raises(InputError, match="unknown device"):
+        choose("tpu", "auto")
     device, precision = choose("cpu", "auto")
-    assert device.type == "cpu"
+    assert device == "cpu"
     assert precision == ("int8" if kernel("int8") is not None else "float32")
     if torch.cuda.is_available():
         device, precision = choose("auto", "int8")
-        assert device.type == "cuda" and precision in ("bfloat16", "float32")
+        assert device == "cuda" and precision in ("bfloat16", "float32")
     else:
         with pytest.raises(InputError, match="no GPU"):
             choose("cuda", "auto")

@@ -1,6 +1,7 @@
 """Training, checkpoints and in-process extension on a small learnable dataset."""
 
 import dataclasses
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import xarray as xr
 
 from model import checkpoint, cube, grid
 from model.dataset import make_input_dataset, open_input, select_period, write_input
+from model.engine import probe_references
 from model.errors import InputError, OutOfRangeError
 from model.extend import extend, plan, spinup_indices
 from model.normalize import Normalizer
@@ -72,8 +74,9 @@ def test_training_learns_and_checkpoint_round_trips(trained):
     _, path, ckpt, _ = trained
     loaded = checkpoint.load(path)
     assert len(loaded.state_dicts) == 2 and loaded.config["hidden"] == 16
-    for a, b in zip(loaded.state_dicts[0].values(), ckpt.state_dicts[0].values()):
-        assert bool((a == b).all())
+    saved = ckpt.state_dicts[0]
+    assert loaded.state_dicts[0].keys() == saved.keys()
+    assert all(np.array_equal(value, saved[name]) for name, value in loaded.state_dicts[0].items())
     losses = pd.read_csv(path / "training_log.csv")
     first = losses[(losses.stage == "train") & (losses.member == 0)]
     assert first.train_loss.iloc[-1] < first.train_loss.iloc[0]
@@ -84,11 +87,39 @@ def test_training_learns_and_checkpoint_round_trips(trained):
     np.testing.assert_array_equal(loaded.probe, train_inputs[:, :365])
 
 
+def test_the_checkpoint_keeps_each_members_float32_outputs_on_its_probe(trained):
+    _, path, ckpt, _ = trained
+    loaded = checkpoint.load(path)
+    assert sorted(p.name for p in path.glob("member_*")) == ["member_0.safetensors", "member_1.safetensors"]
+    assert loaded.probe_reference.shape == (2, *loaded.probe.shape[:2])
+    np.testing.assert_array_equal(loaded.probe_reference, probe_references(ckpt, ckpt.probe))
+
+
 def test_a_probe_of_the_wrong_shape_is_refused(trained, tmp_path):
     _, _, ckpt, _ = trained
     bad = checkpoint.save(tmp_path / "bad", dataclasses.replace(ckpt, probe=np.zeros((2, 5, 9), np.float32)))
     with pytest.raises(InputError, match="probe.npy"):
         checkpoint.load(bad)
+    one_member = dataclasses.replace(ckpt, probe_reference=ckpt.probe_reference[:1])
+    with pytest.raises(InputError, match="probe_reference.npy"):
+        checkpoint.load(checkpoint.save(tmp_path / "bad_reference", one_member))
+
+
+def test_checkpoints_of_earlier_versions_still_load(trained, tmp_path):
+    import torch
+
+    _, path, ckpt, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    for k, state in enumerate(ckpt.state_dicts):
+        (old / f"member_{k}.safetensors").unlink()
+        torch.save({name: torch.from_numpy(value) for name, value in state.items()}, old / f"member_{k}.pt")
+    (old / "probe_reference.npy").unlink()
+    loaded = checkpoint.load(old)
+    for a, b in zip(loaded.state_dicts, ckpt.state_dicts, strict=True):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    checkpoint.save(old, loaded)  # saving over it leaves one weights file per member
+    assert sorted(p.name for p in old.glob("member_*")) == ["member_0.safetensors", "member_1.safetensors"]
 
 
 def test_training_is_deterministic_for_a_seed():

@@ -4,6 +4,7 @@ submission, a resume, a cancel, and over an S3-compatible store (moto's server).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from model import checkpoint
 from model import cube as cubes
 from model.checkpoint import Checkpoint
 from model.dataset import make_input_dataset, open_input, write_input
+from model.engine import probe_references
 from model.extend import extend
 from model.network import SoilMoistureLSTM
 from model.normalize import Normalizer
@@ -61,7 +63,9 @@ def make_world(folder: Path, hidden: int = 64) -> tuple[Path, Path]:
     normalizer = Normalizer.fit(ds.sel(time=slice("2013-01-01", "2014-12-31")))
     net = SoilMoistureLSTM(normalizer.n_inputs, hidden, 0.5)
     config = {"hidden": hidden, "dropout": 0.5, "start": "2013-01-01", "end": "2014-12-31"}
-    checkpoint.save(model_path, Checkpoint(config, normalizer, [net.state_dict()]))
+    ckpt = Checkpoint(config, normalizer, [net.state_dict()], probe=normalizer.inputs(ds)[:8, :100])
+    ckpt.probe_reference = probe_references(ckpt, ckpt.probe)
+    checkpoint.save(model_path, ckpt)
     return inputs_path, model_path
 
 
@@ -206,6 +210,24 @@ def paused(worker_name: str):
 def request_for(world, out) -> dict:
     return {"model": str(world["model"]), "input": str(world["inputs"]), "start": START,
             "end": END, "out": str(out)}
+
+
+def test_the_fingerprint_changes_with_every_file_of_the_checkpoint(world, tmp_path):
+    from worker.extension import fingerprint
+
+    model = tmp_path / "model"
+    shutil.copytree(world["model"], model)
+    request = request_for(world, tmp_path / "cube.zarr") | {"model": str(model)}
+    original = fingerprint(request)
+    files = checkpoint.files(model)
+    assert {p.name for p in files} >= {"config.json", "member_0.safetensors", "probe.npy",
+                                       "probe_reference.npy"}
+    for path in files:
+        saved = path.read_bytes()
+        path.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))
+        assert fingerprint(request) != original, f"{path.name} is not in the fingerprint"
+        path.write_bytes(saved)
+    assert fingerprint(request) == original
 
 
 def test_cli_two_workers_equal_in_process_cube(world, tmp_path):

@@ -42,8 +42,7 @@ def fingerprint(request: dict) -> str:
     """What makes two cubes the same: model, input, period, and the checkpoint's exact bytes."""
     digest = hashlib.sha256(json.dumps({k: request[k] for k in REQUEST_KEYS if k != "out"},
                                        sort_keys=True).encode())
-    model = Path(request["model"])
-    for path in sorted(model.glob("*.json")) + sorted(model.glob("member_*.pt")):
+    for path in checkpoint.files(request["model"]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
