@@ -8,35 +8,45 @@
 #define H 256           /* hidden units */
 #define HB (H / 16)     /* blocks of 16 hidden units */
 
-/* exp with Cephes' polynomial: relative error ~1e-7 over the clamped range. */
-static inline __m512 exp512(__m512 x)
+#define LOG2E 1.44269504088896341f
+
+/* 2^t: 2^round(t) by scalef times 2^f, f = t - round(t) in [-1/2, 1/2], by its degree-6 Taylor
+ * polynomial (relative error < 2e-7); t clamped to [-150, 126], where 2^t is 0 or finite. */
+static inline __m512 exp2_512(__m512 t)
 {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-150.0f)), _mm512_set1_ps(126.0f));
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(1.5403530393381608e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
 }
 
-static inline __m512 sigmoid512(__m512 x)
+/* 1 / (1 + 2^t), with one Newton step on the reciprocal estimate. */
+static inline __m512 logistic2_512(__m512 t)
 {
-    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x)));
+    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp2_512(t));
     __m512 r = _mm512_rcp14_ps(d);
-    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));  /* one Newton step */
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 
-static inline __m512 tanh512(__m512 x)
+/* The gate nonlinearities in base 2 (the ln 2 folded into the argument's scale): within 1.5e-7
+ * (sigmoid) and 3e-7 (tanh) of the exact functions, and 20 % fewer instructions than through
+ * exp with a Cody-Waite reduction. */
+static inline __m512 sigmoid512(__m512 x)
 {
-    __m512 s = sigmoid512(_mm512_add_ps(x, x));
-    return _mm512_fmsub_ps(s, _mm512_set1_ps(2.0f), _mm512_set1_ps(1.0f));
+    return logistic2_512(_mm512_mul_ps(x, _mm512_set1_ps(-LOG2E)));
+}
+
+static inline __m512 tanh512(__m512 x)  /* 2 sigmoid(2x) - 1 */
+{
+    return _mm512_fmsub_ps(logistic2_512(_mm512_mul_ps(x, _mm512_set1_ps(-2.0f * LOG2E))),
+                           _mm512_set1_ps(2.0f), _mm512_set1_ps(1.0f));
 }
 
 /* The LSTM update of 16 units from their gate pre-activations (i, f, g, o): c and h in place. */
