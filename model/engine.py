@@ -267,11 +267,13 @@ def gpu_available() -> bool:
 
 
 def compute_threads() -> int:
-    """Threads for the kernels: torch's count where torch is loaded (a caller may have set it),
-    else SMAPX_TORCH_THREADS, else the cores this process may run on."""
+    """Threads for the kernels: SMAPX_TORCH_THREADS, else torch's count where torch is loaded (a
+    caller may have set it), else the cores this process may run on."""
+    if get_settings().torch_threads:
+        return get_settings().torch_threads
     if "torch" in sys.modules:
         return sys.modules["torch"].get_num_threads()
-    return get_settings().torch_threads or len(os.sched_getaffinity(0))
+    return len(os.sched_getaffinity(0))
 
 
 def choose(device: str = "auto", precision: str = "auto") -> tuple[str, str]:

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from model.settings import get_settings
+
 
 class SoilMoistureLSTM(nn.Module):
     """Maps normalised daily inputs (batch, time, n_inputs) to normalised soil moisture (batch, time)."""
@@ -27,3 +29,15 @@ def from_state(state: dict, dropout: float = 0.5) -> SoilMoistureLSTM:
     net = SoilMoistureLSTM(n_inputs, hidden, dropout)
     net.load_state_dict({name: torch.as_tensor(value) for name, value in state.items()})
     return net
+
+
+def _use_configured_threads() -> None:
+    """torch computes on SMAPX_TORCH_THREADS threads where set (workers sharing a machine split
+    its cores). Every torch computation of smapx imports this module first, so processes that
+    never need torch (extension on the kernels) never import it."""
+    threads = get_settings().torch_threads
+    if threads:
+        torch.set_num_threads(threads)
+
+
+_use_configured_threads()

@@ -14,7 +14,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Where the demo and jobs keep their files.")
     redis_url: str | None = Field(None, description="Celery broker and result backend; unset = embedded.")
-    torch_threads: int = Field(0, description="Threads per process for torch; 0 = all cores.")
+    torch_threads: int = Field(0, description="Compute threads per process (torch and the inference "
+                               "kernels); 0 = all cores.")
     device: str = Field("auto", description="'cpu', 'cuda' or 'auto' (GPU when present).")
     inference_precision: str = Field("auto", description="Matrix work of inference: 'auto' (int8, "
                                      "int16 or bf16x3 on CPUs with AMX or VNNI, bf16 on GPUs), 'int8', "

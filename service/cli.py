@@ -15,15 +15,12 @@ app.add_typer(ingest_app, name="ingest")
 
 
 def _configure_threads(threads: int) -> None:
-    """torch's thread count (which the inference kernels follow) from the option or the settings;
-    torch, a second to import, is left unloaded when neither sets one."""
+    """--threads over SMAPX_TORCH_THREADS for this process: the inference kernels read it, and
+    torch where it is first used (model.network)."""
     from model.settings import get_settings
 
-    threads = threads or get_settings().torch_threads
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        get_settings().torch_threads = threads
 
 
 @app.command()
@@ -181,9 +178,9 @@ def train(
     from model.train import TrainConfig
     from model.train import train as run_training
 
-    _configure_threads(threads)
     config = TrainConfig(start=start, end=end, ensemble=ensemble, max_epochs=max_epochs,
-                         validation_days=validation_days, hidden=hidden, seed=seed, device=device)
+                         validation_days=validation_days, hidden=hidden, seed=seed, device=device,
+                         threads=threads)
     ckpt, log = run_training(open_input(input), config)
     checkpoint.save(out, ckpt, log)
     v = ckpt.validation

@@ -7,7 +7,6 @@ dies, after `task_visibility_timeout` seconds when the whole worker process vani
 """
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
 
 from model.settings import get_settings
 
@@ -52,13 +51,3 @@ app.conf.update(
 )
 configure()
 
-
-@worker_init.connect
-@worker_process_init.connect
-def _set_torch_threads(**_) -> None:
-    """Workers sharing a machine split its cores: SMAPX_TORCH_THREADS per worker process."""
-    import torch
-
-    threads = get_settings().torch_threads
-    if threads:
-        torch.set_num_threads(threads)

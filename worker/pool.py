@@ -29,7 +29,7 @@ STOP_SECONDS = 30.0
 
 
 def default_threads(concurrency: int) -> int:
-    """Torch threads per worker process: the cores shared out, at least one."""
+    """Compute threads per worker process: the cores shared out, at least one."""
     return max(1, (os.cpu_count() or 1) // max(1, concurrency))
 
 
