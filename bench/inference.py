@@ -17,7 +17,6 @@ training range.
 """
 
 import argparse
-import dataclasses
 import time
 
 import numpy as np
@@ -76,7 +75,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = checkpoint.load(args.model) if args.model else random_checkpoint()
-    ckpt = dataclasses.replace(ckpt, state_dicts=ckpt.state_dicts[:1])
+    ckpt = ckpt.member(0)
     if args.input:
         x = ckpt.normalizer.inputs(open_input(args.input))
     else:

@@ -8,7 +8,7 @@ imports torch (about a second of every run). Checkpoints of earlier versions (me
 torch state_dict) are still read, through torch."""
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,11 @@ class Checkpoint:
     def __post_init__(self):
         self.state_dicts = [{name: np.ascontiguousarray(value) for name, value in state.items()}
                             for state in self.state_dicts]
+
+    def member(self, k: int) -> "Checkpoint":
+        """Ensemble member k alone, with its probe outputs."""
+        reference = None if self.probe_reference is None else self.probe_reference[k:k + 1]
+        return replace(self, state_dicts=[self.state_dicts[k]], probe_reference=reference)
 
     def networks(self, device: str = "cpu") -> list:
         """The ensemble members as evaluation-mode torch modules."""

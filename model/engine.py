@@ -478,7 +478,7 @@ def probe_references(ckpt: Checkpoint, x: np.ndarray) -> np.ndarray:
     OpenMP threads waiting for each other made the probe 5-10x slower."""
     import torch
 
-    singles = [Checkpoint(ckpt.config, ckpt.normalizer, [state]) for state in ckpt.state_dicts]
+    singles = [ckpt.member(k) for k in range(len(ckpt.state_dicts))]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

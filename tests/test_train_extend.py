@@ -93,6 +93,10 @@ def test_the_checkpoint_keeps_each_members_float32_outputs_on_its_probe(trained)
     assert sorted(p.name for p in path.glob("member_*")) == ["member_0.safetensors", "member_1.safetensors"]
     assert loaded.probe_reference.shape == (2, *loaded.probe.shape[:2])
     np.testing.assert_array_equal(loaded.probe_reference, probe_references(ckpt, ckpt.probe))
+    second = loaded.member(1)
+    assert len(second.state_dicts) == 1
+    assert all(second.state_dicts[0][name] is value for name, value in loaded.state_dicts[1].items())
+    np.testing.assert_array_equal(second.probe_reference, loaded.probe_reference[1:])
 
 
 def test_a_probe_of_the_wrong_shape_is_refused(trained, tmp_path):
