@@ -101,10 +101,10 @@ def files(path: str | Path) -> list[Path]:
 
 def _member_files(path: Path) -> list[Path]:
     """member_<k> weights, in member order; a member saved in both formats is read from safetensors."""
-    files = {}
+    by_member = {}
     for suffix in reversed(WEIGHTS_SUFFIXES):
-        files.update({int(p.stem.split("_")[1]): p for p in path.glob(f"member_*{suffix}")})
-    return [files[k] for k in sorted(files)]
+        by_member.update({int(p.stem.split("_")[1]): p for p in path.glob(f"member_*{suffix}")})
+    return [by_member[k] for k in sorted(by_member)]
 
 
 def _read_weights(file: Path) -> dict:

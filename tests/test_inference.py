@@ -113,32 +113,37 @@ def test_predict_unscales_the_ensemble_mean(ckpt):
     assert np.abs(got - expected).max() <= TOLERANCE
 
 
-@needs_vnni
-def test_same_block_in_another_process_gives_the_same_bytes(tmp_path, ckpt):
-    checkpoint.save(tmp_path / "model", ckpt)
-    x = inputs(23, 150)
-    np.save(tmp_path / "x.npy", x)
+def predict_in_another_process(folder, ckpt: Checkpoint, x: np.ndarray, warmup: int,
+                                without_torch: bool = False) -> np.ndarray:
+    """predict() of the checkpoint, saved and loaded again, in a fresh Python process; with
+    `without_torch`, that process fails if it imported torch."""
+    checkpoint.save(folder / "model", ckpt)
+    np.save(folder / "x.npy", x)
     script = ("import sys, numpy as np; from model import checkpoint; from model.inference import predict;"
               "d = sys.argv[1]; np.save(d + '/y.npy', predict(checkpoint.load(d + '/model'),"
-              " np.load(d + '/x.npy'), warmup=50))")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+              f" np.load(d + '/x.npy'), warmup={warmup}))")
+    if without_torch:
+        script += "; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", script, str(folder)], check=True)
+    return np.load(folder / "y.npy")
+
+
+@needs_vnni
+def test_same_block_in_another_process_gives_the_same_bytes(tmp_path, ckpt):
+    x = inputs(23, 150)
+    elsewhere = predict_in_another_process(tmp_path, ckpt, x, 50)
     here = predict(checkpoint.load(tmp_path / "model"), x, warmup=50)
-    assert np.load(tmp_path / "y.npy").tobytes() == here.tobytes()
+    assert elsewhere.tobytes() == here.tobytes()
 
 
 @needs_vnni
 def test_a_checkpoint_with_saved_probe_outputs_runs_on_the_kernels_without_torch(tmp_path, ckpt):
     probe = inputs(8, 120)
     saved = dataclasses.replace(ckpt, probe=probe, probe_reference=probe_references(ckpt, probe))
-    checkpoint.save(tmp_path / "model", saved)
     x = inputs(23, 150)
-    np.save(tmp_path / "x.npy", x)
-    script = ("import sys, numpy as np; from model import checkpoint; from model.inference import predict;"
-              "d = sys.argv[1]; np.save(d + '/y.npy', predict(checkpoint.load(d + '/model'),"
-              " np.load(d + '/x.npy'), warmup=50)); assert 'torch' not in sys.modules, 'torch imported'")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    elsewhere = predict_in_another_process(tmp_path, saved, x, 50, without_torch=True)
     expected = predict(ckpt, x, warmup=50)
-    assert np.load(tmp_path / "y.npy").tobytes() == expected.tobytes()
+    assert elsewhere.tobytes() == expected.tobytes()
 
 
 def test_bf16_splits_round_like_torch():
