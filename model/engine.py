@@ -371,18 +371,23 @@ class TorchMember:
         self.device_type = device.partition(":")[0]
         self.net = from_state(state).to(device).eval()
 
-    def run(self, x: np.ndarray, warmup: int) -> np.ndarray:
-        """Normalised output (cell, time - warmup) for normalised inputs (cell, time, n_in)."""
+    def run(self, x: np.ndarray, warmup: int, groups: list[int] | None = None) -> np.ndarray:
+        """Normalised output (cell, time - warmup) for normalised inputs (cell, time, n_in); each
+        of `groups` (sizes of consecutive runs of cells) batched alone, since the library's
+        results may depend on the batch."""
         import torch
 
         block = CPU_CELL_BLOCK if self.device_type == "cpu" else GPU_CELL_BLOCK
         out = np.empty((x.shape[0], x.shape[1] - warmup), np.float32)
-        for i in range(0, x.shape[0], block):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + block], np.float32)).to(self.device)
-            with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16,
-                                                        enabled=self.reduced):
-                y = self.net(xb)
-            out[i:i + block] = y[:, warmup:].float().cpu().numpy()
+        edges = np.cumsum([0, *(groups or [x.shape[0]])])
+        for lo, hi in pairwise(edges):
+            for i in range(lo, hi, block):
+                part = slice(i, min(i + block, hi))
+                xb = torch.from_numpy(np.ascontiguousarray(x[part], np.float32)).to(self.device)
+                with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16,
+                                                            enabled=self.reduced):
+                    y = self.net(xb)
+                out[part] = y[:, warmup:].float().cpu().numpy()
         return out
 
 
@@ -451,11 +456,14 @@ class Engine:
             return kernel_ladder(self.precision) if fits else []
         return ["bfloat16"] if self.precision == "bfloat16" else []
 
-    def run(self, x: np.ndarray, warmup: int = 0) -> np.ndarray:
-        """Normalised ensemble-mean output (cell, time - warmup) for inputs (cell, time, n_in)."""
+    def run(self, x: np.ndarray, warmup: int = 0, groups: list[int] | None = None) -> np.ndarray:
+        """Normalised ensemble-mean output (cell, time - warmup) for inputs (cell, time, n_in).
+        Each of `groups` (sizes of consecutive runs of cells) gets the bytes it would get alone:
+        the kernels are exact per cell whatever the batch, the torch path batches each alone."""
         kernels = [m for m in self.members if isinstance(m, KernelMember)]
         outputs = run_kernels(kernels, x, warmup) if kernels else []
-        outputs += [m.run(x, warmup) for m in self.members if not isinstance(m, KernelMember)]
+        outputs += [m.run(x, warmup, groups) for m in self.members
+                    if not isinstance(m, KernelMember)]
         return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0, dtype=np.float32)
 
 

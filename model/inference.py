@@ -9,10 +9,13 @@ from model.engine import engine_for
 from model.errors import InputError
 
 
-def predict(ckpt: Checkpoint, inputs: np.ndarray, warmup: int = 0) -> np.ndarray:
+def predict(ckpt: Checkpoint, inputs: np.ndarray, warmup: int = 0,
+            groups: list[int] | None = None) -> np.ndarray:
     """Soil moisture (cell, time - warmup) in m3/m3, the ensemble mean, from normalised inputs
     (cell, time, n_inputs); the first `warmup` days only spin up the state and are dropped
-    (one pass: they are run once, their outputs never computed)."""
+    (one pass: they are run once, their outputs never computed). `groups`, the sizes of
+    consecutive runs of cells (cube blocks), makes each run's values the same bytes as when it
+    is predicted alone."""
     inputs = np.asarray(inputs)
     if inputs.ndim != 3 or inputs.shape[2] != ckpt.normalizer.n_inputs:
         raise InputError(f"inputs must be (cell, time, {ckpt.normalizer.n_inputs}); got {inputs.shape}")
@@ -20,4 +23,4 @@ def predict(ckpt: Checkpoint, inputs: np.ndarray, warmup: int = 0) -> np.ndarray
         raise InputError(f"warm-up of {warmup} days needs a longer period than {inputs.shape[1]} days")
     if inputs.shape[0] == 0:
         return np.empty((0, inputs.shape[1] - warmup), np.float32)
-    return ckpt.normalizer.unscale_target(engine_for(ckpt).run(inputs, warmup))
+    return ckpt.normalizer.unscale_target(engine_for(ckpt).run(inputs, warmup, groups))

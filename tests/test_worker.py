@@ -19,10 +19,12 @@ import torch
 
 from model import checkpoint
 from model import cube as cubes
+from model import extend as extension
 from model.checkpoint import Checkpoint
 from model.dataset import make_input_dataset, open_input, write_input
 from model.engine import probe_references
-from model.extend import extend
+from model.extend import compute_block, compute_blocks, extend, plan
+from model.inference import predict
 from model.network import SoilMoistureLSTM
 from model.normalize import Normalizer
 from model.settings import get_settings
@@ -228,6 +230,27 @@ def test_the_fingerprint_changes_with_every_file_of_the_checkpoint(world, tmp_pa
         assert fingerprint(request) != original, f"{path.name} is not in the fingerprint"
         path.write_bytes(saved)
     assert fingerprint(request) == original
+
+
+@pytest.mark.parametrize("hidden", [64, 256], ids=["torch-path", "kernel-path"])
+def test_blocks_run_together_give_the_bytes_of_blocks_run_alone(tmp_path, monkeypatch, hidden):
+    """The in-process extension runs the blocks of a time chunk through the network together;
+    each block still gets the bytes a worker computes for it alone (the torch path batches each
+    block alone, the kernels are exact per cell)."""
+    inputs_path, model_path = make_world(tmp_path, hidden)
+    ckpt, inputs = checkpoint.load(model_path), open_input(inputs_path).load()
+    template = plan(ckpt, inputs, START, END)
+    blocks = cubes.blocks(template)
+    calls = []
+    monkeypatch.setattr(extension, "predict", lambda *a, **k: calls.append(k["groups"]) or predict(*a, **k))
+    monkeypatch.setattr(extension, "BATCH_CELLS", 30)  # two 12-cell blocks per batch
+    batched = list(compute_blocks(ckpt, inputs, template, blocks))
+    assert calls == [[12, 12]] * 4, "8 blocks in 2 time chunks run as 4 batches of 2"
+    assert [block for block, _ in batched] == blocks
+    for block, values in batched:
+        alone = compute_block(ckpt, inputs, template, block)
+        assert values.keys() == alone.keys() >= {"lstm", "smap", "noah"}
+        assert all(values[p].tobytes() == alone[p].tobytes() for p in values), block.name
 
 
 def test_cli_two_workers_equal_in_process_cube(world, tmp_path):
