@@ -11,6 +11,7 @@ import torch
 from model import checkpoint, engine
 from model.checkpoint import Checkpoint
 from model.engine import (
+    CACHE_LINE,
     INT32_MAX,
     KERNELS,
     TOLERANCE,
@@ -226,6 +227,9 @@ def test_every_implementation_matches_the_network_whatever_shares_its_block(ckpt
     assert np.abs(whole - expected).max() * TARGET_STD <= {"int8": TOLERANCE}.get(precision, 2e-4)
     for lo, hi in [(0, 1), (5, 38), (60, 133)]:
         np.testing.assert_array_equal(member.run(x[lo:hi], 20), whole[lo:hi])
+    misaligned = {name: a.ctypes.data % CACHE_LINE for name, a in member.arrays.items()
+                  if a.ctypes.data % CACHE_LINE}
+    assert misaligned == {}, "weights split the kernel's 64-byte loads over two cache lines"
 
 
 def test_choose_checks_requests_and_falls_back_to_what_the_machine_has():
