@@ -108,8 +108,9 @@ def _scatter(values: np.ndarray, iy, ix, shape) -> np.ndarray:
 
 
 def extend(ckpt: Checkpoint, inputs: xr.Dataset, start, end, out: str | Path,
-           storage_options: dict | None = None, progress: bool = True) -> xr.Dataset:
-    """Extend over start..end in this process and write the cube to `out`."""
+           storage_options: dict | None = None, progress: bool = True) -> None:
+    """Extend over start..end in this process and write the cube to `out` (model.cube.open_cube
+    reads it)."""
     template = plan(ckpt, inputs, start, end)
     cubes.create(out, template, storage_options)
     inputs = inputs.load()
@@ -118,4 +119,3 @@ def extend(ckpt: Checkpoint, inputs: xr.Dataset, start, end, out: str | Path,
         for block, values in compute_blocks(ckpt, inputs, template, todo):
             cubes.write_block(out, block, values, storage_options)
             bar.update()
-    return cubes.open_cube(out, storage_options)

@@ -204,7 +204,7 @@ def extend(
 ):
     """Run the trained network over every cell and day of a period and write the product cube."""
     from model import checkpoint
-    from model.cube import open_cube
+    from model.cube import describe
     from model.dataset import open_input
     from model.extend import extend as run_extension
 
@@ -214,12 +214,13 @@ def extend(
 
         request = {"model": model, "input": input, "start": start, "end": end, "out": out}
         job = run_extend(request, workers=workers, threads=threads)
-        cube = open_cube(job["request"]["out"], store_options(job["request"]["out"]))
+        written = describe(job["request"]["out"], store_options(job["request"]["out"]))
     else:
         _configure_threads(threads)
-        cube = run_extension(checkpoint.load(model), open_input(input), start, end, out)
-    typer.echo(f"wrote {out}: {', '.join(v for v in cube.data_vars if v != 'mask')} over "
-               f"{cube.sizes['time']} days x {int(cube['mask'].sum())} cells")
+        run_extension(checkpoint.load(model), open_input(input), start, end, out)
+        written = describe(out)
+    typer.echo(f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
+               f"{written['cells']} cells")
 
 
 @app.command()

@@ -144,7 +144,10 @@ def test_spinup_indices():
 
 def test_extension_writes_a_cube_on_the_grid(trained, tmp_path):
     ds, path, _, _ = trained
-    out = extend(checkpoint.load(path), ds, "2015-03-01", "2016-02-04", tmp_path / "cube.zarr", progress=False)
+    extend(checkpoint.load(path), ds, "2015-03-01", "2016-02-04", tmp_path / "cube.zarr", progress=False)
+    out = cube.open_cube(tmp_path / "cube.zarr")
+    assert cube.describe(tmp_path / "cube.zarr") == {"products": ["smap", "lstm", "noah"], "days": 341,
+                                                     "cells": 7}
     assert out.sizes["time"] == 341 and set(cube.products(out)) == {"lstm", "smap", "noah"}
     assert out.rio.crs.to_epsg() == grid.EPSG
     mask = out["mask"].values
@@ -158,8 +161,19 @@ def test_extension_writes_a_cube_on_the_grid(trained, tmp_path):
     assert np.sqrt(np.nanmean((lstm[:, iy, ix] - truth) ** 2)) < 0.02
     np.testing.assert_allclose(out.x.values[ix], grid.col_to_x(ds.col.values))
     np.testing.assert_allclose(out.lat.values[iy, ix], ds.lat.values, atol=1e-4)
-    again = extend(checkpoint.load(path), ds, "2015-03-01", "2016-02-04", tmp_path / "again.zarr", progress=False)
-    np.testing.assert_array_equal(again["lstm"].values, lstm)
+    extend(checkpoint.load(path), ds, "2015-03-01", "2016-02-04", tmp_path / "again.zarr", progress=False)
+    np.testing.assert_array_equal(cube.open_cube(tmp_path / "again.zarr")["lstm"].values, lstm)
+
+
+def test_cube_crs_is_stored_as_rioxarray_writes_it():
+    import rioxarray  # noqa: F401
+
+    planned = cube.template(pd.date_range("2015-01-01", periods=3), [10, 11], [20, 22], ("lstm", "smap"))
+    expected = planned.drop_vars("spatial_ref").rio.write_crs(f"EPSG:{grid.EPSG}")
+    assert planned["spatial_ref"].attrs == expected["spatial_ref"].attrs
+    assert list(planned["spatial_ref"].attrs) == list(expected["spatial_ref"].attrs)
+    for name in planned.data_vars:
+        assert planned[name].encoding["grid_mapping"] == expected[name].encoding["grid_mapping"]
 
 
 def test_plan_rejects_bad_requests(trained):
