@@ -61,7 +61,7 @@ def compute_blocks(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset,
         block_days = pd.DatetimeIndex(cube.time.values[batch[0].time])
         first = int(pd.DatetimeIndex(inputs.time.values).get_loc(block_days[0]))
         days = spinup_indices(first, first + len(block_days), warmup)
-        x = ckpt.normalizer.inputs(inputs.isel(cell=cells, time=days))
+        x = ckpt.normalizer.inputs(inputs, cells, days)
         lstm = predict(ckpt, x, warmup=len(days) - len(block_days),
                        groups=[len(c) for _, _, c in where])
         observed = inputs.isel(cell=cells, time=slice(first, first + len(block_days)))

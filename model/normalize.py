@@ -63,13 +63,16 @@ class Normalizer:
     def n_inputs(self) -> int:
         return len(self.forcing_names) + len(self.static_names)
 
-    def inputs(self, ds: xr.Dataset, cells=None) -> np.ndarray:
-        """Normalised network inputs (cell, time, n_inputs) float32 for an input dataset."""
+    def inputs(self, ds: xr.Dataset, cells=None, days=None) -> np.ndarray:
+        """Normalised network inputs (cell, time, n_inputs) float32 for an input dataset, or for
+        some of its cells and days (index arrays): the model's variables, cells and days are
+        gathered in one copy, the rest of the dataset never touched."""
         self.check(ds)
-        forcing = ds["forcing"].sel(variable=self.forcing_names)
-        static = ds["static"].sel(static_variable=self.static_names)
-        if cells is not None:
-            forcing, static = forcing.isel(cell=cells), static.isel(cell=cells)
+        where = {"variable": ds.indexes["variable"].get_indexer(self.forcing_names),
+                 "cell": cells, "time": days}
+        forcing = ds["forcing"].isel({dim: index for dim, index in where.items() if index is not None})
+        static = ds["static"].isel(static_variable=ds.indexes["static_variable"].get_indexer(self.static_names),
+                                   cell=slice(None) if cells is None else cells)
         return self.scale(forcing.values, static.values)
 
     def scale(self, forcing: np.ndarray, static: np.ndarray) -> np.ndarray:

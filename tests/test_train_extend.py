@@ -68,6 +68,10 @@ def test_normalisation_uses_the_training_period_and_transforms_precip():
     x = norm.inputs(ds)
     assert x.shape == (7, 400, 3) and np.isfinite(x).all()
     assert abs(x[:, :100, 0].mean()) < 1e-5
+    cells, days = np.array([5, 0, 3]), np.r_[10:20, 0:5]
+    np.testing.assert_array_equal(norm.inputs(ds, cells, days), x[cells][:, days])
+    reordered = ds.sel(variable=ds["variable"].values[::-1])
+    np.testing.assert_array_equal(norm.inputs(reordered, cells, days), x[cells][:, days])
 
 
 def test_training_learns_and_checkpoint_round_trips(trained):
