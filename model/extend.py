@@ -22,6 +22,7 @@ WARMUP_DAYS = 365
 # cells run through the network at once: their inputs over a time chunk and its spin-up
 # (1,826 days x 19 inputs) take ~280 MB
 BATCH_CELLS = 2048
+OBSERVED = {"smap": "target", **{p: p for p in LSM_VARIABLES}}  # cube products copied from inputs
 
 
 def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
@@ -64,11 +65,9 @@ def compute_blocks(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset,
         x = ckpt.normalizer.inputs(inputs, cells, days)
         lstm = predict(ckpt, x, warmup=len(days) - len(block_days),
                        groups=[len(c) for _, _, c in where])
-        observed = inputs.isel(cell=cells, time=slice(first, first + len(block_days)))
-        sources = {"lstm": lstm.T, **{product: observed[source].values
-                                      for product, source in [("smap", "target"),
-                                                              *[(p, p) for p in LSM_VARIABLES]]
-                                      if product in cube}}
+        copied = {product: source for product, source in OBSERVED.items() if product in cube}
+        observed = inputs[list(copied.values())].isel(cell=cells, time=slice(first, first + len(block_days)))
+        sources = {"lstm": lstm.T, **{product: observed[source].values for product, source in copied.items()}}
         offset = 0
         for block, (iy, ix, block_cells) in zip(batch, where, strict=True):
             part = slice(offset, offset + len(block_cells))
