@@ -66,23 +66,24 @@ CACHE_LINE = 64  # bytes
 GPU_DRIVER_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROCm, WSL
 
 
-class _IntegerWeights(ctypes.Structure):
+class _Network(ctypes.Structure):
+    """engine_network.h's Network: the float32 parts every kernel shares."""
+
     _fields_ = [("n_in", ctypes.c_int64), ("w1t", ctypes.c_void_p), ("b1", ctypes.c_void_p),
-                ("wq", ctypes.c_void_p), ("scale_u", ctypes.c_void_p), ("scale_h", ctypes.c_void_p),
-                ("offset_h", ctypes.c_void_p), ("bias", ctypes.c_void_p),
-                ("w_head", ctypes.c_void_p), ("b_head", ctypes.c_float)]
+                ("bias", ctypes.c_void_p), ("w_head", ctypes.c_void_p), ("b_head", ctypes.c_float)]
+
+
+class _IntegerWeights(ctypes.Structure):
+    _fields_ = [("net", _Network), ("wq", ctypes.c_void_p), ("scale_u", ctypes.c_void_p),
+                ("scale_h", ctypes.c_void_p), ("offset_h", ctypes.c_void_p)]
 
 
 class _TileIntWeights(ctypes.Structure):
-    _fields_ = [("n_in", ctypes.c_int64), ("w1t", ctypes.c_void_p), ("b1", ctypes.c_void_p),
-                ("wq", ctypes.c_void_p), ("scale", ctypes.c_void_p), ("bias", ctypes.c_void_p),
-                ("w_head", ctypes.c_void_p), ("b_head", ctypes.c_float)]
+    _fields_ = [("net", _Network), ("wq", ctypes.c_void_p), ("scale", ctypes.c_void_p)]
 
 
 class _Bf16Weights(ctypes.Structure):
-    _fields_ = [("n_in", ctypes.c_int64), ("w1t", ctypes.c_void_p), ("b1", ctypes.c_void_p),
-                ("wb", ctypes.c_void_p), ("bias", ctypes.c_void_p),
-                ("w_head", ctypes.c_void_p), ("b_head", ctypes.c_float)]
+    _fields_ = [("net", _Network), ("wb", ctypes.c_void_p)]
 
 
 def _gate_rows() -> np.ndarray:
@@ -110,10 +111,6 @@ def _levels_within_int32(w: np.ndarray) -> np.ndarray:
     return np.minimum(levels, 32767.0)
 
 
-def _summed_bias(f32: dict) -> np.ndarray:
-    return f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"]
-
-
 def _integer_layout(f32: dict, bits: int) -> dict:
     """engine_kernel.c: per-row integers grouped for vpdpbusd (8-bit) or vpdpwssd (16-bit)."""
     rows = _gate_rows()
@@ -133,7 +130,6 @@ def _integer_layout(f32: dict, bits: int) -> dict:
         "scale_u": scale_u[rows],
         "scale_h": scale_h[rows],
         "offset_h": (h_zero * q_h.astype(np.int32).sum(axis=1))[rows].astype(np.int32),
-        "bias": _summed_bias(f32)[rows].astype(np.float32),
     }
 
 
@@ -156,7 +152,6 @@ def _tile_layout(f32: dict, bits: int) -> dict:
     return {
         "wq": np.ascontiguousarray(np.stack(tiles, axis=2)),
         "scale": np.ascontiguousarray(scale, np.float32),
-        "bias": np.ascontiguousarray(_summed_bias(f32).reshape(4, 16, 16).transpose(1, 0, 2), np.float32),
     }
 
 
@@ -179,10 +174,7 @@ def _bf16_layout(f32: dict) -> dict:
     # rows (gate, unit block, unit), columns (k-step, input pair, 2) -> one B tile per
     # (unit block, k-step, gate): 16 input pairs x 16 units x 2
     tiles = w.reshape(4, 16, 16, 16, 16, 2).transpose(1, 3, 0, 4, 2, 5)
-    return {
-        "wb": np.ascontiguousarray(np.moveaxis(_bf16_parts(tiles), 0, 3)),
-        "bias": np.ascontiguousarray(_summed_bias(f32).reshape(4, 16, 16).transpose(1, 0, 2), np.float32),
-    }
+    return {"wb": np.ascontiguousarray(np.moveaxis(_bf16_parts(tiles), 0, 3))}
 
 
 def _cache_aligned(array: np.ndarray) -> np.ndarray:
@@ -190,7 +182,6 @@ def _cache_aligned(array: np.ndarray) -> np.ndarray:
     vectors; numpy's buffers are only 16-byte aligned, and a misaligned one splits every load
     over two lines: the int16 kernel ran 1.3x and the int8 one 1.07x slower, by chance of the
     allocation."""
-    array = np.ascontiguousarray(array)
     buffer = np.empty(array.nbytes + CACHE_LINE, np.uint8)
     start = -buffer.ctypes.data % CACHE_LINE
     aligned = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
@@ -330,13 +321,16 @@ class KernelMember:
     def __init__(self, state: dict, precision: str, source: KernelSource | None = None):
         self.lib, source = kernel(precision) if source is None else (_compiled(source), source)
         f32 = {k: np.asarray(v, np.float32) for k, v in state.items()}
-        arrays = {"w1t": f32["input_layer.weight"].T, "b1": f32["input_layer.bias"],
-                  "w_head": f32["head.weight"].ravel(), **source.layout(f32)}
+        shared = {"w1t": f32["input_layer.weight"].T, "b1": f32["input_layer.bias"],
+                  "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[_gate_rows()],
+                  "w_head": f32["head.weight"].ravel()}
         # kept alive here: the kernel reads them through raw pointers
-        self.arrays = {name: _cache_aligned(array) for name, array in arrays.items()}
+        self.arrays = {name: _cache_aligned(array)
+                       for name, array in {**shared, **source.layout(f32)}.items()}
         pointers = {k: v.ctypes.data for k, v in self.arrays.items()}
-        self.weights = source.weights(n_in=f32["input_layer.weight"].shape[1],
-                                      b_head=float(f32["head.bias"][0]), **pointers)
+        net = _Network(n_in=f32["input_layer.weight"].shape[1], b_head=float(f32["head.bias"][0]),
+                       **{k: pointers.pop(k) for k in shared})
+        self.weights = source.weights(net=net, **pointers)
 
     def run(self, x: np.ndarray, warmup: int) -> np.ndarray:
         """Normalised output (cell, time - warmup) for normalised inputs (cell, time, n_in)."""

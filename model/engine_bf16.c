@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "engine_network.h"
 #include "engine_amx.h"
 
 #define K 512           /* gate inputs: ReLU layer output, then h */
@@ -28,13 +29,8 @@
 #define CHUNK_STEPS (CHUNK / 32)
 
 typedef struct {
-    int64_t n_in;
-    const float *w1t;       /* (n_in, H) input layer, transposed */
-    const float *b1;        /* (H) */
+    Network net;            /* input layer, bias, head (engine_network.h) */
     const uint16_t *wb;     /* (HB, KS, 4, 2, 16, 16, 2) bf16 tiles of [W_ih | W_hh] */
-    const float *bias;      /* (HB, 4, 16) b_ih + b_hh */
-    const float *w_head;    /* (H) */
-    float b_head;
 } Weights;
 
 /* Compiled for any x86-64: callers ask this before anything below runs. */
@@ -118,7 +114,7 @@ static void lstm_step(const Weights *w, int n, const uint16_t *act_hi, const uin
                            act_hi + kc * CELLS * CHUNK, act_lo + kc * CELLS * CHUNK,
                            pre + (hb * 4 + g) * CELLS * 16, kc == 0);
     for (int hb = 0; hb < HB; hb++) {
-        const float *b = w->bias + hb * 64, *p = pre + hb * 4 * CELLS * 16;
+        const float *b = w->net.bias + hb * 64, *p = pre + hb * 4 * CELLS * 16;
         for (int m = 0; m < n; m++) {
             __m512 gi = _mm512_add_ps(_mm512_load_ps(p + 16 * m), _mm512_loadu_ps(b));
             __m512 gf = _mm512_add_ps(_mm512_load_ps(p + 16 * (CELLS + m)), _mm512_loadu_ps(b + 16));
@@ -135,7 +131,7 @@ static void gate_inputs(const Weights *w, const float *x, const float *h, int m,
                         uint16_t *lo)
 {
     __m512 u[HB];
-    relu_layer(w->n_in, w->w1t, w->b1, x, u);
+    relu_layer(&w->net, x, u);
     for (int j = 0; j < 2 * HB; j++) {
         int k = 16 * j;
         int64_t at = (int64_t)(k / CHUNK) * CELLS * CHUNK + m * CHUNK + k % CHUNK;
@@ -168,11 +164,11 @@ int smapx_lstm(const Weights *w, const float *x, int64_t ncells, int64_t T, int6
         memset(h, 0, sizeof(float) * CELLS * H);
         for (int64_t t = 0; t < T; t++) {
             for (int m = 0; m < n; m++)
-                gate_inputs(w, x + ((b0 + m) * T + t) * w->n_in, h + m * H, m, act_hi, act_lo);
+                gate_inputs(w, x + ((b0 + m) * T + t) * w->net.n_in, h + m * H, m, act_hi, act_lo);
             lstm_step(w, n, act_hi, act_lo, pre, c, h);
             if (t >= warmup)
                 for (int m = 0; m < n; m++)
-                    y[(b0 + m) * t_out + t - warmup] = head(w->w_head, w->b_head, h + m * H);
+                    y[(b0 + m) * t_out + t - warmup] = head(&w->net, h + m * H);
         }
     }
     _tile_release();

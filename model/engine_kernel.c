@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "engine_network.h"
 
 #ifndef WIDE
 #define WIDE 0          /* 1: 16-bit integers (vpdpwssd) where 8 bits miss the tolerance */
@@ -52,16 +53,11 @@ typedef uint8_t act_t;
 #endif
 
 typedef struct {
-    int64_t n_in;
-    const float *w1t;       /* (n_in, H) input layer, transposed */
-    const float *b1;        /* (H) */
+    Network net;            /* input layer, bias, head (engine_network.h) */
     const int8_t *wq;       /* (HB, KQ, 4, 16, 4 bytes) */
     const float *scale_u;   /* (HB, 4, 16) dequantisation of the W_ih half */
     const float *scale_h;   /* (HB, 4, 16) of the W_hh half */
     const int32_t *offset_h;/* (HB, 4, 16) H_ZERO x row sums of the W_hh half */
-    const float *bias;      /* (HB, 4, 16) b_ih + b_hh */
-    const float *w_head;    /* (H) */
-    float b_head;
 } Weights;
 
 /* Compiled for any x86-64: callers ask this before anything below runs. */
@@ -91,7 +87,7 @@ static inline void store_act(act_t *dst, __m512 v, __m512i zero)
 static float input_layer(const Weights *w, const float *x, act_t *act)
 {
     __m512 u[HB];
-    relu_layer(w->n_in, w->w1t, w->b1, x, u);
+    relu_layer(&w->net, x, u);
     __m512 top = _mm512_setzero_ps();
     for (int j = 0; j < HB; j++)
         top = _mm512_max_ps(top, u[j]);
@@ -177,7 +173,7 @@ static void lstm_step(const Weights *w, int n, const act_t *act, const float *su
                     pre[m][g] = _mm512_fmadd_ps(
                         _mm512_cvtepi32_ps(acc[m][g]),
                         _mm512_mul_ps(_mm512_set1_ps(su[cell[m]]), _mm512_loadu_ps(w->scale_u + off + 16 * g)),
-                        _mm512_loadu_ps(w->bias + off + 16 * g));
+                        _mm512_loadu_ps(w->net.bias + off + 16 * g));
             gate_sums(wb, a, KQ_U, KQ, acc);
             for (int m = 0; m < M && c0 + m < n; m++) {
                 for (int g = 0; g < 4; g++) {
@@ -198,7 +194,7 @@ static void lstm_step(const Weights *w, int n, const act_t *act, const float *su
  * starting from zero state; the first `warmup` days only spin the state up. Returns 0, or -1
  * when out of memory. */
 int smapx_lstm(const Weights *w, const float *x, int64_t ncells, int64_t T, int64_t warmup,
-                    float *y)
+               float *y)
 {
     const int64_t t_out = T - warmup;
     act_t *act = aligned_alloc(64, sizeof(act_t) * CELL_BLOCK * K);
@@ -215,13 +211,13 @@ int smapx_lstm(const Weights *w, const float *x, int64_t ncells, int64_t T, int6
         memset(h, 0, sizeof(float) * CELL_BLOCK * H);
         for (int64_t t = 0; t < T; t++) {
             for (int i = 0; i < n; i++) {
-                su[i] = input_layer(w, x + ((b0 + i) * T + t) * w->n_in, act + (int64_t)i * K);
+                su[i] = input_layer(w, x + ((b0 + i) * T + t) * w->net.n_in, act + (int64_t)i * K);
                 sh[i] = quantise_h(h + (int64_t)i * H, act + (int64_t)i * K);
             }
             lstm_step(w, n, act, su, sh, c, h);
             if (t >= warmup)
                 for (int i = 0; i < n; i++)
-                    y[(b0 + i) * t_out + t - warmup] = head(w->w_head, w->b_head, h + (int64_t)i * H);
+                    y[(b0 + i) * t_out + t - warmup] = head(&w->net, h + (int64_t)i * H);
         }
     }
     free(act), free(c), free(h);

@@ -4,6 +4,7 @@
 #define SMAPX_ENGINE_MATH_H
 #include <immintrin.h>
 #include <stdint.h>
+#include "engine_network.h"
 
 #define H 256           /* hidden units */
 #define HB (H / 16)     /* blocks of 16 hidden units */
@@ -59,14 +60,13 @@ static inline void lstm_update(__m512 gi, __m512 gf, __m512 gg, __m512 go, float
 }
 
 /* u = ReLU(W1 x + b1) for one cell and day, in 16 registers of 16 units. */
-static inline void relu_layer(int64_t n_in, const float *w1t, const float *b1, const float *x,
-                              __m512 u[HB])
+static inline void relu_layer(const Network *net, const float *x, __m512 u[HB])
 {
     for (int j = 0; j < HB; j++)
-        u[j] = _mm512_loadu_ps(b1 + 16 * j);
-    for (int64_t k = 0; k < n_in; k++) {
+        u[j] = _mm512_loadu_ps(net->b1 + 16 * j);
+    for (int64_t k = 0; k < net->n_in; k++) {
         __m512 xk = _mm512_set1_ps(x[k]);
-        const float *row = w1t + k * H;
+        const float *row = net->w1t + k * H;
         for (int j = 0; j < HB; j++)
             u[j] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(row + 16 * j), u[j]);
     }
@@ -74,12 +74,12 @@ static inline void relu_layer(int64_t n_in, const float *w1t, const float *b1, c
         u[j] = _mm512_max_ps(u[j], _mm512_setzero_ps());
 }
 
-static inline float head(const float *w_head, float b_head, const float *h)
+static inline float head(const Network *net, const float *h)
 {
     __m512 s = _mm512_setzero_ps();
     for (int j = 0; j < HB; j++)
-        s = _mm512_fmadd_ps(_mm512_loadu_ps(w_head + 16 * j), _mm512_loadu_ps(h + 16 * j), s);
-    return _mm512_reduce_add_ps(s) + b_head;
+        s = _mm512_fmadd_ps(_mm512_loadu_ps(net->w_head + 16 * j), _mm512_loadu_ps(h + 16 * j), s);
+    return _mm512_reduce_add_ps(s) + net->b_head;
 }
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "engine_network.h"
 #include "engine_amx.h"
 
 #ifndef SPLIT
@@ -43,14 +44,9 @@
 #define TILE 1024       /* bytes of one tile */
 
 typedef struct {
-    int64_t n_in;
-    const float *w1t;       /* (n_in, H) input layer, transposed */
-    const float *b1;        /* (H) */
+    Network net;            /* input layer, bias, head (engine_network.h) */
     const int8_t *wq;       /* (HB, 4, 2, KS, PARTS, 16, 16, 4) weight tiles */
     const float *scale;     /* (HB, 4, 2, 16) dequantisation of each row's half */
-    const float *bias;      /* (HB, 4, 16) b_ih + b_hh */
-    const float *w_head;    /* (H) */
-    float b_head;
 } Weights;
 
 /* Compiled for any x86-64: callers ask this before anything below runs. */
@@ -106,7 +102,7 @@ static void gate_inputs(const Weights *w, const float *x, const float *h, int m,
                         float *su, float *sh)
 {
     __m512 v[HB];
-    relu_layer(w->n_in, w->w1t, w->b1, x, v);
+    relu_layer(&w->net, x, v);
     *su = quantise_half(v, U_LEVELS, ACT(0, 0) + m * KH, ACT(0, PARTS - 1) + m * KH);
     for (int j = 0; j < HB; j++)
         v[j] = _mm512_loadu_ps(h + 16 * j);
@@ -221,7 +217,7 @@ static void lstm_step(const Weights *w, int n, const int8_t *act, const float *s
             for (int half = 0; half < 2; half++)
                 half_sums(w->wq + (row * 2 + half) * KS * PARTS * TILE, n, ACT(half, 0), half == 0,
                           sums[half]);
-            gate_preactivations(sums, n, su, sh, w->scale + row * 32, w->bias + row * 16, pre[g]);
+            gate_preactivations(sums, n, su, sh, w->scale + row * 32, w->net.bias + row * 16, pre[g]);
         }
 #pragma GCC unroll 4
         for (int m = 0; m < n; m++)
@@ -254,11 +250,11 @@ int smapx_lstm(const Weights *w, const float *x, int64_t ncells, int64_t T, int6
         memset(h, 0, sizeof(float) * CELLS * H);
         for (int64_t t = 0; t < T; t++) {
             for (int m = 0; m < n; m++)
-                gate_inputs(w, x + ((b0 + m) * T + t) * w->n_in, h + m * H, m, act, su + m, sh + m);
+                gate_inputs(w, x + ((b0 + m) * T + t) * w->net.n_in, h + m * H, m, act, su + m, sh + m);
             lstm_step(w, n, act, su, sh, c, h);
             if (t >= warmup)
                 for (int m = 0; m < n; m++)
-                    y[(b0 + m) * t_out + t - warmup] = head(w->w_head, w->b_head, h + m * H);
+                    y[(b0 + m) * t_out + t - warmup] = head(&w->net, h + m * H);
         }
     }
     _tile_release();
