@@ -56,8 +56,9 @@ def compute_blocks(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset,
     """(block, arrays) for each block, as compute_block gives them one by one (the same bytes):
     the cells of blocks that share a time chunk run through the network together, up to
     BATCH_CELLS, so that the engine's per-call set-up and padding are paid once, not per block."""
+    grid_cells = pd.MultiIndex.from_arrays([inputs.row.values, inputs.col.values])
     for batch in _batches(cube, blocks):
-        where = [_block_cells(inputs, cube, block) for block in batch]
+        where = [_block_cells(grid_cells, cube, block) for block in batch]
         cells = np.concatenate([c for _, _, c in where])
         block_days = pd.DatetimeIndex(cube.time.values[batch[0].time])
         first = int(pd.DatetimeIndex(inputs.time.values).get_loc(block_days[0]))
@@ -76,12 +77,12 @@ def compute_blocks(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset,
             offset = part.stop
 
 
-def _block_cells(inputs: xr.Dataset, cube: xr.Dataset, block: cubes.Block):
-    """(iy, ix) of a block's region cells within the block, and their indices in the inputs."""
+def _block_cells(grid_cells: pd.MultiIndex, cube: xr.Dataset, block: cubes.Block):
+    """(iy, ix) of a block's region cells within the block, and their indices in the inputs,
+    whose (row, col) are grid_cells."""
     iy, ix = np.nonzero(cube["mask"].values[block.y, block.x])
     row0, col0 = int(cube.attrs["row0"]) + block.y.start, int(cube.attrs["col0"]) + block.x.start
-    key = pd.MultiIndex.from_arrays([inputs.row.values, inputs.col.values])
-    return iy, ix, key.get_indexer(pd.MultiIndex.from_arrays([iy + row0, ix + col0]))
+    return iy, ix, grid_cells.get_indexer(pd.MultiIndex.from_arrays([iy + row0, ix + col0]))
 
 
 def _batches(cube: xr.Dataset, blocks: list[cubes.Block]) -> Iterator[list[cubes.Block]]:
