@@ -190,6 +190,27 @@ def test_the_engine_checks_against_the_float32_outputs_the_checkpoint_saved(ckpt
     assert Engine(shifted, "cpu", "int8").chosen == ["float32", "float32"]
 
 
+@needs_vnni
+def test_a_probe_result_is_kept_for_the_next_process_and_only_for_the_same_member(
+        ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "_engine_dir", lambda: tmp_path)
+    probe = inputs(8, 120)
+    saved = dataclasses.replace(ckpt, probe=probe, probe_reference=probe_references(ckpt, probe))
+    assert Engine(saved, "cpu", "int8").chosen == ["int8", "int8"]
+    assert len(list(tmp_path.glob("probe-*"))) == 2
+
+    def not_again(*_):
+        raise AssertionError("a kept probe result is not computed again")
+
+    monkeypatch.setattr(KernelMember, "run", not_again)
+    again = Engine(saved, "cpu", "int8")
+    assert again.chosen == ["int8", "int8"]
+    np.testing.assert_array_equal(again.run(inputs(5, 40)), Engine(saved, "cpu", "int8").run(inputs(5, 40)))
+    other = dataclasses.replace(saved, probe_reference=saved.probe_reference + 1e-6)
+    with pytest.raises(AssertionError, match="not computed again"):
+        Engine(other, "cpu", "int8")
+
+
 def test_16_bit_rows_use_every_level_int32_leaves_them():
     w = make_checkpoint(weight_scale=2.0).state_dicts[0]["lstm.weight_hh_l0"].copy()
     w[0, 0] = 50 * np.abs(w).max()  # an outlier row gets its own scale
