@@ -126,11 +126,10 @@ def _encoding(ds: xr.Dataset) -> dict:
 
 
 def create(store: str | Path, cube: xr.Dataset, storage_options: dict | None = None) -> None:
-    """Write the cube's metadata and coordinates; product chunks stay unwritten (read as NaN)."""
+    """Write the cube's metadata, coordinates and mask; product chunks stay unwritten (read as
+    NaN): they are dask arrays, which compute=False leaves alone, where numpy ones are written."""
     cube.to_zarr(str(store), mode="w", compute=False, encoding=_encoding(cube), zarr_format=3,
                  consolidated=True, storage_options=storage_options)
-    static = cube[["mask"]].drop_vars(["lat", "lon", GRID_MAPPING], errors="ignore")
-    static.to_zarr(str(store), mode="r+", region="auto", storage_options=storage_options)
     if exists_markers(store, storage_options):
         _fs(store, storage_options).rm(_marker_dir(store), recursive=True)
     fs = _fs(store, storage_options)
