@@ -119,7 +119,8 @@ def _encoding(ds: xr.Dataset) -> dict:
         if name in PRODUCTS:
             enc[name] = {"dtype": "int16", "scale_factor": np.float32(SCALE),
                          "add_offset": np.float32(0.0),
-                         "_FillValue": FILL, "fill_value": FILL, "chunks": _chunks(ds[name].shape)}
+                         "_FillValue": FILL, "fill_value": FILL, "chunks": _chunks(ds[name].shape),
+                         "grid_mapping": GRID_MAPPING}
     enc["time"] = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
                    "dtype": "int32"}
     return enc

@@ -154,6 +154,8 @@ def test_extension_writes_a_cube_on_the_grid(trained, tmp_path):
                                                      "cells": 7}
     assert out.sizes["time"] == 341 and set(cube.products(out)) == {"lstm", "smap", "noah"}
     assert out.rio.crs.to_epsg() == grid.EPSG
+    stored = xr.open_zarr(tmp_path / "cube.zarr", decode_coords=False)
+    assert all(stored[name].attrs["grid_mapping"] == "spatial_ref" for name in [*cube.products(out), "mask"])
     mask = out["mask"].values
     assert mask.sum() == 7
     lstm = out["lstm"].values
