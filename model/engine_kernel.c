@@ -57,7 +57,7 @@ typedef struct {
     const int8_t *wq;       /* (HB, KQ, 4, 16, 4 bytes) */
     const float *scale_u;   /* (HB, 4, 16) dequantisation of the W_ih half */
     const float *scale_h;   /* (HB, 4, 16) of the W_hh half */
-    const int32_t *offset_h;/* (HB, 4, 16) H_ZERO x row sums of the W_hh half */
+    const int32_t *offset_h;/* (HB, 4, 16) H_ZERO x row sums of the W_hh half (8-bit only) */
 } Weights;
 
 /* Compiled for any x86-64: callers ask this before anything below runs. */
@@ -177,9 +177,11 @@ static void lstm_step(const Weights *w, int n, const act_t *act, const float *su
             gate_sums(wb, a, KQ_U, KQ, acc);
             for (int m = 0; m < M && c0 + m < n; m++) {
                 for (int g = 0; g < 4; g++) {
-                    __m512i s = _mm512_sub_epi32(acc[m][g], _mm512_loadu_si512(w->offset_h + off + 16 * g));
+#if H_ZERO  /* h is stored + H_ZERO: take H_ZERO x the row sums back off */
+                    acc[m][g] = _mm512_sub_epi32(acc[m][g], _mm512_loadu_si512(w->offset_h + off + 16 * g));
+#endif
                     pre[m][g] = _mm512_fmadd_ps(
-                        _mm512_cvtepi32_ps(s),
+                        _mm512_cvtepi32_ps(acc[m][g]),
                         _mm512_mul_ps(_mm512_set1_ps(sh[cell[m]]), _mm512_loadu_ps(w->scale_h + off + 16 * g)),
                         pre[m][g]);
                 }
