@@ -9,6 +9,9 @@ Layout (an xarray Dataset):
     coords: time, cell, row, col, lat, lon (per cell), variable, static_variable
 """
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +94,28 @@ def write_input(ds: xr.Dataset, path: str | Path) -> None:
         name: {"chunks": tuple(chunks.get(d, ds.sizes[d]) for d in ds[name].dims)}
         for name in ds.data_vars
     }
-    ds.to_zarr(str(path), mode="w", encoding=encoding, consolidated=True, zarr_format=3)
+    with sole_writer(path):
+        ds.to_zarr(str(path), mode="w", encoding=encoding, consolidated=True, zarr_format=3)
+
+
+@contextmanager
+def sole_writer(path: str | Path) -> Iterator[None]:
+    """Hold a local input dataset for one writer, or fail at once with a clear message: two
+    ingests writing into one store would overwrite each other's days and metadata. The lock is
+    the system's (flock on the file `<path>.lock` beside the store), so it goes with its process,
+    even a killed one."""
+    if "://" in str(path):
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another process is writing to {path}; run one ingest into a "
+                             "dataset at a time") from None
+        yield
 
 
 def open_input(path: str | Path) -> xr.Dataset:

@@ -13,8 +13,10 @@ Readers work file by file (hourly NLDAS files are reduced to daily means one day
 memory stays bounded by one day of the source grid plus a month of cell values.
 """
 
+import inspect
 import shutil
 from dataclasses import dataclass, field
+from functools import wraps
 from itertools import groupby
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import zarr
 from tqdm import tqdm
 
 from model import grid
-from model.dataset import FORCING_UNITS, FORCING_VARIABLES
+from model.dataset import FORCING_UNITS, FORCING_VARIABLES, sole_writer
 from model.errors import InputError
 from model.regrid import Regridder
 from model.sources import nldas, smap
@@ -60,6 +62,15 @@ class Report:
         out += [f"  skipped {name}: {reason}" for name, reason in self.skipped]
         out += [f"  {note}" for note in self.notes]
         return out
+
+
+def _sole_writer(ingest):
+    """An ingest that holds its dataset (`out`) for itself while it runs (model.dataset.sole_writer)."""
+    @wraps(ingest)
+    def run(*args, **kwargs):
+        with sole_writer(inspect.signature(ingest).bind(*args, **kwargs).arguments["out"]):
+            return ingest(*args, **kwargs)
+    return run
 
 
 def parse_region(bbox: str | None, region: str | None) -> tuple[float, float, float, float] | None:
@@ -257,6 +268,7 @@ class DayWriter:
 # ---------------------------------------------------------------- SMAP
 
 
+@_sole_writer
 def ingest_smap(folder: Path, out: Path, box=None, overpass=smap.Overpass.am,
                 quality=smap.Quality.recommended, start=None, end=None,
                 progress: bool = True) -> Report:
@@ -302,6 +314,7 @@ def _period_text(start, end) -> str:
 # ---------------------------------------------------------------- NLDAS
 
 
+@_sole_writer
 def ingest_nldas(folder: Path, out: Path, kind: str, box=None, start=None, end=None,
                  min_hours: int = 1, progress: bool = True) -> Report:
     """Hourly NLDAS-2 files -> daily means on the dataset's cells. kind: 'forcing' (FORA),
@@ -396,6 +409,7 @@ def _lsm_layout(path: Path, prefix: str):
 # ---------------------------------------------------------------- static
 
 
+@_sole_writer
 def ingest_static(raster: Path, name: str, out: Path, categorical: bool = False) -> Report:
     """One GeoTIFF -> static[:, name] (replacing an attribute of that name)."""
     if not name or not name.replace("_", "").isalnum():

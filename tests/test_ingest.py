@@ -2,6 +2,8 @@
 static GeoTIFFs. The files are written here in the products' exact structure (group and variable
 names, dtypes, fill values, attributes, the real grids), small in number, full in size."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -395,6 +397,27 @@ def test_noah_layers_convert_to_volumetric(tmp_path, dataset):
     write_hourly(mos, "MOS", "2015-04-01T00", {"SoilM_0_10cm": 31.0})
     ingest_nldas(mos, dataset, "lsm2", min_hours=1, progress=False)
     np.testing.assert_allclose(open_input(dataset)["lsm2"].values[0], 0.31, rtol=1e-6)
+
+
+def test_a_dataset_takes_one_ingest_at_a_time(tmp_path, dataset):
+    """A second writer fails at once, before touching the store; a killed one leaves no lock."""
+    files = tmp_path / "fora"
+    files.mkdir()
+    write_day_of_forcing(files, "2015-04-02")
+    hold = ("import sys; from model.dataset import sole_writer\n"
+            f"with sole_writer({str(dataset)!r}):\n print('held', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match="another process is writing to .*in.zarr"):
+            ingest_nldas(files, dataset, "forcing", progress=False)
+        assert open_input(dataset).sizes["time"] == 1  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    ingest_nldas(files, dataset, "forcing", progress=False)
+    assert open_input(dataset).sizes["time"] == 2
 
 
 # ------------------------------------------------------------------ static GeoTIFF
