@@ -24,6 +24,7 @@ import zarr
 
 from model import grid
 from model.errors import InputError, OutOfRangeError
+from model.settings import get_settings
 
 PRODUCTS = ("smap", "lstm", "noah", "lsm2")
 UNITS = "m3 m-3"
@@ -130,7 +131,7 @@ def create(store: str | Path, cube: xr.Dataset, storage_options: dict | None = N
     """Write the cube's metadata, coordinates and mask; product chunks stay unwritten (read as
     NaN): they are dask arrays, which compute=False leaves alone, where numpy ones are written."""
     cube.to_zarr(str(store), mode="w", compute=False, encoding=_encoding(cube), zarr_format=3,
-                 consolidated=True, storage_options=storage_options)
+                 consolidated=True, storage_options=store_options(store, storage_options))
     if exists_markers(store, storage_options):
         _fs(store, storage_options).rm(_marker_dir(store), recursive=True)
     fs = _fs(store, storage_options)
@@ -176,7 +177,7 @@ def write_block(store: str | Path, block: Block, values: dict[str, np.ndarray],
     part = xr.Dataset({p: (("time", "y", "x"), np.asarray(v, np.float32)) for p, v in values.items()})
     part.to_zarr(
         str(store), mode="r+", region={"time": block.time, "y": block.y, "x": block.x},
-        storage_options=storage_options)
+        storage_options=store_options(store, storage_options))
     fs = _fs(store, storage_options)
     fs.makedirs(_marker_dir(store), exist_ok=True)
     fs.pipe(f"{_marker_dir(store)}/{block.name}", b"done")
@@ -197,8 +198,17 @@ def _marker_dir(store) -> str:
     return f"{str(store).rstrip('/')}/{MARKERS}"
 
 
+def store_options(store: str | Path, storage_options: dict | None = None) -> dict | None:
+    """The fsspec options to reach a store: those given, else the settings' for a URL
+    (SMAPX_STORAGE_OPTIONS, e.g. an S3 endpoint and keys); a local path takes none. Every function
+    here applies it, so callers (service, workers, exports) pass no options of their own."""
+    if storage_options is not None:
+        return storage_options
+    return get_settings().storage_options if "://" in str(store) else None
+
+
 def _fs(store, storage_options=None) -> fsspec.AbstractFileSystem:
-    fs, _ = fsspec.core.url_to_fs(str(store), **(storage_options or {}))
+    fs, _ = fsspec.core.url_to_fs(str(store), **(store_options(store, storage_options) or {}))
     return fs
 
 
@@ -209,7 +219,8 @@ def open_cube(store: str | Path, storage_options: dict | None = None) -> xr.Data
     if "://" not in str(store) and not Path(store).exists():
         raise InputError(f"cube not found: {store}")
     try:
-        ds = xr.open_zarr(str(store), consolidated=None, storage_options=storage_options,
+        ds = xr.open_zarr(str(store), consolidated=None,
+                          storage_options=store_options(store, storage_options),
                           decode_coords="all")
     except Exception as exc:
         raise InputError(f"cannot open cube {store}: {exc}") from exc
@@ -308,6 +319,7 @@ def read_key(store: str | Path, key: str, storage_options: dict | None = None) -
 
 def _zarr_store(store, storage_options=None):
     if "://" in str(store):
-        return zarr.storage.FsspecStore.from_url(str(store), storage_options=storage_options,
+        return zarr.storage.FsspecStore.from_url(str(store),
+                                                 storage_options=store_options(store, storage_options),
                                                  read_only=True)
     return zarr.storage.LocalStore(str(store), read_only=True)

@@ -22,7 +22,8 @@ class Settings(BaseSettings):
                                      "'int16', 'bf16x3', 'bfloat16', 'float32'.")
     seed: int = 42
 
-    cubes: list[Path] = Field(default_factory=list, description="Product cubes the service serves.")
+    cubes: list[str] = Field(default_factory=list, description="Product cubes the service serves: "
+                             "paths or fsspec URLs (reached with storage_options).")
     weights_path: Path | None = Field(None, description="Per-cell fusion weights (from evaluate).")
     api_keys: list[str] = Field(default_factory=list, description="Keys for job submission; empty = open.")
     jobs_dir: Path = Field(Path("data/jobs"), description="Where bulk-job results are written.")

@@ -21,9 +21,9 @@ bulk jobs and Zarr access. Values are volumetric soil moisture (m3/m3) on the EA
 grid; `fused` = w * lstm + (1 - w) * noah (w = 0.5, the per-cell estimate, or `weight`)."""
 
 
-def create_app(cubes: list[Path] | None = None) -> FastAPI:
-    """The app serving the given cubes (default: the settings' SMAPX_CUBES)."""
-    catalog = Catalog([Path(p) for p in (cubes if cubes is not None else get_settings().cubes)])
+def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
+    """The app serving the given cubes, paths or URLs (default: the settings' SMAPX_CUBES)."""
+    catalog = Catalog([str(p) for p in (cubes if cubes is not None else get_settings().cubes)])
     app = FastAPI(title="smapx", version="0.1.0", description=DESCRIPTION, docs_url=None,
                   redoc_url=None)
     app.state.catalog = catalog

@@ -1,7 +1,7 @@
 """The cubes a server serves, each loaded once into memory with what every request reuses."""
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
 import xarray as xr
@@ -17,7 +17,7 @@ class ServedCube:
     """One product cube, decoded-on-demand from memory, plus its per-cell fusion weights."""
 
     name: str
-    path: Path
+    path: str  # a local path or an fsspec URL
     memory: cubes.MemoryCube
     weights: np.ndarray
     dates_json: str = field(init=False)
@@ -145,14 +145,15 @@ def smap_period(memory: cubes.MemoryCube) -> dict | None:
     return {"start": str(memory.times[days[0]].date()), "end": str(memory.times[days[-1]].date())}
 
 
-def cube_name(path: Path) -> str:
-    return Path(path).name.removesuffix(".zarr")
+def cube_name(path: str) -> str:
+    """A cube's name in URLs: its store's last path component, less .zarr."""
+    return PurePosixPath(str(path).rstrip("/")).name.removesuffix(".zarr")
 
 
 class Catalog:
     """Served cubes by name; the first is the default."""
 
-    def __init__(self, paths: list[Path]):
+    def __init__(self, paths: list[str]):
         if not paths:
             raise InputError("no cube to serve: give --cube PATH (or set SMAPX_CUBES)")
         self.cubes: dict[str, ServedCube] = {}
@@ -162,7 +163,7 @@ class Catalog:
             if name in self.cubes:
                 raise InputError(f"two cubes are named {name!r}; rename one of {paths}")
             self.cubes[name] = ServedCube(
-                name, Path(path), memory, export.weight_map(memory.dataset, None)
+                name, path, memory, export.weight_map(memory.dataset, None)
             )
 
     @property

@@ -227,12 +227,11 @@ def extend(
         from model.extend import extend as run_extension
 
     if workers or queue:
-        from worker.extension import store_options
         from worker.submit import run_extend
 
         request = {"model": model, "input": input, "start": start, "end": end, "out": out}
         job = run_extend(request, workers=workers, threads=threads)
-        written = describe(job["request"]["out"], store_options(job["request"]["out"]))
+        written = describe(job["request"]["out"])
     else:
         _configure_threads(threads)
         run_extension(checkpoint.load(model), open_input(input), start, end, out)
@@ -282,7 +281,8 @@ def job(
 
 @app.command()
 def serve(
-    cube: Annotated[list[Path], typer.Option(help="Product cube to serve (repeatable; first = default)")],
+    cube: Annotated[list[str], typer.Option(
+        help="Product cube to serve: a path or an fsspec URL (repeatable; first = default)")],
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,

@@ -8,7 +8,7 @@ from service.app import create_app
 
 
 def serve(
-    cubes: list[Path], host: str = "127.0.0.1", port: int = 8000, access_log: bool = False
+    cubes: list[str | Path], host: str = "127.0.0.1", port: int = 8000, access_log: bool = False
 ) -> None:
     """Load the cubes, then serve until stopped. Access logging is off by default: it costs a
     sizeable share of a millisecond-scale series request."""

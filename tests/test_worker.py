@@ -431,6 +431,48 @@ def test_s3_store_equals_in_process_cube_through_resubmit_and_resume(world, poin
     assert store_files(fs, root) == reference
 
 
+def test_a_cube_on_s3_is_served_over_http_and_exported_by_a_worker(world, pointed, s3, steady,
+                                                                     tmp_path):
+    """The service and the export task reach a URL cube with the settings' storage options:
+    its series, Zarr keys and exports equal the local cube's."""
+    import hashlib
+
+    import httpx
+    import s3fs
+
+    from model import grid
+    from model.export import export_subset
+    from worker.pool import stop
+    from worker.submit import follow, submit_export
+
+    url = "s3://cubes/served.zarr"
+    s3fs.S3FileSystem(**s3).put(str(world["reference"]), "cubes/served.zarr", recursive=True)
+    port = free_port()
+    api = subprocess.Popen([SMAPX, "serve", "--cube", url, "--host", "127.0.0.1", "--port", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=120)
+        base = f"http://127.0.0.1:{port}/v1"
+        lat, lon = grid.rowcol_to_latlon(101, 201)
+        got = httpx.get(f"{base}/series", params={"lat": float(lat), "lon": float(lon), "cube": "served",
+                                                  "start": "2012-03-01", "end": "2012-03-31"}).json()
+        local = cubes.open_cube(world["reference"])
+        iy, ix = cubes.locate(local, float(lat), float(lon))
+        expected = local["lstm"].sel(time=slice("2012-03-01", "2012-03-31")).values[:, iy, ix]
+        np.testing.assert_allclose(np.array(got["lstm"], dtype=float), expected, atol=1e-6)
+        key = httpx.get(f"{base}/zarr/served/lstm/zarr.json")
+        assert key.content == (world["reference"] / "lstm" / "zarr.json").read_bytes()
+    finally:
+        stop([api])
+    request = {"products": ["lstm", "smap"], "start": "2012-03-01", "end": "2012-04-30",
+               "points": [[float(lat), float(lon)]], "format": "csv"}
+    job = follow(submit_export(request, url), progress=False)
+    assert job["state"] == "done", job.get("error")
+    expected_files = export_subset(str(world["reference"]), request, tmp_path)
+    assert {f["name"]: f["sha256"] for f in job["result"]} == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in expected_files}
+
+
 def bad_request(world, tmp_path, case: str) -> dict:
     request = request_for(world, tmp_path / "bad.zarr")
     if case == "unknown model":

@@ -21,7 +21,6 @@ from model.checkpoint import Checkpoint
 from model.dataset import open_input
 from model.errors import InputError
 from model.extend import compute_block, plan
-from model.settings import get_settings
 
 REQUEST_KEYS = ("model", "input", "start", "end", "out")
 
@@ -60,11 +59,6 @@ def check_writable(out: str) -> None:
         raise InputError(f"cannot write the cube store {out}: {ancestor} is not a writable folder")
 
 
-def store_options(store: str) -> dict | None:
-    """The settings' fsspec options for a URL store; a local path takes none."""
-    return get_settings().storage_options if "://" in str(store) else None
-
-
 def load(request: dict) -> tuple[Checkpoint, xr.Dataset, xr.Dataset]:
     """Checkpoint, input dataset and the cube template of a request; user errors raise here."""
     ckpt = checkpoint.load(request["model"])
@@ -77,26 +71,25 @@ def prepare(request: dict) -> tuple[list[cubes.Block], set[str]]:
     cube's blocks and the names of those already written. Runs at submission, not in a worker."""
     _, _, template = load(request)
     check_writable(request["out"])
-    options = store_options(request["out"])
     key = fingerprint(request)
-    info = _read_job_info(request["out"], options)
+    info = _read_job_info(request["out"])
     if info is None or info.get("fingerprint") != key:
-        _create(request, template, key, options)
+        _create(request, template, key)
         return cubes.blocks(template), set()
-    return cubes.blocks(template), cubes.blocks_done(request["out"], options)
+    return cubes.blocks(template), cubes.blocks_done(request["out"])
 
 
-def _read_job_info(out: str, options: dict | None) -> dict | None:
+def _read_job_info(out: str) -> dict | None:
     try:
-        return cubes.read_job_info(out, options)
+        return cubes.read_job_info(out)
     except (OSError, ValueError):
         return None
 
 
-def _create(request: dict, template: xr.Dataset, key: str, options: dict | None) -> None:
+def _create(request: dict, template: xr.Dataset, key: str) -> None:
     try:
-        cubes.create(request["out"], template, options)
-        cubes.write_job_info(request["out"], {"fingerprint": key, "request": request}, options)
+        cubes.create(request["out"], template)
+        cubes.write_job_info(request["out"], {"fingerprint": key, "request": request})
     except Exception as exc:
         raise InputError(f"cannot write the cube store {request['out']}: {exc}") from exc
 
@@ -112,12 +105,11 @@ def _context(key: str, request_json: str) -> tuple[Checkpoint, xr.Dataset, xr.Da
 
 def run_block(request: dict, index: int) -> str:
     """Compute and write one block of the cube (skipped if its marker is there); its name."""
-    options = store_options(request["out"])
     without_store = {k: v for k, v in request.items() if k != "out"}
     ckpt, inputs, template, blocks = _context(fingerprint(request),
                                               json.dumps(without_store, sort_keys=True))
     block = blocks[index]
-    if block.name not in cubes.blocks_done(request["out"], options):
+    if block.name not in cubes.blocks_done(request["out"]):
         values = compute_block(ckpt, inputs, template, block)
-        cubes.write_block(request["out"], block, values, options)
+        cubes.write_block(request["out"], block, values)
     return block.name

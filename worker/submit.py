@@ -65,7 +65,7 @@ def submit_export(request: dict, cube_path: str | None = None) -> str:
         raise InputError("no cube to export from: give one, or set SMAPX_CUBES")
     cube_path = str(cube_path or cubes_served[0])
     parsed = parse_request(request)
-    check_products(cubes.open_cube(cube_path, extension.store_options(cube_path)), parsed.products)
+    check_products(cubes.open_cube(cube_path), parsed.products)
     ensure_reachable()
     job_id = jobs.create_job("export", {**parsed.model_dump(mode="json"), "cube": cube_path})
     tasks.export.apply_async((job_id,))
