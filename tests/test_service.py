@@ -77,8 +77,8 @@ def start_server(cube_paths, env: dict) -> tuple[subprocess.Popen, str]:
         args, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        wait_for_port(port, 60)
-    except TimeoutError:
+        wait_for_port(port, 60, proc)
+    except (TimeoutError, RuntimeError):  # its stderr says why
         proc.kill()
         raise RuntimeError(proc.stderr.read().decode()) from None
     return proc, f"http://127.0.0.1:{port}"

@@ -451,7 +451,7 @@ def test_a_cube_on_s3_is_served_over_http_and_exported_by_a_worker(world, pointe
     api = subprocess.Popen([SMAPX, "serve", "--cube", url, "--host", "127.0.0.1", "--port", str(port)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port, timeout=120)
+        wait_for_port(port, timeout=120, process=api)
         base = f"http://127.0.0.1:{port}/v1"
         lat, lon = grid.rowcol_to_latlon(101, 201)
         got = httpx.get(f"{base}/series", params={"lat": float(lat), "lon": float(lon), "cube": "served",
@@ -582,7 +582,7 @@ def test_compose_api_and_worker_run_an_export_end_to_end(world, pointed, steady,
     api = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port, timeout=120)
+        wait_for_port(port, timeout=120, process=api)
         base = f"http://127.0.0.1:{port}/v1"
         body = {"products": ["lstm"], "start": "2012-01-01", "end": "2012-01-10",
                 "bbox": [-180, -90, 180, 90], "format": "csv"}
