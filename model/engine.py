@@ -240,14 +240,16 @@ def _compiled(source: KernelSource) -> ctypes.CDLL | None:
     digest = hashlib.sha256(code + " ".join(flags).encode()).hexdigest()[:16]
     library = _engine_dir() / f"{path.stem}-{digest}.so"
     if not library.is_file():
-        library.parent.mkdir(parents=True, exist_ok=True)
-        partial = library.with_suffix(f".{os.getpid()}.tmp")
-        built = subprocess.run([compiler, *flags, "-o", str(partial), str(path)],
-                               check=False, capture_output=True, text=True)
-        if built.returncode != 0:
-            log.warning("inference kernel %s did not build: %s", source.file, built.stderr.strip()[-500:])
+        def build(partial: Path) -> bool:
+            built = subprocess.run([compiler, *flags, "-o", str(partial), str(path)],
+                                   check=False, capture_output=True, text=True)
+            if built.returncode != 0:
+                log.warning("inference kernel %s did not build: %s", source.file,
+                            built.stderr.strip()[-500:])
+            return built.returncode == 0
+
+        if not _write_atomically(library, build):
             return None
-        os.replace(partial, library)  # atomic: concurrent workers never load a half-written file
     lib = ctypes.CDLL(str(library))
     if not lib.smapx_supported():
         return None
@@ -262,12 +264,15 @@ def _engine_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"smapx-engine-{os.getuid()}"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Concurrent workers never read a half-written file."""
+def _write_atomically(path: Path, write: Callable[[Path], bool]) -> bool:
+    """write(partial) into a file of this process, renamed to `path` where it succeeds, so that
+    concurrent workers never load or read a half-written file; whether it succeeded."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_bytes(data)
+    if not write(partial):
+        return False
     os.replace(partial, path)
+    return True
 
 
 def kernel_ladder(start: str) -> list[str]:
@@ -375,7 +380,7 @@ def probe_error(member, x: np.ndarray, expected: np.ndarray) -> float:
         return float(kept.read_text())
     except (FileNotFoundError, ValueError):
         error = float(np.abs(member.run(x, 0) - expected).max())
-        _write_atomically(kept, repr(error).encode())
+        _write_atomically(kept, lambda partial: partial.write_text(repr(error)) > 0)
         return error
 
 
