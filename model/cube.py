@@ -132,9 +132,9 @@ def create(store: str | Path, cube: xr.Dataset, storage_options: dict | None = N
     NaN): they are dask arrays, which compute=False leaves alone, where numpy ones are written."""
     cube.to_zarr(str(store), mode="w", compute=False, encoding=_encoding(cube), zarr_format=3,
                  consolidated=True, storage_options=store_options(store, storage_options))
-    if exists_markers(store, storage_options):
-        _fs(store, storage_options).rm(_marker_dir(store), recursive=True)
     fs = _fs(store, storage_options)
+    if fs.exists(_marker_dir(store)):
+        fs.rm(_marker_dir(store), recursive=True)
     if fs.exists(_job_info_path(store)):
         fs.rm(_job_info_path(store))
 

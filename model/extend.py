@@ -57,16 +57,17 @@ def compute_blocks(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset,
     the cells of blocks that share a time chunk run through the network together, up to
     BATCH_CELLS, so that the engine's per-call set-up and padding are paid once, not per block."""
     grid_cells = pd.MultiIndex.from_arrays([inputs.row.values, inputs.col.values])
+    input_days = pd.DatetimeIndex(inputs.time.values)
+    copied = {product: source for product, source in OBSERVED.items() if product in cube}
     for batch in _batches(cube, blocks):
         where = [_block_cells(grid_cells, cube, block) for block in batch]
         cells = np.concatenate([c for _, _, c in where])
         block_days = pd.DatetimeIndex(cube.time.values[batch[0].time])
-        first = int(pd.DatetimeIndex(inputs.time.values).get_loc(block_days[0]))
+        first = int(input_days.get_loc(block_days[0]))
         days = spinup_indices(first, first + len(block_days), warmup)
         x = ckpt.normalizer.inputs(inputs, cells, days)
         lstm = predict(ckpt, x, warmup=len(days) - len(block_days),
                        groups=[len(c) for _, _, c in where])
-        copied = {product: source for product, source in OBSERVED.items() if product in cube}
         observed = inputs[list(copied.values())].isel(cell=cells, time=slice(first, first + len(block_days)))
         sources = {"lstm": lstm.T, **{product: observed[source].values for product, source in copied.items()}}
         offset = 0
