@@ -18,6 +18,7 @@ COPY pyproject.toml README.md ./
 COPY model ./model
 COPY worker ./worker
 COPY service ./service
+COPY cli ./cli
 RUN pip install .
 
 RUN useradd --create-home --uid 1000 smapx && mkdir -p /data/jobs /data/cubes && chown -R smapx /data

@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model import checkpoint
-from model.checkpoint import Checkpoint
+from model.training import checkpoint
+from model.training.checkpoint import Checkpoint
 from model.dataset import FORCING_VARIABLES, make_input_dataset, open_input, write_input
-from model.extend import extend
-from model.network import SoilMoistureLSTM
-from model.normalize import Normalizer
+from model.product.extend import extend
+from model.training.network import SoilMoistureLSTM
+from model.training.normalize import Normalizer
 
 START, END = "2001-01-01", "2004-12-31"
 BLOCK_ORIGINS = [(96 + 32 * i, 160 + 32 * j) for i in range(2) for j in range(4)]   # 8 blocks

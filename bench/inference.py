@@ -22,12 +22,12 @@ import time
 import numpy as np
 import torch
 
-from model import checkpoint
-from model.checkpoint import Checkpoint
+from model.training import checkpoint
+from model.training.checkpoint import Checkpoint
 from model.dataset import open_input
 from model.engine import CPU_CELL_BLOCK, KERNELS, Engine, kernel, reference
-from model.network import SoilMoistureLSTM
-from model.normalize import Normalizer
+from model.training.network import SoilMoistureLSTM
+from model.training.normalize import Normalizer
 
 N_FORCING, N_STATIC, HIDDEN = 7, 12, 256
 

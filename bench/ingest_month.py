@@ -87,8 +87,8 @@ def main() -> None:
               f"MiB) in {time.perf_counter() - t0:.0f} s")
     n_files = len(list(files.glob("NLDAS_FORA*")))
     python = sys.executable
-    baseline, _ = child_peak_rss([python, "-c", "import model.ingest, service.cli; print('imports only')"])
-    peak, wall = child_peak_rss([python, "-c", "from service.cli import main; main()", "ingest",
+    baseline, _ = child_peak_rss([python, "-c", "import model.sources.ingest, cli.main; print('imports only')"])
+    peak, wall = child_peak_rss([python, "-c", "from cli.main import main; main()", "ingest",
                                  "nldas", str(files), "--region", "conus",
                                  "--out", str(work / "conus.zarr")])
     month_at_once = n_files * len(NAMES) * nldas.N_LAT * nldas.N_LON * 4 / 2**20

@@ -40,10 +40,10 @@ def importable(name: str) -> bool:
 
 
 def build_cube(store: Path) -> None:
-    """A 20-year lstm/noah/smap cube with smooth fields, written through model.cube."""
+    """A 20-year lstm/noah/smap cube with smooth fields, written through model.product.cube."""
     from tqdm import tqdm
 
-    from model import cube as cubes
+    from model.product import cube as cubes
 
     rows, cols = np.meshgrid(
         np.arange(ROW0, ROW0 + ROWS), np.arange(COL0, COL0 + COLS), indexing="ij"
@@ -188,7 +188,7 @@ def main() -> None:
 
     import morecantile
 
-    from model import cube as cubes
+    from model.product import cube as cubes
     from tests.conftest import free_port
 
     if not (args.store / "zarr.json").exists():

@@ -1,1 +1,1 @@
-"""smapx front ends: the HTTP service, the web map and the command line."""
+"""The smapx HTTP service: series, tiles, fused products, jobs, Zarr access and the web map."""

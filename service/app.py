@@ -11,7 +11,11 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.settings import get_settings
-from service import jobs, problems, series, tiles, zarr_access
+from service import jobs
+from service import problems
+from service import series
+from service import tiles
+from service import zarr_access
 from service.catalog import Catalog
 from service.ratelimit import RateLimit
 

@@ -5,7 +5,7 @@ cube's values exactly."""
 
 import numpy as np
 
-from model import cube as cubes
+from model.product import cube as cubes
 
 _OFFSET = 32768
 _CODES = np.arange(-32768, 32768)

@@ -12,7 +12,7 @@ import redis
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from model import export
+from model.product import export
 from model.errors import OutOfRangeError
 from model.settings import get_settings
 from service.problems import too_large

@@ -16,7 +16,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from model import export
+from model.product import export
 from model.errors import InputError
 from service import encode
 from service.catalog import ServedCube

@@ -23,8 +23,9 @@ from pyproj import Transformer
 from rio_tiler.colormap import cmap as colormaps
 from rio_tiler.errors import InvalidColorMapName
 
-from model import cube as cubes
-from model import export, grid
+from model.product import cube as cubes
+from model.product import export
+from model import grid
 from model.errors import InputError, OutOfRangeError
 from service.catalog import ServedCube
 from service.series import CubeName, Weight

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from model import cube as cubes
-from model import export
+from model.product import cube as cubes
+from model.product import export
 from model.errors import InputError, OutOfRangeError
 from service.problems import too_large
 from service.series import CubeName, Products, Weight, split_products

@@ -1,4 +1,4 @@
-/* Exposes the kernels' gate nonlinearities (model/engine_math.h) to tests/test_engine_math.py. */
+/* Exposes the kernels' gate nonlinearities (model/engine/gates.h) to tests/test_engine_math.py. */
 #include <stdint.h>
 
 int smapx_supported(void)
@@ -8,7 +8,7 @@ int smapx_supported(void)
 }
 
 #pragma GCC target("avx512f,fma")
-#include "../model/engine_math.h"
+#include "../model/engine/gates.h"
 
 /* sigmoid and tanh of n floats (n a multiple of 16). */
 void smapx_gates(const float *x, int64_t n, float *sigmoid, float *tanh)

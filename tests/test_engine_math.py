@@ -1,4 +1,4 @@
-"""The kernels' gate nonlinearities (model/engine_math.h, shared by every kernel) against exact
+"""The kernels' gate nonlinearities (model/engine/gates.h, shared by every kernel) against exact
 sigmoid and tanh, on every CPU with AVX-512: the AMX kernels use them too, where no AMX runs."""
 
 import ctypes

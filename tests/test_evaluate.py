@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model import cube as cubes
-from model import fusion, grid
+from model.product import cube as cubes
+from model.product import fusion
+from model import grid
 from model.errors import InputError
-from model.evaluate import (
+from model.evaluation.evaluate import (
     Options,
     evaluate,
     exponential_filter,
@@ -23,8 +24,8 @@ from model.evaluate import (
     period_labels,
     years_from_window,
 )
-from model.insitu import Stations, read_stations
-from model.report import write_report
+from model.evaluation.insitu import Stations, read_stations
+from model.evaluation.report import write_report
 
 WINDOW = "2015-04-01..2015-12-31"
 TIME = pd.date_range("2015-01-01", "2016-12-31")

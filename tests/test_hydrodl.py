@@ -13,7 +13,7 @@ from model.dataset import open_input, write_input
 from model.errors import InputError
 from model.sources.hydrodl import read_hydrodl
 
-SMAPX = [sys.executable, "-c", "from service.cli import main; main()"]
+SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 def write_database(root: Path, n_pixel=3, years=(2015, 2016), smap_years=(2015,)) -> Path:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from model import checkpoint, engine
-from model.checkpoint import Checkpoint
+from model.training import checkpoint
+from model import engine
+from model.training.checkpoint import Checkpoint
 from model.engine import (
     CACHE_LINE,
     INT32_MAX,
@@ -29,9 +30,9 @@ from model.engine import (
     reference,
 )
 from model.errors import InputError
-from model.inference import predict
-from model.network import SoilMoistureLSTM
-from model.normalize import Normalizer
+from model.engine.inference import predict
+from model.training.network import SoilMoistureLSTM
+from model.training.normalize import Normalizer
 
 TARGET_STD = 0.124  # conus412's SMAP standard deviation, m3/m3
 needs_vnni = pytest.mark.skipif(kernel("int8") is None, reason="CPU without AVX-512 VNNI")
@@ -120,7 +121,7 @@ def predict_in_another_process(folder, ckpt: Checkpoint, x: np.ndarray, warmup: 
     `without_torch`, that process fails if it imported torch."""
     checkpoint.save(folder / "model", ckpt)
     np.save(folder / "x.npy", x)
-    script = ("import sys, numpy as np; from model import checkpoint; from model.inference import predict;"
+    script = ("import sys, numpy as np; from model.training import checkpoint; from model.engine.inference import predict;"
               "d = sys.argv[1]; np.save(d + '/y.npy', predict(checkpoint.load(d + '/model'),"
               f" np.load(d + '/x.npy'), warmup={warmup}))")
     if without_torch:
@@ -228,7 +229,7 @@ def test_the_ladder_runs_from_fast_to_precise_and_int16_takes_the_tiles_where_am
     skip_unless_runs("int8")
     assert kernel_ladder("int8") == ["int8", "int16", "bf16x3"]
     assert kernel_ladder("int16") == ["int16", "bf16x3"]
-    assert kernel("int8")[1].file == kernel("int16")[1].file == "engine_tiles.c"
+    assert kernel("int8")[1].file == kernel("int16")[1].file == "kernel_amx_int.c"
     assert choose("cpu", "bf16x3")[1] == "bf16x3"
 
 

@@ -18,8 +18,8 @@ from rasterio.transform import from_origin
 from model import grid
 from model.dataset import FORCING_VARIABLES, open_input
 from model.errors import InputError
-from model.ingest import ingest_nldas, ingest_smap, ingest_static
-from model.regrid import Regridder
+from model.sources.ingest import ingest_nldas, ingest_smap, ingest_static
+from model.sources.regrid import Regridder
 from model.sources import nldas
 from model.sources.smap import Overpass, Quality
 

@@ -11,10 +11,10 @@ from test_ingest import BOX, forcing_fields, write_geotiff, write_granule, write
 from typer.testing import CliRunner
 
 from model import grid
-from model.cube import open_cube
+from model.product.cube import open_cube
 from model.dataset import open_input
 from model.sources import nldas
-from service.cli import app
+from cli.main import app
 
 DAYS = pd.date_range("2015-04-01", periods=150)
 BBOX = ",".join(str(v) for v in BOX)
@@ -87,7 +87,7 @@ def test_ingest_train_extend(files, tmp_path):
 
 
 def test_cli_user_error_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from service.cli import main; main()", "ingest",
+    proc = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "ingest",
                            "smap", str(tmp_path / "missing"), "--out", str(tmp_path / "x.zarr")],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from model.errors import InputError
-from model.insitu import daily_means, read_csv, read_stations, write_csv
+from model.evaluation.insitu import daily_means, read_csv, read_stations, write_csv
 
 HEADER_VALUES = "Data_header_values.zip"
 CEOP = "Data_ceop_sep_ARM-1_20170810_20180809.zip"

@@ -1,4 +1,4 @@
-"""model.export, the code behind bulk jobs and subset downloads: every format holds the cube's
+"""model.product.export, the code behind bulk jobs and subset downloads: every format holds the cube's
 values, fused is the weighted mean, progress is reported, bad requests are one-line errors."""
 
 import numpy as np
@@ -8,9 +8,9 @@ import rioxarray
 import xarray as xr
 import zarr
 
-from model import cube as cubes
+from model.product import cube as cubes
 from model.errors import InputError, OutOfRangeError
-from model.export import estimate, export_subset
+from model.product.export import estimate, export_subset
 from tests.test_service import POINT, build_cube
 
 BBOX = [-104.0, 28.5, -102.5, 30.0]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from model import cube as cubes
+from model.product import cube as cubes
 from tests.conftest import ROOT
 from tests.test_service import POINT, SMAPX, build_cube, start_server
 

@@ -10,15 +10,17 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from model import checkpoint, cube, grid
+from model.training import checkpoint
+from model.product import cube
+from model import grid
 from model.dataset import make_input_dataset, open_input, select_period, write_input
 from model.engine import probe_references
 from model.errors import InputError, OutOfRangeError
-from model.extend import extend, plan, spinup_indices
-from model.normalize import Normalizer
-from model.train import TrainConfig, masked_mse, train
+from model.product.extend import extend, plan, spinup_indices
+from model.training.normalize import Normalizer
+from model.training.train import TrainConfig, masked_mse, train
 
-SMAPX = [sys.executable, "-c", "from service.cli import main; main()"]
+SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 def small_dataset(n_days=400, seed=0) -> xr.Dataset:

@@ -17,16 +17,16 @@ import pandas as pd
 import pytest
 import torch
 
-from model import checkpoint
-from model import cube as cubes
-from model import extend as extension
-from model.checkpoint import Checkpoint
+from model.training import checkpoint
+from model.product import cube as cubes
+from model.product import extend as extension
+from model.training.checkpoint import Checkpoint
 from model.dataset import make_input_dataset, open_input, write_input
 from model.engine import probe_references
-from model.extend import compute_block, compute_blocks, extend, plan
-from model.inference import predict
-from model.network import SoilMoistureLSTM
-from model.normalize import Normalizer
+from model.product.extend import compute_block, compute_blocks, extend, plan
+from model.engine.inference import predict
+from model.training.network import SoilMoistureLSTM
+from model.training.normalize import Normalizer
 from model.settings import get_settings
 from tests.conftest import free_port, wait_for_port
 
@@ -441,7 +441,7 @@ def test_a_cube_on_s3_is_served_over_http_and_exported_by_a_worker(world, pointe
     import s3fs
 
     from model import grid
-    from model.export import export_subset
+    from model.product.export import export_subset
     from worker.pool import stop
     from worker.submit import follow, submit_export
 
@@ -519,11 +519,11 @@ def test_cli_bad_request_is_one_line_and_starts_nothing(world, tmp_path):
 
 
 def test_export_job_records_files_with_checksums(world, pointed, steady, tmp_path):
-    """The export task writes what model.export writes in-process, and records size and sha256."""
+    """The export task writes what model.product.export writes in-process, and records size and sha256."""
     import hashlib
 
     from model import grid
-    from model.export import export_subset
+    from model.product.export import export_subset
     from worker.submit import follow, submit_export
 
     lat, lon = grid.rowcol_to_latlon(101, 201)

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from model import grid
 from model.dataset import FORCING_VARIABLES, open_input, select_period
-from model.normalize import Normalizer
+from model.training.normalize import Normalizer
 from model.world import WorldConfig, build_world, open_truth, read_world_stations, write_world
-from model.world_observe import STATION_RANGE
-from service.cli import app
+from model.world.observe import STATION_RANGE
+from cli.main import app
 
 SMALL = {"seed": 7, "stride": 8, "start": "2014-01-01", "end": "2016-12-31"}
 
@@ -185,7 +185,7 @@ def test_cli_writes_a_world_and_reports_it(tmp_path):
 
 
 def test_cli_bad_bbox_is_one_line_exit_1(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from service.cli import main; main()", "world",
+    proc = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "world",
                            "--out", str(tmp_path / "w"), "--bbox", "0,0,1,1"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1

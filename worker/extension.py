@@ -1,5 +1,5 @@
 """An extension job split over workers: checked and planned once at submission, then run one
-cube block per task through model.extend.compute_block and model.cube.write_block, exactly as
+cube block per task through model.product.extend.compute_block and model.product.cube.write_block, exactly as
 the in-process `smapx extend` does, so both give the same cube.
 
 A request is JSON: {"model", "input", "start", "end", "out"} (local paths made absolute, or
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import xarray as xr
 
-from model import checkpoint
-from model import cube as cubes
-from model.checkpoint import Checkpoint
+from model.training import checkpoint
+from model.product import cube as cubes
+from model.training.checkpoint import Checkpoint
 from model.dataset import open_input
 from model.errors import InputError
-from model.extend import compute_block, plan
+from model.product.extend import compute_block, plan
 
 REQUEST_KEYS = ("model", "input", "start", "end", "out")
 

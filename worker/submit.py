@@ -10,7 +10,9 @@ from tqdm import tqdm
 
 from model.errors import InputError, SmapxError
 from model.settings import get_settings
-from worker import extension, jobs, tasks
+from worker import extension
+from worker import jobs
+from worker import tasks
 from worker.app import app, redis_url
 from worker.report import ensure_reachable
 
@@ -55,10 +57,10 @@ def resume_job(job_id: str) -> str:
 
 
 def submit_export(request: dict, cube_path: str | None = None) -> str:
-    """Check an export request (model.export) against its cube and enqueue it; the job id.
+    """Check an export request (model.product.export) against its cube and enqueue it; the job id.
     `cube_path` defaults to the first cube the settings serve."""
-    from model import cube as cubes
-    from model.export import check_products, parse_request
+    from model.product import cube as cubes
+    from model.product.export import check_products, parse_request
 
     cubes_served = get_settings().cubes
     if cube_path is None and not cubes_served:
@@ -77,7 +79,7 @@ def submit_train(request: dict) -> str:
     from dataclasses import fields
 
     from model.dataset import open_input, select_period
-    from model.train import TrainConfig
+    from model.training.train import TrainConfig
 
     allowed = {f.name for f in fields(TrainConfig)} | {"input", "out"}
     unknown = set(request) - allowed

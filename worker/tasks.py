@@ -12,7 +12,8 @@ from celery import Task
 
 from model.errors import SmapxError
 from model.settings import get_settings
-from worker import extension, jobs
+from worker import extension
+from worker import jobs
 from worker.app import app
 
 RETRY = {
@@ -42,8 +43,8 @@ def extend_block(job_id: str, index: int) -> None:
 
 @app.task(base=JobTask, name="smapx.export", **RETRY)
 def export(job_id: str) -> None:
-    """Write a cube subset (model.export) and record its files with sizes and checksums."""
-    from model.export import export_subset
+    """Write a cube subset (model.product.export) and record its files with sizes and checksums."""
+    from model.product.export import export_subset
 
     job = jobs.get_job(job_id)
     if job is None or not jobs.start_job(job_id, "reading"):
@@ -58,11 +59,11 @@ def export(job_id: str) -> None:
 
 @app.task(base=JobTask, name="smapx.train", **RETRY)
 def train(job_id: str) -> None:
-    """Train a checkpoint from an input dataset (model.train) and save it."""
-    from model import checkpoint
+    """Train a checkpoint from an input dataset (model.training.train) and save it."""
+    from model.training import checkpoint
     from model.dataset import open_input
-    from model.train import TrainConfig
-    from model.train import train as run_training
+    from model.training.train import TrainConfig
+    from model.training.train import train as run_training
 
     job = jobs.get_job(job_id)
     if job is None or not jobs.start_job(job_id, "training"):

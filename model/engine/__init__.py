@@ -7,10 +7,10 @@ Paths, chosen at start-up from what the machine supports (`choose`):
   state and the head, cells split over threads. Results do not depend on batch composition or
   threads: each cell's sums are its own.
   - "int8" / "int16": integer gate products with per-row weight and per-cell activation scales,
-    on AMX int8 tiles (model/engine_tiles.c; 16-bit integers as two int8 halves) or, without AMX,
-    AVX-512 VNNI (model/engine_kernel.c). int8 holds random-weight networks; trained networks need
+    on AMX int8 tiles (model/engine/kernel_amx_int.c; 16-bit integers as two int8 halves) or, without AMX,
+    AVX-512 VNNI (model/engine/kernel_vnni.c). int8 holds random-weight networks; trained networks need
     16-bit weights (their rounding dominates the error at 8 bits).
-  - "bf16x3" (AMX, model/engine_bf16.c): bf16 tile products of hi + lo splits of weights and
+  - "bf16x3" (AMX, model/engine/kernel_amx_bf16.c): bf16 tile products of hi + lo splits of weights and
     activations, within ~2e-5 m3/m3 of float32 on trained networks: the rung between int16 and
     float32.
 - "bfloat16" / "float32" (GPU, or CPUs without the kernels): the network module on the device,
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
+from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.errors import InputError
 from model.settings import get_settings
 
@@ -67,7 +67,7 @@ GPU_DRIVER_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROC
 
 
 class _Network(ctypes.Structure):
-    """engine_network.h's Network: the float32 parts every kernel shares."""
+    """network.h's Network: the float32 parts every kernel shares."""
 
     _fields_ = [("n_in", ctypes.c_int64), ("w1t", ctypes.c_void_p), ("b1", ctypes.c_void_p),
                 ("bias", ctypes.c_void_p), ("w_head", ctypes.c_void_p), ("b_head", ctypes.c_float)]
@@ -112,7 +112,7 @@ def _levels_within_int32(w: np.ndarray) -> np.ndarray:
 
 
 def _integer_layout(f32: dict, bits: int) -> dict:
-    """engine_kernel.c: per-row integers grouped for vpdpbusd (8-bit) or vpdpwssd (16-bit)."""
+    """kernel_vnni.c: per-row integers grouped for vpdpbusd (8-bit) or vpdpwssd (16-bit)."""
     rows = _gate_rows()
 
     def quantised(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +134,7 @@ def _integer_layout(f32: dict, bits: int) -> dict:
 
 
 def _tile_layout(f32: dict, bits: int) -> dict:
-    """engine_tiles.c: per-row integers in AMX B tiles; 16-bit ones as q = 256 * hi + lo, both int8."""
+    """kernel_amx_int.c: per-row integers in AMX B tiles; 16-bit ones as q = 256 * hi + lo, both int8."""
     levels = SPLIT_WEIGHT_LEVELS if bits == 16 else 127
     halves = [_quantise_rows(f32[name], levels, np.int16)
               for name in ("lstm.weight_ih_l0", "lstm.weight_hh_l0")]
@@ -169,7 +169,7 @@ def _bf16_parts(w: np.ndarray) -> np.ndarray:
 
 
 def _bf16_layout(f32: dict) -> dict:
-    """engine_bf16.c: weights as bf16 hi + lo in AMX B tiles."""
+    """kernel_amx_bf16.c: weights as bf16 hi + lo in AMX B tiles."""
     w = np.concatenate([f32["lstm.weight_ih_l0"], f32["lstm.weight_hh_l0"]], axis=1)
     # rows (gate, unit block, unit), columns (k-step, input pair, 2) -> one B tile per
     # (unit block, k-step, gate): 16 input pairs x 16 units x 2
@@ -203,15 +203,15 @@ class KernelSource:
 # AVX-512 VNNI. The tiles run int8 ~1.3x and int16 ~1.1x faster than VNNI here and hold int16 at
 # ~15 bits (weights and activations) where the VNNI kernel holds ~13 and 12.
 KERNELS: dict[str, tuple[KernelSource, ...]] = {
-    "int8": (KernelSource("engine_tiles.c", ("-DSPLIT=0",), _TileIntWeights,
+    "int8": (KernelSource("kernel_amx_int.c", ("-DSPLIT=0",), _TileIntWeights,
                           lambda f32: _tile_layout(f32, 8)),
-             KernelSource("engine_kernel.c", ("-DWIDE=0",), _IntegerWeights,
+             KernelSource("kernel_vnni.c", ("-DWIDE=0",), _IntegerWeights,
                           lambda f32: _integer_layout(f32, 8))),
-    "int16": (KernelSource("engine_tiles.c", ("-DSPLIT=1",), _TileIntWeights,
+    "int16": (KernelSource("kernel_amx_int.c", ("-DSPLIT=1",), _TileIntWeights,
                            lambda f32: _tile_layout(f32, 16)),
-              KernelSource("engine_kernel.c", ("-DWIDE=1",), _IntegerWeights,
+              KernelSource("kernel_vnni.c", ("-DWIDE=1",), _IntegerWeights,
                            lambda f32: _integer_layout(f32, 16))),
-    "bf16x3": (KernelSource("engine_bf16.c", (), _Bf16Weights, _bf16_layout),),
+    "bf16x3": (KernelSource("kernel_amx_bf16.c", (), _Bf16Weights, _bf16_layout),),
 }
 KERNEL_ORDER = ("int8", "int16", "bf16x3")  # fastest and least precise first
 
@@ -236,7 +236,7 @@ def _compiled(source: KernelSource) -> ctypes.CDLL | None:
         return None
     path = Path(__file__).with_name(source.file)
     flags = [*KERNEL_FLAGS, *source.defines]
-    code = path.read_bytes() + b"".join(h.read_bytes() for h in sorted(path.parent.glob("engine_*.h")))
+    code = path.read_bytes() + b"".join(h.read_bytes() for h in sorted(path.parent.glob("*.h")))
     digest = hashlib.sha256(code + " ".join(flags).encode()).hexdigest()[:16]
     library = _engine_dir() / f"{path.stem}-{digest}.so"
     if not library.is_file():
@@ -412,7 +412,7 @@ class TorchMember:
     float32 or with bf16 matrix work under autocast (float32 state)."""
 
     def __init__(self, state: dict, device: str, precision: str):
-        from model.network import from_state
+        from model.training.network import from_state
 
         self.device, self.reduced = device, precision == "bfloat16"
         self.device_type = device.partition(":")[0]

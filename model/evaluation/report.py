@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from model import fusion
-from model.cube import open_cube
-from model.evaluate import WEIGHTED, Evaluation, Options, evaluate
-from model.insitu import KEEP_FLAGS, MIN_COUNT, read_stations
+from model.product import fusion
+from model.product.cube import open_cube
+from model.evaluation.evaluate import WEIGHTED, Evaluation, Options, evaluate
+from model.evaluation.insitu import KEEP_FLAGS, MIN_COUNT, read_stations
 
 COLORS = {"smap": "#7f7f7f", "lstm": "#d62728", "noah": "#1f77b4", "lsm2": "#2ca02c",
           "lstm+noah": "#9467bd", "noah+lsm2": "#17becf", WEIGHTED: "#ff7f0e"}

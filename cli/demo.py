@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from model import checkpoint
-from model.cube import open_cube
+from model.training import checkpoint
+from model.product.cube import open_cube
 from model.dataset import open_input
-from model.skill import at_cells, period_skill
-from model.train import TrainConfig, train
+from model.evaluation.skill import at_cells, period_skill
+from model.training.train import TrainConfig, train
 from model.world import WorldConfig, build_world, open_truth, summary, write_world
 
 TRAIN_START, TRAIN_END = "2015-04-01", "2017-03-31"
@@ -65,7 +65,7 @@ def run(config: DemoConfig) -> None:
         say(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
 
     say("5/6 evaluating against in situ stations")
-    from model.report import run as evaluate
+    from model.evaluation.report import run as evaluate
 
     evaluation = evaluate(cube_path, world_dir, out / "report")
     for name, claim in evaluation.summary["claims"].items():
@@ -88,7 +88,7 @@ def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -
         run_extend({"model": str(model), "input": str(input_path), "start": config.start,
                     "end": config.end, "out": str(cube_path)}, workers=config.workers)
     else:
-        from model.extend import extend as extend_here
+        from model.product.extend import extend as extend_here
 
         extend_here(checkpoint.load(model), open_input(input_path), config.start, config.end,
                     cube_path)

@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from model import grid
-from model.world_weather import FieldSampler
+from model.world.weather import FieldSampler
 
 STATION_RANGE = (0.01, 0.6)
 FROZEN_PROBE_DEPTH_M = 0.2

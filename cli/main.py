@@ -33,7 +33,7 @@ def _collector_paused() -> Iterator[None]:
 
 def _configure_threads(threads: int) -> None:
     """--threads over SMAPX_TORCH_THREADS for this process: the inference kernels read it, and
-    torch where it is first used (model.network)."""
+    torch where it is first used (model.training.network)."""
     from model.settings import get_settings
 
     if threads:
@@ -106,8 +106,8 @@ def ingest_smap(
     end: LastDay = None,
 ):
     """SMAP L3 daily granules -> the SMAP target; creates the dataset with the cells of a region."""
-    from model.ingest import ingest_smap as run
-    from model.ingest import parse_region
+    from model.sources.ingest import ingest_smap as run
+    from model.sources.ingest import parse_region
     from model.sources.smap import Overpass, Quality
 
     _print_report(run(folder, out, parse_region(bbox, region), _choice(Overpass, overpass),
@@ -122,7 +122,7 @@ def _choice(enum, value: str):
 
 
 def _ingest_nldas(kind: str, folder: Path, out: Path, bbox, region, start, end, min_hours) -> None:
-    from model.ingest import ingest_nldas, parse_region
+    from model.sources.ingest import ingest_nldas, parse_region
 
     _print_report(ingest_nldas(folder, out, kind, parse_region(bbox, region), start, end, min_hours))
 
@@ -169,7 +169,7 @@ def ingest_static(
         "--categorical", help="Classes (land cover): the most common class, not the mean")] = False,
 ):
     """A static attribute from a GeoTIFF, averaged (or its mode taken) over each cell."""
-    from model.ingest import ingest_static as run
+    from model.sources.ingest import ingest_static as run
 
     _print_report(run(raster, name, out, categorical))
 
@@ -190,10 +190,10 @@ def train(
 ):
     """Train the LSTM on SMAP over a period. The last VALIDATION_DAYS of it are held back: the
     first seed stops early on them, and the other seeds train that many epochs on the whole period."""
-    from model import checkpoint
+    from model.training import checkpoint
     from model.dataset import open_input
-    from model.train import TrainConfig
-    from model.train import train as run_training
+    from model.training.train import TrainConfig
+    from model.training.train import train as run_training
 
     config = TrainConfig(start=start, end=end, ensemble=ensemble, max_epochs=max_epochs,
                          validation_days=validation_days, hidden=hidden, seed=seed, device=device,
@@ -221,10 +221,10 @@ def extend(
 ):
     """Run the trained network over every cell and day of a period and write the product cube."""
     with _collector_paused():
-        from model import checkpoint
-        from model.cube import describe
+        from model.training import checkpoint
+        from model.product.cube import describe
         from model.dataset import open_input
-        from model.extend import extend as run_extension
+        from model.product.extend import extend as run_extension
 
     if workers or queue:
         from worker.submit import run_extend
@@ -311,8 +311,8 @@ def evaluate(
     claims, and a report of figures (OUT/index.html)."""
     import logging
 
-    from model.evaluate import Options
-    from model.report import run
+    from model.evaluation.evaluate import Options
+    from model.evaluation.report import run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     options = Options(training_period=training_period, tc_days=tc_days, min_pairs=min_pairs,
@@ -339,7 +339,7 @@ def demo(
     """The whole product on the built-in twin world: build it, train, extend 2000-2020, score,
     evaluate against stations, and serve the cube with its web map."""
     from model.world import parse_bbox
-    from service.demo import DemoConfig, run
+    from cli.demo import DemoConfig, run
 
     region = None if bbox.lower() == "conus" else parse_bbox(bbox)
     run(DemoConfig(out=out, bbox=region, stride=stride, workers=workers, max_epochs=max_epochs,

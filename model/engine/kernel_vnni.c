@@ -12,7 +12,7 @@
  * a fixed order, exact integer sums), so a cell's output does not depend on which other cells, how
  * many threads, or which grouping shared the call: same inputs, same bytes.
  *
- * Layouts (prepared by model/engine.py): gate rows are regrouped as [hidden block hb of 16 units]
+ * Layouts (prepared by model/engine/__init__.py): gate rows are regrouped as [hidden block hb of 16 units]
  * [gate i,f,g,o][unit j] so that one micro-kernel ends with the four gates of 16 units in
  * registers and applies the LSTM update there (fused gates); wq is (HB, KQ, 4, 16, 4 bytes): for
  * each group of gate inputs (4 x 8-bit or 2 x 16-bit) one 64-byte vector per gate holds 16 rows,
@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "engine_network.h"
+#include "network.h"
 
 #ifndef WIDE
 #define WIDE 0          /* 1: 16-bit integers (vpdpwssd) where 8 bits miss the tolerance */
@@ -53,7 +53,7 @@ typedef uint8_t act_t;
 #endif
 
 typedef struct {
-    Network net;            /* input layer, bias, head (engine_network.h) */
+    Network net;            /* input layer, bias, head (network.h) */
     const int8_t *wq;       /* (HB, KQ, 4, 16, 4 bytes) */
     const float *scale_u;   /* (HB, 4, 16) dequantisation of the W_ih half */
     const float *scale_h;   /* (HB, 4, 16) of the W_hh half */
@@ -70,7 +70,7 @@ int smapx_supported(void)
 }
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma")
-#include "engine_math.h"
+#include "gates.h"
 
 /* Quantise 16 floats (already multiplied by their scale) to act_t, adding `zero`. */
 static inline void store_act(act_t *dst, __m512 v, __m512i zero)

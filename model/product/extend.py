@@ -1,6 +1,6 @@
 """Extension: run a checkpoint over every cell and day of a period and write the product cube.
 
-The work is split into the cube's blocks (model.cube.blocks). A block's bytes depend on its own
+The work is split into the cube's blocks (model.product.cube.blocks). A block's bytes depend on its own
 cells alone: a worker computes one block (`compute_block`), the in-process extension runs the
 blocks of a time chunk together (`compute_blocks`), and both write the same cube.
 """
@@ -13,10 +13,10 @@ import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
-from model import cube as cubes
-from model.checkpoint import Checkpoint
+from model.product import cube as cubes
+from model.training.checkpoint import Checkpoint
 from model.dataset import LSM_VARIABLES, select_period
-from model.inference import predict
+from model.engine.inference import predict
 
 WARMUP_DAYS = 365
 # cells run through the network at once: their inputs over a time chunk and its spin-up
@@ -110,7 +110,7 @@ def _scatter(values: np.ndarray, iy, ix, shape) -> np.ndarray:
 
 def extend(ckpt: Checkpoint, inputs: xr.Dataset, start, end, out: str | Path,
            storage_options: dict | None = None, progress: bool = True) -> None:
-    """Extend over start..end in this process and write the cube to `out` (model.cube.open_cube
+    """Extend over start..end in this process and write the cube to `out` (model.product.cube.open_cube
     reads it)."""
     template = plan(ckpt, inputs, start, end)
     cubes.create(out, template, storage_options)

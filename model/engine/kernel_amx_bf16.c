@@ -10,7 +10,7 @@
  * row, in a fixed order; padded rows are zeros. A cell's bytes do not depend on which other cells,
  * how many threads, or which grouping shared the call.
  *
- * Layouts (prepared by model/engine.py): act_hi/act_lo are (16 cells, 512) bf16, the ReLU layer
+ * Layouts (prepared by model/engine/__init__.py): act_hi/act_lo are (16 cells, 512) bf16, the ReLU layer
  * output then h; wb is (HB, KS, gate, hi|lo, 16 pairs of inputs, 16 units, 2) bf16, so that each
  * (unit block, k-step, gate, part) is one 1 KiB B tile in AMX's pair-interleaved layout.
  */
@@ -18,8 +18,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "engine_network.h"
-#include "engine_amx.h"
+#include "network.h"
+#include "amx.h"
 
 #define K 512           /* gate inputs: ReLU layer output, then h */
 #define KS (K / 32)     /* k-steps of 32 bf16 inputs (one 64-byte tile row) */
@@ -29,7 +29,7 @@
 #define CHUNK_STEPS (CHUNK / 32)
 
 typedef struct {
-    Network net;            /* input layer, bias, head (engine_network.h) */
+    Network net;            /* input layer, bias, head (network.h) */
     const uint16_t *wb;     /* (HB, KS, 4, 2, 16, 16, 2) bf16 tiles of [W_ih | W_hh] */
 } Weights;
 
@@ -45,7 +45,7 @@ int smapx_supported(void)
 }
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma,amx-tile,amx-bf16")
-#include "engine_math.h"
+#include "gates.h"
 
 /* tmm0-3: gate sums i, f, g, o of 16 cells x 16 units (float32); tmm4/5: activations hi/lo of
  * one k-step; tmm6/7: weights hi/lo of one gate and k-step. Every tile is 16 rows x 64 bytes. */

@@ -17,10 +17,11 @@ import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
-from model import cube as cubes
-from model import fusion, metrics
+from model.product import cube as cubes
+from model.product import fusion
+from model.evaluation import metrics
 from model.errors import InputError, OutOfRangeError
-from model.insitu import Stations
+from model.evaluation.insitu import Stations
 
 log = logging.getLogger("smapx.evaluate")
 

@@ -4,7 +4,7 @@ bf16/float32 on GPUs and other CPUs."""
 
 import numpy as np
 
-from model.checkpoint import Checkpoint
+from model.training.checkpoint import Checkpoint
 from model.engine import engine_for
 from model.errors import InputError
 

@@ -19,13 +19,13 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from model import metrics
-from model.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
+from model.evaluation import metrics
+from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.dataset import select_period
 from model.engine import probe_references
 from model.errors import InputError
-from model.network import SoilMoistureLSTM, from_state
-from model.normalize import Normalizer
+from model.training.network import SoilMoistureLSTM, from_state
+from model.training.normalize import Normalizer
 
 
 @dataclass

@@ -1,5 +1,5 @@
 /* The float32 parts of the network every inference kernel shares, the first member of each
- * kernel's weights (model/engine.py's _Network mirrors it): input layer, the summed LSTM bias in
+ * kernel's weights (model/engine/__init__.py's _Network mirrors it): input layer, the summed LSTM bias in
  * the kernels' gate order ([16-unit block][i, f, g, o][unit]) and the head. */
 #ifndef SMAPX_ENGINE_NETWORK_H
 #define SMAPX_ENGINE_NETWORK_H

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.world_weather import KELVIN, STEFAN_BOLTZMANN, porosity_and_field_capacity
+from model.world.weather import KELVIN, STEFAN_BOLTZMANN, porosity_and_field_capacity
 
 W_M2_TO_MM_DAY = 86400.0 / 2.45e6
 PSYCHROMETRIC_KPA_K = 0.066

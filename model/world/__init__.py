@@ -22,10 +22,10 @@ from tqdm import tqdm
 from model import grid
 from model.dataset import daily_index, make_input_dataset, write_input
 from model.errors import InputError
-from model.world_observe import smap_like, station_records, station_sites, stations_dataarray
-from model.world_region import conus_cells
-from model.world_soil import NOAH_LIKE, SECOND_LSM, TRUTH, SoilModels, depth_weights, equilibrium_et
-from model.world_weather import FieldSampler, climate, elevation_m, static_attributes, weather
+from model.world.observe import smap_like, station_records, station_sites, stations_dataarray
+from model.world.region import conus_cells
+from model.world.soil import NOAH_LIKE, SECOND_LSM, TRUTH, SoilModels, depth_weights, equilibrium_et
+from model.world.weather import FieldSampler, climate, elevation_m, static_attributes, weather
 
 LSM_LAYER_MM = (0.0, 100.0)
 SURFACE_LAYER_MM = (0.0, 50.0)

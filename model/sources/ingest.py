@@ -30,7 +30,7 @@ from tqdm import tqdm
 from model import grid
 from model.dataset import FORCING_UNITS, FORCING_VARIABLES, sole_writer
 from model.errors import InputError
-from model.regrid import Regridder
+from model.sources.regrid import Regridder
 from model.sources import nldas, smap
 from model.sources.static import read_static
 

@@ -1,4 +1,4 @@
-/* AMX set-up shared by the tile kernels (engine_tiles.c, engine_bf16.c), included before their
+/* AMX set-up shared by the tile kernels (kernel_amx_int.c, kernel_amx_bf16.c), included before their
  * target pragma. Linux hands out the tile registers' state only on request, once per
  * process; every tile these kernels use is 16 rows x 64 bytes. */
 #ifndef SMAPX_ENGINE_AMX_H

@@ -8,12 +8,12 @@
  * int32; the dropped lo*lo is below 2^-15 of a full-scale product, and centred halves keep it free
  * of bias. Trained networks need ~15-bit weights: their rounding dominates the error at 8 bits.
  * Activations get per-cell, per-day scales (8 bits: ReLU output 0..255, h -127..127; 16 bits:
- * +-32639), weights per-row scales, as in the VNNI kernel (engine_kernel.c).
+ * +-32639), weights per-row scales, as in the VNNI kernel (kernel_vnni.c).
  * Why results are reproducible: a tile row is one cell, each output element sums only its own row
  * in exact integers, and its scales are its own; row blocks without cells are skipped. A cell's
  * bytes do not depend on which other cells, how many threads, or which grouping shared the call.
  *
- * Layouts (prepared by model/engine.py): act is (half, part, CELLS, 256) bytes, half 0 the ReLU
+ * Layouts (prepared by model/engine/__init__.py): act is (half, part, CELLS, 256) bytes, half 0 the ReLU
  * output and half 1 h, part hi then lo (16-bit only); wq is (HB, gate, half, KS, part, 16 groups of
  * 4 inputs, 16 units, 4) bytes: each (unit block, gate, half, k-step, part) one 1 KiB B tile in
  * AMX's group-interleaved layout.
@@ -22,8 +22,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "engine_network.h"
-#include "engine_amx.h"
+#include "network.h"
+#include "amx.h"
 
 #ifndef SPLIT
 #define SPLIT 0
@@ -44,7 +44,7 @@
 #define TILE 1024       /* bytes of one tile */
 
 typedef struct {
-    Network net;            /* input layer, bias, head (engine_network.h) */
+    Network net;            /* input layer, bias, head (network.h) */
     const int8_t *wq;       /* (HB, 4, 2, KS, PARTS, 16, 16, 4) weight tiles */
     const float *scale;     /* (HB, 4, 2, 16) dequantisation of each row's half */
 } Weights;
@@ -61,7 +61,7 @@ int smapx_supported(void)
 }
 
 #pragma GCC target("avx512f,avx512bw,avx512vl,fma,amx-tile,amx-int8")
-#include "engine_math.h"
+#include "gates.h"
 
 /* tmm0-3: int32 sums (16 cells x 16 units); tmm4/5: activations of one row block and k-step
  * (hi, lo); tmm6/7: weights (hi, lo). Every tile is 16 rows x 64 bytes. */

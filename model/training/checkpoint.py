@@ -15,7 +15,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from model.errors import InputError
-from model.normalize import Normalizer
+from model.training.normalize import Normalizer
 
 PROBE_CELLS, PROBE_DAYS = 64, 365
 WEIGHTS_SUFFIXES = (".safetensors", ".pt")
@@ -44,7 +44,7 @@ class Checkpoint:
 
     def networks(self, device: str = "cpu") -> list:
         """The ensemble members as evaluation-mode torch modules."""
-        from model.network import from_state
+        from model.training.network import from_state
 
         return [from_state(state, self.config["dropout"]).to(device).eval() for state in self.state_dicts]
 

@@ -1,10 +1,10 @@
-/* Float32 parts shared by the inference kernels (engine_kernel.c, engine_bf16.c): the ReLU input
+/* Float32 parts shared by the inference kernels (kernel_vnni.c, kernel_amx_bf16.c): the ReLU input
  * layer, the gate nonlinearities and the head. Included after each kernel's target pragma. */
 #ifndef SMAPX_ENGINE_MATH_H
 #define SMAPX_ENGINE_MATH_H
 #include <immintrin.h>
 #include <stdint.h>
-#include "engine_network.h"
+#include "network.h"
 
 #define H 256           /* hidden units */
 #define HB (H / 16)     /* blocks of 16 hidden units */

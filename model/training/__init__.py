@@ -1,0 +1,1 @@
+"""Training: the network, its input normalisation, the training loop and its checkpoint."""
