@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 
-.PHONY: install demo test browser bench clean
+.PHONY: install demo test lint browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,12 @@ browser:
 demo: install
 	$(BIN)/smapx demo --out $(DEMO_DIR)
 
-test: install browser
+# One style: ruff's formatter and linter (imports, bugbear, complexity); make test runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+test: install browser lint
 	$(BIN)/python -m pytest -q
 
 bench: install

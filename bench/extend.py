@@ -21,15 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model.training import checkpoint
-from model.training.checkpoint import Checkpoint
 from model.dataset import FORCING_VARIABLES, make_input_dataset, open_input, write_input
 from model.product.extend import extend
+from model.training import checkpoint
+from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
 
 START, END = "2001-01-01", "2004-12-31"
-BLOCK_ORIGINS = [(96 + 32 * i, 160 + 32 * j) for i in range(2) for j in range(4)]   # 8 blocks
+BLOCK_ORIGINS = [(96 + 32 * i, 160 + 32 * j) for i in range(2) for j in range(4)]  # 8 blocks
 
 
 def make_job(folder: Path, cells_per_block: int, hidden: int) -> dict:
@@ -41,8 +41,10 @@ def make_job(folder: Path, cells_per_block: int, hidden: int) -> dict:
     cols = np.array([c + dc for _, c in BLOCK_ORIGINS for _, dc in offsets])
     time_index = pd.date_range("2000-01-01", END, freq="D")
     shape = (len(time_index), len(rows))
-    forcing = {name: np.cumsum(rng.standard_normal(shape), axis=0).astype(np.float32) * 0.1
-               for name in FORCING_VARIABLES}
+    forcing = {
+        name: np.cumsum(rng.standard_normal(shape), axis=0).astype(np.float32) * 0.1
+        for name in FORCING_VARIABLES
+    }
     forcing["precip"] = np.abs(forcing["precip"])
     static = {"clay": rng.uniform(0, 1, len(rows)), "sand": rng.uniform(0, 1, len(rows))}
     target = np.where(rng.random(shape) < 0.3, rng.uniform(0.05, 0.45, shape), np.nan)
@@ -51,10 +53,16 @@ def make_job(folder: Path, cells_per_block: int, hidden: int) -> dict:
     torch.manual_seed(0)
     normalizer = Normalizer.fit(ds)
     net = SoilMoistureLSTM(normalizer.n_inputs, hidden, 0.5)
-    checkpoint.save(folder / "model", Checkpoint({"hidden": hidden, "dropout": 0.5}, normalizer,
-                                                 [net.state_dict()]))
-    return {"model": str(folder / "model"), "input": str(folder / "inputs.zarr"),
-            "start": START, "end": END}
+    checkpoint.save(
+        folder / "model",
+        Checkpoint({"hidden": hidden, "dropout": 0.5}, normalizer, [net.state_dict()]),
+    )
+    return {
+        "model": str(folder / "model"),
+        "input": str(folder / "inputs.zarr"),
+        "start": START,
+        "end": END,
+    }
 
 
 def cell_days(request: dict) -> int:
@@ -70,8 +78,14 @@ def in_process(request: dict, folder: Path, repeats: int) -> float:
     times = []
     for k in range(repeats):
         start = time.perf_counter()
-        extend(ckpt, inputs, request["start"], request["end"], folder / f"in_process{k}.zarr",
-               progress=False)
+        extend(
+            ckpt,
+            inputs,
+            request["start"],
+            request["end"],
+            folder / f"in_process{k}.zarr",
+            progress=False,
+        )
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -111,15 +125,17 @@ def main() -> None:
         folder = Path(tmp)
         request = make_job(folder, args.cells_per_block, args.hidden)
         size = cell_days(request)
-        print(f"job: {size} cell-days (8 blocks of {args.cells_per_block} cells, {START}..{END}), "
-              f"hidden {args.hidden}, {os.cpu_count()} cores")
+        print(
+            f"job: {size} cell-days (8 blocks of {args.cells_per_block} cells, {START}..{END}), "
+            f"hidden {args.hidden}, {os.cpu_count()} cores"
+        )
         rates = {}
         rates["in_process"] = size / in_process(request, folder, args.repeats)
         seconds = {1: [], 2: []}
         with pools(seconds) as urls:
-            for workers, url in urls.items():   # untimed: workers load the model and inputs
+            for workers, url in urls.items():  # untimed: workers load the model and inputs
                 run_job(request, url, folder / f"warmup{workers}.zarr")
-            for k in range(args.repeats):       # interleaved, so drifting load hits both alike
+            for k in range(args.repeats):  # interleaved, so drifting load hits both alike
                 for workers, url in urls.items():
                     seconds[workers].append(run_job(request, url, folder / f"w{workers}-{k}.zarr"))
         for workers, runs in seconds.items():

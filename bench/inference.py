@@ -22,10 +22,10 @@ import time
 import numpy as np
 import torch
 
-from model.training import checkpoint
-from model.training.checkpoint import Checkpoint
 from model.dataset import open_input
 from model.engine import CPU_CELL_BLOCK, KERNELS, Engine, kernel, reference
+from model.training import checkpoint
+from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
 
@@ -33,9 +33,16 @@ N_FORCING, N_STATIC, HIDDEN = 7, 12, 256
 
 
 def random_checkpoint(seed: int = 0) -> Checkpoint:
-    normalizer = Normalizer([f"f{i}" for i in range(N_FORCING)], [f"s{i}" for i in range(N_STATIC)],
-                            [0.0] * N_FORCING, [1.0] * N_FORCING, [0.0] * N_STATIC,
-                            [1.0] * N_STATIC, 0.204, 0.124)
+    normalizer = Normalizer(
+        [f"f{i}" for i in range(N_FORCING)],
+        [f"s{i}" for i in range(N_STATIC)],
+        [0.0] * N_FORCING,
+        [1.0] * N_FORCING,
+        [0.0] * N_STATIC,
+        [1.0] * N_STATIC,
+        0.204,
+        0.124,
+    )
     torch.manual_seed(seed)
     state = SoilMoistureLSTM(normalizer.n_inputs, HIDDEN).state_dict()
     return Checkpoint({"hidden": HIDDEN, "dropout": 0.5}, normalizer, [state])
@@ -65,8 +72,12 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=4096)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = all cores")
-    parser.add_argument("--precision", default="auto", help="auto, int8, int16, bf16x3, bfloat16, float32")
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs of each side; the best counts")
+    parser.add_argument(
+        "--precision", default="auto", help="auto, int8, int16, bf16x3, bfloat16, float32"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="timed runs of each side; the best counts"
+    )
     parser.add_argument("--model", help="a trained checkpoint instead of random weights")
     parser.add_argument("--input", help="with --model: run over this input store's whole record")
     args = parser.parse_args()
@@ -83,9 +94,11 @@ def main() -> None:
     cells, days = x.shape[:2]
     cell_days = cells * days
     flops = flops_per_cell_day(ckpt.normalizer.n_inputs, ckpt.config["hidden"]) * cell_days
-    print(f"block: {cells} cells x {days} days, {ckpt.normalizer.n_inputs} inputs, "
-          f"hidden {ckpt.config['hidden']}, {torch.get_num_threads()} threads, "
-          f"{flops / cell_days / 1e6:.2f} MFLOP per cell-day")
+    print(
+        f"block: {cells} cells x {days} days, {ckpt.normalizer.n_inputs} inputs, "
+        f"hidden {ckpt.config['hidden']}, {torch.get_num_threads()} threads, "
+        f"{flops / cell_days / 1e6:.2f} MFLOP per cell-day"
+    )
 
     engine, setup_s = timed(lambda: Engine(ckpt, "auto", args.precision))
     precision = engine.chosen[0]
@@ -103,11 +116,15 @@ def main() -> None:
         ref_s = min(ref_s, seconds)
         got, seconds = timed(lambda: engine.run(x))
         eng_s = min(eng_s, seconds)
-    for name, seconds in [("nn.LSTM, one batch", one_batch_s),
-                          (f"nn.LSTM, {CPU_CELL_BLOCK}-cell batches", ref_s),
-                          (f"engine {precision}", eng_s)]:
-        print(f"{name:>28}: {seconds:7.2f} s  {cell_days / seconds:10.0f} cell-days/s  "
-              f"{flops / seconds / 1e9:6.1f} GFLOP/s")
+    for name, seconds in [
+        ("nn.LSTM, one batch", one_batch_s),
+        (f"nn.LSTM, {CPU_CELL_BLOCK}-cell batches", ref_s),
+        (f"engine {precision}", eng_s),
+    ]:
+        print(
+            f"{name:>28}: {seconds:7.2f} s  {cell_days / seconds:10.0f} cell-days/s  "
+            f"{flops / seconds / 1e9:6.1f} GFLOP/s"
+        )
     error = float(np.abs(got - expected).max() * ckpt.normalizer.target_std)
     print(f"speedup_vs_nn_lstm={ref_s / eng_s:.2f} max_abs_err={error:.6f}")
 

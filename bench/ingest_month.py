@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model.sources import nldas
+from model.sources import nldas  # noqa: E402  (after the path the script runs from)
 
 NAMES = [names[0] for names in nldas.FORCING_NAMES.values()]
 
@@ -32,9 +32,16 @@ NAMES = [names[0] for names in nldas.FORCING_NAMES.values()]
 def write_month(folder: Path, days: int) -> int:
     """days x 24 hourly FORA files with diurnal, smooth-in-space fields."""
     lat, lon = np.meshgrid(nldas.LAT, nldas.LON, indexing="ij")
-    base = {"Tair": 300 - 0.6 * (lat - 25), "Qair": 0.012 - 0.0002 * (lat - 25),
-            "PSurf": 101000 - 30 * (lon + 125), "Wind_E": 3 + np.sin(lon / 5), "Wind_N": np.cos(lat / 4),
-            "LWdown": 350 - 2 * (lat - 25), "SWdown": 0 * lat, "Rainf": 0 * lat}
+    base = {
+        "Tair": 300 - 0.6 * (lat - 25),
+        "Qair": 0.012 - 0.0002 * (lat - 25),
+        "PSurf": 101000 - 30 * (lon + 125),
+        "Wind_E": 3 + np.sin(lon / 5),
+        "Wind_N": np.cos(lat / 4),
+        "LWdown": 350 - 2 * (lat - 25),
+        "SWdown": 0 * lat,
+        "Rainf": 0 * lat,
+    }
     count = 0
     for hour in pd.date_range("2015-07-01", periods=days * 24, freq="h"):
         sun = max(0.0, np.sin((hour.hour - 12) / 24 * 2 * np.pi + np.pi / 2))
@@ -47,8 +54,14 @@ def write_month(folder: Path, days: int) -> int:
             nc.createVariable("lat", "f4", ("lat",))[:] = nldas.LAT
             nc.createVariable("lon", "f4", ("lon",))[:] = nldas.LON
             for name in NAMES:
-                var = nc.createVariable(name, "f4", ("time", "lat", "lon"), zlib=True, complevel=1,
-                                        fill_value=np.float32(9.999e20))
+                var = nc.createVariable(
+                    name,
+                    "f4",
+                    ("time", "lat", "lon"),
+                    zlib=True,
+                    complevel=1,
+                    fill_value=np.float32(9.999e20),
+                )
                 field = base[name] + (800 * sun if name == "SWdown" else 0)
                 if name == "Rainf":
                     field = np.clip(np.sin(lon / 3 + hour.day_of_year + hour.hour / 6), 0, None) * 2
@@ -83,20 +96,39 @@ def main() -> None:
     if not any(files.glob("NLDAS_FORA*")):
         t0 = time.perf_counter()
         n = write_month(files, args.days)
-        print(f"wrote {n} hourly files ({sum(p.stat().st_size for p in files.iterdir()) / 2**20:.0f} "
-              f"MiB) in {time.perf_counter() - t0:.0f} s")
+        print(
+            f"wrote {n} hourly files ({sum(p.stat().st_size for p in files.iterdir()) / 2**20:.0f} "
+            f"MiB) in {time.perf_counter() - t0:.0f} s"
+        )
     n_files = len(list(files.glob("NLDAS_FORA*")))
     python = sys.executable
-    baseline, _ = child_peak_rss([python, "-c", "import model.sources.ingest, cli.main; print('imports only')"])
-    peak, wall = child_peak_rss([python, "-c", "from cli.main import main; main()", "ingest",
-                                 "nldas", str(files), "--region", "conus",
-                                 "--out", str(work / "conus.zarr")])
+    baseline, _ = child_peak_rss(
+        [python, "-c", "import model.sources.ingest, cli.main; print('imports only')"]
+    )
+    peak, wall = child_peak_rss(
+        [
+            python,
+            "-c",
+            "from cli.main import main; main()",
+            "ingest",
+            "nldas",
+            str(files),
+            "--region",
+            "conus",
+            "--out",
+            str(work / "conus.zarr"),
+        ]
+    )
     month_at_once = n_files * len(NAMES) * nldas.N_LAT * nldas.N_LON * 4 / 2**20
     print(f"files: {n_files} hourly, {wall:.1f} s ({wall / n_files * 1000:.0f} ms per file)")
-    print(f"peak RSS: ingest {peak:.0f} MiB, imports-only baseline {baseline:.0f} MiB "
-          f"(+{peak - baseline:.0f} MiB for the work)")
-    print(f"ratio: peak RSS / the month held at once ({month_at_once:.0f} MiB) = "
-          f"{peak / month_at_once:.2f}; work / month = {(peak - baseline) / month_at_once:.3f}")
+    print(
+        f"peak RSS: ingest {peak:.0f} MiB, imports-only baseline {baseline:.0f} MiB "
+        f"(+{peak - baseline:.0f} MiB for the work)"
+    )
+    print(
+        f"ratio: peak RSS / the month held at once ({month_at_once:.0f} MiB) = "
+        f"{peak / month_at_once:.2f}; work / month = {(peak - baseline) / month_at_once:.3f}"
+    )
     shutil.rmtree(work)
 
 

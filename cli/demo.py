@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from model.training import checkpoint
-from model.product.cube import open_cube
 from model.dataset import open_input
 from model.evaluation.skill import at_cells, period_skill
+from model.product.cube import open_cube
+from model.training import checkpoint
 from model.training.train import TrainConfig, train
 from model.world import WorldConfig, build_world, open_truth, summary, write_world
 
@@ -39,20 +39,27 @@ def run(config: DemoConfig) -> None:
     out = config.out
     world_dir = out / "world"
     say("1/6 building the twin world")
-    world = build_world(WorldConfig(start=config.start, end=config.end, stride=config.stride,
-                                    bbox=config.bbox), progress=True)
+    world = build_world(
+        WorldConfig(start=config.start, end=config.end, stride=config.stride, bbox=config.bbox),
+        progress=True,
+    )
     write_world(world, world_dir)
     say(f"    {world_dir}: {summary(world)}")
 
     say(f"2/6 training the LSTM on SMAP-like retrievals {TRAIN_START}..{TRAIN_END}")
     inputs = open_input(world_dir / "input.zarr")
-    ckpt, log = train(inputs, TrainConfig(start=TRAIN_START, end=TRAIN_END,
-                                          max_epochs=config.max_epochs, patience=4,
-                                          ensemble=1))
+    ckpt, log = train(
+        inputs,
+        TrainConfig(
+            start=TRAIN_START, end=TRAIN_END, max_epochs=config.max_epochs, patience=4, ensemble=1
+        ),
+    )
     checkpoint.save(out / "model", ckpt, log)
     v = ckpt.validation
-    say(f"    {out / 'model'}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "
-        f"R {v['median_r']:.3f}")
+    say(
+        f"    {out / 'model'}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "
+        f"R {v['median_r']:.3f}"
+    )
 
     cube_path = out / "extended.zarr"
     say(f"3/6 extending {config.start}..{config.end} on {config.workers} worker processes")
@@ -85,13 +92,22 @@ def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -
     if config.workers:
         from worker.submit import run_extend
 
-        run_extend({"model": str(model), "input": str(input_path), "start": config.start,
-                    "end": config.end, "out": str(cube_path)}, workers=config.workers)
+        run_extend(
+            {
+                "model": str(model),
+                "input": str(input_path),
+                "start": config.start,
+                "end": config.end,
+                "out": str(cube_path),
+            },
+            workers=config.workers,
+        )
     else:
         from model.product.extend import extend as extend_here
 
-        extend_here(checkpoint.load(model), open_input(input_path), config.start, config.end,
-                    cube_path)
+        extend_here(
+            checkpoint.load(model), open_input(input_path), config.start, config.end, cube_path
+        )
 
 
 def score(cube_path: Path, world_dir: Path, inputs) -> dict:
@@ -106,8 +122,9 @@ def score(cube_path: Path, world_dir: Path, inputs) -> dict:
         "lstm_vs_smap_training": period_skill(lstm, smap, TRAIN_START, TRAIN_END),
         "lstm_vs_smap_unseen": period_skill(lstm, smap, UNSEEN_START, end),
         "lstm_vs_truth_training": period_skill(lstm, truth, TRAIN_START, TRAIN_END),
-        "lstm_vs_truth_before_smap": period_skill(lstm, truth, str(cube.time.values[0])[:10],
-                                                  "2015-03-31"),
+        "lstm_vs_truth_before_smap": period_skill(
+            lstm, truth, str(cube.time.values[0])[:10], "2015-03-31"
+        ),
         "smap_vs_truth": period_skill(smap, truth, TRAIN_START, end),
     }
 

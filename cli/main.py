@@ -11,8 +11,11 @@ import typer
 
 from model.errors import SmapxError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Extended SMAP soil moisture: ingest, train, extend, evaluate, serve.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Extended SMAP soil moisture: ingest, train, extend, evaluate, serve.",
+)
 ingest_app = typer.Typer(no_args_is_help=True, help="Read a data source into an input dataset.")
 app.add_typer(ingest_app, name="ingest")
 
@@ -42,20 +45,27 @@ def _configure_threads(threads: int) -> None:
 
 @app.command()
 def world(
-    out: Annotated[Path, typer.Option(help="World folder to write (input.zarr, truth.zarr, stations/)")],
+    out: Annotated[
+        Path, typer.Option(help="World folder to write (input.zarr, truth.zarr, stations/)")
+    ],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same world")] = 42,
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2000-01-01",
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD")] = "2020-12-31",
-    stride: Annotated[int, typer.Option(help="Keep every K-th grid row and column; 1 = all CONUS cells")] = 3,
-    bbox: Annotated[str | None, typer.Option(help="Region as lon/lat west,south,east,north")] = None,
+    stride: Annotated[
+        int, typer.Option(help="Keep every K-th grid row and column; 1 = all CONUS cells")
+    ] = 3,
+    bbox: Annotated[
+        str | None, typer.Option(help="Region as lon/lat west,south,east,north")
+    ] = None,
     smap_noise: Annotated[float, typer.Option(help="SMAP-like retrieval noise, m3/m3")] = 0.02,
 ):
     """Build the synthetic twin world: weather, a soil-water truth, Noah-like and second-LSM
     simulations, SMAP-like retrievals (from 2015-04-01) and in situ stations."""
     from model.world import WorldConfig, build_world, parse_bbox, summary, write_world
 
-    config = WorldConfig(seed=seed, start=start, end=end, stride=stride, bbox=parse_bbox(bbox),
-                         smap_noise=smap_noise)
+    config = WorldConfig(
+        seed=seed, start=start, end=end, stride=stride, bbox=parse_bbox(bbox), smap_noise=smap_noise
+    )
     built = build_world(config, progress=True)
     write_world(built, out)
     typer.echo(f"wrote {out}: {summary(built)}")
@@ -63,7 +73,9 @@ def world(
 
 @ingest_app.command("hydrodl")
 def ingest_hydrodl(
-    folder: Annotated[Path, typer.Argument(help="hydroDL database: crd.csv, const/, YYYY/ folders")],
+    folder: Annotated[
+        Path, typer.Argument(help="hydroDL database: crd.csv, const/, YYYY/ folders")
+    ],
     out: Annotated[Path, typer.Option(help="Input dataset to write (Zarr)")],
 ):
     """Read a hydroDL CSV database (forcing, SMAP, static attributes) into an input dataset."""
@@ -73,19 +85,26 @@ def ingest_hydrodl(
     ds = read_hydrodl(folder)
     write_input(ds, out)
     n_obs = int(ds["target"].notnull().sum())
-    typer.echo(f"wrote {out}: {ds.sizes['cell']} cells, {ds.sizes['time']} days "
-               f"({str(ds.time.values[0])[:10]}..{str(ds.time.values[-1])[:10]}), "
-               f"{ds.sizes['variable']} forcing and {ds.sizes['static_variable']} static variables, "
-               f"{n_obs} SMAP observations")
+    typer.echo(
+        f"wrote {out}: {ds.sizes['cell']} cells, {ds.sizes['time']} days "
+        f"({str(ds.time.values[0])[:10]}..{str(ds.time.values[-1])[:10]}), "
+        f"{ds.sizes['variable']} forcing and {ds.sizes['static_variable']} static variables, "
+        f"{n_obs} SMAP observations"
+    )
 
 
-RegionBox = Annotated[str | None, typer.Option(
-    help="W,S,E,N in degrees: the cells of a new dataset (an existing one keeps its cells)")]
+RegionBox = Annotated[
+    str | None,
+    typer.Option(
+        help="W,S,E,N in degrees: the cells of a new dataset (an existing one keeps its cells)"
+    ),
+]
 RegionName = Annotated[str | None, typer.Option(help="A named region instead of --bbox: conus")]
 FirstDay = Annotated[str | None, typer.Option(help="Read only files from this day, YYYY-MM-DD")]
 LastDay = Annotated[str | None, typer.Option(help="Read only files up to this day, YYYY-MM-DD")]
-MinHours = Annotated[int, typer.Option(
-    help="Fewest readable hours for a day to be written (e.g. 18 in operations)")]
+MinHours = Annotated[
+    int, typer.Option(help="Fewest readable hours for a day to be written (e.g. 18 in operations)")
+]
 
 
 def _print_report(report) -> None:
@@ -94,13 +113,18 @@ def _print_report(report) -> None:
 
 @ingest_app.command("smap")
 def ingest_smap(
-    folder: Annotated[Path, typer.Argument(help="Folder of SMAP_L3_SM_P_YYYYMMDD_R*_*.h5 granules")],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of SMAP_L3_SM_P_YYYYMMDD_R*_*.h5 granules")
+    ],
     out: Annotated[Path, typer.Option(help="Input dataset to create or add to (Zarr)")],
     bbox: RegionBox = None,
     region: RegionName = None,
     overpass: Annotated[str, typer.Option(help="am (6 am descending), pm, or both (mean)")] = "am",
-    quality: Annotated[str, typer.Option(
-        help="recommended (retrieval_qual_flag 0), relaxed (0 or 8), any (valid range only)")
+    quality: Annotated[
+        str,
+        typer.Option(
+            help="recommended (retrieval_qual_flag 0), relaxed (0 or 8), any (valid range only)"
+        ),
     ] = "recommended",
     start: FirstDay = None,
     end: LastDay = None,
@@ -110,8 +134,17 @@ def ingest_smap(
     from model.sources.ingest import parse_region
     from model.sources.smap import Overpass, Quality
 
-    _print_report(run(folder, out, parse_region(bbox, region), _choice(Overpass, overpass),
-                      _choice(Quality, quality), start, end))
+    _print_report(
+        run(
+            folder,
+            out,
+            parse_region(bbox, region),
+            _choice(Overpass, overpass),
+            _choice(Quality, quality),
+            start,
+            end,
+        )
+    )
 
 
 def _choice(enum, value: str):
@@ -124,15 +157,20 @@ def _choice(enum, value: str):
 def _ingest_nldas(kind: str, folder: Path, out: Path, bbox, region, start, end, min_hours) -> None:
     from model.sources.ingest import ingest_nldas, parse_region
 
-    _print_report(ingest_nldas(folder, out, kind, parse_region(bbox, region), start, end, min_hours))
+    _print_report(
+        ingest_nldas(folder, out, kind, parse_region(bbox, region), start, end, min_hours)
+    )
 
 
 @ingest_app.command("nldas")
 def ingest_forcing(
     folder: Annotated[Path, typer.Argument(help="Folder of NLDAS_FORA0125_H.*.nc4 hourly files")],
     out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
-    bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
-    end: LastDay = None, min_hours: MinHours = 1,
+    bbox: RegionBox = None,
+    region: RegionName = None,
+    start: FirstDay = None,
+    end: LastDay = None,
+    min_hours: MinHours = 1,
 ):
     """NLDAS-2 hourly forcing -> daily means (precipitation as mean rate) on the cells."""
     _ingest_nldas("forcing", folder, out, bbox, region, start, end, min_hours)
@@ -142,8 +180,11 @@ def ingest_forcing(
 def ingest_noah(
     folder: Annotated[Path, typer.Argument(help="Folder of NLDAS_NOAH0125_H.*.nc4 hourly files")],
     out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
-    bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
-    end: LastDay = None, min_hours: MinHours = 1,
+    bbox: RegionBox = None,
+    region: RegionName = None,
+    start: FirstDay = None,
+    end: LastDay = None,
+    min_hours: MinHours = 1,
 ):
     """NLDAS-2 Noah soil moisture -> daily m3/m3 as `noah` (0-10 cm) and deeper layers."""
     _ingest_nldas("noah", folder, out, bbox, region, start, end, min_hours)
@@ -153,8 +194,11 @@ def ingest_noah(
 def ingest_lsm2(
     folder: Annotated[Path, typer.Argument(help="Folder of NLDAS Mosaic/VIC/Noah hourly files")],
     out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
-    bbox: RegionBox = None, region: RegionName = None, start: FirstDay = None,
-    end: LastDay = None, min_hours: MinHours = 1,
+    bbox: RegionBox = None,
+    region: RegionName = None,
+    start: FirstDay = None,
+    end: LastDay = None,
+    min_hours: MinHours = 1,
 ):
     """A second land-surface model (same layout as Noah) -> daily m3/m3 as `lsm2`."""
     _ingest_nldas("lsm2", folder, out, bbox, region, start, end, min_hours)
@@ -165,8 +209,12 @@ def ingest_static(
     raster: Annotated[Path, typer.Argument(help="Single-band GeoTIFF in any CRS")],
     name: Annotated[str, typer.Option(help="Attribute name, e.g. sand, clay, ndvi, landcover")],
     out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
-    categorical: Annotated[bool, typer.Option(
-        "--categorical", help="Classes (land cover): the most common class, not the mean")] = False,
+    categorical: Annotated[
+        bool,
+        typer.Option(
+            "--categorical", help="Classes (land cover): the most common class, not the mean"
+        ),
+    ] = False,
 ):
     """A static attribute from a GeoTIFF, averaged (or its mode taken) over each cell."""
     from model.sources.ingest import ingest_static as run
@@ -182,27 +230,40 @@ def train(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write")],
     ensemble: Annotated[int, typer.Option(help="Number of seeds to train and average")] = 2,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs (early stopping)")] = 40,
-    validation_days: Annotated[int, typer.Option(help="Days at the end held back for validation")] = 61,
+    validation_days: Annotated[
+        int, typer.Option(help="Days at the end held back for validation")
+    ] = 61,
     hidden: Annotated[int, typer.Option(help="LSTM hidden size")] = 256,
     seed: Annotated[int, typer.Option(help="Random seed of the first member")] = 42,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     threads: Annotated[int, typer.Option(help="Torch threads; 0 = settings/all cores")] = 0,
 ):
     """Train the LSTM on SMAP over a period. The last VALIDATION_DAYS of it are held back: the
-    first seed stops early on them, and the other seeds train that many epochs on the whole period."""
-    from model.training import checkpoint
+    first seed stops early on them, and the other seeds train that many epochs on the whole
+    period."""
     from model.dataset import open_input
+    from model.training import checkpoint
     from model.training.train import TrainConfig
     from model.training.train import train as run_training
 
-    config = TrainConfig(start=start, end=end, ensemble=ensemble, max_epochs=max_epochs,
-                         validation_days=validation_days, hidden=hidden, seed=seed, device=device,
-                         threads=threads)
+    config = TrainConfig(
+        start=start,
+        end=end,
+        ensemble=ensemble,
+        max_epochs=max_epochs,
+        validation_days=validation_days,
+        hidden=hidden,
+        seed=seed,
+        device=device,
+        threads=threads,
+    )
     ckpt, log = run_training(open_input(input), config)
     checkpoint.save(out, ckpt, log)
     v = ckpt.validation
-    typer.echo(f"wrote {out}: validation {v['period']} median RMSE {v['median_rmse']:.4f} m3/m3, "
-               f"median R {v['median_r']:.3f}")
+    typer.echo(
+        f"wrote {out}: validation {v['period']} median RMSE {v['median_rmse']:.4f} m3/m3, "
+        f"median R {v['median_r']:.3f}"
+    )
 
 
 @app.command()
@@ -213,18 +274,26 @@ def extend(
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD")],
     out: Annotated[str, typer.Option(help="Product cube to write: a path or an fsspec URL")],
     threads: Annotated[int, typer.Option(help="Torch threads; 0 = settings/all cores")] = 0,
-    workers: Annotated[int, typer.Option(
-        help="Run on N local worker processes (with a private Redis if none is configured); "
-             "0 = in this process")] = 0,
-    queue: Annotated[bool, typer.Option(
-        "--queue", help="Submit to the running worker pool (SMAPX_REDIS_URL) and follow it")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Run on N local worker processes (with a private Redis if none is configured); "
+            "0 = in this process"
+        ),
+    ] = 0,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue", help="Submit to the running worker pool (SMAPX_REDIS_URL) and follow it"
+        ),
+    ] = False,
 ):
     """Run the trained network over every cell and day of a period and write the product cube."""
     with _collector_paused():
-        from model.training import checkpoint
-        from model.product.cube import describe
         from model.dataset import open_input
+        from model.product.cube import describe
         from model.product.extend import extend as run_extension
+        from model.training import checkpoint
 
     if workers or queue:
         from worker.submit import run_extend
@@ -236,14 +305,18 @@ def extend(
         _configure_threads(threads)
         run_extension(checkpoint.load(model), open_input(input), start, end, out)
         written = describe(out)
-    typer.echo(f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
-               f"{written['cells']} cells")
+    typer.echo(
+        f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
+        f"{written['cells']} cells"
+    )
 
 
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once (processes)")] = 1,
-    threads: Annotated[int, typer.Option(help="Torch threads per task; 0 = cores / concurrency")] = 0,
+    threads: Annotated[
+        int, typer.Option(help="Torch threads per task; 0 = cores / concurrency")
+    ] = 0,
     loglevel: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     hostname: Annotated[str | None, typer.Option(help="Worker name, e.g. w1@%h")] = None,
 ):
@@ -269,8 +342,9 @@ def jobs(
 def job(
     job_id: Annotated[str, typer.Argument(help="Job id (from smapx jobs)")],
     cancel: Annotated[bool, typer.Option("--cancel", help="Cancel the job")] = False,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Run the blocks a stopped extension job left unwritten")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Run the blocks a stopped extension job left unwritten")
+    ] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Show progress until it ends")] = False,
 ):
     """Show one job's record (JSON); cancel, resume or follow it."""
@@ -281,8 +355,12 @@ def job(
 
 @app.command()
 def serve(
-    cube: Annotated[list[str], typer.Option(
-        help="Product cube to serve: a path or an fsspec URL (repeatable; first = default)")],
+    cube: Annotated[
+        list[str],
+        typer.Option(
+            help="Product cube to serve: a path or an fsspec URL (repeatable; first = default)"
+        ),
+    ],
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
@@ -296,15 +374,29 @@ def serve(
 @app.command()
 def evaluate(
     cube: Annotated[Path, typer.Option(help="Product cube (Zarr)")],
-    stations: Annotated[Path, typer.Option(
-        help="ISMN archive (zip or folder), station CSV, or a twin world (W or W/stations)")],
-    out: Annotated[Path, typer.Option(help="Report folder to write (index.html, summary.json, ...)")],
-    training_period: Annotated[str | None, typer.Option(
-        help="SMAP training window YYYY-MM-DD..YYYY-MM-DD; default: the cube's attribute")] = None,
+    stations: Annotated[
+        Path,
+        typer.Option(
+            help="ISMN archive (zip or folder), station CSV, or a twin world (W or W/stations)"
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Report folder to write (index.html, summary.json, ...)")
+    ],
+    training_period: Annotated[
+        str | None,
+        typer.Option(
+            help="SMAP training window YYYY-MM-DD..YYYY-MM-DD; default: the cube's attribute"
+        ),
+    ] = None,
     flags: Annotated[str, typer.Option(help="ISMN quality flags to keep, comma-separated")] = "G",
     min_count: Annotated[int, typer.Option(help="Samples a day needs for a daily mean")] = 12,
-    tc_days: Annotated[float | None, typer.Option(
-        help="Root-zone filter time (days); default: fitted per site in the training window")] = None,
+    tc_days: Annotated[
+        float | None,
+        typer.Option(
+            help="Root-zone filter time (days); default: fitted per site in the training window"
+        ),
+    ] = None,
     min_pairs: Annotated[int, typer.Option(help="Days a site needs in a period to be scored")] = 30,
 ):
     """Evaluate a cube against in situ probes: metrics by period, fusion weights, the paper's
@@ -315,35 +407,57 @@ def evaluate(
     from model.evaluation.report import run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    options = Options(training_period=training_period, tc_days=tc_days, min_pairs=min_pairs,
-                      progress=True)
-    result = run(cube, stations, out, options, tuple(f.strip() for f in flags.split(",")), min_count)
+    options = Options(
+        training_period=training_period, tc_days=tc_days, min_pairs=min_pairs, progress=True
+    )
+    result = run(
+        cube, stations, out, options, tuple(f.strip() for f in flags.split(",")), min_count
+    )
     n = result.summary["n_sites"]
-    typer.echo(f"wrote {out / 'index.html'}: {n['surface']} surface and {n['rootzone']} root-zone "
-               f"sites, {len(result.problems)} problem(s)")
+    typer.echo(
+        f"wrote {out / 'index.html'}: {n['surface']} surface and {n['rootzone']} root-zone "
+        f"sites, {len(result.problems)} problem(s)"
+    )
     for name, claim in result.summary["claims"].items():
         verdict = {True: "holds", False: "FAILS", None: "undecided"}[claim["holds"]]
-        typer.echo(f"  {name}: {verdict}" + (f" ({claim['finding']})" if claim.get("finding") else ""))
+        typer.echo(
+            f"  {name}: {verdict}" + (f" ({claim['finding']})" if claim.get("finding") else "")
+        )
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the world, model, cube and report")] = Path("data/demo"),
-    bbox: Annotated[str, typer.Option(help="World region, west,south,east,north; 'conus' for all")] = "-104,33,-92,41",
+    out: Annotated[Path, typer.Option(help="Folder for the world, model, cube and report")] = Path(
+        "data/demo"
+    ),
+    bbox: Annotated[
+        str, typer.Option(help="World region, west,south,east,north; 'conus' for all")
+    ] = "-104,33,-92,41",
     stride: Annotated[int, typer.Option(help="Keep every K-th grid row/column of the region")] = 1,
-    workers: Annotated[int, typer.Option(help="Worker processes for the extension; 0 = in-process")] = 2,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes for the extension; 0 = in-process")
+    ] = 2,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs")] = 20,
     port: Annotated[int, typer.Option(help="Port to serve the cube on at the end")] = 8000,
     serve: Annotated[bool, typer.Option(help="Serve the cube and web map at the end")] = True,
 ):
     """The whole product on the built-in twin world: build it, train, extend 2000-2020, score,
     evaluate against stations, and serve the cube with its web map."""
-    from model.world import parse_bbox
     from cli.demo import DemoConfig, run
+    from model.world import parse_bbox
 
     region = None if bbox.lower() == "conus" else parse_bbox(bbox)
-    run(DemoConfig(out=out, bbox=region, stride=stride, workers=workers, max_epochs=max_epochs,
-                   port=port, serve=serve))
+    run(
+        DemoConfig(
+            out=out,
+            bbox=region,
+            stride=stride,
+            workers=workers,
+            max_epochs=max_epochs,
+            port=port,
+            serve=serve,
+        )
+    )
 
 
 def main() -> None:

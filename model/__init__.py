@@ -2,5 +2,5 @@
 
 import warnings
 
-# Zarr v3 stores here carry consolidated metadata on purpose: it makes opening over HTTP one request.
+# Zarr v3 stores here carry consolidated metadata on purpose: opening over HTTP is one request.
 warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)

@@ -79,7 +79,9 @@ def make_input_dataset(
         "variable": np.array(names, dtype=object),
         "static_variable": np.array(static_names, dtype=object),
     }
-    return xr.Dataset(data_vars, coords, attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", **(attrs or {})})
+    return xr.Dataset(
+        data_vars, coords, attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", **(attrs or {})}
+    )
 
 
 def _check_shape(name: str, got, want) -> None:
@@ -113,8 +115,9 @@ def sole_writer(path: str | Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InputError(f"another process is writing to {path}; run one ingest into a "
-                             "dataset at a time") from None
+            raise InputError(
+                f"another process is writing to {path}; run one ingest into a dataset at a time"
+            ) from None
         yield
 
 
@@ -140,7 +143,8 @@ def select_period(ds: xr.Dataset, start, end) -> xr.Dataset:
     first, last = pd.Timestamp(ds.time.values[0]), pd.Timestamp(ds.time.values[-1])
     if start < first or end > last:
         raise OutOfRangeError(
-            f"period {start.date()}..{end.date()} is outside the data ({first.date()}..{last.date()})"
+            f"period {start.date()}..{end.date()} is outside the data "
+            f"({first.date()}..{last.date()})"
         )
     return ds.sel(time=slice(start, end))
 

@@ -13,28 +13,49 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMAPX_", env_file=None, extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Where the demo and jobs keep their files.")
-    redis_url: str | None = Field(None, description="Celery broker and result backend; unset = embedded.")
-    torch_threads: int = Field(0, description="Compute threads per process (torch and the inference "
-                               "kernels); 0 = all cores.")
+    redis_url: str | None = Field(
+        None, description="Celery broker and result backend; unset = embedded."
+    )
+    torch_threads: int = Field(
+        0,
+        description="Compute threads per process (torch and the inference kernels); 0 = all cores.",
+    )
     device: str = Field("auto", description="'cpu', 'cuda' or 'auto' (GPU when present).")
-    inference_precision: str = Field("auto", description="Matrix work of inference: 'auto' (int8, "
-                                     "int16 or bf16x3 on CPUs with AMX or VNNI, bf16 on GPUs), 'int8', "
-                                     "'int16', 'bf16x3', 'bfloat16', 'float32'.")
+    inference_precision: str = Field(
+        "auto",
+        description="Matrix work of inference: 'auto' (int8, "
+        "int16 or bf16x3 on CPUs with AMX or VNNI, bf16 on GPUs), 'int8', "
+        "'int16', 'bf16x3', 'bfloat16', 'float32'.",
+    )
     seed: int = 42
 
-    cubes: list[str] = Field(default_factory=list, description="Product cubes the service serves: "
-                             "paths or fsspec URLs (reached with storage_options).")
+    cubes: list[str] = Field(
+        default_factory=list,
+        description="Product cubes the service serves: "
+        "paths or fsspec URLs (reached with storage_options).",
+    )
     weights_path: Path | None = Field(None, description="Per-cell fusion weights (from evaluate).")
-    api_keys: list[str] = Field(default_factory=list, description="Keys for job submission; empty = open.")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Keys for job submission; empty = open."
+    )
     jobs_dir: Path = Field(Path("data/jobs"), description="Where bulk-job results are written.")
     job_expiry_hours: float = 72.0
-    max_job_values: int = Field(200_000_000, description="Largest bulk job, in cell-days x products.")
+    max_job_values: int = Field(
+        200_000_000, description="Largest bulk job, in cell-days x products."
+    )
     rate_limit_per_minute: int = Field(6000, description="Requests per client per minute; 0 = off.")
-    storage_options: dict = Field(default_factory=dict,
-                                  description="fsspec options for cube stores (JSON), e.g. an S3 endpoint.")
-    task_visibility_timeout: int = Field(3600, description="Seconds after which a task whose worker "
-                                         "vanished (killed, lost) is delivered again.")
-    task_max_retries: int = Field(3, description="Retries of a failing task, with exponential backoff.")
+    storage_options: dict = Field(
+        default_factory=dict,
+        description="fsspec options for cube stores (JSON), e.g. an S3 endpoint.",
+    )
+    task_visibility_timeout: int = Field(
+        3600,
+        description="Seconds after which a task whose worker "
+        "vanished (killed, lost) is delivered again.",
+    )
+    task_max_retries: int = Field(
+        3, description="Retries of a failing task, with exponential backoff."
+    )
 
 
 @lru_cache

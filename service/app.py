@@ -11,11 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.settings import get_settings
-from service import jobs
-from service import problems
-from service import series
-from service import tiles
-from service import zarr_access
+from service import jobs, problems, series, tiles, zarr_access
 from service.catalog import Catalog
 from service.ratelimit import RateLimit
 
@@ -28,8 +24,9 @@ grid; `fused` = w * lstm + (1 - w) * noah (w = 0.5, the per-cell estimate, or `w
 def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
     """The app serving the given cubes, paths or URLs (default: the settings' SMAPX_CUBES)."""
     catalog = Catalog([str(p) for p in (cubes if cubes is not None else get_settings().cubes)])
-    app = FastAPI(title="smapx", version="0.1.0", description=DESCRIPTION, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(
+        title="smapx", version="0.1.0", description=DESCRIPTION, docs_url=None, redoc_url=None
+    )
     app.state.catalog = catalog
     problems.install(app)
     app.add_middleware(RateLimit, per_minute=get_settings().rate_limit_per_minute)
@@ -54,11 +51,14 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False)
     def docs():
-        """Swagger UI from the bundled assets: nothing loads from a CDN (offline sites, firewalls)."""
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="smapx API",
-                                   swagger_js_url="/static/vendor/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/vendor/swagger-ui.css",
-                                   swagger_favicon_url="/static/vendor/favicon-32x32.png")
+        """Swagger UI from the bundled assets: nothing loads from a CDN (offline, firewalls)."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="smapx API",
+            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/favicon-32x32.png",
+        )
 
     @app.get("/", include_in_schema=False)
     def index():

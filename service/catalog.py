@@ -6,10 +6,10 @@ from pathlib import PurePosixPath
 import numpy as np
 import xarray as xr
 
-from model.product import cube as cubes
-from model.product import export
 from model import grid
 from model.errors import InputError, OutOfRangeError
+from model.product import cube as cubes
+from model.product import export
 from service.problems import OutsideCube
 
 
@@ -63,8 +63,8 @@ class ServedCube:
 
     def period(self, start, end) -> slice:
         """Index slice of the days start..end, clipped to the cube (InputError if inverted,
-        OutOfRangeError if disjoint); a search in a day array, as model.product.cube.time_index does,
-        without building an index per request."""
+        OutOfRangeError if disjoint); a search in a day array, as model.product.cube.time_index
+        does, without building an index per request."""
         if start is not None and end is not None and end < start:
             raise InputError(f"end: {end} is before start {start}")
         first = (

@@ -12,8 +12,8 @@ import redis
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from model.product import export
 from model.errors import OutOfRangeError
+from model.product import export
 from model.settings import get_settings
 from service.problems import too_large
 

@@ -16,8 +16,8 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from model.product import export
 from model.errors import InputError
+from model.product import export
 from service import encode
 from service.catalog import ServedCube
 from service.problems import too_large
@@ -312,7 +312,12 @@ async def series_batch(request: Request, query: SeriesParams):
         )
     names = split_products(query.products)
     answers = [
-        (pid, lat, lon, *point_series(served, lat, lon, query.start, query.end, names, query.weight))
+        (
+            pid,
+            lat,
+            lon,
+            *point_series(served, lat, lon, query.start, query.end, names, query.weight),
+        )
         for pid, lat, lon in points
     ]
     if query.format == "csv":

@@ -23,10 +23,10 @@ from pyproj import Transformer
 from rio_tiler.colormap import cmap as colormaps
 from rio_tiler.errors import InvalidColorMapName
 
-from model.product import cube as cubes
-from model.product import export
 from model import grid
 from model.errors import InputError, OutOfRangeError
+from model.product import cube as cubes
+from model.product import export
 from service.catalog import ServedCube
 from service.series import CubeName, Weight
 
@@ -204,8 +204,9 @@ def empty_tile(height: int, width: int) -> bytes:
     return encode_png(np.zeros((height, width, 4), np.uint8))
 
 
-def render_tile(cube: ServedCube, product: str, tms_id: str, z: int, x: int, y: int,
-                style: TileStyle) -> bytes:
+def render_tile(
+    cube: ServedCube, product: str, tms_id: str, z: int, x: int, y: int, style: TileStyle
+) -> bytes:
     cube.check_products([product])
     tms = matrix_set(tms_id)
     if not tms.minzoom <= z <= tms.maxzoom:
@@ -241,8 +242,9 @@ async def xyz_tile(request: Request, product: str, z: int, x: int, y: int, style
     response_class=Response,
     responses={200: {"content": {PNG: {}}}},
 )
-async def tms_tile(request: Request, product: str, tileMatrixSetId: str, z: int, x: int, y: int,
-                   style: Style):
+async def tms_tile(
+    request: Request, product: str, tileMatrixSetId: str, z: int, x: int, y: int, style: Style
+):
     """The same tile in any TileMatrixSet morecantile knows (see /v1/tileMatrixSets)."""
     served = request.app.state.catalog.get(style.cube)
     png = render_tile(served, product, tileMatrixSetId, z, x, y, style)

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
+from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
-from model.errors import InputError, OutOfRangeError
 from service.problems import too_large
 from service.series import CubeName, Products, Weight, split_products
 

@@ -18,7 +18,9 @@ def gates(tmp_path_factory):
     if compiler is None:
         pytest.skip("no C compiler")
     library = tmp_path_factory.mktemp("math") / "gates.so"
-    subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(SOURCE)], check=True)
+    subprocess.run(
+        [compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(SOURCE)], check=True
+    )
     lib = ctypes.CDLL(str(library))
     if not lib.smapx_supported():
         pytest.skip("CPU without AVX-512")
@@ -42,8 +44,27 @@ def test_gate_nonlinearities_are_float32_accurate(gates):
 
 
 def test_gate_nonlinearities_saturate_without_nan(gates):
-    x = np.array([np.inf, -np.inf, 3e38, -3e38, 1e4, -1e4, 200, -200, 88, -88, 0, -0.0,
-                  1e-30, -1e-30, 150, -150], np.float32)
+    x = np.array(
+        [
+            np.inf,
+            -np.inf,
+            3e38,
+            -3e38,
+            1e4,
+            -1e4,
+            200,
+            -200,
+            88,
+            -88,
+            0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            150,
+            -150,
+        ],
+        np.float32,
+    )
     sigmoid, tanh = gates(x)
     assert np.isfinite(sigmoid).all() and np.isfinite(tanh).all()
     np.testing.assert_allclose(sigmoid[:10:2], 1.0)

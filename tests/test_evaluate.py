@@ -11,8 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.product import cube as cubes
-from model.product import fusion
 from model import grid
 from model.errors import InputError
 from model.evaluation.evaluate import (
@@ -26,6 +24,8 @@ from model.evaluation.evaluate import (
 )
 from model.evaluation.insitu import Stations, read_stations
 from model.evaluation.report import write_report
+from model.product import cube as cubes
+from model.product import fusion
 
 WINDOW = "2015-04-01..2015-12-31"
 TIME = pd.date_range("2015-01-01", "2016-12-31")
@@ -46,22 +46,31 @@ def products():
     """lstm: truth + 0.01 a in the training window, + 0.02 a outside it; noah: truth + 0.02 b;
     lsm2: truth - 0.03; smap: truth every third day from 2015-04-01."""
     a, b, truth = patterns()
-    inside = period_labels(TIME, (pd.Timestamp("2015-04-01"), pd.Timestamp("2015-12-31"))) == "training"
+    inside = (
+        period_labels(TIME, (pd.Timestamp("2015-04-01"), pd.Timestamp("2015-12-31"))) == "training"
+    )
     smap = np.where((np.arange(len(TIME)) % 3 == 0) & (TIME >= "2015-04-01"), truth, np.nan)
-    return {"lstm": truth + np.where(inside, 0.01, 0.02) * a, "noah": truth + 0.02 * b,
-            "lsm2": truth - 0.03, "smap": smap}
+    return {
+        "lstm": truth + np.where(inside, 0.01, 0.02) * a,
+        "noah": truth + 0.02 * b,
+        "lsm2": truth - 0.03,
+        "smap": smap,
+    }
 
 
 @pytest.fixture(scope="module")
 def tiny_cube(tmp_path_factory):
     path = tmp_path_factory.mktemp("cube") / "cube.zarr"
-    template = cubes.template(TIME, ROWS, COLS, ("smap", "lstm", "noah", "lsm2"),
-                              {"training_period": WINDOW})
+    template = cubes.template(
+        TIME, ROWS, COLS, ("smap", "lstm", "noah", "lsm2"), {"training_period": WINDOW}
+    )
     cubes.create(path, template)
     shape = (len(TIME), template.sizes["y"], template.sizes["x"])
     values = {p: np.broadcast_to(v[:, None, None], shape) for p, v in products().items()}
     for block in cubes.blocks(template):
-        cubes.write_block(path, block, {p: v[block.time, block.y, block.x] for p, v in values.items()})
+        cubes.write_block(
+            path, block, {p: v[block.time, block.y, block.x] for p, v in values.items()}
+        )
     return cubes.open_cube(path)
 
 
@@ -71,14 +80,38 @@ def tiny_stations():
     _, _, truth = patterns()
     deep = exponential_filter(truth[:, None], 10.0)[:, 0]
     (lat1, lat2), (lon1, lon2) = grid.rowcol_to_latlon(ROWS, COLS)
-    sensors = [("S1@5", "S1", lat1, lon1, 0.05), ("S1@50", "S1", lat1, lon1, 0.5),
-               ("D1@5", "D1", lat2 + 0.05, lon2, 0.05), ("D2@5", "D2", lat2 - 0.05, lon2, 0.05),
-               ("FAR@5", "FAR", 10.0, 10.0, 0.05), ("S1@200", "S1", lat1, lon1, 2.0)]
-    values = {"S1@5": truth, "S1@50": deep, "D1@5": truth + 0.01, "D2@5": truth - 0.01,
-              "FAR@5": truth, "S1@200": truth}
-    table = pd.DataFrame([{"sensor": s, "station": st, "network": "test", "kind": "", "lat": la,
-                           "lon": lo, "depth_from": d, "depth_to": d, "depth_m": d}
-                          for s, st, la, lo, d in sensors]).set_index("sensor")
+    sensors = [
+        ("S1@5", "S1", lat1, lon1, 0.05),
+        ("S1@50", "S1", lat1, lon1, 0.5),
+        ("D1@5", "D1", lat2 + 0.05, lon2, 0.05),
+        ("D2@5", "D2", lat2 - 0.05, lon2, 0.05),
+        ("FAR@5", "FAR", 10.0, 10.0, 0.05),
+        ("S1@200", "S1", lat1, lon1, 2.0),
+    ]
+    values = {
+        "S1@5": truth,
+        "S1@50": deep,
+        "D1@5": truth + 0.01,
+        "D2@5": truth - 0.01,
+        "FAR@5": truth,
+        "S1@200": truth,
+    }
+    table = pd.DataFrame(
+        [
+            {
+                "sensor": s,
+                "station": st,
+                "network": "test",
+                "kind": "",
+                "lat": la,
+                "lon": lo,
+                "depth_from": d,
+                "depth_to": d,
+                "depth_m": d,
+            }
+            for s, st, la, lo, d in sensors
+        ]
+    ).set_index("sensor")
     return Stations(table, pd.DataFrame(values, index=TIME.rename("time")))
 
 
@@ -89,7 +122,9 @@ def result(tiny_cube):
 
 def score(result, site_prefix, product, period, metric):
     m = result.metrics
-    row = m[m["site"].str.startswith(site_prefix) & (m["product"] == product) & (m["period"] == period)]
+    row = m[
+        m["site"].str.startswith(site_prefix) & (m["product"] == product) & (m["period"] == period)
+    ]
     assert len(row) == 1
     return float(row[metric].iloc[0])
 
@@ -109,16 +144,29 @@ def test_fit_tc_recovers_the_characteristic_time():
 
 def test_periods_and_years_from_window():
     window = (pd.Timestamp("2015-04-01"), pd.Timestamp("2015-12-31"))
-    days = pd.DatetimeIndex(["2014-03-31", "2014-04-01", "2015-03-31", "2015-04-01", "2015-12-31",
-                             "2016-01-01", "2016-12-30", "2016-12-31"])
+    days = pd.DatetimeIndex(
+        [
+            "2014-03-31",
+            "2014-04-01",
+            "2015-03-31",
+            "2015-04-01",
+            "2015-12-31",
+            "2016-01-01",
+            "2016-12-30",
+            "2016-12-31",
+        ]
+    )
     assert list(period_labels(days, window)) == ["before"] * 3 + ["training"] * 2 + ["after"] * 3
     assert list(years_from_window(days, window)) == [-2, -1, -1, 0, 0, 1, 1, 2]
 
 
 def test_sites_matching_and_problems(result):
     sites = result.sites.set_index("site")
-    assert sorted(sites.index) == ["S1 rootzone 0.50 m", "S1 surface 0.05 m",
-                                   "cell 0,1 surface 0.05 m"]
+    assert sorted(sites.index) == [
+        "S1 rootzone 0.50 m",
+        "S1 surface 0.05 m",
+        "cell 0,1 surface 0.05 m",
+    ]
     dense = sites.loc["cell 0,1 surface 0.05 m"]
     assert (dense["kind"], dense["n_sensors"], dense["stations"]) == ("dense", 2, "D1;D2")
     assert sites.loc["S1 surface 0.05 m", "kind"] == "sparse"
@@ -156,10 +204,12 @@ def test_metrics_by_period_match_hand_values(result):
         assert score(result, site, "smap", "training", "rmse") == pytest.approx(0.0, abs=tol)
         # (lstm + noah)/2 errors: 0.005 a + 0.01 b -> sqrt((0.015^2 + 0.005^2) / 2)
         assert score(result, site, "lstm+noah", "training", "rmse") == pytest.approx(
-            np.sqrt(1.25e-4), abs=tol)
+            np.sqrt(1.25e-4), abs=tol
+        )
         # (noah + lsm2)/2 errors: 0.01 b - 0.015 -> sqrt((0.005^2 + 0.025^2) / 2)
         assert score(result, site, "noah+lsm2", "all", "rmse") == pytest.approx(
-            np.sqrt(3.25e-4), abs=tol)
+            np.sqrt(3.25e-4), abs=tol
+        )
     assert score(result, "S1 surface", "lstm", "training", "n") == 275
     assert score(result, "S1 surface", "lstm", "prolonged", "n") == 731 - 275
 
@@ -180,15 +230,22 @@ def test_fusion_weights_from_error_variances(result):
     assert weights.loc[(90, 220), "weight"] == pytest.approx(0.8, abs=0.02)
     assert weights.loc[(90, 220), "method"] == "in situ error variances"
     # weighted errors outside the window: 0.8 * 0.02 a + 0.2 * 0.02 b
-    assert score(result, "S1 surface", "lstm+noah (weighted)", "prolonged", "rmse") == pytest.approx(
-        np.sqrt(0.016 ** 2 + 0.004 ** 2), abs=5e-4)
+    assert score(
+        result, "S1 surface", "lstm+noah (weighted)", "prolonged", "rmse"
+    ) == pytest.approx(np.sqrt(0.016**2 + 0.004**2), abs=5e-4)
 
 
 def test_summary_shape_wins_and_claims(result):
     s = result.summary
     for product in ("lstm", "noah", "lsm2", "smap", "lstm+noah", "noah+lsm2"):
         for period in ("training", "prolonged"):
-            assert set(s["products"][product][period]) >= {"bias", "rmse", "ubrmse", "r", "n_stations"}
+            assert set(s["products"][product][period]) >= {
+                "bias",
+                "rmse",
+                "ubrmse",
+                "r",
+                "n_stations",
+            }
     assert s["products"]["lstm"]["training"]["n_stations"] == 2
     assert s["products"]["lstm"]["prolonged"]["rmse"] == pytest.approx(0.02, abs=2e-4)
     assert s["wins"]["lstm+noah>noah"] == 1.0
@@ -209,22 +266,45 @@ def test_triple_collocation_weights_cells_without_probes(tmp_path):
     rng = np.random.default_rng(0)
     time = pd.date_range("2015-04-01", "2016-12-31")
     rows, cols = np.array([90, 95]), np.array([220, 225])
-    template = cubes.template(time, rows, cols, ("lstm", "noah", "lsm2"), {"training_period": WINDOW})
+    template = cubes.template(
+        time, rows, cols, ("lstm", "noah", "lsm2"), {"training_period": WINDOW}
+    )
     cubes.create(tmp_path / "c.zarr", template)
     truth = 0.25 + 0.05 * rng.standard_normal((len(time), 1, 1))
     shape = (len(time), template.sizes["y"], template.sizes["x"])
-    values = {"lstm": truth + 0.01 * rng.standard_normal(shape),
-              "noah": truth + 0.02 * rng.standard_normal(shape),
-              "lsm2": truth + 0.02 * rng.standard_normal(shape)}
+    values = {
+        "lstm": truth + 0.01 * rng.standard_normal(shape),
+        "noah": truth + 0.02 * rng.standard_normal(shape),
+        "lsm2": truth + 0.02 * rng.standard_normal(shape),
+    }
     for block in cubes.blocks(template):
-        cubes.write_block(tmp_path / "c.zarr", block,
-                          {p: v[block.time, block.y, block.x] for p, v in values.items()})
+        cubes.write_block(
+            tmp_path / "c.zarr",
+            block,
+            {p: v[block.time, block.y, block.x] for p, v in values.items()},
+        )
     lat, lon = grid.rowcol_to_latlon(rows[:1], cols[:1])
-    stations = Stations(pd.DataFrame([{"sensor": "s", "station": "s", "network": "", "kind": "",
-                                       "lat": lat[0], "lon": lon[0], "depth_from": 0.05,
-                                       "depth_to": 0.05, "depth_m": 0.05}]).set_index("sensor"),
-                        pd.DataFrame({"s": truth[:, 0, 0]}, index=time.rename("time")))
-    weights = evaluate(cubes.open_cube(tmp_path / "c.zarr"), stations).weights.set_index(["row", "col"])
+    stations = Stations(
+        pd.DataFrame(
+            [
+                {
+                    "sensor": "s",
+                    "station": "s",
+                    "network": "",
+                    "kind": "",
+                    "lat": lat[0],
+                    "lon": lon[0],
+                    "depth_from": 0.05,
+                    "depth_to": 0.05,
+                    "depth_m": 0.05,
+                }
+            ]
+        ).set_index("sensor"),
+        pd.DataFrame({"s": truth[:, 0, 0]}, index=time.rename("time")),
+    )
+    weights = evaluate(cubes.open_cube(tmp_path / "c.zarr"), stations).weights.set_index(
+        ["row", "col"]
+    )
     assert weights.loc[(95, 225), "method"] == "triple collocation"
     assert weights.loc[(95, 225), "weight"] == pytest.approx(0.8, abs=0.05)  # 4e-4 / (1e-4 + 4e-4)
     assert weights.loc[(90, 220), "method"] == "in situ error variances"
@@ -233,8 +313,14 @@ def test_triple_collocation_weights_cells_without_probes(tmp_path):
 def test_report_files_and_figures(result, tmp_path):
     index = write_report(result, tmp_path)
     html = index.read_text()
-    for name in ("map_skill.png", "skill_vs_years.png", "boxplots.png", "fusion_wins.png",
-                 "depth.png", "timeseries.png"):
+    for name in (
+        "map_skill.png",
+        "skill_vs_years.png",
+        "boxplots.png",
+        "fusion_wins.png",
+        "depth.png",
+        "timeseries.png",
+    ):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"src='{name}'" in html
     assert "FAR" in html and "outside the cube" in html
@@ -243,7 +329,9 @@ def test_report_files_and_figures(result, tmp_path):
     table = pd.read_csv(tmp_path / "metrics.csv")
     assert set(table["period"]) == {"training", "before", "after", "prolonged", "all"}
     weights = fusion.read_weights(tmp_path / "fusion_weights.csv")
-    assert weights.set_index(["row", "col"]).loc[(90, 220), "weight"] == pytest.approx(0.8, abs=0.02)
+    assert weights.set_index(["row", "col"]).loc[(90, 220), "weight"] == pytest.approx(
+        0.8, abs=0.02
+    )
 
 
 def test_no_usable_station_is_a_clear_error(tiny_cube):
@@ -264,8 +352,15 @@ def test_training_period_needed_and_checked(tiny_cube):
 
 def _smapx(*args, cwd=None):
     exe = Path(sys.executable).with_name("smapx")
-    return subprocess.run([str(exe), *args], check=False, capture_output=True, text=True, timeout=120, cwd=cwd,
-                          env={**os.environ, "MPLBACKEND": "Agg"})
+    return subprocess.run(
+        [str(exe), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
 
 
 def test_cli_with_ismn_archive_over_a_cube(shared_data, tmp_path):
@@ -276,15 +371,30 @@ def test_cli_with_ismn_archive_over_a_cube(shared_data, tmp_path):
     arm = stations.sensors.index[stations.sensors["station"] == "COSMOS/ARM-1"][0]
     row, col = grid.latlon_to_rowcol(36.6054, -97.4878)
     time = pd.date_range("2017-08-01", "2018-08-31")
-    template = cubes.template(time, [int(row)], [int(col)], ("lstm", "noah"),
-                              {"training_period": "2017-08-01..2017-12-31"})
+    template = cubes.template(
+        time,
+        [int(row)],
+        [int(col)],
+        ("lstm", "noah"),
+        {"training_period": "2017-08-01..2017-12-31"},
+    )
     cubes.create(tmp_path / "c.zarr", template)
     daily = stations.values[arm].reindex(time).interpolate(limit_direction="both").to_numpy()
     block = cubes.blocks(template)[0]
-    cubes.write_block(tmp_path / "c.zarr", block, {
-        "lstm": daily[:, None, None], "noah": daily[:, None, None] + 0.05})
-    done = _smapx("evaluate", "--cube", str(tmp_path / "c.zarr"), "--stations", str(archive),
-                  "--out", str(tmp_path / "report"))
+    cubes.write_block(
+        tmp_path / "c.zarr",
+        block,
+        {"lstm": daily[:, None, None], "noah": daily[:, None, None] + 0.05},
+    )
+    done = _smapx(
+        "evaluate",
+        "--cube",
+        str(tmp_path / "c.zarr"),
+        "--stations",
+        str(archive),
+        "--out",
+        str(tmp_path / "report"),
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["products"]["lstm"]["all"]["rmse"] == pytest.approx(0.0, abs=1e-4)
@@ -295,8 +405,15 @@ def test_cli_with_ismn_archive_over_a_cube(shared_data, tmp_path):
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
-    done = _smapx("evaluate", "--cube", str(tmp_path / "none.zarr"), "--stations", str(tmp_path),
-                  "--out", str(tmp_path / "r"))
+    done = _smapx(
+        "evaluate",
+        "--cube",
+        str(tmp_path / "none.zarr"),
+        "--stations",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"error: cube not found: {tmp_path / 'none.zarr'}"]
 
@@ -305,16 +422,26 @@ def test_twin_world_end_to_end(tmp_path):
     """A small twin world; the cube's 'lstm' is the 0-5 cm truth plus noise, so its skill does not
     depend on the period, and deep probes see what the surface series cannot."""
     world = pytest.importorskip("model.world")
-    config = world.WorldConfig(start="2013-01-01", end="2018-12-31", bbox=(-100, 35, -95, 40),
-                               dense_networks=1, dense_stations=4, sparse_stations=6)
+    config = world.WorldConfig(
+        start="2013-01-01",
+        end="2018-12-31",
+        bbox=(-100, 35, -95, 40),
+        dense_networks=1,
+        dense_stations=4,
+        sparse_stations=6,
+    )
     built = world.build_world(config)
     world.write_world(built, tmp_path / "W")
     inputs, truth = built.inputs, built.truth
     rng = np.random.default_rng(1)
     surface = truth["truth"].sel(depth=0.025).values
-    template = cubes.template(inputs.time.values, inputs.row.values, inputs.col.values,
-                              ("smap", "lstm", "noah", "lsm2"),
-                              {"training_period": "2015-04-01..2016-03-31"})
+    template = cubes.template(
+        inputs.time.values,
+        inputs.row.values,
+        inputs.col.values,
+        ("smap", "lstm", "noah", "lsm2"),
+        {"training_period": "2015-04-01..2016-03-31"},
+    )
     cubes.create(tmp_path / "c.zarr", template)
     iy = inputs.row.values - template.attrs["row0"]
     ix = inputs.col.values - template.attrs["col0"]
@@ -324,20 +451,36 @@ def test_twin_world_end_to_end(tmp_path):
         out[:, iy, ix] = v
         return out
 
-    values = {"smap": spread(inputs["target"].values),
-              "lstm": spread(surface + rng.normal(0, 0.02, surface.shape)),
-              "noah": spread(inputs["noah"].values), "lsm2": spread(inputs["lsm2"].values)}
+    values = {
+        "smap": spread(inputs["target"].values),
+        "lstm": spread(surface + rng.normal(0, 0.02, surface.shape)),
+        "noah": spread(inputs["noah"].values),
+        "lsm2": spread(inputs["lsm2"].values),
+    }
     for block in cubes.blocks(template):
-        cubes.write_block(tmp_path / "c.zarr", block,
-                          {p: v[block.time, block.y, block.x] for p, v in values.items()})
-    done = _smapx("evaluate", "--cube", str(tmp_path / "c.zarr"), "--stations", str(tmp_path / "W"),
-                  "--out", str(tmp_path / "report"))
+        cubes.write_block(
+            tmp_path / "c.zarr",
+            block,
+            {p: v[block.time, block.y, block.x] for p, v in values.items()},
+        )
+    done = _smapx(
+        "evaluate",
+        "--cube",
+        str(tmp_path / "c.zarr"),
+        "--stations",
+        str(tmp_path / "W"),
+        "--out",
+        str(tmp_path / "report"),
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["n_sites"]["dense"] >= 1 and summary["n_sites"]["sparse"] >= 1
     claims = summary["claims"]
     assert claims["prolonged_skill"]["holds"] is True
     assert claims["shallow_sensing_limit"]["holds"] is True
-    assert claims["shallow_sensing_limit"]["r_deep_filtered"] > claims["shallow_sensing_limit"]["r_deep"]
+    assert (
+        claims["shallow_sensing_limit"]["r_deep_filtered"]
+        > claims["shallow_sensing_limit"]["r_deep"]
+    )
     assert 0 <= summary["wins"]["lstm+noah>noah"] <= 1
     assert "fusion_beats_noah" in (tmp_path / "report" / "index.html").read_text()

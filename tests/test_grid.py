@@ -7,8 +7,8 @@ from model import grid
 
 
 def test_grid_geometry_matches_the_smap_l3_grid():
-    assert grid.X_MAX == pytest.approx(17367530.45, abs=0.5)
-    assert grid.Y_MIN == pytest.approx(-7314540.83, abs=0.5)
+    assert pytest.approx(17367530.45, abs=0.5) == grid.X_MAX
+    assert pytest.approx(-7314540.83, abs=0.5) == grid.Y_MIN
     # the equator and the prime meridian are cell edges: 203 rows lie north of the equator
     rows, cols = grid.latlon_to_rowcol([0.1, -0.1, 0.1], [0.1, 0.1, -0.1])
     assert rows.tolist() == [202, 203, 202] and cols.tolist() == [482, 482, 481]

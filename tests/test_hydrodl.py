@@ -26,7 +26,9 @@ def write_database(root: Path, n_pixel=3, years=(2015, 2016), smap_years=(2015,)
     pd.DataFrame({"lat": clat, "lon": clon}).to_csv(root / "crd.csv", header=False, index=False)
     (root / "const").mkdir()
     for name in ("Sand", "Clay"):
-        pd.DataFrame(np.arange(n_pixel) + 10.0).to_csv(root / "const" / f"{name}.csv", header=False, index=False)
+        pd.DataFrame(np.arange(n_pixel) + 10.0).to_csv(
+            root / "const" / f"{name}.csv", header=False, index=False
+        )
     for year in years:
         days = pd.date_range(f"{year}-04-01", f"{year + 1}-03-31")
         folder = root / str(year)
@@ -46,14 +48,18 @@ def test_small_database_lands_in_the_right_place(tmp_path):
     ds = read_hydrodl(write_database(tmp_path / "db"))
     assert ds.sizes == {"time": 731, "cell": 3, "variable": 2, "static_variable": 2}
     assert list(ds.variable.values) == ["precip", "tair"]
-    assert str(ds.time.values[0])[:10] == "2015-04-01" and str(ds.time.values[-1])[:10] == "2017-03-31"
+    assert (
+        str(ds.time.values[0])[:10] == "2015-04-01" and str(ds.time.values[-1])[:10] == "2017-03-31"
+    )
     # pixel 2, day 5 of the 2016 folder (2016-04-06) = 200 + 5
     assert float(ds.forcing.sel(time="2016-04-06", variable="tair").isel(cell=2)) == 205.0
     assert float(ds.target.sel(time="2015-04-04").isel(cell=1)) == pytest.approx(1.03)
     assert np.isnan(ds.target.sel(time="2015-04-02").values).all()
     assert np.isnan(ds.target.sel(time="2016-04-02").values).all()
     assert ds.static.sel(static_variable="sand").values.tolist() == [10.0, 11.0, 12.0]
-    np.testing.assert_array_equal(ds.row.values, grid.latlon_to_rowcol([38.0, 40.0, 42.0], [-100.0, -98.0, -96.0])[0])
+    np.testing.assert_array_equal(
+        ds.row.values, grid.latlon_to_rowcol([38.0, 40.0, 42.0], [-100.0, -98.0, -96.0])[0]
+    )
 
 
 def test_round_trip_through_zarr(tmp_path):
@@ -69,7 +75,9 @@ def test_wrong_column_count_is_a_clear_error(tmp_path):
     root = write_database(tmp_path / "db")
     bad = pd.read_csv(root / "2016" / "TMP_2_FORA.csv", header=None).iloc[:, :-3]
     bad.to_csv(root / "2016" / "TMP_2_FORA.csv", header=False, index=False)
-    with pytest.raises(InputError, match=r"TMP_2_FORA.csv has 3 rows x 362 columns, expected 3 pixels x 365 days"):
+    with pytest.raises(
+        InputError, match=r"TMP_2_FORA.csv has 3 rows x 362 columns, expected 3 pixels x 365 days"
+    ):
         read_hydrodl(root)
 
 
@@ -85,8 +93,12 @@ def test_missing_folder_and_crd(tmp_path):
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     root = write_database(tmp_path / "db")
     (root / "2015" / "APCP_FORA.csv").write_text("1,2\n3,4\n")
-    run = subprocess.run([*SMAPX, "ingest", "hydrodl", str(root), "--out", str(tmp_path / "i.zarr")],
-                         capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [*SMAPX, "ingest", "hydrodl", str(root), "--out", str(tmp_path / "i.zarr")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 1
     assert run.stderr.strip().startswith("error: ") and "APCP_FORA.csv" in run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
@@ -95,12 +107,20 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
 def test_real_conus412_sample(conus412):
     ds = read_hydrodl(conus412)
     assert ds.sizes["cell"] == 412 and ds.sizes["time"] == 1096
-    assert set(ds.variable.values) == {"precip", "tair", "spfh", "swdown", "lwdown", "wind_u", "wind_v"}
+    assert set(ds.variable.values) == {
+        "precip",
+        "tair",
+        "spfh",
+        "swdown",
+        "lwdown",
+        "wind_u",
+        "wind_v",
+    }
     assert {"sand", "clay", "silt", "bulk", "capa", "ndvi"} <= set(ds.static_variable.values)
     first = pd.read_csv(conus412 / "2015" / "SMAP_AM.csv", header=None, nrows=1).to_numpy()[0]
     assert float(ds.target.isel(cell=0, time=0)) == pytest.approx(first[0], rel=1e-6)
     # SMAP exists in the 2015 year only; 2016 and 2017 are forcing-only years
     assert ds.target.sel(time=slice("2016-04-01", None)).isnull().all()
     valid = ds.target.sel(time=slice(None, "2016-03-31")).values
-    assert 0.0 < np.nanmin(valid) and np.nanmax(valid) <= 0.6
+    assert np.nanmin(valid) > 0.0 and np.nanmax(valid) <= 0.6
     assert ds.forcing.notnull().all()

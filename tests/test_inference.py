@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.training import checkpoint
 from model import engine
-from model.training.checkpoint import Checkpoint
 from model.engine import (
     CACHE_LINE,
     INT32_MAX,
@@ -29,15 +27,20 @@ from model.engine import (
     probe_references,
     reference,
 )
-from model.errors import InputError
 from model.engine.inference import predict
+from model.errors import InputError
+from model.training import checkpoint
+from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
 
 TARGET_STD = 0.124  # conus412's SMAP standard deviation, m3/m3
 needs_vnni = pytest.mark.skipif(kernel("int8") is None, reason="CPU without AVX-512 VNNI")
-KERNEL_MISSING = {"int8": "CPU without AVX-512 VNNI", "int16": "CPU without AVX-512 VNNI",
-                  "bf16x3": "CPU without AMX (or a kernel without tile permission)"}
+KERNEL_MISSING = {
+    "int8": "CPU without AVX-512 VNNI",
+    "int16": "CPU without AVX-512 VNNI",
+    "bf16x3": "CPU without AMX (or a kernel without tile permission)",
+}
 
 
 def skip_unless_runs(precision: str) -> None:
@@ -48,14 +51,26 @@ def skip_unless_runs(precision: str) -> None:
 def make_checkpoint(seed: int = 0, members: int = 1, weight_scale: float = 1.0) -> Checkpoint:
     """A real-size network (19 inputs, hidden 256) with random weights; `weight_scale` enlarges
     the LSTM and head weights towards what training produces."""
-    normalizer = Normalizer([f"f{i}" for i in range(7)], [f"s{i}" for i in range(12)],
-                            [0.0] * 7, [1.0] * 7, [0.0] * 12, [1.0] * 12, 0.2, TARGET_STD)
+    normalizer = Normalizer(
+        [f"f{i}" for i in range(7)],
+        [f"s{i}" for i in range(12)],
+        [0.0] * 7,
+        [1.0] * 7,
+        [0.0] * 12,
+        [1.0] * 12,
+        0.2,
+        TARGET_STD,
+    )
     states = []
     for k in range(members):
         torch.manual_seed(seed + k)
         state = SoilMoistureLSTM(normalizer.n_inputs).state_dict()
-        states.append({name: value * weight_scale if name.startswith(("lstm.weight", "head"))
-                       else value for name, value in state.items()})
+        states.append(
+            {
+                name: value * weight_scale if name.startswith(("lstm.weight", "head")) else value
+                for name, value in state.items()
+            }
+        )
     return Checkpoint({"hidden": 256, "dropout": 0.5}, normalizer, states)
 
 
@@ -68,8 +83,9 @@ def ckpt():
     return make_checkpoint(members=2)
 
 
-@pytest.mark.parametrize("precision, bound",
-                         [("int8", TOLERANCE), ("int16", 2e-4), ("bf16x3", 2e-5), ("float32", 1e-5)])
+@pytest.mark.parametrize(
+    "precision, bound", [("int8", TOLERANCE), ("int16", 2e-4), ("bf16x3", 2e-5), ("float32", 1e-5)]
+)
 def test_engine_matches_the_float32_network(ckpt, precision, bound):
     skip_unless_runs(precision)
     engine = Engine(ckpt, "cpu", precision)
@@ -115,15 +131,19 @@ def test_predict_unscales_the_ensemble_mean(ckpt):
     assert np.abs(got - expected).max() <= TOLERANCE
 
 
-def predict_in_another_process(folder, ckpt: Checkpoint, x: np.ndarray, warmup: int,
-                                without_torch: bool = False) -> np.ndarray:
+def predict_in_another_process(
+    folder, ckpt: Checkpoint, x: np.ndarray, warmup: int, without_torch: bool = False
+) -> np.ndarray:
     """predict() of the checkpoint, saved and loaded again, in a fresh Python process; with
     `without_torch`, that process fails if it imported torch."""
     checkpoint.save(folder / "model", ckpt)
     np.save(folder / "x.npy", x)
-    script = ("import sys, numpy as np; from model.training import checkpoint; from model.engine.inference import predict;"
-              "d = sys.argv[1]; np.save(d + '/y.npy', predict(checkpoint.load(d + '/model'),"
-              f" np.load(d + '/x.npy'), warmup={warmup}))")
+    script = (
+        "import sys, numpy as np; from model.training import checkpoint;"
+        "from model.engine.inference import predict;"
+        "d = sys.argv[1]; np.save(d + '/y.npy', predict(checkpoint.load(d + '/model'),"
+        f" np.load(d + '/x.npy'), warmup={warmup}))"
+    )
     if without_torch:
         script += "; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", script, str(folder)], check=True)
@@ -193,7 +213,8 @@ def test_the_engine_checks_against_the_float32_outputs_the_checkpoint_saved(ckpt
 
 @needs_vnni
 def test_a_probe_result_is_kept_for_the_next_process_and_only_for_the_same_member(
-        ckpt, tmp_path, monkeypatch):
+    ckpt, tmp_path, monkeypatch
+):
     monkeypatch.setattr(engine, "_engine_dir", lambda: tmp_path)
     probe = inputs(8, 120)
     saved = dataclasses.replace(ckpt, probe=probe, probe_reference=probe_references(ckpt, probe))
@@ -206,7 +227,9 @@ def test_a_probe_result_is_kept_for_the_next_process_and_only_for_the_same_membe
     monkeypatch.setattr(KernelMember, "run", not_again)
     again = Engine(saved, "cpu", "int8")
     assert again.chosen == ["int8", "int8"]
-    np.testing.assert_array_equal(again.run(inputs(5, 40)), Engine(saved, "cpu", "int8").run(inputs(5, 40)))
+    np.testing.assert_array_equal(
+        again.run(inputs(5, 40)), Engine(saved, "cpu", "int8").run(inputs(5, 40))
+    )
     other = dataclasses.replace(saved, probe_reference=saved.probe_reference + 1e-6)
     with pytest.raises(AssertionError, match="not computed again"):
         Engine(other, "cpu", "int8")
@@ -220,7 +243,9 @@ def test_16_bit_rows_use_every_level_int32_leaves_them():
     assert worst_sum.max() <= INT32_MAX  # no activation vector can overflow a row's sum
     top = np.abs(q).max(axis=1)
     assert top[0] == 32767  # one large weight, small L1 norm: the finest scale
-    assert np.median(top) > 0.9 * WIDE_ACTIVATION_LEVELS  # uniform rows: about as fine as activations
+    assert (
+        np.median(top) > 0.9 * WIDE_ACTIVATION_LEVELS
+    )  # uniform rows: about as fine as activations
     assert np.abs(q * scale[:, None] - w).max() <= scale.max() / 2 + 1e-9
 
 
@@ -233,12 +258,17 @@ def test_the_ladder_runs_from_fast_to_precise_and_int16_takes_the_tiles_where_am
     assert choose("cpu", "bf16x3")[1] == "bf16x3"
 
 
-IMPLEMENTATIONS = [(precision, source) for precision, sources in KERNELS.items() for source in sources]
+IMPLEMENTATIONS = [
+    (precision, source) for precision, sources in KERNELS.items() for source in sources
+]
 
 
-@pytest.mark.parametrize("precision, source", IMPLEMENTATIONS,
-                         ids=[f"{p}-{s.file}" for p, s in IMPLEMENTATIONS])
-def test_every_implementation_matches_the_network_whatever_shares_its_block(ckpt, precision, source):
+@pytest.mark.parametrize(
+    "precision, source", IMPLEMENTATIONS, ids=[f"{p}-{s.file}" for p, s in IMPLEMENTATIONS]
+)
+def test_every_implementation_matches_the_network_whatever_shares_its_block(
+    ckpt, precision, source
+):
     if _compiled(source) is None:
         pytest.skip(f"{source.file} does not run on this CPU")
     state = ckpt.state_dicts[0]
@@ -249,8 +279,11 @@ def test_every_implementation_matches_the_network_whatever_shares_its_block(ckpt
     assert np.abs(whole - expected).max() * TARGET_STD <= {"int8": TOLERANCE}.get(precision, 2e-4)
     for lo, hi in [(0, 1), (5, 38), (60, 133)]:
         np.testing.assert_array_equal(member.run(x[lo:hi], 20), whole[lo:hi])
-    misaligned = {name: a.ctypes.data % CACHE_LINE for name, a in member.arrays.items()
-                  if a.ctypes.data % CACHE_LINE}
+    misaligned = {
+        name: a.ctypes.data % CACHE_LINE
+        for name, a in member.arrays.items()
+        if a.ctypes.data % CACHE_LINE
+    }
     assert misaligned == {}, "weights split the kernel's 64-byte loads over two cache lines"
 
 

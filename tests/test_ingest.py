@@ -18,9 +18,9 @@ from rasterio.transform import from_origin
 from model import grid
 from model.dataset import FORCING_VARIABLES, open_input
 from model.errors import InputError
+from model.sources import nldas
 from model.sources.ingest import ingest_nldas, ingest_smap, ingest_static
 from model.sources.regrid import Regridder
-from model.sources import nldas
 from model.sources.smap import Overpass, Quality
 
 BOX = (-100.0, 38.0, -99.0, 39.0)  # a handful of EASE2 cells in Kansas
@@ -30,18 +30,33 @@ J2000 = pd.Timestamp("2000-01-01T11:58:55.816")
 # ------------------------------------------------------------------ SMAP L3 SPL3SMP writer
 
 
-def write_granule(folder: Path, day: str, am: dict | None = None, pm: dict | None = None,
-                  crid: str = "R18290", shape=(grid.N_ROWS, grid.N_COLS), drop: str | None = None) -> Path:
+def write_granule(
+    folder: Path,
+    day: str,
+    am: dict | None = None,
+    pm: dict | None = None,
+    crid: str = "R18290",
+    shape=(grid.N_ROWS, grid.N_COLS),
+    drop: str | None = None,
+) -> Path:
     """An SPL3SMP granule; am/pm map (row, col) -> (soil moisture, retrieval_qual_flag)."""
     path = folder / f"SMAP_L3_SM_P_{pd.Timestamp(day):%Y%m%d}_{crid}_001.h5"
     with h5py.File(path, "w") as h5:
         meta = h5.create_group("Metadata/DatasetIdentification")
         meta.attrs["shortName"] = np.bytes_("SPL3SMP")
         meta.attrs["VersionID"] = np.bytes_("009")
-        for group_name, suffix, cells, hour in (("Soil_Moisture_Retrieval_Data_AM", "", am, 6),
-                                                ("Soil_Moisture_Retrieval_Data_PM", "_pm", pm, 18)):
-            _write_pass(h5.create_group(group_name), suffix, cells or {}, shape,
-                        pd.Timestamp(day) + pd.Timedelta(hours=hour), drop)
+        for group_name, suffix, cells, hour in (
+            ("Soil_Moisture_Retrieval_Data_AM", "", am, 6),
+            ("Soil_Moisture_Retrieval_Data_PM", "_pm", pm, 18),
+        ):
+            _write_pass(
+                h5.create_group(group_name),
+                suffix,
+                cells or {},
+                shape,
+                pd.Timestamp(day) + pd.Timedelta(hours=hour),
+                drop,
+            )
     return path
 
 
@@ -59,15 +74,40 @@ def _write_pass(group, suffix, cells, shape, when, drop) -> None:
     longitude = np.full(shape, -9999.0, np.float32)
     latitude[sm != -9999.0], longitude[sm != -9999.0] = lat, lon
     datasets = {
-        "soil_moisture": (sm, {"units": "cm**3/cm**3", "valid_min": np.float32(0.02),
-                               "valid_max": np.float32(0.5), "_FillValue": np.float32(-9999.0),
-                               "long_name": "Representative soil moisture measurement"}),
-        "retrieval_qual_flag": (flag, {"_FillValue": np.uint16(65534), "valid_min": np.uint16(0),
-                                       "valid_max": np.uint16(65533)}),
-        "EASE_row_index": (rows, {"_FillValue": np.uint16(65534), "valid_min": np.uint16(0),
-                                  "valid_max": np.uint16(405)}),
-        "EASE_column_index": (cols, {"_FillValue": np.uint16(65534), "valid_min": np.uint16(0),
-                                     "valid_max": np.uint16(963)}),
+        "soil_moisture": (
+            sm,
+            {
+                "units": "cm**3/cm**3",
+                "valid_min": np.float32(0.02),
+                "valid_max": np.float32(0.5),
+                "_FillValue": np.float32(-9999.0),
+                "long_name": "Representative soil moisture measurement",
+            },
+        ),
+        "retrieval_qual_flag": (
+            flag,
+            {
+                "_FillValue": np.uint16(65534),
+                "valid_min": np.uint16(0),
+                "valid_max": np.uint16(65533),
+            },
+        ),
+        "EASE_row_index": (
+            rows,
+            {
+                "_FillValue": np.uint16(65534),
+                "valid_min": np.uint16(0),
+                "valid_max": np.uint16(405),
+            },
+        ),
+        "EASE_column_index": (
+            cols,
+            {
+                "_FillValue": np.uint16(65534),
+                "valid_min": np.uint16(0),
+                "valid_max": np.uint16(963),
+            },
+        ),
         "tb_time_seconds": (seconds, {"units": "seconds", "_FillValue": -9999.0}),
         "latitude": (latitude, {"units": "degrees_north", "_FillValue": np.float32(-9999.0)}),
         "longitude": (longitude, {"units": "degrees_east", "_FillValue": np.float32(-9999.0)}),
@@ -75,9 +115,13 @@ def _write_pass(group, suffix, cells, shape, when, drop) -> None:
     for name, (values, attrs) in datasets.items():
         if drop == name:
             continue
-        ds = group.create_dataset(f"{name}{suffix}", data=values, chunks=(58, 964)
-                                  if values.shape == (406, 964) else True, compression="gzip",
-                                  compression_opts=1)
+        ds = group.create_dataset(
+            f"{name}{suffix}",
+            data=values,
+            chunks=(58, 964) if values.shape == (406, 964) else True,
+            compression="gzip",
+            compression_opts=1,
+        )
         for key, value in attrs.items():
             ds.attrs[key] = value
 
@@ -85,8 +129,16 @@ def _write_pass(group, suffix, cells, shape, when, drop) -> None:
 # ------------------------------------------------------------------ NLDAS-2 writers
 
 
-def write_hourly(folder: Path, product: str, when, fields: dict, grib_names: bool = False,
-                 lat=nldas.LAT, lon=nldas.LON, units: dict | None = None) -> Path:
+def write_hourly(
+    folder: Path,
+    product: str,
+    when,
+    fields: dict,
+    grib_names: bool = False,
+    lat=nldas.LAT,
+    lon=nldas.LON,
+    units: dict | None = None,
+) -> Path:
     """An NLDAS-2 hourly NetCDF file (NLDAS_<product>0125_H.AYYYYMMDD.HHMM.020.nc) with dims
     time/lat/lon and 9.999e20 fills; fields map variable name -> (lat, lon) array or scalar."""
     when = pd.Timestamp(when)
@@ -110,10 +162,18 @@ def write_hourly(folder: Path, product: str, when, fields: dict, grib_names: boo
             var.axis = axis
             var[:] = values
         for name, values in fields.items():
-            var = nc.createVariable(name, "f4", ("time", "lat", "lon"), fill_value=np.float32(9.999e20),
-                                    zlib=True, complevel=1)
+            var = nc.createVariable(
+                name,
+                "f4",
+                ("time", "lat", "lon"),
+                fill_value=np.float32(9.999e20),
+                zlib=True,
+                complevel=1,
+            )
             var.missing_value = np.float32(9.999e20)
-            var.units = (units or {}).get(name, "kg m-2" if name.lower().startswith(("soilm", "rainf", "apcp")) else "1")
+            var.units = (units or {}).get(
+                name, "kg m-2" if name.lower().startswith(("soilm", "rainf", "apcp")) else "1"
+            )
             var[0] = np.broadcast_to(np.asarray(values, np.float32), (len(lat), len(lon)))
         nc.missing_value = np.float32(9.999e20)
         nc.shortname = f"NLDAS_{product}0125_H"
@@ -123,23 +183,52 @@ def write_hourly(folder: Path, product: str, when, fields: dict, grib_names: boo
 
 def forcing_fields(hour: int, grib_names: bool = False, **override) -> dict:
     """Uniform forcing of one hour: Tair = 270 + hour, Rainf = 0.1 * hour, the rest constant."""
-    values = {"tair": 270.0 + hour, "precip": 0.1 * hour, "spfh": 0.008, "swdown": 200.0,
-              "lwdown": 300.0, "wind_u": 2.0, "wind_v": -1.0, "psurf": 95000.0, **override}
+    values = {
+        "tair": 270.0 + hour,
+        "precip": 0.1 * hour,
+        "spfh": 0.008,
+        "swdown": 200.0,
+        "lwdown": 300.0,
+        "wind_u": 2.0,
+        "wind_v": -1.0,
+        "psurf": 95000.0,
+        **override,
+    }
     column = 1 if grib_names else 0
     return {nldas.FORCING_NAMES[name][column]: value for name, value in values.items()}
 
 
 def write_day_of_forcing(folder: Path, day: str, hours=range(24), **override) -> None:
     for hour in hours:
-        write_hourly(folder, "FORA", pd.Timestamp(day) + pd.Timedelta(hours=hour),
-                     forcing_fields(hour, **override))
+        write_hourly(
+            folder,
+            "FORA",
+            pd.Timestamp(day) + pd.Timedelta(hours=hour),
+            forcing_fields(hour, **override),
+        )
 
 
-def write_geotiff(path: Path, values: np.ndarray, west: float, north: float, step: float,
-                  dtype="float32", nodata=-9999.0) -> Path:
-    with rasterio.open(path, "w", driver="GTiff", height=values.shape[0], width=values.shape[1],
-                       count=1, dtype=dtype, crs="EPSG:4326", nodata=nodata,
-                       transform=from_origin(west, north, step, step)) as tif:
+def write_geotiff(
+    path: Path,
+    values: np.ndarray,
+    west: float,
+    north: float,
+    step: float,
+    dtype="float32",
+    nodata=-9999.0,
+) -> Path:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        height=values.shape[0],
+        width=values.shape[1],
+        count=1,
+        dtype=dtype,
+        crs="EPSG:4326",
+        nodata=nodata,
+        transform=from_origin(west, north, step, step),
+    ) as tif:
         tif.write(values.astype(dtype), 1)
     return path
 
@@ -163,8 +252,11 @@ def test_smap_value_lands_in_its_cell_and_day(tmp_path):
     report = ingest_smap(granules, out, BOX, progress=False)
     ds = open_input(out)
     assert list(zip(ds.row.values.tolist(), ds.col.values.tolist())) == cells
-    assert list(pd.DatetimeIndex(ds.time.values).strftime("%F")) == ["2015-04-01", "2015-04-02",
-                                                                     "2015-04-03"]
+    assert list(pd.DatetimeIndex(ds.time.values).strftime("%F")) == [
+        "2015-04-01",
+        "2015-04-02",
+        "2015-04-03",
+    ]
     target = ds["target"].values
     assert target[0, 0] == pytest.approx(0.234, abs=1e-7)
     assert target[0, 1] == pytest.approx(0.3, abs=1e-7)
@@ -178,9 +270,12 @@ def test_smap_quality_flags_and_overpasses(tmp_path):
     (a, b, c, d) = box_cells()[:4]
     granules = tmp_path / "smap"
     granules.mkdir()
-    write_granule(granules, "2015-04-01",
-                  am={a: (0.20, 0), b: (0.25, 8), c: (0.30, 1), d: (0.60, 0)},
-                  pm={a: (0.30, 0), b: (0.35, 0)})
+    write_granule(
+        granules,
+        "2015-04-01",
+        am={a: (0.20, 0), b: (0.25, 8), c: (0.30, 1), d: (0.60, 0)},
+        pm={a: (0.30, 0), b: (0.35, 0)},
+    )
     got = {}
     for quality in Quality:
         for overpass in Overpass:
@@ -190,7 +285,9 @@ def test_smap_quality_flags_and_overpasses(tmp_path):
     nan = np.nan
     np.testing.assert_allclose(got["recommended", "am"], [0.20, nan, nan, nan], atol=1e-7)
     np.testing.assert_allclose(got["relaxed", "am"], [0.20, 0.25, nan, nan], atol=1e-7)
-    np.testing.assert_allclose(got["any", "am"], [0.20, 0.25, 0.30, nan], atol=1e-7)  # 0.6 > valid_max
+    np.testing.assert_allclose(
+        got["any", "am"], [0.20, 0.25, 0.30, nan], atol=1e-7
+    )  # 0.6 > valid_max
     np.testing.assert_allclose(got["recommended", "pm"], [0.30, 0.35, nan, nan], atol=1e-7)
     np.testing.assert_allclose(got["recommended", "both"], [0.25, 0.35, nan, nan], atol=1e-7)
     np.testing.assert_allclose(got["relaxed", "both"], [0.25, 0.30, nan, nan], atol=1e-7)
@@ -225,8 +322,11 @@ def test_appending_a_day_changes_only_that_day(tmp_path):
     granules = tmp_path / "smap"
     granules.mkdir()
     for i, day in enumerate(pd.date_range("2015-04-01", periods=3)):
-        write_granule(granules, str(day.date()), am={cell: (0.1 + 0.01 * i + 0.001 * k, 0)
-                                                      for k, cell in enumerate(cells)})
+        write_granule(
+            granules,
+            str(day.date()),
+            am={cell: (0.1 + 0.01 * i + 0.001 * k, 0) for k, cell in enumerate(cells)},
+        )
     out = tmp_path / "in.zarr"
     ingest_smap(granules, out, BOX, progress=False)
     before = open_input(out)["target"].values
@@ -243,7 +343,10 @@ def test_appending_a_day_changes_only_that_day(tmp_path):
     grown = open_input(out)
     assert str(pd.Timestamp(grown.time.values[0]).date()) == "2015-03-30"
     np.testing.assert_array_equal(grown["target"].values[2:], after)
-    assert grown["target"].values[0, 1] == pytest.approx(0.05) and np.isnan(grown["target"].values[1]).all()
+    assert (
+        grown["target"].values[0, 1] == pytest.approx(0.05)
+        and np.isnan(grown["target"].values[1]).all()
+    )
 
 
 def test_user_errors_are_one_line_input_errors(tmp_path):
@@ -279,8 +382,8 @@ def test_regridding_conserves_the_area_integral():
     covered = regrid.overlap_area
     assert covered.sum() == pytest.approx(np.sum(row_area) * nldas.N_LON, rel=1e-5)
     assert np.nansum(cell_values * covered) == pytest.approx(source_integral, rel=1e-5)
-    inside = covered > 0.999999 * grid.CELL_SIZE ** 2
-    assert inside.sum() > 1500 and (covered <= grid.CELL_SIZE ** 2 * (1 + 1e-9)).all()
+    inside = covered > 0.999999 * grid.CELL_SIZE**2
+    assert inside.sum() > 1500 and (covered <= grid.CELL_SIZE**2 * (1 + 1e-9)).all()
     np.testing.assert_allclose(regrid(np.full_like(field, 7.5))[covered > 0], 7.5, rtol=1e-6)
 
 
@@ -348,12 +451,20 @@ def test_old_grib_names_and_bad_hourly_files(tmp_path, dataset):
     files.mkdir()
     day = pd.Timestamp("2015-04-01")
     for hour in range(20):
-        write_hourly(files, "FORA", day + pd.Timedelta(hours=hour), forcing_fields(hour, True), True)
+        write_hourly(
+            files, "FORA", day + pd.Timedelta(hours=hour), forcing_fields(hour, True), True
+        )
     hour20 = write_hourly(files, "FORA", day + pd.Timedelta(hours=20), forcing_fields(20))
     hour20.write_bytes(hour20.read_bytes()[:3000])
     coarse = forcing_fields(21)
-    write_hourly(files, "FORA", day + pd.Timedelta(hours=21), coarse,
-                 lat=25.125 + 0.25 * np.arange(112), lon=-124.875 + 0.25 * np.arange(232))
+    write_hourly(
+        files,
+        "FORA",
+        day + pd.Timedelta(hours=21),
+        coarse,
+        lat=25.125 + 0.25 * np.arange(112),
+        lon=-124.875 + 0.25 * np.arange(232),
+    )
     partial = forcing_fields(22)
     del partial["Rainf"]
     write_hourly(files, "FORA", day + pd.Timedelta(hours=22), partial)
@@ -365,7 +476,10 @@ def test_old_grib_names_and_bad_hourly_files(tmp_path, dataset):
     assert "not on the NLDAS 0.125 degree grid" in reasons["2100"]
     assert "lacks forcing variable Rainf / APCP" in reasons["2200"]
     assert any("product NOAH" in why for _, why in report.skipped)
-    assert report.files_read == 21 and "fewer than 24 hours (1): 2015-04-01 (21 h)" in report.lines()[-1]
+    assert (
+        report.files_read == 21
+        and "fewer than 24 hours (1): 2015-04-01 (21 h)" in report.lines()[-1]
+    )
     tair = open_input(dataset)["forcing"].sel(variable="tair").values[0]
     np.testing.assert_allclose(tair, 270 + (sum(range(20)) + 23) / 21, rtol=1e-6)
 
@@ -375,7 +489,9 @@ def test_too_few_hours_leaves_the_day_untouched(tmp_path, dataset):
     files.mkdir()
     write_day_of_forcing(files, "2015-04-01", hours=range(3))
     report = ingest_nldas(files, dataset, "forcing", min_hours=18, progress=False)
-    assert "days not written, fewer than 18 readable hours (1): 2015-04-01 (3 h)" in report.lines()[-1]
+    assert (
+        "days not written, fewer than 18 readable hours (1): 2015-04-01 (3 h)" in report.lines()[-1]
+    )
     assert np.isnan(open_input(dataset)["forcing"].values).all()
 
 
@@ -383,9 +499,18 @@ def test_noah_layers_convert_to_volumetric(tmp_path, dataset):
     files = tmp_path / "noah"
     files.mkdir()
     for hour in range(2):
-        write_hourly(files, "NOAH", f"2015-04-01T{hour:02d}",
-                     {"SoilM_0_10cm": 25.0 + hour, "SoilM_10_40cm": 60.0, "SoilM_40_100cm": 150.0,
-                      "SoilM_100_200cm": 300.0, "SoilT_0_10cm": 280.0})
+        write_hourly(
+            files,
+            "NOAH",
+            f"2015-04-01T{hour:02d}",
+            {
+                "SoilM_0_10cm": 25.0 + hour,
+                "SoilM_10_40cm": 60.0,
+                "SoilM_40_100cm": 150.0,
+                "SoilM_100_200cm": 300.0,
+                "SoilT_0_10cm": 280.0,
+            },
+        )
     ingest_nldas(files, dataset, "noah", min_hours=2, progress=False)
     ds = open_input(dataset)
     np.testing.assert_allclose(ds["noah"].values[0], 0.255, rtol=1e-6)
@@ -404,10 +529,13 @@ def test_a_dataset_takes_one_ingest_at_a_time(tmp_path, dataset):
     files = tmp_path / "fora"
     files.mkdir()
     write_day_of_forcing(files, "2015-04-02")
-    hold = ("import sys; from model.dataset import sole_writer\n"
-            f"with sole_writer({str(dataset)!r}):\n print('held', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", hold], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    hold = (
+        "import sys; from model.dataset import sole_writer\n"
+        f"with sole_writer({str(dataset)!r}):\n print('held', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(InputError, match="another process is writing to .*in.zarr"):

@@ -10,11 +10,11 @@ import pytest
 from test_ingest import BOX, forcing_fields, write_geotiff, write_granule, write_hourly
 from typer.testing import CliRunner
 
-from model import grid
-from model.product.cube import open_cube
-from model.dataset import open_input
-from model.sources import nldas
 from cli.main import app
+from model import grid
+from model.dataset import open_input
+from model.product.cube import open_cube
+from model.sources import nldas
 
 DAYS = pd.date_range("2015-04-01", periods=150)
 BBOX = ",".join(str(v) for v in BOX)
@@ -35,14 +35,25 @@ def files(tmp_path_factory):
         (root / folder).mkdir()
     for i, day in enumerate(DAYS):
         noon = day + pd.Timedelta(hours=12)
-        write_hourly(root / "fora", "FORA", noon, forcing_fields(12, precip=rain[i],
-                                                                 tair=285 + 8 * np.sin(i / 9)))
-        write_hourly(root / "noah", "NOAH", noon, {"SoilM_0_10cm": 15 + 10 * wetness[i],
-                                                    "SoilM_10_40cm": 70.0})
+        write_hourly(
+            root / "fora",
+            "FORA",
+            noon,
+            forcing_fields(12, precip=rain[i], tair=285 + 8 * np.sin(i / 9)),
+        )
+        write_hourly(
+            root / "noah",
+            "NOAH",
+            noon,
+            {"SoilM_0_10cm": 15 + 10 * wetness[i], "SoilM_10_40cm": 70.0},
+        )
         if i % 5 == 0:
             sm = 0.1 + 0.1 * wetness[i] + 0.002 * (60 - sand)
-            write_granule(root / "smap", str(day.date()),
-                          am={(r, c): (v, 0) for r, c, v in zip(rows, cols, sm)})
+            write_granule(
+                root / "smap",
+                str(day.date()),
+                am={(r, c): (v, 0) for r, c, v in zip(rows, cols, sm)},
+            )
     west, north, step = -100.5, 39.5, 0.02
     lons = west + step * (np.arange(100) + 0.5)
     sand_map = np.interp(lons, [lon.min(), lon.max()], [20.0, 60.0])[None, :].repeat(100, 0)
@@ -71,12 +82,45 @@ def test_ingest_train_extend(files, tmp_path):
     assert np.isfinite(ds["forcing"].values).all() and np.isfinite(ds["static"].values).all()
 
     ckpt, cube = tmp_path / "ckpt", tmp_path / "cube.zarr"
-    out = invoke("train", "--input", data, "--start", "2015-04-01", "--end", "2015-08-28",
-                 "--out", ckpt, "--max-epochs", 2, "--hidden", 16, "--validation-days", 30, "--ensemble", 1,
-                 "--device", "cpu", "--threads", 1)
+    out = invoke(
+        "train",
+        "--input",
+        data,
+        "--start",
+        "2015-04-01",
+        "--end",
+        "2015-08-28",
+        "--out",
+        ckpt,
+        "--max-epochs",
+        2,
+        "--hidden",
+        16,
+        "--validation-days",
+        30,
+        "--ensemble",
+        1,
+        "--device",
+        "cpu",
+        "--threads",
+        1,
+    )
     assert "median RMSE" in out
-    invoke("extend", "--model", ckpt, "--input", data, "--start", "2015-04-01",
-           "--end", "2015-08-28", "--out", cube, "--threads", 1)
+    invoke(
+        "extend",
+        "--model",
+        ckpt,
+        "--input",
+        data,
+        "--start",
+        "2015-04-01",
+        "--end",
+        "2015-08-28",
+        "--out",
+        cube,
+        "--threads",
+        1,
+    )
     result = open_cube(cube)
     assert set(result.data_vars) >= {"lstm", "smap", "noah"}
     iy, ix = ds.row.values - result.attrs["row0"], ds.col.values - result.attrs["col0"]
@@ -87,9 +131,22 @@ def test_ingest_train_extend(files, tmp_path):
 
 
 def test_cli_user_error_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "ingest",
-                           "smap", str(tmp_path / "missing"), "--out", str(tmp_path / "x.zarr")],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cli.main import main; main()",
+            "ingest",
+            "smap",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "x.zarr"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: SMAP granule folder not found: {tmp_path / 'missing'}"
     assert nldas.N_LAT == 224

@@ -48,14 +48,60 @@ def test_ceop_archive_stations_coordinates_and_depths(ceop):
 
 def test_ceop_daily_mean_keeps_only_good_flags(ceop):
     # 2017-08-28 in the raw file: 24 hourly values, 11:00 (0.137) and 12:00 (0.138) flagged D05.
-    good = [0.124, 0.124, 0.124, 0.125, 0.126, 0.131, 0.133, 0.135, 0.134, 0.134, 0.135,
-            0.136, 0.131, 0.130, 0.130, 0.123, 0.120, 0.119, 0.117, 0.118, 0.112, 0.111]
+    good = [
+        0.124,
+        0.124,
+        0.124,
+        0.125,
+        0.126,
+        0.131,
+        0.133,
+        0.135,
+        0.134,
+        0.134,
+        0.135,
+        0.136,
+        0.131,
+        0.130,
+        0.130,
+        0.123,
+        0.120,
+        0.119,
+        0.117,
+        0.118,
+        0.112,
+        0.111,
+    ]
     value = ceop.values.loc["2017-08-28", ARM1]
     assert value == pytest.approx(np.mean(good), abs=1e-6)
     assert value != pytest.approx(np.mean(good + [0.137, 0.138]), abs=1e-6)
     # 2017-08-10: all 24 hours good.
-    day = [0.141, 0.139, 0.139, 0.140, 0.147, 0.147, 0.171, 0.189, 0.199, 0.205, 0.233, 0.252,
-           0.242, 0.244, 0.249, 0.251, 0.253, 0.254, 0.252, 0.251, 0.252, 0.251, 0.255, 0.251]
+    day = [
+        0.141,
+        0.139,
+        0.139,
+        0.140,
+        0.147,
+        0.147,
+        0.171,
+        0.189,
+        0.199,
+        0.205,
+        0.233,
+        0.252,
+        0.242,
+        0.244,
+        0.249,
+        0.251,
+        0.253,
+        0.254,
+        0.252,
+        0.251,
+        0.252,
+        0.251,
+        0.255,
+        0.251,
+    ]
     assert ceop.values.loc["2017-08-10", ARM1] == pytest.approx(np.mean(day), abs=1e-6)
     # 2017-12-08 has only 10 good hours: below the 12-hour minimum, so no daily mean.
     assert pd.Timestamp("2017-12-08") not in ceop.values[ARM1].dropna().index
@@ -84,8 +130,32 @@ def test_header_values_archive(header_values):
     aamu = sensors.loc[AAMU]
     assert (aamu["lat"], aamu["lon"]) == (34.783, -86.55)
     # 2007-03-23: 24 hourly values, all flagged U.
-    hours = [0.177, 0.176, 0.175, 0.174, 0.174, 0.173, 0.174, 0.173, 0.172, 0.173, 0.172, 0.172,
-             0.173, 0.173, 0.172, 0.172, 0.173, 0.170, 0.171, 0.169, 0.166, 0.164, 0.163, 0.161]
+    hours = [
+        0.177,
+        0.176,
+        0.175,
+        0.174,
+        0.174,
+        0.173,
+        0.174,
+        0.173,
+        0.172,
+        0.173,
+        0.172,
+        0.172,
+        0.173,
+        0.173,
+        0.172,
+        0.172,
+        0.173,
+        0.170,
+        0.171,
+        0.169,
+        0.166,
+        0.164,
+        0.163,
+        0.161,
+    ]
     assert header_values.values.loc["2007-03-23", AAMU] == pytest.approx(np.mean(hours), abs=1e-6)
     # 2007-03-22 starts at 21:00: three hours are not a day.
     assert pd.Timestamp("2007-03-22") not in header_values.values[AAMU].dropna().index
@@ -95,8 +165,10 @@ def test_good_flag_only_rejects_unchecked_values_and_says_why(ismn):
     strict = read_stations(ismn / HEADER_VALUES)
     assert strict.values.count().sum() == 0
     assert len(strict.problems) == 8
-    assert all("no daily values with flags G" in p["problem"] and "U" in p["problem"]
-               for p in strict.problems)
+    assert all(
+        "no daily values with flags G" in p["problem"] and "U" in p["problem"]
+        for p in strict.problems
+    )
 
 
 def test_broken_file_is_reported_and_the_rest_read(ismn, tmp_path):
@@ -130,12 +202,31 @@ def test_daily_values_pass_with_one_sample_a_day():
 
 def test_plain_csv(tmp_path):
     hours = pd.date_range("2021-06-01", periods=36, freq="h")
-    rows = [{"station": "A", "lat": 38.0, "lon": -98.0, "depth": 0.05, "time": t, "value": 0.2 + i / 1000}
-            for i, t in enumerate(hours)]
-    rows += [{"station": "B", "lat": 39.0, "lon": -99.0, "depth": 0.5, "time": d, "value": v}
-             for d, v in zip(["2021-06-01", "2021-06-02"], [0.3, "bad"])]
-    rows += [{"station": "C", "lat": 123.0, "lon": -99.0, "depth": 0.05, "time": "2021-06-01",
-              "value": 0.1}]
+    rows = [
+        {
+            "station": "A",
+            "lat": 38.0,
+            "lon": -98.0,
+            "depth": 0.05,
+            "time": t,
+            "value": 0.2 + i / 1000,
+        }
+        for i, t in enumerate(hours)
+    ]
+    rows += [
+        {"station": "B", "lat": 39.0, "lon": -99.0, "depth": 0.5, "time": d, "value": v}
+        for d, v in zip(["2021-06-01", "2021-06-02"], [0.3, "bad"])
+    ]
+    rows += [
+        {
+            "station": "C",
+            "lat": 123.0,
+            "lon": -99.0,
+            "depth": 0.05,
+            "time": "2021-06-01",
+            "value": 0.1,
+        }
+    ]
     path = tmp_path / "stations.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     stations = read_stations(path)
@@ -154,8 +245,9 @@ def test_csv_round_trip(tmp_path, ceop):
     again = read_csv(tmp_path / "ceop.csv")
     assert len(again.sensors) == 2
     arm = again.sensors.index[again.sensors["station"] == "COSMOS/ARM-1"][0]
-    np.testing.assert_allclose(again.values[arm].dropna().to_numpy(),
-                               ceop.values[ARM1].dropna().to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        again.values[arm].dropna().to_numpy(), ceop.values[ARM1].dropna().to_numpy(), rtol=1e-6
+    )
 
 
 def test_bad_sources_are_clear_errors(tmp_path):
@@ -173,14 +265,25 @@ def test_twin_world_stations(tmp_path):
     world = pytest.importorskip("model.world")
     folder = tmp_path / "W" / "stations"
     folder.mkdir(parents=True)
-    pd.DataFrame({"sensor": ["D1-01_005cm", "S001_050cm"], "station": ["D1-01", "S001"],
-                  "network": ["dense", "sparse"], "lat": [35.6, 36.0], "lon": [-98.2, -97.0],
-                  "depth_m": [0.05, 0.5], "row": [84, 83], "col": [219, 222]}).to_csv(
-        folder / "sensors.csv", index=False)
+    pd.DataFrame(
+        {
+            "sensor": ["D1-01_005cm", "S001_050cm"],
+            "station": ["D1-01", "S001"],
+            "network": ["dense", "sparse"],
+            "lat": [35.6, 36.0],
+            "lon": [-98.2, -97.0],
+            "depth_m": [0.05, 0.5],
+            "row": [84, 83],
+            "col": [219, 222],
+        }
+    ).to_csv(folder / "sensors.csv", index=False)
     time = pd.date_range("2016-01-01", periods=3)
-    xr.DataArray(np.array([[0.2, 0.3], [np.nan, 0.31], [0.22, 0.32]], np.float32),
-                 coords={"time": time, "sensor": ["D1-01_005cm", "S001_050cm"]},
-                 dims=("time", "sensor"), name="value").to_netcdf(folder / "values.nc")
+    xr.DataArray(
+        np.array([[0.2, 0.3], [np.nan, 0.31], [0.22, 0.32]], np.float32),
+        coords={"time": time, "sensor": ["D1-01_005cm", "S001_050cm"]},
+        dims=("time", "sensor"),
+        name="value",
+    ).to_netcdf(folder / "values.nc")
     assert world.read_world_stations(tmp_path / "W")[0].shape[0] == 2
     stations = read_stations(tmp_path / "W")
     assert list(stations.sensors["kind"]) == ["dense", "sparse"]

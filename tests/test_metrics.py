@@ -14,8 +14,10 @@ def test_hand_computed_values():
     assert metrics.bias(pred, obs)[0] == pytest.approx(0.2 / 3)
     assert metrics.rmse(pred, obs)[0] == pytest.approx(np.sqrt(0.02 / 3))
     d = np.array([0.1, 0.0, 0.1]) - 0.2 / 3
-    assert metrics.ubrmse(pred, obs)[0] == pytest.approx(np.sqrt(np.mean(d ** 2)))
-    assert metrics.pearson_r(pred, obs)[0] == pytest.approx(np.corrcoef([0.2, 0.2, 0.4], [0.1, 0.2, 0.3])[0, 1])
+    assert metrics.ubrmse(pred, obs)[0] == pytest.approx(np.sqrt(np.mean(d**2)))
+    assert metrics.pearson_r(pred, obs)[0] == pytest.approx(
+        np.corrcoef([0.2, 0.2, 0.4], [0.1, 0.2, 0.3])[0, 1]
+    )
     # NSE = 1 - sum(d^2) / sum((o - mean o)^2) = 1 - 0.02 / 0.02 = 0
     assert metrics.nse(pred, obs)[0] == pytest.approx(0.0, abs=1e-12)
     assert metrics.all_metrics(pred, obs)["n"][0] == 3

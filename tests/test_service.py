@@ -23,9 +23,9 @@ from PIL import Image
 from pyproj import Transformer
 from rio_tiler.colormap import cmap
 
+from model import grid
 from model.product import cube as cubes
 from model.product import fusion
-from model import grid
 from tests.conftest import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]

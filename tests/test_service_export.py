@@ -1,5 +1,6 @@
-"""model.product.export, the code behind bulk jobs and subset downloads: every format holds the cube's
-values, fused is the weighted mean, progress is reported, bad requests are one-line errors."""
+"""model.product.export, the code behind bulk jobs and subset downloads: every format holds the
+cube's values, fused is the weighted mean, progress is reported, bad requests are one-line
+errors."""
 
 import numpy as np
 import pandas as pd
@@ -8,8 +9,8 @@ import rioxarray
 import xarray as xr
 import zarr
 
-from model.product import cube as cubes
 from model.errors import InputError, OutOfRangeError
+from model.product import cube as cubes
 from model.product.export import estimate, export_subset
 from tests.test_service import POINT, build_cube
 

@@ -147,8 +147,13 @@ def test_bbox_job_netcdf_equals_cube(stack):
 
 def submit_point_csv(client, product: str, end: str) -> str:
     """A CSV job of one product at POINT from 2016-01-01 to `end`; its id."""
-    request = {"products": [product], "start": "2016-01-01", "end": end,
-               "points": [list(POINT)], "format": "csv"}
+    request = {
+        "products": [product],
+        "start": "2016-01-01",
+        "end": end,
+        "points": [list(POINT)],
+        "format": "csv",
+    }
     return client.post("/v1/jobs", json=request, headers={"X-API-Key": KEY}).json()["id"]
 
 

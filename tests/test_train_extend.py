@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from model.training import checkpoint
-from model.product import cube
 from model import grid
 from model.dataset import make_input_dataset, open_input, select_period, write_input
 from model.engine import probe_references
 from model.errors import InputError, OutOfRangeError
+from model.product import cube
 from model.product.extend import extend, plan, spinup_indices
+from model.training import checkpoint
 from model.training.normalize import Normalizer
 from model.training.train import TrainConfig, masked_mse, train
 
@@ -39,16 +39,35 @@ def small_dataset(n_days=400, seed=0) -> xr.Dataset:
     target = sm.copy()
     target[rng.random(target.shape) < 0.5] = np.nan
     sand = np.linspace(10, 80, len(rows))
-    return make_input_dataset(time, rows, cols, {"precip": precip, "tair": tair.astype(np.float32)},
-                              {"sand": sand}, target=target, lsm={"noah": sm + 0.02})
+    return make_input_dataset(
+        time,
+        rows,
+        cols,
+        {"precip": precip, "tair": tair.astype(np.float32)},
+        {"sand": sand},
+        target=target,
+        lsm={"noah": sm + 0.02},
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     ds = small_dataset()
-    config = TrainConfig(start="2015-01-01", end="2016-01-31", hidden=16, window=60, burn_in=10,
-                         batch_size=16, iterations_per_epoch=20, max_epochs=6, patience=6,
-                         validation_days=60, learning_rate=1e-2, ensemble=2, threads=1)
+    config = TrainConfig(
+        start="2015-01-01",
+        end="2016-01-31",
+        hidden=16,
+        window=60,
+        burn_in=10,
+        batch_size=16,
+        iterations_per_epoch=20,
+        max_epochs=6,
+        patience=6,
+        validation_days=60,
+        learning_rate=1e-2,
+        ensemble=2,
+        threads=1,
+    )
     ckpt, log = train(ds, config, progress=False)
     path = checkpoint.save(tmp_path_factory.mktemp("model") / "m", ckpt, log)
     return ds, path, ckpt, log
@@ -56,6 +75,7 @@ def trained(tmp_path_factory):
 
 def test_masked_loss_ignores_missing_days():
     import torch
+
     pred = torch.tensor([[1.0, 2.0, 3.0]])
     target = torch.tensor([[1.0, float("nan"), 5.0]])
     assert masked_mse(pred, target).item() == pytest.approx(2.0)
@@ -96,18 +116,25 @@ def test_training_learns_and_checkpoint_round_trips(trained):
 def test_the_checkpoint_keeps_each_members_float32_outputs_on_its_probe(trained):
     _, path, ckpt, _ = trained
     loaded = checkpoint.load(path)
-    assert sorted(p.name for p in path.glob("member_*")) == ["member_0.safetensors", "member_1.safetensors"]
+    assert sorted(p.name for p in path.glob("member_*")) == [
+        "member_0.safetensors",
+        "member_1.safetensors",
+    ]
     assert loaded.probe_reference.shape == (2, *loaded.probe.shape[:2])
     np.testing.assert_array_equal(loaded.probe_reference, probe_references(ckpt, ckpt.probe))
     second = loaded.member(1)
     assert len(second.state_dicts) == 1
-    assert all(second.state_dicts[0][name] is value for name, value in loaded.state_dicts[1].items())
+    assert all(
+        second.state_dicts[0][name] is value for name, value in loaded.state_dicts[1].items()
+    )
     np.testing.assert_array_equal(second.probe_reference, loaded.probe_reference[1:])
 
 
 def test_a_probe_of_the_wrong_shape_is_refused(trained, tmp_path):
     _, _, ckpt, _ = trained
-    bad = checkpoint.save(tmp_path / "bad", dataclasses.replace(ckpt, probe=np.zeros((2, 5, 9), np.float32)))
+    bad = checkpoint.save(
+        tmp_path / "bad", dataclasses.replace(ckpt, probe=np.zeros((2, 5, 9), np.float32))
+    )
     with pytest.raises(InputError, match="probe.npy"):
         checkpoint.load(bad)
     one_member = dataclasses.replace(ckpt, probe_reference=ckpt.probe_reference[:1])
@@ -123,20 +150,36 @@ def test_checkpoints_of_earlier_versions_still_load(trained, tmp_path):
     shutil.copytree(path, old)
     for k, state in enumerate(ckpt.state_dicts):
         (old / f"member_{k}.safetensors").unlink()
-        torch.save({name: torch.from_numpy(value) for name, value in state.items()}, old / f"member_{k}.pt")
+        torch.save(
+            {name: torch.from_numpy(value) for name, value in state.items()}, old / f"member_{k}.pt"
+        )
     (old / "probe_reference.npy").unlink()
     loaded = checkpoint.load(old)
     for a, b in zip(loaded.state_dicts, ckpt.state_dicts, strict=True):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     checkpoint.save(old, loaded)  # saving over it leaves one weights file per member
-    assert sorted(p.name for p in old.glob("member_*")) == ["member_0.safetensors", "member_1.safetensors"]
+    assert sorted(p.name for p in old.glob("member_*")) == [
+        "member_0.safetensors",
+        "member_1.safetensors",
+    ]
 
 
 def test_training_is_deterministic_for_a_seed():
     ds = small_dataset()
-    config = TrainConfig(start="2015-01-01", end="2015-12-31", hidden=8, window=60, burn_in=10,
-                         batch_size=8, iterations_per_epoch=5, max_epochs=2, validation_days=60,
-                         refit=False, ensemble=1, threads=1)
+    config = TrainConfig(
+        start="2015-01-01",
+        end="2015-12-31",
+        hidden=8,
+        window=60,
+        burn_in=10,
+        batch_size=8,
+        iterations_per_epoch=5,
+        max_epochs=2,
+        validation_days=60,
+        refit=False,
+        ensemble=1,
+        threads=1,
+    )
     a, _ = train(ds, config, progress=False)
     b, _ = train(ds, config, progress=False)
     for x, y in zip(a.state_dicts[0].values(), b.state_dicts[0].values()):
@@ -150,33 +193,59 @@ def test_spinup_indices():
 
 def test_extension_writes_a_cube_on_the_grid(trained, tmp_path):
     ds, path, _, _ = trained
-    extend(checkpoint.load(path), ds, "2015-03-01", "2016-02-04", tmp_path / "cube.zarr", progress=False)
+    extend(
+        checkpoint.load(path),
+        ds,
+        "2015-03-01",
+        "2016-02-04",
+        tmp_path / "cube.zarr",
+        progress=False,
+    )
     out = cube.open_cube(tmp_path / "cube.zarr")
-    assert cube.describe(tmp_path / "cube.zarr") == {"products": ["smap", "lstm", "noah"], "days": 341,
-                                                     "cells": 7}
+    assert cube.describe(tmp_path / "cube.zarr") == {
+        "products": ["smap", "lstm", "noah"],
+        "days": 341,
+        "cells": 7,
+    }
     assert out.sizes["time"] == 341 and set(cube.products(out)) == {"lstm", "smap", "noah"}
     assert out.rio.crs.to_epsg() == grid.EPSG
     stored = xr.open_zarr(tmp_path / "cube.zarr", decode_coords=False)
-    assert all(stored[name].attrs["grid_mapping"] == "spatial_ref" for name in [*cube.products(out), "mask"])
+    assert all(
+        stored[name].attrs["grid_mapping"] == "spatial_ref"
+        for name in [*cube.products(out), "mask"]
+    )
     mask = out["mask"].values
     assert mask.sum() == 7
     lstm = out["lstm"].values
     assert np.isnan(lstm[:, ~mask]).all() and np.isfinite(lstm[:, mask]).all()
     iy, ix = ds.row.values - out.attrs["row0"], ds.col.values - out.attrs["col0"]
-    np.testing.assert_allclose(out["smap"].values[:, iy, ix], ds.target.sel(time=out.time).values, atol=6e-5)
-    np.testing.assert_allclose(out["noah"].values[:, iy, ix], ds.noah.sel(time=out.time).values, atol=6e-5)
+    np.testing.assert_allclose(
+        out["smap"].values[:, iy, ix], ds.target.sel(time=out.time).values, atol=6e-5
+    )
+    np.testing.assert_allclose(
+        out["noah"].values[:, iy, ix], ds.noah.sel(time=out.time).values, atol=6e-5
+    )
     truth = ds.noah.sel(time=out.time).values - 0.02
     assert np.sqrt(np.nanmean((lstm[:, iy, ix] - truth) ** 2)) < 0.02
     np.testing.assert_allclose(out.x.values[ix], grid.col_to_x(ds.col.values))
     np.testing.assert_allclose(out.lat.values[iy, ix], ds.lat.values, atol=1e-4)
-    extend(checkpoint.load(path), ds, "2015-03-01", "2016-02-04", tmp_path / "again.zarr", progress=False)
+    extend(
+        checkpoint.load(path),
+        ds,
+        "2015-03-01",
+        "2016-02-04",
+        tmp_path / "again.zarr",
+        progress=False,
+    )
     np.testing.assert_array_equal(cube.open_cube(tmp_path / "again.zarr")["lstm"].values, lstm)
 
 
 def test_cube_crs_is_stored_as_rioxarray_writes_it():
     import rioxarray  # noqa: F401
 
-    planned = cube.template(pd.date_range("2015-01-01", periods=3), [10, 11], [20, 22], ("lstm", "smap"))
+    planned = cube.template(
+        pd.date_range("2015-01-01", periods=3), [10, 11], [20, 22], ("lstm", "smap")
+    )
     expected = planned.drop_vars("spatial_ref").rio.write_crs(f"EPSG:{grid.EPSG}")
     assert planned["spatial_ref"].attrs == expected["spatial_ref"].attrs
     assert list(planned["spatial_ref"].attrs) == list(expected["spatial_ref"].attrs)
@@ -198,14 +267,54 @@ def test_cli_train_and_extend_errors_are_one_line(trained, tmp_path):
     ds, path, _, _ = trained
     write_input(ds, tmp_path / "input.zarr")
     runs = [
-        ["extend", "--model", str(path), "--input", str(tmp_path / "input.zarr"), "--start", "2010-01-01",
-         "--end", "2015-02-01", "--out", str(tmp_path / "c.zarr")],
-        ["extend", "--model", str(tmp_path), "--input", str(tmp_path / "input.zarr"), "--start", "2015-01-01",
-         "--end", "2015-02-01", "--out", str(tmp_path / "c.zarr")],
-        ["train", "--input", str(tmp_path / "input.zarr"), "--start", "2015-01-01", "--end", "2015-02-01",
-         "--out", str(tmp_path / "m")],
-        ["train", "--input", str(tmp_path / "missing.zarr"), "--start", "2015-01-01", "--end", "2015-12-01",
-         "--out", str(tmp_path / "m")],
+        [
+            "extend",
+            "--model",
+            str(path),
+            "--input",
+            str(tmp_path / "input.zarr"),
+            "--start",
+            "2010-01-01",
+            "--end",
+            "2015-02-01",
+            "--out",
+            str(tmp_path / "c.zarr"),
+        ],
+        [
+            "extend",
+            "--model",
+            str(tmp_path),
+            "--input",
+            str(tmp_path / "input.zarr"),
+            "--start",
+            "2015-01-01",
+            "--end",
+            "2015-02-01",
+            "--out",
+            str(tmp_path / "c.zarr"),
+        ],
+        [
+            "train",
+            "--input",
+            str(tmp_path / "input.zarr"),
+            "--start",
+            "2015-01-01",
+            "--end",
+            "2015-02-01",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        [
+            "train",
+            "--input",
+            str(tmp_path / "missing.zarr"),
+            "--start",
+            "2015-01-01",
+            "--end",
+            "2015-12-01",
+            "--out",
+            str(tmp_path / "m"),
+        ],
     ]
     messages = ["outside the data", "not a model checkpoint", "shorter than a window", "not found"]
     for args, message in zip(runs, messages):

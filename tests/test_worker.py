@@ -17,25 +17,25 @@ import pandas as pd
 import pytest
 import torch
 
-from model.training import checkpoint
-from model.product import cube as cubes
-from model.product import extend as extension
-from model.training.checkpoint import Checkpoint
 from model.dataset import make_input_dataset, open_input, write_input
 from model.engine import probe_references
-from model.product.extend import compute_block, compute_blocks, extend, plan
 from model.engine.inference import predict
+from model.product import cube as cubes
+from model.product import extend as extension
+from model.product.extend import compute_block, compute_blocks, extend, plan
+from model.settings import get_settings
+from model.training import checkpoint
+from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
-from model.settings import get_settings
 from tests.conftest import free_port, wait_for_port
 
 SMAPX = str(Path(sys.executable).with_name("smapx"))
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "2011-01-01", "2015-06-30"   # 1642 days: two time blocks of the cube
+START, END = "2011-01-01", "2015-06-30"  # 1642 days: two time blocks of the cube
 VISIBILITY_S = 4
 RUNNING = ("queued", "running")
-CLUSTERS = [(100, 200), (100, 240), (140, 200), (140, 250)]   # four 32x32 spatial blocks
+CLUSTERS = [(100, 200), (100, 240), (140, 200), (140, 250)]  # four 32x32 spatial blocks
 
 
 def make_world(folder: Path, hidden: int = 64) -> tuple[Path, Path]:
@@ -52,9 +52,16 @@ def make_world(folder: Path, hidden: int = 64) -> tuple[Path, Path]:
         noise = np.cumsum(rng.standard_normal((n_t, n_c)), axis=0) * 0.05
         return (offset + scale * (season + noise)).astype(np.float32)
 
-    forcing = {"precip": np.clip(smooth(0.3, 0.1), 0, None), "tair": smooth(10, 285),
-               "spfh": smooth(0.003, 0.008), "swdown": smooth(80, 200), "lwdown": smooth(30, 320),
-               "wind_u": smooth(1, 0), "wind_v": smooth(1, 0), "psurf": smooth(500, 95000)}
+    forcing = {
+        "precip": np.clip(smooth(0.3, 0.1), 0, None),
+        "tair": smooth(10, 285),
+        "spfh": smooth(0.003, 0.008),
+        "swdown": smooth(80, 200),
+        "lwdown": smooth(30, 320),
+        "wind_u": smooth(1, 0),
+        "wind_v": smooth(1, 0),
+        "psurf": smooth(500, 95000),
+    }
     static = {"clay": rng.uniform(0.1, 0.5, n_c), "sand": rng.uniform(0.2, 0.7, n_c)}
     truth = np.clip(smooth(0.08, 0.25), 0.02, 0.5)
     target = np.where(rng.random((n_t, n_c)) < 0.4, truth, np.nan).astype(np.float32)
@@ -76,7 +83,7 @@ def store_files(fs, root: str) -> dict[str, bytes]:
     root = root.rstrip("/")
     out = {}
     for path in fs.find(root):
-        key = path[len(root) + 1:]
+        key = path[len(root) + 1 :]
         if not key.startswith((cubes.MARKERS, cubes.JOB_INFO)):
             out[key] = fs.cat_file(path)
     return out
@@ -128,11 +135,29 @@ def pointed(worker_redis):
 
 def start_worker(url: str, name: str, extra_env: dict | None = None) -> subprocess.Popen:
     """`smapx worker` exactly as the compose file runs it, in its own process."""
-    env = {**os.environ, "SMAPX_REDIS_URL": url, "SMAPX_TASK_VISIBILITY_TIMEOUT": str(VISIBILITY_S),
-           **(extra_env or {})}
-    return subprocess.Popen([SMAPX, "worker", "--concurrency", "1", "--threads", "1",
-                             "--loglevel", "warning", "--hostname", f"{name}@test"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "SMAPX_REDIS_URL": url,
+        "SMAPX_TASK_VISIBILITY_TIMEOUT": str(VISIBILITY_S),
+        **(extra_env or {}),
+    }
+    return subprocess.Popen(
+        [
+            SMAPX,
+            "worker",
+            "--concurrency",
+            "1",
+            "--threads",
+            "1",
+            "--loglevel",
+            "warning",
+            "--hostname",
+            f"{name}@test",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def ready(procs, names):
@@ -151,8 +176,11 @@ def s3(pointed):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     wait_for_port(port)
-    options = {"key": "testing", "secret": "testing", "client_kwargs": {
-        "endpoint_url": f"http://127.0.0.1:{port}"}}
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"},
+    }
     s3fs.S3FileSystem(**options).mkdir("cubes")
     saved = os.environ.get("SMAPX_STORAGE_OPTIONS")
     os.environ["SMAPX_STORAGE_OPTIONS"] = json.dumps(options)
@@ -187,10 +215,18 @@ def steady(pointed, s3, jobs_dir):
     from worker.pool import stop
 
     command, env = compose_service("worker")
-    env.update(SMAPX_REDIS_URL=pointed, SMAPX_TASK_VISIBILITY_TIMEOUT=str(VISIBILITY_S),
-               SMAPX_STORAGE_OPTIONS=json.dumps(s3), SMAPX_JOBS_DIR=str(jobs_dir))
-    proc = subprocess.Popen([*command, "--hostname", "steady@test"], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        SMAPX_REDIS_URL=pointed,
+        SMAPX_TASK_VISIBILITY_TIMEOUT=str(VISIBILITY_S),
+        SMAPX_STORAGE_OPTIONS=json.dumps(s3),
+        SMAPX_JOBS_DIR=str(jobs_dir),
+    )
+    proc = subprocess.Popen(
+        [*command, "--hostname", "steady@test"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ready([proc], ["steady"])
     yield proc
     stop([proc])
@@ -210,8 +246,13 @@ def paused(worker_name: str):
 
 
 def request_for(world, out) -> dict:
-    return {"model": str(world["model"]), "input": str(world["inputs"]), "start": START,
-            "end": END, "out": str(out)}
+    return {
+        "model": str(world["model"]),
+        "input": str(world["inputs"]),
+        "start": START,
+        "end": END,
+        "out": str(out),
+    }
 
 
 def test_the_fingerprint_changes_with_every_file_of_the_checkpoint(world, tmp_path):
@@ -222,8 +263,12 @@ def test_the_fingerprint_changes_with_every_file_of_the_checkpoint(world, tmp_pa
     request = request_for(world, tmp_path / "cube.zarr") | {"model": str(model)}
     original = fingerprint(request)
     files = checkpoint.files(model)
-    assert {p.name for p in files} >= {"config.json", "member_0.safetensors", "probe.npy",
-                                       "probe_reference.npy"}
+    assert {p.name for p in files} >= {
+        "config.json",
+        "member_0.safetensors",
+        "probe.npy",
+        "probe_reference.npy",
+    }
     for path in files:
         saved = path.read_bytes()
         path.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))
@@ -242,7 +287,9 @@ def test_blocks_run_together_give_the_bytes_of_blocks_run_alone(tmp_path, monkey
     template = plan(ckpt, inputs, START, END)
     blocks = cubes.blocks(template)
     calls = []
-    monkeypatch.setattr(extension, "predict", lambda *a, **k: calls.append(k["groups"]) or predict(*a, **k))
+    monkeypatch.setattr(
+        extension, "predict", lambda *a, **k: calls.append(k["groups"]) or predict(*a, **k)
+    )
     monkeypatch.setattr(extension, "BATCH_CELLS", 30)  # two 12-cell blocks per batch
     batched = list(compute_blocks(ckpt, inputs, template, blocks))
     assert calls == [[12, 12]] * 4, "8 blocks in 2 time chunks run as 4 batches of 2"
@@ -259,9 +306,28 @@ def test_cli_two_workers_equal_in_process_cube(world, tmp_path):
     out = tmp_path / "pool.zarr"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMAPX_")}
     result = subprocess.run(
-        [SMAPX, "extend", "--model", str(world["model"]), "--input", str(world["inputs"]),
-         "--start", START, "--end", END, "--out", str(out), "--workers", "2"],
-        env=env, capture_output=True, text=True, check=False, timeout=240)
+        [
+            SMAPX,
+            "extend",
+            "--model",
+            str(world["model"]),
+            "--input",
+            str(world["inputs"]),
+            "--start",
+            START,
+            "--end",
+            END,
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wrote {out}" in result.stdout
     reference = local_files(world["reference"])
@@ -311,9 +377,21 @@ def test_killed_pool_children_are_replaced_and_their_blocks_rerun(world, pointed
     r = redis.Redis.from_url(pointed)
     with paused("steady"):
         env = {**os.environ, "SMAPX_REDIS_URL": pointed, "SMAPX_TASK_VISIBILITY_TIMEOUT": "3600"}
-        pool = subprocess.Popen([SMAPX, "worker", "--concurrency", "2", "--loglevel", "warning",
-                                 "--hostname", "forked@test"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pool = subprocess.Popen(
+            [
+                SMAPX,
+                "worker",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "warning",
+                "--hostname",
+                "forked@test",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             ready([pool], ["forked"])
             job_id = submit_extend(request_for(world, out))
@@ -348,7 +426,7 @@ def test_submit_twice_and_resume_touch_only_missing_blocks(world, pointed, stead
     assert jobs.get_job(again)["state"] == "done"
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
 
-    lost = sorted(cubes.blocks_done(out))[:2]          # as if the pool died while writing them
+    lost = sorted(cubes.blocks_done(out))[:2]  # as if the pool died while writing them
     for name in lost:
         (out / cubes.MARKERS / name).unlink()
     torn = out / "lstm" / chunk_key(lost[0])
@@ -357,8 +435,9 @@ def test_submit_twice_and_resume_touch_only_missing_blocks(world, pointed, stead
     resumed = follow(resume_job(first), progress=False)
     assert resumed["blocks_done"] == 8
     assert local_files(out) == local_files(world["reference"])
-    rewritten = {p.relative_to(out).as_posix() for p, t in stamps.items()
-                 if p.stat().st_mtime_ns != t}
+    rewritten = {
+        p.relative_to(out).as_posix() for p, t in stamps.items() if p.stat().st_mtime_ns != t
+    }
     allowed = {f"{product}/{chunk_key(name)}" for name in lost for product in cubes.PRODUCTS}
     allowed |= {f"{cubes.MARKERS}/{name}" for name in lost}
     assert f"lstm/{chunk_key(lost[0])}" in rewritten
@@ -431,8 +510,9 @@ def test_s3_store_equals_in_process_cube_through_resubmit_and_resume(world, poin
     assert store_files(fs, root) == reference
 
 
-def test_a_cube_on_s3_is_served_over_http_and_exported_by_a_worker(world, pointed, s3, steady,
-                                                                     tmp_path):
+def test_a_cube_on_s3_is_served_over_http_and_exported_by_a_worker(
+    world, pointed, s3, steady, tmp_path
+):
     """The service and the export task reach a URL cube with the settings' storage options:
     its series, Zarr keys and exports equal the local cube's."""
     import hashlib
@@ -448,14 +528,25 @@ def test_a_cube_on_s3_is_served_over_http_and_exported_by_a_worker(world, pointe
     url = "s3://cubes/served.zarr"
     s3fs.S3FileSystem(**s3).put(str(world["reference"]), "cubes/served.zarr", recursive=True)
     port = free_port()
-    api = subprocess.Popen([SMAPX, "serve", "--cube", url, "--host", "127.0.0.1", "--port", str(port)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = subprocess.Popen(
+        [SMAPX, "serve", "--cube", url, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, timeout=120, process=api)
         base = f"http://127.0.0.1:{port}/v1"
         lat, lon = grid.rowcol_to_latlon(101, 201)
-        got = httpx.get(f"{base}/series", params={"lat": float(lat), "lon": float(lon), "cube": "served",
-                                                  "start": "2012-03-01", "end": "2012-03-31"}).json()
+        got = httpx.get(
+            f"{base}/series",
+            params={
+                "lat": float(lat),
+                "lon": float(lon),
+                "cube": "served",
+                "start": "2012-03-01",
+                "end": "2012-03-31",
+            },
+        ).json()
         local = cubes.open_cube(world["reference"])
         iy, ix = cubes.locate(local, float(lat), float(lon))
         expected = local["lstm"].sel(time=slice("2012-03-01", "2012-03-31")).values[:, iy, ix]
@@ -464,13 +555,19 @@ def test_a_cube_on_s3_is_served_over_http_and_exported_by_a_worker(world, pointe
         assert key.content == (world["reference"] / "lstm" / "zarr.json").read_bytes()
     finally:
         stop([api])
-    request = {"products": ["lstm", "smap"], "start": "2012-03-01", "end": "2012-04-30",
-               "points": [[float(lat), float(lon)]], "format": "csv"}
+    request = {
+        "products": ["lstm", "smap"],
+        "start": "2012-03-01",
+        "end": "2012-04-30",
+        "points": [[float(lat), float(lon)]],
+        "format": "csv",
+    }
     job = follow(submit_export(request, url), progress=False)
     assert job["state"] == "done", job.get("error")
     expected_files = export_subset(str(world["reference"]), request, tmp_path)
     assert {f["name"]: f["sha256"] for f in job["result"]} == {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in expected_files}
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in expected_files
+    }
 
 
 def bad_request(world, tmp_path, case: str) -> dict:
@@ -488,12 +585,15 @@ def bad_request(world, tmp_path, case: str) -> dict:
     return request
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unknown model", "not a model checkpoint"),
-    ("period outside the forcing", "period 2001-01-01..2015-06-30 is outside the data"),
-    ("region with no cells", "the region has no cells"),
-    ("store not writable", "is not a writable folder"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown model", "not a model checkpoint"),
+        ("period outside the forcing", "period 2001-01-01..2015-06-30 is outside the data"),
+        ("region with no cells", "the region has no cells"),
+        ("store not writable", "is not a writable folder"),
+    ],
+)
 def test_bad_requests_fail_at_submission(world, pointed, tmp_path, case, message):
     from model.errors import SmapxError
     from worker import jobs
@@ -510,16 +610,36 @@ def test_bad_requests_fail_at_submission(world, pointed, tmp_path, case, message
 def test_cli_bad_request_is_one_line_and_starts_nothing(world, tmp_path):
     request = bad_request(world, tmp_path, "period outside the forcing")
     result = subprocess.run(
-        [SMAPX, "extend", "--model", request["model"], "--input", request["input"], "--start",
-         request["start"], "--end", request["end"], "--out", request["out"], "--workers", "2"],
-        capture_output=True, text=True, check=False, timeout=120)
+        [
+            SMAPX,
+            "extend",
+            "--model",
+            request["model"],
+            "--input",
+            request["input"],
+            "--start",
+            request["start"],
+            "--end",
+            request["end"],
+            "--out",
+            request["out"],
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: period 2001-01-01..2015-06-30 is outside the data (2010-01-01..2015-12-31)"]
+        "error: period 2001-01-01..2015-06-30 is outside the data (2010-01-01..2015-12-31)"
+    ]
 
 
 def test_export_job_records_files_with_checksums(world, pointed, steady, tmp_path):
-    """The export task writes what model.product.export writes in-process, and records size and sha256."""
+    """The export task writes what model.product.export writes in-process, and records size and
+    sha256."""
     import hashlib
 
     from model import grid
@@ -527,8 +647,13 @@ def test_export_job_records_files_with_checksums(world, pointed, steady, tmp_pat
     from worker.submit import follow, submit_export
 
     lat, lon = grid.rowcol_to_latlon(101, 201)
-    request = {"products": ["lstm", "smap", "noah"], "start": "2012-03-01", "end": "2012-04-30",
-               "points": [[float(lat), float(lon)]], "format": "csv"}
+    request = {
+        "products": ["lstm", "smap", "noah"],
+        "start": "2012-03-01",
+        "end": "2012-04-30",
+        "points": [[float(lat), float(lon)]],
+        "format": "csv",
+    }
     job = follow(submit_export(request, str(world["reference"])), progress=False)
     expected = export_subset(str(world["reference"]), request, tmp_path)
     files = {f["name"]: f for f in job["result"]}
@@ -546,8 +671,9 @@ def test_cli_queue_and_jobs_commands(world, pointed, steady, tmp_path):
     env = {**os.environ, "SMAPX_REDIS_URL": pointed}
 
     def smapx(*args):
-        return subprocess.run([SMAPX, *args], env=env, capture_output=True, text=True,
-                              check=False, timeout=240)
+        return subprocess.run(
+            [SMAPX, *args], env=env, capture_output=True, text=True, check=False, timeout=240
+        )
 
     out = tmp_path / "queued.zarr"
     request = request_for(world, out)
@@ -558,8 +684,11 @@ def test_cli_queue_and_jobs_commands(world, pointed, steady, tmp_path):
     assert newest["request"]["out"] == str(out) and newest["state"] == "done"
     listing = smapx("jobs")
     assert listing.returncode == 0
-    assert listing.stdout.splitlines()[1].split()[:3] == [newest["id"], newest["kind"],
-                                                          newest["state"]]
+    assert listing.stdout.splitlines()[1].split()[:3] == [
+        newest["id"],
+        newest["kind"],
+        newest["state"],
+    ]
     assert json.loads(smapx("job", newest["id"]).stdout) == jobs.get_job(newest["id"])
     missing = smapx("job", "nope")
     assert missing.returncode == 1
@@ -579,13 +708,19 @@ def test_compose_api_and_worker_run_an_export_end_to_end(world, pointed, steady,
     command[command.index("--port") + 1] = str(port)
     command[command.index("--host") + 1] = "127.0.0.1"
     env.update(SMAPX_REDIS_URL=pointed, SMAPX_JOBS_DIR=str(jobs_dir))
-    api = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    api = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_port(port, timeout=120, process=api)
         base = f"http://127.0.0.1:{port}/v1"
-        body = {"products": ["lstm"], "start": "2012-01-01", "end": "2012-01-10",
-                "bbox": [-180, -90, 180, 90], "format": "csv"}
+        body = {
+            "products": ["lstm"],
+            "start": "2012-01-01",
+            "end": "2012-01-10",
+            "bbox": [-180, -90, 180, 90],
+            "format": "csv",
+        }
         submitted = httpx.post(f"{base}/jobs", json=body, timeout=30)
         assert submitted.status_code == 202, submitted.text
         job_id = submitted.json()["id"]

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from model import grid
 from model.dataset import FORCING_VARIABLES, open_input, select_period
 from model.training.normalize import Normalizer
 from model.world import WorldConfig, build_world, open_truth, read_world_stations, write_world
 from model.world.observe import STATION_RANGE
-from cli.main import app
 
 SMALL = {"seed": 7, "stride": 8, "start": "2014-01-01", "end": "2016-12-31"}
 
@@ -47,9 +47,13 @@ def test_same_seed_gives_identical_world_other_seed_differs(world):
 
 def test_water_balance_closes_every_day(world):
     t = world.truth
-    before = np.concatenate([t["storage_start"].values[None], t["storage"].values[:-1]]).astype(np.float64)
+    before = np.concatenate([t["storage_start"].values[None], t["storage"].values[:-1]]).astype(
+        np.float64
+    )
     change = t["storage"].values - before
-    residual = t["precip"].values - t["et"].values - t["runoff"].values - t["drainage"].values - change
+    residual = (
+        t["precip"].values - t["et"].values - t["runoff"].values - t["drainage"].values - change
+    )
     assert np.abs(residual).max() < 2e-3  # mm/day: float32 rounding of ~500 mm stores
     yearly = {k: float(t[k].mean()) * 365.25 for k in ("precip", "et", "runoff", "drainage")}
     assert 500 < yearly["precip"] < 1400
@@ -70,7 +74,7 @@ def test_soil_moisture_stays_between_residual_and_porosity(world):
     assert theta.min() < 0.08 and theta.max() > 0.35  # dry deserts and wet soils both occur
     for name in ("noah", "lsm2"):
         values = world.inputs[name].values
-        assert np.isfinite(values).all() and 0 < values.min() and values.max() < 0.65
+        assert np.isfinite(values).all() and values.min() > 0 and values.max() < 0.65
 
 
 def test_smap_like_noise_has_the_configured_size(world):
@@ -80,7 +84,9 @@ def test_smap_like_noise_has_the_configured_size(world):
     unclipped = np.isfinite(target) & (surface > 0.1)
     assert np.std(error[unclipped]) == pytest.approx(world.config.smap_noise, rel=0.1)
     assert abs(np.mean(error[unclipped])) < 0.002
-    assert float(world.truth["smap_bias"].mean()) == pytest.approx(world.config.smap_bias, abs=0.004)
+    assert float(world.truth["smap_bias"].mean()) == pytest.approx(
+        world.config.smap_bias, abs=0.004
+    )
 
 
 def test_smap_like_gaps_launch_and_masks(world):
@@ -98,21 +104,34 @@ def test_smap_like_gaps_launch_and_masks(world):
         days = np.flatnonzero(np.isfinite(flown[:, cell]))
         if len(days) > 1:
             assert np.diff(days).min() >= min(world.config.revisit)
-    open_days = ~(frozen | masked)[-flown.shape[0]:]
+    open_days = ~(frozen | masked)[-flown.shape[0] :]
     fraction = np.isfinite(flown).sum() / open_days.sum()
     assert 0.33 < fraction < 0.43  # a 2-3 day revisit, less a few failed retrievals
 
 
 def test_stations_networks_depths_and_representativeness(world):
     sensors, values = world.sensors, world.stations
-    assert list(sensors.columns) == ["sensor", "station", "network", "lat", "lon", "depth_m", "row", "col"]
-    assert values.dims == ("time", "sensor") and list(values.sensor.values) == list(sensors["sensor"])
+    assert list(sensors.columns) == [
+        "sensor",
+        "station",
+        "network",
+        "lat",
+        "lon",
+        "depth_m",
+        "row",
+        "col",
+    ]
+    assert values.dims == ("time", "sensor") and list(values.sensor.values) == list(
+        sensors["sensor"]
+    )
     per_station = sensors.groupby("station")["depth_m"].apply(sorted)
     assert all(d == [0.05, 0.1, 0.2, 0.5, 1.0] for d in per_station)
     stations = sensors.drop_duplicates("station")
     dense, sparse = stations[stations.network == "dense"], stations[stations.network == "sparse"]
     cfg = world.config
-    assert len(dense) == cfg.dense_networks * cfg.dense_stations and len(sparse) == cfg.sparse_stations
+    assert (
+        len(dense) == cfg.dense_networks * cfg.dense_stations and len(sparse) == cfg.sparse_stations
+    )
     assert (dense.groupby(["row", "col"]).size() == cfg.dense_stations).all()
     sparse_cells = set(zip(sparse.row, sparse.col))
     assert len(sparse_cells) == len(sparse) and not sparse_cells & set(zip(dense.row, dense.col))
@@ -122,8 +141,12 @@ def test_stations_networks_depths_and_representativeness(world):
     v = values.values
     assert np.isnan(v).any() and 0.5 < np.isfinite(v).mean() < 0.95
     assert np.nanmin(v) >= STATION_RANGE[0] and np.nanmax(v) <= STATION_RANGE[1]
-    cell_of = {(r, c): i for i, (r, c) in enumerate(zip(world.inputs.row.values, world.inputs.col.values))}
-    frozen = world.truth["frozen"].values[:, [cell_of[(r, c)] for r, c in zip(sensors.row, sensors.col)]]
+    cell_of = {
+        (r, c): i for i, (r, c) in enumerate(zip(world.inputs.row.values, world.inputs.col.values))
+    }
+    frozen = world.truth["frozen"].values[
+        :, [cell_of[(r, c)] for r, c in zip(sensors.row, sensors.col)]
+    ]
     shallow_probe = (sensors.depth_m <= 0.2).to_numpy()
     assert np.isnan(v[:, shallow_probe][frozen[:, shallow_probe]]).all()
     assert np.isfinite(v[:, ~shallow_probe][frozen[:, ~shallow_probe]]).any()
@@ -157,7 +180,8 @@ def test_written_world_is_an_input_dataset_the_normalizer_fits(world, written):
     ds = open_input(written / "input.zarr")
     assert [str(v) for v in ds["variable"].values] == list(FORCING_VARIABLES)
     assert {"sand", "clay", "silt", "bulk", "capa", "ndvi", "elevation", "flag_vegdense"} == {
-        str(v) for v in ds["static_variable"].values}
+        str(v) for v in ds["static_variable"].values
+    }
     np.testing.assert_array_equal(ds["target"].values, world.inputs["target"].values)
     np.testing.assert_array_equal(ds["noah"].values, world.inputs["noah"].values)
     normalizer = Normalizer.fit(select_period(ds, "2015-04-01", "2016-03-31"))
@@ -166,7 +190,14 @@ def test_written_world_is_an_input_dataset_the_normalizer_fits(world, written):
     assert np.isfinite(x).all() and np.abs(x.mean(axis=(0, 1))).max() < 0.05
     truth = open_truth(written)
     np.testing.assert_array_equal(truth["truth"].values, world.truth["truth"].values)
-    assert list(truth["depth_label"].values) == ["0-5 cm", "5 cm", "10 cm", "20 cm", "50 cm", "100 cm"]
+    assert list(truth["depth_label"].values) == [
+        "0-5 cm",
+        "5 cm",
+        "10 cm",
+        "20 cm",
+        "50 cm",
+        "100 cm",
+    ]
     sensors, values = read_world_stations(written)
     pd.testing.assert_frame_equal(sensors, world.sensors)
     np.testing.assert_array_equal(values.values, world.stations.values)
@@ -174,20 +205,51 @@ def test_written_world_is_an_input_dataset_the_normalizer_fits(world, written):
 
 def test_cli_writes_a_world_and_reports_it(tmp_path):
     out = tmp_path / "w"
-    result = CliRunner().invoke(app, ["world", "--out", str(out), "--stride", "4", "--start", "2015-01-01",
-                                      "--end", "2015-12-31", "--bbox", "-100,30,-90,40"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "world",
+            "--out",
+            str(out),
+            "--stride",
+            "4",
+            "--start",
+            "2015-01-01",
+            "--end",
+            "2015-12-31",
+            "--bbox",
+            "-100,30,-90,40",
+        ],
+    )
     assert result.exit_code == 0, result.output
     ds = open_input(out / "input.zarr")
     assert ((ds.lon >= -100) & (ds.lon <= -90) & (ds.lat >= 30) & (ds.lat <= 40)).all()
     n_obs = int(ds["target"].notnull().sum())
-    assert f"{ds.sizes['cell']} cells, 365 days (2015-01-01..2015-12-31), {n_obs} SMAP-like" in result.output
+    assert (
+        f"{ds.sizes['cell']} cells, 365 days (2015-01-01..2015-12-31), {n_obs} SMAP-like"
+        in result.output
+    )
     assert (out / "stations" / "sensors.csv").is_file()
 
 
 def test_cli_bad_bbox_is_one_line_exit_1(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "world",
-                           "--out", str(tmp_path / "w"), "--bbox", "0,0,1,1"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cli.main import main; main()",
+            "world",
+            "--out",
+            str(tmp_path / "w"),
+            "--bbox",
+            "0,0,1,1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "error: no CONUS land cell at stride 3 inside bbox (0.0, 0.0, 1.0, 1.0)"]
+        "error: no CONUS land cell at stride 3 inside bbox (0.0, 0.0, 1.0, 1.0)"
+    ]

@@ -50,4 +50,3 @@ app.conf.update(
     worker_cancel_long_running_tasks_on_connection_loss=True,
 )
 configure()
-

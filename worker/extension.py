@@ -1,6 +1,7 @@
 """An extension job split over workers: checked and planned once at submission, then run one
-cube block per task through model.product.extend.compute_block and model.product.cube.write_block, exactly as
-the in-process `smapx extend` does, so both give the same cube.
+cube block per task through model.product.extend.compute_block and
+model.product.cube.write_block, exactly as the in-process `smapx extend` does, so both give the
+same cube.
 
 A request is JSON: {"model", "input", "start", "end", "out"} (local paths made absolute, or
 fsspec URLs). Its fingerprint (the request and the checkpoint's bytes) is kept beside the cube,
@@ -15,12 +16,12 @@ from pathlib import Path
 
 import xarray as xr
 
-from model.training import checkpoint
-from model.product import cube as cubes
-from model.training.checkpoint import Checkpoint
 from model.dataset import open_input
 from model.errors import InputError
+from model.product import cube as cubes
 from model.product.extend import compute_block, plan
+from model.training import checkpoint
+from model.training.checkpoint import Checkpoint
 
 REQUEST_KEYS = ("model", "input", "start", "end", "out")
 
@@ -39,8 +40,9 @@ def normalize_request(request: dict) -> dict:
 
 def fingerprint(request: dict) -> str:
     """What makes two cubes the same: model, input, period, and the checkpoint's exact bytes."""
-    digest = hashlib.sha256(json.dumps({k: request[k] for k in REQUEST_KEYS if k != "out"},
-                                       sort_keys=True).encode())
+    digest = hashlib.sha256(
+        json.dumps({k: request[k] for k in REQUEST_KEYS if k != "out"}, sort_keys=True).encode()
+    )
     for path in checkpoint.files(request["model"]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -106,8 +108,9 @@ def _context(key: str, request_json: str) -> tuple[Checkpoint, xr.Dataset, xr.Da
 def run_block(request: dict, index: int) -> str:
     """Compute and write one block of the cube (skipped if its marker is there); its name."""
     without_store = {k: v for k, v in request.items() if k != "out"}
-    ckpt, inputs, template, blocks = _context(fingerprint(request),
-                                              json.dumps(without_store, sort_keys=True))
+    ckpt, inputs, template, blocks = _context(
+        fingerprint(request), json.dumps(without_store, sort_keys=True)
+    )
     block = blocks[index]
     if block.name not in cubes.blocks_done(request["out"]):
         values = compute_block(ckpt, inputs, template, block)

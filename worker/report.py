@@ -28,16 +28,19 @@ def list_jobs_text(limit: int = 20, as_json: bool = False) -> str:
     lines = [f"{'id':16}  {'kind':6}  {'state':9}  {'percent':>7}  {'blocks':>9}  created"]
     for job in records:
         blocks = f"{job['blocks_done']}/{job['blocks_total']}" if job["blocks_total"] else "-"
-        line = (f"{job['id']:16}  {job['kind']:6}  {job['state']:9}  {job['percent']:6.1f}%  "
-                f"{blocks:>9}  {job['created']}")
+        line = (
+            f"{job['id']:16}  {job['kind']:6}  {job['state']:9}  {job['percent']:6.1f}%  "
+            f"{blocks:>9}  {job['created']}"
+        )
         if job["error"]:
             line += f"  error: {job['error'][:80]}"
         lines.append(line)
     return "\n".join(lines)
 
 
-def job_text(job_id: str, cancel: bool = False, resume: bool = False,
-             follow_it: bool = False) -> str:
+def job_text(
+    job_id: str, cancel: bool = False, resume: bool = False, follow_it: bool = False
+) -> str:
     """One job's record as JSON, after cancelling, resuming or following it when asked."""
     ensure_reachable()
     if cancel:

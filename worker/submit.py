@@ -10,9 +10,7 @@ from tqdm import tqdm
 
 from model.errors import InputError, SmapxError
 from model.settings import get_settings
-from worker import extension
-from worker import jobs
-from worker import tasks
+from worker import extension, jobs, tasks
 from worker.app import app, redis_url
 from worker.report import ensure_reachable
 
@@ -35,8 +33,10 @@ def submit_extend(request: dict) -> str:
         if active is not None and active["state"] not in jobs.FINAL:
             if active["request"] == request:
                 return active["id"]
-            raise InputError(f"{request['out']} is being written by job {active['id']}; "
-                             f"cancel it first (smapx job {active['id']} --cancel)")
+            raise InputError(
+                f"{request['out']} is being written by job {active['id']}; "
+                f"cancel it first (smapx job {active['id']} --cancel)"
+            )
         blocks, done = extension.prepare(request)
         job_id = jobs.create_job("extend", request, blocks_total=len(blocks))
         r.set(_store_key(request["out"]), job_id)
@@ -100,8 +100,12 @@ def follow(job_id: str, progress: bool = True) -> dict:
     job raises SmapxError with its error."""
     job = jobs.require_job(job_id)
     total = job["blocks_total"] or 100
-    with tqdm(total=total, desc=f"{job['kind']} {job_id}", unit="block" if job["blocks_total"]
-              else "%", disable=not progress) as bar:
+    with tqdm(
+        total=total,
+        desc=f"{job['kind']} {job_id}",
+        unit="block" if job["blocks_total"] else "%",
+        disable=not progress,
+    ) as bar:
         while True:
             job = jobs.require_job(job_id)
             bar.n = job["blocks_done"] if job["blocks_total"] else int(job["percent"])
@@ -128,8 +132,11 @@ def run_extend(request: dict, workers: int = 0, threads: int = 0, progress: bool
     if not workers:
         job_id = submit_extend(request)
         if not app.control.ping(timeout=1.0):
-            tqdm.write(f"no worker answers on {redis_url()}; job {job_id} waits for one "
-                       f"(start one with: smapx worker)", file=sys.stderr)
+            tqdm.write(
+                f"no worker answers on {redis_url()}; job {job_id} waits for one "
+                f"(start one with: smapx worker)",
+                file=sys.stderr,
+            )
         return follow(job_id, progress)
     with local_pool(workers, threads):
         return follow(submit_extend(request), progress)

@@ -12,8 +12,7 @@ from celery import Task
 
 from model.errors import SmapxError
 from model.settings import get_settings
-from worker import extension
-from worker import jobs
+from worker import extension, jobs
 from worker.app import app
 
 RETRY = {
@@ -51,17 +50,22 @@ def export(job_id: str) -> None:
         return
     request = dict(job["request"])
     cube_path = request.pop("cube")
-    files = export_subset(cube_path, request, get_settings().jobs_dir / job_id,
-                          progress=lambda percent, stage: jobs.update_job(
-                              job_id, percent=round(float(percent), 2), stage=stage))
+    files = export_subset(
+        cube_path,
+        request,
+        get_settings().jobs_dir / job_id,
+        progress=lambda percent, stage: jobs.update_job(
+            job_id, percent=round(float(percent), 2), stage=stage
+        ),
+    )
     jobs.finish_job(job_id, "done", percent=100.0, result=[_describe(Path(f)) for f in files])
 
 
 @app.task(base=JobTask, name="smapx.train", **RETRY)
 def train(job_id: str) -> None:
     """Train a checkpoint from an input dataset (model.training.train) and save it."""
-    from model.training import checkpoint
     from model.dataset import open_input
+    from model.training import checkpoint
     from model.training.train import TrainConfig
     from model.training.train import train as run_training
 
@@ -72,8 +76,9 @@ def train(job_id: str) -> None:
     inputs, out = open_input(request.pop("input")), request.pop("out")
     ckpt, log = run_training(inputs, TrainConfig(**request), progress=False)
     checkpoint.save(out, ckpt, log)
-    jobs.finish_job(job_id, "done", percent=100.0,
-                    result={"checkpoint": out, "validation": ckpt.validation})
+    jobs.finish_job(
+        job_id, "done", percent=100.0, result={"checkpoint": out, "validation": ckpt.validation}
+    )
 
 
 def _describe(path: Path) -> dict:

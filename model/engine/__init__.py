@@ -7,10 +7,10 @@ Paths, chosen at start-up from what the machine supports (`choose`):
   state and the head, cells split over threads. Results do not depend on batch composition or
   threads: each cell's sums are its own.
   - "int8" / "int16": integer gate products with per-row weight and per-cell activation scales,
-    on AMX int8 tiles (model/engine/kernel_amx_int.c; 16-bit integers as two int8 halves) or, without AMX,
-    AVX-512 VNNI (model/engine/kernel_vnni.c). int8 holds random-weight networks; trained networks need
+    on AMX int8 tiles (kernel_amx_int.c; 16-bit integers as two int8 halves) or, without AMX,
+    AVX-512 VNNI (kernel_vnni.c). int8 holds random-weight networks; trained networks need
     16-bit weights (their rounding dominates the error at 8 bits).
-  - "bf16x3" (AMX, model/engine/kernel_amx_bf16.c): bf16 tile products of hi + lo splits of weights and
+  - "bf16x3" (AMX, kernel_amx_bf16.c): bf16 tile products of hi + lo splits of weights and
     activations, within ~2e-5 m3/m3 of float32 on trained networks: the rung between int16 and
     float32.
 - "bfloat16" / "float32" (GPU, or CPUs without the kernels): the network module on the device,
@@ -43,17 +43,17 @@ from pathlib import Path
 
 import numpy as np
 
-from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.errors import InputError
 from model.settings import get_settings
+from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "int8", "int16", "bf16x3", "bfloat16", "float32")
 KERNEL_FLAGS = ["-O3", "-shared", "-fPIC"]  # the sources enable AVX-512/AMX past their CPU check
 KERNEL_HIDDEN = 256
-KERNEL_ROW_CELLS = 16     # cells in one AMX tile row block: the smallest part worth a thread
-TOLERANCE = 1e-3          # m3/m3, against the float32 network
+KERNEL_ROW_CELLS = 16  # cells in one AMX tile row block: the smallest part worth a thread
+TOLERANCE = 1e-3  # m3/m3, against the float32 network
 PROBE_TOLERANCE = TOLERANCE / 2  # the probe is short; real inputs get the other half
 # cells per torch-path batch on CPU: oneDNN's LSTM ran 4,096 cells at 100k cell-days/s and
 # batches of 128-1,024 at 185-195k on the 2-core AMX Xeon
@@ -69,13 +69,24 @@ GPU_DRIVER_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROC
 class _Network(ctypes.Structure):
     """network.h's Network: the float32 parts every kernel shares."""
 
-    _fields_ = [("n_in", ctypes.c_int64), ("w1t", ctypes.c_void_p), ("b1", ctypes.c_void_p),
-                ("bias", ctypes.c_void_p), ("w_head", ctypes.c_void_p), ("b_head", ctypes.c_float)]
+    _fields_ = [
+        ("n_in", ctypes.c_int64),
+        ("w1t", ctypes.c_void_p),
+        ("b1", ctypes.c_void_p),
+        ("bias", ctypes.c_void_p),
+        ("w_head", ctypes.c_void_p),
+        ("b_head", ctypes.c_float),
+    ]
 
 
 class _IntegerWeights(ctypes.Structure):
-    _fields_ = [("net", _Network), ("wq", ctypes.c_void_p), ("scale_u", ctypes.c_void_p),
-                ("scale_h", ctypes.c_void_p), ("offset_h", ctypes.c_void_p)]
+    _fields_ = [
+        ("net", _Network),
+        ("wq", ctypes.c_void_p),
+        ("scale_u", ctypes.c_void_p),
+        ("scale_h", ctypes.c_void_p),
+        ("offset_h", ctypes.c_void_p),
+    ]
 
 
 class _TileIntWeights(ctypes.Structure):
@@ -88,7 +99,9 @@ class _Bf16Weights(ctypes.Structure):
 
 def _gate_rows() -> np.ndarray:
     """Gate rows regrouped from PyTorch's [i|f|g|o] x 256 to [16-unit block][i,f,g,o][unit]."""
-    return np.arange(4 * KERNEL_HIDDEN).reshape(4, KERNEL_HIDDEN // 16, 16).transpose(1, 0, 2).ravel()
+    return (
+        np.arange(4 * KERNEL_HIDDEN).reshape(4, KERNEL_HIDDEN // 16, 16).transpose(1, 0, 2).ravel()
+    )
 
 
 def _quantise_rows(w: np.ndarray, levels, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +120,9 @@ def _levels_within_int32(w: np.ndarray) -> np.ndarray:
     top = np.abs(w).max(axis=1)
     ratio = np.abs(w).sum(axis=1) / np.where(top > 0, top, 1.0)  # L1 norm in units of the max
     # rounding adds at most 1/2 per entry to the L1 norm of the integers
-    levels = np.floor((INT32_MAX / WIDE_ACTIVATION_LEVELS - w.shape[1] / 2) / np.maximum(ratio, 1.0))
+    levels = np.floor(
+        (INT32_MAX / WIDE_ACTIVATION_LEVELS - w.shape[1] / 2) / np.maximum(ratio, 1.0)
+    )
     return np.minimum(levels, 32767.0)
 
 
@@ -134,10 +149,13 @@ def _integer_layout(f32: dict, bits: int) -> dict:
 
 
 def _tile_layout(f32: dict, bits: int) -> dict:
-    """kernel_amx_int.c: per-row integers in AMX B tiles; 16-bit ones as q = 256 * hi + lo, both int8."""
+    """kernel_amx_int.c: per-row integers in AMX B tiles; 16-bit ones as q = 256 * hi + lo,
+    both int8."""
     levels = SPLIT_WEIGHT_LEVELS if bits == 16 else 127
-    halves = [_quantise_rows(f32[name], levels, np.int16)
-              for name in ("lstm.weight_ih_l0", "lstm.weight_hh_l0")]
+    halves = [
+        _quantise_rows(f32[name], levels, np.int16)
+        for name in ("lstm.weight_ih_l0", "lstm.weight_hh_l0")
+    ]
     tiles = []
     for q, _ in halves:
         q = q.astype(np.int32)
@@ -184,7 +202,7 @@ def _cache_aligned(array: np.ndarray) -> np.ndarray:
     allocation."""
     buffer = np.empty(array.nbytes + CACHE_LINE, np.uint8)
     start = -buffer.ctypes.data % CACHE_LINE
-    aligned = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    aligned = buffer[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
     aligned[...] = array
     return aligned
 
@@ -203,14 +221,22 @@ class KernelSource:
 # AVX-512 VNNI. The tiles run int8 ~1.3x and int16 ~1.1x faster than VNNI here and hold int16 at
 # ~15 bits (weights and activations) where the VNNI kernel holds ~13 and 12.
 KERNELS: dict[str, tuple[KernelSource, ...]] = {
-    "int8": (KernelSource("kernel_amx_int.c", ("-DSPLIT=0",), _TileIntWeights,
-                          lambda f32: _tile_layout(f32, 8)),
-             KernelSource("kernel_vnni.c", ("-DWIDE=0",), _IntegerWeights,
-                          lambda f32: _integer_layout(f32, 8))),
-    "int16": (KernelSource("kernel_amx_int.c", ("-DSPLIT=1",), _TileIntWeights,
-                           lambda f32: _tile_layout(f32, 16)),
-              KernelSource("kernel_vnni.c", ("-DWIDE=1",), _IntegerWeights,
-                           lambda f32: _integer_layout(f32, 16))),
+    "int8": (
+        KernelSource(
+            "kernel_amx_int.c", ("-DSPLIT=0",), _TileIntWeights, lambda f32: _tile_layout(f32, 8)
+        ),
+        KernelSource(
+            "kernel_vnni.c", ("-DWIDE=0",), _IntegerWeights, lambda f32: _integer_layout(f32, 8)
+        ),
+    ),
+    "int16": (
+        KernelSource(
+            "kernel_amx_int.c", ("-DSPLIT=1",), _TileIntWeights, lambda f32: _tile_layout(f32, 16)
+        ),
+        KernelSource(
+            "kernel_vnni.c", ("-DWIDE=1",), _IntegerWeights, lambda f32: _integer_layout(f32, 16)
+        ),
+    ),
     "bf16x3": (KernelSource("kernel_amx_bf16.c", (), _Bf16Weights, _bf16_layout),),
 }
 KERNEL_ORDER = ("int8", "int16", "bf16x3")  # fastest and least precise first
@@ -240,12 +266,20 @@ def _compiled(source: KernelSource) -> ctypes.CDLL | None:
     digest = hashlib.sha256(code + " ".join(flags).encode()).hexdigest()[:16]
     library = _engine_dir() / f"{path.stem}-{digest}.so"
     if not library.is_file():
+
         def build(partial: Path) -> bool:
-            built = subprocess.run([compiler, *flags, "-o", str(partial), str(path)],
-                                   check=False, capture_output=True, text=True)
+            built = subprocess.run(
+                [compiler, *flags, "-o", str(partial), str(path)],
+                check=False,
+                capture_output=True,
+                text=True,
+            )
             if built.returncode != 0:
-                log.warning("inference kernel %s did not build: %s", source.file,
-                            built.stderr.strip()[-500:])
+                log.warning(
+                    "inference kernel %s did not build: %s",
+                    source.file,
+                    built.stderr.strip()[-500:],
+                )
             return built.returncode == 0
 
         if not _write_atomically(library, build):
@@ -253,8 +287,14 @@ def _compiled(source: KernelSource) -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(library))
     if not lib.smapx_supported():
         return None
-    lib.smapx_lstm.argtypes = [ctypes.POINTER(source.weights), ctypes.c_void_p, ctypes.c_int64,
-                               ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    lib.smapx_lstm.argtypes = [
+        ctypes.POINTER(source.weights),
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+    ]
     lib.smapx_lstm.restype = ctypes.c_int
     return lib
 
@@ -277,11 +317,12 @@ def _write_atomically(path: Path, write: Callable[[Path], bool]) -> bool:
 
 def kernel_ladder(start: str) -> list[str]:
     """The kernel precisions that run here, from `start` on, each more precise than the last."""
-    return [p for p in KERNEL_ORDER[KERNEL_ORDER.index(start):] if kernel(p) is not None]
+    return [p for p in KERNEL_ORDER[KERNEL_ORDER.index(start) :] if kernel(p) is not None]
 
 
 def gpu_available() -> bool:
-    """Whether torch sees a GPU; on a machine without a GPU driver, known without importing torch."""
+    """Whether torch sees a GPU; without a GPU driver on the machine, known without importing
+    torch."""
     if not any(Path(file).exists() for file in GPU_DRIVER_FILES):
         return False
     import torch
@@ -303,7 +344,9 @@ def choose(device: str = "auto", precision: str = "auto") -> tuple[str, str]:
     """The device ('cpu' or 'cuda') and precision to start from, from the requested ones and what
     the machine has."""
     if precision not in PRECISIONS:
-        raise InputError(f"unknown inference precision {precision!r}; one of {', '.join(PRECISIONS)}")
+        raise InputError(
+            f"unknown inference precision {precision!r}; one of {', '.join(PRECISIONS)}"
+        )
     if device.partition(":")[0] not in ("auto", "cpu", "cuda"):
         raise InputError(f"unknown device {device!r}; one of auto, cpu, cuda, cuda:<n>")
     if device == "auto":
@@ -339,15 +382,22 @@ class KernelMember:
     def __init__(self, state: dict, precision: str, source: KernelSource | None = None):
         self.lib, source = kernel(precision) if source is None else (_compiled(source), source)
         f32 = {k: np.asarray(v, np.float32) for k, v in state.items()}
-        shared = {"w1t": f32["input_layer.weight"].T, "b1": f32["input_layer.bias"],
-                  "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[_gate_rows()],
-                  "w_head": f32["head.weight"].ravel()}
+        shared = {
+            "w1t": f32["input_layer.weight"].T,
+            "b1": f32["input_layer.bias"],
+            "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[_gate_rows()],
+            "w_head": f32["head.weight"].ravel(),
+        }
         # kept alive here: the kernel reads them through raw pointers
-        self.arrays = {name: _cache_aligned(array)
-                       for name, array in {**shared, **source.layout(f32)}.items()}
+        self.arrays = {
+            name: _cache_aligned(array) for name, array in {**shared, **source.layout(f32)}.items()
+        }
         pointers = {k: v.ctypes.data for k, v in self.arrays.items()}
-        net = _Network(n_in=f32["input_layer.weight"].shape[1], b_head=float(f32["head.bias"][0]),
-                       **{k: pointers.pop(k) for k in shared})
+        net = _Network(
+            n_in=f32["input_layer.weight"].shape[1],
+            b_head=float(f32["head.bias"][0]),
+            **{k: pointers.pop(k) for k in shared},
+        )
         self.weights = source.weights(net=net, **pointers)
 
     def run(self, x: np.ndarray, warmup: int) -> np.ndarray:
@@ -356,7 +406,9 @@ class KernelMember:
 
     def digest(self, *arrays: np.ndarray) -> str:
         """A digest of the kernel build, the weights as it reads them and `arrays` (with shapes)."""
-        h = hashlib.sha256(f"{self.lib._name} {self.weights.net.n_in} {self.weights.net.b_head!r}".encode())
+        h = hashlib.sha256(
+            f"{self.lib._name} {self.weights.net.n_in} {self.weights.net.b_head!r}".encode()
+        )
         for name, array in [*self.arrays.items(), *enumerate(arrays)]:
             h.update(f"{name} {array.dtype} {array.shape}".encode())
             h.update(np.ascontiguousarray(array).data)
@@ -364,8 +416,17 @@ class KernelMember:
 
     def run_cells(self, x: np.ndarray, warmup: int, y: np.ndarray) -> None:
         """y (cell, time - warmup) for contiguous float32 x (cell, time, n_in), in this thread."""
-        if self.lib.smapx_lstm(ctypes.byref(self.weights), x.ctypes.data, x.shape[0], x.shape[1],
-                               warmup, y.ctypes.data) != 0:
+        if (
+            self.lib.smapx_lstm(
+                ctypes.byref(self.weights),
+                x.ctypes.data,
+                x.shape[0],
+                x.shape[1],
+                warmup,
+                y.ctypes.data,
+            )
+            != 0
+        ):
             raise MemoryError("the inference kernel could not allocate its buffers")
 
 
@@ -395,7 +456,9 @@ def run_kernels(members: list[KernelMember], x: np.ndarray, warmup: int) -> list
     threads = compute_threads()
     splits = max(1, min(-(-threads // len(members)), n_cells // KERNEL_ROW_CELLS))
     bounds = np.linspace(0, n_cells, splits + 1).astype(int)
-    parts = [(k, slice(lo, hi)) for k in range(len(members)) for lo, hi in pairwise(bounds) if hi > lo]
+    parts = [
+        (k, slice(lo, hi)) for k in range(len(members)) for lo, hi in pairwise(bounds) if hi > lo
+    ]
 
     def run(part: tuple[int, slice]) -> None:
         k, cells = part
@@ -431,8 +494,10 @@ class TorchMember:
             for i in range(lo, hi, block):
                 part = slice(i, min(i + block, hi))
                 xb = torch.from_numpy(np.ascontiguousarray(x[part], np.float32)).to(self.device)
-                with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16,
-                                                            enabled=self.reduced):
+                with (
+                    torch.inference_mode(),
+                    torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.reduced),
+                ):
                     y = self.net(xb)
                 out[part] = y[:, warmup:].float().cpu().numpy()
         return out
@@ -447,8 +512,8 @@ def reference(ckpt: Checkpoint, x: np.ndarray, warmup: int = 0) -> np.ndarray:
     nets = ckpt.networks()
     with torch.inference_mode():
         for i in range(0, x.shape[0], CPU_CELL_BLOCK):
-            xt = torch.from_numpy(np.ascontiguousarray(x[i:i + CPU_CELL_BLOCK], np.float32))
-            out[i:i + CPU_CELL_BLOCK] = torch.stack([net(xt) for net in nets]).mean(0)[:, warmup:]
+            xt = torch.from_numpy(np.ascontiguousarray(x[i : i + CPU_CELL_BLOCK], np.float32))
+            out[i : i + CPU_CELL_BLOCK] = torch.stack([net(xt) for net in nets]).mean(0)[:, warmup:]
     return out
 
 
@@ -465,11 +530,19 @@ class Engine:
         ladders = [self._ladder(state) for state in ckpt.state_dicts]
         if expected is None:
             expected = probe_references(ckpt, x) if any(ladders) else [None] * len(ladders)
-        self.members = [self._member(ckpt, *member, x)
-                        for member in zip(ckpt.state_dicts, ladders, expected, strict=True)]
+        self.members = [
+            self._member(ckpt, *member, x)
+            for member in zip(ckpt.state_dicts, ladders, expected, strict=True)
+        ]
 
-    def _member(self, ckpt: Checkpoint, state: dict, ladder: list[str],
-                expected: np.ndarray | None, x: np.ndarray):
+    def _member(
+        self,
+        ckpt: Checkpoint,
+        state: dict,
+        ladder: list[str],
+        expected: np.ndarray | None,
+        x: np.ndarray,
+    ):
         """The first precision of the ladder that passes the probe (inputs x, float32 outputs
         expected), else float32."""
         for precision in ladder:
@@ -482,11 +555,16 @@ class Engine:
             if error <= PROBE_TOLERANCE:
                 self.chosen.append(precision)
                 return member
-            log.info("%s inference is %.2g m3/m3 off the float32 network on the probe: "
-                     "not used for this member", precision, error)
+            log.info(
+                "%s inference is %.2g m3/m3 off the float32 network on the probe: "
+                "not used for this member",
+                precision,
+                error,
+            )
         if ladder:
-            log.warning("no reduced precision keeps this member within %g m3/m3: running float32",
-                        TOLERANCE)
+            log.warning(
+                "no reduced precision keeps this member within %g m3/m3: running float32", TOLERANCE
+            )
         self.chosen.append("float32")
         return TorchMember(state, self.device, "float32")
 
@@ -508,8 +586,9 @@ class Engine:
         the kernels are exact per cell whatever the batch, the torch path batches each alone."""
         kernels = [m for m in self.members if isinstance(m, KernelMember)]
         outputs = run_kernels(kernels, x, warmup) if kernels else []
-        outputs += [m.run(x, warmup, groups) for m in self.members
-                    if not isinstance(m, KernelMember)]
+        outputs += [
+            m.run(x, warmup, groups) for m in self.members if not isinstance(m, KernelMember)
+        ]
         return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0, dtype=np.float32)
 
 

@@ -17,11 +17,11 @@ import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
+from model.errors import InputError, OutOfRangeError
+from model.evaluation import metrics
+from model.evaluation.insitu import Stations
 from model.product import cube as cubes
 from model.product import fusion
-from model.evaluation import metrics
-from model.errors import InputError, OutOfRangeError
-from model.evaluation.insitu import Stations
 
 log = logging.getLogger("smapx.evaluate")
 
@@ -31,8 +31,14 @@ TC_CHOICES = (1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60, 90)
 PERIODS = ("training", "before", "after", "prolonged", "all")
 SCORES = ("bias", "rmse", "ubrmse", "r", "anomaly_r")
 WEIGHTED = "lstm+noah (weighted)"
-WIN_PAIRS = (("lstm+noah", "noah"), ("lstm+noah", "noah+lsm2"), ("lstm", "noah"),
-             ("noah+lsm2", "noah"), (WEIGHTED, "noah"), (WEIGHTED, "lstm+noah"))
+WIN_PAIRS = (
+    ("lstm+noah", "noah"),
+    ("lstm+noah", "noah+lsm2"),
+    ("lstm", "noah"),
+    ("noah+lsm2", "noah"),
+    (WEIGHTED, "noah"),
+    (WEIGHTED, "lstm+noah"),
+)
 
 
 @dataclass
@@ -64,12 +70,16 @@ class Evaluation:
     problems: list[dict] = field(default_factory=list)
 
 
-def training_window(cube: xr.Dataset, period: str | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+def training_window(
+    cube: xr.Dataset, period: str | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The SMAP training window 'YYYY-MM-DD..YYYY-MM-DD', given or from the cube's attributes."""
     text = period or cube.attrs.get("training_period")
     if not text:
-        raise InputError("the cube has no training_period attribute; give the SMAP training window "
-                         "as YYYY-MM-DD..YYYY-MM-DD")
+        raise InputError(
+            "the cube has no training_period attribute; give the SMAP training window "
+            "as YYYY-MM-DD..YYYY-MM-DD"
+        )
     try:
         start, end = (pd.Timestamp(part) for part in str(text).split(".."))
     except ValueError as exc:
@@ -91,8 +101,9 @@ def years_from_window(time: pd.DatetimeIndex, window) -> np.ndarray:
     start, end = window
     before = (start - time).days.to_numpy()
     after = (time - end).days.to_numpy()
-    return np.where(before > 0, -((before - 1) // 365) - 1,
-                    np.where(after > 0, (after - 1) // 365 + 1, 0)).astype(int)
+    return np.where(
+        before > 0, -((before - 1) // 365) - 1, np.where(after > 0, (after - 1) // 365 + 1, 0)
+    ).astype(int)
 
 
 def exponential_filter(values: np.ndarray, tc) -> np.ndarray:
@@ -108,7 +119,9 @@ def exponential_filter(values: np.ndarray, tc) -> np.ndarray:
         ok = np.isfinite(v)
         started = ok & np.isfinite(swi)
         fresh = ok & ~np.isfinite(swi)
-        gain = np.where(started, gain / (gain + np.exp(-(t - last) / tc)), np.where(fresh, 1.0, gain))
+        gain = np.where(
+            started, gain / (gain + np.exp(-(t - last) / tc)), np.where(fresh, 1.0, gain)
+        )
         swi = np.where(started, swi + gain * (v - swi), np.where(fresh, v, swi))
         last = np.where(ok, t, last)
         out[t] = np.where(ok, swi, np.nan)
@@ -130,6 +143,7 @@ def fit_tc(surface: np.ndarray, obs: np.ndarray, use: np.ndarray, min_pairs: int
 
 # ---- matching ------------------------------------------------------------------------------
 
+
 def match_sites(cube: xr.Dataset, stations: Stations, dense_min_stations: int = 2):
     """(sites table, obs (time, site), problems): sensors located in the cube and grouped.
 
@@ -142,15 +156,19 @@ def match_sites(cube: xr.Dataset, stations: Stations, dense_min_stations: int = 
     if sensors.empty:
         kinds = pd.Series([p["problem"].split(" (")[0] for p in problems]).value_counts()
         reasons = "; ".join(f"{n} x {reason}" for reason, n in kinds.head(3).items())
-        raise InputError(f"none of the {len(stations.sensors)} sensors can be evaluated against "
-                         f"this cube: {reasons or 'no sensors in the stations'}")
+        raise InputError(
+            f"none of the {len(stations.sensors)} sensors can be evaluated against "
+            f"this cube: {reasons or 'no sensors in the stations'}"
+        )
     sensors = shallowest_surface_probes(sensors)
     stations_per_cell = sensors.groupby(["iy", "ix"])["station"].transform("nunique")
     derived = np.where(stations_per_cell >= dense_min_stations, "dense", "sparse")
     sensors["kind"] = np.where(sensors["kind"].isin(["dense", "sparse"]), sensors["kind"], derived)
-    sensors["group"] = np.where(sensors["kind"] == "dense",
-                                "cell " + sensors["iy"].astype(str) + "," + sensors["ix"].astype(str),
-                                sensors["station"])
+    sensors["group"] = np.where(
+        sensors["kind"] == "dense",
+        "cell " + sensors["iy"].astype(str) + "," + sensors["ix"].astype(str),
+        sensors["station"],
+    )
     sites, obs = group_sites(cube, sensors, values)
     return sites, obs, problems
 
@@ -164,25 +182,48 @@ def locate_sensors(cube: xr.Dataset, stations: Stations, values: pd.DataFrame):
         try:
             iy, ix = cubes.locate(cube, meta["lat"], meta["lon"])
         except OutOfRangeError:
-            problems.append({"station": meta["station"], "problem":
-                             f"outside the cube's region ({meta['lat']:.4f}, {meta['lon']:.4f})"})
+            problems.append(
+                {
+                    "station": meta["station"],
+                    "problem": f"outside the cube's region ({meta['lat']:.4f}, {meta['lon']:.4f})",
+                }
+            )
             continue
         depth = float(meta["depth_m"])
         if not 0 <= depth <= ROOTZONE_MAX_DEPTH:
-            problems.append({"station": meta["station"], "problem":
-                             f"depth {depth:.2f} m is beyond what the cube can serve "
-                             f"(surface <= {SURFACE_MAX_DEPTH} m, root zone <= {ROOTZONE_MAX_DEPTH} m)"})
+            problems.append(
+                {
+                    "station": meta["station"],
+                    "problem": f"depth {depth:.2f} m is beyond what the cube can serve "
+                    f"(surface <= {SURFACE_MAX_DEPTH} m, root zone <= {ROOTZONE_MAX_DEPTH} m)",
+                }
+            )
             continue
         if sensor not in values or values[sensor].count() == 0:
             if sensor in stations.values and stations.values[sensor].count():
-                problems.append({"station": meta["station"], "problem":
-                                 "no values within the cube's period "
-                                 f"{time[0].date()}..{time[-1].date()}"})
+                problems.append(
+                    {
+                        "station": meta["station"],
+                        "problem": "no values within the cube's period "
+                        f"{time[0].date()}..{time[-1].date()}",
+                    }
+                )
             continue
         layer = "surface" if depth <= SURFACE_MAX_DEPTH else "rootzone"
-        rows.append({"sensor": sensor, "station": meta["station"], "kind": meta["kind"],
-                     "lat": meta["lat"], "lon": meta["lon"], "iy": iy, "ix": ix, "layer": layer,
-                     "depth_m": depth, "depth_key": 0.0 if layer == "surface" else round(depth, 2)})
+        rows.append(
+            {
+                "sensor": sensor,
+                "station": meta["station"],
+                "kind": meta["kind"],
+                "lat": meta["lat"],
+                "lon": meta["lon"],
+                "iy": iy,
+                "ix": ix,
+                "layer": layer,
+                "depth_m": depth,
+                "depth_key": 0.0 if layer == "surface" else round(depth, 2),
+            }
+        )
     return pd.DataFrame(rows), problems
 
 
@@ -199,24 +240,41 @@ def group_sites(cube: xr.Dataset, sensors: pd.DataFrame, values: pd.DataFrame):
     """(sites table, daily mean of each site's sensors (time, site))."""
     sites, obs = [], []
     for (kind, group, layer, _), members in sensors.groupby(
-            ["kind", "group", "layer", "depth_key"], sort=True):
+        ["kind", "group", "layer", "depth_key"], sort=True
+    ):
         first = members.iloc[0]
-        depth, low, high = members["depth_m"].mean(), members["depth_m"].min(), members["depth_m"].max()
+        depth, low, high = (
+            members["depth_m"].mean(),
+            members["depth_m"].min(),
+            members["depth_m"].max(),
+        )
         span = f"{low:.2f}-{high:.2f} m" if high > low else f"{depth:.2f} m"
-        sites.append({"site": f"{group} {layer} {span}", "kind": kind, "layer": layer,
-                      "depth_m": depth, "lat": members["lat"].mean(), "lon": members["lon"].mean(),
-                      "iy": int(first["iy"]), "ix": int(first["ix"]),
-                      "row": int(first["iy"]) + int(cube.attrs["row0"]),
-                      "col": int(first["ix"]) + int(cube.attrs["col0"]),
-                      "n_sensors": len(members), "stations": ";".join(sorted(set(members["station"])))})
+        sites.append(
+            {
+                "site": f"{group} {layer} {span}",
+                "kind": kind,
+                "layer": layer,
+                "depth_m": depth,
+                "lat": members["lat"].mean(),
+                "lon": members["lon"].mean(),
+                "iy": int(first["iy"]),
+                "ix": int(first["ix"]),
+                "row": int(first["iy"]) + int(cube.attrs["row0"]),
+                "col": int(first["ix"]) + int(cube.attrs["col0"]),
+                "n_sensors": len(members),
+                "stations": ";".join(sorted(set(members["station"]))),
+            }
+        )
         obs.append(np.nanmean(values[members["sensor"]].to_numpy(np.float64), axis=1))
     return pd.DataFrame(sites), np.stack(obs, axis=1)
 
 
 def cell_series(cube: xr.Dataset, iy, ix) -> dict[str, np.ndarray]:
     """(time, point) float arrays of every cube product at the given cells, read in one pass."""
-    points = {"y": xr.DataArray(np.asarray(iy), dims="point"),
-              "x": xr.DataArray(np.asarray(ix), dims="point")}
+    points = {
+        "y": xr.DataArray(np.asarray(iy), dims="point"),
+        "x": xr.DataArray(np.asarray(ix), dims="point"),
+    }
     names = cubes.products(cube)
     loaded = cube[names].isel(points).load()
     return {p: loaded[p].transpose("time", "point").values.astype(np.float64) for p in names}
@@ -237,6 +295,7 @@ def with_fusions(series: dict[str, np.ndarray], weight=None) -> dict[str, np.nda
 
 # ---- fusion weights ------------------------------------------------------------------------
 
+
 def station_weights(lstm, noah, obs, use, min_pairs: int) -> np.ndarray:
     """Per site, the LSTM weight from the error variances and covariance of LSTM and Noah against
     the probe over the days in `use` (biases removed: a weight cannot fix a bias)."""
@@ -245,8 +304,9 @@ def station_weights(lstm, noah, obs, use, min_pairs: int) -> np.ndarray:
     e_n = np.where(valid, noah - obs, np.nan)
     with np.errstate(all="ignore"):
         e_l, e_n = e_l - np.nanmean(e_l, 0), e_n - np.nanmean(e_n, 0)
-        weight = fusion.optimal_weight(np.nanmean(e_l ** 2, 0), np.nanmean(e_n ** 2, 0),
-                                       np.nanmean(e_l * e_n, 0))
+        weight = fusion.optimal_weight(
+            np.nanmean(e_l**2, 0), np.nanmean(e_n**2, 0), np.nanmean(e_l * e_n, 0)
+        )
     return np.where(valid.sum(0) >= min_pairs, weight, np.nan)
 
 
@@ -264,8 +324,13 @@ def collocation_weights(cube: xr.Dataset, window, min_pairs: int) -> pd.DataFram
     err_l, err_n, _ = fusion.triple_collocation(x, y, z, min_pairs)
     weight = fusion.optimal_weight(err_l, err_n)
     keep = np.isfinite(weight)
-    return pd.DataFrame({"row": iy[keep] + int(cube.attrs["row0"]),
-                         "col": ix[keep] + int(cube.attrs["col0"]), "weight": weight[keep]})
+    return pd.DataFrame(
+        {
+            "row": iy[keep] + int(cube.attrs["row0"]),
+            "col": ix[keep] + int(cube.attrs["col0"]),
+            "weight": weight[keep],
+        }
+    )
 
 
 def estimate_weights(cube, sites, raw, obs, in_window, window, min_pairs) -> pd.DataFrame:
@@ -274,8 +339,9 @@ def estimate_weights(cube, sites, raw, obs, in_window, window, min_pairs) -> pd.
     table = collocation_weights(cube, window, min_pairs).assign(method="triple collocation")
     if "lstm" in raw and "noah" in raw:
         surface = (sites["layer"] == "surface").to_numpy()
-        weight = station_weights(raw["lstm"][:, surface], raw["noah"][:, surface], obs[:, surface],
-                                 in_window, min_pairs)
+        weight = station_weights(
+            raw["lstm"][:, surface], raw["noah"][:, surface], obs[:, surface], in_window, min_pairs
+        )
         probes = sites.loc[surface, ["row", "col"]].assign(weight=weight).dropna()
         probes = probes.groupby(["row", "col"], as_index=False)["weight"].mean()
         probes["method"] = "in situ error variances"
@@ -291,14 +357,34 @@ def site_weights(weights: pd.DataFrame, sites: pd.DataFrame) -> np.ndarray:
 
 # ---- scores --------------------------------------------------------------------------------
 
+
 def score_table(sites, time, obs, series, labels, min_pairs) -> pd.DataFrame:
     """Long table: one row per site, product and period with every metric and the pair count."""
     if sites.empty:
-        return pd.DataFrame(columns=["site", "kind", "layer", "depth_m", "lat", "lon", "row", "col",
-                                     "product", "period", *SCORES, "nse", "n"])
-    masks = {"training": labels == "training", "before": labels == "before",
-             "after": labels == "after", "prolonged": labels != "training",
-             "all": np.ones(len(time), bool)}
+        return pd.DataFrame(
+            columns=[
+                "site",
+                "kind",
+                "layer",
+                "depth_m",
+                "lat",
+                "lon",
+                "row",
+                "col",
+                "product",
+                "period",
+                *SCORES,
+                "nse",
+                "n",
+            ]
+        )
+    masks = {
+        "training": labels == "training",
+        "before": labels == "before",
+        "after": labels == "after",
+        "prolonged": labels != "training",
+        "all": np.ones(len(time), bool),
+    }
     frames = []
     for product, values in series.items():
         for period, mask in masks.items():
@@ -321,12 +407,20 @@ def distance_table(sites, time, obs, series, window, min_pairs) -> pd.DataFrame:
             pred, ref = values[years == year], obs[years == year]
             n = (np.isfinite(pred) & np.isfinite(ref)).sum(0)
             enough = n >= min_pairs
-            frames.append(pd.DataFrame({
-                "site": sites["site"], "layer": sites["layer"], "product": product,
-                "years_from_window": int(year), "n": n,
-                "rmse": np.where(enough, metrics.rmse(pred, ref), np.nan),
-                "ubrmse": np.where(enough, metrics.ubrmse(pred, ref), np.nan),
-                "r": np.where(enough, metrics.pearson_r(pred, ref), np.nan)}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "site": sites["site"],
+                        "layer": sites["layer"],
+                        "product": product,
+                        "years_from_window": int(year),
+                        "n": n,
+                        "rmse": np.where(enough, metrics.rmse(pred, ref), np.nan),
+                        "ubrmse": np.where(enough, metrics.ubrmse(pred, ref), np.nan),
+                        "r": np.where(enough, metrics.pearson_r(pred, ref), np.nan),
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -345,19 +439,27 @@ def trend_table(sites, time, obs, series, min_days: int = 180) -> pd.DataFrame:
         for k, j in enumerate(deep):
             use = full[:, k]
             p, o = annual_p.to_numpy()[use, k], annual_o.to_numpy()[use, k]
-            row = {"site": sites["site"].iloc[j], "product": product, "n_years": int(use.sum()),
-                   "annual_r": np.nan, "trend_obs": np.nan, "trend_product": np.nan}
+            row = {
+                "site": sites["site"].iloc[j],
+                "product": product,
+                "n_years": int(use.sum()),
+                "annual_r": np.nan,
+                "trend_obs": np.nan,
+                "trend_product": np.nan,
+            }
             if use.sum() >= 3:
                 row["annual_r"] = float(np.corrcoef(p, o)[0, 1])
                 row["trend_obs"] = float(np.polyfit(x[use], o, 1)[0])
                 row["trend_product"] = float(np.polyfit(x[use], p, 1)[0])
             rows.append(row)
-    return pd.DataFrame(rows, columns=["site", "product", "n_years", "annual_r", "trend_obs",
-                                       "trend_product"])
+    return pd.DataFrame(
+        rows, columns=["site", "product", "n_years", "annual_r", "trend_obs", "trend_product"]
+    )
 
 
-def wins(table: pd.DataFrame, period: str, kind: str | None = None,
-         metric: str = "rmse") -> tuple[dict[str, float], dict[str, int]]:
+def wins(
+    table: pd.DataFrame, period: str, kind: str | None = None, metric: str = "rmse"
+) -> tuple[dict[str, float], dict[str, int]]:
     """Per product pair 'a>b', the fraction of surface sites where a's error (RMSE) is lower than
     b's, and the number of sites both were scored at."""
     scores = table[(table["layer"] == "surface") & (table["period"] == period)]
@@ -393,6 +495,7 @@ def _number(value) -> float | None:
 
 # ---- the paper's claims --------------------------------------------------------------------
 
+
 def _get(summary, *keys):
     node = summary
     for key in keys:
@@ -410,20 +513,34 @@ def claims(summary: dict, diagnostics: dict) -> dict:
     """The three claims of the paper, each with its numbers, a verdict (None = cannot be decided
     from these stations) and, where it fails, which side the numbers point at."""
     surface = summary["products"]
-    return {"prolonged_skill": _claim_prolonged(surface, diagnostics),
-            "fusion_beats_noah": _claim_fusion(summary),
-            "shallow_sensing_limit": _claim_depth(summary)}
+    return {
+        "prolonged_skill": _claim_prolonged(surface, diagnostics),
+        "fusion_beats_noah": _claim_fusion(summary),
+        "shallow_sensing_limit": _claim_depth(summary),
+    }
 
 
 def _claim_prolonged(surface, diagnostics) -> dict:
-    rmse_t, rmse_p = _get(surface, "lstm", "training", "rmse"), _get(surface, "lstm", "prolonged", "rmse")
+    rmse_t, rmse_p = (
+        _get(surface, "lstm", "training", "rmse"),
+        _get(surface, "lstm", "prolonged", "rmse"),
+    )
     r_t, r_p = _get(surface, "lstm", "training", "r"), _get(surface, "lstm", "prolonged", "r")
-    noah_ratio = _ratio(_get(surface, "noah", "prolonged", "rmse"), _get(surface, "noah", "training", "rmse"))
-    claim = {"statement": "LSTM skill in the prolonged years is within 10% of its skill in the "
-                          "SMAP training window (median RMSE and R over surface probes)",
-             "rmse_training": rmse_t, "rmse_prolonged": rmse_p, "r_training": r_t, "r_prolonged": r_p,
-             "rmse_ratio": _ratio(rmse_p, rmse_t), "r_ratio": _ratio(r_p, r_t),
-             "noah_rmse_ratio": noah_ratio, "holds": None}
+    noah_ratio = _ratio(
+        _get(surface, "noah", "prolonged", "rmse"), _get(surface, "noah", "training", "rmse")
+    )
+    claim = {
+        "statement": "LSTM skill in the prolonged years is within 10% of its skill in the "
+        "SMAP training window (median RMSE and R over surface probes)",
+        "rmse_training": rmse_t,
+        "rmse_prolonged": rmse_p,
+        "r_training": r_t,
+        "r_prolonged": r_p,
+        "rmse_ratio": _ratio(rmse_p, rmse_t),
+        "r_ratio": _ratio(r_p, r_t),
+        "noah_rmse_ratio": noah_ratio,
+        "holds": None,
+    }
     if claim["rmse_ratio"] is None or claim["r_ratio"] is None:
         claim["finding"] = "not decidable: no surface probes both inside and outside the window"
         return claim
@@ -432,34 +549,45 @@ def _claim_prolonged(surface, diagnostics) -> dict:
         lstm_smap = diagnostics.get("lstm_vs_smap", {})
         smap_ratio = _ratio(_get(lstm_smap, "after", "rmse"), _get(lstm_smap, "training", "rmse"))
         if noah_ratio is not None and noah_ratio > 1.10:
-            claim["finding"] = (f"the world: Noah, which never saw the window, degrades as much "
-                                f"(RMSE ratio {noah_ratio:.2f}); the prolonged years are harder")
+            claim["finding"] = (
+                f"the world: Noah, which never saw the window, degrades as much "
+                f"(RMSE ratio {noah_ratio:.2f}); the prolonged years are harder"
+            )
         elif smap_ratio is not None and smap_ratio > 1.10:
-            claim["finding"] = (f"the method: the LSTM drifts from SMAP itself after the window "
-                                f"(RMSE vs SMAP ratio {smap_ratio:.2f}); it generalises poorly")
+            claim["finding"] = (
+                f"the method: the LSTM drifts from SMAP itself after the window "
+                f"(RMSE vs SMAP ratio {smap_ratio:.2f}); it generalises poorly"
+            )
         else:
-            claim["finding"] = ("the method: the LSTM loses skill against probes out of the window "
-                                "while Noah does not; too short a window or overfitting")
+            claim["finding"] = (
+                "the method: the LSTM loses skill against probes out of the window "
+                "while Noah does not; too short a window or overfitting"
+            )
     return claim
 
 
 def _claim_fusion(summary) -> dict:
     w = summary["wins"]
     beats_noah, beats_pair = w.get("lstm+noah>noah"), w.get("lstm+noah>noah+lsm2")
-    claim = {"statement": "(LSTM+Noah)/2 beats Noah alone at most surface sites and beats "
-                          "(Noah+LSM2)/2 (RMSE, all days)",
-             "wins_over_noah": beats_noah, "wins_over_noah+lsm2": beats_pair,
-             "ubrmse_wins_over_noah": summary["wins_ubrmse"].get("lstm+noah>noah"),
-             "ubrmse_wins_over_noah+lsm2": summary["wins_ubrmse"].get("lstm+noah>noah+lsm2"),
-             "by_kind": summary["wins_by_kind"], "holds": None}
+    claim = {
+        "statement": "(LSTM+Noah)/2 beats Noah alone at most surface sites and beats "
+        "(Noah+LSM2)/2 (RMSE, all days)",
+        "wins_over_noah": beats_noah,
+        "wins_over_noah+lsm2": beats_pair,
+        "ubrmse_wins_over_noah": summary["wins_ubrmse"].get("lstm+noah>noah"),
+        "ubrmse_wins_over_noah+lsm2": summary["wins_ubrmse"].get("lstm+noah>noah+lsm2"),
+        "by_kind": summary["wins_by_kind"],
+        "holds": None,
+    }
     if beats_noah is None or not np.isfinite(beats_noah):
         claim["finding"] = "not decidable: LSTM and Noah not both present at surface probes"
         return claim
     pair_ok = beats_pair is None or not np.isfinite(beats_pair) or beats_pair > 0.5
     claim["holds"] = bool(beats_noah > 0.5 and pair_ok)
     if not claim["holds"]:
-        claim["finding"] = _fusion_finding(summary["products"], beats_noah,
-                                           summary["diagnostics"].get("lstm_vs_smap", {}))
+        claim["finding"] = _fusion_finding(
+            summary["products"], beats_noah, summary["diagnostics"].get("lstm_vs_smap", {})
+        )
     return claim
 
 
@@ -469,20 +597,32 @@ def _fusion_finding(surface, beats_noah, lstm_smap) -> str:
     if beats_noah <= 0.5 and lstm is not None and noah is not None:
         if smap is not None and smap > 1.5 * noah:
             learned = _get(lstm_smap, "after", "r") or _get(lstm_smap, "training", "r")
-            follows = (f"; the LSTM reproduces that target (R {learned:.2f} against SMAP), so the "
-                       "method does its job" if learned is not None else "")
-            return (f"the world: its SMAP-like target is itself far from the probes (ubRMSE "
-                    f"{smap:.3f}) while its Noah is close to them ({noah:.3f}){follows}; an LSTM "
-                    "that learns SMAP cannot help a Noah this good")
-        return (f"the method: the LSTM's random error (ubRMSE {lstm:.3f}) is too large next to "
-                f"Noah's ({noah:.3f}) for an average to help")
+            follows = (
+                f"; the LSTM reproduces that target (R {learned:.2f} against SMAP), so the "
+                "method does its job"
+                if learned is not None
+                else ""
+            )
+            return (
+                f"the world: its SMAP-like target is itself far from the probes (ubRMSE "
+                f"{smap:.3f}) while its Noah is close to them ({noah:.3f}){follows}; an LSTM "
+                "that learns SMAP cannot help a Noah this good"
+            )
+        return (
+            f"the method: the LSTM's random error (ubRMSE {lstm:.3f}) is too large next to "
+            f"Noah's ({noah:.3f}) for an average to help"
+        )
     bias = {p: _get(surface, p, "all", "bias") for p in ("noah", "lsm2", "lstm+noah", "noah+lsm2")}
     if None not in bias.values() and abs(bias["noah+lsm2"]) < abs(bias["lstm+noah"]):
-        return (f"the world: Noah and LSM2 have opposite biases ({bias['noah']:+.3f}, "
-                f"{bias['lsm2']:+.3f}) that cancel in their average, while (LSTM+Noah)/2 keeps half "
-                f"of Noah's; compare ubRMSE, which removes the bias")
-    return ("the method: LSM2 carries more information independent of Noah than the LSTM does "
-            "at these sites")
+        return (
+            f"the world: Noah and LSM2 have opposite biases ({bias['noah']:+.3f}, "
+            f"{bias['lsm2']:+.3f}) that cancel in their average, while (LSTM+Noah)/2 keeps half "
+            f"of Noah's; compare ubRMSE, which removes the bias"
+        )
+    return (
+        "the method: LSM2 carries more information independent of Noah than the LSTM does "
+        "at these sites"
+    )
 
 
 def _claim_depth(summary) -> dict:
@@ -490,17 +630,24 @@ def _claim_depth(summary) -> dict:
     r_deep = _get(summary, "rootzone_raw", "lstm", "all", "r")
     r_filtered = _get(summary, "rootzone", "lstm", "all", "r")
     noah_deep = _get(summary, "rootzone_raw", "noah", "all", "r")
-    claim = {"statement": "the LSTM, trained on SMAP's ~5 cm, loses skill against deeper probes "
-                          "(median R of its surface series: surface vs deep probes)",
-             "r_surface": r_surface, "r_deep": r_deep, "r_deep_filtered": r_filtered,
-             "noah_r_deep": noah_deep, "holds": None}
+    claim = {
+        "statement": "the LSTM, trained on SMAP's ~5 cm, loses skill against deeper probes "
+        "(median R of its surface series: surface vs deep probes)",
+        "r_surface": r_surface,
+        "r_deep": r_deep,
+        "r_deep_filtered": r_filtered,
+        "noah_r_deep": noah_deep,
+        "holds": None,
+    }
     if r_surface is None or r_deep is None:
         claim["finding"] = "not decidable: no deep probes (or no surface probes) in the cube"
         return claim
     claim["holds"] = bool(r_deep < r_surface)
     if not claim["holds"]:
-        claim["finding"] = ("the world: deep soil moisture follows the surface too closely in it "
-                            "(surface and deep probes agree as well with the LSTM)")
+        claim["finding"] = (
+            "the world: deep soil moisture follows the surface too closely in it "
+            "(surface and deep probes agree as well with the LSTM)"
+        )
     return claim
 
 
@@ -517,14 +664,20 @@ def lstm_vs_smap(series, labels, min_pairs: int) -> dict:
         if n.sum() == 0:
             continue
         keep = n >= min_pairs
-        out[period] = {"rmse": _number(np.nanmedian(metrics.rmse(pred, series["smap"])[keep]))
-                       if keep.any() else None,
-                       "r": _number(np.nanmedian(metrics.pearson_r(pred, series["smap"])[keep]))
-                       if keep.any() else None, "n_cells": int(keep.sum())}
+        out[period] = {
+            "rmse": _number(np.nanmedian(metrics.rmse(pred, series["smap"])[keep]))
+            if keep.any()
+            else None,
+            "r": _number(np.nanmedian(metrics.pearson_r(pred, series["smap"])[keep]))
+            if keep.any()
+            else None,
+            "n_cells": int(keep.sum()),
+        }
     return out
 
 
 # ---- the whole evaluation ------------------------------------------------------------------
+
 
 def evaluate(cube: xr.Dataset, stations: Stations, options: Options | None = None) -> Evaluation:
     """Match, score, fuse and decide: the full in situ evaluation of one cube."""
@@ -539,31 +692,45 @@ def _evaluate(cube: xr.Dataset, stations: Stations, options: Options) -> Evaluat
     labels = period_labels(time, window)
     steps = tqdm(total=5, desc="evaluate", disable=not options.progress)
     sites, obs, problems = match_sites(cube, stations, options.dense_min_stations)
-    log.info("%d sites (%d surface) from %d sensors; %d problems", len(sites),
-             int((sites["layer"] == "surface").sum()), len(stations.sensors), len(problems))
+    log.info(
+        "%d sites (%d surface) from %d sensors; %d problems",
+        len(sites),
+        int((sites["layer"] == "surface").sum()),
+        len(stations.sensors),
+        len(problems),
+    )
     steps.update()
     raw = cell_series(cube, sites["iy"], sites["ix"])
     in_window = labels == "training"
     weights = estimate_weights(cube, sites, raw, obs, in_window, window, options.min_pairs)
-    raw = with_fusions(raw, site_weights(weights, sites) if "lstm" in raw and "noah" in raw else None)
+    raw = with_fusions(
+        raw, site_weights(weights, sites) if "lstm" in raw and "noah" in raw else None
+    )
     steps.update()
     compared = root_zone(raw, sites, obs, in_window, options)
     steps.update()
     table = score_table(sites, time, obs, compared, labels, options.min_pairs)
     deep_raw = (sites["layer"] == "rootzone").to_numpy()
-    raw_deep_table = score_table(sites[deep_raw], time, obs[:, deep_raw],
-                                 {p: v[:, deep_raw] for p, v in raw.items()}, labels,
-                                 options.min_pairs)
+    raw_deep_table = score_table(
+        sites[deep_raw],
+        time,
+        obs[:, deep_raw],
+        {p: v[:, deep_raw] for p, v in raw.items()},
+        labels,
+        options.min_pairs,
+    )
     by_distance = distance_table(sites, time, obs, compared, window, options.min_pairs)
     trends = trend_table(sites, time, obs, compared)
     steps.update()
     summary = {
         "training_period": f"{window[0].date()}..{window[1].date()}",
         "cube_period": f"{time[0].date()}..{time[-1].date()}",
-        "n_sites": {"surface": int((sites["layer"] == "surface").sum()),
-                    "rootzone": int(deep_raw.sum()),
-                    "dense": int((sites["kind"] == "dense").sum()),
-                    "sparse": int((sites["kind"] == "sparse").sum())},
+        "n_sites": {
+            "surface": int((sites["layer"] == "surface").sum()),
+            "rootzone": int(deep_raw.sum()),
+            "dense": int((sites["kind"] == "dense").sum()),
+            "sparse": int((sites["kind"] == "sparse").sum()),
+        },
         "n_sensors": len(stations.sensors),
         "products": medians(table, "surface"),
         "rootzone": medians(table, "rootzone"),
@@ -575,17 +742,30 @@ def _evaluate(cube: xr.Dataset, stations: Stations, options: Options) -> Evaluat
         "wins_ubrmse": wins(table, "all", metric="ubrmse")[0],
         "wins_by_kind": {k: wins(table, "all", k)[0] for k in ("dense", "sparse")},
         "wins_by_kind_n_stations": {k: wins(table, "all", k)[1] for k in ("dense", "sparse")},
-        "fusion_weights": {"n_cells": len(weights),
-                           "by_method": weights["method"].value_counts().to_dict(),
-                           "median": _number(weights["weight"].median()) if len(weights) else None},
+        "fusion_weights": {
+            "n_cells": len(weights),
+            "by_method": weights["method"].value_counts().to_dict(),
+            "median": _number(weights["weight"].median()) if len(weights) else None,
+        },
         "problems": problems,
     }
     summary["diagnostics"] = {"lstm_vs_smap": lstm_vs_smap(raw, labels, options.min_pairs)}
     summary["claims"] = claims(summary, summary["diagnostics"])
     steps.update()
     steps.close()
-    return Evaluation(sites, time, window, obs, compared, table, by_distance, trends, weights,
-                      _clean(summary), problems)
+    return Evaluation(
+        sites,
+        time,
+        window,
+        obs,
+        compared,
+        table,
+        by_distance,
+        trends,
+        weights,
+        _clean(summary),
+        problems,
+    )
 
 
 def root_zone(raw, sites, obs, in_window, options) -> dict[str, np.ndarray]:
@@ -596,8 +776,11 @@ def root_zone(raw, sites, obs, in_window, options) -> dict[str, np.ndarray]:
         return raw
     names = list(raw)
     surface = np.concatenate([raw[p][:, deep] for p in names], axis=1)
-    tc = (np.full(surface.shape[1], float(options.tc_days)) if options.tc_days else
-          fit_tc(surface, np.tile(obs[:, deep], len(names)), in_window, options.min_pairs))
+    tc = (
+        np.full(surface.shape[1], float(options.tc_days))
+        if options.tc_days
+        else fit_tc(surface, np.tile(obs[:, deep], len(names)), in_window, options.min_pairs)
+    )
     filtered = np.split(exponential_filter(surface, tc), len(names), axis=1)
     out = {}
     for product, part in zip(names, filtered):
@@ -610,9 +793,11 @@ def _trend_summary(trends: pd.DataFrame) -> dict:
     out = {}
     for product, part in trends.dropna(subset=["annual_r"]).groupby("product", sort=False):
         same_sign = np.sign(part["trend_obs"]) == np.sign(part["trend_product"])
-        out[product] = {"annual_r": _number(part["annual_r"].median()),
-                        "trend_sign_agreement": _number(same_sign.mean()),
-                        "n_stations": len(part)}
+        out[product] = {
+            "annual_r": _number(part["annual_r"].median()),
+            "trend_sign_agreement": _number(same_sign.mean()),
+            "n_stations": len(part),
+        }
     return out
 
 

@@ -75,14 +75,21 @@ def daily_means(series: pd.Series, min_count: int = MIN_COUNT) -> pd.Series:
 def flags_ok(flags: pd.Series, keep_flags) -> np.ndarray:
     """True where every flag of a value (ISMN joins several with commas) is one we keep."""
     keep = set(keep_flags)
-    return flags.fillna("").astype(str).map(
-        lambda f: bool(f) and set(f.split(",")) <= keep).to_numpy(bool)
+    return (
+        flags.fillna("")
+        .astype(str)
+        .map(lambda f: bool(f) and set(f.split(",")) <= keep)
+        .to_numpy(bool)
+    )
 
 
 def _assemble(rows: list[dict], series: dict[str, pd.Series], problems: list[dict]) -> Stations:
     sensors = pd.DataFrame(rows, columns=["sensor", *SENSOR_COLUMNS]).set_index("sensor")
-    values = pd.DataFrame(series, columns=sensors.index) if series else pd.DataFrame(
-        columns=sensors.index, dtype=np.float32)
+    values = (
+        pd.DataFrame(series, columns=sensors.index)
+        if series
+        else pd.DataFrame(columns=sensors.index, dtype=np.float32)
+    )
     values.index = pd.DatetimeIndex(values.index, name="time")
     return Stations(sensors, values.sort_index().astype(np.float32), problems)
 
@@ -93,6 +100,7 @@ def sensor_id(network: str, station: str, depth_from: float, depth_to: float, in
 
 
 # ---- ISMN archives -------------------------------------------------------------------------
+
 
 def read_ismn(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_COUNT) -> Stations:
     """An ISMN archive (either layout, zip or folder) read through the `ismn` package.
@@ -107,9 +115,11 @@ def read_ismn(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_COUN
             archive = ISMN_Interface(str(path), meta_path=Path(tmp) / "meta", temp_root=tmp)
         except Exception as exc:
             hint = "no ISMN data files in it" if "No objects to concatenate" in str(exc) else exc
-            raise InputError(f"cannot read {path} as an ISMN archive: {hint}; stations are an ISMN "
-                             "archive (zip or folder), a station CSV or a twin world's "
-                             "stations folder") from exc
+            raise InputError(
+                f"cannot read {path} as an ISMN archive: {hint}; stations are an ISMN "
+                "archive (zip or folder), a station CSV or a twin world's "
+                "stations folder"
+            ) from exc
         problems += _rejected_files(Path(tmp) / "meta")
         for idx, meta in archive.metadata.iterrows():
             if meta[("variable", "val")] != "soil_moisture":
@@ -122,20 +132,37 @@ def read_ismn(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_COUN
             try:
                 data = archive.read_ts(idx)
             except Exception as exc:  # noqa: BLE001  one bad file: that station's problem
-                problems.append({"station": f"{network}/{station}",
-                                 "problem": f"cannot read sensor {sid}: {exc}"})
+                problems.append(
+                    {
+                        "station": f"{network}/{station}",
+                        "problem": f"cannot read sensor {sid}: {exc}",
+                    }
+                )
                 continue
             good = flags_ok(data["soil_moisture_flag"], keep_flags)
             daily = daily_means(data["soil_moisture"][good], min_count)
             if daily.empty:
                 found = sorted(set(",".join(data["soil_moisture_flag"].astype(str)).split(",")))
-                problems.append({"station": f"{network}/{station}", "problem":
-                                 f"no daily values with flags {'/'.join(keep_flags)} "
-                                 f"(flags present: {', '.join(found)}; accept more flags to use them)"})
-            rows.append({"sensor": sid, "station": f"{network}/{station}", "network": network,
-                         "kind": "", "lat": float(meta[("latitude", "val")]),
-                         "lon": float(meta[("longitude", "val")]), "depth_from": depth_from,
-                         "depth_to": depth_to, "depth_m": (depth_from + depth_to) / 2})
+                problems.append(
+                    {
+                        "station": f"{network}/{station}",
+                        "problem": f"no daily values with flags {'/'.join(keep_flags)} "
+                        f"(flags present: {', '.join(found)}; accept more flags to use them)",
+                    }
+                )
+            rows.append(
+                {
+                    "sensor": sid,
+                    "station": f"{network}/{station}",
+                    "network": network,
+                    "kind": "",
+                    "lat": float(meta[("latitude", "val")]),
+                    "lon": float(meta[("longitude", "val")]),
+                    "depth_from": depth_from,
+                    "depth_to": depth_to,
+                    "depth_m": (depth_from + depth_to) / 2,
+                }
+            )
             series[sid] = daily
     return _assemble(rows, series, problems)
 
@@ -161,14 +188,21 @@ def _rejected_files(meta_dir: Path) -> list[dict]:
     """Files the ismn package skipped as malformed, from the log it writes while indexing."""
     problems = []
     for log in meta_dir.glob("*.log"):
-        for match in re.finditer(r"Error loading ismn file (.+?\.stm)", log.read_text(errors="replace")):
+        for match in re.finditer(
+            r"Error loading ismn file (.+?\.stm)", log.read_text(errors="replace")
+        ):
             file = Path(match.group(1))
-            problems.append({"station": "/".join(file.parts[:2]),
-                             "problem": f"malformed file {file.name} skipped"})
+            problems.append(
+                {
+                    "station": "/".join(file.parts[:2]),
+                    "problem": f"malformed file {file.name} skipped",
+                }
+            )
     return problems
 
 
 # ---- plain station CSV ---------------------------------------------------------------------
+
 
 def read_csv(path: str | Path, min_count: int = MIN_COUNT) -> Stations:
     """A long CSV: station, lat, lon, depth (m), time, value (m3/m3); optional network, kind.
@@ -181,8 +215,10 @@ def read_csv(path: str | Path, min_count: int = MIN_COUNT) -> Stations:
         raise InputError(f"cannot read station CSV {path}: {exc}") from exc
     missing = set(CSV_COLUMNS) - set(table.columns)
     if missing:
-        raise InputError(f"station CSV {path} lacks column(s) {sorted(missing)}; "
-                         f"expected {', '.join(CSV_COLUMNS)}")
+        raise InputError(
+            f"station CSV {path} lacks column(s) {sorted(missing)}; "
+            f"expected {', '.join(CSV_COLUMNS)}"
+        )
     table["time"] = pd.to_datetime(table["time"], errors="coerce", format="mixed")
     for column in ("lat", "lon", "depth", "value"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
@@ -199,10 +235,19 @@ def read_csv(path: str | Path, min_count: int = MIN_COUNT) -> Stations:
         sid = sensor_id(network, str(station), depth, depth)
         values = group.set_index("time")["value"]
         series[sid] = daily_means(values[values.index.notna()], min_count)
-        rows.append({"sensor": sid, "station": str(station), "network": network,
-                     "kind": str(group["kind"].iloc[0]) if "kind" in group else "",
-                     "lat": float(lat), "lon": float(lon), "depth_from": float(depth),
-                     "depth_to": float(depth), "depth_m": float(depth)})
+        rows.append(
+            {
+                "sensor": sid,
+                "station": str(station),
+                "network": network,
+                "kind": str(group["kind"].iloc[0]) if "kind" in group else "",
+                "lat": float(lat),
+                "lon": float(lon),
+                "depth_from": float(depth),
+                "depth_to": float(depth),
+                "depth_m": float(depth),
+            }
+        )
     return _assemble(rows, series, problems)
 
 
@@ -213,20 +258,32 @@ def write_csv(stations: Stations, path: str | Path) -> None:
     table = long.merge(meta, on="sensor")
     table = table.rename(columns={"depth_m": "depth"})
     table[["station", "network", "kind", "lat", "lon", "depth", "time", "value"]].to_csv(
-        path, index=False)
+        path, index=False
+    )
 
 
 # ---- the twin world's stations -------------------------------------------------------------
+
 
 def read_world(folder: str | Path) -> Stations:
     """The twin world's stations (sensors.csv + daily values), via model.world."""
     from model.world import read_world_stations
 
     sensors, values = _world_tables(read_world_stations(folder))
-    rows = [{"sensor": str(s), "station": str(m["station"]), "network": str(m["network"]),
-             "kind": str(m["network"]), "lat": float(m["lat"]), "lon": float(m["lon"]),
-             "depth_from": float(m["depth_m"]), "depth_to": float(m["depth_m"]),
-             "depth_m": float(m["depth_m"])} for s, m in sensors.iterrows()]
+    rows = [
+        {
+            "sensor": str(s),
+            "station": str(m["station"]),
+            "network": str(m["network"]),
+            "kind": str(m["network"]),
+            "lat": float(m["lat"]),
+            "lon": float(m["lon"]),
+            "depth_from": float(m["depth_m"]),
+            "depth_to": float(m["depth_m"]),
+            "depth_m": float(m["depth_m"]),
+        }
+        for s, m in sensors.iterrows()
+    ]
     series = {str(s): values[s].dropna().astype(np.float32) for s in sensors.index}
     return _assemble(rows, series, [])
 

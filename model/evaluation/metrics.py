@@ -15,11 +15,13 @@ METRICS = ("bias", "rmse", "ubrmse", "r", "anomaly_r", "nse", "n")
 
 def _quiet(func):
     """Cells with no valid pair give NaN metrics, not 'mean of empty slice' warnings."""
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return func(*args, **kwargs)
+
     return wrapper
 
 
@@ -48,14 +50,14 @@ def ubrmse(pred, obs):
     """RMSE after removing each series' mean over the matched pairs."""
     p, o, _ = _pairs(pred, obs)
     d = (p - np.nanmean(p, 0)) - (o - np.nanmean(o, 0))
-    return np.sqrt(np.nanmean(d ** 2, axis=0))
+    return np.sqrt(np.nanmean(d**2, axis=0))
 
 
 @_quiet
 def pearson_r(pred, obs):
     p, o, n = _pairs(pred, obs)
     pa, oa = p - np.nanmean(p, 0), o - np.nanmean(o, 0)
-    den = np.sqrt(np.nansum(pa ** 2, 0) * np.nansum(oa ** 2, 0))
+    den = np.sqrt(np.nansum(pa**2, 0) * np.nansum(oa**2, 0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n > 2) & (den > 0), np.nansum(pa * oa, 0) / den, np.nan)
 
@@ -80,9 +82,11 @@ def climatology_anomaly(values, time, window: int = 31):
     np.add.at(counts, doy, finite)
     kernel = np.ones(window)
     wrap = window // 2
+
     def smooth(a):
         padded = np.concatenate([a[-wrap:], a, a[:wrap]])
         return np.apply_along_axis(lambda c: np.convolve(c, kernel, "valid"), 0, padded)
+
     with np.errstate(invalid="ignore", divide="ignore"):
         clim = smooth(sums) / smooth(counts)
     return values - clim[doy]
@@ -97,8 +101,14 @@ def anomaly_r(pred, obs, time):
 def all_metrics(pred, obs, time=None) -> dict[str, np.ndarray]:
     """Every metric per cell, with the count of valid pairs."""
     _, _, n = _pairs(pred, obs)
-    out = {"bias": bias(pred, obs), "rmse": rmse(pred, obs), "ubrmse": ubrmse(pred, obs),
-           "r": pearson_r(pred, obs), "nse": nse(pred, obs), "n": n}
+    out = {
+        "bias": bias(pred, obs),
+        "rmse": rmse(pred, obs),
+        "ubrmse": ubrmse(pred, obs),
+        "r": pearson_r(pred, obs),
+        "nse": nse(pred, obs),
+        "n": n,
+    }
     if time is not None:
         out["anomaly_r"] = anomaly_r(pred, obs, time)
     return out
@@ -108,7 +118,10 @@ def all_metrics(pred, obs, time=None) -> dict[str, np.ndarray]:
 def summarize(per_cell: dict[str, np.ndarray], min_pairs: int = 10) -> dict[str, float]:
     """Medians over cells with at least `min_pairs` pairs, and how many cells that is."""
     keep = np.asarray(per_cell["n"]) >= min_pairs
-    out = {k: float(np.nanmedian(np.asarray(v)[keep])) if keep.any() else float("nan")
-           for k, v in per_cell.items() if k != "n"}
+    out = {
+        k: float(np.nanmedian(np.asarray(v)[keep])) if keep.any() else float("nan")
+        for k, v in per_cell.items()
+        if k != "n"
+    }
     out["n_cells"] = int(keep.sum())
     return out

@@ -10,13 +10,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from model.product import fusion
-from model.product.cube import open_cube
 from model.evaluation.evaluate import WEIGHTED, Evaluation, Options, evaluate
 from model.evaluation.insitu import KEEP_FLAGS, MIN_COUNT, read_stations
+from model.product import fusion
+from model.product.cube import open_cube
 
-COLORS = {"smap": "#7f7f7f", "lstm": "#d62728", "noah": "#1f77b4", "lsm2": "#2ca02c",
-          "lstm+noah": "#9467bd", "noah+lsm2": "#17becf", WEIGHTED: "#ff7f0e"}
+COLORS = {
+    "smap": "#7f7f7f",
+    "lstm": "#d62728",
+    "noah": "#1f77b4",
+    "lsm2": "#2ca02c",
+    "lstm+noah": "#9467bd",
+    "noah+lsm2": "#17becf",
+    WEIGHTED: "#ff7f0e",
+}
 FIGURES = {
     "map_skill.png": "Where the LSTM is skilful and where fusion helps (surface probes)",
     "skill_vs_years.png": "Skill against probes by year from the SMAP training window",
@@ -28,8 +35,14 @@ FIGURES = {
 }
 
 
-def run(cube: str | Path, stations: str | Path, out: str | Path, options: Options | None = None,
-        keep_flags=KEEP_FLAGS, min_count: int = MIN_COUNT) -> Evaluation:
+def run(
+    cube: str | Path,
+    stations: str | Path,
+    out: str | Path,
+    options: Options | None = None,
+    keep_flags=KEEP_FLAGS,
+    min_count: int = MIN_COUNT,
+) -> Evaluation:
     """Evaluate a cube against a station source and write the report; the log of problems goes
     to out/evaluate.log as well as to the caller's handlers."""
     out = Path(out)
@@ -40,10 +53,14 @@ def run(cube: str | Path, stations: str | Path, out: str | Path, options: Option
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        evaluation = evaluate(open_cube(cube), read_stations(stations, keep_flags, min_count),
-                              options)
-        write_report(evaluation, out, title=f"smapx evaluation of {Path(cube).name} "
-                                            f"against {Path(stations).name}")
+        evaluation = evaluate(
+            open_cube(cube), read_stations(stations, keep_flags, min_count), options
+        )
+        write_report(
+            evaluation,
+            out,
+            title=f"smapx evaluation of {Path(cube).name} against {Path(stations).name}",
+        )
         logger.info("report written to %s", out / "index.html")
         return evaluation
     finally:
@@ -60,14 +77,22 @@ def write_report(evaluation: Evaluation, out: str | Path, title: str = "smapx ev
     ev.by_distance.to_csv(out / "skill_by_years.csv", index=False, float_format="%.5f")
     ev.trends.to_csv(out / "rootzone_trends.csv", index=False, float_format="%.6f")
     ev.sites.drop(columns=["iy", "ix"]).to_csv(out / "sites.csv", index=False)
-    pd.DataFrame(ev.problems, columns=["station", "problem"]).to_csv(out / "problems.csv", index=False)
-    fusion.write_weights(out / "fusion_weights.csv", ev.weights["row"], ev.weights["col"],
-                         ev.weights["weight"])
+    pd.DataFrame(ev.problems, columns=["station", "problem"]).to_csv(
+        out / "problems.csv", index=False
+    )
+    fusion.write_weights(
+        out / "fusion_weights.csv", ev.weights["row"], ev.weights["col"], ev.weights["weight"]
+    )
     (out / "summary.json").write_text(json.dumps(ev.summary, indent=2))
-    plots = {"map_skill.png": plot_map, "skill_vs_years.png": plot_skill_vs_years,
-             "boxplots.png": plot_boxplots, "fusion_wins.png": plot_wins,
-             "depth.png": plot_depth, "rootzone_trends.png": plot_trends,
-             "timeseries.png": plot_timeseries}
+    plots = {
+        "map_skill.png": plot_map,
+        "skill_vs_years.png": plot_skill_vs_years,
+        "boxplots.png": plot_boxplots,
+        "fusion_wins.png": plot_wins,
+        "depth.png": plot_depth,
+        "rootzone_trends.png": plot_trends,
+        "timeseries.png": plot_timeseries,
+    }
     drawn = []
     for name, plot in plots.items():
         fig = plot(ev)
@@ -103,17 +128,31 @@ def plot_map(ev: Evaluation):
     if ("rmse", "noah") in scores and ("rmse", "lstm+noah") in scores:
         gain = scores[("rmse", "noah")] - scores[("rmse", "lstm+noah")]
         limit = float(np.nanmax(np.abs(gain))) or 0.01
-        panels.append(("RMSE gain of (LSTM+Noah)/2 over Noah (m3/m3, >0 = fusion better)",
-                       gain, "RdBu", (-limit, limit)))
+        panels.append(
+            (
+                "RMSE gain of (LSTM+Noah)/2 over Noah (m3/m3, >0 = fusion better)",
+                gain,
+                "RdBu",
+                (-limit, limit),
+            )
+        )
     fig, axes = _subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
     for ax, (label, values, cmap, (lo, hi)) in zip(axes[0], panels):
         for kind, marker in (("sparse", "o"), ("dense", "s")):
             pick = (sites["kind"] == kind).to_numpy()
             if pick.any():
-                art = ax.scatter(sites["lon"][pick], sites["lat"][pick], c=values[pick], cmap=cmap,
-                                 vmin=lo if lo is not None else np.nanmin(values),
-                                 vmax=hi if hi is not None else np.nanmax(values),
-                                 marker=marker, s=70, edgecolors="k", label=f"{kind} site")
+                art = ax.scatter(
+                    sites["lon"][pick],
+                    sites["lat"][pick],
+                    c=values[pick],
+                    cmap=cmap,
+                    vmin=lo if lo is not None else np.nanmin(values),
+                    vmax=hi if hi is not None else np.nanmax(values),
+                    marker=marker,
+                    s=70,
+                    edgecolors="k",
+                    label=f"{kind} site",
+                )
         fig.colorbar(art, ax=ax, shrink=0.85)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("longitude")
@@ -129,12 +168,21 @@ def plot_skill_vs_years(ev: Evaluation):
         return None
     med = table.groupby(["product", "years_from_window"])[["r", "ubrmse"]].median().reset_index()
     fig, axes = _subplots(1, 2, figsize=(12, 4.5))
-    for ax, metric, label in ((axes[0], "r", "median R"), (axes[1], "ubrmse", "median ubRMSE (m3/m3)")):
+    for ax, metric, label in (
+        (axes[0], "r", "median R"),
+        (axes[1], "ubrmse", "median ubRMSE (m3/m3)"),
+    ):
         for product in _products(ev):
             part = med[med["product"] == product].dropna(subset=[metric])
             if len(part):
-                ax.plot(part["years_from_window"], part[metric], "o-", color=COLORS[product],
-                        label=product, lw=2 if product in ("lstm", "noah") else 1.2)
+                ax.plot(
+                    part["years_from_window"],
+                    part[metric],
+                    "o-",
+                    color=COLORS[product],
+                    label=product,
+                    lw=2 if product in ("lstm", "noah") else 1.2,
+                )
         ax.axvspan(-0.5, 0.5, color="gold", alpha=0.25, label="training window")
         ax.set_xlabel("years from the SMAP training window (0 = inside)")
         ax.set_ylabel(label)
@@ -146,7 +194,9 @@ def plot_skill_vs_years(ev: Evaluation):
 
 def plot_boxplots(ev: Evaluation):
     scores = _surface(ev, "all")
-    products = [p for p in _products(ev) if scores.loc[scores["product"] == p, "rmse"].notna().any()]
+    products = [
+        p for p in _products(ev) if scores.loc[scores["product"] == p, "rmse"].notna().any()
+    ]
     if not products:
         return None
     fig, axes = _subplots(1, 3, figsize=(15, 4.8))
@@ -166,13 +216,21 @@ def plot_boxplots(ev: Evaluation):
 def plot_wins(ev: Evaluation):
     s = ev.summary
     rows = []
-    tables = [("all", s["wins"], s["wins_n_stations"]),
-              *[(k, s["wins_by_kind"][k], s["wins_by_kind_n_stations"][k]) for k in s["wins_by_kind"]]]
+    tables = [
+        ("all", s["wins"], s["wins_n_stations"]),
+        *[(k, s["wins_by_kind"][k], s["wins_by_kind_n_stations"][k]) for k in s["wins_by_kind"]],
+    ]
     for kind, fractions, counts in tables:
         for pair, value in fractions.items():
             if value is not None:
-                rows.append({"kind": kind, "pair": pair.replace(">", " beats "), "value": value,
-                             "n": counts.get(pair, 0)})
+                rows.append(
+                    {
+                        "kind": kind,
+                        "pair": pair.replace(">", " beats "),
+                        "value": value,
+                        "n": counts.get(pair, 0),
+                    }
+                )
     if not rows:
         return None
     frame = pd.DataFrame(rows)
@@ -198,19 +256,31 @@ def plot_wins(ev: Evaluation):
 
 
 def plot_depth(ev: Evaluation):
-    layers = [("surface probes", ev.summary["products"]),
-              ("deep probes, surface series", ev.summary.get("rootzone_raw", {})),
-              ("deep probes, root-zone filter", ev.summary.get("rootzone", {}))]
+    layers = [
+        ("surface probes", ev.summary["products"]),
+        ("deep probes, surface series", ev.summary.get("rootzone_raw", {})),
+        ("deep probes, root-zone filter", ev.summary.get("rootzone", {})),
+    ]
     products = [p for p in ("smap", "lstm", "noah", "lsm2", "lstm+noah") if p in ev.series]
-    values = np.array([[((layer.get(p) or {}).get("all") or {}).get("r") or np.nan
-                        for p in products] for _, layer in layers], float)
+    values = np.array(
+        [
+            [((layer.get(p) or {}).get("all") or {}).get("r") or np.nan for p in products]
+            for _, layer in layers
+        ],
+        float,
+    )
     if np.isnan(values[1:]).all():
         return None
     fig, ax = _subplots(figsize=(9, 4.5))
     width = 0.8 / len(products)
     for j, product in enumerate(products):
-        ax.bar(np.arange(len(layers)) + j * width, values[:, j], width, color=COLORS[product],
-               label=product)
+        ax.bar(
+            np.arange(len(layers)) + j * width,
+            values[:, j],
+            width,
+            color=COLORS[product],
+            label=product,
+        )
     ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, [name for name, _ in layers])
     ax.set_ylabel("median R")
     ax.set_ylim(0, 1.12)
@@ -226,8 +296,10 @@ def plot_trends(ev: Evaluation):
     if not products:
         return None
     fig, axes = _subplots(1, 2, figsize=(12, 4.2))
-    panels = (("annual_r", "median R of annual means"),
-              ("trend_sign_agreement", "fraction of sites whose linear trend has the probes' sign"))
+    panels = (
+        ("annual_r", "median R of annual means"),
+        ("trend_sign_agreement", "fraction of sites whose linear trend has the probes' sign"),
+    )
     for ax, (key, label) in zip(axes, panels):
         values = [trends[p][key] if trends[p][key] is not None else np.nan for p in products]
         ax.bar(range(len(products)), values, color=[COLORS[p] for p in products])
@@ -250,7 +322,7 @@ def pick_sites(ev: Evaluation, count: int = 4) -> list[int]:
             match = [j for j in order if ev.sites[key].iloc[j] == value and j not in picked]
             if match and len(picked) < count:
                 picked.append(match[0])
-    picked += [j for j in order if j not in picked][:count - len(picked)]
+    picked += [j for j in order if j not in picked][: count - len(picked)]
     return [j for j in picked if n_obs[j] > 0]
 
 
@@ -273,7 +345,9 @@ def plot_timeseries(ev: Evaluation):
         time = ev.time[span]
         for product in ("lstm", "noah", "lstm+noah"):
             if product in ev.series:
-                ax.plot(time, ev.series[product][span, j], color=COLORS[product], lw=1, label=product)
+                ax.plot(
+                    time, ev.series[product][span, j], color=COLORS[product], lw=1, label=product
+                )
         if "smap" in ev.series:
             ax.plot(time, ev.series["smap"][span, j], ".", color=COLORS["smap"], ms=3, label="smap")
         ax.plot(time, ev.obs[span, j], "k.", ms=2, label="probes")
@@ -282,8 +356,9 @@ def plot_timeseries(ev: Evaluation):
             ax.axvspan(max(start, time[0]), min(end, time[-1]), color="gold", alpha=0.15)
         site = ev.sites.iloc[j]
         through = ", products through the root-zone filter" if site["layer"] == "rootzone" else ""
-        ax.set_title(f"{site['site']} ({site['kind']}, {site['n_sensors']} sensor(s){through})",
-                     fontsize=9)
+        ax.set_title(
+            f"{site['site']} ({site['kind']}, {site['n_sensors']} sensor(s){through})", fontsize=9
+        )
         ax.set_ylabel("m3/m3")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, ncol=5, loc="upper right")
@@ -304,15 +379,27 @@ def _fmt(value, digits=3) -> str:
 def _claims_html(claims: dict) -> str:
     rows = []
     for name, claim in claims.items():
-        verdict = {True: ("holds", "ok"), False: ("fails", "bad"), None: ("undecided", "na")}[claim["holds"]]
-        numbers = ", ".join(f"{k} {_fmt(v)}" for k, v in claim.items()
-                            if k not in ("statement", "holds", "finding", "by_kind"))
-        finding = f"<br><b>Cause:</b> {html.escape(claim['finding'])}" if claim.get("finding") else ""
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(claim['statement'])}"
-                    f"<br><small>{numbers}</small>{finding}</td>"
-                    f"<td class='{verdict[1]}'>{verdict[0]}</td></tr>")
-    return ("<table><tr><th>claim</th><th>statement and numbers</th><th>verdict</th></tr>"
-            + "".join(rows) + "</table>")
+        verdict = {True: ("holds", "ok"), False: ("fails", "bad"), None: ("undecided", "na")}[
+            claim["holds"]
+        ]
+        numbers = ", ".join(
+            f"{k} {_fmt(v)}"
+            for k, v in claim.items()
+            if k not in ("statement", "holds", "finding", "by_kind")
+        )
+        finding = (
+            f"<br><b>Cause:</b> {html.escape(claim['finding'])}" if claim.get("finding") else ""
+        )
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(claim['statement'])}"
+            f"<br><small>{numbers}</small>{finding}</td>"
+            f"<td class='{verdict[1]}'>{verdict[0]}</td></tr>"
+        )
+    return (
+        "<table><tr><th>claim</th><th>statement and numbers</th><th>verdict</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _medians_html(products: dict) -> str:
@@ -321,21 +408,34 @@ def _medians_html(products: dict) -> str:
     sub = "<th>RMSE</th><th>R</th><th>n</th>" * len(periods)
     rows = []
     for product, by_period in products.items():
-        cells = "".join(f"<td>{_fmt((by_period.get(p) or {}).get('rmse'))}</td>"
-                        f"<td>{_fmt((by_period.get(p) or {}).get('r'))}</td>"
-                        f"<td>{(by_period.get(p) or {}).get('n_stations', 0)}</td>" for p in periods)
+        cells = "".join(
+            f"<td>{_fmt((by_period.get(p) or {}).get('rmse'))}</td>"
+            f"<td>{_fmt((by_period.get(p) or {}).get('r'))}</td>"
+            f"<td>{(by_period.get(p) or {}).get('n_stations', 0)}</td>"
+            for p in periods
+        )
         rows.append(f"<tr><td>{html.escape(product)}</td>{cells}</tr>")
-    return (f"<table><tr><th rowspan=2>product</th>{head}</tr><tr>{sub}</tr>"
-            + "".join(rows) + "</table>")
+    return (
+        f"<table><tr><th rowspan=2>product</th>{head}</tr><tr>{sub}</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def render_html(ev: Evaluation, figures: list[str], title: str) -> str:
     s = ev.summary
-    problems = "".join(f"<li><b>{html.escape(p['station'])}</b>: {html.escape(p['problem'])}</li>"
-                       for p in ev.problems) or "<li>none</li>"
-    images = "".join(f"<figure><img src='{name}' alt='{html.escape(FIGURES[name])}'>"
-                     f"<figcaption>{html.escape(FIGURES[name])}</figcaption></figure>"
-                     for name in figures)
+    problems = (
+        "".join(
+            f"<li><b>{html.escape(p['station'])}</b>: {html.escape(p['problem'])}</li>"
+            for p in ev.problems
+        )
+        or "<li>none</li>"
+    )
+    images = "".join(
+        f"<figure><img src='{name}' alt='{html.escape(FIGURES[name])}'>"
+        f"<figcaption>{html.escape(FIGURES[name])}</figcaption></figure>"
+        for name in figures
+    )
     n = s["n_sites"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -349,24 +449,26 @@ img {{ max-width: 100%; border: 1px solid #ddd; }} figure {{ margin: 2em 0; }}
 figcaption {{ font-style: italic; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Cube period {s['cube_period']}; SMAP training window {s['training_period']}.
-{n['surface']} surface and {n['rootzone']} root-zone sites ({n['dense']} dense, {n['sparse']} sparse)
-from {s['n_sensors']} sensors; {len(ev.problems)} problem(s).
+<p>Cube period {s["cube_period"]}; SMAP training window {s["training_period"]}.
+{n["surface"]} surface and {n["rootzone"]} root-zone sites
+({n["dense"]} dense, {n["sparse"]} sparse) from {s["n_sensors"]} sensors;
+{len(ev.problems)} problem(s).
 Each station's shallowest probe within 10 cm is compared with the surface products; deeper
 probes with an exponential filter of each product (root-zone estimate). The weighted LSTM-Noah
 fusion takes its weights from the training window, at the probes' own cells where they have any:
 judge it on the prolonged years (<code>wins_prolonged</code> in summary.json).</p>
 <h2>The paper's claims</h2>
-{_claims_html(s['claims'])}
+{_claims_html(s["claims"])}
 <h2>Median skill over surface probes</h2>
-{_medians_html(s['products'])}
+{_medians_html(s["products"])}
 <h2>Figures</h2>
 {images}
 <h2>Problems (stations not evaluated or partly evaluated)</h2>
 <ul>{problems}</ul>
 <h2>Files</h2>
 <p><a href="summary.json">summary.json</a> · <a href="metrics.csv">metrics.csv</a> ·
-<a href="skill_by_years.csv">skill_by_years.csv</a> · <a href="rootzone_trends.csv">rootzone_trends.csv</a> ·
+<a href="skill_by_years.csv">skill_by_years.csv</a> ·
+<a href="rootzone_trends.csv">rootzone_trends.csv</a> ·
 <a href="sites.csv">sites.csv</a> · <a href="fusion_weights.csv">fusion_weights.csv</a> ·
 <a href="problems.csv">problems.csv</a></p>
 </body></html>

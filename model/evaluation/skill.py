@@ -20,7 +20,12 @@ def period_skill(pred: xr.DataArray, ref: xr.DataArray, start, end, min_pairs: i
     """Median bias, RMSE, ubRMSE, R over cells for the days start..end both series share."""
     days = slice(pd.Timestamp(start), pd.Timestamp(end))
     p, r = xr.align(pred.sel(time=days), ref.sel(time=days), join="inner")
-    per_cell = metrics.all_metrics(p.transpose("time", "cell").values, r.transpose("time", "cell").values)
+    per_cell = metrics.all_metrics(
+        p.transpose("time", "cell").values, r.transpose("time", "cell").values
+    )
     summary = metrics.summarize(per_cell, min_pairs=min_pairs)
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()
-            if k in ("bias", "rmse", "ubrmse", "r", "n_cells")}
+    return {
+        k: round(v, 4) if isinstance(v, float) else v
+        for k, v in summary.items()
+        if k in ("bias", "rmse", "ubrmse", "r", "n_cells")
+    }

@@ -80,8 +80,11 @@ def template(time, rows, cols, products=("lstm",), attrs: dict | None = None) ->
     mask[np.asarray(rows) - row0, np.asarray(cols) - col0] = True
     shape = (len(time), row1 - row0, col1 - col0)
     data_vars = {
-        p: (("time", "y", "x"), dask.array.full(shape, np.nan, np.float32, chunks=_chunks(shape)),
-            {"units": UNITS, "long_name": DESCRIPTIONS[p]})
+        p: (
+            ("time", "y", "x"),
+            dask.array.full(shape, np.nan, np.float32, chunks=_chunks(shape)),
+            {"units": UNITS, "long_name": DESCRIPTIONS[p]},
+        )
         for p in products
     }
     data_vars["mask"] = (("y", "x"), mask, {"long_name": "cell belongs to the region"})
@@ -94,7 +97,12 @@ def template(time, rows, cols, products=("lstm",), attrs: dict | None = None) ->
             "lat": (("y", "x"), lat.astype(np.float32), {"units": "degrees_north"}),
             "lon": (("y", "x"), lon.astype(np.float32), {"units": "degrees_east"}),
         },
-        attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", "row0": row0, "col0": col0, **(attrs or {})},
+        attrs={
+            "grid": f"EASE2 36 km EPSG:{grid.EPSG}",
+            "row0": row0,
+            "col0": col0,
+            **(attrs or {}),
+        },
     )
     ds = ds.assign_coords({GRID_MAPPING: xr.Variable((), 0, _grid_mapping_attributes())})
     for name in ds.data_vars:
@@ -118,20 +126,35 @@ def _encoding(ds: xr.Dataset) -> dict:
     enc = {}
     for name in ds.data_vars:
         if name in PRODUCTS:
-            enc[name] = {"dtype": "int16", "scale_factor": np.float32(SCALE),
-                         "add_offset": np.float32(0.0),
-                         "_FillValue": FILL, "fill_value": FILL, "chunks": _chunks(ds[name].shape),
-                         "grid_mapping": GRID_MAPPING}
-    enc["time"] = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
-                   "dtype": "int32"}
+            enc[name] = {
+                "dtype": "int16",
+                "scale_factor": np.float32(SCALE),
+                "add_offset": np.float32(0.0),
+                "_FillValue": FILL,
+                "fill_value": FILL,
+                "chunks": _chunks(ds[name].shape),
+                "grid_mapping": GRID_MAPPING,
+            }
+    enc["time"] = {
+        "units": "days since 1970-01-01",
+        "calendar": "proleptic_gregorian",
+        "dtype": "int32",
+    }
     return enc
 
 
 def create(store: str | Path, cube: xr.Dataset, storage_options: dict | None = None) -> None:
     """Write the cube's metadata, coordinates and mask; product chunks stay unwritten (read as
     NaN): they are dask arrays, which compute=False leaves alone, where numpy ones are written."""
-    cube.to_zarr(str(store), mode="w", compute=False, encoding=_encoding(cube), zarr_format=3,
-                 consolidated=True, storage_options=store_options(store, storage_options))
+    cube.to_zarr(
+        str(store),
+        mode="w",
+        compute=False,
+        encoding=_encoding(cube),
+        zarr_format=3,
+        consolidated=True,
+        storage_options=store_options(store, storage_options),
+    )
     fs = _fs(store, storage_options)
     if fs.exists(_marker_dir(store)):
         fs.rm(_marker_dir(store), recursive=True)
@@ -158,7 +181,7 @@ def _job_info_path(store) -> str:
 
 
 def blocks(cube: xr.Dataset) -> list[Block]:
-    """Every chunk-aligned block of the cube that holds at least one region cell, in a fixed order."""
+    """Every chunk-aligned block of the cube holding at least one region cell, in a fixed order."""
     mask = cube["mask"].values
     n_time, n_y, n_x = cube.sizes["time"], cube.sizes["y"], cube.sizes["x"]
     out = []
@@ -171,13 +194,22 @@ def blocks(cube: xr.Dataset) -> list[Block]:
     return out
 
 
-def write_block(store: str | Path, block: Block, values: dict[str, np.ndarray],
-                storage_options: dict | None = None) -> None:
+def write_block(
+    store: str | Path,
+    block: Block,
+    values: dict[str, np.ndarray],
+    storage_options: dict | None = None,
+) -> None:
     """Write (time, y, x) float arrays of one block into its own region, then mark it done."""
-    part = xr.Dataset({p: (("time", "y", "x"), np.asarray(v, np.float32)) for p, v in values.items()})
+    part = xr.Dataset(
+        {p: (("time", "y", "x"), np.asarray(v, np.float32)) for p, v in values.items()}
+    )
     part.to_zarr(
-        str(store), mode="r+", region={"time": block.time, "y": block.y, "x": block.x},
-        storage_options=store_options(store, storage_options))
+        str(store),
+        mode="r+",
+        region={"time": block.time, "y": block.y, "x": block.x},
+        storage_options=store_options(store, storage_options),
+    )
     fs = _fs(store, storage_options)
     fs.makedirs(_marker_dir(store), exist_ok=True)
     fs.pipe(f"{_marker_dir(store)}/{block.name}", b"done")
@@ -219,9 +251,12 @@ def open_cube(store: str | Path, storage_options: dict | None = None) -> xr.Data
     if "://" not in str(store) and not Path(store).exists():
         raise InputError(f"cube not found: {store}")
     try:
-        ds = xr.open_zarr(str(store), consolidated=None,
-                          storage_options=store_options(store, storage_options),
-                          decode_coords="all")
+        ds = xr.open_zarr(
+            str(store),
+            consolidated=None,
+            storage_options=store_options(store, storage_options),
+            decode_coords="all",
+        )
     except Exception as exc:
         raise InputError(f"cannot open cube {store}: {exc}") from exc
     return ds.assign({p: ds[p].astype(np.float32) for p in products(ds)})
@@ -230,8 +265,11 @@ def open_cube(store: str | Path, storage_options: dict | None = None) -> xr.Data
 def describe(store: str | Path, storage_options: dict | None = None) -> dict:
     """Products, days and region cells of a written cube, from its metadata and mask alone."""
     group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
-    return {"products": [p for p in PRODUCTS if p in group], "days": group["time"].shape[0],
-            "cells": int(np.count_nonzero(group["mask"][...]))}
+    return {
+        "products": [p for p in PRODUCTS if p in group],
+        "days": group["time"].shape[0],
+        "cells": int(np.count_nonzero(group["mask"][...])),
+    }
 
 
 def products(cube: xr.Dataset) -> list[str]:
@@ -245,7 +283,9 @@ def locate(cube: xr.Dataset, lat: float, lon: float) -> tuple[int, int]:
     iy, ix = int(row) - int(cube.attrs["row0"]), int(col) - int(cube.attrs["col0"])
     inside = 0 <= iy < cube.sizes["y"] and 0 <= ix < cube.sizes["x"] and int(row) >= 0
     if not inside or not bool(cube["mask"].values[iy, ix]):
-        raise OutOfRangeError(f"point ({lat}, {lon}) is not in the cube's region; extent {extent(cube)}")
+        raise OutOfRangeError(
+            f"point ({lat}, {lon}) is not in the cube's region; extent {extent(cube)}"
+        )
     return iy, ix
 
 
@@ -254,8 +294,10 @@ def extent(cube: xr.Dataset) -> dict:
     mask = cube["mask"].values
     lat, lon = cube["lat"].values[mask], cube["lon"].values[mask]
     return {
-        "west": float(lon.min()), "south": float(lat.min()),
-        "east": float(lon.max()), "north": float(lat.max()),
+        "west": float(lon.min()),
+        "south": float(lat.min()),
+        "east": float(lon.max()),
+        "north": float(lat.max()),
         "start": str(pd.Timestamp(cube.time.values[0]).date()),
         "end": str(pd.Timestamp(cube.time.values[-1]).date()),
     }
@@ -266,8 +308,10 @@ def time_index(cube: xr.Dataset, start, end) -> slice:
     times = pd.DatetimeIndex(cube.time.values)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     if start > times[-1] or end < times[0]:
-        raise OutOfRangeError(f"period {start.date()}..{end.date()} is outside the cube "
-                              f"({times[0].date()}..{times[-1].date()})")
+        raise OutOfRangeError(
+            f"period {start.date()}..{end.date()} is outside the cube "
+            f"({times[0].date()}..{times[-1].date()})"
+        )
     return slice(int(times.searchsorted(start)), int(times.searchsorted(end, side="right")))
 
 
@@ -279,10 +323,13 @@ class MemoryCube:
     def __init__(self, store: str | Path, storage_options: dict | None = None):
         lazy = open_cube(store, storage_options)
         self.dataset = lazy.assign(mask=lazy["mask"].load()).assign_coords(
-            lat=lazy["lat"].load(), lon=lazy["lon"].load())
+            lat=lazy["lat"].load(), lon=lazy["lon"].load()
+        )
         group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
-        self.raw = {p: np.ascontiguousarray(np.asarray(group[p][...], np.int16).transpose(1, 2, 0))
-                    for p in products(self.dataset)}
+        self.raw = {
+            p: np.ascontiguousarray(np.asarray(group[p][...], np.int16).transpose(1, 2, 0))
+            for p in products(self.dataset)
+        }
         self.mask = self.dataset["mask"].values
         self.times = pd.DatetimeIndex(self.dataset.time.values)
         self.row0, self.col0 = int(self.dataset.attrs["row0"]), int(self.dataset.attrs["col0"])
@@ -319,7 +366,7 @@ def read_key(store: str | Path, key: str, storage_options: dict | None = None) -
 
 def _zarr_store(store, storage_options=None):
     if "://" in str(store):
-        return zarr.storage.FsspecStore.from_url(str(store),
-                                                 storage_options=store_options(store, storage_options),
-                                                 read_only=True)
+        return zarr.storage.FsspecStore.from_url(
+            str(store), storage_options=store_options(store, storage_options), read_only=True
+        )
     return zarr.storage.LocalStore(str(store), read_only=True)

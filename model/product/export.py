@@ -2,7 +2,8 @@
 
 Bulk jobs and the service's direct downloads both come through here, so a subset downloaded at
 once and one produced by a job are the same bytes. `fused` is computed on request from lstm and
-noah (model.product.fusion): with the request's weight, else the per-cell weights when configured, else 0.5.
+noah (model.product.fusion): with the request's weight, else the per-cell weights when
+configured, else 0.5.
 """
 
 import shutil
@@ -16,9 +17,9 @@ import pandas as pd
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import fusion
-from model.errors import InputError, OutOfRangeError
 from model.settings import get_settings
 
 FUSED = "fused"

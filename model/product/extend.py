@@ -1,8 +1,8 @@
 """Extension: run a checkpoint over every cell and day of a period and write the product cube.
 
-The work is split into the cube's blocks (model.product.cube.blocks). A block's bytes depend on its own
-cells alone: a worker computes one block (`compute_block`), the in-process extension runs the
-blocks of a time chunk together (`compute_blocks`), and both write the same cube.
+The work is split into the cube's blocks (model.product.cube.blocks). A block's bytes depend on
+its own cells alone: a worker computes one block (`compute_block`), the in-process extension runs
+the blocks of a time chunk together (`compute_blocks`), and both write the same cube.
 """
 
 from collections.abc import Iterator
@@ -13,10 +13,10 @@ import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
-from model.product import cube as cubes
-from model.training.checkpoint import Checkpoint
 from model.dataset import LSM_VARIABLES, select_period
 from model.engine.inference import predict
+from model.product import cube as cubes
+from model.training.checkpoint import Checkpoint
 
 WARMUP_DAYS = 365
 # cells run through the network at once: their inputs over a time chunk and its spin-up
@@ -30,8 +30,11 @@ def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
     ckpt.normalizer.check(inputs)
     period = select_period(inputs, start, end)
     products = ["lstm", "smap"] + [p for p in LSM_VARIABLES if p in inputs]
-    attrs = {"model": str(ckpt.config.get("path", "")), "warmup_days": WARMUP_DAYS,
-             "training_period": f"{ckpt.config.get('start')}..{ckpt.config.get('end')}"}
+    attrs = {
+        "model": str(ckpt.config.get("path", "")),
+        "warmup_days": WARMUP_DAYS,
+        "training_period": f"{ckpt.config.get('start')}..{ckpt.config.get('end')}",
+    }
     return cubes.template(period.time.values, inputs.row.values, inputs.col.values, products, attrs)
 
 
@@ -44,15 +47,24 @@ def spinup_indices(start: int, stop: int, warmup: int) -> np.ndarray:
     return np.concatenate([np.arange(0, warmup - start) % stop, np.arange(0, stop)])
 
 
-def compute_block(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset, block: cubes.Block,
-                  warmup: int = WARMUP_DAYS) -> dict[str, np.ndarray]:
+def compute_block(
+    ckpt: Checkpoint,
+    inputs: xr.Dataset,
+    cube: xr.Dataset,
+    block: cubes.Block,
+    warmup: int = WARMUP_DAYS,
+) -> dict[str, np.ndarray]:
     """The (time, y, x) arrays of every product for one block of the cube."""
     return next(compute_blocks(ckpt, inputs, cube, [block], warmup))[1]
 
 
-def compute_blocks(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset,
-                   blocks: list[cubes.Block], warmup: int = WARMUP_DAYS
-                   ) -> Iterator[tuple[cubes.Block, dict[str, np.ndarray]]]:
+def compute_blocks(
+    ckpt: Checkpoint,
+    inputs: xr.Dataset,
+    cube: xr.Dataset,
+    blocks: list[cubes.Block],
+    warmup: int = WARMUP_DAYS,
+) -> Iterator[tuple[cubes.Block, dict[str, np.ndarray]]]:
     """(block, arrays) for each block, as compute_block gives them one by one (the same bytes):
     the cells of blocks that share a time chunk run through the network together, up to
     BATCH_CELLS, so that the engine's per-call set-up and padding are paid once, not per block."""
@@ -66,10 +78,16 @@ def compute_blocks(ckpt: Checkpoint, inputs: xr.Dataset, cube: xr.Dataset,
         first = int(input_days.get_loc(block_days[0]))
         days = spinup_indices(first, first + len(block_days), warmup)
         x = ckpt.normalizer.inputs(inputs, cells, days)
-        lstm = predict(ckpt, x, warmup=len(days) - len(block_days),
-                       groups=[len(c) for _, _, c in where])
-        observed = inputs[list(copied.values())].isel(cell=cells, time=slice(first, first + len(block_days)))
-        sources = {"lstm": lstm.T, **{product: observed[source].values for product, source in copied.items()}}
+        lstm = predict(
+            ckpt, x, warmup=len(days) - len(block_days), groups=[len(c) for _, _, c in where]
+        )
+        observed = inputs[list(copied.values())].isel(
+            cell=cells, time=slice(first, first + len(block_days))
+        )
+        sources = {
+            "lstm": lstm.T,
+            **{product: observed[source].values for product, source in copied.items()},
+        }
         offset = 0
         for block, (iy, ix, block_cells) in zip(batch, where, strict=True):
             part = slice(offset, offset + len(block_cells))
@@ -108,10 +126,17 @@ def _scatter(values: np.ndarray, iy, ix, shape) -> np.ndarray:
     return out
 
 
-def extend(ckpt: Checkpoint, inputs: xr.Dataset, start, end, out: str | Path,
-           storage_options: dict | None = None, progress: bool = True) -> None:
-    """Extend over start..end in this process and write the cube to `out` (model.product.cube.open_cube
-    reads it)."""
+def extend(
+    ckpt: Checkpoint,
+    inputs: xr.Dataset,
+    start,
+    end,
+    out: str | Path,
+    storage_options: dict | None = None,
+    progress: bool = True,
+) -> None:
+    """Extend over start..end in this process and write the cube to `out`
+    (model.product.cube.open_cube reads it)."""
     template = plan(ckpt, inputs, start, end)
     cubes.create(out, template, storage_options)
     inputs = inputs.load()

@@ -17,7 +17,9 @@ DEFAULT_WEIGHT = 0.5
 def fuse(lstm, noah, weight=DEFAULT_WEIGHT):
     """Weighted mean of the two products; NaN where either is missing."""
     weight = np.asarray(weight, np.float32)
-    return (weight * np.asarray(lstm, np.float32) + (1 - weight) * np.asarray(noah, np.float32)).astype(np.float32)
+    return (
+        weight * np.asarray(lstm, np.float32) + (1 - weight) * np.asarray(noah, np.float32)
+    ).astype(np.float32)
 
 
 def check_weight(weight: float) -> float:
@@ -39,7 +41,9 @@ def read_weights(path: str | Path) -> pd.DataFrame:
 
 
 def write_weights(path: str | Path, rows, cols, weights) -> None:
-    pd.DataFrame({"row": rows, "col": cols, "weight": np.clip(weights, 0, 1)}).to_csv(path, index=False)
+    pd.DataFrame({"row": rows, "col": cols, "weight": np.clip(weights, 0, 1)}).to_csv(
+        path, index=False
+    )
 
 
 def weight_grid(table: pd.DataFrame, row0: int, col0: int, shape, default: float = DEFAULT_WEIGHT):
@@ -74,8 +78,8 @@ def triple_collocation(x, y, z, min_pairs: int = 30):
         cxx, cyy, czz = (np.nanmean(v * v, 0) for v in (x, y, z))
         cxy, cxz, cyz = np.nanmean(x * y, 0), np.nanmean(x * z, 0), np.nanmean(y * z, 0)
         scale_x, scale_z = cyz / cxz, cxy / cxz
-        ex = (cxx - cxy * cxz / cyz) * scale_x ** 2
+        ex = (cxx - cxy * cxz / cyz) * scale_x**2
         ey = cyy - cxy * cyz / cxz
-        ez = (czz - cxz * cyz / cxy) * scale_z ** 2
+        ez = (czz - cxz * cyz / cxy) * scale_z**2
     enough = n >= min_pairs
     return tuple(np.where(enough, np.maximum(e, 0.0), np.nan) for e in (ex, ey, ez))

@@ -51,7 +51,9 @@ def read_hydrodl(root: str | Path) -> xr.Dataset:
         time = _read_days(year)
         days.append(time)
         for fname in forcing_names:
-            forcing[FORCING_NAMES[fname]].append(_read_matrix(year / f"{fname}.csv", n_pixel, len(time)))
+            forcing[FORCING_NAMES[fname]].append(
+                _read_matrix(year / f"{fname}.csv", n_pixel, len(time))
+            )
         target.append(_read_optional(year / f"{TARGET_NAME}.csv", n_pixel, len(time)))
         noah.append(_read_optional(year / f"{NOAH_NAME}.csv", n_pixel, len(time), scale=0.01))
     time = days[0].append(days[1:])

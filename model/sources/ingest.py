@@ -30,8 +30,8 @@ from tqdm import tqdm
 from model import grid
 from model.dataset import FORCING_UNITS, FORCING_VARIABLES, sole_writer
 from model.errors import InputError
-from model.sources.regrid import Regridder
 from model.sources import nldas, smap
+from model.sources.regrid import Regridder
 from model.sources.static import read_static
 
 REGIONS = {"conus": (-125.0, 24.5, -66.5, 49.5)}
@@ -57,19 +57,26 @@ class Report:
     def lines(self) -> list[str]:
         days = sorted(self.days_written)
         span = f" ({days[0].date()}..{days[-1].date()})" if days else ""
-        out = [(f"{self.source} -> {self.out}: read {self.files_read} files, wrote {len(days)} "
-                f"days{span}, skipped {len(self.skipped)} files")]
+        out = [
+            (
+                f"{self.source} -> {self.out}: read {self.files_read} files, wrote {len(days)} "
+                f"days{span}, skipped {len(self.skipped)} files"
+            )
+        ]
         out += [f"  skipped {name}: {reason}" for name, reason in self.skipped]
         out += [f"  {note}" for note in self.notes]
         return out
 
 
 def _sole_writer(ingest):
-    """An ingest that holds its dataset (`out`) for itself while it runs (model.dataset.sole_writer)."""
+    """An ingest that holds its dataset (`out`) for itself while it runs
+    (model.dataset.sole_writer)."""
+
     @wraps(ingest)
     def run(*args, **kwargs):
         with sole_writer(inspect.signature(ingest).bind(*args, **kwargs).arguments["out"]):
             return ingest(*args, **kwargs)
+
     return run
 
 
@@ -97,8 +104,10 @@ def parse_region(bbox: str | None, region: str | None) -> tuple[float, float, fl
 
 def _chunks(dims: tuple, sizes: dict) -> tuple:
     """A year of days by up to CHUNK_CELLS cells by every variable."""
-    return tuple(CHUNK_DAYS if d == "time" else min(CHUNK_CELLS, sizes[d]) if d == "cell"
-                 else sizes[d] for d in dims)
+    return tuple(
+        CHUNK_DAYS if d == "time" else min(CHUNK_CELLS, sizes[d]) if d == "cell" else sizes[d]
+        for d in dims
+    )
 
 
 def create(path: Path, box, first_day) -> xr.Dataset:
@@ -115,29 +124,46 @@ def create(path: Path, box, first_day) -> xr.Dataset:
 
     ds = xr.Dataset(
         {
-            "forcing": (("time", "cell", "variable"), empty(1, n_cell, n_var),
-                        {"units": "; ".join(f"{v}: {FORCING_UNITS[v]}" for v in FORCING_VARIABLES)}),
+            "forcing": (
+                ("time", "cell", "variable"),
+                empty(1, n_cell, n_var),
+                {"units": "; ".join(f"{v}: {FORCING_UNITS[v]}" for v in FORCING_VARIABLES)},
+            ),
             "static": (("cell", "static_variable"), np.zeros((n_cell, 0), np.float32)),
             "target": (("time", "cell"), empty(1, n_cell), {"units": "m3 m-3"}),
         },
         coords={
-            "time": time, "cell": np.arange(n_cell), "row": ("cell", rows), "col": ("cell", cols),
-            "lat": ("cell", lat), "lon": ("cell", lon),
+            "time": time,
+            "cell": np.arange(n_cell),
+            "row": ("cell", rows),
+            "col": ("cell", cols),
+            "lat": ("cell", lat),
+            "lon": ("cell", lon),
             "variable": np.array(FORCING_VARIABLES, dtype=object),
             "static_variable": np.array([], dtype=object),
         },
         attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", "bbox": list(box)},
     )
-    ds.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=True,
-               encoding=_encoding(ds, ["forcing", "target"]))
+    ds.to_zarr(
+        path,
+        mode="w",
+        compute=False,
+        zarr_format=3,
+        consolidated=True,
+        encoding=_encoding(ds, ["forcing", "target"]),
+    )
     return _open(path)
 
 
 def _encoding(ds: xr.Dataset, names) -> dict:
     enc = {n: {"chunks": _chunks(ds[n].dims, ds.sizes)} for n in names}
     if "time" in ds.coords:
-        enc["time"] = {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
-                       "dtype": "int32", "chunks": (CHUNK_DAYS,)}
+        enc["time"] = {
+            "units": "days since 1970-01-01",
+            "calendar": "proleptic_gregorian",
+            "dtype": "int32",
+            "chunks": (CHUNK_DAYS,),
+        }
     return enc
 
 
@@ -162,8 +188,10 @@ def open_or_create(path: Path, box, first_day, report: Report) -> xr.Dataset:
     if box is not None:
         rows, cols = grid.bbox_cells(*box)
         if not (np.array_equal(rows, ds.row.values) and np.array_equal(cols, ds.col.values)):
-            raise InputError(f"{path} exists with other cells than {box}; drop --bbox/--region "
-                             f"to add to it, or write a new dataset")
+            raise InputError(
+                f"{path} exists with other cells than {box}; drop --bbox/--region "
+                f"to add to it, or write a new dataset"
+            )
     return ds
 
 
@@ -178,13 +206,16 @@ def cover_days(path: Path, first, last, report: Report) -> pd.DatetimeIndex:
     first, last = pd.Timestamp(first), pd.Timestamp(last)
     if first < time[0]:
         _prepend(path, ds, pd.date_range(first, time[-1], freq="D"))
-        report.notes.append(f"time axis extended back to {first.date()}: the store was rewritten once")
+        report.notes.append(
+            f"time axis extended back to {first.date()}: the store was rewritten once"
+        )
         ds = _open(path)
         time = pd.DatetimeIndex(ds.time.values)
     if last > time[-1]:
         new = pd.date_range(time[-1] + pd.Timedelta(days=1), last, freq="D")
-        part = xr.Dataset({n: _nan_days(ds[n], len(time), len(new)) for n in _time_vars(ds)},
-                          coords={"time": new})
+        part = xr.Dataset(
+            {n: _nan_days(ds[n], len(time), len(new)) for n in _time_vars(ds)}, coords={"time": new}
+        )
         part.to_zarr(path, append_dim="time", consolidated=True)
         time = time.append(new)
     return time
@@ -198,9 +229,10 @@ def _nan_days(var: xr.DataArray, n_have: int, n_new: int) -> xr.Variable:
     step = store_chunks[0]
     head = min(n_new, step - n_have % step)
     steps = (head,) + (step,) * ((n_new - head) // step)
-    steps += ((n_new - sum(steps),) if n_new > sum(steps) else ())
-    values = dask.array.full((n_new, *var.shape[1:]), np.nan, dtype=np.float32,
-                             chunks=(steps, *store_chunks[1:]))
+    steps += (n_new - sum(steps),) if n_new > sum(steps) else ()
+    values = dask.array.full(
+        (n_new, *var.shape[1:]), np.nan, dtype=np.float32, chunks=(steps, *store_chunks[1:])
+    )
     return xr.Variable(var.dims, values)
 
 
@@ -213,8 +245,13 @@ def _prepend(path: Path, ds: xr.Dataset, days: pd.DatetimeIndex) -> None:
     grown = grown.chunk({"time": CHUNK_DAYS, "cell": min(CHUNK_CELLS, sizes["cell"])})
     tmp = Path(f"{path}.rewrite")
     shutil.rmtree(tmp, ignore_errors=True)
-    grown.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True,
-                  encoding=_encoding(grown, _time_vars(grown)))
+    grown.to_zarr(
+        tmp,
+        mode="w",
+        zarr_format=3,
+        consolidated=True,
+        encoding=_encoding(grown, _time_vars(grown)),
+    )
     old = Path(f"{path}.old")
     Path(path).rename(old)
     tmp.rename(path)
@@ -227,10 +264,16 @@ def ensure_variable(path: Path, name: str, attrs: dict) -> None:
     if name in ds:
         return
     shape = (ds.sizes["time"], ds.sizes["cell"])
-    part = xr.Dataset({name: (("time", "cell"), dask.array.full(shape, np.nan, dtype=np.float32),
-                              attrs)})
-    part.to_zarr(path, mode="a", compute=False, consolidated=True,
-                 encoding={name: {"chunks": _chunks(("time", "cell"), ds.sizes)}})
+    part = xr.Dataset(
+        {name: (("time", "cell"), dask.array.full(shape, np.nan, dtype=np.float32), attrs)}
+    )
+    part.to_zarr(
+        path,
+        mode="a",
+        compute=False,
+        consolidated=True,
+        encoding={name: {"chunks": _chunks(("time", "cell"), ds.sizes)}},
+    )
 
 
 class DayWriter:
@@ -246,7 +289,11 @@ class DayWriter:
 
     def add(self, day: pd.Timestamp, values: dict[str, np.ndarray]) -> None:
         contiguous = not self.days or day == self.days[-1] + pd.Timedelta(days=1)
-        if not contiguous or len(self.days) >= FLUSH_DAYS or set(values) != set(self.values or values):
+        if (
+            not contiguous
+            or len(self.days) >= FLUSH_DAYS
+            or set(values) != set(self.values or values)
+        ):
             self.flush()
         self.days.append(day)
         for name, array in values.items():
@@ -256,10 +303,12 @@ class DayWriter:
         if not self.days:
             return
         start = self.time.get_loc(self.days[0])
-        part = xr.Dataset({
-            name: (("time", "cell", "variable")[: arrays[0].ndim + 1], np.stack(arrays))
-            for name, arrays in self.values.items()
-        })
+        part = xr.Dataset(
+            {
+                name: (("time", "cell", "variable")[: arrays[0].ndim + 1], np.stack(arrays))
+                for name, arrays in self.values.items()
+            }
+        )
         part.to_zarr(self.path, mode="r+", region={"time": slice(start, start + len(self.days))})
         self.report.days_written += self.days
         self.days, self.values = [], {}
@@ -269,9 +318,16 @@ class DayWriter:
 
 
 @_sole_writer
-def ingest_smap(folder: Path, out: Path, box=None, overpass=smap.Overpass.am,
-                quality=smap.Quality.recommended, start=None, end=None,
-                progress: bool = True) -> Report:
+def ingest_smap(
+    folder: Path,
+    out: Path,
+    box=None,
+    overpass=smap.Overpass.am,
+    quality=smap.Quality.recommended,
+    start=None,
+    end=None,
+    progress: bool = True,
+) -> Report:
     """SMAP L3 granules -> target(time, cell); creates the dataset if needed."""
     report = Report(f"SMAP L3 ({overpass.value}, quality {quality.value})", out)
     granules, passed_over = smap.find_granules(Path(folder))
@@ -297,14 +353,18 @@ def ingest_smap(folder: Path, out: Path, box=None, overpass=smap.Overpass.am,
         out_of_range += counts.out_of_range
         writer.add(granule.day, {"target": values[rows, cols]})
     writer.flush()
-    report.notes.append(f"{kept} retrievals kept in the region's cells; over the whole grid "
-                        f"{rejected} dropped by the quality flag, {out_of_range} outside the "
-                        f"valid range")
+    report.notes.append(
+        f"{kept} retrievals kept in the region's cells; over the whole grid "
+        f"{rejected} dropped by the quality flag, {out_of_range} outside the "
+        f"valid range"
+    )
     return report
 
 
 def _in_period(day, start, end) -> bool:
-    return (start is None or day >= pd.Timestamp(start)) and (end is None or day <= pd.Timestamp(end))
+    return (start is None or day >= pd.Timestamp(start)) and (
+        end is None or day <= pd.Timestamp(end)
+    )
 
 
 def _period_text(start, end) -> str:
@@ -315,8 +375,16 @@ def _period_text(start, end) -> str:
 
 
 @_sole_writer
-def ingest_nldas(folder: Path, out: Path, kind: str, box=None, start=None, end=None,
-                 min_hours: int = 1, progress: bool = True) -> Report:
+def ingest_nldas(
+    folder: Path,
+    out: Path,
+    kind: str,
+    box=None,
+    start=None,
+    end=None,
+    min_hours: int = 1,
+    progress: bool = True,
+) -> Report:
     """Hourly NLDAS-2 files -> daily means on the dataset's cells. kind: 'forcing' (FORA),
     'noah' (NOAH) or 'lsm2' (NOAH, MOS or VIC)."""
     products = {"forcing": (nldas.FORCING_PRODUCT,), "noah": ("NOAH",), "lsm2": nldas.LSM_PRODUCTS}
@@ -328,8 +396,10 @@ def ingest_nldas(folder: Path, out: Path, kind: str, box=None, start=None, end=N
         report.skip(path, reason)
     files = [f for f in files if _in_period(f.day, start, end)]
     if not files:
-        raise InputError(f"no NLDAS_{'/'.join(products[kind])}0125_H hourly file in {folder}"
-                         + _period_text(start, end))
+        raise InputError(
+            f"no NLDAS_{'/'.join(products[kind])}0125_H hourly file in {folder}"
+            + _period_text(start, end)
+        )
     ds = open_or_create(Path(out), box, files[0].day, report)
     regrid = Regridder(nldas.LAT, nldas.LON, ds.row.values, ds.col.values)
     time = cover_days(Path(out), files[0].day, files[-1].day, report)
@@ -360,11 +430,14 @@ def ingest_nldas(folder: Path, out: Path, kind: str, box=None, start=None, end=N
     bar.close()
     writer.flush()
     if partial:
-        report.notes.append(f"days averaged over fewer than 24 hours ({len(partial)}): "
-                            + _examples(partial))
+        report.notes.append(
+            f"days averaged over fewer than 24 hours ({len(partial)}): " + _examples(partial)
+        )
     if unwritten:
-        report.notes.append(f"days not written, fewer than {min_hours} readable hours "
-                            f"({len(unwritten)}): " + _examples(unwritten))
+        report.notes.append(
+            f"days not written, fewer than {min_hours} readable hours "
+            f"({len(unwritten)}): " + _examples(unwritten)
+        )
     return report
 
 
@@ -398,8 +471,14 @@ def _lsm_layout(path: Path, prefix: str):
 
     def to_store(layers, values):
         for layer in set(layers) - created:
-            ensure_variable(path, name(layer), {
-                "units": "m3 m-3", "long_name": f"{prefix} soil moisture {layer[0]}-{layer[1]} cm"})
+            ensure_variable(
+                path,
+                name(layer),
+                {
+                    "units": "m3 m-3",
+                    "long_name": f"{prefix} soil moisture {layer[0]}-{layer[1]} cm",
+                },
+            )
             created.add(layer)
         return {name(layer): v for layer, v in zip(layers, values)}
 
@@ -435,7 +514,9 @@ def ingest_static(raster: Path, name: str, out: Path, categorical: bool = False)
     for array in ("static", "static_variable"):
         if array in group:
             del group[array]
-    part = xr.Dataset({"static": (("cell", "static_variable"), table.astype(np.float32))},
-                      coords={"static_variable": np.array(names, dtype=object)})
+    part = xr.Dataset(
+        {"static": (("cell", "static_variable"), table.astype(np.float32))},
+        coords={"static_variable": np.array(names, dtype=object)},
+    )
     part.to_zarr(out, mode="a", consolidated=True)
     return report

@@ -2,7 +2,8 @@
 lower-left cell centre (-124.9375, 25.0625).
 
 File names: `NLDAS_<PRODUCT>0125_H.AYYYYMMDD.HHMM.<version>.<...>.nc4|nc`, PRODUCT = FORA (forcing),
-NOAH, MOS or VIC (land-surface models). The hour in the name is the start of the hour the file covers.
+NOAH, MOS or VIC (land-surface models). The hour in the name is the start of the hour the file
+covers.
 Forcing variables carry the NetCDF names (Tair, Qair, ...) or, in older subset files, the GRIB
 names (TMP, SPFH, ...). Soil moisture layers are `SoilM_<top>_<bottom>cm` in kg m-2.
 """
@@ -51,7 +52,9 @@ class HourlyFile:
         return self.time.normalize()
 
 
-def find_hourly(folder: Path, products: tuple[str, ...]) -> tuple[list[HourlyFile], list[tuple[Path, str]]]:
+def find_hourly(
+    folder: Path, products: tuple[str, ...]
+) -> tuple[list[HourlyFile], list[tuple[Path, str]]]:
     """The hourly files of the given products in a folder (recursively), sorted by time, and the
     files passed over with the reason."""
     if not folder.is_dir():
@@ -100,8 +103,9 @@ def read_soil_moisture(path: Path) -> dict[tuple[int, int], np.ndarray]:
             if match is None:
                 continue
             top, bottom = int(match.group(1)), int(match.group(2))
-            layers[(top, bottom)] = _volumetric(_field(ds, name), ds[name].attrs.get("units", ""),
-                                                bottom - top)
+            layers[(top, bottom)] = _volumetric(
+                _field(ds, name), ds[name].attrs.get("units", ""), bottom - top
+            )
     if SURFACE_LAYER not in layers:
         raise InputError("lacks variable SoilM_0_10cm")
     return layers
@@ -131,19 +135,25 @@ def _check_grid(ds: xr.Dataset) -> None:
     if "lat" not in ds.variables or "lon" not in ds.variables:
         raise InputError("no lat/lon coordinates")
     lat, lon = ds["lat"].values, ds["lon"].values
-    if lat.shape != (N_LAT,) or lon.shape != (N_LON,) or not (
-            np.allclose(lat, LAT, atol=1e-4) and np.allclose(lon, LON, atol=1e-4)):
-        raise InputError(f"not on the NLDAS 0.125 degree grid ({N_LON} x {N_LAT} cells from "
-                         f"{LON[0]}, {LAT[0]}): lat {lat.min():.4f}..{lat.max():.4f} "
-                         f"({lat.size}), lon {lon.min():.4f}..{lon.max():.4f} ({lon.size})")
+    if (
+        lat.shape != (N_LAT,)
+        or lon.shape != (N_LON,)
+        or not (np.allclose(lat, LAT, atol=1e-4) and np.allclose(lon, LON, atol=1e-4))
+    ):
+        raise InputError(
+            f"not on the NLDAS 0.125 degree grid ({N_LON} x {N_LAT} cells from "
+            f"{LON[0]}, {LAT[0]}): lat {lat.min():.4f}..{lat.max():.4f} "
+            f"({lat.size}), lon {lon.min():.4f}..{lon.max():.4f} ({lon.size})"
+        )
 
 
 def _field(ds: xr.Dataset, name) -> np.ndarray:
     """One (lat, lon) float32 field, NaN where filled; a leading time axis of 1 is dropped."""
     var = ds[name]
     if var.dims[-2:] != ("lat", "lon") or var.size != N_LAT * N_LON:
-        raise InputError(f"variable {name} has dims {var.dims} {var.shape}, not (time, lat, lon) "
-                         f"with one hour")
+        raise InputError(
+            f"variable {name} has dims {var.dims} {var.shape}, not (time, lat, lon) with one hour"
+        )
     try:
         values = var.values.reshape(N_LAT, N_LON).astype(np.float32)
     except (OSError, RuntimeError, ValueError) as exc:

@@ -1,9 +1,11 @@
-"""Area-weighted aggregation from a regular lat/lon grid (NLDAS-2, 0.125 degree) to EASE2 36 km cells.
+"""Area-weighted aggregation from a regular lat/lon grid (NLDAS-2, 0.125 degree) to EASE2 36 km
+cells.
 
 EASE-Grid 2.0 (EPSG:6933) is a cylindrical equal-area projection: x depends on longitude only and
 y on latitude only. A lat/lon cell is therefore an exact rectangle in EASE2 metres, and its overlap
 with an EASE2 cell is the product of a 1-D overlap in x and one in y - an exact area, not a sampled
-one. The weights form a sparse (cell, lat*lon) matrix, built once per grid pair and reused every day.
+one. The weights form a sparse (cell, lat*lon) matrix, built once per grid pair and reused every
+day.
 """
 
 from functools import lru_cache
@@ -69,14 +71,18 @@ def _weights(lat_key: tuple, lon_key: tuple, rows_key: bytes, cols_key: bytes) -
     lat_edges, lon_edges = centre_edges(lat), centre_edges(lon)
     x_edges = grid.lonlat_to_xy(lon_edges, np.zeros_like(lon_edges))[0]
     y_edges = grid.lonlat_to_xy(np.zeros_like(lat_edges), lat_edges)[1]
-    (iy, vy), (ix, vx) = (_cell_overlaps(y_edges, rows, _row_span),
-                          _cell_overlaps(x_edges, cols, _col_span))
+    (iy, vy), (ix, vx) = (
+        _cell_overlaps(y_edges, rows, _row_span),
+        _cell_overlaps(x_edges, cols, _col_span),
+    )
     data = (vy[:, :, None] * vx[:, None, :]).reshape(len(rows), -1)
     index = (iy[:, :, None] * len(lon) + ix[:, None, :]).reshape(len(rows), -1)
     cell = np.repeat(np.arange(len(rows)), data.shape[1])
     keep = data.ravel() > 0
-    matrix = sparse.coo_matrix((data.ravel()[keep], (cell[keep], index.ravel()[keep])),
-                               shape=(len(rows), len(lat) * len(lon)))
+    matrix = sparse.coo_matrix(
+        (data.ravel()[keep], (cell[keep], index.ravel()[keep])),
+        shape=(len(rows), len(lat) * len(lon)),
+    )
     return matrix.tocsr()
 
 
@@ -94,8 +100,9 @@ class Regridder:
         self.shape = (len(lat), len(lon))
         rows = np.ascontiguousarray(rows, np.int64)
         cols = np.ascontiguousarray(cols, np.int64)
-        self.weights = _weights((lat[0], lat[-1], len(lat)), (lon[0], lon[-1], len(lon)),
-                                rows.tobytes(), cols.tobytes())
+        self.weights = _weights(
+            (lat[0], lat[-1], len(lat)), (lon[0], lon[-1], len(lon)), rows.tobytes(), cols.tobytes()
+        )
 
     @property
     def overlap_area(self) -> np.ndarray:

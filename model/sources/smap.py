@@ -21,7 +21,10 @@ from model import grid
 from model.errors import InputError
 
 GRANULE = re.compile(r"^SMAP_L3_SM_P_(\d{8})_R(\d+)_(\d+)\.h5$")
-GROUPS = {"am": ("Soil_Moisture_Retrieval_Data_AM", ""), "pm": ("Soil_Moisture_Retrieval_Data_PM", "_pm")}
+GROUPS = {
+    "am": ("Soil_Moisture_Retrieval_Data_AM", ""),
+    "pm": ("Soil_Moisture_Retrieval_Data_PM", "_pm"),
+}
 FILL = -9999.0
 VALID_RANGE = (0.02, 0.5)
 
@@ -95,7 +98,9 @@ def find_granules(folder: Path) -> tuple[list[Granule], list[tuple[Path, str]]]:
     return [by_day[d] for d in sorted(by_day)], passed_over
 
 
-def read_granule(path: Path, overpass: Overpass, quality: Quality) -> tuple[np.ndarray, GranuleCounts]:
+def read_granule(
+    path: Path, overpass: Overpass, quality: Quality
+) -> tuple[np.ndarray, GranuleCounts]:
     """The (406, 964) float32 soil moisture of one granule, NaN where missing or filtered."""
     counts = GranuleCounts()
     try:
@@ -120,11 +125,15 @@ def _read_pass(h5: h5py.File, name: str, quality: Quality, counts: GranuleCounts
     sm_ds = _dataset(group, f"soil_moisture{suffix}")
     sm = sm_ds[()].astype(np.float32)
     if sm.shape != (grid.N_ROWS, grid.N_COLS):
-        raise InputError(f"{group_name}/soil_moisture{suffix} is {sm.shape}, not the 36 km global "
-                         f"grid ({grid.N_ROWS}, {grid.N_COLS})")
+        raise InputError(
+            f"{group_name}/soil_moisture{suffix} is {sm.shape}, not the 36 km global "
+            f"grid ({grid.N_ROWS}, {grid.N_COLS})"
+        )
     flag = _dataset(group, f"retrieval_qual_flag{suffix}")[()]
     if flag.shape != sm.shape:
-        raise InputError(f"{group_name}/retrieval_qual_flag{suffix} is {flag.shape}, not {sm.shape}")
+        raise InputError(
+            f"{group_name}/retrieval_qual_flag{suffix} is {flag.shape}, not {sm.shape}"
+        )
     retrieved = np.isfinite(sm) & (sm != _attr(sm_ds, "_FillValue", FILL))
     _check_indices(group, suffix, retrieved)
     low, high = _attr(sm_ds, "valid_min", VALID_RANGE[0]), _attr(sm_ds, "valid_max", VALID_RANGE[1])
@@ -155,5 +164,7 @@ def _check_indices(group: h5py.Group, suffix: str, retrieved: np.ndarray) -> Non
             continue
         index = group[name][()]
         if index.shape != retrieved.shape or (index[rows, cols] != expected).any():
-            raise InputError(f"{group.name}/{name} disagrees with the array layout: "
-                             f"not the EASE2 36 km global grid")
+            raise InputError(
+                f"{group.name}/{name} disagrees with the array layout: "
+                f"not the EASE2 36 km global grid"
+            )

@@ -32,13 +32,23 @@ def read_static(path: Path, rows, cols, categorical: bool = False) -> np.ndarray
     rows, cols = np.asarray(rows), np.asarray(cols)
     row0, col0 = int(rows.min()), int(cols.min())
     shape = (int(rows.max()) - row0 + 1, int(cols.max()) - col0 + 1)
-    transform = Affine(grid.CELL_SIZE, 0.0, grid.X_MIN + col0 * grid.CELL_SIZE,
-                       0.0, -grid.CELL_SIZE, grid.Y_MAX - row0 * grid.CELL_SIZE)
+    transform = Affine(
+        grid.CELL_SIZE,
+        0.0,
+        grid.X_MIN + col0 * grid.CELL_SIZE,
+        0.0,
+        -grid.CELL_SIZE,
+        grid.Y_MAX - row0 * grid.CELL_SIZE,
+    )
     try:
         source = raster.squeeze("band", drop=True).astype(np.float32).rio.write_nodata(np.nan)
         cells = source.rio.reproject(
-            f"EPSG:{grid.EPSG}", shape=shape, transform=transform, nodata=np.nan,
-            resampling=Resampling.mode if categorical else Resampling.average)
+            f"EPSG:{grid.EPSG}",
+            shape=shape,
+            transform=transform,
+            nodata=np.nan,
+            resampling=Resampling.mode if categorical else Resampling.average,
+        )
     except (RasterioError, OSError) as exc:
         raise InputError(f"cannot reproject {path.name}: {exc}") from exc
     return cells.values[rows - row0, cols - col0].astype(np.float32)

@@ -34,19 +34,24 @@ class Checkpoint:
     probe_reference: np.ndarray | None = None  # (member, cell, day) float32 outputs on the probe
 
     def __post_init__(self):
-        self.state_dicts = [{name: np.ascontiguousarray(value) for name, value in state.items()}
-                            for state in self.state_dicts]
+        self.state_dicts = [
+            {name: np.ascontiguousarray(value) for name, value in state.items()}
+            for state in self.state_dicts
+        ]
 
     def member(self, k: int) -> "Checkpoint":
         """Ensemble member k alone, with its probe outputs."""
-        reference = None if self.probe_reference is None else self.probe_reference[k:k + 1]
+        reference = None if self.probe_reference is None else self.probe_reference[k : k + 1]
         return replace(self, state_dicts=[self.state_dicts[k]], probe_reference=reference)
 
     def networks(self, device: str = "cpu") -> list:
         """The ensemble members as evaluation-mode torch modules."""
         from model.training.network import from_state
 
-        return [from_state(state, self.config["dropout"]).to(device).eval() for state in self.state_dicts]
+        return [
+            from_state(state, self.config["dropout"]).to(device).eval()
+            for state in self.state_dicts
+        ]
 
 
 def save(path: str | Path, ckpt: Checkpoint, log_csv: str = "") -> Path:
@@ -77,18 +82,28 @@ def load(path: str | Path) -> Checkpoint:
     path = Path(path)
     members = _member_files(path)
     if not (path / "config.json").is_file() or not members:
-        raise InputError(f"not a model checkpoint (config.json and member_*.safetensors expected): {path}")
+        raise InputError(
+            f"not a model checkpoint (config.json and member_*.safetensors expected): {path}"
+        )
     config = json.loads((path / "config.json").read_text())
     normalizer = Normalizer(**json.loads((path / "normalization.json").read_text()))
     validation_file = path / "validation.json"
     validation = json.loads(validation_file.read_text()) if validation_file.is_file() else {}
     states = [_read_weights(p) for p in members]
-    probe, reference = (_optional_array(path / f"{name}.npy") for name in ("probe", "probe_reference"))
+    probe, reference = (
+        _optional_array(path / f"{name}.npy") for name in ("probe", "probe_reference")
+    )
     if probe is not None and (probe.ndim != 3 or probe.shape[2] != normalizer.n_inputs):
-        raise InputError(f"probe.npy of {path} is {probe.shape}, not (cell, day, {normalizer.n_inputs})")
-    if reference is not None and (probe is None or reference.shape != (len(states), *probe.shape[:2])):
-        raise InputError(f"probe_reference.npy of {path} is {reference.shape}, not "
-                         f"(member, cell, day) of its {len(states)} members and probe.npy")
+        raise InputError(
+            f"probe.npy of {path} is {probe.shape}, not (cell, day, {normalizer.n_inputs})"
+        )
+    if reference is not None and (
+        probe is None or reference.shape != (len(states), *probe.shape[:2])
+    ):
+        raise InputError(
+            f"probe_reference.npy of {path} is {reference.shape}, not "
+            f"(member, cell, day) of its {len(states)} members and probe.npy"
+        )
     return Checkpoint(config, normalizer, states, validation, probe, reference)
 
 
@@ -100,7 +115,8 @@ def files(path: str | Path) -> list[Path]:
 
 
 def _member_files(path: Path) -> list[Path]:
-    """member_<k> weights, in member order; a member saved in both formats is read from safetensors."""
+    """member_<k> weights, in member order; a member saved in both formats is read from
+    safetensors."""
     by_member = {}
     for suffix in reversed(WEIGHTS_SUFFIXES):
         by_member.update({int(p.stem.split("_")[1]): p for p in path.glob(f"member_*{suffix}")})
@@ -112,7 +128,10 @@ def _read_weights(file: Path) -> dict:
         return load_file(file)
     import torch  # checkpoints of earlier versions: a torch state_dict
 
-    return {name: value.numpy() for name, value in torch.load(file, map_location="cpu", weights_only=True).items()}
+    return {
+        name: value.numpy()
+        for name, value in torch.load(file, map_location="cpu", weights_only=True).items()
+    }
 
 
 def _optional_array(file: Path) -> np.ndarray | None:

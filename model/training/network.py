@@ -7,7 +7,8 @@ from model.settings import get_settings
 
 
 class SoilMoistureLSTM(nn.Module):
-    """Maps normalised daily inputs (batch, time, n_inputs) to normalised soil moisture (batch, time)."""
+    """Maps normalised daily inputs (batch, time, n_inputs) to normalised soil moisture
+    (batch, time)."""
 
     def __init__(self, n_inputs: int, hidden: int = 256, dropout: float = 0.5):
         super().__init__()

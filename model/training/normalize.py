@@ -56,8 +56,16 @@ class Normalizer:
         if not np.isfinite(target).any():
             raise InputError("the training period has no valid SMAP observations")
         t_mean, t_std = _mean_std(target.ravel(), axis=0)
-        return cls(names, static_names, f_mean.tolist(), f_std.tolist(), s_mean.tolist(),
-                   s_std.tolist(), float(t_mean), float(t_std))
+        return cls(
+            names,
+            static_names,
+            f_mean.tolist(),
+            f_std.tolist(),
+            s_mean.tolist(),
+            s_std.tolist(),
+            float(t_mean),
+            float(t_std),
+        )
 
     @property
     def n_inputs(self) -> int:
@@ -68,11 +76,18 @@ class Normalizer:
         some of its cells and days (index arrays): the model's variables, cells and days are
         gathered in one copy, the rest of the dataset never touched."""
         self.check(ds)
-        where = {"variable": ds.indexes["variable"].get_indexer(self.forcing_names),
-                 "cell": cells, "time": days}
-        forcing = ds["forcing"].isel({dim: index for dim, index in where.items() if index is not None})
-        static = ds["static"].isel(static_variable=ds.indexes["static_variable"].get_indexer(self.static_names),
-                                   cell=slice(None) if cells is None else cells)
+        where = {
+            "variable": ds.indexes["variable"].get_indexer(self.forcing_names),
+            "cell": cells,
+            "time": days,
+        }
+        forcing = ds["forcing"].isel(
+            {dim: index for dim, index in where.items() if index is not None}
+        )
+        static = ds["static"].isel(
+            static_variable=ds.indexes["static_variable"].get_indexer(self.static_names),
+            cell=slice(None) if cells is None else cells,
+        )
         return self.scale(forcing.values, static.values)
 
     def scale(self, forcing: np.ndarray, static: np.ndarray) -> np.ndarray:
@@ -82,10 +97,12 @@ class Normalizer:
         f -= np.float32(self.forcing_mean)
         f /= np.float32(self.forcing_std)
         np.nan_to_num(f, copy=False, nan=0.0)
-        s = (np.asarray(static, np.float32) - np.float32(self.static_mean)) / np.float32(self.static_std)
+        s = (np.asarray(static, np.float32) - np.float32(self.static_mean)) / np.float32(
+            self.static_std
+        )
         out = np.empty((f.shape[1], f.shape[0], self.n_inputs), np.float32)
-        out[:, :, :f.shape[2]] = f.transpose(1, 0, 2)
-        out[:, :, f.shape[2]:] = np.nan_to_num(s, nan=0.0)[:, None, :]
+        out[:, :, : f.shape[2]] = f.transpose(1, 0, 2)
+        out[:, :, f.shape[2] :] = np.nan_to_num(s, nan=0.0)[:, None, :]
         return out
 
     def check(self, ds: xr.Dataset) -> None:
@@ -95,7 +112,9 @@ class Normalizer:
         missing = [n for n in self.forcing_names if n not in have]
         missing += [n for n in self.static_names if n not in have_static]
         if missing:
-            raise InputError(f"input dataset lacks variable(s) the model needs: {', '.join(missing)}")
+            raise InputError(
+                f"input dataset lacks variable(s) the model needs: {', '.join(missing)}"
+            )
 
     def scale_target(self, target: np.ndarray) -> np.ndarray:
         return ((target - self.target_mean) / self.target_std).astype(np.float32)

@@ -19,11 +19,11 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from model.evaluation import metrics
-from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.dataset import select_period
 from model.engine import probe_references
 from model.errors import InputError
+from model.evaluation import metrics
+from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.training.network import SoilMoistureLSTM, from_state
 from model.training.normalize import Normalizer
 
@@ -73,31 +73,42 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
     period = select_period(inputs, config.start, config.end).load()
     n_days = period.sizes["time"]
     if n_days < config.window + config.validation_days:
-        raise InputError(f"training period of {n_days} days is shorter than a window "
-                         f"({config.window}) plus the validation slice ({config.validation_days})")
+        raise InputError(
+            f"training period of {n_days} days is shorter than a window "
+            f"({config.window}) plus the validation slice ({config.validation_days})"
+        )
     split = n_days - config.validation_days
     normalizer = Normalizer.fit(period.isel(time=slice(0, split)))
     x = normalizer.inputs(period)
     y = normalizer.scale_target(period["target"].values.T)
     device = pick_device(config.device)
-    state, log_rows, validation = _fit_member(x, y, split, normalizer, config, config.seed, device,
-                                              progress)
+    state, log_rows, validation = _fit_member(
+        x, y, split, normalizer, config, config.seed, device, progress
+    )
     log_rows = [{"member": 0, **r} for r in log_rows]
     epochs = max(validation.pop("best_epoch"), 1)
     states = [state]
     for member in range(1, config.ensemble):
         n_fit = n_days if config.refit else split
-        state, rows, _ = _fit_member(x, y, n_fit, normalizer, config, config.seed + member, device,
-                                     progress, epochs=epochs)
+        state, rows, _ = _fit_member(
+            x, y, n_fit, normalizer, config, config.seed + member, device, progress, epochs=epochs
+        )
         states.append(state)
         log_rows += [{"member": member, **r} for r in rows]
     if not config.refit and len(states) > 1:
         validation = _validate(states, x, y, split, normalizer, config, device)
     time = pd.DatetimeIndex(period.time.values)
-    validation.update(period=f"{time[split].date()}..{time[-1].date()}", epochs=epochs,
-                      refit_on_whole_period=config.refit, members=len(states))
-    cfg = {**asdict(config), "n_inputs": normalizer.n_inputs,
-           "training_days": f"{time[0].date()}..{time[-1].date()}"}
+    validation.update(
+        period=f"{time[split].date()}..{time[-1].date()}",
+        epochs=epochs,
+        refit_on_whole_period=config.refit,
+        members=len(states),
+    )
+    cfg = {
+        **asdict(config),
+        "n_inputs": normalizer.n_inputs,
+        "training_days": f"{time[0].date()}..{time[-1].date()}",
+    }
     buf = io.StringIO()
     pd.DataFrame(log_rows).to_csv(buf, index=False)
     ckpt = Checkpoint(cfg, normalizer, states, validation, probe_sample(x))
@@ -126,19 +137,31 @@ def _fit_member(x, y, n_train, normalizer, config, seed, device, progress, epoch
     best = {"score": np.inf, "state": None, "epoch": 0, "metrics": {}}
     rows, stale = [], 0
     label = "train" if validate else "refit"
-    bar = tqdm(range(1, (epochs or config.max_epochs) + 1), desc=f"{label} seed {seed}",
-               unit="epoch", disable=not progress)
+    bar = tqdm(
+        range(1, (epochs or config.max_epochs) + 1),
+        desc=f"{label} seed {seed}",
+        unit="epoch",
+        disable=not progress,
+    )
     for epoch in bar:
         t0 = clock.perf_counter()
         loss = _epoch(net, opt, xt, yt, cells, n_train, config, rng)
-        row = {"stage": label, "epoch": epoch, "train_loss": loss,
-               "seconds": clock.perf_counter() - t0}
+        row = {
+            "stage": label,
+            "epoch": epoch,
+            "train_loss": loss,
+            "seconds": clock.perf_counter() - t0,
+        }
         if validate:
             val = _validate([net], x, y, n_train, normalizer, config, device)
             row.update(val_rmse=val["median_rmse"], val_r=val["median_r"])
             if val["median_rmse"] < best["score"]:
-                best = {"score": val["median_rmse"], "epoch": epoch, "metrics": val,
-                        "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+                best = {
+                    "score": val["median_rmse"],
+                    "epoch": epoch,
+                    "metrics": val,
+                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                }
                 stale = 0
             else:
                 stale += 1
@@ -162,7 +185,7 @@ def _epoch(net, opt, xt, yt, cells, n_train, config, rng) -> float:
         idx = torch.from_numpy(start[:, None] + np.arange(window)).to(xt.device)
         rows = torch.from_numpy(pick)[:, None].to(xt.device)
         pred = net(xt[rows, idx])
-        loss = masked_mse(pred[:, config.burn_in:], yt[rows, idx][:, config.burn_in:])
+        loss = masked_mse(pred[:, config.burn_in :], yt[rows, idx][:, config.burn_in :])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -182,5 +205,9 @@ def _validate(nets, x, y, n_train, normalizer, config, device) -> dict:
     pred = normalizer.unscale_target(np.mean(preds, axis=0)[:, n_train:]).T
     obs = normalizer.unscale_target(y[:, n_train:]).T
     summary = metrics.summarize(metrics.all_metrics(pred, obs), min_pairs=5)
-    return {"median_rmse": summary["rmse"], "median_r": summary["r"],
-            "median_bias": summary["bias"], "n_cells": summary["n_cells"]}
+    return {
+        "median_rmse": summary["rmse"],
+        "median_r": summary["r"],
+        "median_bias": summary["bias"],
+        "n_cells": summary["n_cells"],
+    }

@@ -78,7 +78,9 @@ class WorldConfig:
             raise InputError(f"revisit gaps must be positive days, got {self.revisit}")
         unknown = set(self.station_depths_m) - set(TRUTH_POINT_DEPTHS_M)
         if unknown:
-            raise InputError(f"station depths must be among {TRUTH_POINT_DEPTHS_M} m, got {sorted(unknown)}")
+            raise InputError(
+                f"station depths must be among {TRUTH_POINT_DEPTHS_M} m, got {sorted(unknown)}"
+            )
 
 
 @dataclass
@@ -99,7 +101,8 @@ def build_world(config: WorldConfig, progress: bool = False) -> World:
     rows, cols = conus_cells(config.stride, config.bbox)
     lat, lon = grid.rowcol_to_latlon(rows, cols)
     land_rng, weather_rng, smap_rng, station_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4))
+        np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)
+    )
     land = FieldSampler(land_rng, lat, lon)
     elevation = elevation_m(lat, lon, land)
     climate_ = climate(lat, lon, elevation)
@@ -109,33 +112,56 @@ def build_world(config: WorldConfig, progress: bool = False) -> World:
     sims = simulate(forcing, static, hidden, config.spinup_days, progress)
     truth = _truth_dataset(sims, static, time, rows, cols, config)
     vegetation_masked = (static["flag_vegdense"][None, :] > 0) & (
-        sims["greenness"] > DENSE_VEGETATION_GREENNESS)
+        sims["greenness"] > DENSE_VEGETATION_GREENNESS
+    )
     truth["vegetation_masked"] = (("time", "cell"), vegetation_masked)
-    target, bias = smap_like(sims["truth"][..., 0], sims["frozen"], vegetation_masked, cols, time,
-                             config, smap_rng)
+    target, bias = smap_like(
+        sims["truth"][..., 0], sims["frozen"], vegetation_masked, cols, time, config, smap_rng
+    )
     truth["smap_bias"] = ("cell", bias, {"units": "m3 m-3"})
-    inputs = make_input_dataset(time, rows, cols, forcing, static, target,
-                                lsm={"noah": sims["noah"], "lsm2": sims["lsm2"]},
-                                attrs={"source": "smapx twin world", **_attrs(config), "description": (
-                                    "Synthetic twin world. forcing drives a layered soil-water truth; "
-                                    "target is SMAP-like (0-5 cm truth + bias + noise, revisit gaps, "
-                                    "frozen/dense-vegetation masks, from smap_start); noah and lsm2 "
-                                    "are 0-10 cm simulations of the same forcing by wrong models.")})
+    inputs = make_input_dataset(
+        time,
+        rows,
+        cols,
+        forcing,
+        static,
+        target,
+        lsm={"noah": sims["noah"], "lsm2": sims["lsm2"]},
+        attrs={
+            "source": "smapx twin world",
+            **_attrs(config),
+            "description": (
+                "Synthetic twin world. forcing drives a layered soil-water truth; "
+                "target is SMAP-like (0-5 cm truth + bias + noise, revisit gaps, "
+                "frozen/dense-vegetation masks, from smap_start); noah and lsm2 "
+                "are 0-10 cm simulations of the same forcing by wrong models."
+            ),
+        },
+    )
     sites = station_sites(rows, cols, lat, lon, config, station_rng)
     depths = list(config.station_depths_m)
-    sensors, values = station_records(sites, truth["truth"].sel(depth=depths).values,
-                                      sims["frozen"], depths, config, station_rng)
+    sensors, values = station_records(
+        sites, truth["truth"].sel(depth=depths).values, sims["frozen"], depths, config, station_rng
+    )
     return World(config, inputs, truth, sensors, stations_dataarray(sensors, values, time))
 
 
-def simulate(forcing: dict, static: dict, hidden: dict, spinup_days: int, progress: bool = False) -> dict:
+def simulate(
+    forcing: dict, static: dict, hidden: dict, spinup_days: int, progress: bool = False
+) -> dict:
     """Run truth (with its hidden parameters) and the two wrong models over every day;
     (day, cell[, depth]) float32 outputs."""
     n_day, n_cell = forcing["tair"].shape
-    models = SoilModels((TRUTH, NOAH_LIKE, SECOND_LSM), static, forcing["tair"][0], {"truth": hidden})
-    profile_map = depth_weights(TRUTH, [SURFACE_LAYER_MM], [1000.0 * d for d in TRUTH_POINT_DEPTHS_M])
+    models = SoilModels(
+        (TRUTH, NOAH_LIKE, SECOND_LSM), static, forcing["tair"][0], {"truth": hidden}
+    )
+    profile_map = depth_weights(
+        TRUTH, [SURFACE_LAYER_MM], [1000.0 * d for d in TRUTH_POINT_DEPTHS_M]
+    )
     truth_0_10_map = depth_weights(TRUTH, [LSM_LAYER_MM], [])[0]
-    lsm_maps = {spec.name: depth_weights(spec, [LSM_LAYER_MM], [])[0] for spec in (NOAH_LIKE, SECOND_LSM)}
+    lsm_maps = {
+        spec.name: depth_weights(spec, [LSM_LAYER_MM], [])[0] for spec in (NOAH_LIKE, SECOND_LSM)
+    }
     energy = equilibrium_et(forcing["tair"], forcing["swdown"], forcing["lwdown"])
 
     def day(t):
@@ -143,9 +169,20 @@ def simulate(forcing: dict, static: dict, hidden: dict, spinup_days: int, progre
 
     for t in tqdm(range(min(spinup_days, n_day)), desc="spin-up", unit="day", disable=not progress):
         models.step(*day(t))
-    out = {name: np.empty((n_day, n_cell), np.float32) for name in (
-        "truth_0_10", "noah", "lsm2", "et", "runoff", "drainage", "storage", "swe",
-        "greenness")}
+    out = {
+        name: np.empty((n_day, n_cell), np.float32)
+        for name in (
+            "truth_0_10",
+            "noah",
+            "lsm2",
+            "et",
+            "runoff",
+            "drainage",
+            "storage",
+            "swe",
+            "greenness",
+        )
+    }
     out["truth"] = np.empty((n_day, n_cell, profile_map.shape[0]), np.float32)
     out["frozen"] = np.empty((n_day, n_cell), bool)
     out["storage_start"] = models.part("truth", models.storage()).astype(np.float32)
@@ -163,8 +200,10 @@ def simulate(forcing: dict, static: dict, hidden: dict, spinup_days: int, progre
         out["storage"][t] = models.part("truth", models.storage())
         out["swe"][t] = swe
     out["precip"] = forcing["precip"] * np.float32(24.0)
-    out["params"] = {k: models.part("truth", getattr(models, k)).astype(np.float32)
-                     for k in ("porosity", "field_capacity", "wilting", "residual")}
+    out["params"] = {
+        k: models.part("truth", getattr(models, k)).astype(np.float32)
+        for k in ("porosity", "field_capacity", "wilting", "residual")
+    }
     return out
 
 
@@ -174,13 +213,21 @@ def _truth_dataset(sims, static, time, rows, cols, config) -> xr.Dataset:
     labels = ["0-5 cm"] + [f"{round(d * 100)} cm" for d in TRUTH_POINT_DEPTHS_M]
     mm = {"units": "mm day-1"}
     data = {
-        "truth": (("time", "cell", "depth"), sims["truth"], {"units": "m3 m-3", "long_name": "true soil moisture"}),
+        "truth": (
+            ("time", "cell", "depth"),
+            sims["truth"],
+            {"units": "m3 m-3", "long_name": "true soil moisture"},
+        ),
         "truth_0_10": (("time", "cell"), sims["truth_0_10"], {"units": "m3 m-3"}),
         "precip": (("time", "cell"), sims["precip"], mm),
         "et": (("time", "cell"), sims["et"], mm),
         "runoff": (("time", "cell"), sims["runoff"], mm),
         "drainage": (("time", "cell"), sims["drainage"], mm),
-        "storage": (("time", "cell"), sims["storage"], {"units": "mm", "long_name": "soil water + SWE at day end"}),
+        "storage": (
+            ("time", "cell"),
+            sims["storage"],
+            {"units": "mm", "long_name": "soil water + SWE at day end"},
+        ),
         "storage_start": ("cell", sims["storage_start"], {"units": "mm"}),
         "swe": (("time", "cell"), sims["swe"], {"units": "mm"}),
         "frozen": (("time", "cell"), sims["frozen"], {"long_name": "soil frozen or snow covered"}),
@@ -188,18 +235,37 @@ def _truth_dataset(sims, static, time, rows, cols, config) -> xr.Dataset:
         **{k: ("cell", v, {"units": "m3 m-3"}) for k, v in sims["params"].items()},
         "flag_vegdense": ("cell", static["flag_vegdense"]),
     }
-    coords = {"time": time, "cell": np.arange(len(rows)), "row": ("cell", rows), "col": ("cell", cols),
-              "lat": ("cell", lat), "lon": ("cell", lon), "depth": ("depth", depth, {"units": "m"}),
-              "depth_label": ("depth", np.array(labels, dtype=object))}
-    return xr.Dataset(data, coords, attrs={"source": "smapx twin world", **_attrs(config), "description": (
-        "Truth of the twin world. truth(depth=0.025) is the 0-5 cm layer mean SMAP senses; the other "
-        "depths are point values the stations probe. truth_0_10 compares with noah/lsm2. Water budget "
-        "per day: precip = et + runoff + drainage + (storage - storage of the day before).")})
+    coords = {
+        "time": time,
+        "cell": np.arange(len(rows)),
+        "row": ("cell", rows),
+        "col": ("cell", cols),
+        "lat": ("cell", lat),
+        "lon": ("cell", lon),
+        "depth": ("depth", depth, {"units": "m"}),
+        "depth_label": ("depth", np.array(labels, dtype=object)),
+    }
+    return xr.Dataset(
+        data,
+        coords,
+        attrs={
+            "source": "smapx twin world",
+            **_attrs(config),
+            "description": (
+                "Truth of the twin world. truth(depth=0.025) is the 0-5 cm layer mean SMAP "
+                "senses; the other depths are point values the stations probe. truth_0_10 "
+                "compares with noah/lsm2. Water budget per day: precip = et + runoff + drainage + "
+                "(storage - storage of the day before)."
+            ),
+        },
+    )
 
 
 def _attrs(config: WorldConfig) -> dict:
-    return {f"world_{k}": (list(v) if isinstance(v, tuple) else ("" if v is None else v))
-            for k, v in asdict(config).items()}
+    return {
+        f"world_{k}": (list(v) if isinstance(v, tuple) else ("" if v is None else v))
+        for k, v in asdict(config).items()
+    }
 
 
 def write_world(world: World, out_dir: str | Path) -> Path:
@@ -208,10 +274,13 @@ def write_world(world: World, out_dir: str | Path) -> Path:
     (out / "stations").mkdir(parents=True, exist_ok=True)
     write_input(world.inputs, out / "input.zarr")
     chunks = {"time": min(366, world.truth.sizes["time"])}
-    encoding = {name: {"chunks": tuple(chunks.get(d, world.truth.sizes[d]) for d in var.dims)}
-                for name, var in world.truth.data_vars.items()}
-    world.truth.to_zarr(str(out / "truth.zarr"), mode="w", encoding=encoding, consolidated=True,
-                        zarr_format=3)
+    encoding = {
+        name: {"chunks": tuple(chunks.get(d, world.truth.sizes[d]) for d in var.dims)}
+        for name, var in world.truth.data_vars.items()
+    }
+    world.truth.to_zarr(
+        str(out / "truth.zarr"), mode="w", encoding=encoding, consolidated=True, zarr_format=3
+    )
     world.sensors.to_csv(out / "stations" / "sensors.csv", index=False)
     world.stations.to_netcdf(out / "stations" / "values.nc")
     return out
@@ -256,6 +325,9 @@ def summary(world: World) -> str:
     time = world.inputs.time.values
     n_obs = int(world.inputs["target"].notnull().sum())
     stations = world.sensors.drop_duplicates("station")["network"].value_counts()
-    return (f"{world.inputs.sizes['cell']} cells, {len(time)} days ({str(time[0])[:10]}.."
-            f"{str(time[-1])[:10]}), {n_obs} SMAP-like observations, {stations.get('dense', 0)} dense + "
-            f"{stations.get('sparse', 0)} sparse stations ({len(world.sensors)} sensors)")
+    return (
+        f"{world.inputs.sizes['cell']} cells, {len(time)} days ({str(time[0])[:10]}.."
+        f"{str(time[-1])[:10]}), {n_obs} SMAP-like observations, "
+        f"{stations.get('dense', 0)} dense + "
+        f"{stations.get('sparse', 0)} sparse stations ({len(world.sensors)} sensors)"
+    )

@@ -27,7 +27,9 @@ FROZEN_PROBE_DEPTH_M = 0.2
 def smap_like(surface, frozen, vegetation_masked, cols, time, config, rng: np.random.Generator):
     """(target (day, cell) with NaN where not retrieved, per-cell bias)."""
     n_day, n_cell = surface.shape
-    bias = (config.smap_bias + config.smap_bias_spread * rng.standard_normal(n_cell)).astype(np.float32)
+    bias = (config.smap_bias + config.smap_bias_spread * rng.standard_normal(n_cell)).astype(
+        np.float32
+    )
     gaps = np.asarray(config.revisit, int)
     cycle = int(gaps.sum())
     passes = np.cumsum(np.concatenate([[0], gaps[:-1]]))
@@ -61,9 +63,14 @@ def station_sites(rows, cols, lat, lon, config, rng) -> pd.DataFrame:
     cells = np.arange(len(rows))
     dense_cells = _spread_cells(cells, lat, lon, config.dense_networks, rng)
     sparse_pool = np.setdiff1d(cells, dense_cells)
-    sparse_cells = _spread_cells(rng.permutation(sparse_pool), lat, lon, config.sparse_stations, rng)
-    sites = [(f"D{k + 1}-{j + 1:02d}", "dense", c)
-             for k, c in enumerate(dense_cells) for j in range(config.dense_stations)]
+    sparse_cells = _spread_cells(
+        rng.permutation(sparse_pool), lat, lon, config.sparse_stations, rng
+    )
+    sites = [
+        (f"D{k + 1}-{j + 1:02d}", "dense", c)
+        for k, c in enumerate(dense_cells)
+        for j in range(config.dense_stations)
+    ]
     sites += [(f"S{k + 1:03d}", "sparse", c) for k, c in enumerate(sparse_cells)]
     table = pd.DataFrame(sites, columns=["station", "network", "cell"])
     cell = table["cell"].to_numpy()
@@ -74,7 +81,9 @@ def station_sites(rows, cols, lat, lon, config, rng) -> pd.DataFrame:
     return table
 
 
-def station_records(sites: pd.DataFrame, truth: np.ndarray, frozen: np.ndarray, depths_m, config, rng):
+def station_records(
+    sites: pd.DataFrame, truth: np.ndarray, frozen: np.ndarray, depths_m, config, rng
+):
     """(sensors table, values (day, sensor)) from the cell truth (day, cell, depth) and the
     frozen/snow flag (day, cell)."""
     n_day = truth.shape[0]
@@ -88,18 +97,32 @@ def station_records(sites: pd.DataFrame, truth: np.ndarray, frozen: np.ndarray, 
             cell_series = truth[:, site.cell, d].astype(np.float64)
             mean = cell_series.mean()
             offset = station_offset + 0.5 * config.representativeness * rng.standard_normal()
-            local = 0.5 * config.representativeness * FieldSampler._ar1(
-                rng.standard_normal((n_day, 1)), 0.97)[:, 0]
+            local = (
+                0.5
+                * config.representativeness
+                * FieldSampler._ar1(rng.standard_normal((n_day, 1)), 0.97)[:, 0]
+            )
             noise = config.station_noise * rng.standard_normal(n_day)
-            value = np.clip(mean + scale * (cell_series - mean) + offset + local + noise, *STATION_RANGE)
+            value = np.clip(
+                mean + scale * (cell_series - mean) + offset + local + noise, *STATION_RANGE
+            )
             missing = station_gaps | _gaps(n_day, rng, episodes=0.5)
             missing[:start] = True
             if depth <= FROZEN_PROBE_DEPTH_M:
                 missing |= frozen[:, site.cell]
             columns.append(np.where(missing, np.nan, value).astype(np.float32))
-            tables.append({"sensor": f"{site.station}_{round(depth * 100):03d}cm",
-                           "station": site.station, "network": site.network, "lat": site.lat,
-                           "lon": site.lon, "depth_m": depth, "row": site.row, "col": site.col})
+            tables.append(
+                {
+                    "sensor": f"{site.station}_{round(depth * 100):03d}cm",
+                    "station": site.station,
+                    "network": site.network,
+                    "lat": site.lat,
+                    "lon": site.lon,
+                    "depth_m": depth,
+                    "row": site.row,
+                    "col": site.col,
+                }
+            )
     return pd.DataFrame(tables), np.stack(columns, axis=1)
 
 
@@ -108,11 +131,15 @@ def _gaps(n_day: int, rng, episodes: float = 1.5) -> np.ndarray:
     missing = np.zeros(n_day, bool)
     for _ in range(rng.poisson(episodes * n_day / 3652.5)):
         first = int(rng.integers(n_day))
-        missing[first:first + int(rng.integers(10, 200))] = True
+        missing[first : first + int(rng.integers(10, 200))] = True
     return missing
 
 
 def stations_dataarray(sensors: pd.DataFrame, values: np.ndarray, time) -> xr.DataArray:
-    return xr.DataArray(values, dims=("time", "sensor"),
-                        coords={"time": time, "sensor": sensors["sensor"].to_numpy()},
-                        name="value", attrs={"units": "m3 m-3", "long_name": "in situ soil moisture"})
+    return xr.DataArray(
+        values,
+        dims=("time", "sensor"),
+        coords={"time": time, "sensor": sensors["sensor"].to_numpy()},
+        name="value",
+        attrs={"units": "m3 m-3", "long_name": "in situ soil moisture"},
+    )

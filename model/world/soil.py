@@ -51,14 +51,33 @@ class SoilModelSpec:
 
 TRUTH = SoilModelSpec("truth", (50.0, 50.0, 100.0, 200.0, 300.0, 600.0))
 # Noah's 0-10, 10-40, 40-100, 100-200 cm, its second and fourth layers split in two.
-NOAH_LIKE = SoilModelSpec("noah", (100.0, 100.0, 200.0, 600.0, 500.0, 500.0), porosity_scale=1.04,
-                          field_capacity_shift=0.025, drainage_scale=0.5, et_alpha=1.05,
-                          runoff_exponent_scale=1.5, root_efold_mm=500.0, melt_factor=2.0,
-                          frozen_soil=False, diffusivity=0.12, seasonal_vegetation=False)
-SECOND_LSM = SoilModelSpec("lsm2", (20.0, 80.0, 100.0, 200.0, 300.0, 300.0), porosity_scale=1.1,
-                           field_capacity_shift=0.06, drainage_scale=0.35, et_alpha=1.45,
-                           runoff_exponent_scale=0.7, root_efold_mm=150.0, melt_factor=4.5,
-                           frozen_soil=True, diffusivity=0.03)
+NOAH_LIKE = SoilModelSpec(
+    "noah",
+    (100.0, 100.0, 200.0, 600.0, 500.0, 500.0),
+    porosity_scale=1.04,
+    field_capacity_shift=0.025,
+    drainage_scale=0.5,
+    et_alpha=1.05,
+    runoff_exponent_scale=1.5,
+    root_efold_mm=500.0,
+    melt_factor=2.0,
+    frozen_soil=False,
+    diffusivity=0.12,
+    seasonal_vegetation=False,
+)
+SECOND_LSM = SoilModelSpec(
+    "lsm2",
+    (20.0, 80.0, 100.0, 200.0, 300.0, 300.0),
+    porosity_scale=1.1,
+    field_capacity_shift=0.06,
+    drainage_scale=0.35,
+    et_alpha=1.45,
+    runoff_exponent_scale=0.7,
+    root_efold_mm=150.0,
+    melt_factor=4.5,
+    frozen_soil=True,
+    diffusivity=0.03,
+)
 STATIC_GREENNESS = 0.6
 
 
@@ -79,14 +98,18 @@ def _parameters(spec: SoilModelSpec, static: dict, hidden: dict | None) -> dict[
         "porosity": porosity,
         "wilting": wilting,
         "residual": 0.01 + 0.001 * clay,
-        "field_capacity": np.clip(field_capacity + spec.field_capacity_shift, wilting + 0.03,
-                                  porosity - 0.04),
-        "drainage_rate": np.clip(spec.drainage_scale * mult.get("drainage", ones)
-                                 * (0.1 + 0.55 * sand / 100), 0.01, 0.9),
+        "field_capacity": np.clip(
+            field_capacity + spec.field_capacity_shift, wilting + 0.03, porosity - 0.04
+        ),
+        "drainage_rate": np.clip(
+            spec.drainage_scale * mult.get("drainage", ones) * (0.1 + 0.55 * sand / 100), 0.01, 0.9
+        ),
         "slow_drainage": 0.002 * spec.drainage_scale * ones,
         "et_alpha": spec.et_alpha * mult.get("et", ones),
         "infiltration_capacity": 20.0 + 800.0 * (sand / 100) ** 2,
-        "runoff_exponent": spec.runoff_exponent_scale * mult.get("runoff", ones) * (2.0 + 3.0 * clay / 100),
+        "runoff_exponent": spec.runoff_exponent_scale
+        * mult.get("runoff", ones)
+        * (2.0 + 3.0 * clay / 100),
         "vegetation": np.clip(1.3 * static["ndvi"].astype(np.float64), 0.03, 0.95),
         "melt_factor": spec.melt_factor * ones,
         "frozen_soil": spec.frozen_soil * ones > 0,
@@ -101,7 +124,7 @@ def equilibrium_et(tair, swdown, lwdown) -> np.ndarray:
     celsius = tair - KELVIN
     es_kpa = 0.6108 * np.exp(17.27 * celsius / (celsius + 237.3))
     slope = 4098.0 * es_kpa / (celsius + 237.3) ** 2
-    net_radiation = 0.8 * swdown + lwdown - 0.97 * STEFAN_BOLTZMANN * tair ** 4
+    net_radiation = 0.8 * swdown + lwdown - 0.97 * STEFAN_BOLTZMANN * tair**4
     return slope / (slope + PSYCHROMETRIC_KPA_K) * np.maximum(net_radiation, 0.0) * W_M2_TO_MM_DAY
 
 
@@ -109,8 +132,13 @@ class SoilModels:
     """Several soil-water models over all cells, stacked along the cell axis so that one numpy
     call advances all of them: model k owns columns [k*n_cell, (k+1)*n_cell)."""
 
-    def __init__(self, specs, static: dict[str, np.ndarray], first_tair: np.ndarray,
-                 hidden: dict[str, dict] | None = None):
+    def __init__(
+        self,
+        specs,
+        static: dict[str, np.ndarray],
+        first_tair: np.ndarray,
+        hidden: dict[str, dict] | None = None,
+    ):
         self.specs = list(specs)
         self.n_cell = len(first_tair)
         per_model = [_parameters(s, static, (hidden or {}).get(s.name)) for s in self.specs]
@@ -126,7 +154,7 @@ class SoilModels:
     def part(self, name: str, values: np.ndarray) -> np.ndarray:
         """The columns of one model in a stacked (..., cell) array."""
         k = [s.name for s in self.specs].index(name)
-        return values[..., k * self.n_cell:(k + 1) * self.n_cell]
+        return values[..., k * self.n_cell : (k + 1) * self.n_cell]
 
     def storage(self) -> np.ndarray:
         """Water held in each column (soil + snow), mm."""
@@ -135,8 +163,9 @@ class SoilModels:
     def step(self, precip_mm, tair, equilibrium_et) -> dict[str, np.ndarray]:
         """Advance one day with (cell,) forcing; returns the day's fluxes (mm) and states."""
         n = len(self.specs)
-        precip_mm, tair, equilibrium_et = (np.tile(np.asarray(v, np.float64), n)
-                                           for v in (precip_mm, tair, equilibrium_et))
+        precip_mm, tair, equilibrium_et = (
+            np.tile(np.asarray(v, np.float64), n) for v in (precip_mm, tair, equilibrium_et)
+        )
         snowfall = precip_mm * np.minimum(np.maximum((KELVIN + 1.0 - tair) / 2.0, 0.0), 1.0)
         self.swe += snowfall
         melt = np.minimum(self.swe, self.melt_factor * np.maximum(tair - KELVIN, 0.0))
@@ -145,18 +174,28 @@ class SoilModels:
         self.tsoil += (tair - self.tsoil) / (3.0 + self.swe / 4.0)
         self.tveg += (tair - self.tveg) / 20.0
         frozen = self.tsoil < FROZEN_BELOW_K
-        greenness = np.where(self.seasonal_vegetation,
-                             1.0 / (1.0 + np.exp(-(self.tveg - (KELVIN + 8.0)) / 2.5)), STATIC_GREENNESS)
+        greenness = np.where(
+            self.seasonal_vegetation,
+            1.0 / (1.0 + np.exp(-(self.tveg - (KELVIN + 8.0)) / 2.5)),
+            STATIC_GREENNESS,
+        )
         runoff = self._infiltrate(precip_mm - snowfall + melt, frozen)
         et = self._evapotranspire(equilibrium_et, snow_cover, frozen, greenness)
         drainage = self._drain()
         self._diffuse()
-        return {"et": et, "runoff": runoff, "drainage": drainage, "frozen": frozen,
-                "greenness": greenness}
+        return {
+            "et": et,
+            "runoff": runoff,
+            "drainage": drainage,
+            "frozen": frozen,
+            "greenness": greenness,
+        }
 
     def _infiltrate(self, water, frozen):
-        saturation = np.maximum((self.theta[0] - self.residual) / (self.porosity - self.residual), 0.0)
-        runoff = water * saturation ** self.runoff_exponent
+        saturation = np.maximum(
+            (self.theta[0] - self.residual) / (self.porosity - self.residual), 0.0
+        )
+        runoff = water * saturation**self.runoff_exponent
         capacity = self.infiltration_capacity * np.where(frozen & self.frozen_soil, 0.05, 1.0)
         runoff += np.maximum(water - runoff - capacity, 0.0)
         left = water - runoff
@@ -171,7 +210,9 @@ class SoilModels:
         cover = self.vegetation * (0.25 + 0.75 * greenness)
         top_water = self.theta[0] - self.residual
         stress = np.minimum(np.maximum(top_water / (self.field_capacity - self.residual), 0.0), 1.0)
-        evaporation = np.maximum(np.minimum((1 - cover) * pet * stress, 0.95 * top_water * self.dz[0]), 0.0)
+        evaporation = np.maximum(
+            np.minimum((1 - cover) * pet * stress, 0.95 * top_water * self.dz[0]), 0.0
+        )
         self.theta[0] -= evaporation / self.dz[0]
         available = np.maximum(self.theta - self.wilting, 0.0)
         stress = np.minimum(available / (0.7 * (self.field_capacity - self.wilting)), 1.0)
@@ -187,8 +228,10 @@ class SoilModels:
             self.theta[i] -= flow / self.dz[i]
             self.theta[i + 1] += flow / self.dz[i + 1]
         bottom = self.theta[-1]
-        out = (self.drainage_rate * np.maximum(bottom - self.field_capacity, 0.0)
-               + self.slow_drainage * np.maximum(bottom - self.wilting, 0.0)) * self.dz[-1]
+        out = (
+            self.drainage_rate * np.maximum(bottom - self.field_capacity, 0.0)
+            + self.slow_drainage * np.maximum(bottom - self.wilting, 0.0)
+        ) * self.dz[-1]
         self.theta[-1] -= out / self.dz[-1]
         return out
 

@@ -30,23 +30,25 @@ class FieldSampler:
 
     def __init__(self, rng: np.random.Generator, lat: np.ndarray, lon: np.ndarray):
         self.rng = rng
-        nodes_lon, nodes_lat = np.meshgrid(np.arange(-127.0, -63.0, LATTICE_STEP_DEG),
-                                           np.arange(22.0, 52.0, LATTICE_STEP_DEG))
+        nodes_lon, nodes_lat = np.meshgrid(
+            np.arange(-127.0, -63.0, LATTICE_STEP_DEG), np.arange(22.0, 52.0, LATTICE_STEP_DEG)
+        )
         dist2 = ((lon[:, None] - nodes_lon.ravel()) * np.cos(np.radians(38.0))) ** 2 + (
-            lat[:, None] - nodes_lat.ravel()) ** 2
-        weights = np.exp(-dist2 / (2 * LATTICE_STEP_DEG ** 2))
-        self.weights = (weights / np.sqrt((weights ** 2).sum(1, keepdims=True))).T.astype(np.float32)
+            lat[:, None] - nodes_lat.ravel()
+        ) ** 2
+        weights = np.exp(-dist2 / (2 * LATTICE_STEP_DEG**2))
+        self.weights = (weights / np.sqrt((weights**2).sum(1, keepdims=True))).T.astype(np.float32)
         self.n_cell = len(lat)
 
     def static(self, local: float = 0.3) -> np.ndarray:
         """A (cell,) field: smooth regional pattern plus `local` share of cell-scale variance."""
         regional = self.rng.standard_normal(self.weights.shape[0]).astype(np.float32) @ self.weights
-        return np.sqrt(1 - local ** 2) * regional + local * self.rng.standard_normal(self.n_cell)
+        return np.sqrt(1 - local**2) * regional + local * self.rng.standard_normal(self.n_cell)
 
     def daily(self, n_day: int, memory: float, local: float) -> np.ndarray:
         """A (day, cell) float32 field with lag-1 autocorrelation `memory`."""
         regional = self._ar1(self.rng.standard_normal((n_day, self.weights.shape[0])), memory)
-        field = (regional.astype(np.float32) @ self.weights) * np.float32(np.sqrt(1 - local ** 2))
+        field = (regional.astype(np.float32) @ self.weights) * np.float32(np.sqrt(1 - local**2))
         local_noise = self.rng.standard_normal((self.n_cell, n_day), np.float32)
         field += np.float32(local) * self._ar1(local_noise, memory, axis=-1).T
         return field
@@ -54,8 +56,12 @@ class FieldSampler:
     @staticmethod
     def _ar1(noise: np.ndarray, memory: float, axis: int = 0) -> np.ndarray:
         """AR(1) in time along `axis` (contiguous is fastest), stationary from the first step."""
-        out = lfilter(np.array([np.sqrt(1 - memory ** 2)], noise.dtype),
-                      np.array([1.0, -memory], noise.dtype), noise, axis=axis)
+        out = lfilter(
+            np.array([np.sqrt(1 - memory**2)], noise.dtype),
+            np.array([1.0, -memory], noise.dtype),
+            noise,
+            axis=axis,
+        )
         np.moveaxis(out, axis, 0)[0] = np.moveaxis(noise, axis, 0)[0]
         return out.astype(np.float32, copy=False)
 
@@ -102,24 +108,39 @@ def climate(lat: np.ndarray, lon: np.ndarray, elevation: np.ndarray) -> Climate:
     tair_mean = KELVIN + 25.5 - 0.72 * (lat - 25.0) - 4.5 * elev_km + 2.0 * coast
     tair_amplitude = 5.0 + 0.42 * (lat - 25.0) + 4.0 * interior - 4.0 * coast
     humidity = 0.33 + 0.38 * east + 0.08 * gulf + 0.2 * pacific_nw + 0.1 * coast
-    return Climate(*(np.asarray(a, np.float32) for a in (
-        precip_mean, season_cos, season_sin, tair_mean, tair_amplitude, humidity)))
+    return Climate(
+        *(
+            np.asarray(a, np.float32)
+            for a in (precip_mean, season_cos, season_sin, tair_mean, tair_amplitude, humidity)
+        )
+    )
 
 
 def static_attributes(climate_: Climate, elevation: np.ndarray, sampler: FieldSampler) -> dict:
-    """Soil texture (%), bulk density, field capacity, NDVI, elevation and a dense-vegetation flag."""
+    """Soil texture (%), bulk density, field capacity, NDVI, elevation, a dense-vegetation flag."""
     sand = np.clip(45 + 17 * sampler.static(0.45) - 4 * (climate_.precip_mean - 2.0), 8, 92)
     clay = np.clip((100 - sand) * (0.35 + 0.12 * sampler.static(0.45)), 3, 60)
     silt = 100 - sand - clay
     porosity, field_capacity = porosity_and_field_capacity(sand, clay, silt)
     wetness = climate_.precip_mean / (climate_.precip_mean + 2.0)
     cold = _sigmoid((climate_.tair_mean - KELVIN - 6.0) / 3.0)
-    ndvi = np.clip(0.06 + 0.68 * wetness * (0.6 + 0.4 * cold) + 0.05 * sampler.static(0.4), 0.04, 0.85)
+    ndvi = np.clip(
+        0.06 + 0.68 * wetness * (0.6 + 0.4 * cold) + 0.05 * sampler.static(0.4), 0.04, 0.85
+    )
     dense = (ndvi >= DENSE_NDVI).astype(np.float32)
-    return {name: np.asarray(v, np.float32) for name, v in {
-        "sand": sand, "clay": clay, "silt": silt, "bulk": 2.65 * (1 - porosity),
-        "capa": 100 * field_capacity, "ndvi": ndvi, "elevation": elevation,
-        "flag_vegdense": dense}.items()}
+    return {
+        name: np.asarray(v, np.float32)
+        for name, v in {
+            "sand": sand,
+            "clay": clay,
+            "silt": silt,
+            "bulk": 2.65 * (1 - porosity),
+            "capa": 100 * field_capacity,
+            "ndvi": ndvi,
+            "elevation": elevation,
+            "flag_vegdense": dense,
+        }.items()
+    }
 
 
 def porosity_and_field_capacity(sand, clay, silt):
@@ -136,20 +157,28 @@ def toa_insolation(lat: np.ndarray, day_of_year: np.ndarray) -> np.ndarray:
     decl = 0.409 * np.sin(angle - 1.39)
     sunset = np.arccos(np.clip(-np.tan(phi) * np.tan(decl), -1, 1))
     distance = 1 + 0.033 * np.cos(angle)
-    return (SOLAR_CONSTANT / np.pi * distance * (
-        sunset * np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.sin(sunset)))
+    return (
+        SOLAR_CONSTANT
+        / np.pi
+        * distance
+        * (sunset * np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.sin(sunset))
+    )
 
 
 def saturation_vapour_pressure_hpa(tair_k):
     return 6.112 * np.exp(17.67 * (tair_k - KELVIN) / (tair_k - 29.65))
 
 
-def weather(time: pd.DatetimeIndex, lat, climate_: Climate, elevation, sampler: FieldSampler) -> dict:
+def weather(
+    time: pd.DatetimeIndex, lat, climate_: Climate, elevation, sampler: FieldSampler
+) -> dict:
     """Daily forcing (day, cell) with the canonical names and units of model.dataset."""
     n_day = len(time)
     doy = time.day_of_year.values.astype(np.float32)
     angle = (2 * np.pi * doy / 365.25)[:, None]
-    season = 1 + climate_.precip_season_cos * np.cos(angle) + climate_.precip_season_sin * np.sin(angle)
+    season = (
+        1 + climate_.precip_season_cos * np.cos(angle) + climate_.precip_season_sin * np.sin(angle)
+    )
     precip_clim = climate_.precip_mean * np.clip(season, 0.08, None)
     p_wet = np.clip(0.07 + 0.11 * precip_clim, 0.06, 0.6)
     wet_latent = sampler.daily(n_day, memory=0.55, local=0.45)
@@ -162,21 +191,38 @@ def weather(time: pd.DatetimeIndex, lat, climate_: Climate, elevation, sampler: 
 
     seasonal_t = climate_.tair_amplitude * np.cos(angle - 2 * np.pi * 200 / 365.25)
     t_spread = (2.0 + 0.11 * (lat - 25.0)).astype(np.float32)
-    tair = (climate_.tair_mean + seasonal_t + t_spread * sampler.daily(n_day, 0.75, 0.35)
-            - 2.5 * (cloud - 0.5))
+    tair = (
+        climate_.tair_mean
+        + seasonal_t
+        + t_spread * sampler.daily(n_day, 0.75, 0.35)
+        - 2.5 * (cloud - 0.5)
+    )
     lat_values, lat_index = np.unique(lat, return_inverse=True)
     insolation = toa_insolation(lat_values, np.arange(1, 367, dtype=np.float32)).astype(np.float32)
-    swdown = insolation[time.day_of_year.values - 1][:, lat_index] * (0.76 + 0.02 * elevation / 1000) * (1 - 0.62 * cloud)
-    humidity = np.clip(climate_.humidity + 0.3 * (cloud - 0.5) + 0.05 * sampler.daily(n_day, 0.5, 0.5),
-                       0.06, 0.98)
-    psurf = (101325.0 * np.exp(-elevation / 8400.0) + 700.0 * sampler.daily(n_day, 0.8, 0.2))
+    swdown = (
+        insolation[time.day_of_year.values - 1][:, lat_index]
+        * (0.76 + 0.02 * elevation / 1000)
+        * (1 - 0.62 * cloud)
+    )
+    humidity = np.clip(
+        climate_.humidity + 0.3 * (cloud - 0.5) + 0.05 * sampler.daily(n_day, 0.5, 0.5), 0.06, 0.98
+    )
+    psurf = 101325.0 * np.exp(-elevation / 8400.0) + 700.0 * sampler.daily(n_day, 0.8, 0.2)
     vapour_hpa = humidity * saturation_vapour_pressure_hpa(tair)
     spfh = 0.622 * vapour_hpa / (psurf / 100.0 - 0.378 * vapour_hpa)
     clear_emissivity = 1.24 * (vapour_hpa / tair) ** (1 / 7)
     emissivity = np.clip(clear_emissivity + (1 - clear_emissivity) * 0.85 * cloud, 0, 1)
-    lwdown = emissivity * STEFAN_BOLTZMANN * tair ** 4
+    lwdown = emissivity * STEFAN_BOLTZMANN * tair**4
     wind_u = 2.2 + 0.6 * elevation / 1000 + 2.4 * sampler.daily(n_day, 0.6, 0.4)
     wind_v = 0.3 + 2.4 * sampler.daily(n_day, 0.6, 0.4)
-    forcing = {"precip": precip_mm / 24.0, "tair": tair, "spfh": spfh, "swdown": swdown,
-               "lwdown": lwdown, "wind_u": wind_u, "wind_v": wind_v, "psurf": psurf}
+    forcing = {
+        "precip": precip_mm / 24.0,
+        "tair": tair,
+        "spfh": spfh,
+        "swdown": swdown,
+        "lwdown": lwdown,
+        "wind_u": wind_u,
+        "wind_v": wind_v,
+        "psurf": psurf,
+    }
     return {name: np.asarray(v, np.float32) for name, v in forcing.items()}
