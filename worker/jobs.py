@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import redis
 
-from model.errors import InputError
+from model.errors import InputError, SmapxError
 from model.settings import get_settings
 from worker.app import redis_url
 
@@ -56,6 +56,14 @@ def _connect(url: str) -> redis.Redis:
 def client() -> redis.Redis:
     """A connection to the Redis the settings name."""
     return _connect(redis_url())
+
+
+def ensure_reachable() -> None:
+    """A clear error when the configured Redis does not answer."""
+    try:
+        client().ping()
+    except redis.RedisError as exc:
+        raise SmapxError(f"cannot reach Redis at {redis_url()} ({exc})") from exc
 
 
 def now() -> str:

@@ -2,24 +2,12 @@
 
 import json
 
-import redis
-
-from model.errors import SmapxError
 from worker import jobs
-from worker.app import redis_url
-
-
-def ensure_reachable() -> None:
-    """A clear error when the configured Redis does not answer."""
-    try:
-        jobs.client().ping()
-    except redis.RedisError as exc:
-        raise SmapxError(f"cannot reach Redis at {redis_url()} ({exc})") from exc
 
 
 def list_jobs_text(limit: int = 20, as_json: bool = False) -> str:
     """Recent jobs, one line each (or their records as JSON)."""
-    ensure_reachable()
+    jobs.ensure_reachable()
     records = jobs.list_jobs(limit)
     if as_json:
         return json.dumps(records, indent=2)
@@ -42,7 +30,7 @@ def job_text(
     job_id: str, cancel: bool = False, resume: bool = False, follow_it: bool = False
 ) -> str:
     """One job's record as JSON, after cancelling, resuming or following it when asked."""
-    ensure_reachable()
+    jobs.ensure_reachable()
     if cancel:
         jobs.cancel_job(job_id)
     if resume or follow_it:

@@ -12,7 +12,6 @@ from model.errors import InputError, SmapxError
 from model.settings import get_settings
 from worker import extension, jobs, tasks
 from worker.app import app, redis_url
-from worker.report import ensure_reachable
 
 POLL_SECONDS = 0.25
 
@@ -26,7 +25,7 @@ def submit_extend(request: dict) -> str:
     request), enqueue one task per block not yet written, and return the job id. The same
     request sent while its job still runs returns that job instead of starting a second one."""
     request = extension.normalize_request(request)
-    ensure_reachable()
+    jobs.ensure_reachable()
     r = jobs.client()
     with r.lock(f"smapx:lock:{request['out']}", timeout=600, blocking_timeout=600):
         active = jobs.get_job(r.get(_store_key(request["out"])) or "")
@@ -68,7 +67,7 @@ def submit_export(request: dict, cube_path: str | None = None) -> str:
     cube_path = str(cube_path or cubes_served[0])
     parsed = parse_request(request)
     check_products(cubes.open_cube(cube_path), parsed.products)
-    ensure_reachable()
+    jobs.ensure_reachable()
     job_id = jobs.create_job("export", {**parsed.model_dump(mode="json"), "cube": cube_path})
     tasks.export.apply_async((job_id,))
     return job_id
@@ -89,7 +88,7 @@ def submit_train(request: dict) -> str:
     if missing:
         raise InputError(f"training request lacks {', '.join(missing)}")
     select_period(open_input(request["input"]), request["start"], request["end"])
-    ensure_reachable()
+    jobs.ensure_reachable()
     job_id = jobs.create_job("train", json.loads(json.dumps(request, default=str)))
     tasks.train.apply_async((job_id,))
     return job_id

@@ -1,0 +1,104 @@
+"""The layers keep their direction (cli -> service -> worker -> model) and no module imports
+itself back through others: read from the source, so a violation fails here before it tangles."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ("model", "worker", "service", "cli")  # each may import only those before it
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules() -> dict[str, Path]:
+    return {
+        module_name(path): path
+        for layer in LAYERS
+        for path in (ROOT / layer).rglob("*.py")
+        if "vendor" not in path.parts
+    }
+
+
+def imported(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules that `path` imports, at any depth of the file (lazy imports count)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in modules)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imported(path, modules) - {name} for name, path in modules.items()}
+
+
+def test_layers_import_only_the_layers_below(graph):
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+    upward = [
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if rank[target.split(".")[0]] > rank[module.split(".")[0]]
+    ]
+    assert not upward
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles(graph):
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_http_layer_never_names_zarr_paths():
+    """The cube module owns the Zarr layout: the service reads cubes through it."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "service").rglob("*.py")
+        if "zarr.json" in path.read_text() or "import zarr" in path.read_text()
+    ]
+    assert not offenders
