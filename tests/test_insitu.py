@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from model import world
 from model.errors import InputError
 from model.evaluation.insitu import daily_means, read_csv, read_stations, write_csv
 
@@ -262,7 +263,6 @@ def test_bad_sources_are_clear_errors(tmp_path):
 
 
 def test_twin_world_stations(tmp_path):
-    world = pytest.importorskip("model.world")
     folder = tmp_path / "W" / "stations"
     folder.mkdir(parents=True)
     pd.DataFrame(

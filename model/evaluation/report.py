@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from model.evaluation.evaluate import WEIGHTED, Evaluation, Options, evaluate
+from model.evaluation.evaluate import Evaluation, Options, evaluate
+from model.evaluation.scores import WEIGHTED
 from model.evaluation.insitu import KEEP_FLAGS, MIN_COUNT, read_stations
 from model.product import fusion
 from model.product.cube import open_cube
@@ -49,7 +50,8 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "evaluate.log", mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("smapx")
+    logger = logging.getLogger("model.evaluation")
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
@@ -65,6 +67,7 @@ def run(
         return evaluation
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
         handler.close()
 
 
