@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import xarray as xr
+import zarr
 from pyproj import Geod
 from rasterio.transform import from_origin
 
@@ -579,6 +581,29 @@ def test_static_geotiff_mean_and_mode(tmp_path, dataset):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
     with pytest.raises(InputError, match="cannot read bad.tif"):
         ingest_static(tmp_path / "bad.tif", "clay", dataset)
+
+
+def test_static_attributes_survive_a_failed_write(tmp_path, dataset, monkeypatch):
+    """A write that fails part-way (disk full, a killed process) keeps the attributes already
+    stored: they used to be deleted before the new arrays were written."""
+    rows, cols = grid.bbox_cells(*BOX)
+    west, north, step = -101.0, 40.0, 0.01
+    write_geotiff(tmp_path / "sand.tif", np.full((200, 300), 25.0), west, north, step)
+    ingest_static(tmp_path / "sand.tif", "sand", dataset)
+    before = open_input(dataset)["static"].values.copy()
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", disk_full)
+    monkeypatch.setattr(xr.Dataset, "to_zarr", disk_full)
+    write_geotiff(tmp_path / "clay.tif", np.full((200, 300), 10.0), west, north, step)
+    with pytest.raises(OSError):
+        ingest_static(tmp_path / "clay.tif", "clay", dataset)
+    monkeypatch.undo()
+    after = open_input(dataset)
+    np.testing.assert_array_equal(after["static"].sel(static_variable="sand"), before[:, 0])
+    assert len(rows) == len(cols) == after.sizes["cell"]
 
 
 def test_nldas_days_append_to_a_hydrodl_dataset(tmp_path, conus412):

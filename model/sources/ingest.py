@@ -500,23 +500,36 @@ def ingest_static(raster: Path, name: str, out: Path, categorical: bool = False)
     values = read_static(Path(raster), ds.row.values, ds.col.values, categorical)
     report.files_read = 1
     names = [str(v) for v in ds["static_variable"].values]
-    table = ds["static"].values
     if name in names:
-        table[:, names.index(name)] = values
         report.notes.append(f"replaced the existing attribute {name}")
-    else:
-        names.append(name)
-        table = np.concatenate([table, values[:, None]], axis=1)
     missing = int(np.isnan(values).sum())
     if missing:
         report.notes.append(f"{missing} of {values.size} cells have no data in {Path(raster).name}")
-    group = zarr.open_group(str(out), mode="a")
-    for array in ("static", "static_variable"):
-        if array in group:
-            del group[array]
-    part = xr.Dataset(
-        {"static": (("cell", "static_variable"), table.astype(np.float32))},
-        coords={"static_variable": np.array(names, dtype=object)},
-    )
-    part.to_zarr(out, mode="a", consolidated=True)
+    _write_static_column(Path(out), names, name, values)
     return report
+
+
+def _write_static_column(out: Path, names: list[str], name: str, values: np.ndarray) -> None:
+    """Write one attribute's column in place: the other attributes are never rewritten, so a
+    failure part-way loses none of them. A new attribute grows the arrays by one column and
+    gets its name last, once its values are in. The first attribute replaces the empty arrays a
+    new dataset starts with (their names array has no string type yet)."""
+    group = zarr.open_group(str(out), mode="a")
+    if not names:
+        for array in ("static", "static_variable"):
+            del group[array]
+        first = xr.Dataset(
+            {"static": (("cell", "static_variable"), values[:, None].astype(np.float32))},
+            coords={"static_variable": np.array([name], dtype=object)},
+        )
+        first.to_zarr(out, mode="a", consolidated=True)
+        return
+    static, static_names = group["static"], group["static_variable"]
+    if name in names:
+        static[:, names.index(name)] = values.astype(np.float32)
+    else:
+        static.resize((static.shape[0], len(names) + 1))
+        static[:, len(names)] = values.astype(np.float32)
+        static_names.resize((len(names) + 1,))
+        static_names[len(names)] = name
+    zarr.consolidate_metadata(str(out))
