@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from model.errors import SmapxError
+from model.sources import HOURLY_SOURCES, HourlySource
 
 app = typer.Typer(
     add_completion=False,
@@ -154,54 +155,34 @@ def _choice(enum, value: str):
         raise SmapxError(f"{value!r} is not one of {', '.join(e.value for e in enum)}") from None
 
 
-def _ingest_nldas(kind: str, folder: Path, out: Path, bbox, region, start, end, min_hours) -> None:
-    from model.sources.ingest import ingest_nldas, parse_region
+def _hourly_command(source: HourlySource) -> None:
+    """`smapx ingest <command>` for one registered NLDAS-2 hourly product."""
 
-    _print_report(
-        ingest_nldas(folder, out, kind, parse_region(bbox, region), start, end, min_hours)
-    )
+    def command(
+        folder: Annotated[
+            Path,
+            typer.Argument(
+                help=f"Folder of NLDAS_{'/'.join(source.products)}0125_H.*.nc4 hourly files"
+            ),
+        ],
+        out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
+        bbox: RegionBox = None,
+        region: RegionName = None,
+        start: FirstDay = None,
+        end: LastDay = None,
+        min_hours: MinHours = 1,
+    ):
+        from model.sources.ingest import ingest_nldas, parse_region
 
+        box = parse_region(bbox, region)
+        _print_report(ingest_nldas(folder, out, source.kind, box, start, end, min_hours))
 
-@ingest_app.command("nldas")
-def ingest_forcing(
-    folder: Annotated[Path, typer.Argument(help="Folder of NLDAS_FORA0125_H.*.nc4 hourly files")],
-    out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
-    bbox: RegionBox = None,
-    region: RegionName = None,
-    start: FirstDay = None,
-    end: LastDay = None,
-    min_hours: MinHours = 1,
-):
-    """NLDAS-2 hourly forcing -> daily means (precipitation as mean rate) on the cells."""
-    _ingest_nldas("forcing", folder, out, bbox, region, start, end, min_hours)
-
-
-@ingest_app.command("noah")
-def ingest_noah(
-    folder: Annotated[Path, typer.Argument(help="Folder of NLDAS_NOAH0125_H.*.nc4 hourly files")],
-    out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
-    bbox: RegionBox = None,
-    region: RegionName = None,
-    start: FirstDay = None,
-    end: LastDay = None,
-    min_hours: MinHours = 1,
-):
-    """NLDAS-2 Noah soil moisture -> daily m3/m3 as `noah` (0-10 cm) and deeper layers."""
-    _ingest_nldas("noah", folder, out, bbox, region, start, end, min_hours)
+    command.__doc__ = source.summary
+    ingest_app.command(source.command)(command)
 
 
-@ingest_app.command("lsm2")
-def ingest_lsm2(
-    folder: Annotated[Path, typer.Argument(help="Folder of NLDAS Mosaic/VIC/Noah hourly files")],
-    out: Annotated[Path, typer.Option(help="Input dataset to add to (Zarr)")],
-    bbox: RegionBox = None,
-    region: RegionName = None,
-    start: FirstDay = None,
-    end: LastDay = None,
-    min_hours: MinHours = 1,
-):
-    """A second land-surface model (same layout as Noah) -> daily m3/m3 as `lsm2`."""
-    _ingest_nldas("lsm2", folder, out, bbox, region, start, end, min_hours)
+for _source in HOURLY_SOURCES.values():
+    _hourly_command(_source)
 
 
 @ingest_app.command("static")

@@ -12,6 +12,7 @@ import io
 import logging
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,17 +44,44 @@ class Stations:
         self.problems.append({"station": station, "problem": message})
 
 
+@dataclass(frozen=True)
+class StationSource:
+    """A kind of station data the evaluation reads, recognised by the shape of its path."""
+
+    name: str
+    recognises: Callable[[Path], bool]
+    read: Callable[[Path, tuple, int], Stations]
+
+
+def _is_world(path: Path) -> bool:
+    return path.is_dir() and any((p / "sensors.csv").exists() for p in (path, path / "stations"))
+
+
+# Tried in order; the last one takes what the others do not recognise.
+STATION_SOURCES = (
+    StationSource("twin world", _is_world, lambda path, flags, count: read_world(path)),
+    StationSource(
+        "station CSV",
+        lambda path: path.suffix.lower() == ".csv",
+        lambda path, flags, count: read_csv(path, min_count=count),
+    ),
+    StationSource(
+        "ISMN archive",
+        lambda path: True,
+        lambda path, flags, count: read_ismn(path, keep_flags=flags, min_count=count),
+    ),
+)
+
+
 def read_stations(path: str | Path, keep_flags=KEEP_FLAGS, min_count: int = MIN_COUNT) -> Stations:
-    """Any supported station source, recognised by its shape: a folder with sensors.csv (the twin
-    world), a .csv file (plain station CSV), or else an ISMN archive (zip or unpacked folder)."""
+    """Any registered station source (STATION_SOURCES), recognised by its shape: a folder with
+    sensors.csv (the twin world), a .csv file (plain station CSV), or else an ISMN archive (zip
+    or unpacked folder)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"stations not found: {path}")
-    if path.is_dir() and any((p / "sensors.csv").exists() for p in (path, path / "stations")):
-        return read_world(path)
-    if path.suffix.lower() == ".csv":
-        return read_csv(path, min_count=min_count)
-    return read_ismn(path, keep_flags=keep_flags, min_count=min_count)
+    source = next(s for s in STATION_SOURCES if s.recognises(path))
+    return source.read(path, tuple(keep_flags), min_count)
 
 
 def daily_means(series: pd.Series, min_count: int = MIN_COUNT) -> pd.Series:

@@ -11,8 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from model.evaluation.evaluate import Evaluation, Options, evaluate
-from model.evaluation.scores import WEIGHTED
 from model.evaluation.insitu import KEEP_FLAGS, MIN_COUNT, read_stations
+from model.evaluation.scores import WEIGHTED
 from model.product import fusion
 from model.product.cube import open_cube
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from model import grid
 from model.dataset import FORCING_UNITS, FORCING_VARIABLES, sole_writer
 from model.errors import InputError
-from model.sources import nldas, smap
+from model.sources import HOURLY_SOURCES, nldas, smap
 from model.sources.regrid import Regridder
 from model.sources.static import read_static
 
@@ -385,19 +385,19 @@ def ingest_nldas(
     min_hours: int = 1,
     progress: bool = True,
 ) -> Report:
-    """Hourly NLDAS-2 files -> daily means on the dataset's cells. kind: 'forcing' (FORA),
-    'noah' (NOAH) or 'lsm2' (NOAH, MOS or VIC)."""
-    products = {"forcing": (nldas.FORCING_PRODUCT,), "noah": ("NOAH",), "lsm2": nldas.LSM_PRODUCTS}
-    if kind not in products:
-        raise InputError(f"unknown NLDAS kind {kind!r}; known: {', '.join(products)}")
+    """Hourly NLDAS-2 files -> daily means on the dataset's cells; kind is one of
+    model.sources.HOURLY_SOURCES (forcing, noah, lsm2)."""
+    if kind not in HOURLY_SOURCES:
+        raise InputError(f"unknown NLDAS kind {kind!r}; known: {', '.join(HOURLY_SOURCES)}")
+    products = HOURLY_SOURCES[kind].products
     report = Report(f"NLDAS-2 {kind}", out)
-    files, passed_over = nldas.find_hourly(Path(folder), products[kind])
+    files, passed_over = nldas.find_hourly(Path(folder), products)
     for path, reason in passed_over:
         report.skip(path, reason)
     files = [f for f in files if _in_period(f.day, start, end)]
     if not files:
         raise InputError(
-            f"no NLDAS_{'/'.join(products[kind])}0125_H hourly file in {folder}"
+            f"no NLDAS_{'/'.join(products)}0125_H hourly file in {folder}"
             + _period_text(start, end)
         )
     ds = open_or_create(Path(out), box, files[0].day, report)

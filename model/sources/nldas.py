@@ -22,8 +22,6 @@ N_LAT, N_LON = 224, 464
 LAT = 25.0625 + 0.125 * np.arange(N_LAT)
 LON = -124.9375 + 0.125 * np.arange(N_LON)
 HOURLY_FILE = re.compile(r"^NLDAS_([A-Z]+)0125_H\.A(\d{8})\.(\d{4})(\..*)?\.nc4?$")
-FORCING_PRODUCT = "FORA"
-LSM_PRODUCTS = ("NOAH", "MOS", "VIC")
 
 # canonical forcing name -> (NetCDF name, GRIB name)
 FORCING_NAMES = {
