@@ -1,9 +1,7 @@
 """Shared fixtures: the real data samples, a real Redis, small input datasets."""
 
 import os
-import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -49,37 +47,14 @@ def wait_for_port(port: int, timeout: float = 20.0, process=None) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """SMAPX_REDIS_URL if set, else a private redis-server on a free port for this session."""
+def redis_url():
+    """SMAPX_REDIS_URL if set, else a private redis-server on a free port for this session (the
+    one `smapx extend --workers N` starts when no Redis is configured)."""
     url = os.environ.get("SMAPX_REDIS_URL")
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no SMAPX_REDIS_URL and no redis-server on PATH")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process=proc)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    from worker.pool import private_redis
+
+    with private_redis() as url:
+        yield url
