@@ -51,7 +51,6 @@ def make_input_dataset(
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
     n_time, n_cell = len(time), len(rows)
-    lat, lon = grid.rowcol_to_latlon(rows, cols)
     names = list(forcing)
     forcing_arr = np.stack([np.asarray(forcing[n], np.float32) for n in names], axis=-1)
     _check_shape("forcing", forcing_arr.shape[:2], (n_time, n_cell))
@@ -69,19 +68,27 @@ def make_input_dataset(
     for name, values in (lsm or {}).items():
         _check_shape(name, np.shape(values), (n_time, n_cell))
         data_vars[name] = (("time", "cell"), np.asarray(values, np.float32), {"units": "m3 m-3"})
-    coords = {
+    return xr.Dataset(
+        data_vars,
+        input_coords(time, rows, cols, names, static_names),
+        attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", **(attrs or {})},
+    )
+
+
+def input_coords(time, rows, cols, variables, static_variables) -> dict:
+    """The coordinates of every input dataset: days, cells with their EASE2 row/col and
+    lat/lon, and the names of the forcing and static variables."""
+    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    return {
         "time": time,
-        "cell": np.arange(n_cell),
+        "cell": np.arange(len(rows)),
         "row": ("cell", rows),
         "col": ("cell", cols),
         "lat": ("cell", lat),
         "lon": ("cell", lon),
-        "variable": np.array(names, dtype=object),
-        "static_variable": np.array(static_names, dtype=object),
+        "variable": np.array(variables, dtype=object),
+        "static_variable": np.array(static_variables, dtype=object),
     }
-    return xr.Dataset(
-        data_vars, coords, attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", **(attrs or {})}
-    )
 
 
 def _check_shape(name: str, got, want) -> None:

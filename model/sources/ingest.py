@@ -28,7 +28,7 @@ import zarr
 from tqdm import tqdm
 
 from model import grid
-from model.dataset import FORCING_UNITS, FORCING_VARIABLES, sole_writer
+from model.dataset import FORCING_UNITS, FORCING_VARIABLES, input_coords, sole_writer
 from model.errors import InputError
 from model.sources import HOURLY_SOURCES, nldas, smap
 from model.sources.regrid import Regridder
@@ -115,7 +115,6 @@ def create(path: Path, box, first_day) -> xr.Dataset:
     rows, cols = grid.bbox_cells(*box)
     if rows.size == 0:
         raise InputError(f"no EASE2 36 km cell centre lies in the box {box}")
-    lat, lon = grid.rowcol_to_latlon(rows, cols)
     time = pd.DatetimeIndex([pd.Timestamp(first_day).normalize()])
     n_cell, n_var = len(rows), len(FORCING_VARIABLES)
 
@@ -132,16 +131,7 @@ def create(path: Path, box, first_day) -> xr.Dataset:
             "static": (("cell", "static_variable"), np.zeros((n_cell, 0), np.float32)),
             "target": (("time", "cell"), empty(1, n_cell), {"units": "m3 m-3"}),
         },
-        coords={
-            "time": time,
-            "cell": np.arange(n_cell),
-            "row": ("cell", rows),
-            "col": ("cell", cols),
-            "lat": ("cell", lat),
-            "lon": ("cell", lon),
-            "variable": np.array(FORCING_VARIABLES, dtype=object),
-            "static_variable": np.array([], dtype=object),
-        },
+        coords=input_coords(time, rows, cols, FORCING_VARIABLES, []),
         attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", "bbox": list(box)},
     )
     ds.to_zarr(
