@@ -83,43 +83,14 @@ def test_ingest_train_extend(files, tmp_path):
 
     ckpt, cube = tmp_path / "ckpt", tmp_path / "cube.zarr"
     out = invoke(
-        "train",
-        "--input",
-        data,
-        "--start",
-        "2015-04-01",
-        "--end",
-        "2015-08-28",
-        "--out",
-        ckpt,
-        "--max-epochs",
-        2,
-        "--hidden",
-        16,
-        "--validation-days",
-        30,
-        "--ensemble",
-        1,
-        "--device",
-        "cpu",
-        "--threads",
-        1,
+        *("train", "--input", data, "--start", "2015-04-01", "--end", "2015-08-28"),
+        *("--out", ckpt, "--max-epochs", 2, "--hidden", 16, "--validation-days", 30),
+        *("--ensemble", 1, "--device", "cpu", "--threads", 1),
     )
     assert "median RMSE" in out
     invoke(
-        "extend",
-        "--model",
-        ckpt,
-        "--input",
-        data,
-        "--start",
-        "2015-04-01",
-        "--end",
-        "2015-08-28",
-        "--out",
-        cube,
-        "--threads",
-        1,
+        *("extend", "--model", ckpt, "--input", data, "--start", "2015-04-01"),
+        *("--end", "2015-08-28", "--out", cube, "--threads", 1),
     )
     result = open_cube(cube)
     assert set(result.data_vars) >= {"lstm", "smap", "noah"}

@@ -77,32 +77,8 @@ def test_ceop_daily_mean_keeps_only_good_flags(ceop):
     assert value == pytest.approx(np.mean(good), abs=1e-6)
     assert value != pytest.approx(np.mean(good + [0.137, 0.138]), abs=1e-6)
     # 2017-08-10: all 24 hours good.
-    day = [
-        0.141,
-        0.139,
-        0.139,
-        0.140,
-        0.147,
-        0.147,
-        0.171,
-        0.189,
-        0.199,
-        0.205,
-        0.233,
-        0.252,
-        0.242,
-        0.244,
-        0.249,
-        0.251,
-        0.253,
-        0.254,
-        0.252,
-        0.251,
-        0.252,
-        0.251,
-        0.255,
-        0.251,
-    ]
+    day = [0.141, 0.139, 0.139, 0.140, 0.147, 0.147, 0.171, 0.189, 0.199, 0.205, 0.233, 0.252]
+    day += [0.242, 0.244, 0.249, 0.251, 0.253, 0.254, 0.252, 0.251, 0.252, 0.251, 0.255, 0.251]
     assert ceop.values.loc["2017-08-10", ARM1] == pytest.approx(np.mean(day), abs=1e-6)
     # 2017-12-08 has only 10 good hours: below the 12-hour minimum, so no daily mean.
     assert pd.Timestamp("2017-12-08") not in ceop.values[ARM1].dropna().index
@@ -131,32 +107,8 @@ def test_header_values_archive(header_values):
     aamu = sensors.loc[AAMU]
     assert (aamu["lat"], aamu["lon"]) == (34.783, -86.55)
     # 2007-03-23: 24 hourly values, all flagged U.
-    hours = [
-        0.177,
-        0.176,
-        0.175,
-        0.174,
-        0.174,
-        0.173,
-        0.174,
-        0.173,
-        0.172,
-        0.173,
-        0.172,
-        0.172,
-        0.173,
-        0.173,
-        0.172,
-        0.172,
-        0.173,
-        0.170,
-        0.171,
-        0.169,
-        0.166,
-        0.164,
-        0.163,
-        0.161,
-    ]
+    hours = [0.177, 0.176, 0.175, 0.174, 0.174, 0.173, 0.174, 0.173, 0.172, 0.173, 0.172, 0.172]
+    hours += [0.173, 0.173, 0.172, 0.172, 0.173, 0.170, 0.171, 0.169, 0.166, 0.164, 0.163, 0.161]
     assert header_values.values.loc["2007-03-23", AAMU] == pytest.approx(np.mean(hours), abs=1e-6)
     # 2007-03-22 starts at 21:00: three hours are not a day.
     assert pd.Timestamp("2007-03-22") not in header_values.values[AAMU].dropna().index
