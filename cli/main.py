@@ -441,6 +441,23 @@ def demo(
     )
 
 
+@app.command()
+def settings(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The README's table of every setting and default")
+    ] = False,
+):
+    """Every setting with the value this process sees (SMAPX_* environment variables)."""
+    from model.settings import Settings, get_settings, markdown_table
+
+    if markdown:
+        typer.echo(markdown_table())
+        return
+    current = get_settings()
+    for name in Settings.model_fields:
+        typer.echo(f"SMAPX_{name.upper()}={getattr(current, name)}")
+
+
 def main() -> None:
     """Console entry point: run the CLI, printing user errors as one line with exit code 1.
     The objects left at exit are frozen out of the garbage collector: the interpreter's last

@@ -27,7 +27,6 @@ class Settings(BaseSettings):
         "int16 or bf16x3 on CPUs with AMX or VNNI, bf16 on GPUs), 'int8', "
         "'int16', 'bf16x3', 'bfloat16', 'float32'.",
     )
-    seed: int = 42
 
     cubes: list[str] = Field(
         default_factory=list,
@@ -39,7 +38,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Keys for job submission; empty = open."
     )
     jobs_dir: Path = Field(Path("data/jobs"), description="Where bulk-job results are written.")
-    job_expiry_hours: float = 72.0
+    job_expiry_hours: float = Field(
+        72.0, description="Hours a finished bulk job and its files are kept."
+    )
     max_job_values: int = Field(
         200_000_000, description="Largest bulk job, in cell-days x products."
     )
@@ -56,6 +57,17 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(
         3, description="Retries of a failing task, with exponential backoff."
     )
+
+
+def markdown_table() -> str:
+    """The settings as the README's table: variable, default, meaning; made from the class, so
+    the documentation cannot drift from the code (a test compares them)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default
+        shown = "unset" if default is None else f"`{default}`" if default != [] else "empty"
+        rows.append(f"| `SMAPX_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
 
 
 @lru_cache

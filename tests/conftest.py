@@ -11,6 +11,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+# Modules, or single tests, that start servers, workers or a browser, or train a network: the
+# `integration` marker, so that `pytest -m "not integration"` runs the fast unit tests alone.
+INTEGRATION_MODULES = {
+    "test_service",
+    "test_service_jobs",
+    "test_worker",
+    "test_webmap",
+    "test_train_extend",
+    "test_ingest_e2e",
+    "test_inference",
+}
+INTEGRATION_TESTS = {
+    "test_twin_world_end_to_end",
+    "test_cli_with_ismn_archive_over_a_cube",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in INTEGRATION_MODULES or item.originalname in INTEGRATION_TESTS:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data, or skip: the real samples live beside the project, never inside it."""
