@@ -5,6 +5,8 @@ from functools import lru_cache
 import numpy as np
 from pyproj import CRS, Transformer
 
+from model.errors import InputError
+
 EPSG = 6933
 CRS_EASE2 = CRS.from_epsg(EPSG)
 N_ROWS = 406
@@ -14,6 +16,7 @@ X_MIN = -17367530.45
 Y_MAX = 7314540.83
 X_MAX = X_MIN + N_COLS * CELL_SIZE
 Y_MIN = Y_MAX - N_ROWS * CELL_SIZE
+REGIONS = {"conus": (-125.0, 24.5, -66.5, 49.5)}  # named lon/lat boxes, west, south, east, north
 
 
 @lru_cache
@@ -72,3 +75,20 @@ def bbox_cells(west: float, south: float, east: float, north: float):
     lat, lon = rowcol_to_latlon(rows.ravel(), cols.ravel())
     keep = (lon >= west) & (lon <= east) & (lat >= south) & (lat <= north)
     return rows.ravel()[keep], cols.ravel()[keep]
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """A lon/lat box from 'west,south,east,north' in degrees or a region name (REGIONS), checked
+    to be a box: the one parser of every --bbox and bbox= a user writes."""
+    if text.strip().lower() in REGIONS:
+        return REGIONS[text.strip().lower()]
+    try:
+        west, south, east, north = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(
+            f"bbox must be four numbers west,south,east,north or one of {', '.join(REGIONS)}, "
+            f"got {text!r}"
+        ) from None
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise InputError(f"bbox {text} is not a lon/lat box with west < east and south < north")
+    return west, south, east, north

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from model import grid
+from model.errors import InputError
 
 
 def test_grid_geometry_matches_the_smap_l3_grid():
@@ -45,3 +46,16 @@ def test_bbox_cells_cover_a_box():
     lat, lon = grid.rowcol_to_latlon(rows, cols)
     assert len(rows) > 100
     assert lon.min() >= -100 and lon.max() <= -95 and lat.min() >= 35 and lat.max() <= 40
+
+
+def test_parse_bbox_reads_numbers_and_region_names():
+    assert grid.parse_bbox("-100,35,-95.5,40") == (-100.0, 35.0, -95.5, 40.0)
+    assert grid.parse_bbox(" CONUS ") == grid.REGIONS["conus"]
+    for bad, message in [
+        ("-100,35,-95", "four numbers"),
+        ("a,b,c,d", "four numbers"),
+        ("-95,35,-100,40", "west < east"),
+        ("-100,35,-95,95", "not a lon/lat box"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            grid.parse_bbox(bad)

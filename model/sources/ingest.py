@@ -34,7 +34,6 @@ from model.sources import HOURLY_SOURCES, nldas, smap
 from model.sources.regrid import Regridder
 from model.sources.static import read_static
 
-REGIONS = {"conus": (-125.0, 24.5, -66.5, 49.5)}
 CHUNK_DAYS = 366
 CHUNK_CELLS = 512
 FLUSH_DAYS = 31
@@ -81,22 +80,13 @@ def _sole_writer(ingest):
 
 
 def parse_region(bbox: str | None, region: str | None) -> tuple[float, float, float, float] | None:
-    """A lon/lat box from 'W,S,E,N' or a region name; None when neither is given."""
+    """A lon/lat box from --bbox 'W,S,E,N' or --region NAME; None when neither is given."""
     if bbox and region:
         raise InputError("give either --bbox or --region, not both")
-    if region:
-        if region.lower() not in REGIONS:
-            raise InputError(f"unknown region {region!r}; known: {', '.join(REGIONS)}")
-        return REGIONS[region.lower()]
-    if not bbox:
-        return None
-    try:
-        west, south, east, north = (float(v) for v in bbox.split(","))
-    except ValueError as exc:
-        raise InputError(f"--bbox must be W,S,E,N in degrees, got {bbox!r}") from exc
-    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-        raise InputError(f"--bbox {bbox} is not a lon/lat box with W < E and S < N")
-    return west, south, east, north
+    if region and region.lower() not in grid.REGIONS:
+        raise InputError(f"unknown region {region!r}; known: {', '.join(grid.REGIONS)}")
+    text = region or bbox
+    return grid.parse_bbox(text) if text else None
 
 
 # ---------------------------------------------------------------- the store
