@@ -9,7 +9,6 @@ Layout (an xarray Dataset):
     coords: time, cell, row, col, lat, lon (per cell), variable, static_variable
 """
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from filelock import FileLock, Timeout
 
 from model import grid
 from model.errors import InputError, OutOfRangeError
@@ -111,21 +111,19 @@ def write_input(ds: xr.Dataset, path: str | Path) -> None:
 def sole_writer(path: str | Path) -> Iterator[None]:
     """Hold a local input dataset for one writer, or fail at once with a clear message: two
     ingests writing into one store would overwrite each other's days and metadata. The lock is
-    the system's (flock on the file `<path>.lock` beside the store), so it goes with its process,
-    even a killed one."""
+    the system's (filelock's flock on `<path>.lock` beside the store), so it goes with its
+    process, even a killed one."""
     if "://" in str(path):
         yield
         return
-    lock = Path(f"{path}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(
-                f"another process is writing to {path}; run one ingest into a dataset at a time"
-            ) from None
-        yield
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(f"{path}.lock", timeout=0):
+            yield
+    except Timeout:
+        raise InputError(
+            f"another process is writing to {path}; run one ingest into a dataset at a time"
+        ) from None
 
 
 def open_input(path: str | Path) -> xr.Dataset:
