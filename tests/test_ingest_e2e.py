@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from test_ingest import BOX, forcing_fields, write_geotiff, write_granule, write_hourly
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -15,6 +14,7 @@ from model import grid
 from model.dataset import open_input
 from model.product.cube import open_cube
 from model.sources import nldas
+from tests.real_formats import BOX, forcing_fields, write_geotiff, write_granule, write_hourly
 
 DAYS = pd.date_range("2015-04-01", periods=150)
 BBOX = ",".join(str(v) for v in BOX)
