@@ -237,10 +237,20 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed of the first member")] = 42,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     threads: Annotated[int, typer.Option(help="Torch threads; 0 = settings/all cores")] = 0,
+    nowcast: Annotated[
+        bool,
+        typer.Option(
+            "--nowcast", help="Train a nowcast: the inputs add the latest SMAP known at --latency"
+        ),
+    ] = False,
+    latency: Annotated[
+        int, typer.Option(help="Nowcast: days from a SMAP retrieval to its first use")
+    ] = 1,
 ):
     """Train the LSTM on SMAP over a period. The last VALIDATION_DAYS of it are held back: the
     first seed stops early on them, and the other seeds train that many epochs on the whole
-    period."""
+    period. With --nowcast the model also reads the latest SMAP retrieval of a day at or before
+    t - LATENCY (value and age), as in Fang & Shen (2020)."""
     from model.dataset import open_input
     from model.training import checkpoint
     from model.training.train import TrainConfig
@@ -256,6 +266,8 @@ def train(
         seed=seed,
         device=device,
         threads=threads,
+        nowcast=nowcast,
+        latency=latency,
     )
     ckpt, log = run_training(open_input(input), config)
     checkpoint.save(out, ckpt, log)
@@ -288,7 +300,9 @@ def extend(
         ),
     ] = False,
 ):
-    """Run the trained network over every cell and day of a period and write the product cube."""
+    """Run the trained network over every cell and day of a period and write the product cube
+    (`lstm`, or `nowcast` for a nowcast model). An existing cube of the same model, input and
+    start grows to a later end: only the time chunks the new days touch are computed."""
     with _collector_paused():
         from model.dataset import open_input
         from model.product.cube import describe
@@ -303,8 +317,11 @@ def extend(
         written = describe(job["request"]["out"])
     else:
         _configure_threads(threads)
-        run_extension(checkpoint.load(model), open_input(input), start, end, out)
+        computed = run_extension(checkpoint.load(model), open_input(input), start, end, out)
         written = describe(out)
+        if not computed:
+            typer.echo(f"{out} already holds {start}..{end}: nothing to do")
+            return
     typer.echo(
         f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
         f"{written['cells']} cells"
