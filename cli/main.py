@@ -328,6 +328,33 @@ def extend(
     )
 
 
+@app.command("nowcast-skill")
+def nowcast_skill(
+    projection: Annotated[Path, typer.Option(help="Projection checkpoint (smapx train)")],
+    nowcast: Annotated[Path, typer.Option(help="Nowcast checkpoint (smapx train --nowcast)")],
+    input: Annotated[Path, typer.Option(help="Input dataset (Zarr)")],
+    start: Annotated[str, typer.Option(help="First day scored, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="Last day scored, YYYY-MM-DD")],
+    threads: Annotated[int, typer.Option(help="Compute threads; 0 = settings/all cores")] = 0,
+):
+    """Skill against SMAP (median over cells of RMSE and R) of the nowcast, the projection and
+    the baseline projection + last innovation * exp(-age / 4 days), over start..end."""
+    from model.dataset import open_input
+    from model.training import checkpoint
+    from model.training.nowcast import nowcast_skill as score
+
+    _configure_threads(threads)
+    skill = score(
+        checkpoint.load(projection), checkpoint.load(nowcast), open_input(input), start, end
+    )
+    typer.echo(f"SMAP days of {skill.pop('period')}:")
+    for name, values in skill.items():
+        typer.echo(
+            f"  {name:20s} RMSE {values['rmse']:.4f} m3/m3  R {values['r']:.3f}  "
+            f"({values['n_cells']} cells)"
+        )
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once (processes)")] = 1,
