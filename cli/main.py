@@ -218,10 +218,20 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed of the first member")] = 42,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     threads: Annotated[int, typer.Option(help="Torch threads; 0 = settings/all cores")] = 0,
+    nowcast: Annotated[
+        bool,
+        typer.Option(
+            "--nowcast", help="Train a nowcast: the inputs add the latest SMAP known at --latency"
+        ),
+    ] = False,
+    latency: Annotated[
+        int, typer.Option(help="Nowcast: days from a SMAP retrieval to its first use")
+    ] = 1,
 ):
     """Train the LSTM on SMAP over a period. The last VALIDATION_DAYS of it are held back: the
     first seed stops early on them, and the other seeds train that many epochs on the whole
-    period."""
+    period. With --nowcast the model also reads the latest SMAP retrieval of a day at or before
+    t - LATENCY (value and age), as in Fang & Shen (2020)."""
     from model.dataset import open_input
     from model.training import checkpoint
     from model.training.train import TrainConfig
@@ -237,6 +247,8 @@ def train(
         seed=seed,
         device=device,
         threads=threads,
+        nowcast=nowcast,
+        latency=latency,
     )
     ckpt, log = run_training(open_input(input), config)
     checkpoint.save(out, ckpt, log)
@@ -269,7 +281,9 @@ def extend(
         ),
     ] = False,
 ):
-    """Run the trained network over every cell and day of a period and write the product cube."""
+    """Run the trained network over every cell and day of a period and write the product cube
+    (`lstm`, or `nowcast` for a nowcast model). An existing cube of the same model, input and
+    start grows to a later end: only the time chunks the new days touch are computed."""
     with _collector_paused():
         from model.dataset import open_input
         from model.product.cube import describe
@@ -284,12 +298,42 @@ def extend(
         written = describe(job["request"]["out"])
     else:
         _configure_threads(threads)
-        run_extension(checkpoint.load(model), open_input(input), start, end, out)
+        computed = run_extension(checkpoint.load(model), open_input(input), start, end, out)
         written = describe(out)
+        if not computed:
+            typer.echo(f"{out} already holds {start}..{end}: nothing to do")
+            return
     typer.echo(
         f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
         f"{written['cells']} cells"
     )
+
+
+@app.command("nowcast-skill")
+def nowcast_skill(
+    projection: Annotated[Path, typer.Option(help="Projection checkpoint (smapx train)")],
+    nowcast: Annotated[Path, typer.Option(help="Nowcast checkpoint (smapx train --nowcast)")],
+    input: Annotated[Path, typer.Option(help="Input dataset (Zarr)")],
+    start: Annotated[str, typer.Option(help="First day scored, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="Last day scored, YYYY-MM-DD")],
+    threads: Annotated[int, typer.Option(help="Compute threads; 0 = settings/all cores")] = 0,
+):
+    """Skill against SMAP (median over cells of RMSE and R) of the nowcast, the projection and
+    the baseline projection + last innovation * exp(-age / 4 days), over start..end."""
+    from model.dataset import open_input
+    from model.training import checkpoint
+    from model.training.nowcast import nowcast_skill as score
+
+    _configure_threads(threads)
+    skill = score(
+        checkpoint.load(projection), checkpoint.load(nowcast), open_input(input), start, end
+    )
+    typer.echo(f"SMAP days of {skill.pop('period')}:")
+    for name, values in skill.items():
+        typer.echo(
+            f"  {name:20s} RMSE {values['rmse']:.4f} m3/m3  R {values['r']:.3f}  "
+            f"({values['n_cells']} cells)"
+        )
 
 
 @app.command()

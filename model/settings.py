@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(
         3, description="Retries of a failing task, with exponential backoff."
     )
+    reload_seconds: float = Field(
+        60.0,
+        description="How often the service checks its cubes' generation and swaps to a grown "
+        "or rewritten cube; 0 = never.",
+    )
 
 
 def markdown_table() -> str:

@@ -1,6 +1,7 @@
 """The FastAPI application: catalogue, series, tiles, jobs, Zarr access and the web map.
 
-Every cube is loaded into memory once at start (service.catalog); request handlers only index it.
+Every cube is loaded into memory at start (service.catalog) and again when its store publishes
+a new generation (service.reload); request handlers only index it.
 """
 
 from pathlib import Path
@@ -11,7 +12,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.settings import get_settings
-from service import jobs, problems, series, tiles, zarr_access
+from service import jobs, problems, reload, series, tiles, zarr_access
+from service.caching import CacheValidators
 from service.catalog import Catalog
 from service.ratelimit import RateLimit
 
@@ -25,10 +27,16 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
     """The app serving the given cubes, paths or URLs (default: the settings' SMAPX_CUBES)."""
     catalog = Catalog([str(p) for p in (cubes if cubes is not None else get_settings().cubes)])
     app = FastAPI(
-        title="smapx", version="0.1.0", description=DESCRIPTION, docs_url=None, redoc_url=None
+        title="smapx",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=reload.lifespan,
     )
     app.state.catalog = catalog
     problems.install(app)
+    app.add_middleware(CacheValidators)
     app.add_middleware(RateLimit, per_minute=get_settings().rate_limit_per_minute)
     for module in (series, tiles, jobs, zarr_access):
         app.include_router(module.router)

@@ -1,9 +1,18 @@
-"""The cubes a server serves, each loaded once into memory with what every request reuses."""
+"""The cubes a server serves, each loaded into memory with what every request reuses.
 
+A served cube is immutable: when its store publishes a new generation (a grown or rewritten
+cube), `Catalog.refresh` loads the new one beside it and swaps the reference. A request takes
+its cube once, so it sees one generation from start to end, and the old copy is freed when its
+last request is done.
+"""
+
+import logging
 from dataclasses import dataclass, field
+from email.utils import format_datetime
 from pathlib import PurePosixPath
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from model import grid
@@ -11,6 +20,8 @@ from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
 from service.problems import OutsideCube
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -21,6 +32,7 @@ class ServedCube:
     path: str  # a local path or an fsspec URL
     memory: cubes.MemoryCube
     weights: np.ndarray
+    generation: dict = field(default_factory=dict)  # model.product.cube.generation's record
     dates_json: str = field(init=False)
     dates_csv: np.ndarray = field(init=False)
     day_numbers: dict[str, int] = field(init=False)
@@ -106,10 +118,21 @@ class ServedCube:
             "weight": round(float(self.weights[iy, ix]), 4),
         }
 
+    @property
+    def last_modified(self) -> str | None:
+        """The HTTP date the served generation was published, if the cube records it."""
+        published = self.generation.get("published")
+        return (
+            format_datetime(pd.Timestamp(published).to_pydatetime(), usegmt=True)
+            if published
+            else None
+        )
+
     def describe(self) -> dict:
         ds = self.dataset
         return {
             "name": self.name,
+            "generation": self.generation.get("generation", 0),
             "extent": self.extent,
             "grid": {
                 "name": "EASE-Grid 2.0 global 36 km",
@@ -151,6 +174,15 @@ def cube_name(path: str) -> str:
     return PurePosixPath(str(path).rstrip("/")).name.removesuffix(".zarr")
 
 
+def load_cube(name: str, path: str) -> ServedCube:
+    """A cube's published generation, read into memory. The generation is read first: a cube
+    published again meanwhile is loaded at its newer state and loaded once more later, never
+    served under a newer number than its data."""
+    generation = cubes.generation(path)
+    memory = cubes.MemoryCube(path)
+    return ServedCube(name, path, memory, export.weight_map(memory.dataset, None), generation)
+
+
 class Catalog:
     """Served cubes by name; the first is the default."""
 
@@ -159,13 +191,28 @@ class Catalog:
             raise InputError("no cube to serve: give --cube PATH (or set SMAPX_CUBES)")
         self.cubes: dict[str, ServedCube] = {}
         for path in paths:
-            memory = cubes.MemoryCube(path)
             name = cube_name(path)
             if name in self.cubes:
                 raise InputError(f"two cubes are named {name!r}; rename one of {paths}")
-            self.cubes[name] = ServedCube(
-                name, path, memory, export.weight_map(memory.dataset, None)
-            )
+            self.cubes[name] = load_cube(name, path)
+
+    def refresh(self) -> list[str]:
+        """Swap in every cube whose store published a new generation; the names swapped. A cube
+        that fails to load (being rewritten, say) keeps being served as it was, and is tried
+        again at the next refresh."""
+        swapped = []
+        for name, served in list(self.cubes.items()):
+            if cubes.generation(served.path)["generation"] == served.generation.get("generation"):
+                continue
+            try:
+                fresh = load_cube(name, served.path)
+            except Exception as exc:
+                logger.warning("cube %s: keeping generation %s: %s", name, served.generation, exc)
+                continue
+            self.cubes[name] = fresh
+            swapped.append(name)
+            logger.info("cube %s: now generation %s", name, fresh.generation)
+        return swapped
 
     @property
     def default(self) -> str:

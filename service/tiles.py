@@ -5,6 +5,7 @@ A tile is a gather: each pixel's centre is projected once to the EASE2 grid (pyp
 resulting cube cell index is cached per (cube, tile), so serving a tile is a lookup into the
 in-memory day field, a colormap table lookup and a PNG encode. Cells outside the region, and
 missing values, are transparent. Handlers are `async` for the same reason as the series ones.
+Caching headers (ETag, Cache-Control) come from service.caching.
 """
 
 import datetime
@@ -37,7 +38,6 @@ DEFAULT_TMS = "WebMercatorQuad"
 CYLINDRICAL_EPSG = {3857, 3395}
 NO_DATA = 256
 PNG = "image/png"
-CACHE = "public, max-age=3600"
 
 Day = Annotated[
     str | None,
@@ -160,6 +160,12 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     )
 
 
+def forget_cubes() -> None:
+    """Drop the pixel indices cached per served cube, after the catalogue swapped cubes: they
+    would keep the replaced cubes, and their memory, alive."""
+    pixel_index.cache_clear()
+
+
 def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
     """Float32 m3/m3 at the given flat cell indices on day t (NaN where missing)."""
     if product != export.FUSED:
@@ -248,7 +254,7 @@ async def tms_tile(
     """The same tile in any TileMatrixSet morecantile knows (see /v1/tileMatrixSets)."""
     served = request.app.state.catalog.get(style.cube)
     png = render_tile(served, product, tileMatrixSetId, z, x, y, style)
-    return Response(png, media_type=PNG, headers={"Cache-Control": CACHE})
+    return Response(png, media_type=PNG)
 
 
 @router.get("/tileMatrixSets", summary="TileMatrixSets available")

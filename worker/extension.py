@@ -19,7 +19,7 @@ import xarray as xr
 from model.dataset import open_input
 from model.errors import InputError
 from model.product import cube as cubes
-from model.product.extend import compute_block, plan
+from model.product.extend import begin, compute_block, plan
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
 
@@ -69,16 +69,18 @@ def load(request: dict) -> tuple[Checkpoint, xr.Dataset, xr.Dataset]:
 
 
 def prepare(request: dict) -> tuple[list[cubes.Block], set[str]]:
-    """Check a request, create its cube unless it already holds this request, and return the
-    cube's blocks and the names of those already written. Runs at submission, not in a worker."""
+    """Check a request, create its cube, or grow it (model.product.extend.begin), unless it
+    already holds this request, and return the cube's blocks and the names of those already
+    written. Runs at submission, not in a worker."""
     _, _, template = load(request)
     check_writable(request["out"])
     key = fingerprint(request)
     info = _read_job_info(request["out"])
     if info is None or info.get("fingerprint") != key:
-        _create(request, template, key)
-        return cubes.blocks(template), set()
-    return cubes.blocks(template), cubes.blocks_done(request["out"])
+        _begin(request, template, key)
+    done = cubes.blocks_done(request["out"])
+    _publish_when_complete(request["out"], template, done)
+    return cubes.blocks(template), done
 
 
 def _read_job_info(out: str) -> dict | None:
@@ -88,12 +90,21 @@ def _read_job_info(out: str) -> dict | None:
         return None
 
 
-def _create(request: dict, template: xr.Dataset, key: str) -> None:
+def _begin(request: dict, template: xr.Dataset, key: str) -> None:
     try:
-        cubes.create(request["out"], template)
+        begin(template, request["out"])
         cubes.write_job_info(request["out"], {"fingerprint": key, "request": request})
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"cannot write the cube store {request['out']}: {exc}") from exc
+
+
+def _publish_when_complete(out: str, template: xr.Dataset, done: set[str]) -> None:
+    """Once every block is written, show the new days to readers (idempotent: whichever task
+    finishes last publishes, and a later one changes nothing)."""
+    if {b.name for b in cubes.blocks(template)} <= done:
+        cubes.publish(out, template.time.values)
 
 
 @lru_cache(maxsize=2)
@@ -115,4 +126,5 @@ def run_block(request: dict, index: int) -> str:
     if block.name not in cubes.blocks_done(request["out"]):
         values = compute_block(ckpt, inputs, template, block)
         cubes.write_block(request["out"], block, values)
+    _publish_when_complete(request["out"], template, cubes.blocks_done(request["out"]))
     return block.name

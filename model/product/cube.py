@@ -8,9 +8,20 @@ A cube is a Zarr store with dims (time, y, x) over the bounding box of a region'
 It is written in blocks: one spatial chunk (CHUNK_Y x CHUNK_X cells) by one time chunk. Blocks are
 chunk-aligned, so two writers never touch the same chunk, and a finished block leaves a marker
 under `_blocks/` so a job can resume where it stopped.
+
+A cube grows in place (`grow`, then the touched blocks, then `publish`). Time chunks are always
+CHUNK_TIME days long, whatever the cube's length, so a grown cube is chunked, and stored, byte for
+byte as a cube written at once over the whole period. Readers see the shapes recorded in the
+consolidated metadata: growing arrays changes them only in each array's own metadata, and
+`publish` writes the time axis, then the consolidated metadata, then `_generation.json` (the
+number the service polls), so a reader never sees a half-grown cube.
 """
 
 import json
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +37,7 @@ from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.settings import get_settings
 
-PRODUCTS = ("smap", "lstm", "noah", "lsm2")
+PRODUCTS = ("smap", "lstm", "nowcast", "noah", "lsm2")
 UNITS = "m3 m-3"
 SCALE = 1e-4
 FILL = -32768
@@ -36,9 +47,12 @@ CHUNK_X = 32
 MARKERS = "_blocks"
 GRID_MAPPING = "spatial_ref"
 JOB_INFO = "_job.json"
+GENERATION = "_generation.json"
+EPOCH = np.datetime64("1970-01-01", "D")
 DESCRIPTIONS = {
     "smap": "SMAP L3 surface soil moisture as observed (0-5 cm)",
     "lstm": "LSTM-extended SMAP surface soil moisture",
+    "nowcast": "LSTM nowcast fed the latest SMAP retrieval at a latency (Fang & Shen 2020)",
     "noah": "Noah land-surface model, 0-10 cm",
     "lsm2": "second land-surface model, 0-10 cm",
 }
@@ -119,7 +133,8 @@ def _grid_mapping_attributes() -> dict:
 
 
 def _chunks(shape) -> tuple[int, int, int]:
-    return min(CHUNK_TIME, shape[0]), CHUNK_Y, CHUNK_X
+    """Fixed whatever the cube's length: growing it then leaves its chunk grid unchanged."""
+    return CHUNK_TIME, CHUNK_Y, CHUNK_X
 
 
 def _encoding(ds: xr.Dataset) -> dict:
@@ -139,6 +154,7 @@ def _encoding(ds: xr.Dataset) -> dict:
         "units": "days since 1970-01-01",
         "calendar": "proleptic_gregorian",
         "dtype": "int32",
+        "chunks": (CHUNK_TIME,),
     }
     return enc
 
@@ -180,6 +196,82 @@ def _job_info_path(store) -> str:
     return f"{str(store).rstrip('/')}/{JOB_INFO}"
 
 
+def stored_layout(store: str | Path, storage_options: dict | None = None) -> xr.Dataset | None:
+    """The published cube at `store` (lazy, as readers see it), or None where there is none."""
+    fs = _fs(store, storage_options)
+    if not fs.exists(f"{str(store).rstrip('/')}/zarr.json"):
+        return None
+    return xr.open_zarr(
+        str(store), consolidated=True, storage_options=store_options(store, storage_options)
+    )
+
+
+def grow(
+    store: str | Path, cube: xr.Dataset, days_before: int, storage_options: dict | None = None
+) -> list[Block]:
+    """Make room for a longer period: enlarge the product arrays (their own metadata only; the
+    consolidated metadata, what readers see, keeps the published shapes) and forget the markers
+    of the blocks whose time chunk the new days touch. Those blocks, to be computed again."""
+    with _bookkeeping_unlisted():
+        group = zarr.open_group(_zarr_store(store, storage_options, False), use_consolidated=False)
+    for name in products(cube):
+        group[name].resize((cube.sizes["time"], *group[name].shape[1:]))
+    touched = [b for b in blocks(cube) if b.time.stop > days_before]
+    fs = _fs(store, storage_options)
+    for block in touched:
+        marker = f"{_marker_dir(store)}/{block.name}"
+        if fs.exists(marker):
+            fs.rm(marker)
+    return touched
+
+
+def publish(store: str | Path, time, storage_options: dict | None = None) -> int:
+    """Make written days visible, in the order that keeps readers consistent: the time axis,
+    the consolidated metadata, then the generation. Idempotent: a cube already published over
+    these days keeps its generation. The generation now current."""
+    days = (pd.DatetimeIndex(time).values.astype("datetime64[D]") - EPOCH).astype(np.int32)
+    current = generation(store, storage_options)
+    if current["days"] == len(days):
+        return current["generation"]
+    zstore = _zarr_store(store, storage_options, False)
+    with _bookkeeping_unlisted():
+        axis = zarr.open_group(zstore, use_consolidated=False)["time"]
+    if axis.shape != days.shape:
+        axis.resize(days.shape)
+    axis[:] = days
+    with _bookkeeping_unlisted():
+        zarr.consolidate_metadata(zstore)
+    record = {
+        "generation": current["generation"] + 1,
+        "days": len(days),
+        "end": str(pd.Timestamp(time[-1]).date()),
+        "published": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+    }
+    _write_atomic(store, GENERATION, json.dumps(record).encode(), storage_options)
+    return record["generation"]
+
+
+def generation(store: str | Path, storage_options: dict | None = None) -> dict:
+    """{generation, days, end, published} of a cube: 0 and None for one never published (a
+    cube written before generations, or still being created)."""
+    try:
+        raw = _fs(store, storage_options).cat_file(f"{str(store).rstrip('/')}/{GENERATION}")
+        return json.loads(raw)
+    except (FileNotFoundError, ValueError):
+        return {"generation": 0, "days": None, "end": None, "published": None}
+
+
+def _write_atomic(store, key: str, data: bytes, storage_options=None) -> None:
+    """Whole-file write: a rename on a local store, one PUT on an object store."""
+    path = f"{str(store).rstrip('/')}/{key}"
+    if "://" in str(store):
+        _fs(store, storage_options).pipe(path, data)
+        return
+    partial = Path(f"{path}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def blocks(cube: xr.Dataset) -> list[Block]:
     """Every chunk-aligned block of the cube holding at least one region cell, in a fixed order."""
     mask = cube["mask"].values
@@ -204,15 +296,32 @@ def write_block(
     part = xr.Dataset(
         {p: (("time", "y", "x"), np.asarray(v, np.float32)) for p, v in values.items()}
     )
-    part.to_zarr(
-        str(store),
-        mode="r+",
-        region={"time": block.time, "y": block.y, "x": block.x},
-        storage_options=store_options(store, storage_options),
-    )
+    with _bookkeeping_unlisted():
+        _write_region(store, block, part, storage_options)
     fs = _fs(store, storage_options)
     fs.makedirs(_marker_dir(store), exist_ok=True)
     fs.pipe(f"{_marker_dir(store)}/{block.name}", b"done")
+
+
+@contextmanager
+def _bookkeeping_unlisted() -> Iterator[None]:
+    """Quiet zarr's notes on the files beside the hierarchy (markers, job, generation) when it
+    lists a store's members without the consolidated metadata."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Object at _", category=UserWarning)
+        yield
+
+
+def _write_region(store, block: Block, part: xr.Dataset, storage_options=None) -> None:
+    """Through each array's own metadata (not the consolidated copy, which a growing cube
+    keeps at its published shapes)."""
+    part.to_zarr(
+        str(store),
+        mode="r+",
+        consolidated=False,
+        region={"time": block.time, "y": block.y, "x": block.x},
+        storage_options=store_options(store, storage_options),
+    )
 
 
 def blocks_done(store: str | Path, storage_options: dict | None = None) -> set[str]:
@@ -354,7 +463,7 @@ def read_key(store: str | Path, key: str, storage_options: dict | None = None) -
     """The bytes of one key of the store (metadata or a chunk), None where absent; lets the
     service expose the store read-only over HTTP without knowing its layout."""
     parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts) or parts[0] in (MARKERS, JOB_INFO):
+    if any(p in ("", ".", "..") for p in parts) or parts[0] in (MARKERS, JOB_INFO, GENERATION):
         return None
     fs = _fs(store, storage_options)
     path = f"{str(store).rstrip('/')}/{key}"
@@ -364,9 +473,9 @@ def read_key(store: str | Path, key: str, storage_options: dict | None = None) -
         return None
 
 
-def _zarr_store(store, storage_options=None):
+def _zarr_store(store, storage_options=None, read_only: bool = True):
     if "://" in str(store):
         return zarr.storage.FsspecStore.from_url(
-            str(store), storage_options=store_options(store, storage_options), read_only=True
+            str(store), storage_options=store_options(store, storage_options), read_only=read_only
         )
-    return zarr.storage.LocalStore(str(store), read_only=True)
+    return zarr.storage.LocalStore(str(store), read_only=read_only)

@@ -1,10 +1,15 @@
 """Extension: run a checkpoint over every cell and day of a period and write the product cube.
 
 The work is split into the cube's blocks (model.product.cube.blocks). A block's bytes depend on
-its own cells alone: a worker computes one block (`compute_block`), the in-process extension runs
-the blocks of a time chunk together (`compute_blocks`), and both write the same cube.
+its own cells and time chunk alone: a worker computes one block (`compute_block`), the in-process
+extension runs the blocks of a time chunk together (`compute_blocks`), and both write the same
+cube. An extension into an existing cube of the same checkpoint, inputs and start grows it
+(`begin`): only the time chunks the new days touch are computed, so the grown cube is the one a
+single extension over the whole period writes.
 """
 
+import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from tqdm import tqdm
 
 from model.dataset import LSM_VARIABLES, select_period
 from model.engine.inference import predict
+from model.errors import InputError
 from model.product import cube as cubes
 from model.training.checkpoint import Checkpoint
 
@@ -29,13 +35,77 @@ def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
     """The empty cube for an extension request, after checking the request against the inputs."""
     ckpt.normalizer.check(inputs)
     period = select_period(inputs, start, end)
-    products = ["lstm", "smap"] + [p for p in LSM_VARIABLES if p in inputs]
+    products = [model_product(ckpt), "smap"] + [p for p in LSM_VARIABLES if p in inputs]
     attrs = {
         "model": str(ckpt.config.get("path", "")),
         "warmup_days": WARMUP_DAYS,
         "training_period": f"{ckpt.config.get('start')}..{ckpt.config.get('end')}",
+        "model_digest": ckpt.digest(),
+        "input_digest": input_digest(inputs),
     }
     return cubes.template(period.time.values, inputs.row.values, inputs.col.values, products, attrs)
+
+
+def model_product(ckpt: Checkpoint) -> str:
+    """The cube product a checkpoint writes: `nowcast` for a nowcast model, else `lstm`."""
+    return "nowcast" if ckpt.is_nowcast else "lstm"
+
+
+def input_digest(inputs: xr.Dataset) -> str:
+    """What identifies an input dataset as it grows day by day: its cells, variables, static
+    attributes and first day (of forcing and SMAP), not its length."""
+    digest = hashlib.sha256()
+    first = inputs[["forcing", "target"]].isel(time=0)
+    arrays = [inputs["row"], inputs["col"], inputs["static"], first["forcing"], first["target"]]
+    for values, dtype in zip(arrays, (np.int64, np.int64, np.float32, np.float32, np.float32)):
+        digest.update(np.nan_to_num(np.asarray(values, dtype), nan=-9999.0).tobytes())
+    names = [str(v) for v in inputs["variable"].values]
+    names += [str(v) for v in inputs["static_variable"].values]
+    digest.update(json.dumps([names, pd.Timestamp(inputs.time.values[0]).isoformat()]).encode())
+    return digest.hexdigest()
+
+
+def begin(
+    template: xr.Dataset, out: str | Path, storage_options: dict | None = None
+) -> list[cubes.Block]:
+    """Ready `out` for the planned cube and return the blocks left to compute: all of a new
+    cube; the time chunks a later end touches in a cube of the same checkpoint, inputs and
+    start; those a stopped run left unwritten; none for a cube that already holds the request.
+    Anything else is refused before a byte is written."""
+    stored = cubes.stored_layout(out, storage_options)
+    if stored is None:
+        cubes.create(out, template, storage_options)
+        return cubes.blocks(template)
+    _check_same_source(stored, template, out)
+    before, after = stored.sizes["time"], template.sizes["time"]
+    if after < before:
+        raise InputError(
+            f"cube {out} already extends to {cubes.extent(stored)['end']}, past the requested "
+            f"end {pd.Timestamp(template.time.values[-1]).date()}; a cube only grows"
+        )
+    if after > before:
+        cubes.grow(out, template, before, storage_options)
+    done = cubes.blocks_done(out, storage_options)
+    return [b for b in cubes.blocks(template) if b.name not in done]
+
+
+def _check_same_source(stored: xr.Dataset, template: xr.Dataset, out) -> None:
+    """Refuse to mix: a cube grows only with its own checkpoint, inputs, start and products."""
+    mismatch = [
+        what
+        for what, same in (
+            ("checkpoint", stored.attrs.get("model_digest") == template.attrs["model_digest"]),
+            ("input dataset", stored.attrs.get("input_digest") == template.attrs["input_digest"]),
+            ("start", stored.time.values[0] == template.time.values[0]),
+            ("products", set(cubes.products(stored)) == set(cubes.products(template))),
+        )
+        if not same
+    ]
+    if mismatch:
+        raise InputError(
+            f"cube {out} was made with another {' and '.join(mismatch)}; extend it with the "
+            f"checkpoint, input dataset and --start that made it, or write a new --out"
+        )
 
 
 def spinup_indices(start: int, stop: int, warmup: int) -> np.ndarray:
@@ -85,7 +155,7 @@ def compute_blocks(
             cell=cells, time=slice(first, first + len(block_days))
         )
         sources = {
-            "lstm": lstm.T,
+            model_product(ckpt): lstm.T,
             **{product: observed[source].values for product, source in copied.items()},
         }
         offset = 0
@@ -134,14 +204,16 @@ def extend(
     out: str | Path,
     storage_options: dict | None = None,
     progress: bool = True,
-) -> None:
-    """Extend over start..end in this process and write the cube to `out`
-    (model.product.cube.open_cube reads it)."""
+) -> int:
+    """Extend over start..end in this process and write, grow or keep the cube at `out`
+    (model.product.cube.open_cube reads it); the number of blocks computed."""
     template = plan(ckpt, inputs, start, end)
-    cubes.create(out, template, storage_options)
-    inputs = inputs.load()
-    todo = cubes.blocks(template)
+    todo = begin(template, out, storage_options)
+    if todo:
+        inputs = inputs.load()
     with tqdm(total=len(todo), desc="extend", unit="block", disable=not progress) as bar:
         for block, values in compute_blocks(ckpt, inputs, template, todo):
             cubes.write_block(out, block, values, storage_options)
             bar.update()
+    cubes.publish(out, template.time.values, storage_options)
+    return len(todo)

@@ -7,6 +7,7 @@ Weights are safetensors, read into numpy without PyTorch: extension on the CPU k
 imports torch (about a second of every run). Checkpoints of earlier versions (member_<k>.pt, a
 torch state_dict) are still read, through torch."""
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,25 @@ class Checkpoint:
             {name: np.ascontiguousarray(value) for name, value in state.items()}
             for state in self.state_dicts
         ]
+
+    @property
+    def is_nowcast(self) -> bool:
+        """A nowcast model (Fang & Shen 2020): its inputs add the latest SMAP at a latency."""
+        return self.normalizer.observation_latency > 0
+
+    def digest(self) -> str:
+        """The model by content (config, normalisation, weights), wherever its files lie: what
+        a cube records so that it grows only with the model that made it."""
+        digest = hashlib.sha256(
+            json.dumps(
+                [self.config, self.normalizer.to_dict()], sort_keys=True, default=str
+            ).encode()
+        )
+        for state in self.state_dicts:
+            for name in sorted(state):
+                digest.update(name.encode())
+                digest.update(np.ascontiguousarray(state[name]).tobytes())
+        return digest.hexdigest()
 
     def member(self, k: int) -> "Checkpoint":
         """Ensemble member k alone, with its probe outputs."""

@@ -3,6 +3,11 @@
 Forcing and static attributes are z-scored per variable; precipitation is first transformed by
 log10(sqrt(p) + 0.1), since its raw z-scores reach the hundreds on storm days. Missing static
 values become the training mean (0 after scaling); missing forcing days become 0 after scaling.
+
+A nowcast model (observation_latency > 0, Fang & Shen 2020) takes two more inputs: the latest
+SMAP retrieval known on day t, i.e. of a day at or before t - latency (scaled as the target),
+and its age in days over the look-back. Where none lies within the look-back the value is 0
+(the mean) and the age NO_OBSERVATION_AGE, so the network follows the forcing alone.
 """
 
 from dataclasses import asdict, dataclass
@@ -12,6 +17,9 @@ import xarray as xr
 
 from model.dataset import PRECIP_VARIABLES
 from model.errors import InputError
+
+LOOKBACK_DAYS = 15
+NO_OBSERVATION_AGE = 2.0  # scaled age input where no retrieval lies within the look-back
 
 
 def transform_forcing(values: np.ndarray, names: list[str]) -> np.ndarray:
@@ -43,9 +51,11 @@ class Normalizer:
     static_std: list[float]
     target_mean: float
     target_std: float
+    observation_latency: int = 0
+    observation_lookback: int = LOOKBACK_DAYS
 
     @classmethod
-    def fit(cls, train: xr.Dataset) -> "Normalizer":
+    def fit(cls, train: xr.Dataset, observation_latency: int = 0) -> "Normalizer":
         """Statistics of the training period of an input dataset."""
         names = [str(v) for v in train["variable"].values]
         static_names = [str(v) for v in train["static_variable"].values]
@@ -65,11 +75,13 @@ class Normalizer:
             s_std.tolist(),
             float(t_mean),
             float(t_std),
+            observation_latency,
         )
 
     @property
     def n_inputs(self) -> int:
-        return len(self.forcing_names) + len(self.static_names)
+        observed = 2 if self.observation_latency else 0
+        return len(self.forcing_names) + len(self.static_names) + observed
 
     def inputs(self, ds: xr.Dataset, cells=None, days=None) -> np.ndarray:
         """Normalised network inputs (cell, time, n_inputs) float32 for an input dataset, or for
@@ -88,11 +100,42 @@ class Normalizer:
             static_variable=ds.indexes["static_variable"].get_indexer(self.static_names),
             cell=slice(None) if cells is None else cells,
         )
-        return self.scale(forcing.values, static.values)
+        observed = self.observed(ds, cells, days) if self.observation_latency else None
+        return self.scale(forcing.values, static.values, observed)
 
-    def scale(self, forcing: np.ndarray, static: np.ndarray) -> np.ndarray:
-        """(time, cell, var) forcing and (cell, var) static -> (cell, time, n_inputs) inputs. In
-        place where it can: an extension scales hundreds of MB of inputs at once."""
+    def observed(self, ds: xr.Dataset, cells=None, days=None) -> np.ndarray:
+        """(cell, day, 2) nowcast inputs: the latest SMAP retrieval of a day at or before
+        day - latency, scaled, and its age; days at or after day - latency + 1 are never read."""
+        days = np.arange(ds.sizes["time"]) if days is None else np.asarray(days)
+        latency, lookback = self.observation_latency, self.observation_lookback
+        first = max(int(days.min()) - latency - lookback, 0)
+        stop = max(int(days.max()) - latency + 1, first)
+        target = (
+            ds["target"]
+            .isel(time=slice(first, stop), cell=slice(None) if cells is None else cells)
+            .values
+        )
+        index = np.where(np.isfinite(target), np.arange(len(target))[:, None], -1)
+        latest = np.maximum.accumulate(index, axis=0) if len(target) else index
+        known_at = days - latency - first
+        seen = np.full((len(days), target.shape[1]), -1)
+        reachable = known_at >= 0
+        seen[reachable] = latest[known_at[reachable]]
+        age = (days[:, None] - first - seen).astype(np.float32)
+        fresh = (seen >= 0) & (age <= lookback)
+        record = target if len(target) else np.full((1, target.shape[1]), np.nan, np.float32)
+        value = record[np.clip(seen, 0, None), np.arange(target.shape[1])]
+        out = np.empty((target.shape[1], len(days), 2), np.float32)
+        out[:, :, 0] = np.where(fresh, self.scale_target(value), 0.0).T
+        out[:, :, 1] = np.where(fresh, age / np.float32(lookback), NO_OBSERVATION_AGE).T
+        return out
+
+    def scale(
+        self, forcing: np.ndarray, static: np.ndarray, observed: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(time, cell, var) forcing and (cell, var) static [and (cell, time, 2) nowcast inputs]
+        -> (cell, time, n_inputs) inputs. In place where it can: an extension scales hundreds of
+        MB of inputs at once."""
         f = transform_forcing(forcing, self.forcing_names)
         f -= np.float32(self.forcing_mean)
         f /= np.float32(self.forcing_std)
@@ -102,7 +145,12 @@ class Normalizer:
         )
         out = np.empty((f.shape[1], f.shape[0], self.n_inputs), np.float32)
         out[:, :, : f.shape[2]] = f.transpose(1, 0, 2)
-        out[:, :, f.shape[2] :] = np.nan_to_num(s, nan=0.0)[:, None, :]
+        n_fixed = f.shape[2] + s.shape[1]
+        out[:, :, f.shape[2] : n_fixed] = np.nan_to_num(s, nan=0.0)[:, None, :]
+        if self.observation_latency:
+            if observed is None:
+                raise InputError("a nowcast model's inputs need the SMAP record (observed)")
+            out[:, :, n_fixed:] = observed
         return out
 
     def check(self, ds: xr.Dataset) -> None:

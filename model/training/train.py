@@ -49,6 +49,8 @@ class TrainConfig:
     refit: bool = True
     device: str = "auto"
     threads: int = 0
+    nowcast: bool = False
+    latency: int = 1  # days between a SMAP retrieval and the nowcast that may use it
 
 
 def pick_device(name: str) -> torch.device:
@@ -77,8 +79,14 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
             f"training period of {n_days} days is shorter than a window "
             f"({config.window}) plus the validation slice ({config.validation_days})"
         )
+    if config.nowcast and config.latency < 1:
+        raise InputError(
+            f"latency: at least 1 day (a nowcast never sees its own day), got {config.latency}"
+        )
     split = n_days - config.validation_days
-    normalizer = Normalizer.fit(period.isel(time=slice(0, split)))
+    normalizer = Normalizer.fit(
+        period.isel(time=slice(0, split)), config.latency if config.nowcast else 0
+    )
     x = normalizer.inputs(period)
     y = normalizer.scale_target(period["target"].values.T)
     device = pick_device(config.device)
@@ -106,6 +114,7 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
     )
     cfg = {
         **asdict(config),
+        "kind": "nowcast" if config.nowcast else "projection",
         "n_inputs": normalizer.n_inputs,
         "training_days": f"{time[0].date()}..{time[-1].date()}",
     }
