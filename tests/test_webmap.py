@@ -1,14 +1,25 @@
-"""The web map in a real browser (Debian chromium driven by Playwright): the page loads, a tile
-request succeeds, a click on a region cell draws its series; a screenshot is saved under
-artifacts/ for people to look at."""
+"""The web map in a real browser (Debian chromium driven by Playwright) against a real server:
+the offline base map's vector layers are drawn over the product, the readout shows the value
+under the cursor, the date picker, step buttons and animation move the tiles, the URL restores a
+view, and the chart of a clicked cell sits below the map and exports what it shows. Screenshots
+are saved under artifacts/ for people to look at."""
 
+import csv
+import io
+import json
+import re
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from model.evaluation import report
 from tests.test_service import POINT, build_cube, start_server
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",
@@ -18,17 +29,16 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VENDOR = ROOT / "service" / "static" / "vendor" / "leaflet.js"
+VENDOR = ROOT / "service" / "static" / "vendor"
+LAST_DAY = "2016-12-30"  # the test cube's last day (tests.test_service.DAYS)
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Debian chromium not at {CHROMIUM} (make browser installs it)")
-    if not VENDOR.exists():
-        pytest.skip(
-            "web-map JS not installed into service/static/vendor (make install runs npm ci)"
-        )
+    if not (VENDOR / ".installed").exists():
+        pytest.skip("web-map assets not in service/static/vendor (make install runs npm ci)")
     store = tmp_path_factory.mktemp("webmap") / "extended.zarr"
     build_cube(store)
     proc, url = start_server([store], {"SMAPX_CUBES": "[]"})
@@ -39,38 +49,210 @@ def site(tmp_path_factory):
         proc.wait(20)
 
 
-def test_map_loads_tiles_and_click_draws_chart(site):
+@pytest.fixture(scope="module")
+def browser(site):
     from playwright.sync_api import sync_playwright
 
-    artifacts = ROOT / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    errors = []
+    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            with page.expect_response(
-                lambda r: "/v1/tiles/lstm/" in r.url and r.status == 200, timeout=30_000
-            ) as tile:
-                page.goto(site)
-            assert tile.value.headers["content-type"] == "image/png"
-            page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
-            x, y = page.evaluate(
-                "([lat, lon]) => { const p = window.smapxMap"
-                ".latLngToContainerPoint([lat, lon]); return [p.x, p.y]; }",
-                list(POINT),
-            )
-            with page.expect_response(lambda r: "/v1/series" in r.url) as series:
-                page.mouse.click(x, y)
-            assert series.value.status == 200
-            page.wait_for_selector("body[data-chart='5']", timeout=15_000)
-            assert page.locator("#chart canvas").count() >= 1
-            assert page.locator(".u-legend th").count() == 6
-            assert "row 104, col 206" in page.inner_text("#message")
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(artifacts / "webmap.png"))
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; JavaScript errors and requests that left the server fail the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    errors, outside = [], []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+            else outside.append(r.url)
+        ),
+    )
+    yield page
+    context.close()
     assert errors == []
-    assert (artifacts / "webmap.png").stat().st_size > 10_000
+    assert outside == []
+
+
+def api(site: str, path: str):
+    with urllib.request.urlopen(site + path, timeout=10) as r:
+        return json.load(r)
+
+
+def open_map(page, url: str) -> None:
+    with page.expect_response(lambda r: "/v1/tiles/" in r.url and r.status == 200, timeout=30_000):
+        page.goto(url)
+    page.wait_for_selector("body[data-basemap='ready']", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+
+
+def screen_point(page, lat: float, lon: float) -> tuple[float, float]:
+    return page.evaluate(
+        "([lat, lon]) => { const p = window.smapxMap.latLngToContainerPoint([lat, lon]);"
+        " const r = document.getElementById('map').getBoundingClientRect();"
+        " return [p.x + r.left, p.y + r.top]; }",
+        [lat, lon],
+    )
+
+
+def expect_tile(page, day: str):
+    """The next PNG tile of the map's product for `day`."""
+    return page.expect_response(
+        lambda r: "/v1/tiles/lstm/" in r.url and f"date={day}&" in r.url and r.status == 200
+    )
+
+
+def tile_date(response) -> str:
+    return re.search(r"date=([0-9-]+)", response.url).group(1)
+
+
+def test_colours_are_the_reports():
+    text = (ROOT / "service" / "static" / "app.js").read_text()
+    colours = dict(
+        re.findall(r'(\w+): "(#[0-9a-f]{6})"', re.search(r"COLORS = \{(.*?)\}", text)[1])
+    )
+    expected = {p: report.COLORS[p] for p in ("smap", "lstm", "noah", "lsm2")}
+    assert colours == {**expected, "fused": report.COLORS[report.WEIGHTED]}
+
+
+def test_base_map_layers_and_readout(site, page):
+    open_map(page, site)
+    assert page.input_value("#date") == LAST_DAY  # the latest day with data
+    x, y = screen_point(page, *POINT)
+    page.mouse.move(x, y)
+    page.wait_for_function("document.getElementById('readout').textContent.includes('m³/m³')")
+    readout = page.inner_text("#readout")
+    lat, lon = (float(v) for v in re.findall(r"([0-9.]+)° [NW]", readout))
+    assert abs(lat - POINT[0]) < 0.05 and abs(-lon - POINT[1]) < 0.05
+    expected = api(
+        site, f"/v1/series?lat={lat}&lon={-lon}&start={LAST_DAY}&end={LAST_DAY}&products=lstm"
+    )["lstm"][0]
+    assert f"lstm {expected:.3f} m³/m³" in readout
+    # Zoomed out over the plains: coasts, borders, states, lakes and names are all in view.
+    page.evaluate("() => window.smapxMap.setView([38, -92], 5, { animate: false })")
+    page.wait_for_function("document.querySelectorAll('.leaflet-labels-pane .place').length > 10")
+    lines = page.evaluate(
+        "() => Object.fromEntries(['coast', 'country', 'state', 'lake', 'land'].map((c) =>"
+        " [c, [...document.querySelectorAll('path.' + c)].map((p) => p.getAttribute('d').length)"
+        ".reduce((a, b) => a + b, 0)]))"
+    )
+    assert all(length > 200 for length in lines.values()), lines
+    z = page.evaluate(
+        "() => ['land', 'tilePane', 'lines', 'labels'].map((n) =>"
+        " +getComputedStyle(window.smapxMap.getPane(n)).zIndex)"
+    )
+    assert z[0] < z[1] < z[2] < z[3]  # borders and names are drawn above the product tiles
+    border = page.evaluate(
+        "() => [...document.querySelectorAll('path.country')].some((p) => {"
+        " const b = p.getBoundingClientRect(); return b.width > 50 && b.height > 20; })"
+    )
+    assert border
+
+    places = page.locator(".leaflet-labels-pane .place").all_inner_texts()
+    assert {"Chicago", "Dallas", "Kansas City"} <= set(places)
+    page.screenshot(path=str(ARTIFACTS / "webmap-basemap.png"))
+
+
+def test_date_picker_steps_and_play_move_the_map(site, page):
+    open_map(page, site)
+    with expect_tile(page, "2015-06-01"):
+        page.fill("#date", "2015-06-01")
+        page.dispatch_event("#date", "change")
+    with expect_tile(page, "2015-06-08"):
+        page.click("button[data-step='1'][data-unit='week']")
+    assert page.input_value("#date") == "2015-06-08"
+    with expect_tile(page, "2015-05-08"):
+        page.click("button[data-step='-1'][data-unit='month']")
+    assert "date=2015-05-08" in page.url
+
+    page.select_option("#play-window", "30")
+    page.select_option("#play-unit", "week")
+    seen = set()
+    page.on("response", lambda r: seen.add(tile_date(r)) if "/v1/tiles/" in r.url else None)
+    page.click("#play")
+    page.wait_for_function("document.getElementById('date').value !== '2015-05-08'")
+    page.wait_for_timeout(3000)
+    page.click("#play")
+    assert page.inner_text("#play").endswith("Play")
+    # A 30-day window stepped by weeks: 2015-04-08, 04-15, 04-22, 04-29, 05-06 and the end day.
+    assert (
+        {"2015-04-08", "2015-04-15"}
+        <= seen
+        <= {
+            "2015-04-08",
+            "2015-04-15",
+            "2015-04-22",
+            "2015-04-29",
+            "2015-05-06",
+            "2015-05-08",
+        }
+    )
+
+
+def test_chart_below_the_map_exports_what_it_shows(site, page):
+    open_map(page, site)
+    x, y = screen_point(page, *POINT)
+    with page.expect_response(lambda r: "/v1/series" in r.url and "products=smap" in r.url):
+        page.mouse.click(x, y)
+    page.wait_for_selector("body[data-chart='5']", timeout=15_000)
+    title = page.inner_text("#chart-title")
+    assert re.search(r"29\.\d+° N, 10[23]\.\d+° W", title), title
+    map_box = page.locator("#map").bounding_box()
+    chart_box = page.locator("#chart-panel").bounding_box()
+    assert (
+        map_box["y"] + map_box["height"] <= chart_box["y"] + 1
+    )  # the chart does not cover the map
+    assert map_box["height"] > 450
+    legend = page.locator("#chart .u-legend th").all_inner_texts()
+    assert [name.strip() for name in legend[1:]] == ["smap", "lstm", "noah", "lsm2", "fused"]
+    page.screenshot(path=str(ARTIFACTS / "webmap-chart.png"))
+
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    text = Path(download.value.path()).read_text()
+    rows = list(csv.reader(io.StringIO(text.split("\n", 1)[1])))
+    assert rows[0] == ["time", "smap", "lstm", "noah", "lsm2", "fused"]
+    days = [r[0] for r in rows[1:] if r]
+    assert days[-1] == LAST_DAY and len(days) == 366  # the last year by default
+    cell = api(site, f"/v1/series?lat={POINT[0]}&lon={POINT[1]}&products=lstm,noah&start={days[0]}")
+    assert [float(r[2]) for r in rows[1:4]] == cell["lstm"][:3]
+    assert [float(r[3]) for r in rows[1:4]] == cell["noah"][:3]
+
+    page.click("#chart-window button[data-years='all']")
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    assert len(Path(download.value.path()).read_text().splitlines()) == 2 + 3 * 365
+    with page.expect_download() as download:
+        page.click("#export-png")
+    assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_url_restores_a_view(site, page):
+    view = "product=noah&date=2015-03-10&colormap=viridis&range=0,0.4&view=30.5,-100.5,6"
+    with page.expect_response(lambda r: "/v1/tiles/noah/" in r.url) as tile:
+        page.goto(f"{site}/#cube=extended&{view}&point=29,-103&window=all")
+    assert "date=2015-03-10" in tile.value.url and "colormap=viridis" in tile.value.url
+    assert "rescale=0,0.4" in tile.value.url
+    page.wait_for_selector("body[data-basemap='ready']", timeout=30_000)
+    page.wait_for_selector("body[data-chart='5']", timeout=15_000)
+    assert page.input_value("#product") == "noah"
+    assert page.input_value("#date") == "2015-03-10"
+    center, zoom = page.evaluate(
+        "() => { const c = window.smapxMap.getCenter(); "
+        "return [[c.lat, c.lng], window.smapxMap.getZoom()]; }"
+    )
+    assert zoom == 6 and abs(center[0] - 30.5) < 0.05 and abs(center[1] + 100.5) < 0.05
+    places = page.locator(".leaflet-labels-pane .place").all_inner_texts()
+    assert "San Antonio" in places and "Austin" in places
+    page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "webmap-restored.png"))

@@ -1,23 +1,32 @@
 """Stochastic daily weather and static land attributes of the twin world.
 
-Every random field is a latent Gaussian with AR(1) memory in time and two parts in space: a
-regional part, interpolated from a coarse lon/lat lattice so that storms and heat waves span
-several hundred km, and a local part per cell. Climatology (wet east / dry west, winter-wet
-Pacific coast, summer-wet plains, colder north and mountains) sets the thresholds and scales.
-Everything is vectorised over cells and days (scipy.signal.lfilter runs the AR(1) recursions).
+Every random field is a latent Gaussian with AR(1) memory in time and two parts in space, both
+smooth: a regional part, interpolated from a coarse lon/lat lattice so that fronts, storms and
+heat waves span several hundred km, and a mesoscale part (convective cells, soil and vegetation
+patches) with a correlation length of about 100 km, so that neighbouring 36 km cells differ as
+they do in real soil-moisture maps instead of drawing independent noise. Climatology (wet east /
+dry west, winter-wet Pacific coast, summer-wet plains, colder north and mountains) sets the
+thresholds and scales. Everything is vectorised over cells and days (scipy.signal.lfilter runs
+the AR(1) recursions, a sparse matrix the mesoscale interpolation).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.signal import lfilter
+from scipy.spatial import cKDTree
 from scipy.special import ndtr, ndtri
 
 KELVIN = 273.15
 STEFAN_BOLTZMANN = 5.670e-8
 SOLAR_CONSTANT = 1367.0
 LATTICE_STEP_DEG = 4.0
+# Kernel width of the mesoscale part: its correlation falls to 1/e at 2 x 50 km = 100 km, the
+# scale of convective storm clusters and of soil-texture patches at the 36 km grid.
+MESO_KERNEL_KM = 50.0
+KM_PER_DEG = 111.2
 DENSE_NDVI = 0.52  # about where vegetation water content blocks an L-band retrieval
 
 
@@ -38,19 +47,24 @@ class FieldSampler:
         ) ** 2
         weights = np.exp(-dist2 / (2 * LATTICE_STEP_DEG**2))
         self.weights = (weights / np.sqrt((weights**2).sum(1, keepdims=True))).T.astype(np.float32)
+        self.meso = mesoscale_weights(lat, lon, MESO_KERNEL_KM)
         self.n_cell = len(lat)
 
     def static(self, local: float = 0.3) -> np.ndarray:
-        """A (cell,) field: smooth regional pattern plus `local` share of cell-scale variance."""
+        """A (cell,) field: regional pattern plus `local` share of mesoscale variation."""
         regional = self.rng.standard_normal(self.weights.shape[0]).astype(np.float32) @ self.weights
-        return np.sqrt(1 - local**2) * regional + local * self.rng.standard_normal(self.n_cell)
+        meso = self.meso.T @ self.rng.standard_normal(self.meso.shape[0])
+        return np.sqrt(1 - local**2) * regional + local * meso
 
     def daily(self, n_day: int, memory: float, local: float) -> np.ndarray:
-        """A (day, cell) float32 field with lag-1 autocorrelation `memory`."""
+        """A (day, cell) float32 field with lag-1 autocorrelation `memory`; `local` is the
+        share of mesoscale (storm-sized) variation."""
         regional = self._ar1(self.rng.standard_normal((n_day, self.weights.shape[0])), memory)
         field = (regional.astype(np.float32) @ self.weights) * np.float32(np.sqrt(1 - local**2))
-        local_noise = self.rng.standard_normal((self.n_cell, n_day), np.float32)
-        field += np.float32(local) * self._ar1(local_noise, memory, axis=-1).T
+        meso_noise = self._ar1(
+            self.rng.standard_normal((n_day, self.meso.shape[0]), np.float32), memory
+        )
+        field += np.float32(local) * np.asarray(self.meso.T @ meso_noise.T).T
         return field
 
     @staticmethod
@@ -64,6 +78,29 @@ class FieldSampler:
         )
         np.moveaxis(out, axis, 0)[0] = np.moveaxis(noise, axis, 0)[0]
         return out.astype(np.float32, copy=False)
+
+
+def mesoscale_weights(lat: np.ndarray, lon: np.ndarray, kernel_km: float) -> sparse.csr_matrix:
+    """(node, cell) Gaussian weights from a lattice of spacing `kernel_km` around the cells,
+    normalised so that every cell's field has unit variance; sparse, cut at 3 kernel widths."""
+    x = lon * np.cos(np.radians(38.0)) * KM_PER_DEG
+    y = lat * KM_PER_DEG
+    reach = 3 * kernel_km
+    node_x, node_y = np.meshgrid(
+        np.arange(x.min() - reach, x.max() + reach + kernel_km, kernel_km),
+        np.arange(y.min() - reach, y.max() + reach + kernel_km, kernel_km),
+    )
+    nodes = np.column_stack([node_x.ravel(), node_y.ravel()])
+    near = cKDTree(nodes).query_ball_point(np.column_stack([x, y]), reach)
+    cells = np.repeat(np.arange(len(x)), [len(n) for n in near])
+    node_index = np.concatenate(near).astype(int)
+    dist2 = (nodes[node_index, 0] - x[cells]) ** 2 + (nodes[node_index, 1] - y[cells]) ** 2
+    weight = np.exp(-dist2 / (2 * kernel_km**2))
+    weight /= np.sqrt(np.bincount(cells, weight**2))[cells]
+    used, node_index = np.unique(node_index, return_inverse=True)
+    return sparse.csr_matrix(
+        (weight.astype(np.float32), (node_index, cells)), shape=(len(used), len(x))
+    )
 
 
 @dataclass

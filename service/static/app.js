@@ -1,37 +1,90 @@
-// smapx web map: product tiles of one day, a date slider, and a click that charts the cell's series.
+// smapx web map: one day's product tiles over an offline base map, a calendar with steps and
+// animation, a readout under the cursor, and a click that charts the cell's series below the map.
+// The map's state (cube, product, day, view, colormap, range, charted point) lives in the URL.
 "use strict";
 
-const COLORS = { smap: "#000000", lstm: "#1f77b4", noah: "#d62728", lsm2: "#9467bd", fused: "#2ca02c" };
-const state = { catalog: null, cube: null, dates: [], smapPeriod: null, layer: null, marker: null, plot: null };
+// The evaluation report's colours (model/evaluation/report.py COLORS; fused = its weighted fusion).
+const COLORS = { smap: "#7f7f7f", lstm: "#d62728", noah: "#1f77b4", lsm2: "#2ca02c", fused: "#ff7f0e" };
+const DASHES = { lsm2: [2, 3], fused: [7, 3] };
+const DAY_S = 86400;
+const PLAY_FRAME_MS = 700;
+const state = {
+  catalog: null, cube: null, date: null, layer: null, marker: null, plot: null, series: null,
+  point: null, window: "1", playing: null, hover: null, hoverTimer: null,
+};
 const $ = (id) => document.getElementById(id);
 const map = L.map("map", { worldCopyJump: true }).setView([38, -97], 4);
 window.smapxMap = map;
 
-function dayOffset(start, days) {
-  const d = new Date(start + "T00:00:00Z");
-  d.setUTCDate(d.getUTCDate() + days);
+// ---- dates and coordinates as people write them ----
+const toSeconds = (iso) => Date.parse(iso + "T00:00:00Z") / 1000;
+const isoDate = (seconds) => new Date(seconds * 1000).toISOString().slice(0, 10);
+
+function shiftDate(iso, step, unit) {
+  const d = new Date(iso + "T00:00:00Z");
+  if (unit === "month") d.setUTCMonth(d.getUTCMonth() + step);
+  else d.setUTCDate(d.getUTCDate() + step * (unit === "week" ? 7 : 1));
   return d.toISOString().slice(0, 10);
 }
 
-function daysBetween(a, b) {
-  return Math.round((Date.parse(b + "T00:00:00Z") - Date.parse(a + "T00:00:00Z")) / 86400000);
+const clampDate = (iso) => (iso < state.cube.extent.start ? state.cube.extent.start
+  : iso > state.cube.extent.end ? state.cube.extent.end : iso);
+const latText = (lat) => `${Math.abs(lat).toFixed(3)}° ${lat >= 0 ? "N" : "S"}`;
+const lonText = (lon) => `${Math.abs(lon).toFixed(3)}° ${lon >= 0 ? "E" : "W"}`;
+const placeText = (lat, lon) => `${latText(lat)}, ${lonText(lon)}`;
+
+// ---- products ----
+const isPercentile = (p) => p.endsWith("_percentile");
+const isSpread = (p) => p.endsWith("_spread");
+const isAnomaly = (p) => p.endsWith("_anomaly");
+const baseProduct = (p) => p.replace(/_(percentile|spread|anomaly)$/, "");
+const colorOf = (p) => COLORS[baseProduct(p)] || "#444";
+const unitsOf = (p) => (isPercentile(p) ? "%" : "m³/m³");
+
+function defaultRange(product) {
+  if (isPercentile(product)) return [0, 100];
+  if (isSpread(product)) return [0, 0.05];
+  if (isAnomaly(product)) return [-0.1, 0.1];
+  return [0, 0.5];
 }
 
-function tileQuery() {
-  const day = dayOffset(state.cube.extent.start, Number($("day").value));
-  $("day-label").textContent = day;
-  return `date=${day}&colormap=${$("colormap").value}&rescale=${$("vmin").value},${$("vmax").value}` +
-         `&cube=${encodeURIComponent(state.cube.name)}`;
+// The latest day with data of a product: SMAP stops where its retrievals stop.
+function latestDay(product) {
+  const smap = state.cube.smap_period;
+  return product === "smap" && smap ? smap.end : state.cube.extent.end;
 }
 
+// ---- the URL keeps the view ----
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  return Object.fromEntries(params.entries());
+}
+
+function writeHash() {
+  if (!state.cube) return;
+  const c = map.getCenter();
+  const params = new URLSearchParams({
+    cube: state.cube.name, product: $("product").value, date: state.date,
+    colormap: $("colormap").value, range: `${$("vmin").value},${$("vmax").value}`,
+    view: `${c.lat.toFixed(4)},${c.lng.toFixed(4)},${map.getZoom()}`,
+  });
+  if (state.point) params.set("point", `${state.point.lat.toFixed(5)},${state.point.lng.toFixed(5)}`);
+  if (state.point) params.set("window", state.window);
+  history.replaceState(null, "", "#" + params.toString());
+}
+
+// ---- tiles, legend, day ----
 function tileUrl() {
-  return `/v1/tiles/${$("product").value}/{z}/{x}/{y}.png?${tileQuery()}`;
+  const query = `date=${state.date}&colormap=${$("colormap").value}` +
+    `&rescale=${$("vmin").value},${$("vmax").value}&cube=${encodeURIComponent(state.cube.name)}`;
+  return `/v1/tiles/${$("product").value}/{z}/{x}/{y}.png?${query}`;
 }
 
 function refreshTiles() {
   if (state.layer) state.layer.setUrl(tileUrl());
-  else state.layer = L.tileLayer(tileUrl(), { maxZoom: 12, opacity: 0.9, attribution: "smapx" }).addTo(map);
+  else state.layer = L.tileLayer(tileUrl(), { maxZoom: 12, opacity: 0.85, attribution: "smapx" }).addTo(map);
   refreshLegend();
+  writeHash();
 }
 
 async function refreshLegend() {
@@ -39,76 +92,310 @@ async function refreshLegend() {
   if (!r.ok) return;
   const legend = await r.json();
   $("legend-bar").style.background = `linear-gradient(to right, ${legend.stops.map((s) => s[1]).join(",")})`;
-  $("legend-ticks").innerHTML = legend.stops
-    .map((s) => `<span>${s[0].toFixed(2)}</span>`).join("");
+  const digits = isPercentile($("product").value) ? 0 : 2;
+  $("legend-ticks").innerHTML = legend.stops.map((s) => `<span>${s[0].toFixed(digits)}</span>`).join("") +
+    `<span class="units">${unitsOf($("product").value)}</span>`;
 }
 
-function selectCube(name) {
-  state.cube = { name, ...state.catalog.cubes[name] };
-  const products = Object.keys(state.cube.products);
-  $("product").innerHTML = products.map((p) => `<option ${p === "lstm" ? "selected" : ""}>${p}</option>`).join("");
-  const days = daysBetween(state.cube.extent.start, state.cube.extent.end);
-  $("day").max = days;
-  $("day").value = days;
-  state.smapPeriod = state.cube.smap_period;
-  const e = state.cube.extent;
-  map.fitBounds([[e.south, e.west], [e.north, e.east]], { padding: [20, 20] });
+function setDate(iso) {
+  state.date = clampDate(iso);
+  $("date").value = state.date;
   refreshTiles();
+  markDay();
+  showReadout();
+}
+
+// ---- readout under the cursor ----
+function showReadout() {
+  if (!state.hover) return;
+  const { lat, lng } = state.hover;
+  $("readout").textContent = `${placeText(lat, lng)} · ${state.date}`;
+  clearTimeout(state.hoverTimer);
+  state.hoverTimer = setTimeout(() => readValue(lat, lng), 120);
+}
+
+async function readValue(lat, lng) {
+  const product = $("product").value;
+  const url = `/v1/series?lat=${lat.toFixed(5)}&lon=${lng.toFixed(5)}&start=${state.date}&end=${state.date}` +
+    `&products=${product}&cube=${encodeURIComponent(state.cube.name)}`;
+  const r = await fetch(url);
+  if (state.hover?.lat !== lat || state.hover?.lng !== lng) return;
+  let value = "outside the cube";
+  if (r.ok) {
+    const v = (await r.json())[product][0];
+    value = v === null ? `${product}: no data` : `${product} ${v.toFixed(isPercentile(product) ? 0 : 3)} ${unitsOf(product)}`;
+  }
+  $("readout").textContent = `${placeText(lat, lng)} · ${state.date} · ${value}`;
+}
+
+// ---- animation over a window ending at the day shown ----
+function tilesLoaded(timeoutMs) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    state.layer.once("load", () => { clearTimeout(timer); resolve(); });
+  });
+}
+
+// Each press of Play starts a new run; Pause (or a new run) ends the one before.
+async function play() {
+  const run = state.playing = state.playing ? null : {};
+  $("play").textContent = run ? "❚❚ Pause" : "▶ Play";
+  if (!run) return;
+  const end = state.date, unit = $("play-unit").value;
+  const start = clampDate(shiftDate(end, -Number($("play-window").value), "day"));
+  const frames = [];
+  for (let d = start; d <= end; d = shiftDate(d, 1, unit)) frames.push(d);
+  if (frames[frames.length - 1] !== end) frames.push(end);
+  for (let i = 0; state.playing === run; i = (i + 1) % frames.length) {
+    const loaded = tilesLoaded(3000);
+    setDate(frames[i]);
+    await loaded;
+    await new Promise((resolve) => setTimeout(resolve, PLAY_FRAME_MS));
+  }
+}
+
+// ---- the chart of one cell ----
+function chartProducts() {
+  const all = Object.keys(state.cube.products);
+  return all.filter((p) => !isAnomaly(p) && !(isSpread(p) && !all.includes(baseProduct(p))));
+}
+
+function windowRange() {
+  const first = toSeconds(state.cube.extent.start), last = toSeconds(state.cube.extent.end);
+  if (state.window === "all") return [first, last];
+  if (state.window === "smap" && state.cube.smap_period) {
+    return [toSeconds(state.cube.smap_period.start), toSeconds(state.cube.smap_period.end)];
+  }
+  const years = state.window === "smap" ? 1 : Number(state.window);
+  const end = Math.min(last, Math.max(toSeconds(state.date), first + years * 365 * DAY_S));
+  return [Math.max(first, end - years * 365 * DAY_S), end];
+}
+
+function dateTicks(u, splits) {
+  const span = u.scales.x.max - u.scales.x.min;
+  const width = span > 3 * 365 * DAY_S ? 4 : span > 90 * DAY_S ? 7 : 10;
+  return splits.map((s) => isoDate(s).slice(0, width));
+}
+
+// Lines and bands of the chart: spread as a band around its product, percentiles on the right.
+function chartSeries(body, products) {
+  const x = body.time.map(toSeconds);
+  const series = [{ value: (u, v) => (v == null ? "" : isoDate(v)) }];
+  const data = [x];
+  const bands = [];
+  const lines = products.filter((p) => !isSpread(p));
+  for (const p of lines) {
+    const smap = p === "smap";
+    series.push({
+      label: p, stroke: colorOf(p), width: smap ? 0 : isPercentile(p) ? 1 : 1.4, dash: isPercentile(p) ? [1, 3] : DASHES[p],
+      scale: isPercentile(p) ? "pct" : "y", spanGaps: false,
+      points: { show: smap, size: 3, fill: colorOf(p), stroke: colorOf(p) },
+      value: (u, v) => (v == null ? "–" : v.toFixed(isPercentile(p) ? 0 : 3)),
+    });
+    data.push(body[p]);
+  }
+  for (const p of products.filter(isSpread)) {
+    const base = body[baseProduct(p)], spread = body[p];
+    const hi = base.map((v, i) => (v == null || spread[i] == null ? null : v + spread[i]));
+    const lo = base.map((v, i) => (v == null || spread[i] == null ? null : v - spread[i]));
+    const style = { stroke: colorOf(p) + "55", width: 0.5, scale: "y", spanGaps: false, points: { show: false } };
+    series.push({ label: `${baseProduct(p)} +1 sd`, ...style }, { label: `${baseProduct(p)} −1 sd`, ...style });
+    data.push(hi, lo);
+    bands.push({ series: [series.length - 2, series.length - 1], fill: colorOf(p) + "26" });
+  }
+  return { series, data, bands, shown: lines.concat(products.filter(isSpread)) };
 }
 
 function shadeSmap(u) {
-  if (!state.smapPeriod) return;
-  const x0 = u.valToPos(Date.parse(state.smapPeriod.start) / 1000, "x", true);
-  const x1 = u.valToPos(Date.parse(state.smapPeriod.end) / 1000, "x", true);
+  const smap = state.cube.smap_period;
   const { top, height, left, width } = u.bbox;
-  const a = Math.max(left, x0), b = Math.min(left + width, x1);
-  if (b <= a) return;
   u.ctx.save();
-  u.ctx.fillStyle = "rgba(255, 200, 0, 0.15)";
-  u.ctx.fillRect(a, top, b - a, height);
+  if (smap) {
+    const a = Math.max(left, u.valToPos(toSeconds(smap.start), "x", true));
+    const b = Math.min(left + width, u.valToPos(toSeconds(smap.end), "x", true));
+    u.ctx.fillStyle = "rgba(255, 200, 0, 0.15)";
+    if (b > a) u.ctx.fillRect(a, top, b - a, height);
+  }
+  const day = u.valToPos(toSeconds(state.date), "x", true);
+  if (day >= left && day <= left + width) {
+    u.ctx.fillStyle = "rgba(0, 0, 0, 0.5)";
+    u.ctx.fillRect(day, top, 1, height);
+  }
   u.ctx.restore();
 }
 
+function markDay() {
+  if (state.plot) state.plot.redraw(false);
+}
+
+function chartSize() {
+  return { width: $("chart").clientWidth || window.innerWidth - 20, height: 190 };
+}
+
 async function showSeries(latlng) {
-  const products = Object.keys(state.cube.products);
+  const products = chartProducts();
   const url = `/v1/series?lat=${latlng.lat.toFixed(5)}&lon=${latlng.lng.toFixed(5)}` +
               `&products=${products.join(",")}&cube=${encodeURIComponent(state.cube.name)}`;
   const r = await fetch(url);
   const body = await r.json();
   if (!r.ok) {
-    $("message").textContent = typeof body.detail === "string" ? body.detail : "no series here";
+    $("message").textContent = body.detail?.message || (typeof body.detail === "string" ? body.detail : "no series here");
     return;
   }
+  state.point = latlng;
   $("message").textContent = `cell row ${body.cell.row}, col ${body.cell.col}`;
   if (state.marker) state.marker.setLatLng(latlng); else state.marker = L.marker(latlng).addTo(map);
-  const x = body.time.map((t) => Date.parse(t + "T00:00:00Z") / 1000);
-  const series = [{}].concat(products.map((p) => ({
-    label: p, stroke: COLORS[p], width: p === "smap" ? 0 : 1.2,
-    points: { show: p === "smap", size: 3, fill: COLORS[p] }, spanGaps: false,
-  })));
+  const wasHidden = $("chart-panel").hidden;
+  $("chart-panel").hidden = false;
+  if (wasHidden) map.invalidateSize();
+  $("chart-title").textContent = `${placeText(body.cell.lat, body.cell.lon)} · EASE2 row ${body.cell.row}, ` +
+    `col ${body.cell.col} · ${state.cube.name} (SMAP period shaded, day shown marked)`;
+  const chart = chartSeries(body, products);
+  state.series = { body, shown: chart.shown };
+  const [min, max] = windowRange();
   const opts = {
-    width: Math.min(900, window.innerWidth - 40), height: 260, series,
-    axes: [{}, { label: "m³/m³", size: 60 }], scales: { x: { time: true } },
+    ...chartSize(), series: chart.series, bands: chart.bands,
+    axes: [{ values: dateTicks }, { label: "m³/m³", size: 55 },
+      ...(products.some(isPercentile) ? [{ scale: "pct", side: 1, label: "percentile", grid: { show: false } }] : [])],
+    scales: { x: { time: true, min, max }, pct: { range: [0, 100] } },
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
     hooks: { drawClear: [shadeSmap] },
   };
-  $("chart-panel").hidden = false;
-  $("chart-title").textContent = `${body.cell.lat.toFixed(3)}°N ${body.cell.lon.toFixed(3)}°E ` +
-    `(${state.cube.name}; SMAP period shaded)`;
   if (state.plot) state.plot.destroy();
-  state.plot = new uPlot(opts, [x, ...products.map((p) => body[p])], $("chart"));
-  document.body.dataset.chart = String(products.length);
+  state.plot = new uPlot(opts, chart.data, $("chart"));
+  document.body.dataset.chart = String(chart.series.length - 1);
+  writeHash();
+}
+
+function setWindow(name) {
+  state.window = name;
+  for (const b of $("chart-window").querySelectorAll("button")) b.classList.toggle("on", b.dataset.years === name);
+  if (state.plot) {
+    const [min, max] = windowRange();
+    state.plot.setScale("x", { min, max });
+  }
+  writeHash();
+}
+
+// ---- export of what the chart shows ----
+function download(name, blob) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+function exportName(ext) {
+  const { min, max } = state.plot.scales.x;
+  const c = state.series.body.cell;
+  return `smapx_${c.lat.toFixed(3)}_${c.lon.toFixed(3)}_${isoDate(min)}_${isoDate(max)}.${ext}`;
+}
+
+function exportCsv() {
+  const { body, shown } = state.series;
+  const { min, max } = state.plot.scales.x;
+  const rows = [["time", ...shown].join(",")];
+  body.time.forEach((t, i) => {
+    const s = toSeconds(t);
+    if (s < min || s > max) return;
+    rows.push([t, ...shown.map((p) => (body[p][i] == null ? "" : body[p][i]))].join(","));
+  });
+  const head = `# ${placeText(body.cell.lat, body.cell.lon)}, EASE2 row ${body.cell.row} col ${body.cell.col}, ` +
+    `cube ${state.cube.name}, ${body.units}\n`;
+  download(exportName("csv"), new Blob([head + rows.join("\n") + "\n"], { type: "text/csv" }));
+}
+
+function exportPng() {
+  const plot = state.plot.ctx.canvas;
+  const canvas = document.createElement("canvas");
+  canvas.width = plot.width;
+  canvas.height = plot.height + 56;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.fillStyle = "#222";
+  ctx.font = "bold 14px sans-serif";
+  ctx.fillText($("chart-title").textContent, 8, 18);
+  ctx.drawImage(plot, 0, 28);
+  ctx.font = "12px sans-serif";
+  let x = 8;
+  for (const p of state.series.shown) {
+    ctx.fillStyle = colorOf(p);
+    ctx.fillRect(x, plot.height + 40, 14, 4);
+    ctx.fillStyle = "#222";
+    ctx.fillText(p, x + 18, plot.height + 46);
+    x += 28 + ctx.measureText(p).width;
+  }
+  canvas.toBlob((blob) => download(exportName("png"), blob), "image/png");
+}
+
+// ---- cube choice and start-up ----
+function selectCube(name, restore = {}) {
+  state.cube = { name, ...state.catalog.cubes[name] };
+  const products = Object.keys(state.cube.products);
+  const product = products.includes(restore.product) ? restore.product
+    : products.includes("lstm") ? "lstm" : products[0];
+  $("product").innerHTML = products.map((p) => `<option ${p === product ? "selected" : ""}>${p}</option>`).join("");
+  $("date").min = state.cube.extent.start;
+  $("date").max = state.cube.extent.end;
+  if (restore.colormap) $("colormap").value = restore.colormap;
+  const range = (restore.range || "").split(",").map(Number);
+  [$("vmin").value, $("vmax").value] = range.length === 2 && range.every(Number.isFinite) ? range : defaultRange(product);
+  const view = (restore.view || "").split(",").map(Number);
+  if (view.length === 3 && view.every(Number.isFinite)) map.setView([view[0], view[1]], view[2]);
+  else {
+    const e = state.cube.extent;
+    map.fitBounds([[e.south, e.west], [e.north, e.east]], { padding: [20, 20] });
+  }
+  if (restore.window) setWindow(restore.window);
+  setDate(restore.date && /^\d{4}-\d\d-\d\d$/.test(restore.date) ? restore.date : latestDay(product));
+  const point = (restore.point || "").split(",").map(Number);
+  if (point.length === 2 && point.every(Number.isFinite)) showSeries(L.latLng(point[0], point[1]));
+}
+
+function wireControls() {
+  $("cube").addEventListener("change", (e) => selectCube(e.target.value));
+  $("product").addEventListener("change", () => {
+    [$("vmin").value, $("vmax").value] = defaultRange($("product").value);
+    refreshTiles();
+    showReadout();
+  });
+  for (const id of ["colormap", "vmin", "vmax"]) $(id).addEventListener("change", refreshTiles);
+  $("date").addEventListener("change", () => { if ($("date").value) setDate($("date").value); });
+  for (const b of document.querySelectorAll(".steps button")) {
+    b.addEventListener("click", () => setDate(shiftDate(state.date, Number(b.dataset.step), b.dataset.unit)));
+  }
+  $("play").addEventListener("click", play);
+  for (const b of $("chart-window").querySelectorAll("button")) {
+    b.addEventListener("click", () => setWindow(b.dataset.years));
+  }
+  $("export-csv").addEventListener("click", exportCsv);
+  $("export-png").addEventListener("click", exportPng);
+  $("chart-close").addEventListener("click", () => {
+    $("chart-panel").hidden = true;
+    state.point = null;
+    map.invalidateSize();
+    writeHash();
+  });
+  map.on("click", (e) => showSeries(e.latlng));
+  map.on("moveend", writeHash);
+  map.on("mousemove", (e) => { state.hover = e.latlng; showReadout(); });
+  map.on("mouseout", () => { state.hover = null; $("readout").textContent = "Move over the map for coordinates and values."; });
+  window.addEventListener("resize", () => state.plot && state.plot.setSize(chartSize()));
 }
 
 async function start() {
+  addBasemap(map).catch((err) => { $("message").textContent = `base map: ${err.message}`; });
   state.catalog = await (await fetch("/v1/products")).json();
   $("cube").innerHTML = Object.keys(state.catalog.cubes).map((c) => `<option>${c}</option>`).join("");
-  $("cube").addEventListener("change", (e) => selectCube(e.target.value));
-  for (const id of ["product", "colormap", "vmin", "vmax"]) $(id).addEventListener("change", refreshTiles);
-  $("day").addEventListener("input", () => { $("day-label").textContent = dayOffset(state.cube.extent.start, Number($("day").value)); });
-  $("day").addEventListener("change", refreshTiles);
-  $("chart-close").addEventListener("click", () => { $("chart-panel").hidden = true; });
-  map.on("click", (e) => showSeries(e.latlng));
-  selectCube(state.catalog.default);
+  wireControls();
+  const restore = readHash();
+  const name = restore.cube in state.catalog.cubes ? restore.cube : state.catalog.default;
+  $("cube").value = name;
+  selectCube(name, restore);
 }
 
 start();
