@@ -299,7 +299,7 @@ def extend(
     with its climatology."""
     with _collector_paused():
         from model.dataset import open_input
-        from model.product.cube import describe
+        from model.product.cube import DAYS_OF_YEAR, describe
         from model.product.extend import extend as run_extension
         from model.training import checkpoint
 
@@ -317,7 +317,10 @@ def extend(
         f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
         f"{written['cells']} cells"
     )
-    climatology(out, base)
+    if base is None and written["days"] < DAYS_OF_YEAR:
+        typer.echo("no climatology: the record is shorter than a year")
+    else:
+        climatology(out, base)
 
 
 @app.command()
