@@ -280,13 +280,21 @@ def extend(
             "--queue", help="Submit to the running worker pool (SMAPX_REDIS_URL) and follow it"
         ),
     ] = False,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="Base period A/B of the climatology (percentiles, anomalies) stored with the "
+            "cube, e.g. 1991-01-01/2020-12-31; default the cube's whole record"
+        ),
+    ] = None,
 ):
     """Run the trained network over every cell and day of a period and write the product cube
-    (`lstm`, or `nowcast` for a nowcast model). An existing cube of the same model, input and
-    start grows to a later end: only the time chunks the new days touch are computed."""
+    (`lstm`, or `nowcast` for a nowcast model) with its climatology. An existing cube of the same
+    model, input and start grows to a later end: only the time chunks the new days touch are
+    computed."""
     with _collector_paused():
         from model.dataset import open_input
-        from model.product.cube import describe
+        from model.product.cube import DAYS_OF_YEAR, describe
         from model.product.extend import extend as run_extension
         from model.training import checkpoint
 
@@ -306,6 +314,29 @@ def extend(
     typer.echo(
         f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
         f"{written['cells']} cells"
+    )
+    if base is None and written["days"] < DAYS_OF_YEAR:
+        typer.echo("no climatology: the record is shorter than a year")
+    else:
+        climatology(out, base)
+
+
+@app.command()
+def climatology(
+    cube: Annotated[str, typer.Option(help="Product cube: a path or an fsspec URL")],
+    base: Annotated[
+        str | None,
+        typer.Option(help="Base period A/B, e.g. 1991-01-01/2020-12-31; default the whole record"),
+    ] = None,
+):
+    """(Re)compute the cube's climatology over a base period: each day's percentile and the
+    window means its anomalies subtract, for every product but smap and lstm_spread."""
+    from model.product.climatology import compute
+
+    attrs = compute(cube, base)
+    typer.echo(
+        f"climatology of {cube}: {', '.join(attrs['products'])} over "
+        f"{attrs['base_start']}/{attrs['base_end']}"
     )
 
 

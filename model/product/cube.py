@@ -37,7 +37,7 @@ from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.settings import get_settings
 
-PRODUCTS = ("smap", "lstm", "nowcast", "noah", "lsm2")
+PRODUCTS = ("smap", "lstm", "nowcast", "noah", "lsm2", "lstm_spread")
 UNITS = "m3 m-3"
 SCALE = 1e-4
 FILL = -32768
@@ -55,6 +55,7 @@ DESCRIPTIONS = {
     "nowcast": "LSTM nowcast fed the latest SMAP retrieval at a latency (Fang & Shen 2020)",
     "noah": "Noah land-surface model, 0-10 cm",
     "lsm2": "second land-surface model, 0-10 cm",
+    "lstm_spread": "standard deviation of the LSTM ensemble's members about lstm, their mean",
 }
 
 
@@ -368,7 +369,8 @@ def open_cube(store: str | Path, storage_options: dict | None = None) -> xr.Data
         )
     except Exception as exc:
         raise InputError(f"cannot open cube {store}: {exc}") from exc
-    return ds.assign({p: ds[p].astype(np.float32) for p in products(ds)})
+    ds = ds.assign({p: ds[p].astype(np.float32) for p in products(ds)})
+    return with_climatology(ds, store, storage_options)
 
 
 def describe(store: str | Path, storage_options: dict | None = None) -> dict:
@@ -479,3 +481,189 @@ def _zarr_store(store, storage_options=None, read_only: bool = True):
             str(store), storage_options=store_options(store, storage_options), read_only=read_only
         )
     return zarr.storage.LocalStore(str(store), read_only=read_only)
+
+
+# Climatology layout. A cube's climatology lives in its `climatology` group, beside the products:
+#     <p>_percentile (time, y, x)        percentile of each day's value among the base period's
+#                                        values of the cell near that day of year; int16 in units
+#                                        of 0.01 percentile point, FILL where unknown
+#     <p>_window_mean (dayofyear, y, x)  mean of those base values, float32 m3/m3
+#     time                               the days it covers: the cube's first days (growing the
+#                                        cube adds days the climatology has yet to rank)
+# `xarray.open_zarr(store, group="climatology")` reads it; open_cube merges it into the products.
+CLIMATOLOGY = "climatology"
+PERCENTILE_SCALE = 0.01
+DAYS_OF_YEAR = 365
+
+
+def create_climatology(
+    store: str | Path,
+    time,
+    shape_yx: tuple[int, int],
+    products: list[str],
+    attrs: dict,
+    storage_options: dict | None = None,
+) -> None:
+    """Write an empty climatology group (replacing any) for `products` over the days `time`."""
+    shape = (len(time), *shape_yx)
+    data_vars = {}
+    for p in products:
+        data_vars[f"{p}_percentile"] = (
+            ("time", "y", "x"),
+            dask.array.full(shape, np.nan, np.float32, chunks=_chunks(shape)),
+            {"units": "percent", "long_name": f"percentile of {p} in its climatology"},
+        )
+        data_vars[f"{p}_window_mean"] = (
+            ("dayofyear", "y", "x"),
+            dask.array.full(
+                (DAYS_OF_YEAR, *shape_yx),
+                np.nan,
+                np.float32,
+                chunks=(DAYS_OF_YEAR, *_chunks(shape)[1:]),
+            ),
+            {"units": UNITS, "long_name": f"climatological mean of {p}"},
+        )
+    ds = xr.Dataset(
+        data_vars,
+        coords={"time": pd.DatetimeIndex(time), "dayofyear": np.arange(1, DAYS_OF_YEAR + 1)},
+        attrs=attrs,
+    )
+    encoding = {
+        f"{p}_percentile": {
+            "dtype": "int16",
+            "scale_factor": np.float32(PERCENTILE_SCALE),
+            "add_offset": np.float32(0.0),
+            "_FillValue": FILL,
+            "fill_value": FILL,
+            "chunks": _chunks(shape),
+        }
+        for p in products
+    }
+    encoding["time"] = _encoding(ds)["time"]
+    ds.to_zarr(
+        str(store),
+        group=CLIMATOLOGY,
+        mode="w",
+        compute=False,
+        encoding=encoding,
+        zarr_format=3,
+        consolidated=True,
+        storage_options=store_options(store, storage_options),
+    )
+    group = _climatology_group(store, storage_options, mode="r+")
+    zarr.consolidate_metadata(group.store, CLIMATOLOGY)
+
+
+def read_codes(
+    store: str | Path, product: str, ys: slice, xs: slice, storage_options: dict | None = None
+) -> np.ndarray:
+    """Stored int16 codes (time, y, x) of a product over a window of cells, every day."""
+    group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
+    return np.asarray(group[product][:, ys, xs], np.int16)
+
+
+def write_climatology_block(
+    store: str | Path,
+    ys: slice,
+    xs: slice,
+    times: slice,
+    percentiles: dict[str, np.ndarray],
+    means: dict[str, np.ndarray] | None = None,
+    storage_options: dict | None = None,
+) -> None:
+    """Write int16 percentile codes (time, y, x) of the days `times`, and the window means
+    (dayofyear, y, x), of a chunk-aligned window of cells."""
+    group = _climatology_group(store, storage_options, mode="r+")
+    for p, codes in percentiles.items():
+        group[f"{p}_percentile"][times, ys, xs] = np.asarray(codes, np.int16)
+    for p, mean in (means or {}).items():
+        group[f"{p}_window_mean"][:, ys, xs] = np.asarray(mean, np.float32)
+
+
+def grow_climatology(store: str | Path, time, storage_options: dict | None = None) -> None:
+    """Lengthen the climatology's time axis to `time` (the cube's days), new days unknown."""
+    group = _climatology_group(store, storage_options, mode="r+")
+    for name in climatology_info(store, storage_options)["products"]:
+        array = group[f"{name}_percentile"]
+        array.resize((len(time), *array.shape[1:]))
+    days = (pd.DatetimeIndex(time) - pd.Timestamp("1970-01-01")).days.values.astype(np.int32)
+    days_array = group["time"]
+    days_array.resize((len(days),))
+    days_array[:] = days
+    zarr.consolidate_metadata(group.store, CLIMATOLOGY)
+
+
+def climatology_info(store: str | Path, storage_options: dict | None = None) -> dict | None:
+    """The climatology's attributes (base period, products, ...) and its days, or None."""
+    try:
+        group = _climatology_group(store, storage_options)
+    except FileNotFoundError:
+        return None
+    return {**dict(group.attrs), "days": group["time"].shape[0]}
+
+
+def read_climatology(store: str | Path, storage_options: dict | None = None) -> dict | None:
+    """Everything the service needs in memory: per product, the percentile codes laid out
+    (y, x, time) and the window means (y, x, dayofyear) in m3/m3; None without a climatology."""
+    info = climatology_info(store, storage_options)
+    if info is None:
+        return None
+    group = _climatology_group(store, storage_options)
+    return {
+        "info": info,
+        "percentiles": {
+            p: np.ascontiguousarray(
+                np.asarray(group[f"{p}_percentile"][...], np.int16).transpose(1, 2, 0)
+            )
+            for p in info["products"]
+        },
+        "means": {
+            p: np.ascontiguousarray(
+                np.asarray(group[f"{p}_window_mean"][...], np.float32).transpose(1, 2, 0)
+            )
+            for p in info["products"]
+        },
+    }
+
+
+def open_climatology(store: str | Path, storage_options: dict | None = None) -> xr.Dataset | None:
+    """The climatology lazily, percentiles decoded to percent (NaN where unknown), or None."""
+    if climatology_info(store, storage_options) is None:
+        return None
+    return xr.open_zarr(
+        f"{str(store).rstrip('/')}/{CLIMATOLOGY}",
+        consolidated=None,
+        storage_options=store_options(store, storage_options),
+    )
+
+
+def with_climatology(
+    ds: xr.Dataset, store: str | Path, storage_options: dict | None = None
+) -> xr.Dataset:
+    """The cube with its climatology's variables beside the products (days not yet ranked
+    NaN), or unchanged without one."""
+    clim = open_climatology(store, storage_options)
+    if clim is None:
+        return ds
+    clim = clim.reindex(time=ds.time.values).assign_coords(time=ds.time)
+    return ds.assign({name: clim[name] for name in clim.data_vars}).assign_coords(
+        dayofyear=clim.dayofyear
+    )
+
+
+def _climatology_group(store, storage_options=None, mode: str = "r") -> zarr.Group:
+    """The group opened by its own path: the root's consolidated metadata predates it."""
+    if mode == "r":
+        where = _zarr_store(store, storage_options)
+    elif "://" in str(store):
+        where = zarr.storage.FsspecStore.from_url(
+            str(store), storage_options=store_options(store, storage_options)
+        )
+    else:
+        where = zarr.storage.LocalStore(str(store))
+    try:
+        if mode == "r":
+            return zarr.open_group(where, path=CLIMATOLOGY, mode="r")
+        return zarr.open_group(where, path=CLIMATOLOGY, mode="r+", use_consolidated=False)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        raise FileNotFoundError(f"{store} has no {CLIMATOLOGY}") from None

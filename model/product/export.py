@@ -18,8 +18,8 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model.errors import InputError, OutOfRangeError
+from model.product import climatology, fusion
 from model.product import cube as cubes
-from model.product import fusion
 from model.settings import get_settings
 
 FUSED = "fused"
@@ -82,7 +82,11 @@ class ExportRequest(BaseModel):
             raise ValueError(f"points must be [lat, lon] in degrees; not {bad[0]}")
         if self.format == "geotiff" and self.points is not None:
             raise ValueError("geotiff needs a bbox, not points")
-        unknown = [p for p in self.products if p not in (*cubes.PRODUCTS, FUSED)]
+        unknown = [
+            p
+            for p in self.products
+            if p not in (*cubes.PRODUCTS, FUSED) and not climatology.is_derived(p)
+        ]
         if unknown:
             raise ValueError(
                 f"unknown product(s) {unknown}; known: {', '.join((*cubes.PRODUCTS, FUSED))}"
@@ -106,6 +110,9 @@ def check_products(cube: xr.Dataset, products: list[str]) -> None:
     """InputError if a product is not in the cube (fused needs lstm and noah)."""
     held = cubes.products(cube)
     for p in products:
+        if climatology.is_derived(p):
+            climatology.check_derived(cube, p)
+            continue
         needs = ["lstm", "noah"] if p == FUSED else [p]
         missing = [n for n in needs if n not in held]
         if missing:
@@ -117,7 +124,7 @@ def check_products(cube: xr.Dataset, products: list[str]) -> None:
 
 def available_products(cube: xr.Dataset) -> list[str]:
     held = cubes.products(cube)
-    return held + ([FUSED] if {"lstm", "noah"} <= set(held) else [])
+    return held + ([FUSED] if {"lstm", "noah"} <= set(held) else []) + climatology.derived(cube)
 
 
 def weight_map(cube: xr.Dataset, weight: float | None) -> np.ndarray:
@@ -168,7 +175,10 @@ def subset(cube: xr.Dataset, request: dict | ExportRequest) -> xr.Dataset:
         keep = None
     out = {}
     for p in req.products:
-        value = fusion_product(part, weights) if p == FUSED else part[p]
+        if climatology.is_derived(p):
+            value = climatology.derived_array(part, p)
+        else:
+            value = fusion_product(part, weights) if p == FUSED else part[p]
         out[p] = value if keep is None else value.where(keep)
     ds = xr.Dataset(out, attrs={**cube.attrs, "request": req.model_dump_json()})
     if keep is not None:

@@ -1,0 +1,187 @@
+"""Climatology of a small twin-world cube against a direct numpy computation of the definition
+(percentile = 100 * (n_below + 0.5 * n_equal) / n over the base values of the cell within 15
+days of the day of year, 29 February taking 28 February's window; anomaly = value - window
+mean), its stability as the cube grows, the command line, and the ensemble spread."""
+
+import datetime
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from model.product import climatology
+from model.product import cube as cubes
+from model.world import WorldConfig, build_world
+
+SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
+WORLD = {"seed": 7, "stride": 8, "start": "2009-01-01", "end": "2013-12-31"}
+BASE = "2009-01-01/2012-12-31"
+RANKED = ("lstm", "noah", "lsm2", "fused")
+
+
+def twin_world_values(end: str = WORLD["end"]) -> tuple:
+    """(world, {product: (time, cell) m3/m3}): lstm is the 0-5 cm truth seen through a noisy,
+    biased lens (what the extension learns), noah and lsm2 the world's wrong models, smap its
+    retrievals; values on the cube's 1e-4 steps, so ties occur as in a real cube."""
+    world = build_world(WorldConfig(**{**WORLD, "end": end}))
+    truth = world.truth["truth"].sel(depth=0.025, method="nearest").values
+    rng = np.random.default_rng(3)
+    lstm = np.clip(truth + 0.01 + rng.normal(0, 0.01, truth.shape), 0.02, 0.5)
+    values = {
+        "lstm": lstm,
+        "noah": world.inputs["noah"].values,
+        "lsm2": world.inputs["lsm2"].values,
+        "smap": world.inputs["target"].values,
+    }
+    return world, values
+
+
+def write_cube(store, world, values: dict, n_days: int | None = None) -> None:
+    """A cube of the world's cells holding `values` (their first n_days), block by block."""
+    rows, cols = world.inputs.row.values, world.inputs.col.values
+    values = {p: v[:n_days] for p, v in values.items()}
+    template = cubes.template(world.inputs.time.values[:n_days], rows, cols, tuple(values))
+    cubes.create(store, template)
+    row0, col0 = int(template.attrs["row0"]), int(template.attrs["col0"])
+    for block in cubes.blocks(template):
+        part = {}
+        for p, v in values.items():
+            field = np.full((template.sizes["time"], *template["mask"].shape), np.nan, np.float32)
+            field[:, rows - row0, cols - col0] = v
+            part[p] = field[block.time, block.y, block.x]
+        cubes.write_block(store, block, part)
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory):
+    """A 5-year twin-world cube (2012 is a leap year) with a 2009-2012 climatology."""
+    world, values = twin_world_values()
+    store = tmp_path_factory.mktemp("twin") / "cube.zarr"
+    write_cube(store, world, values)
+    climatology.compute(store, BASE, progress=False)
+    return store
+
+
+def stored_codes(store, product: str) -> np.ndarray:
+    """(time, y, x) codes as the cube stores them; fused from lstm and noah at w = 0.5."""
+    group = zarr.open_group(str(store), mode="r")
+    if product == "fused":
+        lstm, noah = (np.asarray(group[p][...], np.float64) for p in ("lstm", "noah"))
+        missing = (lstm == cubes.FILL) | (noah == cubes.FILL)
+        return np.where(missing, cubes.FILL, np.rint(0.5 * lstm + 0.5 * noah))
+    return np.asarray(group[product][...], np.float64)
+
+
+def calendar_day(day: pd.Timestamp) -> int:
+    """Day of year of the month and day in 2001 (not a leap year); 29 Feb counts as 28 Feb."""
+    return (
+        datetime.date(2001, day.month, min(day.day, 28) if day.month == 2 else day.day)
+        .timetuple()
+        .tm_yday
+    )
+
+
+def direct(codes: np.ndarray, doys: np.ndarray, base: slice, t: int, iy: int, ix: int):
+    """(percentile, window mean in m3/m3) of day t at a cell, by the definition, in numpy;
+    doys: calendar_day of every day of the cube."""
+    distance = np.abs(doys[base] - doys[t])
+    in_window = np.minimum(distance, 365 - distance) <= 15
+    window = codes[base, iy, ix][in_window]
+    window = window[window != cubes.FILL]
+    value = codes[t, iy, ix]
+    n_below, n_equal = np.sum(window < value), np.sum(window == value)
+    return 100 * (n_below + 0.5 * n_equal) / window.size, window.mean() * 1e-4
+
+
+def sample(store, n: int, seed: int, days: list[int] | None = None):
+    """Random (t, iy, ix) of region cells and days, plus every cell's value on `days`."""
+    cube = cubes.open_cube(store)
+    iy, ix = np.nonzero(cube["mask"].values)
+    rng = np.random.default_rng(seed)
+    picks = [
+        (int(rng.integers(cube.sizes["time"])), iy[k], ix[k]) for k in rng.integers(len(iy), size=n)
+    ]
+    for t in days or []:
+        picks += [(t, a, b) for a, b in zip(iy[:20], ix[:20], strict=True)]
+    return cube, picks
+
+
+@pytest.mark.parametrize("product", RANKED)
+def test_percentile_and_anomaly_equal_the_definition(twin, product):
+    cube, picks = sample(twin, 150, seed=len(product), days=[1154])
+    times = pd.DatetimeIndex(cube.time.values)
+    assert times[1154] == pd.Timestamp("2012-02-29")
+    doys = np.array([calendar_day(d) for d in times])
+    codes = stored_codes(twin, product)
+    base = slice(0, int(times.searchsorted(pd.Timestamp("2013-01-01"))))
+    percentile = cube[f"{product}_percentile"].values
+    anomaly = climatology.derived_array(cube, f"{product}_anomaly").values
+    checked = 0
+    for t, iy, ix in picks:
+        if codes[t, iy, ix] == cubes.FILL:
+            assert np.isnan(percentile[t, iy, ix]) and np.isnan(anomaly[t, iy, ix])
+            continue
+        exact, mean = direct(codes, doys, base, t, iy, ix)
+        assert exact - 1e-4 <= percentile[t, iy, ix] < exact + 0.01 + 1e-4, (t, iy, ix)
+        assert anomaly[t, iy, ix] == pytest.approx(codes[t, iy, ix] * 1e-4 - mean, abs=6e-5)
+        checked += 1
+    assert checked > 100
+
+
+def test_climatology_records_its_base_and_products(twin):
+    info = cubes.climatology_info(twin)
+    assert (info["base_start"], info["base_end"]) == ("2009-01-01", "2012-12-31")
+    assert info["products"] == ["lstm", "noah", "lsm2", "fused"]
+    assert info["days"] == cubes.open_cube(twin).sizes["time"]
+
+
+def test_growing_the_cube_keeps_the_climatology(tmp_path):
+    """A cube ranked over its first 4 years, then grown by a year: the days it had keep their
+    percentiles and means, the new days rank against the same base, as if computed at once."""
+    world, values = twin_world_values()
+    short, grown, whole = tmp_path / "short.zarr", tmp_path / "grown.zarr", tmp_path / "whole.zarr"
+    write_cube(short, world, values, n_days=1461)
+    write_cube(grown, world, values)
+    write_cube(whole, world, values)
+    attrs = climatology.compute(short, progress=False)
+    assert (attrs["base_start"], attrs["base_end"]) == ("2009-01-01", "2012-12-31")
+    shutil.copytree(short / cubes.CLIMATOLOGY, grown / cubes.CLIMATOLOGY)
+    assert climatology.update(grown, progress=False) == 365
+    assert climatology.update(grown, progress=False) == 0
+    climatology.compute(whole, BASE, progress=False)
+    before, after, at_once = (cubes.read_climatology(s) for s in (short, grown, whole))
+    for p in RANKED:
+        assert np.array_equal(after["percentiles"][p][:, :, :1461], before["percentiles"][p])
+        assert np.array_equal(after["percentiles"][p], at_once["percentiles"][p])
+        np.testing.assert_array_equal(after["means"][p], before["means"][p])
+    assert cubes.open_cube(grown)["lstm_percentile"].sel(time="2013-07-01").notnull().any()
+
+
+def test_cli_computes_and_rejects_a_bad_base(tmp_path):
+    world, values = twin_world_values("2010-12-31")
+    store = tmp_path / "c.zarr"
+    write_cube(store, world, {"lstm": values["lstm"]})
+    done = subprocess.run(
+        [*SMAPX, "climatology", "--cube", str(store), "--base", "2009-01-01/2010-12-31"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "lstm" in done.stdout and "2009-01-01/2010-12-31" in done.stdout
+    assert cubes.climatology_info(store)["products"] == ["lstm"]
+    for base, message in [
+        ("2009-01-01/2009-06-30", "shorter than a year"),
+        ("2001-01-01/2010-12-31", "outside the cube"),
+        ("2010-01-01", "expected YYYY-MM-DD/YYYY-MM-DD"),
+    ]:
+        bad = subprocess.run(
+            [*SMAPX, "climatology", "--cube", str(store), "--base", base],
+            capture_output=True,
+            text=True,
+        )
+        assert bad.returncode == 1 and message in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
