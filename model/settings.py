@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         "or rewritten cube; 0 = never.",
     )
 
+    tile_index_cache_mb: int = Field(
+        64, description="Memory for the tiles' cached pixel-to-cell indices, per API process (MB)."
+    )
+
 
 def markdown_table() -> str:
     """The settings as the README's table: variable, default, meaning; made from the class, so

@@ -10,10 +10,12 @@ Caching headers (ETag, Cache-Control) come from service.caching.
 
 import datetime
 import io
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
 
+import cachetools
 import morecantile
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,6 +30,7 @@ from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
+from model.settings import get_settings
 from service.catalog import ServedCube
 from service.series import CubeName, Weight
 
@@ -134,7 +137,18 @@ def _pixel_centres_in_ease(tms_id: str, px: np.ndarray, py: np.ndarray):
     return to_ease.transform(gx.ravel(), gy.ravel())
 
 
-@lru_cache(maxsize=1024)
+def _index_bytes(index) -> int:
+    return 64 if index is None else index[0].nbytes + index[1].nbytes + 64
+
+
+# Pixel indices by bytes, not by count: a full 256 px tile's index is 0.5 MB, so a cache of 1,024
+# of them held 0.5 GB per process. Requests render tiles on several threads, hence the lock.
+_pixel_indices = cachetools.LRUCache(
+    maxsize=get_settings().tile_index_cache_mb * 2**20, getsizeof=_index_bytes
+)
+
+
+@cachetools.cached(_pixel_indices, lock=threading.Lock())
 def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     """(flat cube indices of the covered pixels, their positions in the tile) or None if the
     tile misses the region."""
@@ -163,7 +177,7 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
 def forget_cubes() -> None:
     """Drop the pixel indices cached per served cube, after the catalogue swapped cubes: they
     would keep the replaced cubes, and their memory, alive."""
-    pixel_index.cache_clear()
+    _pixel_indices.clear()
 
 
 def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
