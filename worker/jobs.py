@@ -191,17 +191,13 @@ def _transition(job_id: str, to_state: str | None, from_states, **fields) -> boo
     if to_state is not None:
         fields["state"] = to_state
     key = _key(job_id)
-    with client().pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(key)
-                state = pipe.hget(key, "state")
-                if state is None or json.loads(state) not in from_states:
-                    pipe.unwatch()
-                    return False
-                pipe.multi()
-                pipe.hset(key, mapping=_encode(fields))
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                continue
+
+    def apply(pipe) -> bool:
+        state = pipe.hget(key, "state")
+        if state is None or json.loads(state) not in from_states:
+            return False
+        pipe.multi()
+        pipe.hset(key, mapping=_encode(fields))
+        return True
+
+    return client().transaction(apply, key, value_from_callable=True)
