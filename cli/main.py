@@ -549,6 +549,16 @@ def demo(
     max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs")] = 20,
     port: Annotated[int, typer.Option(help="Port to serve the cube on at the end")] = 8000,
     serve: Annotated[bool, typer.Option(help="Serve the cube and web map at the end")] = True,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Serve a cube that ends LIVE_DAYS before the world does and grow it a day "
+            "every LIVE_SECONDS while serving: the map moves forward",
+        ),
+    ] = False,
+    live_days: Annotated[int, typer.Option(help="Days a --live demo grows")] = 5,
+    live_seconds: Annotated[float, typer.Option(help="Seconds between two days of growth")] = 10.0,
 ):
     """The whole product on the built-in twin world: build it, train, extend 2000-2020, score,
     evaluate against stations, and serve the cube with its web map."""
@@ -565,6 +575,8 @@ def demo(
             max_epochs=max_epochs,
             port=port,
             serve=serve,
+            live_days=live_days if live else 0,
+            live_seconds=live_seconds,
         )
     )
 
