@@ -347,6 +347,9 @@ def daily(
     ] = None,
     min_hours: Annotated[int, typer.Option(help="Readable hours an NLDAS day needs")] = 18,
     threads: Annotated[int, typer.Option(help="Compute threads; 0 = settings/all cores")] = 0,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Grow the cubes on the running worker pool")
+    ] = False,
 ):
     """The daily chain, for cron: ingest the files that arrived, grow every cube to the last
     day with forcing, and record the run as a job (`smapx jobs`). Safe to run twice (the second
@@ -374,7 +377,11 @@ def daily(
     job_id = jobs.create_job("daily", request)
     jobs.start_job(job_id, "starting")
     try:
-        summary = run_daily(plan, stage=lambda text: jobs.update_job(job_id, stage=text))
+        summary = run_daily(
+            plan,
+            stage=lambda text: jobs.update_job(job_id, stage=text),
+            grow=_grow_on_pool(input, start) if queue else None,
+        )
     except Exception as exc:
         jobs.finish_job(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -382,8 +389,20 @@ def daily(
     for source, (first, last, n_days) in summary["ingested"].items():
         typer.echo(f"ingested {source}: {n_days} day(s) {first}..{last}")
     for store, grown in summary["cubes"].items():
-        typer.echo(f"{store}: ends {grown['end']}, {grown['blocks']} block(s) computed")
+        done = f"job {grown['job']}" if "job" in grown else f"{grown['blocks']} block(s) computed"
+        typer.echo(f"{store}: ends {grown['end']}, {done}")
     typer.echo(f"job {job_id} done")
+
+
+def _grow_on_pool(input: Path, start: str):
+    """Each cube's growth as an extension job on the running pool, followed to its end."""
+    from worker.submit import run_extend
+
+    def grow(model: Path, cube: str, end) -> dict:
+        request = {"model": model, "input": input, "start": start, "end": str(end.date())}
+        return {"job": run_extend({**request, "out": cube}, progress=False)["id"]}
+
+    return grow
 
 
 def _model_and_cube(pair: str) -> tuple[Path, str]:

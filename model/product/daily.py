@@ -47,9 +47,14 @@ class DailyPlan:
             raise InputError(f"unknown source(s) {sorted(unknown)}; known: {', '.join(SOURCES)}")
 
 
-def run_daily(plan: DailyPlan, stage: Callable[[str], None] = lambda _: None) -> dict:
-    """Ingest what is new, grow the cubes; a summary: per source the days ingested, per cube its
-    end and the blocks computed."""
+Grow = Callable[[Path, str, pd.Timestamp], dict]  # (checkpoint, cube, end) -> what it did
+
+
+def run_daily(
+    plan: DailyPlan, stage: Callable[[str], None] = lambda _: None, grow: Grow | None = None
+) -> dict:
+    """Ingest what is new, grow the cubes (in this process, or with `grow`: on the pool); a
+    summary: per source the days ingested, per cube its end and what growing it did."""
     with _one_run(plan.input):
         state = _read_state(plan.input)
         ingested = {}
@@ -65,14 +70,21 @@ def run_daily(plan: DailyPlan, stage: Callable[[str], None] = lambda _: None) ->
         grown = {}
         if plan.cubes:
             end = last_forcing_day(plan.input)
-            inputs = open_input(plan.input)
+            grow = grow or _grow_here(plan)
             for model, cube in plan.cubes:
                 stage(f"growing {cube}")
-                blocks = extend(
-                    checkpoint.load(model), inputs, plan.start, end, cube, progress=False
-                )
-                grown[str(cube)] = {"end": str(end.date()), "blocks": blocks}
+                grown[str(cube)] = {"end": str(end.date()), **grow(model, cube, end)}
     return {"ingested": ingested, "cubes": grown}
+
+
+def _grow_here(plan: DailyPlan) -> Grow:
+    inputs = open_input(plan.input)
+
+    def grow(model: Path, cube: str, end: pd.Timestamp) -> dict:
+        ckpt = checkpoint.load(model)
+        return {"blocks": extend(ckpt, inputs, plan.start, end, cube, progress=False)}
+
+    return grow
 
 
 def last_forcing_day(path: Path, window: int = 366) -> pd.Timestamp:
