@@ -2,9 +2,12 @@
 build the world, train, extend 2000-2020 on a local worker pool, score, evaluate, serve."""
 
 import json
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import typer
 
 from model.dataset import open_input
@@ -32,6 +35,8 @@ class DemoConfig:
     workers: int = 2
     port: int = 8000
     serve: bool = True
+    live_days: int = 0  # the cube ends this many days before the world and grows while served
+    live_seconds: float = 10.0  # between two days of growth
 
 
 def run(config: DemoConfig) -> None:
@@ -62,8 +67,9 @@ def run(config: DemoConfig) -> None:
     )
 
     cube_path = out / "extended.zarr"
-    say(f"3/6 extending {config.start}..{config.end} on {config.workers} worker processes")
-    extend(out / "model", world_dir / "input.zarr", config, cube_path)
+    cube_end = live_start(config)
+    say(f"3/6 extending {config.start}..{cube_end} on {config.workers} worker processes")
+    extend(out / "model", world_dir / "input.zarr", config, cube_path, cube_end)
 
     say("4/6 skill of the extended record")
     skill = score(cube_path, world_dir, inputs)
@@ -84,10 +90,37 @@ def run(config: DemoConfig) -> None:
         say(f"6/6 serving {cube_path} at http://localhost:{config.port} (Ctrl-C stops)")
         from service.serve import serve
 
+        if config.live_days:
+            grow_while_serving(out / "model", inputs, config, cube_path)
+
         serve([cube_path], host="127.0.0.1", port=config.port)
 
 
-def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -> None:
+def live_start(config: DemoConfig) -> str:
+    """The cube's first end: the world's last day, less the days a live demo grows."""
+    return str((pd.Timestamp(config.end) - pd.Timedelta(days=config.live_days)).date())
+
+
+def grow_while_serving(model: Path, inputs, config: DemoConfig, cube_path: Path) -> None:
+    """Grow the served cube a day every live_seconds up to the world's last day, in a thread
+    beside the server, which follows it (its reload period made shorter than a day's step)."""
+    from model.product.extend import extend as extend_here
+    from model.settings import get_settings
+
+    settings = get_settings()
+    settings.reload_seconds = min(settings.reload_seconds, config.live_seconds / 2)
+    ckpt = checkpoint.load(model)
+
+    def grow() -> None:
+        for day in pd.date_range(live_start(config), config.end)[1:]:
+            time.sleep(config.live_seconds)
+            extend_here(ckpt, inputs, config.start, day, cube_path, progress=False)
+            say(f"    live: {cube_path} now ends {day.date()}")
+
+    threading.Thread(target=grow, name="live growth", daemon=True).start()
+
+
+def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path, end: str) -> None:
     """On local worker processes (with a private Redis when none is configured), or in-process."""
     if config.workers:
         from worker.submit import run_extend
@@ -97,7 +130,7 @@ def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -
                 "model": str(model),
                 "input": str(input_path),
                 "start": config.start,
-                "end": config.end,
+                "end": end,
                 "out": str(cube_path),
             },
             workers=config.workers,
@@ -105,9 +138,7 @@ def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -
     else:
         from model.product.extend import extend as extend_here
 
-        extend_here(
-            checkpoint.load(model), open_input(input_path), config.start, config.end, cube_path
-        )
+        extend_here(checkpoint.load(model), open_input(input_path), config.start, end, cube_path)
 
 
 def score(cube_path: Path, world_dir: Path, inputs) -> dict:

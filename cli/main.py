@@ -340,6 +340,90 @@ def climatology(
     )
 
 
+@app.command()
+def daily(
+    input: Annotated[Path, typer.Option(help="Input dataset the new files are ingested into")],
+    start: Annotated[str, typer.Option(help="First day of the cubes, YYYY-MM-DD")],
+    cube: Annotated[
+        list[str],
+        typer.Option(help="CHECKPOINT=CUBE to grow (repeatable: a projection, a nowcast...)"),
+    ],
+    smap_folder: Annotated[
+        Path | None, typer.Option("--smap", help="Folder where SMAP L3 granules arrive")
+    ] = None,
+    forcing_folder: Annotated[
+        Path | None, typer.Option("--forcing", help="Folder where NLDAS-2 FORA files arrive")
+    ] = None,
+    noah_folder: Annotated[
+        Path | None, typer.Option("--noah", help="Folder where NLDAS-2 Noah files arrive")
+    ] = None,
+    min_hours: Annotated[int, typer.Option(help="Readable hours an NLDAS day needs")] = 18,
+    threads: Annotated[int, typer.Option(help="Compute threads; 0 = settings/all cores")] = 0,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Grow the cubes on the running worker pool")
+    ] = False,
+):
+    """The daily chain, for cron: ingest the files that arrived, grow every cube to the last
+    day with forcing, and record the run as a job (`smapx jobs`). Safe to run twice (the second
+    run does nothing) and after missed days (one run catches up)."""
+    from model.product.daily import DailyPlan, run_daily
+    from worker import jobs
+    from worker.report import ensure_reachable
+
+    _configure_threads(threads)
+    folders = {"smap": smap_folder, "forcing": forcing_folder, "noah": noah_folder}
+    plan = DailyPlan(
+        input=input,
+        start=start,
+        folders={k: v for k, v in folders.items() if v is not None},
+        cubes=[_model_and_cube(pair) for pair in cube],
+        min_hours=min_hours,
+    )
+    ensure_reachable()
+    request = {
+        "input": str(input),
+        "start": start,
+        "cubes": cube,
+        **{k: str(v) for k, v in plan.folders.items()},
+    }
+    job_id = jobs.create_job("daily", request)
+    jobs.start_job(job_id, "starting")
+    try:
+        summary = run_daily(
+            plan,
+            stage=lambda text: jobs.update_job(job_id, stage=text),
+            grow=_grow_on_pool(input, start) if queue else None,
+        )
+    except Exception as exc:
+        jobs.finish_job(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    jobs.finish_job(job_id, "done", percent=100.0, result=summary)
+    for source, (first, last, n_days) in summary["ingested"].items():
+        typer.echo(f"ingested {source}: {n_days} day(s) {first}..{last}")
+    for store, grown in summary["cubes"].items():
+        done = f"job {grown['job']}" if "job" in grown else f"{grown['blocks']} block(s) computed"
+        typer.echo(f"{store}: ends {grown['end']}, {done}")
+    typer.echo(f"job {job_id} done")
+
+
+def _grow_on_pool(input: Path, start: str):
+    """Each cube's growth as an extension job on the running pool, followed to its end."""
+    from worker.submit import run_extend
+
+    def grow(model: Path, cube: str, end) -> dict:
+        request = {"model": model, "input": input, "start": start, "end": str(end.date())}
+        return {"job": run_extend({**request, "out": cube}, progress=False)["id"]}
+
+    return grow
+
+
+def _model_and_cube(pair: str) -> tuple[Path, str]:
+    model, sep, store = pair.partition("=")
+    if not sep or not model or not store:
+        raise SmapxError(f"--cube: expected CHECKPOINT=CUBE, got {pair!r}")
+    return Path(model), store
+
+
 @app.command("nowcast-skill")
 def nowcast_skill(
     projection: Annotated[Path, typer.Option(help="Projection checkpoint (smapx train)")],
@@ -496,6 +580,16 @@ def demo(
     max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs")] = 20,
     port: Annotated[int, typer.Option(help="Port to serve the cube on at the end")] = 8000,
     serve: Annotated[bool, typer.Option(help="Serve the cube and web map at the end")] = True,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Serve a cube that ends LIVE_DAYS before the world does and grow it a day "
+            "every LIVE_SECONDS while serving: the map moves forward",
+        ),
+    ] = False,
+    live_days: Annotated[int, typer.Option(help="Days a --live demo grows")] = 5,
+    live_seconds: Annotated[float, typer.Option(help="Seconds between two days of growth")] = 10.0,
 ):
     """The whole product on the built-in twin world: build it, train, extend 2000-2020, score,
     evaluate against stations, and serve the cube with its web map."""
@@ -512,6 +606,8 @@ def demo(
             max_epochs=max_epochs,
             port=port,
             serve=serve,
+            live_days=live_days if live else 0,
+            live_seconds=live_seconds,
         )
     )
 

@@ -165,3 +165,19 @@ def test_cli_writes_the_nowcast_product(twin, models, tmp_path):
         proc.terminate()
         proc.wait(30)
     np.testing.assert_allclose(served, values[:, iy, ix], atol=1e-4)
+
+
+@pytest.mark.integration
+def test_a_nowcast_cube_grows_into_the_cube_one_extension_writes(
+    twin, models, tmp_path, monkeypatch
+):
+    """Short time chunks: the grown chunk reads only its spin-up and look-back of the inputs."""
+    from tests.test_growth import assert_same_cube
+
+    monkeypatch.setattr(cubes, "CHUNK_TIME", 64)
+    ckpt = checkpoint.load(models[1])
+    grown, fresh = tmp_path / "grown.zarr", tmp_path / "fresh.zarr"
+    for end in ("2017-06-01", "2017-06-02", "2017-06-05"):
+        extend(ckpt, twin, "2015-04-01", end, grown, progress=False)
+    extend(ckpt, twin, "2015-04-01", "2017-06-05", fresh, progress=False)
+    assert_same_cube(grown, fresh)

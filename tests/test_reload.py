@@ -88,10 +88,12 @@ def test_server_follows_the_growing_cube(twin, tmp_path):  # noqa: F811
         assert status == 200 and headers["Last-Modified"].endswith("GMT")
     finally:
         poller.stop.set()
-        if poller.is_alive():
-            poller.join(60)
-        proc.terminate()
-        proc.wait(30)
+        try:
+            if poller.is_alive():
+                poller.join(60)
+        finally:
+            proc.terminate()
+            proc.wait(30)
     assert max(lags) < RELOAD_SECONDS + 10
     final = cubes.open_cube(store)
     iy, ix = cubes.locate(final, *point)

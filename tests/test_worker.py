@@ -84,7 +84,7 @@ def store_files(fs, root: str) -> dict[str, bytes]:
     out = {}
     for path in fs.find(root):
         key = path[len(root) + 1 :]
-        if not key.startswith((cubes.MARKERS, cubes.JOB_INFO)):
+        if not key.startswith((cubes.MARKERS, cubes.JOB_INFO, cubes.GENERATION)):
             out[key] = fs.cat_file(path)
     return out
 

@@ -166,6 +166,24 @@ def compute_blocks(
             offset = part.stop
 
 
+def needed_inputs(
+    ckpt: Checkpoint,
+    inputs: xr.Dataset,
+    cube: xr.Dataset,
+    blocks: list[cubes.Block],
+    warmup: int = WARMUP_DAYS,
+) -> xr.Dataset:
+    """The days of the inputs that computing `blocks` reads: from the spin-up (and a nowcast's
+    look-back) of the first to the end of the last. Cut where the spin-up needs no cycling, so
+    the blocks get the bytes the whole record gives them; growing a 20-year cube by a day then
+    reads one time chunk of inputs, not twenty years."""
+    days = pd.DatetimeIndex(inputs.time.values)
+    first = int(days.get_loc(pd.Timestamp(cube.time.values[min(b.time.start for b in blocks)])))
+    stop = int(days.get_loc(pd.Timestamp(cube.time.values[max(b.time.stop for b in blocks) - 1])))
+    margin = warmup + ckpt.normalizer.observation_latency + ckpt.normalizer.observation_lookback
+    return inputs.isel(time=slice(max(first - margin, 0), stop + 1))
+
+
 def _block_cells(grid_cells: pd.MultiIndex, cube: xr.Dataset, block: cubes.Block):
     """(iy, ix) of a block's region cells within the block, and their indices in the inputs,
     whose (row, col) are grid_cells."""
@@ -210,7 +228,7 @@ def extend(
     template = plan(ckpt, inputs, start, end)
     todo = begin(template, out, storage_options)
     if todo:
-        inputs = inputs.load()
+        inputs = needed_inputs(ckpt, inputs, template, todo).load()
     with tqdm(total=len(todo), desc="extend", unit="block", disable=not progress) as bar:
         for block, values in compute_blocks(ckpt, inputs, template, todo):
             cubes.write_block(out, block, values, storage_options)

@@ -1,0 +1,102 @@
+"""`smapx daily` through the real CLI and a real Redis: files arrive in the watched folders,
+the daily run ingests them and grows the cube; run twice it does nothing the second time; after
+three missed days one run catches up; every run is a job."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from test_ingest_e2e import BBOX, DAYS, files  # noqa: F401  (the fixture)
+
+from model.dataset import open_input
+from model.product import cube as cubes
+from model.product.extend import extend
+from model.training import checkpoint
+from model.training.train import TrainConfig, train
+from tests.test_growth import assert_same_cube
+
+pytestmark = pytest.mark.integration
+
+SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
+FOLDERS = {"smap": "smap", "fora": "forcing", "noah": "noah"}
+
+
+def smapx(*args, env: dict) -> str:
+    run = subprocess.run(
+        [*SMAPX, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def deliver(files, inbox, first: int, stop: int) -> None:  # noqa: F811
+    """The files of days first..stop-1 arrive in the inbox folders."""
+    days = {f"{d:%Y%m%d}" for d in DAYS[first:stop]}
+    for folder in FOLDERS:
+        (inbox / folder).mkdir(parents=True, exist_ok=True)
+        for path in (files / folder).iterdir():
+            if any(day in path.name for day in days):
+                shutil.copy2(path, inbox / folder / path.name)
+
+
+def test_daily_ingests_grows_and_catches_up(files, tmp_path, redis_url):  # noqa: F811
+    env = {"SMAPX_REDIS_URL": redis_url, "SMAPX_TORCH_THREADS": "1"}
+    inbox, data = tmp_path / "inbox", tmp_path / "input.zarr"
+    deliver(files, inbox, 0, 120)
+    smapx("ingest", "smap", inbox / "smap", "--bbox", BBOX, "--out", data, env=env)
+    smapx("ingest", "nldas", inbox / "fora", "--out", data, env=env)
+    smapx("ingest", "static", files / "sand.tif", "--name", "sand", "--out", data, env=env)
+    config = TrainConfig(
+        start="2015-04-01",
+        end="2015-07-29",
+        hidden=16,
+        window=30,
+        burn_in=5,
+        batch_size=8,
+        iterations_per_epoch=5,
+        max_epochs=2,
+        validation_days=40,
+        ensemble=1,
+        threads=1,
+    )
+    ckpt, log = train(open_input(data), config, progress=False)
+    model = checkpoint.save(tmp_path / "model", ckpt, log)
+    cube = tmp_path / "cube.zarr"
+    daily = [
+        "daily",
+        "--input",
+        data,
+        "--start",
+        "2015-04-01",
+        "--cube",
+        f"{model}={cube}",
+        "--smap",
+        inbox / "smap",
+        "--forcing",
+        inbox / "fora",
+        "--min-hours",
+        1,
+    ]
+    first = smapx(*daily, env=env)
+    assert f"ends {DAYS[119].date()}" in first
+    deliver(files, inbox, 120, 123)
+    caught_up = smapx(*daily, env=env)
+    assert "ingested forcing: 3 day(s)" in caught_up and f"ends {DAYS[122].date()}" in caught_up
+    assert "0 block(s)" not in caught_up
+    again = smapx(*daily, env=env)
+    assert "ingested" not in again and "0 block(s) computed" in again
+    fresh = tmp_path / "fresh.zarr"
+    extend(checkpoint.load(model), open_input(data), "2015-04-01", DAYS[122], fresh, progress=False)
+    assert_same_cube(cube, fresh)
+    assert cubes.generation(cube)["generation"] == 2
+    records = json.loads(smapx("jobs", "--json", env=env))
+    runs = [r for r in records if r["kind"] == "daily"]
+    assert [r["state"] for r in runs] == ["done"] * 3
+    assert runs[0]["result"]["cubes"][str(cube)]["blocks"] == 0
