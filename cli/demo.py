@@ -1,8 +1,17 @@
 """`smapx demo`: the whole product on the built-in twin world, end to end on one machine:
-build the world, train, extend 2000-2020 on a local worker pool, score, evaluate, serve."""
+build the world, train, extend 2000-2020 on a local worker pool, score, evaluate, serve.
+
+Each stage is timed, and leaves a stamp of the settings it ran with in OUT/.stages; a re-run
+with the same settings skips the stages already done (after a change, the first stage whose
+stamp differs and every stage after it run again). Serving starts one worker on a local Redis,
+so that bulk jobs submitted from the map or the API run while the demo serves."""
 
 import json
-from dataclasses import dataclass
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import typer
@@ -10,12 +19,14 @@ import typer
 from model.dataset import open_input
 from model.evaluation.skill import at_cells, period_skill
 from model.product.cube import open_cube
+from model.settings import get_settings
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
 from model.world import WorldConfig, build_world, open_truth, summary, write_world
 
 TRAIN_START, TRAIN_END = "2015-04-01", "2017-03-31"
 UNSEEN_START = "2017-04-01"
+SERVING_WORKERS = 1
 
 
 @dataclass
@@ -33,58 +44,132 @@ class DemoConfig:
     port: int = 8000
     serve: bool = True
 
+    def recipe(self) -> dict:
+        """What the products depend on (not where or how fast they are made)."""
+        return {
+            k: v for k, v in asdict(self).items() if k not in ("out", "workers", "port", "serve")
+        }
+
+
+class Stages:
+    """Runs the demo's stages in order, timing each, skipping those done with the same recipe."""
+
+    def __init__(self, out: Path, recipe: dict):
+        self.stamps = out / ".stages"
+        self.recipe = json.loads(json.dumps(recipe, default=str))
+        self.times: dict[str, float] = {}
+        self.redo = False
+
+    def run(self, name: str, title: str, outputs: list[Path], work: Callable[[], None]) -> None:
+        stamp = self.stamps / f"{name}.json"
+        done = stamp.exists() and json.loads(stamp.read_text()) == self.recipe
+        if done and not self.redo and all(p.exists() for p in outputs):
+            say(f"{title}: already built, reused ({', '.join(str(p) for p in outputs)})")
+            self.times[name] = 0.0
+            return
+        self.redo = True
+        stamp.unlink(missing_ok=True)
+        for path in outputs:  # a stage's earlier or half-written outputs go first
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        say(title)
+        began = time.perf_counter()
+        work()
+        self.times[name] = time.perf_counter() - began
+        say(f"    done in {clock(self.times[name])}")
+        self.stamps.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(self.recipe))
+
+    def report(self) -> None:
+        say("stage times: " + ", ".join(f"{k} {clock(v)}" for k, v in self.times.items()))
+        say(f"total: {clock(sum(self.times.values()))}")
+
 
 def run(config: DemoConfig) -> None:
-    """Every stage in turn; each says what it wrote."""
+    """Every stage in turn; each says what it wrote and how long it took."""
     out = config.out
-    world_dir = out / "world"
-    say("1/6 building the twin world")
-    world = build_world(
-        WorldConfig(start=config.start, end=config.end, stride=config.stride, bbox=config.bbox),
-        progress=True,
-    )
-    write_world(world, world_dir)
-    say(f"    {world_dir}: {summary(world)}")
+    world_dir, model_dir, cube_path = out / "world", out / "model", out / "extended.zarr"
+    skill_path, report_dir = out / "skill.json", out / "report"
+    os.environ["SMAPX_JOBS_DIR"] = str((out / "jobs").resolve())  # for the workers started here
+    get_settings.cache_clear()
+    stages = Stages(out, config.recipe())
 
-    say(f"2/6 training the LSTM on SMAP-like retrievals {TRAIN_START}..{TRAIN_END}")
-    inputs = open_input(world_dir / "input.zarr")
-    ckpt, log = train(
-        inputs,
-        TrainConfig(
-            start=TRAIN_START, end=TRAIN_END, max_epochs=config.max_epochs, patience=4, ensemble=1
-        ),
-    )
-    checkpoint.save(out / "model", ckpt, log)
-    v = ckpt.validation
-    say(
-        f"    {out / 'model'}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "
-        f"R {v['median_r']:.3f}"
-    )
+    def build():
+        world = build_world(
+            WorldConfig(start=config.start, end=config.end, stride=config.stride, bbox=config.bbox),
+            progress=True,
+        )
+        write_world(world, world_dir)
+        say(f"    {world_dir}: {summary(world)}")
 
-    cube_path = out / "extended.zarr"
-    say(f"3/6 extending {config.start}..{config.end} on {config.workers} worker processes")
-    extend(out / "model", world_dir / "input.zarr", config, cube_path)
+    def fit():
+        threads = training_threads()
+        say(f"    on {threads} thread(s) of {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})")
+        ckpt, log = train(
+            open_input(world_dir / "input.zarr"),
+            TrainConfig(
+                start=TRAIN_START,
+                end=TRAIN_END,
+                max_epochs=config.max_epochs,
+                patience=4,
+                ensemble=1,
+                threads=threads,
+            ),
+        )
+        checkpoint.save(model_dir, ckpt, log)
+        v = ckpt.validation
+        say(
+            f"    {model_dir}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "
+            f"R {v['median_r']:.3f}"
+        )
 
-    say("4/6 skill of the extended record")
-    skill = score(cube_path, world_dir, inputs)
-    (out / "skill.json").write_text(json.dumps(skill, indent=2))
-    for name, values in skill.items():
+    stages.run("world", "1/6 building the twin world", [world_dir], build)
+    stages.run(
+        "train",
+        f"2/6 training the LSTM on SMAP-like retrievals {TRAIN_START}..{TRAIN_END}",
+        [model_dir],
+        fit,
+    )
+    stages.run(
+        "extend",
+        f"3/6 extending {config.start}..{config.end} on {config.workers} worker processes",
+        [cube_path],
+        lambda: extend(model_dir, world_dir / "input.zarr", config, cube_path),
+    )
+    stages.run(
+        "score",
+        "4/6 skill of the extended record",
+        [skill_path],
+        lambda: skill_path.write_text(json.dumps(score(cube_path, world_dir), indent=2)),
+    )
+    for name, values in json.loads(skill_path.read_text()).items():
         say(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
-
-    say("5/6 evaluating against in situ stations")
-    from model.evaluation.report import run as evaluate
-
-    evaluation = evaluate(cube_path, world_dir, out / "report")
-    for name, claim in evaluation.summary["claims"].items():
-        verdict = {True: "holds", False: "fails", None: "undecided"}[claim["holds"]]
-        say(f"    {name}: {verdict}")
-    say(f"    report: {out / 'report' / 'index.html'}")
-
+    stages.run(
+        "evaluate",
+        "5/6 evaluating against in situ stations",
+        [report_dir],
+        lambda: evaluate(cube_path, world_dir, report_dir),
+    )
+    claims = json.loads((report_dir / "summary.json").read_text())["claims"]
+    for name, claim in claims.items():
+        say(f"    {name}: " + {True: "holds", False: "fails", None: "undecided"}[claim["holds"]])
+    say(f"    report: {report_dir / 'index.html'}")
+    stages.report()
     if config.serve:
-        say(f"6/6 serving {cube_path} at http://localhost:{config.port} (Ctrl-C stops)")
-        from service.serve import serve
+        serve(cube_path, config)
+    say_how_to_serve(cube_path, config)
 
-        serve([cube_path], host="127.0.0.1", port=config.port)
+
+def training_threads() -> int:
+    """SMAPX_TORCH_THREADS when set, else the cores not already busy: torch's default of every
+    core, spinning, made epochs 10-20x slower on a loaded machine."""
+    configured = get_settings().torch_threads
+    if configured:
+        return configured
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
 def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -> None:
@@ -110,8 +195,9 @@ def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -
         )
 
 
-def score(cube_path: Path, world_dir: Path, inputs) -> dict:
+def score(cube_path: Path, world_dir: Path) -> dict:
     """LSTM against the SMAP-like retrievals in years it never saw, and against the truth."""
+    inputs = open_input(world_dir / "input.zarr")
     cube = open_cube(cube_path)
     rows, cols = inputs.row.values, inputs.col.values
     lstm = at_cells(cube, "lstm", rows, cols)
@@ -127,6 +213,42 @@ def score(cube_path: Path, world_dir: Path, inputs) -> dict:
         ),
         "smap_vs_truth": period_skill(smap, truth, TRAIN_START, end),
     }
+
+
+def evaluate(cube_path: Path, world_dir: Path, report_dir: Path) -> None:
+    from model.evaluation.report import run as write_report
+
+    write_report(cube_path, world_dir, report_dir)
+
+
+def serve(cube_path: Path, config: DemoConfig) -> None:
+    """The cube and web map, with a worker on a local Redis so that bulk jobs run."""
+    from service.serve import serve as run_server
+    from worker.pool import local_pool
+
+    say(f"6/6 starting {SERVING_WORKERS} worker for bulk jobs")
+    with local_pool(SERVING_WORKERS) as redis_url:
+        say(f"    jobs on {redis_url}, results in {get_settings().jobs_dir}")
+        say_how_to_serve(cube_path, config)
+        say(f"serving the web map and API at http://localhost:{config.port} (Ctrl-C stops)")
+        run_server([cube_path], host="127.0.0.1", port=config.port)
+
+
+def say_how_to_serve(cube_path: Path, config: DemoConfig) -> None:
+    bbox = ",".join(f"{v:g}" for v in config.bbox) if config.bbox else "conus"
+    say(
+        "serve again, with a worker for bulk jobs (reuses what is built):\n"
+        f"    smapx demo --out {config.out} --bbox={bbox} --stride {config.stride} "
+        f"--max-epochs {config.max_epochs} --port {config.port}\n"
+        f"or the cube alone: smapx serve --cube {cube_path} --port {config.port}\n"
+        f"then open http://localhost:{config.port}"
+    )
+
+
+def clock(seconds: float) -> str:
+    return (
+        f"{int(seconds // 60)} min {seconds % 60:04.1f} s" if seconds >= 60 else f"{seconds:.1f} s"
+    )
 
 
 def say(text: str) -> None:
