@@ -57,7 +57,7 @@ class Stages:
     def __init__(self, out: Path, recipe: dict):
         self.stamps = out / ".stages"
         self.recipe = json.loads(json.dumps(recipe, default=str))
-        self.times: dict[str, float] = {}
+        self.times: dict[str, float | None] = {}  # None: reused
         self.redo = False
 
     def run(self, name: str, title: str, outputs: list[Path], work: Callable[[], None]) -> None:
@@ -65,7 +65,7 @@ class Stages:
         done = stamp.exists() and json.loads(stamp.read_text()) == self.recipe
         if done and not self.redo and all(p.exists() for p in outputs):
             say(f"{title}: already built, reused ({', '.join(str(p) for p in outputs)})")
-            self.times[name] = 0.0
+            self.times[name] = None
             return
         self.redo = True
         stamp.unlink(missing_ok=True)
@@ -83,8 +83,11 @@ class Stages:
         stamp.write_text(json.dumps(self.recipe))
 
     def report(self) -> None:
-        say("stage times: " + ", ".join(f"{k} {clock(v)}" for k, v in self.times.items()))
-        say(f"total: {clock(sum(self.times.values()))}")
+        say(
+            "stage times: "
+            + ", ".join(f"{k} {'reused' if v is None else clock(v)}" for k, v in self.times.items())
+        )
+        say(f"total: {clock(sum(v for v in self.times.values() if v is not None))}")
 
 
 def run(config: DemoConfig) -> None:
