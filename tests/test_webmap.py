@@ -256,3 +256,47 @@ def test_url_restores_a_view(site, page):
     page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / "webmap-restored.png"))
+
+
+def test_chart_draws_the_ensemble_band_and_percentiles_the_api_lists(site, page):
+    """Where /v1/products lists lstm_spread and lstm_percentile, the chart draws the spread as
+    a band around lstm and the percentile on its own axis, and exports both; the responses of
+    the real server are extended here with such series (a cube of this test has none)."""
+
+    def products(route):
+        body = route.fetch().json()
+        extra = {"units": "", "description": ""}
+        body["cubes"]["extended"]["products"] |= {"lstm_spread": extra, "lstm_percentile": extra}
+        route.fulfill(json=body)
+
+    def series(route):
+        served = route.request.url.replace(",lstm_spread", "").replace(",lstm_percentile", "")
+        body = route.fetch(url=served).json()
+        body["lstm_spread"] = [0.01] * len(body["time"])
+        body["lstm_percentile"] = [50.0] * len(body["time"])
+        route.fulfill(json=body)
+
+    page.route("**/v1/products", products)
+    page.route("**/v1/series?*lstm_spread*", series)
+    open_map(page, site)
+    x, y = screen_point(page, *POINT)
+    page.mouse.click(x, y)
+    page.wait_for_selector("body[data-chart='8']", timeout=15_000)
+    legend = [t.strip() for t in page.locator("#chart .u-legend th").all_inner_texts()]
+    assert legend[1:] == [
+        "smap",
+        "lstm",
+        "noah",
+        "lsm2",
+        "fused",
+        "lstm_percentile",
+        "lstm +1 sd",
+        "lstm −1 sd",
+    ]
+    assert page.locator("#chart .u-axis").count() == 3  # time, m³/m³ and percentile
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    header, first = Path(download.value.path()).read_text().splitlines()[1:3]
+    assert header == "time,smap,lstm,noah,lsm2,fused,lstm_percentile,lstm_spread"
+    assert first.endswith(",50,0.01")
+    page.screenshot(path=str(ARTIFACTS / "webmap-band.png"))
