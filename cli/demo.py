@@ -60,7 +60,16 @@ class Stages:
         self.times: dict[str, float | None] = {}  # None: reused
         self.redo = False
 
-    def run(self, name: str, title: str, outputs: list[Path], work: Callable[[], None]) -> None:
+    def run(
+        self,
+        name: str,
+        title: str,
+        outputs: list[Path],
+        work: Callable[[], None],
+        resumes: bool = False,
+    ) -> None:
+        """Run `work` unless its stamp matches; outputs are removed first unless the work
+        `resumes` them itself (the extension keeps the blocks of its own request)."""
         stamp = self.stamps / f"{name}.json"
         done = stamp.exists() and json.loads(stamp.read_text()) == self.recipe
         if done and not self.redo and all(p.exists() for p in outputs):
@@ -69,7 +78,7 @@ class Stages:
             return
         self.redo = True
         stamp.unlink(missing_ok=True)
-        for path in outputs:  # a stage's earlier or half-written outputs go first
+        for path in [] if resumes else outputs:  # earlier or half-written outputs go first
             if path.is_dir():
                 shutil.rmtree(path)
             else:
@@ -140,6 +149,7 @@ def run(config: DemoConfig) -> None:
         f"3/6 extending {config.start}..{config.end} on {config.workers} worker processes",
         [cube_path],
         lambda: extend(model_dir, world_dir / "input.zarr", config, cube_path),
+        resumes=True,
     )
     stages.run(
         "score",
