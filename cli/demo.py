@@ -1,10 +1,18 @@
 """`smapx demo`: the whole product on the built-in twin world, end to end on one machine:
-build the world, train, extend 2000-2020 on a local worker pool, score, evaluate, serve."""
+build the world, train, extend 2000-2020 on a local worker pool, score, evaluate, serve.
+
+Each stage is timed, and leaves a stamp of the settings it ran with in OUT/.stages; a re-run
+with the same settings skips the stages already done (after a change, the first stage whose
+stamp differs and every stage after it run again). Serving starts one worker on a local Redis,
+so that bulk jobs submitted from the map or the API run while the demo serves."""
 
 import json
+import os
+import shutil
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -13,12 +21,14 @@ import typer
 from model.dataset import open_input
 from model.evaluation.skill import at_cells, period_skill
 from model.product.cube import open_cube
+from model.settings import get_settings
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
 from model.world import WorldConfig, build_world, open_truth, summary, write_world
 
 TRAIN_START, TRAIN_END = "2015-04-01", "2017-03-31"
 UNSEEN_START = "2017-04-01"
+SERVING_WORKERS = 1
 
 
 @dataclass
@@ -38,86 +48,145 @@ class DemoConfig:
     live_days: int = 0  # the cube ends this many days before the world and grows while served
     live_seconds: float = 10.0  # between two days of growth
 
+    def recipe(self) -> dict:
+        """What the products depend on (not where or how fast they are made)."""
+        return {
+            k: v for k, v in asdict(self).items() if k not in ("out", "workers", "port", "serve")
+        }
+
+
+class Stages:
+    """Runs the demo's stages in order, timing each, skipping those done with the same recipe."""
+
+    def __init__(self, out: Path, recipe: dict):
+        self.stamps = out / ".stages"
+        self.recipe = json.loads(json.dumps(recipe, default=str))
+        self.times: dict[str, float | None] = {}  # None: reused
+        self.redo = False
+
+    def run(
+        self,
+        name: str,
+        title: str,
+        outputs: list[Path],
+        work: Callable[[], None],
+        resumes: bool = False,
+    ) -> None:
+        """Run `work` unless its stamp matches; outputs are removed first unless the work
+        `resumes` them itself (the extension keeps the blocks of its own request)."""
+        stamp = self.stamps / f"{name}.json"
+        done = stamp.exists() and json.loads(stamp.read_text()) == self.recipe
+        if done and not self.redo and all(p.exists() for p in outputs):
+            say(f"{title}: already built, reused ({', '.join(str(p) for p in outputs)})")
+            self.times[name] = None
+            return
+        self.redo = True
+        stamp.unlink(missing_ok=True)
+        for path in [] if resumes else outputs:  # earlier or half-written outputs go first
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        say(title)
+        began = time.perf_counter()
+        work()
+        self.times[name] = time.perf_counter() - began
+        say(f"    done in {clock(self.times[name])}")
+        self.stamps.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(self.recipe))
+
+    def report(self) -> None:
+        say(
+            "stage times: "
+            + ", ".join(f"{k} {'reused' if v is None else clock(v)}" for k, v in self.times.items())
+        )
+        say(f"total: {clock(sum(v for v in self.times.values() if v is not None))}")
+
 
 def run(config: DemoConfig) -> None:
-    """Every stage in turn; each says what it wrote."""
+    """Every stage in turn; each says what it wrote and how long it took."""
     out = config.out
-    world_dir = out / "world"
-    say("1/6 building the twin world")
-    world = build_world(
-        WorldConfig(start=config.start, end=config.end, stride=config.stride, bbox=config.bbox),
-        progress=True,
-    )
-    write_world(world, world_dir)
-    say(f"    {world_dir}: {summary(world)}")
+    world_dir, model_dir, cube_path = out / "world", out / "model", out / "extended.zarr"
+    skill_path, report_dir = out / "skill.json", out / "report"
+    os.environ["SMAPX_JOBS_DIR"] = str((out / "jobs").resolve())  # for the workers started here
+    get_settings.cache_clear()
+    stages = Stages(out, config.recipe())
 
-    say(f"2/6 training the LSTM on SMAP-like retrievals {TRAIN_START}..{TRAIN_END}")
-    inputs = open_input(world_dir / "input.zarr")
-    ckpt, log = train(
-        inputs,
-        TrainConfig(
-            start=TRAIN_START, end=TRAIN_END, max_epochs=config.max_epochs, patience=4, ensemble=1
-        ),
-    )
-    checkpoint.save(out / "model", ckpt, log)
-    v = ckpt.validation
-    say(
-        f"    {out / 'model'}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "
-        f"R {v['median_r']:.3f}"
-    )
+    def build():
+        world = build_world(
+            WorldConfig(start=config.start, end=config.end, stride=config.stride, bbox=config.bbox),
+            progress=True,
+        )
+        write_world(world, world_dir)
+        say(f"    {world_dir}: {summary(world)}")
 
-    cube_path = out / "extended.zarr"
-    cube_end = live_start(config)
-    say(f"3/6 extending {config.start}..{cube_end} on {config.workers} worker processes")
-    extend(out / "model", world_dir / "input.zarr", config, cube_path, cube_end)
+    def fit():
+        threads = training_threads()
+        say(f"    on {threads} thread(s) of {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})")
+        ckpt, log = train(
+            open_input(world_dir / "input.zarr"),
+            TrainConfig(
+                start=TRAIN_START,
+                end=TRAIN_END,
+                max_epochs=config.max_epochs,
+                patience=4,
+                ensemble=1,
+                threads=threads,
+            ),
+        )
+        checkpoint.save(model_dir, ckpt, log)
+        v = ckpt.validation
+        say(
+            f"    {model_dir}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "
+            f"R {v['median_r']:.3f}"
+        )
 
-    say("4/6 skill of the extended record")
-    skill = score(cube_path, world_dir, inputs)
-    (out / "skill.json").write_text(json.dumps(skill, indent=2))
-    for name, values in skill.items():
+    stages.run("world", "1/6 building the twin world", [world_dir], build)
+    stages.run(
+        "train",
+        f"2/6 training the LSTM on SMAP-like retrievals {TRAIN_START}..{TRAIN_END}",
+        [model_dir],
+        fit,
+    )
+    stages.run(
+        "extend",
+        f"3/6 extending {config.start}..{live_start(config)} on {config.workers} worker processes",
+        [cube_path],
+        lambda: extend(model_dir, world_dir / "input.zarr", config, cube_path, live_start(config)),
+        resumes=True,
+    )
+    stages.run(
+        "score",
+        "4/6 skill of the extended record",
+        [skill_path],
+        lambda: skill_path.write_text(json.dumps(score(cube_path, world_dir), indent=2)),
+    )
+    for name, values in json.loads(skill_path.read_text()).items():
         say(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
-
-    say("5/6 evaluating against in situ stations")
-    from model.evaluation.report import run as evaluate
-
-    evaluation = evaluate(cube_path, world_dir, out / "report")
-    for name, claim in evaluation.summary["claims"].items():
-        verdict = {True: "holds", False: "fails", None: "undecided"}[claim["holds"]]
-        say(f"    {name}: {verdict}")
-    say(f"    report: {out / 'report' / 'index.html'}")
-
+    stages.run(
+        "evaluate",
+        "5/6 evaluating against in situ stations",
+        [report_dir],
+        lambda: evaluate(cube_path, world_dir, report_dir),
+    )
+    claims = json.loads((report_dir / "summary.json").read_text())["claims"]
+    for name, claim in claims.items():
+        say(f"    {name}: " + {True: "holds", False: "fails", None: "undecided"}[claim["holds"]])
+    say(f"    report: {report_dir / 'index.html'}")
+    stages.report()
     if config.serve:
-        say(f"6/6 serving {cube_path} at http://localhost:{config.port} (Ctrl-C stops)")
-        from service.serve import serve
-
-        if config.live_days:
-            grow_while_serving(out / "model", inputs, config, cube_path)
-
-        serve([cube_path], host="127.0.0.1", port=config.port)
+        serve(cube_path, config)
+    say_how_to_serve(cube_path, config)
 
 
-def live_start(config: DemoConfig) -> str:
-    """The cube's first end: the world's last day, less the days a live demo grows."""
-    return str((pd.Timestamp(config.end) - pd.Timedelta(days=config.live_days)).date())
-
-
-def grow_while_serving(model: Path, inputs, config: DemoConfig, cube_path: Path) -> None:
-    """Grow the served cube a day every live_seconds up to the world's last day, in a thread
-    beside the server, which follows it (its reload period made shorter than a day's step)."""
-    from model.product.extend import extend as extend_here
-    from model.settings import get_settings
-
-    settings = get_settings()
-    settings.reload_seconds = min(settings.reload_seconds, config.live_seconds / 2)
-    ckpt = checkpoint.load(model)
-
-    def grow() -> None:
-        for day in pd.date_range(live_start(config), config.end)[1:]:
-            time.sleep(config.live_seconds)
-            extend_here(ckpt, inputs, config.start, day, cube_path, progress=False)
-            say(f"    live: {cube_path} now ends {day.date()}")
-
-    threading.Thread(target=grow, name="live growth", daemon=True).start()
+def training_threads() -> int:
+    """SMAPX_TORCH_THREADS when set, else the cores not already busy: torch's default of every
+    core, spinning, made epochs 10-20x slower on a loaded machine."""
+    configured = get_settings().torch_threads
+    if configured:
+        return configured
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
 def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path, end: str) -> None:
@@ -141,8 +210,32 @@ def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path, e
         extend_here(checkpoint.load(model), open_input(input_path), config.start, end, cube_path)
 
 
-def score(cube_path: Path, world_dir: Path, inputs) -> dict:
+def live_start(config: DemoConfig) -> str:
+    """The cube's first end: the world's last day, less the days a live demo grows."""
+    return str((pd.Timestamp(config.end) - pd.Timedelta(days=config.live_days)).date())
+
+
+def grow_while_serving(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -> None:
+    """Grow the served cube a day every live_seconds up to the world's last day, in a thread
+    beside the server, which follows it (its reload period made shorter than a day's step)."""
+    from model.product.extend import extend as extend_here
+
+    settings = get_settings()
+    settings.reload_seconds = min(settings.reload_seconds, config.live_seconds / 2)
+    ckpt, inputs = checkpoint.load(model), open_input(input_path)
+
+    def grow() -> None:
+        for day in pd.date_range(live_start(config), config.end)[1:]:
+            time.sleep(config.live_seconds)
+            extend_here(ckpt, inputs, config.start, day, cube_path, progress=False)
+            say(f"    live: {cube_path} now ends {day.date()}")
+
+    threading.Thread(target=grow, name="live growth", daemon=True).start()
+
+
+def score(cube_path: Path, world_dir: Path) -> dict:
     """LSTM against the SMAP-like retrievals in years it never saw, and against the truth."""
+    inputs = open_input(world_dir / "input.zarr")
     cube = open_cube(cube_path)
     rows, cols = inputs.row.values, inputs.col.values
     lstm = at_cells(cube, "lstm", rows, cols)
@@ -158,6 +251,45 @@ def score(cube_path: Path, world_dir: Path, inputs) -> dict:
         ),
         "smap_vs_truth": period_skill(smap, truth, TRAIN_START, end),
     }
+
+
+def evaluate(cube_path: Path, world_dir: Path, report_dir: Path) -> None:
+    from model.evaluation.report import run as write_report
+
+    write_report(cube_path, world_dir, report_dir)
+
+
+def serve(cube_path: Path, config: DemoConfig) -> None:
+    """The cube and web map, with a worker on a local Redis so that bulk jobs run."""
+    from service.serve import serve as run_server
+    from worker.pool import local_pool
+
+    say(f"6/6 starting {SERVING_WORKERS} worker for bulk jobs")
+    with local_pool(SERVING_WORKERS) as redis_url:
+        say(f"    jobs on {redis_url}, results in {get_settings().jobs_dir}")
+        say_how_to_serve(cube_path, config)
+        say(f"serving the web map and API at http://localhost:{config.port} (Ctrl-C stops)")
+        if config.live_days:
+            out = cube_path.parent
+            grow_while_serving(out / "model", out / "world" / "input.zarr", config, cube_path)
+        run_server([cube_path], host="127.0.0.1", port=config.port)
+
+
+def say_how_to_serve(cube_path: Path, config: DemoConfig) -> None:
+    bbox = ",".join(f"{v:g}" for v in config.bbox) if config.bbox else "conus"
+    say(
+        "serve again, with a worker for bulk jobs (reuses what is built):\n"
+        f"    smapx demo --out {config.out} --bbox={bbox} --stride {config.stride} "
+        f"--max-epochs {config.max_epochs} --port {config.port}\n"
+        f"or the cube alone: smapx serve --cube {cube_path} --port {config.port}\n"
+        f"then open http://localhost:{config.port}"
+    )
+
+
+def clock(seconds: float) -> str:
+    return (
+        f"{int(seconds // 60)} min {seconds % 60:04.1f} s" if seconds >= 60 else f"{seconds:.1f} s"
+    )
 
 
 def say(text: str) -> None:

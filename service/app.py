@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.settings import get_settings
-from service import jobs, problems, reload, series, tiles, zarr_access
+from service import jobs, problems, reload, series, stac, tiles, zarr_access
 from service.caching import CacheValidators
 from service.catalog import Catalog
 from service.ratelimit import RateLimit
@@ -38,7 +38,7 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(CacheValidators)
     app.add_middleware(RateLimit, per_minute=get_settings().rate_limit_per_minute)
-    for module in (series, tiles, jobs, zarr_access):
+    for module in (series, tiles, jobs, zarr_access, stac):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["catalogue"], summary="Liveness and the cubes served")

@@ -7,14 +7,16 @@ are saved under artifacts/ for people to look at."""
 import csv
 import io
 import json
+import os
 import re
+import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from model.evaluation import report
-from tests.test_service import POINT, build_cube, start_server
+from tests.test_service import POINT, SMAPX, build_cube, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -256,3 +258,108 @@ def test_url_restores_a_view(site, page):
     page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / "webmap-restored.png"))
+
+
+def test_chart_draws_the_ensemble_band_and_percentiles_the_api_lists(site, page):
+    """Where /v1/products lists lstm_spread and lstm_percentile, the chart draws the spread as
+    a band around lstm and the percentile on its own axis, and exports both; the responses of
+    the real server are extended here with such series (a cube of this test has none)."""
+
+    def products(route):
+        body = route.fetch().json()
+        extra = {"units": "", "description": ""}
+        body["cubes"]["extended"]["products"] |= {"lstm_spread": extra, "lstm_percentile": extra}
+        route.fulfill(json=body)
+
+    def series(route):
+        served = route.request.url.replace(",lstm_spread", "").replace(",lstm_percentile", "")
+        body = route.fetch(url=served).json()
+        body["lstm_spread"] = [0.01] * len(body["time"])
+        body["lstm_percentile"] = [50.0] * len(body["time"])
+        route.fulfill(json=body)
+
+    page.route("**/v1/products", products)
+    page.route("**/v1/series?*lstm_spread*", series)
+    open_map(page, site)
+    x, y = screen_point(page, *POINT)
+    page.mouse.click(x, y)
+    page.wait_for_selector("body[data-chart='8']", timeout=15_000)
+    legend = [t.strip() for t in page.locator("#chart .u-legend th").all_inner_texts()]
+    assert legend[1:] == [
+        "smap",
+        "lstm",
+        "noah",
+        "lsm2",
+        "fused",
+        "lstm_percentile",
+        "lstm +1 sd",
+        "lstm −1 sd",
+    ]
+    assert page.locator("#chart .u-axis").count() == 3  # time, m³/m³ and percentile
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    header, first = Path(download.value.path()).read_text().splitlines()[1:3]
+    assert header == "time,smap,lstm,noah,lsm2,fused,lstm_percentile,lstm_spread"
+    assert first.endswith(",50,0.01")
+    page.screenshot(path=str(ARTIFACTS / "webmap-band.png"))
+
+
+@pytest.fixture(scope="module")
+def jobs_site(tmp_path_factory, redis_url):
+    """A server with a worker behind it, so that bulk jobs run."""
+    folder = tmp_path_factory.mktemp("webmap-jobs")
+    store = folder / "extended.zarr"
+    build_cube(store)
+    env = {
+        "SMAPX_REDIS_URL": redis_url,
+        "SMAPX_JOBS_DIR": str(folder / "results"),
+        "SMAPX_CUBES": "[]",
+        "SMAPX_TORCH_THREADS": "1",
+    }
+    worker = subprocess.Popen(
+        [
+            SMAPX,
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "warning",
+            "--hostname",
+            f"webmap-test-{os.getpid()}@%h",
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server, url = start_server([store], env)
+    try:
+        yield url
+    finally:
+        for proc in (server, worker):
+            proc.terminate()
+        for proc in (server, worker):
+            proc.wait(30)
+
+
+def test_download_of_the_cells_in_view_runs_as_a_bulk_job(jobs_site, page):
+    open_map(page, jobs_site)
+    page.click("#download summary")
+    assert page.input_value("#dl-end") == LAST_DAY
+    page.fill("#dl-start", "2015-06-01")
+    page.fill("#dl-end", "2015-06-30")
+    page.select_option("#dl-format", "csv")
+    page.click("#dl-submit")
+    link = page.wait_for_selector("#dl-status a", timeout=90_000)
+    assert "done" in page.inner_text("#dl-status")
+    page.screenshot(path=str(ARTIFACTS / "webmap-download.png"))
+    text = page.request.get(link.get_attribute("href")).text()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    cells = {(r["lat"], r["lon"]) for r in rows}
+    assert len(rows) == 30 * len(cells) and len(cells) > 30  # every cell of the cube in view
+    row = rows[0]
+    expected = api(
+        jobs_site,
+        f"/v1/series?lat={row['lat']}&lon={row['lon']}&start={row['time']}&end={row['time']}",
+    )["lstm"][0]
+    assert float(row["lstm"]) == pytest.approx(expected, abs=1e-4)

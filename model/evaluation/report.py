@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from model.evaluation.evaluate import Evaluation, Options, evaluate
 from model.evaluation.insitu import KEEP_FLAGS, MIN_COUNT, read_stations
+from model.evaluation.periods import years_from_window
 from model.evaluation.scores import WEIGHTED
 from model.product import fusion
 from model.product.cube import open_cube
@@ -165,8 +166,16 @@ def plot_map(ev: Evaluation):
     return fig
 
 
+def whole_years(ev: Evaluation) -> list[int]:
+    """Signed years from the training window that the cube covers whole (the window itself is
+    0): a partial year at either end of the record would be drawn as an outlier."""
+    years, days = np.unique(years_from_window(ev.time, ev.window), return_counts=True)
+    return [int(y) for y, n in zip(years, days) if y == 0 or n >= 365]
+
+
 def plot_skill_vs_years(ev: Evaluation):
     table = ev.by_distance[ev.by_distance["layer"] == "surface"]
+    table = table[table["years_from_window"].isin(whole_years(ev))]
     if table["rmse"].notna().sum() == 0:
         return None
     med = table.groupby(["product", "years_from_window"])[["r", "ubrmse"]].median().reset_index()
@@ -357,16 +366,41 @@ def plot_timeseries(ev: Evaluation):
         start, end = ev.window
         if start <= time[-1] and end >= time[0]:
             ax.axvspan(max(start, time[0]), min(end, time[-1]), color="gold", alpha=0.15)
-        site = ev.sites.iloc[j]
-        through = ", products through the root-zone filter" if site["layer"] == "rootzone" else ""
-        ax.set_title(
-            f"{site['site']} ({site['kind']}, {site['n_sensors']} sensor(s){through})", fontsize=9
-        )
+        ax.set_title(site_title(ev.sites.iloc[j]), fontsize=9)
         ax.set_ylabel("m3/m3")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, ncol=5, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def site_title(site: pd.Series) -> str:
+    """What a reader needs to place a site: its kind, where it is, the depth and the sensors."""
+    where = (
+        f"{abs(site['lat']):.2f}° {'N' if site['lat'] >= 0 else 'S'}, "
+        f"{abs(site['lon']):.2f}° {'E' if site['lon'] >= 0 else 'W'}"
+    )
+    kind = {"dense": "Dense network", "sparse": "Station"}.get(site["kind"], "Site")
+    stations = site["stations"].split(";")
+    name = "" if site["kind"] == "dense" or len(stations) > 1 else f" {stations[0]}"
+    depth = f"{100 * site['depth_m']:.0f} cm"
+    if site["layer"] == "rootzone":
+        what = f"probes at {depth} against the products' root-zone filter"
+    else:
+        what = f"surface probes at {depth}"
+    return f"{kind}{name} at {where}: {what} ({site['n_sensors']} sensor(s))"
+
+
+def locations(sites: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per kind, (places, stations): a dense network is one place of many stations, each
+    sparse station a place of its own; a place compared at several depths counts once."""
+    out = {}
+    for kind in ("dense", "sparse"):
+        part = sites[sites["kind"] == kind]
+        stations = {s for names in part["stations"] for s in names.split(";")}
+        places = len(part.groupby(["iy", "ix"])) if kind == "dense" else len(stations)
+        out[kind] = (places, len(stations))
+    return out
 
 
 def _fmt(value, digits=3) -> str:
@@ -440,6 +474,7 @@ def render_html(ev: Evaluation, figures: list[str], title: str) -> str:
         for name in figures
     )
     n = s["n_sites"]
+    (networks, dense_stations), (sparse, _) = locations(ev.sites).values()
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -453,8 +488,9 @@ figcaption {{ font-style: italic; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Cube period {s["cube_period"]}; SMAP training window {s["training_period"]}.
-{n["surface"]} surface and {n["rootzone"]} root-zone sites
-({n["dense"]} dense, {n["sparse"]} sparse) from {s["n_sensors"]} sensors;
+{networks} dense network(s) of {dense_stations} stations in all and {sparse} sparse station(s),
+{s["n_sensors"]} sensors, compared as {n["surface"]} surface and {n["rootzone"]} root-zone sites
+(a site: a station's or network's probes at one depth);
 {len(ev.problems)} problem(s).
 Each station's shallowest probe within 10 cm is compared with the surface products; deeper
 probes with an exponential filter of each product (root-zone estimate). The weighted LSTM-Noah

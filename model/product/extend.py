@@ -37,7 +37,11 @@ def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
     period = select_period(inputs, start, end)
     products = [model_product(ckpt), "smap"] + [p for p in LSM_VARIABLES if p in inputs]
     attrs = {
-        "model": str(ckpt.config.get("path", "")),
+        "model": (
+            f"LSTM, {ckpt.config.get('hidden')} hidden units, {len(ckpt.state_dicts)} member(s), "
+            f"{ckpt.validation.get('epochs', '?')} epochs, trained on SMAP "
+            f"{ckpt.config.get('training_days')}"
+        ),
         "warmup_days": WARMUP_DAYS,
         "training_period": f"{ckpt.config.get('start')}..{ckpt.config.get('end')}",
         "model_digest": ckpt.digest(),

@@ -332,6 +332,58 @@ function exportPng() {
   canvas.toBlob((blob) => download(exportName("png"), blob), "image/png");
 }
 
+// ---- a bulk job for the cells in view ----
+function errorText(body) {
+  const detail = body.detail;
+  if (typeof detail === "string") return detail;
+  if (detail?.message) return detail.message;
+  return Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : JSON.stringify(body);
+}
+
+function viewBbox() {
+  const b = map.getBounds(), e = state.cube.extent;
+  return [Math.max(b.getWest(), e.west), Math.max(b.getSouth(), e.south),
+    Math.min(b.getEast(), e.east), Math.min(b.getNorth(), e.north)].map((v) => Number(v.toFixed(4)));
+}
+
+async function requestDownload() {
+  const headers = { "content-type": "application/json" };
+  if ($("dl-key").value) headers["X-API-Key"] = $("dl-key").value;
+  const request = {
+    bbox: viewBbox(), start: $("dl-start").value, end: $("dl-end").value,
+    products: [$("product").value], format: $("dl-format").value, cube: state.cube.name,
+  };
+  $("dl-status").textContent = "submitting…";
+  const r = await fetch("/v1/jobs", { method: "POST", headers, body: JSON.stringify(request) });
+  const job = await r.json();
+  if (!r.ok) { $("dl-status").textContent = `${r.status}: ${errorText(job)}`; return; }
+  followJob(job.links.self, job.id);
+}
+
+async function followJob(url, id) {
+  for (;;) {
+    const r = await fetch(url);
+    const job = await r.json();
+    if (!r.ok) { $("dl-status").textContent = `job ${id}: ${errorText(job)}`; return; }
+    $("dl-status").textContent = `job ${id}: ${job.stage || job.state}, ${Math.round(job.percent || 0)} %`;
+    if (["failed", "cancelled"].includes(job.state)) { $("dl-status").textContent += ` ${job.error || ""}`; return; }
+    if (job.state === "done") break;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const files = (await (await fetch(`${url}/files`)).json()).files;
+  $("dl-status").innerHTML = `job ${id} done: ` + files.map((f) =>
+    `<a href="${f.href}" download>${f.name}</a> (${(f.size / 1e6).toFixed(2)} MB)`).join(", ");
+}
+
+function fillDownloadDates() {
+  $("dl-end").value = state.date;
+  $("dl-start").value = clampDate(shiftDate(state.date, -364, "day"));
+  for (const id of ["dl-start", "dl-end"]) {
+    $(id).min = state.cube.extent.start;
+    $(id).max = state.cube.extent.end;
+  }
+}
+
 // ---- cube choice and start-up ----
 function selectCube(name, restore = {}) {
   state.cube = { name, ...state.catalog.cubes[name] };
@@ -373,6 +425,8 @@ function wireControls() {
     b.addEventListener("click", () => setWindow(b.dataset.years));
   }
   $("export-csv").addEventListener("click", exportCsv);
+  $("download").addEventListener("toggle", () => { if ($("download").open) fillDownloadDates(); });
+  $("dl-submit").addEventListener("click", requestDownload);
   $("export-png").addEventListener("click", exportPng);
   $("chart-close").addEventListener("click", () => {
     $("chart-panel").hidden = true;
