@@ -374,6 +374,11 @@ def _zarr_store(store, storage_options=None):
     return zarr.storage.LocalStore(str(store), read_only=True)
 
 
+def estimates(cube: xr.Dataset) -> list[str]:
+    """The products that estimate soil moisture (not the ensemble's spread), in canonical order."""
+    return [p for p in products(cube) if p != "lstm_spread"]
+
+
 # Climatology layout. A cube's climatology lives in its `climatology` group, beside the products:
 #     <p>_percentile (time, y, x)        percentile of each day's value among the base period's
 #                                        values of the cell near that day of year; int16 in units

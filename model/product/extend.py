@@ -14,7 +14,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from model.dataset import LSM_VARIABLES, select_period
-from model.engine.inference import predict
+from model.engine.inference import predict_with_spread
 from model.product import cube as cubes
 from model.training.checkpoint import Checkpoint
 
@@ -29,7 +29,7 @@ def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
     """The empty cube for an extension request, after checking the request against the inputs."""
     ckpt.normalizer.check(inputs)
     period = select_period(inputs, start, end)
-    products = ["lstm", "smap"] + [p for p in LSM_VARIABLES if p in inputs]
+    products = ["lstm", "lstm_spread", "smap"] + [p for p in LSM_VARIABLES if p in inputs]
     attrs = {
         "model": str(ckpt.config.get("path", "")),
         "warmup_days": WARMUP_DAYS,
@@ -78,7 +78,7 @@ def compute_blocks(
         first = int(input_days.get_loc(block_days[0]))
         days = spinup_indices(first, first + len(block_days), warmup)
         x = ckpt.normalizer.inputs(inputs, cells, days)
-        lstm = predict(
+        lstm, spread = predict_with_spread(
             ckpt, x, warmup=len(days) - len(block_days), groups=[len(c) for _, _, c in where]
         )
         observed = inputs[list(copied.values())].isel(
@@ -86,6 +86,7 @@ def compute_blocks(
         )
         sources = {
             "lstm": lstm.T,
+            "lstm_spread": spread.T,
             **{product: observed[source].values for product, source in copied.items()},
         }
         offset = 0
