@@ -108,6 +108,8 @@ def units(product: str) -> str:
 
 def describe(product: str) -> str:
     source = climatology.source_of(product)
+    if source == climatology.FUSED:
+        source = "fused (w = 0.5, whatever `weight` says)"
     if product.endswith("_percentile"):
         return (
             f"percentile of {source} among the base period's values of the cell within "

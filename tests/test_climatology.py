@@ -178,6 +178,10 @@ def test_cli_computes_and_rejects_a_bad_base(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "lstm" in done.stdout and "2009-01-01/2010-12-31" in done.stdout
     assert cubes.climatology_info(store)["products"] == ["lstm"]
+    again = subprocess.run(
+        [*SMAPX, "climatology", "--cube", str(store)], capture_output=True, text=True
+    )
+    assert again.returncode == 0 and "0 added day(s)" in again.stdout, again.stderr
     for base, message in [
         ("2009-01-01/2009-06-30", "shorter than a year"),
         ("2001-01-01/2010-12-31", "outside the cube"),
