@@ -320,10 +320,7 @@ def extend(
     if base is None and written["days"] < DAYS_OF_YEAR:
         typer.echo("no climatology: the record is shorter than a year")
     else:
-        from model.product.climatology import compute
-
-        attrs = compute(out, base)
-        typer.echo(f"climatology over {attrs['base_start']}/{attrs['base_end']}")
+        climatology(out, base)
 
 
 @app.command()
