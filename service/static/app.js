@@ -70,9 +70,7 @@ function shadeSmap(u) {
 }
 
 async function showSeries(latlng) {
-  // the chart's one axis is m3/m3: estimates only, not percentiles, anomalies or the spread
-  const products = Object.keys(state.cube.products).filter((p) =>
-    state.cube.products[p].units === "m3 m-3" && !p.endsWith("_anomaly") && p !== "lstm_spread");
+  const products = Object.keys(state.cube.products);
   const url = `/v1/series?lat=${latlng.lat.toFixed(5)}&lon=${latlng.lng.toFixed(5)}` +
               `&products=${products.join(",")}&cube=${encodeURIComponent(state.cube.name)}`;
   const r = await fetch(url);
