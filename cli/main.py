@@ -326,14 +326,27 @@ def climatology(
     cube: Annotated[str, typer.Option(help="Product cube: a path or an fsspec URL")],
     base: Annotated[
         str | None,
-        typer.Option(help="Base period A/B, e.g. 1991-01-01/2020-12-31; default the whole record"),
+        typer.Option(
+            help="Base period A/B, e.g. 1991-01-01/2020-12-31: recompute over it. Without it, a "
+            "cube that has a climatology gets its added days ranked against the same base; one "
+            "without gets one over its whole record"
+        ),
     ] = None,
 ):
-    """(Re)compute the cube's climatology over a base period: each day's percentile and the
-    window means its anomalies subtract, for every product but smap and lstm_spread."""
-    from model.product.climatology import compute
+    """(Re)compute the cube's climatology: each day's percentile and the window means its
+    anomalies subtract, for every product but smap and lstm_spread."""
+    from model.product import climatology as climatologies
+    from model.product.cube import climatology_info
 
-    attrs = compute(cube, base)
+    info = climatology_info(cube)
+    if base is None and info is not None:
+        added = climatologies.update(cube)
+        typer.echo(
+            f"climatology of {cube}: {added} added day(s) ranked against "
+            f"{info['base_start']}/{info['base_end']}"
+        )
+        return
+    attrs = climatologies.compute(cube, base)
     typer.echo(
         f"climatology of {cube}: {', '.join(attrs['products'])} over "
         f"{attrs['base_start']}/{attrs['base_end']}"

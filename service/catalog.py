@@ -19,6 +19,7 @@ from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
+from service import products as derived
 from service.problems import OutsideCube
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ class ServedCube:
             },
             "days": ds.sizes["time"],
             "products": {
-                p: {"units": cubes.UNITS, "description": describe_product(p)} for p in self.products
+                p: {"units": derived.units(p), "description": describe_product(p)}
+                for p in self.products
             },
             "smap_period": self.smap_period,
         }
@@ -155,6 +157,8 @@ class ServedCube:
 def describe_product(name: str) -> str:
     if name == export.FUSED:
         return "w * lstm + (1 - w) * noah, w = 0.5 or the per-cell estimate; `weight` overrides"
+    if derived.is_derived(name):
+        return derived.describe(name)
     return cubes.DESCRIPTIONS[name]
 
 

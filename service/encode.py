@@ -3,6 +3,8 @@ response can hold is one of 65,536 strings, formatted once here and looked up pe
 string is the shortest text that reads back as the cube's decoded float32, so clients get the
 cube's values exactly."""
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from model.product import cube as cubes
@@ -20,6 +22,36 @@ CSV_MIDDLE = np.array([t + "," for t in CSV_TEXT], dtype=object)
 CSV_LAST = np.array([t + "\n" for t in CSV_TEXT], dtype=object)
 
 
+@dataclass(frozen=True)
+class Text:
+    """The strings of every code for one kind of value: JSON, and CSV mid-row and row-end."""
+
+    json: np.ndarray
+    middle: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def of(cls, scale: float) -> "Text":
+        json = np.array(
+            [
+                np.format_float_positional(v, unique=True, trim="-")
+                for v in _CODES.astype(np.float32) * np.float32(scale)
+            ],
+            dtype=object,
+        )
+        json[cubes.FILL + _OFFSET] = "null"
+        csv = json.copy()
+        csv[cubes.FILL + _OFFSET] = ""
+        return cls(
+            json,
+            np.array([t + "," for t in csv], dtype=object),
+            np.array([t + "\n" for t in csv], dtype=object),
+        )
+
+
+SOIL_MOISTURE = Text(JSON_TEXT, CSV_MIDDLE, CSV_LAST)
+
+
 def fused_codes(lstm: np.ndarray, noah: np.ndarray, weight) -> np.ndarray:
     """Codes (1e-4 m3/m3) of w * lstm + (1 - w) * noah, FILL where either is missing."""
     value = np.rint(np.asarray(weight, np.float64) * lstm + (1.0 - np.asarray(weight)) * noah)
@@ -27,16 +59,18 @@ def fused_codes(lstm: np.ndarray, noah: np.ndarray, weight) -> np.ndarray:
     return np.where(missing, cubes.FILL, value).astype(np.int32)
 
 
-def json_array(codes: np.ndarray) -> str:
-    return "[" + ",".join(JSON_TEXT[codes.astype(np.int32) + _OFFSET]) + "]"
+def json_array(codes: np.ndarray, text: Text = SOIL_MOISTURE) -> str:
+    return "[" + ",".join(text.json[codes.astype(np.int32) + _OFFSET]) + "]"
 
 
-def csv_rows(lead: np.ndarray, columns: list[np.ndarray]) -> str:
+def csv_rows(lead: np.ndarray, columns: list[np.ndarray], texts: list[Text] | None = None) -> str:
     """CSV rows: `lead` holds each row's first cells with their trailing comma, then one column
-    of codes per product. Cells are interleaved and joined once, with no per-row strings."""
+    of codes per product (in units of `texts`, default 1e-4 m3/m3). Cells are interleaved and
+    joined once, with no per-row strings."""
+    texts = texts or [SOIL_MOISTURE] * len(columns)
     cells = np.empty((len(lead), 1 + len(columns)), dtype=object)
     cells[:, 0] = lead
-    for k, codes in enumerate(columns):
-        table = CSV_LAST if k == len(columns) - 1 else CSV_MIDDLE
+    for k, (codes, text) in enumerate(zip(columns, texts, strict=True)):
+        table = text.last if k == len(columns) - 1 else text.middle
         cells[:, k + 1] = table[codes.astype(np.int32) + _OFFSET]
     return "".join(cells.ravel())

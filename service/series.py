@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from model.errors import InputError
 from model.product import export
 from service import encode
+from service import products as derived
 from service.catalog import ServedCube
 from service.problems import too_large
 
@@ -41,7 +42,9 @@ End = Annotated[
 Products = Annotated[
     str,
     Query(
-        description="Comma-separated: smap, lstm, noah, lsm2, fused", examples=["lstm,noah,fused"]
+        description="Comma-separated: smap, lstm, noah, lsm2, fused, lstm_spread, and with a "
+        "climatology <product>_percentile, <product>_anomaly",
+        examples=["lstm,noah,fused"],
     ),
 ]
 Weight = Annotated[
@@ -74,7 +77,10 @@ SeriesParams = Annotated[SeriesQuery, Depends()]
 def product_codes(
     cube: ServedCube, product: str, iy: int, ix: int, times: slice, weight: float | None
 ) -> np.ndarray:
-    """Stored codes (1e-4 m3/m3, FILL where missing) of one product, fused computed here."""
+    """Stored codes (1e-4 m3/m3, FILL where missing) of one product, fused computed here;
+    derived products' codes come from service.products."""
+    if derived.is_derived(product):
+        return derived.series_codes(cube, product, iy, ix, times)
     if product != export.FUSED:
         return cube.memory.series(product, iy, ix, times)
     w = cube.weights[iy, ix] if weight is None else weight
@@ -99,9 +105,11 @@ def point_series(
 
 
 def series_json(cube: ServedCube, cell: dict, times: slice, codes: dict) -> str:
-    head = json.dumps({"cube": cube.name, "cell": cell, "units": "m3 m-3"})[:-1]
+    units = {p: derived.units(p) for p in codes}
+    head = json.dumps({"cube": cube.name, "cell": cell, "units": "m3 m-3", "product_units": units})
+    head = head[:-1]
     dates = cube.dates_json[DATE_WIDTH * times.start : DATE_WIDTH * times.stop - 1]
-    body = "".join(f',"{p}":{encode.json_array(c)}' for p, c in codes.items())
+    body = "".join(f',"{p}":{encode.json_array(c, derived.text(p))}' for p, c in codes.items())
     return f'{head},"time":[{dates}]{body}}}'
 
 
@@ -113,7 +121,10 @@ def series_csv(
     if prefix:
         lead = ",".join(str(v) for v in prefix.values()) + "," + lead
     names = [*(prefix or {}), "time", *codes]
-    return (",".join(names) + "\n" if header else "") + encode.csv_rows(lead, list(codes.values()))
+    texts = [derived.text(p) for p in codes]
+    return (",".join(names) + "\n" if header else "") + encode.csv_rows(
+        lead, list(codes.values()), texts
+    )
 
 
 @router.get(
@@ -169,7 +180,7 @@ def coverage_json(
         p: {
             "type": "Parameter",
             "observedProperty": {"label": {"en": p}},
-            "unit": {"symbol": "m3 m-3"},
+            "unit": {"symbol": derived.units(p)},
         }
         for p in codes
     }
@@ -202,7 +213,7 @@ def coverage_json(
     head = head.replace('"t": {"values": []}', f'"t": {{"values": [{dates}]}}', 1)
     ranges = ",".join(
         f'"{p}":{{"type":"NdArray","dataType":"float","axisNames":["t"],'
-        f'"shape":[{times.stop - times.start}],"values":{encode.json_array(c)}}}'
+        f'"shape":[{times.stop - times.start}],"values":{encode.json_array(c, derived.text(p))}}}'
         for p, c in codes.items()
     )
     return head[:-1] + f',"ranges":{{{ranges}}}}}'

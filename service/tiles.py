@@ -31,6 +31,7 @@ from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
 from model.settings import get_settings
+from service import products as derived
 from service.catalog import ServedCube
 from service.series import CubeName, Weight
 
@@ -46,9 +47,21 @@ Day = Annotated[
     str | None,
     Query(description="Day, YYYY-MM-DD (default: the cube's last)", examples=["2016-07-01"]),
 ]
-Colormap = Annotated[str, Query(description="A rio-tiler colormap name", examples=["viridis"])]
+Colormap = Annotated[
+    str,
+    Query(
+        description="A rio-tiler colormap name, or `drought` (US Drought Monitor classes of a "
+        "*_percentile product)",
+        examples=["viridis"],
+    ),
+]
 Rescale = Annotated[
-    str, Query(description="min,max in m3/m3 mapped to the colormap's ends", examples=["0,0.5"])
+    str | None,
+    Query(
+        description="min,max mapped to the colormap's ends (default 0,0.5 m3/m3; 0,100 for "
+        "percentiles, -0.1,0.1 for anomalies, 0,0.05 for lstm_spread)",
+        examples=["0,0.5"],
+    ),
 ]
 
 
@@ -58,7 +71,11 @@ class TileStyle:
 
     date: Day = None
     colormap: Colormap = DEFAULT_COLORMAP
-    rescale: Rescale = DEFAULT_RESCALE
+    rescale: Rescale = None
+
+    def rescale_of(self, product: str) -> str:
+        return self.rescale or derived.default_rescale(product, DEFAULT_RESCALE)
+
     weight: Weight = None
     cube: CubeName = None
 
@@ -181,7 +198,10 @@ def forget_cubes() -> None:
 
 
 def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
-    """Float32 m3/m3 at the given flat cell indices on day t (NaN where missing)."""
+    """Float32 m3/m3 at the given flat cell indices on day t (NaN where missing); percent for
+    percentiles."""
+    if derived.is_derived(product):
+        return derived.day_values(cube, product, t, flat)
     if product != export.FUSED:
         return cubes.decode(cube.memory.day(product, t).ravel()[flat])
     lstm = cubes.decode(cube.memory.day("lstm", t).ravel()[flat])
@@ -234,14 +254,23 @@ def render_tile(
     matrix = tms.matrix(z)
     if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
         raise OutOfRangeError(f"tile {z}/{x}/{y} is outside the {tms_id} matrix")
-    table, (low, high) = colormap_table(style.colormap), parse_rescale(style.rescale)
+    drought = style.colormap.lower() == "drought"
+    if drought:
+        derived.check_drought(product)
+        table = derived.DROUGHT_TABLE
+    else:
+        table, (low, high) = (
+            colormap_table(style.colormap),
+            parse_rescale(style.rescale_of(product)),
+        )
     t = cube.day_index(parse_day(style.date))
     index = pixel_index(cube, tms_id, z, x, y)
     if index is None:
         return empty_tile(matrix.tileHeight, matrix.tileWidth)
     flat, pixels, shape = index
     colors = np.full(shape[0] * shape[1], NO_DATA, np.int16)
-    colors[pixels] = color_index(day_values(cube, product, t, flat, style.weight), low, high)
+    values = day_values(cube, product, t, flat, style.weight)
+    colors[pixels] = derived.drought_classes(values) if drought else color_index(values, low, high)
     return encode_indexed(colors.reshape(shape), table)
 
 
@@ -300,10 +329,14 @@ def tile_matrix_set(tileMatrixSetId: str):
 def tilejson(request: Request, product: str, style: Style):
     served = request.app.state.catalog.get(style.cube)
     served.check_products([product])
-    colormap_table(style.colormap)
-    parse_rescale(style.rescale)
+    if style.colormap.lower() == "drought":
+        derived.check_drought(product)
+    else:
+        colormap_table(style.colormap)
+    rescale = style.rescale_of(product)
+    parse_rescale(rescale)
     day = served.dates[served.day_index(parse_day(style.date))]
-    query = f"date={day}&colormap={style.colormap}&rescale={style.rescale}&cube={served.name}"
+    query = f"date={day}&colormap={style.colormap}&rescale={rescale}&cube={served.name}"
     if style.weight is not None:
         query += f"&weight={style.weight}"
     base = str(request.base_url).rstrip("/")
@@ -325,7 +358,7 @@ def tilejson(request: Request, product: str, style: Style):
 
 @router.get("/colormaps", summary="Colormap names")
 def colormap_names():
-    return {"colormaps": sorted(colormaps.list())}
+    return {"colormaps": sorted([*colormaps.list(), "drought"])}
 
 
 @router.get(
@@ -339,7 +372,12 @@ def legend(
     rescale: Rescale = DEFAULT_RESCALE,
     f: Annotated[str, Query(pattern="^(png|json)$")] = "png",
 ):
-    """A 256 x 16 colour bar (PNG) or its stops with values (JSON)."""
+    """A 256 x 16 colour bar (PNG) or its stops with values (JSON); for `drought`, its classes
+    with labels."""
+    if colormap.lower() == "drought":
+        if f == "json":
+            return JSONResponse(derived.drought_legend_json())
+        return Response(derived.drought_legend_png(), media_type=PNG)
     table, (low, high) = colormap_table(colormap), parse_rescale(rescale)
     if f == "json":
         stops = [

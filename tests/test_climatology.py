@@ -13,8 +13,13 @@ import pandas as pd
 import pytest
 import zarr
 
+from model.engine.inference import predict, predict_with_spread
 from model.product import climatology
 from model.product import cube as cubes
+from model.product.extend import extend
+from model.training.checkpoint import Checkpoint
+from model.training.network import SoilMoistureLSTM
+from model.training.normalize import Normalizer
 from model.world import WorldConfig, build_world
 
 SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
@@ -173,6 +178,10 @@ def test_cli_computes_and_rejects_a_bad_base(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "lstm" in done.stdout and "2009-01-01/2010-12-31" in done.stdout
     assert cubes.climatology_info(store)["products"] == ["lstm"]
+    again = subprocess.run(
+        [*SMAPX, "climatology", "--cube", str(store)], capture_output=True, text=True
+    )
+    assert again.returncode == 0 and "0 added day(s)" in again.stdout, again.stderr
     for base, message in [
         ("2009-01-01/2009-06-30", "shorter than a year"),
         ("2001-01-01/2010-12-31", "outside the cube"),
@@ -185,3 +194,47 @@ def test_cli_computes_and_rejects_a_bad_base(tmp_path):
         )
         assert bad.returncode == 1 and message in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def two_member_model():
+    """A small input dataset and an untrained two-member checkpoint whose members differ."""
+    import torch
+
+    world = build_world(WorldConfig(seed=3, stride=8, start="2014-01-01", end="2015-06-30"))
+    inputs = world.inputs.isel(cell=slice(0, 12))
+    normalizer = Normalizer.fit(inputs)
+    states = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        states.append(SoilMoistureLSTM(normalizer.n_inputs, 32, 0.5).state_dict())
+    config = {"hidden": 32, "dropout": 0.5, "start": "2014-01-01", "end": "2015-06-30"}
+    return inputs, Checkpoint(config, normalizer, states)
+
+
+def test_spread_is_zero_for_one_member_and_numpy_std_for_two(tmp_path):
+    inputs, two = two_member_model()
+    x = two.normalizer.inputs(inputs)
+    mean, spread = predict_with_spread(two, x, warmup=30)
+    members = [predict(two.member(k), x, warmup=30) for k in (0, 1)]
+    np.testing.assert_array_equal(mean, predict(two, x, warmup=30))
+    np.testing.assert_array_equal(spread, np.std(members, axis=0).astype(np.float32))
+    assert spread.mean() > 0.002, "untrained members should disagree"
+    assert not predict_with_spread(two.member(0), x, warmup=30)[1].any()
+
+    stores = {}
+    for name, ckpt in {
+        "one": two.member(0),
+        "two": two,
+        "a": two.member(0),
+        "b": two.member(1),
+    }.items():
+        stores[name] = tmp_path / f"{name}.zarr"
+        extend(ckpt, inputs, "2014-01-01", "2015-06-30", stores[name], progress=False)
+    cube = {name: cubes.open_cube(store).load() for name, store in stores.items()}
+    region = cube["one"]["mask"].values
+    assert (cube["one"]["lstm_spread"].values[:, region] == 0).all()
+    members = np.stack([cube[k]["lstm"].values[:, region] for k in ("a", "b")])
+    np.testing.assert_allclose(
+        cube["two"]["lstm_spread"].values[:, region], np.std(members, axis=0), atol=1e-4
+    )
+    assert np.isnan(cube["two"]["lstm_spread"].values[:, ~region]).all()

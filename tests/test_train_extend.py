@@ -203,11 +203,12 @@ def test_extension_writes_a_cube_on_the_grid(trained, tmp_path):
     )
     out = cube.open_cube(tmp_path / "cube.zarr")
     assert cube.describe(tmp_path / "cube.zarr") == {
-        "products": ["smap", "lstm", "noah"],
+        "products": ["smap", "lstm", "noah", "lstm_spread"],
         "days": 341,
         "cells": 7,
     }
-    assert out.sizes["time"] == 341 and set(cube.products(out)) == {"lstm", "smap", "noah"}
+    assert out.sizes["time"] == 341
+    assert set(cube.products(out)) == {"lstm", "smap", "noah", "lstm_spread"}
     assert out.rio.crs.to_epsg() == grid.EPSG
     stored = xr.open_zarr(tmp_path / "cube.zarr", decode_coords=False)
     assert all(

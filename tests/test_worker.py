@@ -19,7 +19,7 @@ import torch
 
 from model.dataset import make_input_dataset, open_input, write_input
 from model.engine import probe_references
-from model.engine.inference import predict
+from model.engine.inference import predict_with_spread
 from model.product import cube as cubes
 from model.product import extend as extension
 from model.product.extend import compute_block, compute_blocks, extend, plan
@@ -288,7 +288,9 @@ def test_blocks_run_together_give_the_bytes_of_blocks_run_alone(tmp_path, monkey
     blocks = cubes.blocks(template)
     calls = []
     monkeypatch.setattr(
-        extension, "predict", lambda *a, **k: calls.append(k["groups"]) or predict(*a, **k)
+        extension,
+        "predict_with_spread",
+        lambda *a, **k: calls.append(k["groups"]) or predict_with_spread(*a, **k),
     )
     monkeypatch.setattr(extension, "BATCH_CELLS", 30)  # two 12-cell blocks per batch
     batched = list(compute_blocks(ckpt, inputs, template, blocks))

@@ -581,15 +581,22 @@ class Engine:
         return ["bfloat16"] if self.precision == "bfloat16" else []
 
     def run(self, x: np.ndarray, warmup: int = 0, groups: list[int] | None = None) -> np.ndarray:
-        """Normalised ensemble-mean output (cell, time - warmup) for inputs (cell, time, n_in).
-        Each of `groups` (sizes of consecutive runs of cells) gets the bytes it would get alone:
-        the kernels are exact per cell whatever the batch, the torch path batches each alone."""
+        """Normalised ensemble-mean output (cell, time - warmup) for inputs (cell, time, n_in)."""
+        outputs = self.run_members(x, warmup, groups)
+        return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0, dtype=np.float32)
+
+    def run_members(
+        self, x: np.ndarray, warmup: int = 0, groups: list[int] | None = None
+    ) -> list[np.ndarray]:
+        """Each member's normalised output (cell, time - warmup), kept apart so that their spread
+        can be stored beside their mean. Each of `groups` (sizes of consecutive runs of cells)
+        gets the bytes it would get alone: the kernels are exact per cell whatever the batch,
+        the torch path batches each alone."""
         kernels = [m for m in self.members if isinstance(m, KernelMember)]
         outputs = run_kernels(kernels, x, warmup) if kernels else []
-        outputs += [
+        return outputs + [
             m.run(x, warmup, groups) for m in self.members if not isinstance(m, KernelMember)
         ]
-        return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0, dtype=np.float32)
 
 
 def probe_inputs(normalizer) -> np.ndarray:

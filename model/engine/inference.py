@@ -17,6 +17,15 @@ def predict(
     (one pass: they are run once, their outputs never computed). `groups`, the sizes of
     consecutive runs of cells (cube blocks), makes each run's values the same bytes as when it
     is predicted alone."""
+    return predict_with_spread(ckpt, inputs, warmup, groups)[0]
+
+
+def predict_with_spread(
+    ckpt: Checkpoint, inputs: np.ndarray, warmup: int = 0, groups: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ensemble mean, standard deviation across members), both (cell, time - warmup) in m3/m3,
+    as `predict` takes its arguments; the mean is `predict`'s bytes, the spread numpy's
+    (population) std of the members' m3/m3 values, zero for a single member."""
     inputs = np.asarray(inputs)
     if inputs.ndim != 3 or inputs.shape[2] != ckpt.normalizer.n_inputs:
         raise InputError(
@@ -27,5 +36,9 @@ def predict(
             f"warm-up of {warmup} days needs a longer period than {inputs.shape[1]} days"
         )
     if inputs.shape[0] == 0:
-        return np.empty((0, inputs.shape[1] - warmup), np.float32)
-    return ckpt.normalizer.unscale_target(engine_for(ckpt).run(inputs, warmup, groups))
+        empty = np.empty((0, inputs.shape[1] - warmup), np.float32)
+        return empty, empty.copy()
+    members = engine_for(ckpt).run_members(inputs, warmup, groups)
+    mean = members[0] if len(members) == 1 else np.mean(members, axis=0, dtype=np.float32)
+    values = [ckpt.normalizer.unscale_target(m) for m in members]
+    return ckpt.normalizer.unscale_target(mean), np.std(values, axis=0).astype(np.float32)

@@ -150,7 +150,7 @@ def cell_series(cube: xr.Dataset, iy, ix) -> dict[str, np.ndarray]:
         "y": xr.DataArray(np.asarray(iy), dims="point"),
         "x": xr.DataArray(np.asarray(ix), dims="point"),
     }
-    names = cubes.products(cube)
+    names = cubes.estimates(cube)
     loaded = cube[names].isel(points).load()
     return {p: loaded[p].transpose("time", "point").values.astype(np.float64) for p in names}
 

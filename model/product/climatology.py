@@ -29,7 +29,7 @@ from model.product.fusion import DEFAULT_WEIGHT
 
 WINDOW_DAYS = 15
 FUSED = "fused"
-NOT_RANKED = ("smap", "lstm_spread")
+NOT_RANKED = ("smap", "lstm_spread", "nowcast_spread")
 # region cells x products ranked together: (days x columns) int16 codes of a 30-year record
 # take ~90 MB, a day of year's window and its sorted keys ~60 MB more
 BATCH_COLUMNS = 4096

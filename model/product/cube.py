@@ -37,7 +37,7 @@ from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.settings import get_settings
 
-PRODUCTS = ("smap", "lstm", "nowcast", "noah", "lsm2", "lstm_spread")
+PRODUCTS = ("smap", "lstm", "nowcast", "noah", "lsm2", "lstm_spread", "nowcast_spread")
 UNITS = "m3 m-3"
 SCALE = 1e-4
 FILL = -32768
@@ -56,6 +56,7 @@ DESCRIPTIONS = {
     "noah": "Noah land-surface model, 0-10 cm",
     "lsm2": "second land-surface model, 0-10 cm",
     "lstm_spread": "standard deviation of the LSTM ensemble's members about lstm, their mean",
+    "nowcast_spread": "standard deviation of the nowcast ensemble's members about their mean",
 }
 
 
@@ -481,6 +482,11 @@ def _zarr_store(store, storage_options=None, read_only: bool = True):
             str(store), storage_options=store_options(store, storage_options), read_only=read_only
         )
     return zarr.storage.LocalStore(str(store), read_only=read_only)
+
+
+def estimates(cube: xr.Dataset) -> list[str]:
+    """The products that estimate soil moisture (not the ensemble's spread), in canonical order."""
+    return [p for p in products(cube) if not p.endswith("_spread")]
 
 
 # Climatology layout. A cube's climatology lives in its `climatology` group, beside the products:

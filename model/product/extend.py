@@ -19,7 +19,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from model.dataset import LSM_VARIABLES, select_period
-from model.engine.inference import predict
+from model.engine.inference import predict_with_spread
 from model.errors import InputError
 from model.product import cube as cubes
 from model.training.checkpoint import Checkpoint
@@ -35,7 +35,8 @@ def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
     """The empty cube for an extension request, after checking the request against the inputs."""
     ckpt.normalizer.check(inputs)
     period = select_period(inputs, start, end)
-    products = [model_product(ckpt), "smap"] + [p for p in LSM_VARIABLES if p in inputs]
+    product = model_product(ckpt)
+    products = [product, f"{product}_spread", "smap"] + [p for p in LSM_VARIABLES if p in inputs]
     attrs = {
         "model": (
             f"LSTM, {ckpt.config.get('hidden')} hidden units, {len(ckpt.state_dicts)} member(s), "
@@ -152,7 +153,7 @@ def compute_blocks(
         first = int(input_days.get_loc(block_days[0]))
         days = spinup_indices(first, first + len(block_days), warmup)
         x = ckpt.normalizer.inputs(inputs, cells, days)
-        lstm = predict(
+        lstm, spread = predict_with_spread(
             ckpt, x, warmup=len(days) - len(block_days), groups=[len(c) for _, _, c in where]
         )
         observed = inputs[list(copied.values())].isel(
@@ -160,6 +161,7 @@ def compute_blocks(
         )
         sources = {
             model_product(ckpt): lstm.T,
+            f"{model_product(ckpt)}_spread": spread.T,
             **{product: observed[source].values for product, source in copied.items()},
         }
         offset = 0

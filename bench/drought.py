@@ -1,0 +1,123 @@
+"""Does extended SMAP rank droughts better than the model it is fused with? A twin-world check.
+
+Builds a twin world (2000-2020 by default), trains the LSTM on its SMAP-like retrievals of
+2015-04..2017-03, extends the whole record, computes the cube's climatology (base: the whole
+record), and ranks the world's 0-5 cm truth by the same definition (model.product.climatology).
+On the cell-days whose truth percentile is 5 or less, it prints the share where each product's
+percentile says D2 or worse (<= 10), before SMAP and in the SMAP era, with the share of
+cell-days of normal truth (30-70) that a product flags D2 or worse (false alarms).
+
+    python bench/drought.py [--out data/drought] [--stride 2] [--max-epochs 10] [--ensemble 1]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.dataset import open_input
+from model.product import climatology
+from model.product import cube as cubes
+from model.product.extend import extend
+from model.training import checkpoint
+from model.training.train import TrainConfig, train
+from model.world import WorldConfig, build_world, open_truth, write_world
+
+BBOX = (-104.0, 33.0, -92.0, 41.0)
+TRAIN = ("2015-04-01", "2017-03-31")
+SMAP_ERA = "2015-04-01"
+DROUGHT, FLAGGED = 500, 1000  # percentile codes (0.01 points): truth <= 5, product <= 10
+NORMAL = (3000, 7000)
+
+
+def build(out: Path, args) -> Path:
+    """World, model and cube in `out` (each reused when already there); the cube's path."""
+    world_dir, model_dir, cube_path = out / "world", out / "model", out / "extended.zarr"
+    if not (world_dir / "input.zarr").exists():
+        world = build_world(
+            WorldConfig(start=args.start, end=args.end, stride=args.stride, bbox=BBOX),
+            progress=True,
+        )
+        write_world(world, world_dir)
+    inputs = open_input(world_dir / "input.zarr")
+    if not (model_dir / "config.json").exists():
+        config = TrainConfig(
+            start=TRAIN[0],
+            end=TRAIN[1],
+            max_epochs=args.max_epochs,
+            patience=4,
+            ensemble=args.ensemble,
+        )
+        ckpt, log = train(inputs, config)
+        checkpoint.save(model_dir, ckpt, log)
+    if cubes.climatology_info(cube_path) is None:
+        extend(checkpoint.load(model_dir), inputs, args.start, args.end, cube_path)
+        climatology.compute(cube_path)
+    return cube_path
+
+
+def truth_percentiles(world_dir: Path, cube) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(percentile codes (time, cell) of the 0-5 cm truth on the cube's 1e-4 steps, ranked by
+    the cube's definition over the whole record; the cells' iy, ix in the cube)."""
+    truth = open_truth(world_dir)["truth"].sel(depth=0.025, method="nearest")
+    truth = truth.sel(time=cube.time.values)
+    codes = np.rint(truth.values / cubes.SCALE).astype(np.int16)
+    doy = climatology.day_of_year(cube.time.values)
+    percentiles, _ = climatology.rank(codes, doy, codes, doy)
+    iy = truth["row"].values - int(cube.attrs["row0"])
+    ix = truth["col"].values - int(cube.attrs["col0"])
+    return percentiles, iy, ix
+
+
+def figures(out: Path, cube_path: Path) -> dict:
+    cube = cubes.open_cube(cube_path)
+    truth, iy, ix = truth_percentiles(out / "world", cube)
+    stored = cubes.read_climatology(cube_path)["percentiles"]
+    times = pd.DatetimeIndex(cube.time.values)
+    eras = {
+        "all": np.ones(len(times), bool),
+        "before_smap": times < pd.Timestamp(SMAP_ERA),
+        "smap_era": times >= pd.Timestamp(SMAP_ERA),
+    }
+    known = truth != cubes.FILL
+    drought = known & (truth <= DROUGHT)
+    normal = known & (truth > NORMAL[0]) & (truth <= NORMAL[1])
+    result = {
+        "cells": len(iy),
+        "days": len(times),
+        "drought_cell_days": {e: int(drought[m].sum()) for e, m in eras.items()},
+        "detected_d2_or_worse": {},
+        "false_alarms_on_normal_truth": {},
+    }
+    for product in ("lstm", "noah", "fused"):
+        pct = stored[product][iy, ix, :].T  # (time, cell)
+        flagged = (pct != cubes.FILL) & (pct <= FLAGGED)
+        result["detected_d2_or_worse"][product] = {
+            e: round(float(flagged[m][drought[m]].mean()), 4) for e, m in eras.items()
+        }
+        result["false_alarms_on_normal_truth"][product] = {
+            e: round(float(flagged[m][normal[m]].mean()), 4) for e, m in eras.items()
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("data/drought"))
+    parser.add_argument("--stride", type=int, default=2)
+    parser.add_argument("--start", default="2000-01-01")
+    parser.add_argument("--end", default="2020-12-31")
+    parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument("--ensemble", type=int, default=1)
+    args = parser.parse_args()
+    began = time.perf_counter()
+    cube_path = build(args.out, args)
+    print(json.dumps(figures(args.out, cube_path)))
+    print(f"took {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
