@@ -245,6 +245,27 @@ void smapx_gates(const float *x, int64_t n, float *sigmoid, float *tanh)
     }
 }
 
+#if defined(__x86_64__)
+/* The core's 16-bit integer multiply-add peak (vpmaddwd + vpaddd, what an int16 kernel would run
+ * on): `rounds` x PEAK_CHAINS vector pairs; returns the multiply-adds done. */
+int64_t smapx_int16_peak(int64_t rounds, int32_t *sink)
+{
+    __m256i acc[PEAK_CHAINS];
+    const __m256i a = _mm256_set1_epi16(3), b = _mm256_set1_epi16(-2);
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        acc[i] = _mm256_set1_epi32(i);
+    for (int64_t r = 0; r < rounds; r++)
+#pragma GCC unroll 32
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            __asm__("vpmaddwd %2, %1, %%ymm15\n\tvpaddd %%ymm15, %0, %0"  /* not folded away */
+                    : "+x"(acc[i]) : "x"(a), "x"(b) : "xmm15");
+    for (int i = 1; i < PEAK_CHAINS; i++)
+        acc[0] = _mm256_add_epi32(acc[0], acc[i]);
+    _mm256_storeu_si256((__m256i *)sink, acc[0]);
+    return rounds * PEAK_CHAINS * 16;
+}
+#endif
+
 /* The core's float32 FMA peak, for bench/inference.py: `rounds` x PEAK_CHAINS independent vector
  * FMAs; returns the multiply-adds done (the sums are stored to `sink` so that they are computed). */
 int64_t smapx_fma_peak(int64_t rounds, float *sink)
