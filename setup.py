@@ -13,12 +13,12 @@ from setuptools.command.build_ext import build_ext
 ENGINE = Path("model/engine")
 
 
-def kernel_builds():
-    """model/engine/kernels.py's BUILDS, read without importing the package."""
+def kernels_module():
+    """model/engine/kernels.py, read without importing the package."""
     spec = importlib.util.spec_from_file_location("smapx_kernels", ENGINE / "kernels.py")
     kernels = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(kernels)
-    return kernels.BUILDS
+    return kernels
 
 
 class BuildKernels(build_ext):
@@ -37,6 +37,7 @@ class BuildKernels(build_ext):
             self.build_temp = shared_temp
 
 
+kernels = kernels_module()
 machine = platform.machine().lower()
 setup(
     ext_modules=[
@@ -44,11 +45,14 @@ setup(
             f"model.engine.{build.name}",
             [str(ENGINE / build.source)],
             depends=[str(header) for header in sorted(ENGINE.glob("*.h"))],
-            define_macros=list(build.defines),
+            define_macros=[
+                *build.defines,
+                ("SMAPX_SOURCE_DIGEST", f'"{kernels.source_digest(build, ENGINE)}"'),
+            ],
             extra_compile_args=["-O3", *build.flags],
             optional=True,
         )
-        for build in kernel_builds()
+        for build in kernels.BUILDS
         if machine in build.machines
     ],
     cmdclass={"build_ext": BuildKernels},

@@ -266,6 +266,17 @@ def train(
     )
 
 
+def _echo_engine(ckpt) -> None:
+    """What ran each ensemble member: kernel, instruction set, precision."""
+    from model.engine import engine_for
+
+    for k, path in enumerate(engine_for(ckpt).paths):
+        typer.echo(
+            f"member {k}: kernel {path.kernel}, instruction set {path.instruction_set}, "
+            f"precision {path.precision}"
+        )
+
+
 @app.command()
 def extend(
     model: Annotated[Path, typer.Option(help="Checkpoint directory")],
@@ -303,7 +314,9 @@ def extend(
         written = describe(job["request"]["out"])
     else:
         _configure_threads(threads)
-        run_extension(checkpoint.load(model), open_input(input), start, end, out)
+        ckpt = checkpoint.load(model)
+        run_extension(ckpt, open_input(input), start, end, out)
+        _echo_engine(ckpt)
         written = describe(out)
     typer.echo(
         f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "

@@ -416,7 +416,11 @@ def only_kernel_warnings(caplog) -> list[str]:
 
 @pytest.mark.parametrize(
     "damage, reason",
-    [("missing", "was not built when smapx was installed"), ("broken", "did not load")],
+    [
+        ("missing", "was not built when smapx was installed"),
+        ("broken", "did not load"),
+        ("stale", "is older than its C source"),
+    ],
 )
 def test_a_kernel_that_does_not_load_falls_back_with_one_warning(
     ckpt, tmp_path, kernels_from, caplog, damage, reason
@@ -426,9 +430,16 @@ def test_a_kernel_that_does_not_load_falls_back_with_one_warning(
         pytest.skip("no inference kernel runs on this CPU")
     for path in engine.KERNEL_DIR.glob("kernel_*.so"):
         shutil.copy(path, tmp_path)
-    lost = [s.build.name for sources in KERNELS.values() for s in sources if _loaded(s)]
-    for name in lost:
-        (tmp_path / f"{name}.so").unlink()
+    lost = {s.build: s.build.name for sources in KERNELS.values() for s in sources if _loaded(s)}
+    if damage == "stale":  # sources edited since the install built the libraries
+        for path in engine.KERNEL_DIR.glob("*.[ch]"):
+            shutil.copy(path, tmp_path)
+    for build, name in lost.items():
+        if damage == "stale":
+            with open(tmp_path / build.source, "a") as source:
+                source.write("\n")
+        else:
+            (tmp_path / f"{name}.so").unlink()
         if damage == "broken":
             (tmp_path / f"{name}.so").write_bytes(b"not a shared library")
     kernels_from(tmp_path)
@@ -439,7 +450,7 @@ def test_a_kernel_that_does_not_load_falls_back_with_one_warning(
     assert len(warnings) == len(lost)  # one per kernel and process, however often it is asked
     assert all(reason in w for w in warnings)
     assert sorted(w.split()[2] for w in warnings) == sorted(
-        str(tmp_path / f"{name}.so") for name in lost
+        str(tmp_path / f"{name}.so") for name in lost.values()
     )
     assert instruction_set() != fastest
     assert all(path.instruction_set != INSTRUCTION_SETS[fastest] for path in first.paths)

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.engine.kernels import BUILDS, INSTRUCTION_SETS, KernelBuild
+from model.engine.kernels import BUILDS, INSTRUCTION_SETS, KernelBuild, source_digest
 from model.errors import InputError
 from model.settings import get_settings
 from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
@@ -298,6 +298,8 @@ def _loaded(source: KernelSource) -> ctypes.CDLL | None:
         return None
     try:
         lib = ctypes.CDLL(str(library))
+        lib.smapx_source_digest.restype = ctypes.c_char_p
+        built_from = lib.smapx_source_digest().decode()
         supported = lib.smapx_supported()
         lib.smapx_lstm.argtypes = [
             ctypes.POINTER(source.weights),
@@ -309,6 +311,15 @@ def _loaded(source: KernelSource) -> ctypes.CDLL | None:
         ]
     except (OSError, AttributeError) as exc:
         log.warning("inference kernel %s did not load (%s): passed over", library, exc)
+        return None
+    if (KERNEL_DIR / source.build.source).is_file() and built_from != source_digest(
+        source.build, KERNEL_DIR
+    ):
+        log.warning(
+            "inference kernel %s is older than its C source (reinstall, e.g. pip install -e .): "
+            "passed over",
+            library,
+        )
         return None
     lib.smapx_lstm.restype = ctypes.c_int
     return lib if supported else None

@@ -2,7 +2,9 @@
 when the package is installed (setup.py reads this file alone, before anything is installed, so
 it imports nothing of the package) and loaded with ctypes by model.engine."""
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 X86_64 = ("x86_64", "amd64")
 ARM64 = ("aarch64", "arm64")
@@ -44,3 +46,13 @@ BUILDS = (
         "kernel_neon_float32", "kernel_fp32.c", (), "neon", "float32", ARM64, FLOAT32_FLAGS
     ),
 )
+
+
+def source_digest(build: KernelBuild, folder: Path) -> str:
+    """A digest of what a kernel is built from (its source, the headers beside it, defines and
+    flags), compiled into the library, so that a library older than its sources (an editable
+    install whose C files changed since) is known as such."""
+    h = hashlib.sha256(repr((build.defines, build.flags)).encode())
+    for path in [folder / build.source, *sorted(folder.glob("*.h"))]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
