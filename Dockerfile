@@ -1,4 +1,18 @@
 # smapx: one image for the API (`smapx serve`) and the workers (`smapx worker`). CPU torch.
+# The build stage compiles the inference kernels (model/engine/*.c, one shared library per
+# instruction set) into a wheel; the runtime image installs that wheel and has no compiler.
+FROM python:3.11-slim AS build
+
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY model ./model
+COPY worker ./worker
+COPY service ./service
+COPY cli ./cli
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -7,19 +21,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     SMAPX_DATA_DIR=/data \
     SMAPX_JOBS_DIR=/data/jobs
 
-# gcc builds the inference kernels (model/engine_*.c) on first use; without it inference runs
-# the float32 network, several times slower.
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY model ./model
-COPY worker ./worker
-COPY service ./service
-COPY cli ./cli
-RUN pip install .
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels
 
 RUN useradd --create-home --uid 1000 smapx && mkdir -p /data/jobs /data/cubes && chown -R smapx /data
 USER smapx

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 
-.PHONY: install demo test lint browser bench clean
+.PHONY: install demo test lint browser emulators bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium for the browser test (sudo apt-get install chromium)"; fi; }
 
+# qemu-user and Debian's aarch64 cross compiler run the ARM64 (NEON) inference kernel's test on any machine.
+emulators:
+	@command -v qemu-aarch64 >/dev/null 2>&1 && command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq qemu-user gcc-aarch64-linux-gnu >/dev/null; \
+	  else echo "install qemu-user and gcc-aarch64-linux-gnu for the ARM64 kernel test (sudo apt-get install qemu-user gcc-aarch64-linux-gnu)"; fi; }
+
 demo: install
 	$(BIN)/smapx demo --out $(DEMO_DIR)
 
@@ -56,7 +62,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
-test: install browser lint
+test: install browser emulators lint
 	$(BIN)/python -m pytest -q
 
 bench: install

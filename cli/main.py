@@ -259,6 +259,17 @@ def train(
     )
 
 
+def _echo_engine(ckpt) -> None:
+    """What ran each ensemble member: kernel, instruction set, precision."""
+    from model.engine import engine_for
+
+    for k, path in enumerate(engine_for(ckpt).paths):
+        typer.echo(
+            f"member {k}: kernel {path.kernel}, instruction set {path.instruction_set}, "
+            f"precision {path.precision}"
+        )
+
+
 @app.command()
 def extend(
     model: Annotated[Path, typer.Option(help="Checkpoint directory")],
@@ -306,7 +317,9 @@ def extend(
         written = describe(job["request"]["out"])
     else:
         _configure_threads(threads)
-        computed = run_extension(checkpoint.load(model), open_input(input), start, end, out)
+        ckpt = checkpoint.load(model)
+        computed = run_extension(ckpt, open_input(input), start, end, out)
+        _echo_engine(ckpt)
         written = describe(out)
         if not computed:
             typer.echo(f"{out} already holds {start}..{end}: nothing to do")

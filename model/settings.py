@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         "int16 or bf16x3 on CPUs with AMX or VNNI, bf16 on GPUs), 'int8', "
         "'int16', 'bf16x3', 'bfloat16', 'float32'.",
     )
+    inference_kernel: str = Field(
+        "auto",
+        description="Instruction set of the CPU inference kernels: 'auto' (the first this CPU has "
+        "of 'amx', 'avx512_vnni', 'avx2', 'neon'), or one of them.",
+    )
 
     cubes: list[str] = Field(
         default_factory=list,

@@ -1,5 +1,7 @@
-"""The kernels' gate nonlinearities (model/engine/gates.h, shared by every kernel) against exact
-sigmoid and tanh, on every CPU with AVX-512: the AMX kernels use them too, where no AMX runs."""
+"""The kernels' gate nonlinearities against exact sigmoid and tanh: the AVX-512 ones
+(model/engine/gates.h, shared by the integer and bf16x3 kernels) on every CPU with AVX-512, the
+AMX kernels' too where no AMX runs; the float32 kernel's (kernel_fp32.c) as installed, on every
+CPU with AVX2+FMA or NEON."""
 
 import ctypes
 import shutil
@@ -9,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.engine import kernel
+
 SOURCE = Path(__file__).with_name("engine_math_check.c")
 
 
-@pytest.fixture(scope="module")
-def gates(tmp_path_factory):
+def avx512_gates(tmp_path_factory) -> ctypes.CDLL:
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         pytest.skip("no C compiler")
@@ -24,6 +27,19 @@ def gates(tmp_path_factory):
     lib = ctypes.CDLL(str(library))
     if not lib.smapx_supported():
         pytest.skip("CPU without AVX-512")
+    return lib
+
+
+def float32_kernel_gates(_) -> ctypes.CDLL:
+    found = kernel("float32", "avx2") or kernel("float32", "neon")
+    if found is None:
+        pytest.skip("CPU without AVX2+FMA or NEON")
+    return found[0]
+
+
+@pytest.fixture(scope="module", params=[avx512_gates, float32_kernel_gates])
+def gates(request, tmp_path_factory):
+    lib = request.param(tmp_path_factory)
     lib.smapx_gates.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
 
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,13 @@
 """The fast inference engine against the float32 torch.nn.LSTM network it replaces."""
 
 import dataclasses
+import logging
+import os
+import platform
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +23,20 @@ from model.engine import (
     Engine,
     KernelMember,
     _bf16_parts,
-    _compiled,
+    _float32_layout,
     _levels_within_int32,
+    _loaded,
     _quantise_rows,
     choose,
+    instruction_set,
     kernel,
+    kernel_arrays,
     kernel_ladder,
     probe_references,
     reference,
 )
 from model.engine.inference import predict
+from model.engine.kernels import INSTRUCTION_SETS
 from model.errors import InputError
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
@@ -35,17 +44,31 @@ from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
 
 TARGET_STD = 0.124  # conus412's SMAP standard deviation, m3/m3
-needs_vnni = pytest.mark.skipif(kernel("int8") is None, reason="CPU without AVX-512 VNNI")
 KERNEL_MISSING = {
     "int8": "CPU without AVX-512 VNNI",
     "int16": "CPU without AVX-512 VNNI",
     "bf16x3": "CPU without AMX (or a kernel without tile permission)",
+    "float32": "CPU without AVX2+FMA or NEON",
 }
+# the fastest kernel precision this CPU runs; None where none does (test_this_cpu_runs_... fails)
+FASTEST = next(iter(kernel_ladder("int8")), None)
+needs_kernel = pytest.mark.skipif(FASTEST is None, reason="no inference kernel runs on this CPU")
 
 
-def skip_unless_runs(precision: str) -> None:
-    if precision in KERNEL_MISSING and kernel(precision) is None:
+def skip_unless_runs(precision: str, isa: str = "auto") -> None:
+    """Skips, with the reason, a reduced precision or instruction set this CPU cannot run."""
+    if isa != "auto" and kernel_ladder("int8", isa) == []:
+        pytest.skip(f"CPU without {INSTRUCTION_SETS[isa]}")
+    if precision in KERNEL_MISSING and precision != "float32" and kernel(precision, isa) is None:
         pytest.skip(KERNEL_MISSING[precision])
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags the kernel reports for this CPU (Linux)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.partition(":")[2].split())
+    return set()
 
 
 def make_checkpoint(seed: int = 0, members: int = 1, weight_scale: float = 1.0) -> Checkpoint:
@@ -84,12 +107,21 @@ def ckpt():
 
 
 @pytest.mark.parametrize(
-    "precision, bound", [("int8", TOLERANCE), ("int16", 2e-4), ("bf16x3", 2e-5), ("float32", 1e-5)]
+    "isa, precision, bound",
+    [
+        ("auto", "int8", TOLERANCE),
+        ("auto", "int16", 2e-4),
+        ("auto", "bf16x3", 2e-5),
+        ("auto", "float32", 1e-5),
+        ("avx2", "float32", 1e-5),
+    ],
 )
-def test_engine_matches_the_float32_network(ckpt, precision, bound):
-    skip_unless_runs(precision)
-    engine = Engine(ckpt, "cpu", precision)
+def test_engine_matches_the_float32_network(ckpt, isa, precision, bound):
+    skip_unless_runs(precision, isa)
+    engine = Engine(ckpt, "cpu", precision, isa)
     assert engine.chosen == [precision, precision]
+    if isa != "auto":
+        assert {path.instruction_set for path in engine.paths} == {INSTRUCTION_SETS[isa]}
     x = inputs(37, 300)
     got = engine.run(x)
     assert np.isfinite(got).all()
@@ -98,11 +130,15 @@ def test_engine_matches_the_float32_network(ckpt, precision, bound):
     assert got.std() > 0.01  # a network that moves, not a constant that matches trivially
 
 
-@pytest.mark.parametrize("precision", ["int8", "int16", "bf16x3"])
-def test_a_cell_gets_the_same_bytes_whatever_shares_its_block(ckpt, precision):
-    skip_unless_runs(precision)
-    engine = Engine(ckpt, "cpu", precision)
+@pytest.mark.parametrize(
+    "isa, precision",
+    [("auto", "int8"), ("auto", "int16"), ("auto", "bf16x3"), ("avx2", "float32")],
+)
+def test_a_cell_gets_the_same_bytes_whatever_shares_its_block(ckpt, isa, precision):
+    skip_unless_runs(precision, isa)
+    engine = Engine(ckpt, "cpu", precision, isa)
     assert engine.chosen == [precision, precision]
+    assert all(path.kernel != "torch.nn.LSTM" for path in engine.paths)
     x = inputs(141, 120)  # the AMX kernel passes 64 cells at a time in row blocks of 16
     whole = engine.run(x)
     for lo, hi in [(0, 1), (3, 8), (5, 38), (40, 41), (60, 133)]:
@@ -115,10 +151,13 @@ def test_a_cell_gets_the_same_bytes_whatever_shares_its_block(ckpt, precision):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("precision", ["int8", "bf16x3", "float32"])
-def test_warmup_gives_the_days_after_it_of_a_full_run(ckpt, precision):
-    skip_unless_runs(precision)
-    engine = Engine(ckpt, "cpu", precision)
+@pytest.mark.parametrize(
+    "isa, precision",
+    [("auto", "int8"), ("auto", "bf16x3"), ("auto", "float32"), ("avx2", "float32")],
+)
+def test_warmup_gives_the_days_after_it_of_a_full_run(ckpt, isa, precision):
+    skip_unless_runs(precision, isa)
+    engine = Engine(ckpt, "cpu", precision, isa)
     x = inputs(9, 200)
     np.testing.assert_array_equal(engine.run(x, warmup=150), engine.run(x)[:, 150:])
 
@@ -150,7 +189,7 @@ def predict_in_another_process(
     return np.load(folder / "y.npy")
 
 
-@needs_vnni
+@needs_kernel
 def test_same_block_in_another_process_gives_the_same_bytes(tmp_path, ckpt):
     x = inputs(23, 150)
     elsewhere = predict_in_another_process(tmp_path, ckpt, x, 50)
@@ -158,7 +197,7 @@ def test_same_block_in_another_process_gives_the_same_bytes(tmp_path, ckpt):
     assert elsewhere.tobytes() == here.tobytes()
 
 
-@needs_vnni
+@needs_kernel
 def test_a_checkpoint_with_saved_probe_outputs_runs_on_the_kernels_without_torch(tmp_path, ckpt):
     probe = inputs(8, 120)
     saved = dataclasses.replace(ckpt, probe=probe, probe_reference=probe_references(ckpt, probe))
@@ -177,8 +216,8 @@ def test_bf16_splits_round_like_torch():
     np.testing.assert_array_equal(_bf16_parts(w), expected)
 
 
-@needs_vnni
 def test_a_network_8_bits_cannot_hold_runs_at_a_finer_precision_within_tolerance():
+    skip_unless_runs("int8")
     strong = make_checkpoint(weight_scale=2.0)
     engine = Engine(strong, "cpu", "auto")
     assert engine.chosen == ["int16"]
@@ -186,17 +225,17 @@ def test_a_network_8_bits_cannot_hold_runs_at_a_finer_precision_within_tolerance
     assert np.abs(engine.run(x) - reference(strong, x)).max() * TARGET_STD <= TOLERANCE
 
 
-@needs_vnni
+@needs_kernel
 def test_the_engine_probes_on_the_inputs_the_checkpoint_saved(ckpt, monkeypatch):
     def synthetic(_):
         raise AssertionError("the synthetic probe is only for checkpoints without one")
 
     monkeypatch.setattr(engine, "probe_inputs", synthetic)
     with_probe = dataclasses.replace(ckpt, probe=inputs(8, 120))
-    assert Engine(with_probe, "cpu", "int8").chosen == ["int8", "int8"]
+    assert Engine(with_probe, "cpu", FASTEST).chosen == [FASTEST, FASTEST]
 
 
-@needs_vnni
+@needs_kernel
 def test_the_engine_checks_against_the_float32_outputs_the_checkpoint_saved(ckpt, monkeypatch):
     probe = inputs(8, 120)
     expected = probe_references(ckpt, probe)
@@ -206,33 +245,33 @@ def test_the_engine_checks_against_the_float32_outputs_the_checkpoint_saved(ckpt
 
     monkeypatch.setattr(engine, "probe_references", recomputed)
     saved = dataclasses.replace(ckpt, probe=probe, probe_reference=expected)
-    assert Engine(saved, "cpu", "int8").chosen == ["int8", "int8"]
+    assert all(path.kernel != "torch.nn.LSTM" for path in Engine(saved, "cpu", FASTEST).paths)
     shifted = dataclasses.replace(saved, probe_reference=expected + 0.01 / TARGET_STD)
-    assert Engine(shifted, "cpu", "int8").chosen == ["float32", "float32"]
+    assert {path.kernel for path in Engine(shifted, "cpu", FASTEST).paths} == {"torch.nn.LSTM"}
 
 
-@needs_vnni
+@needs_kernel
 def test_a_probe_result_is_kept_for_the_next_process_and_only_for_the_same_member(
     ckpt, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(engine, "_engine_dir", lambda: tmp_path)
     probe = inputs(8, 120)
     saved = dataclasses.replace(ckpt, probe=probe, probe_reference=probe_references(ckpt, probe))
-    assert Engine(saved, "cpu", "int8").chosen == ["int8", "int8"]
+    assert Engine(saved, "cpu", FASTEST).chosen == [FASTEST, FASTEST]
     assert len(list(tmp_path.glob("probe-*"))) == 2
 
     def not_again(*_):
         raise AssertionError("a kept probe result is not computed again")
 
     monkeypatch.setattr(KernelMember, "run", not_again)
-    again = Engine(saved, "cpu", "int8")
-    assert again.chosen == ["int8", "int8"]
+    again = Engine(saved, "cpu", FASTEST)
+    assert again.chosen == [FASTEST, FASTEST]
     np.testing.assert_array_equal(
-        again.run(inputs(5, 40)), Engine(saved, "cpu", "int8").run(inputs(5, 40))
+        again.run(inputs(5, 40)), Engine(saved, "cpu", FASTEST).run(inputs(5, 40))
     )
     other = dataclasses.replace(saved, probe_reference=saved.probe_reference + 1e-6)
     with pytest.raises(AssertionError, match="not computed again"):
-        Engine(other, "cpu", "int8")
+        Engine(other, "cpu", FASTEST)
 
 
 def test_16_bit_rows_use_every_level_int32_leaves_them():
@@ -254,7 +293,7 @@ def test_the_ladder_runs_from_fast_to_precise_and_int16_takes_the_tiles_where_am
     skip_unless_runs("int8")
     assert kernel_ladder("int8") == ["int8", "int16", "bf16x3"]
     assert kernel_ladder("int16") == ["int16", "bf16x3"]
-    assert kernel("int8")[1].file == kernel("int16")[1].file == "kernel_amx_int.c"
+    assert kernel("int8")[1].build.source == kernel("int16")[1].build.source == "kernel_amx_int.c"
     assert choose("cpu", "bf16x3")[1] == "bf16x3"
 
 
@@ -264,13 +303,15 @@ IMPLEMENTATIONS = [
 
 
 @pytest.mark.parametrize(
-    "precision, source", IMPLEMENTATIONS, ids=[f"{p}-{s.file}" for p, s in IMPLEMENTATIONS]
+    "precision, source", IMPLEMENTATIONS, ids=[s.build.name for _, s in IMPLEMENTATIONS]
 )
 def test_every_implementation_matches_the_network_whatever_shares_its_block(
     ckpt, precision, source
 ):
-    if _compiled(source) is None:
-        pytest.skip(f"{source.file} does not run on this CPU")
+    if _loaded(source) is None:
+        pytest.skip(
+            f"{source.build.name}: CPU without {INSTRUCTION_SETS[source.build.instruction_set]}"
+        )
     state = ckpt.state_dicts[0]
     member = KernelMember(state, precision, source)
     x = inputs(141, 150)  # the AMX kernels pass 32 or 64 cells at a time in row blocks of 16
@@ -294,7 +335,7 @@ def test_choose_checks_requests_and_falls_back_to_what_the_machine_has():
         choose("tpu", "auto")
     device, precision = choose("cpu", "auto")
     assert device == "cpu"
-    assert precision == ("int8" if kernel("int8") is not None else "float32")
+    assert precision == (FASTEST or "float32")
     if torch.cuda.is_available():
         device, precision = choose("auto", "int8")
         assert device == "cuda" and precision in ("bfloat16", "float32")
@@ -315,3 +356,214 @@ def test_predict_rejects_inputs_that_do_not_fit(ckpt):
         predict(ckpt, np.zeros((3, 10, 5), np.float32))
     with pytest.raises(InputError, match="warm-up"):
         predict(ckpt, inputs(3, 10), warmup=10)
+
+
+EXPECTED_INSTRUCTION_SET = [  # (CPU flags, kernels it must run), fastest first
+    ({"amx_tile", "amx_int8", "amx_bf16", "avx512_bf16"}, "amx"),
+    ({"avx512f", "avx512bw", "avx512vl", "avx512_vnni", "fma"}, "avx512_vnni"),
+    ({"avx2", "fma"}, "avx2"),
+    ({"asimd"}, "neon"),
+]
+
+
+def test_this_cpu_runs_its_kernels():
+    flags = cpu_flags()
+    expected = next((isa for needed, isa in EXPECTED_INSTRUCTION_SET if needed <= flags), None)
+    if expected is None:
+        pytest.skip(f"no inference kernel for this CPU ({platform.machine()})")
+    if expected == "amx" and instruction_set() == "avx512_vnni":
+        pytest.skip("CPU with AMX whose kernel grants no tile permission: the VNNI kernels run")
+    assert instruction_set() == expected, "this CPU has a kernel, but it did not load"
+    engine = Engine(make_checkpoint(members=2), "cpu", "auto")
+    assert {path.instruction_set for path in engine.paths} == {INSTRUCTION_SETS[expected]}
+    assert all(path.kernel.startswith("kernel_") for path in engine.paths)
+
+
+def test_the_engine_logs_what_runs_each_member(ckpt, caplog):
+    caplog.set_level(logging.INFO, logger="model.engine")
+    engine = Engine(ckpt, "cpu", "auto")
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("member ")]
+    assert logged == [f"member {k} runs on {path}" for k, path in enumerate(engine.paths)]
+    precision = FASTEST or "float32"
+    assert all(path.precision == precision for path in engine.paths)
+    assert all(f", {precision})" in line for line in logged)
+
+
+@pytest.fixture
+def kernels_from(monkeypatch):
+    """Loads the kernels from another folder for one test, and forgets them afterwards."""
+
+    def forget() -> None:
+        for cached in (_loaded, kernel, instruction_set):
+            cached.cache_clear()
+
+    def use(folder: Path) -> None:
+        forget()
+        monkeypatch.setattr(engine, "KERNEL_DIR", folder)
+
+    yield use
+    monkeypatch.undo()
+    forget()
+
+
+def only_kernel_warnings(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "inference kernel" in r.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("missing", "was not built when smapx was installed"),
+        ("broken", "did not load"),
+        ("stale", "is older than its C source"),
+    ],
+)
+def test_a_kernel_that_does_not_load_falls_back_with_one_warning(
+    ckpt, tmp_path, kernels_from, caplog, damage, reason
+):
+    fastest = instruction_set()
+    if fastest is None:
+        pytest.skip("no inference kernel runs on this CPU")
+    for path in engine.KERNEL_DIR.glob("kernel_*.so"):
+        shutil.copy(path, tmp_path)
+    lost = {s.build: s.build.name for sources in KERNELS.values() for s in sources if _loaded(s)}
+    if damage == "stale":  # sources edited since the install built the libraries
+        for path in engine.KERNEL_DIR.glob("*.[ch]"):
+            shutil.copy(path, tmp_path)
+    for build, name in lost.items():
+        if damage == "stale":
+            with open(tmp_path / build.source, "a") as source:
+                source.write("\n")
+        else:
+            (tmp_path / f"{name}.so").unlink()
+        if damage == "broken":
+            (tmp_path / f"{name}.so").write_bytes(b"not a shared library")
+    kernels_from(tmp_path)
+    caplog.set_level(logging.WARNING, logger="model.engine")
+    first = Engine(ckpt, "cpu", "auto")
+    Engine(ckpt, "cpu", "auto")
+    warnings = only_kernel_warnings(caplog)
+    assert len(warnings) == len(lost)  # one per kernel and process, however often it is asked
+    assert all(reason in w for w in warnings)
+    assert sorted(w.split()[2] for w in warnings) == sorted(
+        str(tmp_path / f"{name}.so") for name in lost.values()
+    )
+    assert instruction_set() != fastest
+    assert all(path.instruction_set != INSTRUCTION_SETS[fastest] for path in first.paths)
+    x = inputs(9, 80)
+    assert np.abs(first.run(x) - reference(ckpt, x)).max() * TARGET_STD <= TOLERANCE
+
+
+def test_kernels_run_without_a_compiler_and_write_nothing_executable(tmp_path, ckpt):
+    if FASTEST is None:
+        pytest.skip("no inference kernel runs on this CPU")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    x = inputs(5, 60)
+    script = (
+        "import sys, numpy as np, logging; logging.basicConfig(level=logging.INFO);"
+        "from model.training import checkpoint; from model.engine import engine_for;"
+        "d = sys.argv[1]; e = engine_for(checkpoint.load(d + '/model'));"
+        "np.save(d + '/y.npy', e.run(np.load(d + '/x.npy')));"
+        "print(*e.paths, sep='\\n')"
+    )
+    checkpoint.save(tmp_path / "model", ckpt)
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "CC": "/bin/false", "TMPDIR": str(temp), "PATH": "/nonexistent"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "WARNING" not in done.stderr
+    assert done.stdout.split("\n")[0].startswith("kernel_")
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), Engine(ckpt, "cpu", "auto").run(x))
+    written = [p for p in temp.rglob("*") if p.is_file()]
+    assert all(not os.access(p, os.X_OK) and p.suffix != ".so" for p in written)
+
+
+def test_an_unwritable_temp_dir_only_costs_the_kept_probe(ckpt, tmp_path, monkeypatch):
+    if FASTEST is None:
+        pytest.skip("no inference kernel runs on this CPU")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setattr(engine, "_engine_dir", lambda: not_a_folder / "engine")
+    probe = inputs(8, 120)
+    saved = dataclasses.replace(ckpt, probe=probe, probe_reference=probe_references(ckpt, probe))
+    assert Engine(saved, "cpu", "auto").chosen == [FASTEST, FASTEST]
+
+
+def test_an_unknown_kernel_request_is_refused_and_a_missing_one_falls_back(ckpt, caplog):
+    with pytest.raises(InputError, match="unknown inference kernel 'sse2'"):
+        choose("cpu", "auto", "sse2")
+    missing = next(isa for isa in INSTRUCTION_SETS if not kernel_ladder("int8", isa))
+    caplog.set_level(logging.WARNING, logger="model.engine")
+    assert choose("cpu", "auto", missing) == ("cpu", "float32")
+    assert f"the {INSTRUCTION_SETS[missing]} inference kernels do not run here" in caplog.text
+    assert {p.kernel for p in Engine(ckpt, "cpu", "auto", missing).paths} == {"torch.nn.LSTM"}
+
+
+def network_numpy(state: dict, x: np.ndarray, warmup: int) -> np.ndarray:
+    """The network in numpy float32, step by step: the reference of the aarch64 kernel."""
+    f = {k: np.asarray(v, np.float32) for k, v in state.items()}
+    hidden = f["lstm.weight_hh_l0"].shape[1]
+    h = np.zeros((x.shape[0], hidden), np.float32)
+    c = np.zeros_like(h)
+    bias = f["lstm.bias_ih_l0"] + f["lstm.bias_hh_l0"]
+    out = []
+    for t in range(x.shape[1]):
+        u = np.maximum(x[:, t] @ f["input_layer.weight"].T + f["input_layer.bias"], 0)
+        gates = u @ f["lstm.weight_ih_l0"].T + h @ f["lstm.weight_hh_l0"].T + bias
+        i, fg, g, o = np.split(gates, 4, axis=1)
+        c = c / (1 + np.exp(-fg)) + np.tanh(g) / (1 + np.exp(-i))
+        h = np.tanh(c) / (1 + np.exp(-o))
+        out.append(h @ f["head.weight"][0] + f["head.bias"][0])
+    return np.stack(out, axis=1)[:, warmup:]
+
+
+def aarch64_tools() -> tuple[list[str], list[str]]:
+    """The compiler and runner of aarch64 programs here: native, or a cross compiler and qemu."""
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return ["gcc"], []
+    missing = [t for t in ("aarch64-linux-gnu-gcc", "qemu-aarch64") if not shutil.which(t)]
+    if missing:
+        pytest.skip(
+            f"{' and '.join(missing)} missing: the aarch64 kernel runs under qemu-user "
+            "(make emulators installs qemu-user and gcc-aarch64-linux-gnu)"
+        )
+    return ["aarch64-linux-gnu-gcc", "-static"], ["qemu-aarch64"]
+
+
+def test_the_arm64_neon_kernel_matches_the_network(ckpt, tmp_path):
+    compiler, runner = aarch64_tools()
+    program = tmp_path / "kernel_neon"
+    source = Path(__file__).with_name("engine_kernel_main.c")
+    subprocess.run(
+        [*compiler, "-O3", "-ffp-contract=off", "-o", str(program), str(source)], check=True
+    )
+    state = ckpt.state_dicts[0]
+    arrays = kernel_arrays(
+        {k: np.asarray(v, np.float32) for k, v in state.items()}, _float32_layout
+    )
+    x = inputs(7, 40)  # 6 cells at a time: a short last group too
+    warmup = 10
+    with open(tmp_path / "in.bin", "wb") as f:
+        f.write(np.array([x.shape[2], x.shape[0], x.shape[1], warmup], np.int64).tobytes())
+        f.write(np.float32(state["head.bias"][0]).tobytes())
+        for name in ("w1t", "b1", "bias", "w_head", "w"):
+            f.write(arrays[name].tobytes())
+        f.write(x.tobytes())
+    subprocess.run(
+        [*runner, str(program), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")], check=True
+    )
+    got = np.fromfile(tmp_path / "out.bin", np.float32).reshape(7, 30)
+    expected = network_numpy(state, x, warmup)
+    assert np.abs(got - expected).max() * TARGET_STD <= TOLERANCE
+    assert np.abs(got - expected).max() * TARGET_STD <= 1e-6  # float32 throughout, in fact
+    assert got.std() > 0.01

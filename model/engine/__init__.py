@@ -2,10 +2,12 @@
 same network as the checkpoint's within 1e-3 m3/m3.
 
 Paths, chosen at start-up from what the machine supports (`choose`):
-- C kernels (built with the system C compiler on first use in about a second, loaded with ctypes)
-  run the whole recurrence per block of cells: input layer, gate products, fused gates, float32
-  state and the head, cells split over threads. Results do not depend on batch composition or
-  threads: each cell's sums are its own.
+- C kernels (shared libraries built when the package is installed, model/engine/kernels.py, loaded
+  with ctypes; the first instruction set this CPU has: AMX, AVX-512 VNNI, AVX2+FMA, NEON, or the one
+  SMAPX_INFERENCE_KERNEL names) run the whole recurrence per block of cells: input layer, gate
+  products, gates, float32 state and the head, cells split over threads. Results do not depend on
+  batch composition or threads: each cell's sums are its own. A kernel that is missing or does not
+  load is passed over with one warning naming the reason.
   - "int8" / "int16": integer gate products with per-row weight and per-cell activation scales,
     on AMX int8 tiles (kernel_amx_int.c; 16-bit integers as two int8 halves) or, without AMX,
     AVX-512 VNNI (kernel_vnni.c). int8 holds random-weight networks; trained networks need
@@ -13,13 +15,16 @@ Paths, chosen at start-up from what the machine supports (`choose`):
   - "bf16x3" (AMX, kernel_amx_bf16.c): bf16 tile products of hi + lo splits of weights and
     activations, within ~2e-5 m3/m3 of float32 on trained networks: the rung between int16 and
     float32.
-- "bfloat16" / "float32" (GPU, or CPUs without the kernels): the network module on the device,
+  - "float32" (AVX2+FMA on x86-64, NEON on ARM64, kernel_fp32.c): float32 FMAs throughout, for
+    CPUs where integer products buy nothing (AVX2: 16-bit vpmaddwd runs at the float32 FMA rate).
+- "bfloat16" / "float32" (GPU, or CPUs without a kernel): the network module on the device,
   whose LSTM is cuDNN's (GPU) or oneDNN's (CPU): input products of all days in one matrix product,
   fused gates; bf16 matrix work under autocast with float32 state on GPUs that support it.
 Every reduced-precision member is checked once against the float32 network on a probe: the real
 inputs the checkpoint saved at training and the float32 outputs saved beside them (or, for older
 checkpoints, heavy-tailed synthetic inputs run through torch here). One that misses the tolerance
-moves to the next precision (int8 -> int16 -> bf16x3 -> float32). The choice depends only on the
+moves to the next precision (int8 -> int16 -> bf16x3 -> float32, the kernel where one runs here,
+else the network module). The choice depends only on the
 checkpoint and the CPU, so every worker on one kind of machine makes the same one.
 torch is imported only where it runs (the GPU and float32 paths, older checkpoints): on the
 kernels an extension never pays its second of import time.
@@ -29,8 +34,7 @@ import ctypes
 import hashlib
 import logging
 import os
-import shutil
-import subprocess
+import platform
 import sys
 import tempfile
 import weakref
@@ -43,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.engine.kernels import BUILDS, INSTRUCTION_SETS, KernelBuild, source_digest
 from model.errors import InputError
 from model.settings import get_settings
 from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
@@ -50,7 +55,8 @@ from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "int8", "int16", "bf16x3", "bfloat16", "float32")
-KERNEL_FLAGS = ["-O3", "-shared", "-fPIC"]  # the sources enable AVX-512/AMX past their CPU check
+KERNEL_CHOICES = ("auto", *INSTRUCTION_SETS)
+KERNEL_DIR = Path(__file__).parent  # where the package's kernels were built at install
 KERNEL_HIDDEN = 256
 KERNEL_ROW_CELLS = 16  # cells in one AMX tile row block: the smallest part worth a thread
 TOLERANCE = 1e-3  # m3/m3, against the float32 network
@@ -95,6 +101,10 @@ class _TileIntWeights(ctypes.Structure):
 
 class _Bf16Weights(ctypes.Structure):
     _fields_ = [("net", _Network), ("wb", ctypes.c_void_p)]
+
+
+class _Float32Weights(ctypes.Structure):
+    _fields_ = [("net", _Network), ("w", ctypes.c_void_p)]
 
 
 def _gate_rows() -> np.ndarray:
@@ -195,6 +205,12 @@ def _bf16_layout(f32: dict) -> dict:
     return {"wb": np.ascontiguousarray(np.moveaxis(_bf16_parts(tiles), 0, 3))}
 
 
+def _float32_layout(f32: dict) -> dict:
+    """kernel_fp32.c: [W_ih | W_hh] in blocks of 16 gate rows, each (input, row)."""
+    w = np.concatenate([f32["lstm.weight_ih_l0"], f32["lstm.weight_hh_l0"]], axis=1)
+    return {"w": np.ascontiguousarray(w[_gate_rows()].reshape(64, 16, -1).transpose(0, 2, 1))}
+
+
 def _cache_aligned(array: np.ndarray) -> np.ndarray:
     """A C-contiguous copy that starts on a cache line. The kernels load weights in 64-byte
     vectors; numpy's buffers are only 16-byte aligned, and a misaligned one splits every load
@@ -209,104 +225,114 @@ def _cache_aligned(array: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class KernelSource:
-    """One C implementation of a precision: its file, defines, ctypes weights and their layout."""
+    """One compiled kernel (its build) with its ctypes weights and their layout."""
 
-    file: str
-    defines: tuple[str, ...]
+    build: KernelBuild
     weights: type
     layout: Callable[[dict], dict]
 
 
-# Each precision's implementations, the first that runs on this CPU taken: AMX int8 tiles, then
-# AVX-512 VNNI. The tiles run int8 ~1.3x and int16 ~1.1x faster than VNNI here and hold int16 at
-# ~15 bits (weights and activations) where the VNNI kernel holds ~13 and 12.
-KERNELS: dict[str, tuple[KernelSource, ...]] = {
-    "int8": (
-        KernelSource(
-            "kernel_amx_int.c", ("-DSPLIT=0",), _TileIntWeights, lambda f32: _tile_layout(f32, 8)
-        ),
-        KernelSource(
-            "kernel_vnni.c", ("-DWIDE=0",), _IntegerWeights, lambda f32: _integer_layout(f32, 8)
-        ),
-    ),
-    "int16": (
-        KernelSource(
-            "kernel_amx_int.c", ("-DSPLIT=1",), _TileIntWeights, lambda f32: _tile_layout(f32, 16)
-        ),
-        KernelSource(
-            "kernel_vnni.c", ("-DWIDE=1",), _IntegerWeights, lambda f32: _integer_layout(f32, 16)
-        ),
-    ),
-    "bf16x3": (KernelSource("kernel_amx_bf16.c", (), _Bf16Weights, _bf16_layout),),
+_LAYOUTS: dict[str, tuple[type, Callable[[dict], dict]]] = {
+    "kernel_amx_int8": (_TileIntWeights, lambda f32: _tile_layout(f32, 8)),
+    "kernel_amx_int16": (_TileIntWeights, lambda f32: _tile_layout(f32, 16)),
+    "kernel_amx_bf16x3": (_Bf16Weights, _bf16_layout),
+    "kernel_vnni_int8": (_IntegerWeights, lambda f32: _integer_layout(f32, 8)),
+    "kernel_vnni_int16": (_IntegerWeights, lambda f32: _integer_layout(f32, 16)),
+    "kernel_avx2_float32": (_Float32Weights, _float32_layout),
+    "kernel_neon_float32": (_Float32Weights, _float32_layout),
 }
-KERNEL_ORDER = ("int8", "int16", "bf16x3")  # fastest and least precise first
+KERNEL_ORDER = ("int8", "int16", "bf16x3", "float32")  # fastest and least precise first
+REDUCED_KERNEL_PRECISIONS = KERNEL_ORDER[:-1]
+# Each precision's kernels on this machine, fastest instruction set first. The AMX tiles run int8
+# ~1.3x and int16 ~1.1x faster than VNNI and hold int16 at ~15 bits (weights and activations)
+# where the VNNI kernel holds ~13 and 12.
+KERNELS: dict[str, tuple[KernelSource, ...]] = {
+    precision: tuple(
+        KernelSource(build, *_LAYOUTS[build.name])
+        for build in BUILDS
+        if build.precision == precision and platform.machine().lower() in build.machines
+    )
+    for precision in KERNEL_ORDER
+}
 
 
 @lru_cache
-def kernel(precision: str) -> tuple[ctypes.CDLL, KernelSource] | None:
-    """The compiled kernel of a precision and its source, or None where none runs here (no C
-    compiler; a CPU without AVX-512 VNNI or AMX for int8/int16, without AMX for bf16x3)."""
+def instruction_set(requested: str = "auto") -> str | None:
+    """The instruction set whose kernels run here: the first that this CPU has and whose kernels
+    load, or the one requested where it does; None where none does. One per CPU, so that a
+    machine with AVX-512 keeps to its kernels and the AVX-512 float32 network rather than the AVX2
+    kernel."""
+    for name in INSTRUCTION_SETS:
+        if requested in ("auto", name) and any(
+            _loaded(source)
+            for sources in KERNELS.values()
+            for source in sources
+            if source.build.instruction_set == name
+        ):
+            return name
+    return None
+
+
+@lru_cache
+def kernel(precision: str, requested: str = "auto") -> tuple[ctypes.CDLL, KernelSource] | None:
+    """The kernel of a precision on this machine's instruction set (`instruction_set`) and its
+    source; None where there is none."""
+    chosen = instruction_set(requested)
     for source in KERNELS[precision]:
-        lib = _compiled(source)
-        if lib is not None:
+        if source.build.instruction_set == chosen and (lib := _loaded(source)) is not None:
             return lib, source
     return None
 
 
 @lru_cache
-def _compiled(source: KernelSource) -> ctypes.CDLL | None:
-    """A kernel built once per machine into the temp dir, or None where it cannot run."""
-    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        log.warning("no C compiler found: the inference kernels are unavailable")
-        return None
-    path = Path(__file__).with_name(source.file)
-    flags = [*KERNEL_FLAGS, *source.defines]
-    code = path.read_bytes() + b"".join(h.read_bytes() for h in sorted(path.parent.glob("*.h")))
-    digest = hashlib.sha256(code + " ".join(flags).encode()).hexdigest()[:16]
-    library = _engine_dir() / f"{path.stem}-{digest}.so"
+def _loaded(source: KernelSource) -> ctypes.CDLL | None:
+    """A kernel library, or None where this CPU cannot run it or it did not load; the latter (a
+    package installed without a compiler, a broken file) with a warning naming the reason."""
+    library = KERNEL_DIR / f"{source.build.name}.so"
     if not library.is_file():
-
-        def build(partial: Path) -> bool:
-            built = subprocess.run(
-                [compiler, *flags, "-o", str(partial), str(path)],
-                check=False,
-                capture_output=True,
-                text=True,
-            )
-            if built.returncode != 0:
-                log.warning(
-                    "inference kernel %s did not build: %s",
-                    source.file,
-                    built.stderr.strip()[-500:],
-                )
-            return built.returncode == 0
-
-        if not _write_atomically(library, build):
-            return None
-    lib = ctypes.CDLL(str(library))
-    if not lib.smapx_supported():
+        log.warning(
+            "inference kernel %s was not built when smapx was installed (a C compiler is needed "
+            "then): passed over",
+            library,
+        )
         return None
-    lib.smapx_lstm.argtypes = [
-        ctypes.POINTER(source.weights),
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-    ]
+    try:
+        lib = ctypes.CDLL(str(library))
+        lib.smapx_source_digest.restype = ctypes.c_char_p
+        built_from = lib.smapx_source_digest().decode()
+        supported = lib.smapx_supported()
+        lib.smapx_lstm.argtypes = [
+            ctypes.POINTER(source.weights),
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+        ]
+    except (OSError, AttributeError) as exc:
+        log.warning("inference kernel %s did not load (%s): passed over", library, exc)
+        return None
+    if (KERNEL_DIR / source.build.source).is_file() and built_from != source_digest(
+        source.build, KERNEL_DIR
+    ):
+        log.warning(
+            "inference kernel %s is older than its C source (reinstall, e.g. pip install -e .): "
+            "passed over",
+            library,
+        )
+        return None
     lib.smapx_lstm.restype = ctypes.c_int
-    return lib
+    return lib if supported else None
 
 
 def _engine_dir() -> Path:
-    """This machine's kernel builds and probe results (the temp dir: both are cheap to redo)."""
+    """This machine's probe results (the temp dir: they are cheap to redo)."""
     return Path(tempfile.gettempdir()) / f"smapx-engine-{os.getuid()}"
 
 
 def _write_atomically(path: Path, write: Callable[[Path], bool]) -> bool:
     """write(partial) into a file of this process, renamed to `path` where it succeeds, so that
-    concurrent workers never load or read a half-written file; whether it succeeded."""
+    concurrent workers never read a half-written file; whether it succeeded."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     if not write(partial):
@@ -315,9 +341,11 @@ def _write_atomically(path: Path, write: Callable[[Path], bool]) -> bool:
     return True
 
 
-def kernel_ladder(start: str) -> list[str]:
+def kernel_ladder(start: str, requested: str = "auto") -> list[str]:
     """The kernel precisions that run here, from `start` on, each more precise than the last."""
-    return [p for p in KERNEL_ORDER[KERNEL_ORDER.index(start) :] if kernel(p) is not None]
+    return [
+        p for p in KERNEL_ORDER[KERNEL_ORDER.index(start) :] if kernel(p, requested) is not None
+    ]
 
 
 def gpu_available() -> bool:
@@ -340,30 +368,34 @@ def compute_threads() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def choose(device: str = "auto", precision: str = "auto") -> tuple[str, str]:
-    """The device ('cpu' or 'cuda') and precision to start from, from the requested ones and what
-    the machine has."""
+def choose(
+    device: str = "auto", precision: str = "auto", instruction_set: str = "auto"
+) -> tuple[str, str]:
+    """The device ('cpu' or 'cuda') and precision to start from, from the requested ones (and
+    the kernels' instruction set) and what the machine has."""
     if precision not in PRECISIONS:
         raise InputError(
             f"unknown inference precision {precision!r}; one of {', '.join(PRECISIONS)}"
+        )
+    if instruction_set not in KERNEL_CHOICES:
+        raise InputError(
+            f"unknown inference kernel {instruction_set!r}; one of {', '.join(KERNEL_CHOICES)}"
         )
     if device.partition(":")[0] not in ("auto", "cpu", "cuda"):
         raise InputError(f"unknown device {device!r}; one of auto, cpu, cuda, cuda:<n>")
     if device == "auto":
         device = "cuda" if gpu_available() else "cpu"
     if device.startswith("cuda"):
-        if not gpu_available():
-            raise InputError("device 'cuda' requested but no GPU is available")
-        import torch
-
-        bf16 = torch.cuda.is_bf16_supported()
-        if precision == "auto" or precision in KERNELS:
-            precision = "bfloat16" if bf16 else "float32"
-        elif precision == "bfloat16" and not bf16:
-            precision = "float32"
-        return device, precision
+        return device, _gpu_precision(precision)
+    if instruction_set != "auto" and kernel_ladder(KERNEL_ORDER[0], instruction_set) == []:
+        log.warning(
+            "the %s inference kernels do not run here: using the float32 network",
+            INSTRUCTION_SETS[instruction_set],
+        )
     if precision == "auto" or precision in KERNELS:
-        ladder = kernel_ladder(KERNEL_ORDER[0] if precision == "auto" else precision)
+        ladder = kernel_ladder(
+            KERNEL_ORDER[0] if precision == "auto" else precision, instruction_set
+        )
         chosen = ladder[0] if ladder else "float32"
         if precision not in ("auto", chosen):
             log.warning("%s inference unavailable on this CPU: using %s", precision, chosen)
@@ -376,29 +408,56 @@ def choose(device: str = "auto", precision: str = "auto") -> tuple[str, str]:
     return device, precision
 
 
-class KernelMember:
-    """One ensemble member on the C kernel of a precision (or on one given implementation)."""
+NETWORK_ARRAYS = ("w1t", "b1", "bias", "w_head")  # network.h's arrays, in its order
 
-    def __init__(self, state: dict, precision: str, source: KernelSource | None = None):
-        self.lib, source = kernel(precision) if source is None else (_compiled(source), source)
+
+def kernel_arrays(f32: dict, layout: Callable[[dict], dict]) -> dict[str, np.ndarray]:
+    """The arrays a kernel reads, cache-aligned: network.h's, then those of its layout."""
+    shared = {
+        "w1t": f32["input_layer.weight"].T,
+        "b1": f32["input_layer.bias"],
+        "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[_gate_rows()],
+        "w_head": f32["head.weight"].ravel(),
+    }
+    return {name: _cache_aligned(array) for name, array in {**shared, **layout(f32)}.items()}
+
+
+def _gpu_precision(precision: str) -> str:
+    """The precision a GPU runs for a requested one: bfloat16 where it has it, else float32."""
+    if not gpu_available():
+        raise InputError("device 'cuda' requested but no GPU is available")
+    import torch
+
+    bf16 = torch.cuda.is_bf16_supported()
+    if precision == "auto" or precision in REDUCED_KERNEL_PRECISIONS:
+        return "bfloat16" if bf16 else "float32"
+    return "float32" if precision == "bfloat16" and not bf16 else precision
+
+
+class KernelMember:
+    """One ensemble member on the C kernel of a precision (on this machine's instruction set, the
+    one requested, or one given implementation)."""
+
+    def __init__(
+        self,
+        state: dict,
+        precision: str,
+        source: KernelSource | None = None,
+        instruction_set: str = "auto",
+    ):
+        self.lib, self.source = (
+            kernel(precision, instruction_set) if source is None else (_loaded(source), source)
+        )
         f32 = {k: np.asarray(v, np.float32) for k, v in state.items()}
-        shared = {
-            "w1t": f32["input_layer.weight"].T,
-            "b1": f32["input_layer.bias"],
-            "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[_gate_rows()],
-            "w_head": f32["head.weight"].ravel(),
-        }
         # kept alive here: the kernel reads them through raw pointers
-        self.arrays = {
-            name: _cache_aligned(array) for name, array in {**shared, **source.layout(f32)}.items()
-        }
+        self.arrays = kernel_arrays(f32, self.source.layout)
         pointers = {k: v.ctypes.data for k, v in self.arrays.items()}
         net = _Network(
             n_in=f32["input_layer.weight"].shape[1],
             b_head=float(f32["head.bias"][0]),
-            **{k: pointers.pop(k) for k in shared},
+            **{k: pointers.pop(k) for k in NETWORK_ARRAYS},
         )
-        self.weights = source.weights(net=net, **pointers)
+        self.weights = self.source.weights(net=net, **pointers)
 
     def run(self, x: np.ndarray, warmup: int) -> np.ndarray:
         """Normalised output (cell, time - warmup) for normalised inputs (cell, time, n_in)."""
@@ -439,10 +498,13 @@ def probe_error(member, x: np.ndarray, expected: np.ndarray) -> float:
     kept = _engine_dir() / f"probe-{member.digest(x, expected)}"
     try:
         return float(kept.read_text())
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         error = float(np.abs(member.run(x, 0) - expected).max())
+    try:
         _write_atomically(kept, lambda partial: partial.write_text(repr(error)) > 0)
-        return error
+    except OSError as exc:  # a read-only or full temp dir: the next process probes again
+        log.info("probe result not kept (%s)", exc)
+    return error
 
 
 def run_kernels(members: list[KernelMember], x: np.ndarray, warmup: int) -> list[np.ndarray]:
@@ -517,12 +579,41 @@ def reference(ckpt: Checkpoint, x: np.ndarray, warmup: int = 0) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class MemberPath:
+    """What runs one member: the kernel (a shared library, or the network module), its
+    instruction set and its precision."""
+
+    kernel: str
+    instruction_set: str
+    precision: str
+
+    def __str__(self) -> str:
+        return f"{self.kernel} ({self.instruction_set}, {self.precision})"
+
+
+def member_path(member) -> MemberPath:
+    if isinstance(member, KernelMember):
+        build = member.source.build
+        return MemberPath(build.name, INSTRUCTION_SETS[build.instruction_set], build.precision)
+    library = "cuDNN" if member.device_type == "cuda" else "oneDNN"
+    precision = "bfloat16" if member.reduced else "float32"
+    return MemberPath("torch.nn.LSTM", library, precision)
+
+
 class Engine:
     """A checkpoint's ensemble ready to run on a device, each member at the best precision that
     keeps it within tolerance."""
 
-    def __init__(self, ckpt: Checkpoint, device: str = "auto", precision: str = "auto"):
-        self.device, self.precision = choose(device, precision)
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        device: str = "auto",
+        precision: str = "auto",
+        instruction_set: str = "auto",
+    ):
+        self.device, self.precision = choose(device, precision, instruction_set)
+        self.instruction_set = instruction_set
         self.chosen: list[str] = []  # the precision each member runs at
         x, expected = ckpt.probe, ckpt.probe_reference
         if x is None:
@@ -534,6 +625,9 @@ class Engine:
             self._member(ckpt, *member, x)
             for member in zip(ckpt.state_dicts, ladders, expected, strict=True)
         ]
+        self.paths = [member_path(member) for member in self.members]
+        for k, path in enumerate(self.paths):
+            log.info("member %d runs on %s", k, path)
 
     def _member(
         self,
@@ -563,21 +657,22 @@ class Engine:
             )
         if ladder:
             log.warning(
-                "no reduced precision keeps this member within %g m3/m3: running float32", TOLERANCE
+                "no kernel keeps this member within %g m3/m3: running the float32 network",
+                TOLERANCE,
             )
         self.chosen.append("float32")
         return TorchMember(state, self.device, "float32")
 
     def _reduced(self, state: dict, precision: str):
-        if precision in KERNELS:
-            return KernelMember(state, precision)
+        if self.device == "cpu" and precision in KERNELS:
+            return KernelMember(state, precision, instruction_set=self.instruction_set)
         return TorchMember(state, self.device, precision)
 
     def _ladder(self, state: dict) -> list[str]:
-        """Reduced precisions to try for a member, fastest first."""
-        if self.precision in KERNELS:
+        """Kernel and reduced precisions to try for a member, fastest first."""
+        if self.device == "cpu" and self.precision in KERNELS:
             fits = state["lstm.weight_hh_l0"].shape[1] == KERNEL_HIDDEN
-            return kernel_ladder(self.precision) if fits else []
+            return kernel_ladder(self.precision, self.instruction_set) if fits else []
         return ["bfloat16"] if self.precision == "bfloat16" else []
 
     def run(self, x: np.ndarray, warmup: int = 0, groups: list[int] | None = None) -> np.ndarray:
@@ -634,7 +729,7 @@ _ENGINES: dict[int, tuple[weakref.ref, tuple[str, str], Engine]] = {}
 def engine_for(ckpt: Checkpoint) -> Engine:
     """The engine of a checkpoint under the current settings, built once per process."""
     settings = get_settings()
-    wanted = (settings.device, settings.inference_precision)
+    wanted = (settings.device, settings.inference_precision, settings.inference_kernel)
     key = id(ckpt)
     cached = _ENGINES.get(key)
     if cached and cached[0]() is ckpt and cached[1] == wanted:

@@ -13,4 +13,9 @@ typedef struct {
     const float *w_head;    /* (H) */
     float b_head;
 } Network;
+
+#ifdef SMAPX_SOURCE_DIGEST
+/* What the library was built from (setup.py: model/engine/kernels.py's source_digest). */
+const char *smapx_source_digest(void) { return SMAPX_SOURCE_DIGEST; }
+#endif
 #endif
