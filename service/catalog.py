@@ -159,6 +159,7 @@ class Catalog:
             raise InputError("no cube to serve: give --cube PATH (or set SMAPX_CUBES)")
         self.cubes: dict[str, ServedCube] = {}
         for path in paths:
+            cubes.verify(path)
             memory = cubes.MemoryCube(path)
             name = cube_name(path)
             if name in self.cubes:

@@ -14,6 +14,7 @@ from starlette.background import BackgroundTask
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
+from service import problems
 from service.problems import too_large
 from service.series import CubeName, Products, Weight, split_products
 
@@ -50,7 +51,7 @@ def parse_bbox(text: str) -> list[float]:
     response_class=FileResponse,
     responses={
         200: {"content": {m: {} for m in MEDIA.values()}},
-        413: {"description": "too large: use a bulk job"},
+        **problems.responses(413),
     },
 )
 def subset(
