@@ -321,8 +321,8 @@ def verify(store: str | Path, storage_options: dict | None = None) -> None:
     an LSM may hold none) and every chunk readable. A missing chunk would otherwise read as
     'no data' and a corrupt one fail deep inside a request."""
     ds = open_cube(store, storage_options)
-    if "mask" not in ds:
-        raise InputError(f"cube {store} has no mask: not a product cube, or a damaged one")
+    if "mask" not in ds or not ds["mask"].values.any():
+        raise InputError(f"cube {store} has no mask (or an empty one): damaged, or not a cube")
     every = blocks(ds)
     missing = sorted({b.name for b in every} - blocks_done(store, storage_options))
     if missing:
