@@ -105,4 +105,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body the framework could not parse: a bad parameter
+            return problem(422, f"body: {str(exc.detail).lower()}", parameter="body")
         return problem(exc.status_code, exc.detail, exc.headers, limit=getattr(exc, "limit", None))
