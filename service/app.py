@@ -29,6 +29,7 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
         title="smapx", version="0.1.0", description=DESCRIPTION, docs_url=None, redoc_url=None
     )
     app.state.catalog = catalog
+    zarr_access.sweep_stale_subsets()
     settings = get_settings()
     problems.install(app)
     app.add_middleware(

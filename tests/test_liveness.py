@@ -23,6 +23,13 @@ from tests.test_service import COLS, REGION, ROWS, SMAPX, build_cube, known_valu
 pytestmark = pytest.mark.integration
 LONG_DAYS = pd.date_range("1996-01-01", "2016-12-31")
 REDO_SECONDS = 60
+LONG_EXPORT = {
+    "products": ["smap", "lstm", "noah", "lsm2", "fused"],
+    "start": "1996-01-01",
+    "end": "2016-12-31",
+    "bbox": [-180, -90, 180, 90],
+    "format": "csv",
+}
 
 
 def build_long_cube(store) -> None:
@@ -74,14 +81,7 @@ def liveness(tmp_path_factory, redis_url):
 def test_sigkilled_worker_mid_export_is_redone_within_a_minute(liveness):
     client, env, results = liveness
     doomed = start_worker(env, f"doomed-{os.getpid()}@test")
-    request = {
-        "products": ["smap", "lstm", "noah", "lsm2", "fused"],
-        "start": "1996-01-01",
-        "end": "2016-12-31",
-        "bbox": [-180, -90, 180, 90],
-        "format": "csv",
-    }
-    job_id = client.post("/v1/jobs", json=request).json()["id"]
+    job_id = client.post("/v1/jobs", json=LONG_EXPORT).json()["id"]
     deadline = time.monotonic() + 120
     while client.get(f"/v1/jobs/{job_id}").json()["state"] != "running":
         assert time.monotonic() < deadline and doomed.poll() is None, "the export never started"
@@ -106,6 +106,41 @@ def test_sigkilled_worker_mid_export_is_redone_within_a_minute(liveness):
     assert data.count(b"\n") == 1 + len(LONG_DAYS) * int(REGION.sum())
     assert sorted(p.name for p in (results / job_id).iterdir()) == ["job.json", "subset.csv"]
     print(f"export redone {took:.1f} s after its worker was killed")
+
+
+def test_cancelling_a_running_export_stops_it_writing(liveness):
+    client, env, results = liveness
+    worker = start_worker(env, f"canceller-{os.getpid()}@test")
+    try:
+        job_id = client.post("/v1/jobs", json=LONG_EXPORT).json()["id"]
+        deadline = time.monotonic() + 120
+        while client.get(f"/v1/jobs/{job_id}").json()["state"] != "running":
+            assert time.monotonic() < deadline, "the export never started"
+            time.sleep(0.02)
+        assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+        after = {**LONG_EXPORT, "start": "2016-12-01", "bbox": None, "points": [[29.0, -103.0]]}
+        behind = client.post("/v1/jobs", json=after).json()["id"]  # runs once the first stops
+        while client.get(f"/v1/jobs/{behind}").json()["state"] != "done":
+            assert time.monotonic() < deadline + 120, "the worker never came free"
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+    assert [p.name for p in (results / job_id).iterdir()] == ["job.json"]
+
+
+def test_stale_subset_folders_are_swept(tmp_path, monkeypatch):
+    from service import zarr_access
+
+    monkeypatch.setattr(zarr_access.tempfile, "gettempdir", lambda: str(tmp_path))
+    stale, fresh = tmp_path / "smapx-subset-old", tmp_path / "smapx-subset-new"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "subset.nc").write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    zarr_access.sweep_stale_subsets()
+    assert not stale.exists() and fresh.exists()
 
 
 def test_local_pool_reaps_and_replaces_a_killed_worker(redis_url):

@@ -249,6 +249,7 @@ def export_subset(
         ds = subset(cubes.open_cube(cube_path), req).load()
         progress(50.0, "writing")
         files = [out_dir / f.name for f in WRITERS[req.format](ds, partial)]
+        progress(95.0, "saving")
         for f in files:
             os.replace(partial / f.name, f)
     finally:
