@@ -108,6 +108,60 @@ def test_sigkilled_worker_mid_export_is_redone_within_a_minute(liveness):
     print(f"export redone {took:.1f} s after its worker was killed")
 
 
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory, redis_url):
+    """test_worker's small world and its in-process cube, and a Redis db with no other worker."""
+    from model.dataset import open_input
+    from model.product.extend import extend
+    from model.training import checkpoint
+    from tests.test_worker import END, START, make_world
+
+    folder = tmp_path_factory.mktemp("extension")
+    inputs, model = make_world(folder)
+    reference = folder / "reference.zarr"
+    extend(checkpoint.load(model), open_input(inputs), START, END, reference, progress=False)
+    url = redis_url.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(url).flushdb()
+    return {"inputs": inputs, "model": model, "reference": reference, "url": url}
+
+
+def test_sigkilled_worker_mid_extension_is_redone_within_a_minute(extension, tmp_path):
+    """Default settings, no other worker around: heartbeats keep a running block its worker's
+    while it lives; SIGKILLed, the block comes back to a new worker and the job ends within a
+    minute, the cube byte-identical to the in-process one."""
+    from tests.test_worker import local_files, request_for
+    from worker import jobs
+    from worker.pool import pointing_at
+    from worker.submit import submit_extend
+
+    url = extension["url"]
+    env = {"SMAPX_REDIS_URL": url, "SMAPX_TORCH_THREADS": "1"}
+    out = tmp_path / "killed.zarr"
+    r = redis.Redis.from_url(url)
+    with pointing_at(url):
+        doomed = start_worker(env, f"doomed-ext-{os.getpid()}@test")
+        job_id = submit_extend(request_for(extension, out))
+        deadline = time.monotonic() + 180
+        while not (cubes.blocks_done(out) and r.hlen("unacked") == 1):
+            assert time.monotonic() < deadline and doomed.poll() is None, "never got going"
+            time.sleep(0.01)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        killed = time.monotonic()
+        assert jobs.get_job(job_id)["blocks_done"] < 8
+        rescuer = start_worker(env, f"rescuer-ext-{os.getpid()}@test")
+        try:
+            while (job := jobs.get_job(job_id))["state"] not in jobs.FINAL:
+                assert time.monotonic() - killed < REDO_SECONDS, f"not done in time: {job}"
+                time.sleep(0.2)
+        finally:
+            rescuer.terminate()
+            rescuer.wait(30)
+    assert job["state"] == "done" and job["blocks_done"] == 8
+    assert local_files(out) == local_files(extension["reference"])
+    print(f"extension done {time.monotonic() - killed:.1f} s after its worker was killed")
+
+
 def test_cancelling_a_running_export_stops_it_writing(liveness):
     client, env, results = liveness
     worker = start_worker(env, f"canceller-{os.getpid()}@test")
