@@ -269,3 +269,24 @@ def test_forwarded_for_from_an_untrusted_peer_buys_no_quota(limited):
     assert r.status_code == 429 and body["limit"] == 5 and "127.0.0.1" in body["detail"]
     assert 1 <= int(r.headers["retry-after"]) <= 120
     assert limited.get("/v1/products", headers={"X-API-Key": "someone"}).status_code == 200
+
+
+def test_the_quota_is_shared_by_api_processes_through_redis(store, redis_url):
+    env = {
+        "SMAPX_RATE_LIMIT_PER_MINUTE": "6",
+        "SMAPX_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/8",
+        "SMAPX_CUBES": "[]",
+    }
+    servers = [start_server([store], env) for _ in range(2)]
+    try:
+        key = {"X-API-Key": f"shared-{time.time()}"}
+        codes = [
+            httpx.get(f"{url}/v1/products", headers=key, timeout=30).status_code
+            for _ in range(4)
+            for _, url in servers
+        ]
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+            proc.wait(20)
+    assert codes[:6] == [200] * 6 and codes[6:] == [429, 429]
