@@ -40,7 +40,17 @@ class Settings(BaseSettings):
     )
     weights_path: Path | None = Field(None, description="Per-cell fusion weights (from evaluate).")
     api_keys: list[str] = Field(
-        default_factory=list, description="Keys for job submission; empty = open."
+        default_factory=list,
+        description="Keys for jobs: each key sees only its own jobs; empty = open, every job "
+        "belongs to nobody and everyone sees it.",
+    )
+    admin_api_key: str | None = Field(
+        None, description="A key that lists, reads and cancels every job (operators)."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base of the links in job records (e.g. https://smapx.example.org); "
+        "unset = links relative to the API root.",
     )
     jobs_dir: Path = Field(Path("data/jobs"), description="Where bulk-job results are written.")
     job_expiry_hours: float = Field(
@@ -49,15 +59,27 @@ class Settings(BaseSettings):
     max_job_values: int = Field(
         200_000_000, description="Largest bulk job, in cell-days x products."
     )
-    rate_limit_per_minute: int = Field(6000, description="Requests per client per minute; 0 = off.")
+    max_job_points: int = Field(10_000, description="Most points in one bulk job.")
+    max_body_bytes: int = Field(
+        2_000_000, description="Largest request body (bytes); larger ones answer 413."
+    )
+    max_json_depth: int = Field(8, description="Deepest nesting of a JSON request body.")
+    rate_limit_per_minute: int = Field(
+        6000, description="Requests per key (or client address) per sliding minute; 0 = off."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For "
+        "names the client; from any other peer the header is ignored.",
+    )
     storage_options: dict = Field(
         default_factory=dict,
         description="fsspec options for cube stores (JSON), e.g. an S3 endpoint.",
     )
     task_visibility_timeout: int = Field(
-        3600,
-        description="Seconds after which a task whose worker "
-        "vanished (killed, lost) is delivered again.",
+        30,
+        description="Seconds without a heartbeat after which a task whose worker vanished "
+        "(killed, lost) is delivered again; a running task's heartbeat keeps it its own.",
     )
     task_max_retries: int = Field(
         3, description="Retries of a failing task, with exponential backoff."

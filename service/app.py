@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from model.settings import get_settings
 from service import jobs, problems, reload, series, stac, tiles, zarr_access
+from service.bodylimit import BodyLimit
 from service.caching import CacheValidators
 from service.catalog import Catalog
 from service.ratelimit import RateLimit
@@ -35,17 +36,39 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
         lifespan=reload.lifespan,
     )
     app.state.catalog = catalog
+    zarr_access.sweep_stale_subsets()
+    settings = get_settings()
     problems.install(app)
     app.add_middleware(CacheValidators)
-    app.add_middleware(RateLimit, per_minute=get_settings().rate_limit_per_minute)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
+    app.add_middleware(
+        RateLimit,
+        per_minute=settings.rate_limit_per_minute,
+        trusted_proxies=settings.trusted_proxies,
+        redis_url=settings.redis_url,
+    )
     for module in (series, tiles, jobs, zarr_access, stac):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=problems.COMMON)
 
-    @app.get("/healthz", tags=["catalogue"], summary="Liveness and the cubes served")
+    @app.get("/healthz", tags=["catalogue"], summary="Liveness, the cubes served, the workers")
     def healthz():
-        return {"status": "ok", "cubes": list(catalog.cubes)}
+        """`warnings` says what does not work now (no job queue, no worker listening)."""
+        workers, warnings = jobs.workers_listening()
+        return {
+            "status": "ok",
+            "cubes": list(catalog.cubes),
+            "workers": workers,
+            "warnings": warnings,
+        }
 
-    @app.get("/v1/products", tags=["catalogue"], summary="Cubes, products, extent, period, grid")
+    @app.get(
+        "/v1/products",
+        tags=["catalogue"],
+        summary="Cubes, products, extent, period, grid",
+        responses=problems.responses(429),
+    )
     def products(request: Request):
         """The default cube's products with units, and every served cube's extent and grid."""
         default = catalog.get(None).describe()
@@ -68,7 +91,7 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
             swagger_favicon_url="/static/vendor/favicon-32x32.png",
         )
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index():
         return FileResponse(STATIC / "index.html")
 

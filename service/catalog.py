@@ -183,6 +183,7 @@ def load_cube(name: str, path: str) -> ServedCube:
     published again meanwhile is loaded at its newer state and loaded once more later, never
     served under a newer number than its data."""
     generation = cubes.generation(path)
+    cubes.verify(path)
     memory = cubes.MemoryCube(path)
     return ServedCube(name, path, memory, export.weight_map(memory.dataset, None), generation)
 

@@ -1,7 +1,7 @@
 """Series values as text, fast: the cube stores int16 in units of 1e-4 m3/m3, so every value a
 response can hold is one of 65,536 strings, formatted once here and looked up per request. Each
-string is the shortest text that reads back as the cube's decoded float32, so clients get the
-cube's values exactly."""
+string is the stored value in decimal at the stored precision (`0.1168`, never the float32
+`0.116799995`), so clients get exactly what the cube holds."""
 
 from dataclasses import dataclass
 
@@ -11,9 +11,10 @@ from model.product import cube as cubes
 
 _OFFSET = 32768
 _CODES = np.arange(-32768, 32768)
-_DECODED = _CODES.astype(np.float32) * np.float32(cubes.SCALE)
+_DECIMALS = round(-np.log10(cubes.SCALE))
 JSON_TEXT = np.array(
-    [np.format_float_positional(v, unique=True, trim="-") for v in _DECODED], dtype=object
+    [f"{c * cubes.SCALE:.{_DECIMALS}f}".rstrip("0").rstrip(".") for c in _CODES.tolist()],
+    dtype=object,
 )
 JSON_TEXT[cubes.FILL + _OFFSET] = "null"
 CSV_TEXT = JSON_TEXT.copy()

@@ -1,11 +1,18 @@
 """Bulk jobs, as NASA AppEEARS runs them: submit (an id and a size estimate at once, 413 over
 the limit), poll state and percent, list the result files with sizes and sha256, download them.
 The work runs on the Celery workers (worker.submit / worker.tasks); records live in Redis and
-expire `job_expiry_hours` after they finish, their files with them."""
+beside the results, and expire `job_expiry_hours` after they finish, their files with them.
+
+Owners: where API keys are configured (SMAPX_API_KEYS), every job belongs to the key that made it
+and a key lists, reads, downloads and cancels only its own jobs (another key's job is answered
+404, as if it did not exist); SMAPX_ADMIN_API_KEY sees every job. Where no keys are configured
+the service is open: jobs belong to nobody and everyone sees them all. Keys travel in the
+X-API-Key header only. Job ids are 64 random bits. Links are relative to the API root, or built
+on SMAPX_PUBLIC_URL; records never show a server path.
+"""
 
 import re
 import shutil
-from datetime import datetime, timedelta
 from typing import Annotated
 
 import redis
@@ -15,10 +22,17 @@ from fastapi.responses import FileResponse, JSONResponse
 from model.errors import OutOfRangeError
 from model.product import export
 from model.settings import get_settings
-from service.problems import too_large
+from service import problems
+from service.catalog import cube_name
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=problems.responses(401, 503))
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+WAITING = "waiting for a worker"
+WAITING_HINT = "no worker listens on the job queue: bulk jobs wait until one starts (smapx worker)"
+PUBLIC_FIELDS = ("id", "state", "percent", "stage", "created", "started", "finished", "expires")
+ApiKey = Annotated[
+    str | None, Header(description="Your API key (where the service is configured with keys)")
+]
 
 
 class JobRequest(export.ExportRequest):
@@ -27,10 +41,21 @@ class JobRequest(export.ExportRequest):
     cube: str | None = None
 
 
-def check_key(header_key: str | None, query_key: str | None) -> None:
-    keys = get_settings().api_keys
-    if keys and (header_key or query_key) not in keys:
-        raise HTTPException(401, "job submission needs an API key: header X-API-Key")
+class Caller:
+    """Who asks: the owner their key stands for, and whether they see every job."""
+
+    def __init__(self, api_key: str | None):
+        from worker.jobs import owner_of
+
+        settings = get_settings()
+        self.admin = bool(settings.admin_api_key) and api_key == settings.admin_api_key
+        self.open = not settings.api_keys
+        if not (self.open or self.admin or api_key in settings.api_keys):
+            raise HTTPException(401, "jobs need an API key: send it in the X-API-Key header")
+        self.owner = None if self.open or self.admin else owner_of(api_key)
+
+    def sees(self, job: dict) -> bool:
+        return self.open or self.admin or job.get("owner") == self.owner
 
 
 def worker_layer():
@@ -46,124 +71,164 @@ def worker_layer():
     return records, submit
 
 
-def sweep_expired(records) -> None:
-    """Delete the result folders of jobs whose records Redis has expired, so results leave the
-    disk with their records."""
+def workers_listening() -> tuple[int | None, list[str]]:
+    """(workers whose heartbeat is fresh, or None without a queue; warnings for /healthz)."""
+    from worker.heartbeat import alive_workers
+
+    try:
+        workers = alive_workers()
+    except redis.RedisError as exc:
+        return None, [f"the job queue is unavailable ({exc}): bulk jobs answer 503"]
+    if not workers:
+        return 0, [WAITING_HINT]
+    return workers, []
+
+
+def result_folders(records) -> list[str]:
+    """Ids of the job folders on disk."""
     root = get_settings().jobs_dir
     if not root.is_dir():
-        return
-    for folder in root.iterdir():
-        if folder.is_dir() and JOB_ID.match(folder.name) and records.get_job(folder.name) is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        return []
+    return [f.name for f in root.iterdir() if f.is_dir() and JOB_ID.match(f.name)]
 
 
-def job_record(job_id: str) -> dict:
+def sweep_expired(records) -> None:
+    """Delete the result folders whose manifest proves their job expired. A folder without a
+    Redis record is kept unless its manifest says so: Redis may simply have lost it."""
+    for job_id in result_folders(records):
+        if records.get_job(job_id) is None:
+            manifest = records.read_manifest(job_id)
+            if manifest is not None and records.expired(manifest):
+                shutil.rmtree(get_settings().jobs_dir / job_id, ignore_errors=True)
+
+
+def find_job(records, job_id: str) -> dict | None:
+    """A job's record from Redis, else from beside its results (Redis lost it), unless expired."""
+    if not JOB_ID.match(job_id):
+        return None
+    job = records.get_job(job_id) or records.read_manifest(job_id)
+    return None if job is None or records.expired(job) else job
+
+
+def job_record(job_id: str, caller: Caller) -> dict:
     records, _ = worker_layer()
-    job = records.get_job(job_id)
-    if job is None or job["kind"] != "export":
-        raise OutOfRangeError(f"no job {job_id!r} (unknown or expired)")
+    job = find_job(records, job_id)
+    if job is None or job["kind"] != "export" or not caller.sees(job):
+        raise OutOfRangeError(f"no job {job_id!r} (unknown, expired, or not yours)")
     return job
 
 
-def public(job: dict, base: str) -> dict:
-    """What a user sees of a job record."""
-    expires = None
-    if job.get("finished"):
-        hours = get_settings().job_expiry_hours
-        expires = (datetime.fromisoformat(job["finished"]) + timedelta(hours=hours)).isoformat()
-    out = {
-        k: job.get(k)
-        for k in (
-            "id",
-            "state",
-            "percent",
-            "stage",
-            "created",
-            "started",
-            "finished",
-            "error",
-            "request",
-        )
-    }
-    out["expires"] = expires
+def link(path: str) -> str:
+    """A link to an API path: on the public URL when one is configured, else relative."""
+    base = (get_settings().public_url or "").rstrip("/")
+    return f"{base}{path}"
+
+
+def public(job: dict) -> dict:
+    """What a user sees of a job record: no owner, no server path (the cube by its name)."""
+    out = {k: job.get(k) for k in PUBLIC_FIELDS}
+    out["error"] = job.get("error")
+    if job.get("state") == "queued" and workers_listening()[0] == 0:
+        out["stage"], out["hint"] = WAITING, WAITING_HINT
+    request = dict(job.get("request") or {})
+    if "cube" in request:
+        request["cube"] = cube_name(request["cube"])
+    out["request"] = request
     out["links"] = {
-        "self": f"{base}/v1/jobs/{job['id']}",
-        "files": f"{base}/v1/jobs/{job['id']}/files",
+        "self": link(f"/v1/jobs/{job['id']}"),
+        "files": link(f"/v1/jobs/{job['id']}/files"),
     }
     return out
+
+
+def check_size(served, req: export.ExportRequest) -> dict:
+    """The request's estimate; 413 over the value or point limits."""
+    settings = get_settings()
+    if req.points is not None and len(req.points) > settings.max_job_points:
+        raise problems.TooLarge(
+            f"points: {len(req.points)} points; at most {settings.max_job_points} per job",
+            settings.max_job_points,
+        )
+    size = export.estimate(served.dataset, req)
+    if size["values"] > settings.max_job_values:
+        raise problems.TooLarge(
+            f"the job holds {size['values']} values (days x cells x products); "
+            f"the limit is {settings.max_job_values}",
+            settings.max_job_values,
+        )
+    return size
 
 
 @router.post(
     "/jobs",
     status_code=202,
     summary="Submit a bulk export job",
-    responses={
-        401: {"description": "API key needed"},
-        413: {"description": "request over the size limit"},
-    },
+    responses=problems.responses(413),
 )
-def submit_job(
-    request: Request,
-    body: Annotated[JobRequest, Body()],
-    x_api_key: Annotated[str | None, Header()] = None,
-    api_key: Annotated[str | None, Query(include_in_schema=False)] = None,
-):
-    """Points or a bbox, a period, products (fused included) and a format (zarr, netcdf, csv,
-    geotiff). Answers at once with the job id and an estimate of its size."""
-    check_key(x_api_key, api_key)
+def submit_job(request: Request, body: Annotated[JobRequest, Body()], x_api_key: ApiKey = None):
+    """Points (`[[lat, lon], ...]`) or a bbox (`[west, south, east, north]`), a period,
+    products (fused included) and a format (zarr, netcdf, csv, geotiff). Answers at once with
+    the job id and an estimate of its size; everything is checked before anything is queued."""
+    caller = Caller(x_api_key)
     served = request.app.state.catalog.get(body.cube)
-    req = export.ExportRequest.model_validate(body.model_dump(exclude={"cube"}))
-    size = export.estimate(served.dataset, req)
-    limit = get_settings().max_job_values
-    if size["values"] > limit:
-        return too_large(
-            f"the job holds {size['values']} values (days x cells x products); "
-            f"the limit is {limit}",
-            limit,
-        )
+    req = export.parse_request(body.model_dump(exclude={"cube"}))
+    size = check_size(served, req)
     records, submit = worker_layer()
     sweep_expired(records)
-    job_id = submit.submit_export(req.model_dump(mode="json"), str(served.path))
-    base = str(request.base_url).rstrip("/")
-    job = job_record(job_id)
-    return JSONResponse({**public(job, base), "estimate": size}, status_code=202)
+    job_id = submit.submit_export(req.model_dump(mode="json"), str(served.path), caller.owner)
+    job = job_record(job_id, caller)
+    return JSONResponse({**public(job), "estimate": size}, status_code=202)
 
 
-@router.get("/jobs", summary="Recent bulk jobs")
-def list_all(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
+@router.get("/jobs", summary="Your recent bulk jobs")
+def list_all(limit: Annotated[int, Query(ge=1, le=1000)] = 100, x_api_key: ApiKey = None):
+    """Newest first: the caller's own jobs (every job for the admin key, or where keys are off),
+    including those whose record only survives beside their results."""
+    caller = Caller(x_api_key)
     records, _ = worker_layer()
     sweep_expired(records)
-    base = str(request.base_url).rstrip("/")
-    return {"jobs": [public(j, base) for j in records.list_jobs(limit, kind="export")]}
+    listed = [j for j in records.list_jobs(kind="export", limit=10**9) if caller.sees(j)]
+    known = {j["id"] for j in listed}
+    for job_id in result_folders(records):
+        job = None if job_id in known else find_job(records, job_id)
+        if job is not None and job["kind"] == "export" and caller.sees(job):
+            listed.append(job)
+    listed.sort(key=lambda j: j["created"], reverse=True)
+    return {"jobs": [public(j) for j in listed[:limit]]}
 
 
 @router.get("/jobs/{job_id}", summary="State and percent of a job")
-def status(request: Request, job_id: str):
-    return public(job_record(job_id), str(request.base_url).rstrip("/"))
+def status(job_id: str, x_api_key: ApiKey = None):
+    return public(job_record(job_id, Caller(x_api_key)))
 
 
 @router.delete("/jobs/{job_id}", summary="Cancel a job")
-def cancel(request: Request, job_id: str, x_api_key: Annotated[str | None, Header()] = None):
-    check_key(x_api_key, None)
-    job_record(job_id)
+def cancel(job_id: str, x_api_key: ApiKey = None):
+    """A queued job never starts; a running export stops before writing its files."""
+    job = job_record(job_id, Caller(x_api_key))
     records, _ = worker_layer()
-    return public(records.cancel_job(job_id), str(request.base_url).rstrip("/"))
+    if records.get_job(job_id) is None:
+        return public(job)
+    return public(records.cancel_job(job_id))
 
 
-@router.get("/jobs/{job_id}/files", summary="Result files with sizes and sha256")
-def files(request: Request, job_id: str):
-    job = job_record(job_id)
+@router.get(
+    "/jobs/{job_id}/files",
+    summary="Result files with sizes and sha256",
+    responses=problems.responses(409),
+)
+def files(job_id: str, x_api_key: ApiKey = None):
+    job = job_record(job_id, Caller(x_api_key))
     if job["state"] != "done":
         raise HTTPException(
             409,
             f"job {job_id} is {job['state']} ({job['percent']}%); files are listed once it is done",
         )
-    base = str(request.base_url).rstrip("/")
     return {
         "id": job_id,
-        "request": job["request"],
+        "request": public(job)["request"],
         "files": [
-            {**f, "href": f"{base}/v1/jobs/{job_id}/files/{f['name']}"} for f in job["result"]
+            {**f, "href": link(f"/v1/jobs/{job_id}/files/{f['name']}")} for f in job["result"]
         ],
     }
 
@@ -171,9 +236,9 @@ def files(request: Request, job_id: str):
 @router.get(
     "/jobs/{job_id}/files/{name}", summary="Download one result file", response_class=FileResponse
 )
-def download(job_id: str, name: str):
+def download(job_id: str, name: str, x_api_key: ApiKey = None):
     """Streams the file (ranges supported)."""
-    job = job_record(job_id)
+    job = job_record(job_id, Caller(x_api_key))
     names = {f["name"] for f in (job["result"] or [])} if job["state"] == "done" else set()
     path = get_settings().jobs_dir / job_id / name
     if name not in names or not path.is_file():

@@ -1,10 +1,37 @@
-"""User errors as HTTP answers: 422 for a bad parameter, 404 outside the grid, period or
-catalogue, 413 for a request too large; each one line, never a traceback."""
+"""User errors as HTTP answers, in one shape everywhere (`Problem`): 422 for a bad parameter,
+404 outside the grid, period or catalogue, 413 for a request too large, 429 past the rate limit;
+each one line, never a traceback. Every /v1 route documents them (`COMMON` for all, and
+the statuses a route adds: 401, 409, 413, 503)."""
+
+import re
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from model.errors import OutOfRangeError, SmapxError
+
+PARAMETER = re.compile(r"^([A-Za-z_][\w.\-\[\]]*): ")
+DESCRIPTIONS = {
+    401: "API key missing or not accepted",
+    404: "outside the grid, period or catalogue, or no such job",
+    409: "job not finished",
+    413: "request too large",
+    422: "a parameter or the body is invalid",
+    429: "rate limit: retry after Retry-After seconds",
+    503: "the job queue is unavailable",
+}
+
+
+class Problem(BaseModel):
+    """The body of every error answer."""
+
+    detail: str = Field(description="What is wrong, in one line.")
+    parameter: str | None = Field(None, description="The parameter or body field at fault.")
+    extent: dict | None = Field(None, description="The cube's valid extent and period.")
+    limit: int | None = Field(None, description="The limit a request went over.")
 
 
 class OutsideCube(OutOfRangeError):
@@ -15,17 +42,69 @@ class OutsideCube(OutOfRangeError):
         self.extent = extent
 
 
+class TooLarge(HTTPException):
+    """A request over a size limit (413), with the limit."""
+
+    def __init__(self, message: str, limit: int):
+        super().__init__(413, message)
+        self.limit = limit
+
+
+def problem(status: int, detail: str, headers: dict | None = None, **fields) -> JSONResponse:
+    """An error answer; the parameter is the message's `name: ` prefix unless given."""
+    detail = " ".join(str(detail).split())
+    if "parameter" not in fields:
+        match = PARAMETER.match(detail)
+        fields["parameter"] = match.group(1) if match else None
+    body = Problem(detail=detail, **fields).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def too_large(message: str, limit: int) -> JSONResponse:
-    return JSONResponse({"detail": message, "limit": limit}, status_code=413)
+    return problem(413, message, limit=limit)
+
+
+def responses(*statuses: int) -> dict:
+    """OpenAPI `responses` for the given error statuses, each with the Problem body."""
+    return {s: {"model": Problem, "description": DESCRIPTIONS[s]} for s in statuses}
+
+
+COMMON = responses(404, 422, 429)
+
+
+def validation_message(exc: RequestValidationError, request: Request) -> tuple[str, str]:
+    """(message, parameter) of a request's first invalid field, with a hint when lat and lon
+    look swapped."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if p not in ("query", "path", "header")]
+    parameter = ".".join(loc) or "request"
+    message = f"{parameter}: {err['msg'].removeprefix('Value error, ')}"
+    query = request.query_params
+    try:
+        lat, lon = float(query.get("lat", "nan")), float(query.get("lon", "nan"))
+    except ValueError:
+        return message, parameter
+    if abs(lat) > 90 >= abs(lon):
+        message += f"; did you swap them? lat={lon}&lon={lat}"
+    return message, parameter
 
 
 def install(app: FastAPI) -> None:
-    """Map the model's errors to statuses."""
+    """Map the model's errors, invalid requests and HTTP errors to Problem answers."""
 
     @app.exception_handler(SmapxError)
     async def smapx_error(request: Request, exc: SmapxError) -> JSONResponse:
         status = 404 if isinstance(exc, OutOfRangeError) else 422
-        body = {"detail": str(exc)}
-        if isinstance(exc, OutsideCube):
-            body["extent"] = exc.extent
-        return JSONResponse(body, status_code=status)
+        extent = exc.extent if isinstance(exc, OutsideCube) else None
+        return problem(status, str(exc), extent=extent)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, parameter = validation_message(exc, request)
+        return problem(422, message, parameter=parameter)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body the framework could not parse: a bad parameter
+            return problem(422, f"body: {str(exc.detail).lower()}", parameter="body")
+        return problem(exc.status_code, exc.detail, exc.headers, limit=getattr(exc, "limit", None))

@@ -2,11 +2,15 @@
 plain form, an OGC-EDR position query, and a batch of points in one POST.
 
 Handlers are `async`: each is about a millisecond of CPU on in-memory arrays, less than the
-hand-off to a worker thread would cost."""
+hand-off to a worker thread would cost; a batch (up to 500 points, a body of up to
+SMAPX_MAX_BODY_BYTES) is parsed and encoded on a worker thread so it never stalls the loop.
+A period reaching past the cube is clipped to it, and the answer says so (`clipped` in JSON,
+the `X-Period-Clipped` header in both formats)."""
 
 import csv
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -14,11 +18,12 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from model.errors import InputError
 from model.product import export
-from service import encode
+from service import encode, problems
 from service import products as derived
 from service.catalog import ServedCube
 from service.problems import too_large
@@ -104,10 +109,27 @@ def point_series(
     return cube.cell(iy, ix), times, codes
 
 
-def series_json(cube: ServedCube, cell: dict, times: slice, codes: dict) -> str:
+def clipped(cube: ServedCube, start, end, times: slice) -> str | None:
+    """What was served, when a requested period reached past the cube's; else None."""
+    first, last = cube.dates[times.start], cube.dates[times.stop - 1]
+    if (start is not None and str(start) < first) or (end is not None and str(end) > last):
+        return f"{first}/{last}"
+    return None
+
+
+def clip_headers(clip: str | None) -> dict:
+    return {"X-Period-Clipped": clip} if clip else {}
+
+
+def series_json(
+    cube: ServedCube, cell: dict, times: slice, codes: dict, clip: str | None = None
+) -> str:
+    """The JSON answer; `clipped` holds the period served when the request's reached past it."""
     units = {p: derived.units(p) for p in codes}
-    head = json.dumps({"cube": cube.name, "cell": cell, "units": "m3 m-3", "product_units": units})
-    head = head[:-1]
+    head = {"cube": cube.name, "cell": cell, "units": "m3 m-3", "product_units": units}
+    if clip:
+        head["clipped"] = clip
+    head = json.dumps(head)[:-1]
     dates = cube.dates_json[DATE_WIDTH * times.start : DATE_WIDTH * times.stop - 1]
     body = "".join(f',"{p}":{encode.json_array(c, derived.text(p))}' for p, c in codes.items())
     return f'{head},"time":[{dates}]{body}}}'
@@ -119,12 +141,19 @@ def series_csv(
     """One row per day: [prefix columns,] time, products."""
     lead = cube.dates_csv[times]
     if prefix:
-        lead = ",".join(str(v) for v in prefix.values()) + "," + lead
+        lead = csv_cells(prefix.values()) + "," + lead
     names = [*(prefix or {}), "time", *codes]
     texts = [derived.text(p) for p in codes]
-    return (",".join(names) + "\n" if header else "") + encode.csv_rows(
+    return (csv_cells(names) + "\n" if header else "") + encode.csv_rows(
         lead, list(codes.values()), texts
     )
+
+
+def csv_cells(values) -> str:
+    """One CSV line without its end, quoted where a value holds a comma, quote or newline."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(values)  # quotes fields holding \n or \r
+    return line.getvalue()[:-1]
 
 
 @router.get(
@@ -139,9 +168,16 @@ async def series(request: Request, lat: Lat, lon: Lon, query: SeriesParams):
     cell, times, codes = point_series(
         served, lat, lon, query.start, query.end, split_products(query.products), query.weight
     )
+    clip = clipped(served, query.start, query.end, times)
     if query.format == "csv":
-        return Response(series_csv(served, times, codes), media_type=CSV_TYPE)
-    return Response(series_json(served, cell, times, codes), media_type=JSON_TYPE)
+        return Response(
+            series_csv(served, times, codes), media_type=CSV_TYPE, headers=clip_headers(clip)
+        )
+    return Response(
+        series_json(served, cell, times, codes, clip),
+        media_type=JSON_TYPE,
+        headers=clip_headers(clip),
+    )
 
 
 POINT_WKT = re.compile(r"^\s*POINT\s*\(\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\)\s*$", re.IGNORECASE)
@@ -153,9 +189,17 @@ def parse_point(coords: str) -> tuple[float, float]:
     if not match:
         raise InputError(f"coords: expected POINT(lon lat), got {coords!r}")
     lon, lat = float(match.group(1)), float(match.group(2))
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise InputError(f"coords: POINT({lon} {lat}) is not a lon/lat position")
+    check_position("coords", lat, lon)
     return lat, lon
+
+
+def check_position(where: str, lat: float, lon: float) -> None:
+    """InputError unless (lat, lon) is a finite position in degrees, hinting at a swap."""
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        raise InputError(f"{where}: lat and lon must be finite numbers, got {lat}, {lon}")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        hint = "; did you swap lat and lon?" if abs(lat) > 90 >= abs(lon) else ""
+        raise InputError(f"{where}: lat {lat}, lon {lon} is not a position in degrees{hint}")
 
 
 def parse_interval(text: str | None) -> tuple[date | None, date | None]:
@@ -242,11 +286,13 @@ async def edr_position(
     cell, times, codes = point_series(
         served, lat, lon, start, end, split_products(parameter_name), weight
     )
+    headers = clip_headers(clipped(served, start, end, times))
     if f == "csv":
-        return Response(series_csv(served, times, codes), media_type=CSV_TYPE)
+        return Response(series_csv(served, times, codes), media_type=CSV_TYPE, headers=headers)
     return Response(
         coverage_json(served, lat, lon, cell, times, codes),
         media_type="application/prs.coverage+json",
+        headers=headers,
     )
 
 
@@ -273,7 +319,8 @@ BATCH_BODY = {
 
 
 def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float]]:
-    """(id, lat, lon) from a GeoJSON FeatureCollection of Points or a CSV with lat,lon columns."""
+    """(id, lat, lon) from a GeoJSON FeatureCollection of Points or a CSV with lat,lon columns;
+    a point's id is kept as sent (an empty one stays empty), its row number where it has none."""
     text = body.decode("utf-8", errors="replace")
     if "csv" in content_type:
         rows = list(csv.DictReader(io.StringIO(text)))
@@ -281,7 +328,7 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
             raise InputError("body: the CSV needs lat and lon columns")
         try:
             points = [
-                (r.get("id") or str(i), float(r["lat"]), float(r["lon"]))
+                (str(i) if r.get("id") is None else r["id"], float(r["lat"]), float(r["lon"]))
                 for i, r in enumerate(rows)
             ]
         except (TypeError, ValueError):
@@ -291,33 +338,45 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
             features = json.loads(text)["features"]
             points = [
                 (
-                    str((f.get("properties") or {}).get("id", i)),
+                    feature_id(f, i),
                     float(f["geometry"]["coordinates"][1]),
                     float(f["geometry"]["coordinates"][0]),
                 )
                 for i, f in enumerate(features)
             ]
-        except (ValueError, KeyError, TypeError, IndexError):
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
             raise InputError("body: expected a GeoJSON FeatureCollection of Points") from None
     if not points:
         raise InputError("body: no points")
+    for i, (_, lat, lon) in enumerate(points):
+        check_position(f"body: point {i}", lat, lon)
     return points
+
+
+def feature_id(feature: dict, index: int) -> str:
+    value = (feature.get("properties") or {}).get("id", index)
+    return "" if value is None else str(value)
 
 
 @router.post(
     "/series",
     summary="Daily series at many points",
     openapi_extra=BATCH_BODY,
-    responses={200: {"content": {"text/csv": {}}}, 413: {"description": "too many points"}},
+    responses={200: {"content": {"text/csv": {}}}, **problems.responses(413)},
 )
 async def series_batch(request: Request, query: SeriesParams):
     """Up to 500 points as GeoJSON or CSV; the answer lists each point's cell and series (JSON)
     or one row per point and day (CSV). Larger batches belong in a bulk job."""
     served = request.app.state.catalog.get(query.cube)
-    points = parse_points(await request.body(), request.headers.get("content-type", ""))
+    body, content_type = await request.body(), request.headers.get("content-type", "")
+    return await run_in_threadpool(answer_batch, served, body, content_type, query)
+
+
+def answer_batch(served: ServedCube, body: bytes, content_type: str, query: SeriesQuery):
+    points = parse_points(body, content_type)
     if len(points) > MAX_BATCH_POINTS:
         return too_large(
-            f"{len(points)} points; at most {MAX_BATCH_POINTS} per request, "
+            f"body: {len(points)} points; at most {MAX_BATCH_POINTS} per request, "
             "use POST /v1/jobs for more",
             MAX_BATCH_POINTS,
         )
@@ -331,6 +390,7 @@ async def series_batch(request: Request, query: SeriesParams):
         )
         for pid, lat, lon in points
     ]
+    clip = clipped(served, query.start, query.end, answers[0][4])
     if query.format == "csv":
         parts = [
             series_csv(
@@ -342,11 +402,17 @@ async def series_batch(request: Request, query: SeriesParams):
             )
             for i, (pid, lat, lon, cell, times, codes) in enumerate(answers)
         ]
-        return Response("".join(parts), media_type=CSV_TYPE)
+        return Response("".join(parts), media_type=CSV_TYPE, headers=clip_headers(clip))
     items = [
         series_json(
-            served, {**cell, "id": pid, "lat_requested": lat, "lon_requested": lon}, times, codes
+            served,
+            {**cell, "id": pid, "lat_requested": lat, "lon_requested": lon},
+            times,
+            codes,
+            clip,
         )
         for pid, lat, lon, cell, times, codes in answers
     ]
-    return Response('{"series":[' + ",".join(items) + "]}", media_type=JSON_TYPE)
+    return Response(
+        '{"series":[' + ",".join(items) + "]}", media_type=JSON_TYPE, headers=clip_headers(clip)
+    )

@@ -3,6 +3,7 @@ works) and subsets downloaded at once as a zipped Zarr store, NetCDF or CSV."""
 
 import shutil
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,11 +15,14 @@ from starlette.background import BackgroundTask
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
+from service import problems
 from service.problems import too_large
 from service.series import CubeName, Products, Weight, split_products
 
 router = APIRouter(prefix="/v1", tags=["zarr"])
 MAX_DIRECT_VALUES = 20_000_000
+SUBSET_PREFIX = "smapx-subset-"
+STALE_SECONDS = 3600
 MEDIA = {"zarr": "application/zip", "netcdf": "application/x-netcdf", "csv": "text/csv"}
 
 
@@ -50,7 +54,7 @@ def parse_bbox(text: str) -> list[float]:
     response_class=FileResponse,
     responses={
         200: {"content": {m: {} for m in MEDIA.values()}},
-        413: {"description": "too large: use a bulk job"},
+        **problems.responses(413),
     },
 )
 def subset(
@@ -83,7 +87,7 @@ def subset(
             "submit a bulk job (POST /v1/jobs) for more",
             MAX_DIRECT_VALUES,
         )
-    folder = Path(tempfile.mkdtemp(prefix="smapx-subset-"))
+    folder = Path(tempfile.mkdtemp(prefix=SUBSET_PREFIX))
     try:
         path = export.export_subset(str(served.path), req.model_dump(mode="json"), folder)[0]
     except Exception:
@@ -96,3 +100,14 @@ def subset(
         filename=name,
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
+
+
+def sweep_stale_subsets() -> None:
+    """Remove subset folders over an hour old: a process killed mid-download leaves its own."""
+    cutoff = time.time() - STALE_SECONDS
+    for folder in Path(tempfile.gettempdir()).glob(SUBSET_PREFIX + "*"):
+        try:
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue

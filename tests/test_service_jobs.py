@@ -1,9 +1,10 @@
 """Bulk jobs through the HTTP service with a real Redis and a real Celery worker process: API key,
 size estimate, 413 over the limit, progress to done, files with sizes and sha256, downloads
-whose contents equal the cube's."""
+whose contents equal the cube's; jobs kept per key, and results that outlive Redis."""
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import time
@@ -12,6 +13,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 import xarray as xr
 
 from model.product import cube as cubes
@@ -19,8 +21,15 @@ from tests.conftest import ROOT
 from tests.test_service import POINT, SMAPX, build_cube, start_server
 
 KEY = "s3cret"
+OTHER = "an0ther"
+ADMIN = "r00t"
 LIMIT = 50_000
 EXPIRY_SECONDS = 8
+
+
+def own_db(redis_url: str) -> str:
+    """This module's database of the session's Redis."""
+    return redis_url.rsplit("/", 1)[0] + "/3"
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +37,12 @@ def stack(tmp_path_factory, redis_url):
     folder = tmp_path_factory.mktemp("jobs")
     store = folder / "extended.zarr"
     build_cube(store)
+    redis.Redis.from_url(own_db(redis_url)).flushdb()
     env = {
-        "SMAPX_REDIS_URL": redis_url,
+        "SMAPX_REDIS_URL": own_db(redis_url),
         "SMAPX_JOBS_DIR": str(folder / "results"),
-        "SMAPX_API_KEYS": f'["{KEY}"]',
+        "SMAPX_API_KEYS": f'["{KEY}", "{OTHER}"]',
+        "SMAPX_ADMIN_API_KEY": ADMIN,
         "SMAPX_MAX_JOB_VALUES": str(LIMIT),
         "SMAPX_CUBES": f'["{store}"]',
         "SMAPX_TORCH_THREADS": "1",
@@ -55,7 +66,7 @@ def stack(tmp_path_factory, redis_url):
     )
     server, url = start_server([store], env)
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=30, headers={"X-API-Key": KEY}) as client:
             yield client, cubes.open_cube(store).load(), folder / "results"
     finally:
         for proc in (server, worker):
@@ -85,13 +96,17 @@ BBOX_REQUEST = {
 }
 
 
-def test_job_needs_a_key(stack):
+def test_job_needs_a_key_in_its_header(stack):
     client, *_ = stack
-    assert client.post("/v1/jobs", json=BBOX_REQUEST).status_code == 401
+    anonymous = httpx.Client(base_url=client.base_url, timeout=30)
+    assert anonymous.post("/v1/jobs", json=BBOX_REQUEST).status_code == 401
+    assert anonymous.get("/v1/jobs").status_code == 401
+    assert anonymous.get("/v1/jobs", params={"api_key": KEY}).status_code == 401
     assert (
-        client.post("/v1/jobs", json=BBOX_REQUEST, headers={"X-API-Key": "wrong"}).status_code
+        anonymous.post("/v1/jobs", json=BBOX_REQUEST, headers={"X-API-Key": "wrong"}).status_code
         == 401
     )
+    assert anonymous.post("/v1/jobs", json=BBOX_REQUEST, params={"api_key": KEY}).status_code == 401
 
 
 def test_job_too_large_is_413_with_the_limit(stack):
@@ -180,3 +195,49 @@ def test_results_expire_with_their_records(stack):
     assert client.get(href).status_code == 404
     assert job_id not in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
     assert not (results / job_id).exists()
+
+
+def test_jobs_are_kept_per_key_and_show_no_server_path(stack):
+    client, _, results = stack
+    job_id = submit_point_csv(client, "lstm", "2016-01-03")
+    job = wait_done(client, job_id)
+    href = client.get(f"/v1/jobs/{job_id}/files").json()["files"][0]["href"]
+    assert href == f"/v1/jobs/{job_id}/files/subset.csv"
+    assert job["links"]["self"] == f"/v1/jobs/{job_id}" and job["request"]["cube"] == "extended"
+    text = json.dumps([job, client.get("/v1/jobs").json()])
+    assert str(results.parent) not in text and "owner" not in text
+
+    other = {"X-API-Key": OTHER}
+    assert job_id not in [j["id"] for j in client.get("/v1/jobs", headers=other).json()["jobs"]]
+    for method, path in (
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{job_id}/files"),
+        ("GET", href),
+        ("DELETE", f"/v1/jobs/{job_id}"),
+    ):
+        assert client.request(method, path, headers=other).status_code == 404, (method, path)
+    admin = {"X-API-Key": ADMIN}
+    assert job_id in [j["id"] for j in client.get("/v1/jobs", headers=admin).json()["jobs"]]
+    assert client.get(href, headers=admin).status_code == 200
+    assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "done"
+
+
+def test_results_outlive_a_redis_that_lost_everything(stack, redis_url):
+    """Redis restarted without persistence (its data gone) mid-job: finished results stay on
+    disk, listed and downloadable from the record kept beside them; nothing is swept."""
+    client, _, results = stack
+    finished = submit_point_csv(client, "noah", "2016-01-04")
+    wait_done(client, finished)
+    entry = client.get(f"/v1/jobs/{finished}/files").json()["files"][0]
+    running = submit_point_csv(client, "lstm", "2016-12-31")
+    before = {p: p.stat().st_size for p in results.rglob("*") if p.is_file()}
+    redis.Redis.from_url(own_db(redis_url)).flushdb()
+    listed = client.get("/v1/jobs").json()["jobs"]
+    assert finished in [j["id"] for j in listed]
+    data = client.get(entry["href"]).content
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert client.get(f"/v1/jobs/{finished}").json()["state"] == "done"
+    time.sleep(1.0)
+    client.get("/v1/jobs")
+    assert all(p.exists() for p in before), "a result on disk was deleted"
+    assert (results / running).is_dir()

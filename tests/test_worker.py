@@ -472,6 +472,27 @@ def test_cancel_skips_blocks_and_resume_finishes(world, pointed, steady, tmp_pat
     assert local_files(out) == local_files(world["reference"])
 
 
+def test_resume_requeues_a_stuck_job(world, pointed, steady, tmp_path):
+    """A job whose queued tasks were lost (a broker restarted without persistence) stays
+    queued for ever; `--resume` queues its unwritten blocks again under the same job."""
+    import redis
+
+    from worker import jobs
+    from worker.app import QUEUE
+    from worker.submit import follow, resume_job, submit_extend
+
+    out = tmp_path / "stuck.zarr"
+    with paused("steady"):
+        job_id = submit_extend(request_for(world, out))
+        redis.Redis.from_url(pointed).delete(QUEUE)
+        assert queue_length(pointed) == 0 and jobs.get_job(job_id)["state"] == "queued"
+        assert resume_job(job_id) == job_id
+        assert queue_length(pointed) == 8
+    done = follow(job_id, progress=False)
+    assert done["state"] == "done" and done["blocks_done"] == 8
+    assert local_files(out) == local_files(world["reference"])
+
+
 def queue_length(url: str) -> int:
     import redis
 

@@ -3,7 +3,8 @@
 Start a worker with `smapx worker` (or `celery -A worker.app worker`). Tasks are acknowledged
 only after they finish (acks_late) and a worker takes one task at a time, so a worker that dies
 mid-block leaves its block in Redis to be delivered to another worker: at once when a pool child
-dies, after `task_visibility_timeout` seconds when the whole worker process vanishes.
+dies, within a minute when the whole worker process vanishes (its heartbeats stop, and the task
+ages past `task_visibility_timeout`; see worker.heartbeat).
 """
 
 from celery import Celery
@@ -36,7 +37,7 @@ def configure(url: str | None = None) -> None:
     app.amqp._producer_pool = None
 
 
-app = Celery("smapx", include=["worker.tasks"])
+app = Celery("smapx", include=["worker.tasks", "worker.heartbeat"])
 app.conf.update(
     task_default_queue=QUEUE,
     task_acks_late=True,

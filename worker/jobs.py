@@ -2,17 +2,25 @@
 about long work, and how workers report progress and see a cancellation.
 
 A record is a hash `smapx:job:<id>` whose fields hold JSON values:
-    id, kind (extend | export | train), request (the JSON that made the job, so it can be re-run),
+    id, kind (extend | export | train), owner (a digest of the API key that made it, or null),
+    request (the JSON that made the job, so it can be re-run),
     state (queued | running | done | failed | cancelled), percent, stage,
-    blocks_done, blocks_total, created, started, finished (ISO 8601 UTC), error, result.
+    blocks_done, blocks_total, created, started, finished, expires (ISO 8601 UTC), error, result.
 Finished blocks of a job are a Redis set, so a block delivered twice is counted once.
 Records expire `job_expiry_hours` after they finish.
+
+An export job's record is also written beside its results (`<jobs_dir>/<id>/job.json`) when it
+is created and when it finishes, so its owner and expiry outlive Redis: a job whose record Redis
+lost is read back from there, and only a folder whose manifest proves it expired is deleted.
 """
 
+import hashlib
 import json
-import uuid
-from datetime import UTC, datetime
+import os
+import secrets
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 
 import redis
 
@@ -25,6 +33,7 @@ FINAL = frozenset({"done", "failed", "cancelled"})
 FIELDS = (
     "id",
     "kind",
+    "owner",
     "request",
     "state",
     "percent",
@@ -34,10 +43,12 @@ FIELDS = (
     "created",
     "started",
     "finished",
+    "expires",
     "error",
     "result",
 )
 INDEX = "smapx:jobs"
+MANIFEST = "job.json"
 
 
 def _key(job_id: str) -> str:
@@ -77,12 +88,18 @@ def _encode(fields: dict) -> dict:
     return {k: json.dumps(v) for k, v in fields.items()}
 
 
-def create_job(kind: str, request: dict, blocks_total: int = 0) -> str:
-    """Record a new queued job and return its id."""
-    job_id = uuid.uuid4().hex[:16]
+def owner_of(api_key: str | None) -> str | None:
+    """The owner a key stands for: a digest, so records never hold the key itself."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
+
+
+def create_job(kind: str, request: dict, blocks_total: int = 0, owner: str | None = None) -> str:
+    """Record a new queued job and return its id (64 random bits: unguessable)."""
+    job_id = secrets.token_hex(8)
     record = {
         "id": job_id,
         "kind": kind,
+        "owner": owner,
         "request": request,
         "state": "queued",
         "percent": 0.0,
@@ -92,6 +109,7 @@ def create_job(kind: str, request: dict, blocks_total: int = 0) -> str:
         "created": now(),
         "started": None,
         "finished": None,
+        "expires": None,
         "error": None,
         "result": None,
     }
@@ -100,7 +118,36 @@ def create_job(kind: str, request: dict, blocks_total: int = 0) -> str:
         pipe.hset(_key(job_id), mapping=_encode(record))
         pipe.zadd(INDEX, {job_id: datetime.now(UTC).timestamp()})
         pipe.execute()
+    write_manifest(record)
     return job_id
+
+
+def manifest_path(job_id: str) -> Path:
+    return get_settings().jobs_dir / job_id / MANIFEST
+
+
+def write_manifest(job: dict) -> None:
+    """Keep an export job's record beside its results (atomically: a reader never sees half)."""
+    if job["kind"] != "export":
+        return
+    path = manifest_path(job["id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{MANIFEST}.{os.getpid()}")
+    partial.write_text(json.dumps(job))
+    os.replace(partial, path)
+
+
+def read_manifest(job_id: str) -> dict | None:
+    """An export job's record as written beside its results, or None where there is none."""
+    try:
+        return json.loads(manifest_path(job_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def expired(job: dict) -> bool:
+    """True only when the record proves its job finished and its expiry has passed."""
+    return bool(job.get("expires")) and datetime.fromisoformat(job["expires"]) < datetime.now(UTC)
 
 
 def get_job(job_id: str) -> dict | None:
@@ -153,12 +200,23 @@ def finish_job(job_id: str, state: str = "done", **fields) -> bool:
     """Move a job to a final state unless it already is in one; True if this call did it."""
     if state not in FINAL:
         raise ValueError(f"{state} is not a final state")
-    done = _transition(job_id, state, set(STATES) - FINAL, finished=now(), stage=state, **fields)
+    hours = get_settings().job_expiry_hours
+    finished = datetime.now(UTC)
+    expires = (finished + timedelta(hours=hours)).isoformat(timespec="seconds")
+    done = _transition(
+        job_id,
+        state,
+        set(STATES) - FINAL,
+        finished=finished.isoformat(timespec="seconds"),
+        expires=expires,
+        stage=state,
+        **fields,
+    )
     if done:
-        hours = get_settings().job_expiry_hours
         seconds = max(1, int(hours * 3600))
         client().expire(_key(job_id), seconds)
         client().expire(_blocks_key(job_id), seconds)
+        write_manifest(require_job(job_id))
     return done
 
 

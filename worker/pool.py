@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from worker.app import DEFAULT_REDIS_URL, app, configure
 
 READY_SECONDS = 120.0
 STOP_SECONDS = 30.0
+SUPERVISE_SECONDS = 1.0
 
 
 def default_threads(concurrency: int) -> int:
@@ -163,7 +165,8 @@ def _smapx_script() -> str:
 @contextmanager
 def local_workers(n: int, threads: int = 0, env: dict | None = None) -> Iterator[list]:
     """`n` worker processes (`smapx worker`) on the current Redis, ready when the context opens
-    and stopped (warm shutdown, then killed) when it closes."""
+    and stopped (warm shutdown, then killed) when it closes. A worker that dies meanwhile is
+    reaped (no zombie) and replaced; its task comes back to the pool (worker.heartbeat)."""
     if n < 1:
         raise SmapxError(f"--workers must be at least 1, got {n}")
     threads = threads or default_threads(n)
@@ -171,32 +174,57 @@ def local_workers(n: int, threads: int = 0, env: dict | None = None) -> Iterator
     child_env = {**os.environ, **(env or {}), "SMAPX_REDIS_URL": celery_app.redis_url()}
     with tempfile.TemporaryDirectory(prefix="smapx-workers-") as logdir:
         procs = []
+        done = threading.Event()
+        supervisor = threading.Thread(
+            target=replace_dead, args=(procs, names, threads, child_env, Path(logdir), done)
+        )
         try:
             for name in names:
-                with open(Path(logdir) / f"{name.split('@')[0]}.log", "wb") as log:
-                    procs.append(
-                        subprocess.Popen(
-                            [
-                                _smapx_script(),
-                                "worker",
-                                "--concurrency",
-                                "1",
-                                "--threads",
-                                str(threads),
-                                "--loglevel",
-                                "warning",
-                                "--hostname",
-                                name,
-                            ],
-                            stdout=log,
-                            stderr=subprocess.STDOUT,
-                            env=child_env,
-                        )
-                    )
+                procs.append(start_worker(name, threads, child_env, Path(logdir)))
             wait_ready(names, procs, Path(logdir))
+            supervisor.start()
             yield procs
         finally:
+            done.set()
+            if supervisor.is_alive():
+                supervisor.join()
             stop(procs)
+
+
+def start_worker(name: str, threads: int, env: dict, logdir: Path) -> subprocess.Popen:
+    """One `smapx worker` process, its output appended to its log."""
+    with open(logdir / f"{name.split('@')[0]}.log", "ab") as log:
+        return subprocess.Popen(
+            [
+                _smapx_script(),
+                "worker",
+                "--concurrency",
+                "1",
+                "--threads",
+                str(threads),
+                "--loglevel",
+                "warning",
+                "--hostname",
+                name,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def replace_dead(
+    procs: list, names: list[str], threads: int, env: dict, logdir: Path, done: threading.Event
+) -> None:
+    """Until `done`: reap each worker that exited and start another under its name."""
+    while not done.wait(SUPERVISE_SECONDS):
+        for k, proc in enumerate(procs):
+            if proc.poll() is not None:
+                print(
+                    f"worker {names[k]} exited with code {proc.returncode}; starting another",
+                    file=sys.stderr,
+                )
+                procs[k] = start_worker(names[k], threads, env, logdir)
 
 
 def wait_ready(

@@ -20,25 +20,31 @@ def _store_key(out: str) -> str:
     return f"smapx:store:{out}"
 
 
-def submit_extend(request: dict) -> str:
+def submit_extend(request: dict, requeue: bool = False) -> str:
     """Check an extension request, create its cube (or keep it, if it already holds this
     request), enqueue one task per block not yet written, and return the job id. The same
-    request sent while its job still runs returns that job instead of starting a second one."""
+    request sent while its job still runs returns that job instead of starting a second one;
+    with `requeue` that job's unwritten blocks are queued again (their tasks may have been
+    lost with a broker or a pool; a block written twice is the same bytes, counted once)."""
     request = extension.normalize_request(request)
     jobs.ensure_reachable()
     r = jobs.client()
     with r.lock(f"smapx:lock:{request['out']}", timeout=600, blocking_timeout=600):
         active = jobs.get_job(r.get(_store_key(request["out"])) or "")
-        if active is not None and active["state"] not in jobs.FINAL:
-            if active["request"] == request:
-                return active["id"]
+        running = active is not None and active["state"] not in jobs.FINAL
+        if running and active["request"] != request:
             raise InputError(
                 f"{request['out']} is being written by job {active['id']}; "
                 f"cancel it first (smapx job {active['id']} --cancel)"
             )
+        if running and not requeue:
+            return active["id"]
         blocks, done = extension.prepare(request)
-        job_id = jobs.create_job("extend", request, blocks_total=len(blocks))
-        r.set(_store_key(request["out"]), job_id)
+        if running:
+            job_id = active["id"]
+        else:
+            job_id = jobs.create_job("extend", request, blocks_total=len(blocks))
+            r.set(_store_key(request["out"]), job_id)
         jobs.add_blocks_done(job_id, sorted(done & {b.name for b in blocks}))
         for block in blocks:
             if block.name not in done:
@@ -47,17 +53,18 @@ def submit_extend(request: dict) -> str:
 
 
 def resume_job(job_id: str) -> str:
-    """Run the blocks an extension job left unwritten (cancelled, failed, or its pool gone) as a
-    new job on the same cube; the id of the job that now writes it."""
+    """Run the blocks an extension job left unwritten: a finished job's (cancelled, failed) as a
+    new job on the same cube, a stuck one's (its pool or its tasks gone) queued again under the
+    same job; the id of the job that now writes it."""
     job = jobs.require_job(job_id)
     if job["kind"] != "extend":
         raise InputError(f"job {job_id} is a {job['kind']} job; only extension jobs resume")
-    return submit_extend(job["request"])
+    return submit_extend(job["request"], requeue=True)
 
 
-def submit_export(request: dict, cube_path: str | None = None) -> str:
+def submit_export(request: dict, cube_path: str | None = None, owner: str | None = None) -> str:
     """Check an export request (model.product.export) against its cube and enqueue it; the job id.
-    `cube_path` defaults to the first cube the settings serve."""
+    `cube_path` defaults to the first cube the settings serve; `owner` is who may see the job."""
     from model.product import cube as cubes
     from model.product.export import check_products, parse_request
 
@@ -68,7 +75,9 @@ def submit_export(request: dict, cube_path: str | None = None) -> str:
     parsed = parse_request(request)
     check_products(cubes.open_cube(cube_path), parsed.products)
     jobs.ensure_reachable()
-    job_id = jobs.create_job("export", {**parsed.model_dump(mode="json"), "cube": cube_path})
+    job_id = jobs.create_job(
+        "export", {**parsed.model_dump(mode="json"), "cube": cube_path}, owner=owner
+    )
     tasks.export.apply_async((job_id,))
     return job_id
 

@@ -24,6 +24,10 @@ RETRY = {
 }
 
 
+class Cancelled(SmapxError):
+    """The job was cancelled while its task ran: stop before writing more."""
+
+
 class JobTask(Task):
     """A task whose first argument is a job id: a final failure fails the job."""
 
@@ -50,14 +54,16 @@ def export(job_id: str) -> None:
         return
     request = dict(job["request"])
     cube_path = request.pop("cube")
-    files = export_subset(
-        cube_path,
-        request,
-        get_settings().jobs_dir / job_id,
-        progress=lambda percent, stage: jobs.update_job(
-            job_id, percent=round(float(percent), 2), stage=stage
-        ),
-    )
+
+    def progress(percent: float, stage: str) -> None:
+        jobs.update_job(job_id, percent=round(float(percent), 2), stage=stage)
+        if jobs.require_job(job_id)["state"] == "cancelled":
+            raise Cancelled(f"job {job_id} was cancelled")
+
+    try:
+        files = export_subset(cube_path, request, get_settings().jobs_dir / job_id, progress)
+    except Cancelled:
+        return
     jobs.finish_job(job_id, "done", percent=100.0, result=[_describe(Path(f)) for f in files])
 
 

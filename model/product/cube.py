@@ -427,6 +427,39 @@ def time_index(cube: xr.Dataset, start, end) -> slice:
     return slice(int(times.searchsorted(start)), int(times.searchsorted(end, side="right")))
 
 
+def verify(store: str | Path, storage_options: dict | None = None) -> None:
+    """InputError, in one line, unless a cube is whole: its mask present, every block's marker
+    written, every chunk of lstm present (the extended product fills every block, where smap or
+    an LSM may hold none) and every chunk readable. A missing chunk would otherwise read as
+    'no data' and a corrupt one fail deep inside a request."""
+    ds = open_cube(store, storage_options)
+    if "mask" not in ds or not ds["mask"].values.any():
+        raise InputError(f"cube {store} has no mask (or an empty one): damaged, or not a cube")
+    every = blocks(ds)
+    missing = sorted({b.name for b in every} - blocks_done(store, storage_options))
+    if missing:
+        raise InputError(
+            f"cube {store} is incomplete: {len(missing)} of {len(every)} blocks unwritten "
+            f"(first {missing[0]}); finish it with smapx extend"
+        )
+    group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
+    for p in products(ds):
+        array = group[p]
+        if p == "lstm" and array.nchunks_initialized < len(every):
+            raise InputError(
+                f"cube {store}: {len(every) - array.nchunks_initialized} chunk(s) of {p} "
+                "missing; the store is damaged, rewrite it with smapx extend"
+            )
+        for block in every:
+            try:
+                array[block.time, block.y, block.x]
+            except Exception as exc:
+                raise InputError(
+                    f"cube {store}: {p} block {block.name} unreadable "
+                    f"({type(exc).__name__}: {str(exc)[:120]})"
+                ) from None
+
+
 class MemoryCube:
     """A read-only copy of a cube's products held in memory as the stored int16, laid out
     (y, x, time) so a point's whole series is one contiguous slice. The service answers series

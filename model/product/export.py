@@ -6,7 +6,9 @@ noah (model.product.fusion): with the request's weight, else the per-cell weight
 configured, else 0.5.
 """
 
+import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -32,6 +34,7 @@ class ExportRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {
@@ -154,11 +157,21 @@ def bbox_window(cube: xr.Dataset, bbox) -> tuple[slice, slice, np.ndarray]:
     return ys, xs, inside[ys, xs]
 
 
+def period_index(cube: xr.Dataset, start: date, end: date) -> slice:
+    """Index slice of the days start..end clipped to the cube, or OutOfRangeError when they do
+    not meet; in whole days, so any date a request can hold (year 1 to 9999) is compared."""
+    days = cube["time"].values.astype("datetime64[D]")
+    first, last = np.datetime64(start, "D"), np.datetime64(end, "D")
+    if first > days[-1] or last < days[0]:
+        raise OutOfRangeError(f"period {start}..{end} is outside the cube ({days[0]}..{days[-1]})")
+    return slice(int(days.searchsorted(first)), int(days.searchsorted(last, side="right")))
+
+
 def subset(cube: xr.Dataset, request: dict | ExportRequest) -> xr.Dataset:
     """The requested subset, lazily: (time, y, x) for a bbox, (time, point) for points."""
     req = parse_request(request)
     check_products(cube, req.products)
-    times = cubes.time_index(cube, req.start, req.end)
+    times = period_index(cube, req.start, req.end)
     weights = xr.DataArray(weight_map(cube, req.weight), dims=("y", "x"))
     full = cube.isel(time=times)
     if req.bbox is not None:
@@ -208,7 +221,7 @@ def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:
     """Values and approximate bytes of a request, before anything is read."""
     req = parse_request(request)
     check_products(cube, req.products)
-    times = cubes.time_index(cube, req.start, req.end)
+    times = period_index(cube, req.start, req.end)
     if req.bbox is not None:
         ys, xs, _ = bbox_window(cube, req.bbox)
         cells = (ys.stop - ys.start) * (xs.stop - xs.start)
@@ -231,15 +244,26 @@ def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:
 def export_subset(
     cube_path: str, request: dict, out_dir: Path, progress: Progress | None = None
 ) -> list[Path]:
-    """Write the subset a request names into out_dir and return the files written."""
+    """Write the subset a request names into out_dir and return the files written. Files are
+    written in a private folder and moved into out_dir once whole, so a crash or a second run
+    never leaves a partial file under a result's name; `progress` may raise to stop the work."""
     progress = progress or (lambda percent, stage: None)
     req = parse_request(request)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress(0.0, "reading")
-    ds = subset(cubes.open_cube(cube_path), req).load()
-    progress(50.0, "writing")
-    files = WRITERS[req.format](ds, out_dir)
+    for stale in out_dir.glob(".partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))
+    try:
+        progress(0.0, "reading")
+        ds = subset(cubes.open_cube(cube_path), req).load()
+        progress(50.0, "writing")
+        files = [out_dir / f.name for f in WRITERS[req.format](ds, partial)]
+        progress(95.0, "saving")
+        for f in files:
+            os.replace(partial / f.name, f)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     progress(100.0, "done")
     return files
 

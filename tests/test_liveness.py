@@ -1,0 +1,247 @@
+"""Dead workers noticed in seconds and damaged cubes refused in one line, with real Redis, real
+worker processes and a real server: an export whose worker is SIGKILLed finishes on another
+within a minute under the default settings, a local pool replaces a killed worker, and a cube
+with a missing or corrupt chunk is not served."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from model.errors import InputError
+from model.product import cube as cubes
+from tests.conftest import ROOT
+from tests.test_service import COLS, REGION, ROWS, SMAPX, build_cube, known_values, start_server
+
+pytestmark = pytest.mark.integration
+LONG_DAYS = pd.date_range("1996-01-01", "2016-12-31")
+REDO_SECONDS = 60
+LONG_EXPORT = {
+    "products": ["smap", "lstm", "noah", "lsm2", "fused"],
+    "start": "1996-01-01",
+    "end": "2016-12-31",
+    "bbox": [-180, -90, 180, 90],
+    "format": "csv",
+}
+
+
+def build_long_cube(store) -> None:
+    """21 years of every product over the test region: an export long enough to kill mid-way."""
+    template = cubes.template(LONG_DAYS, ROWS[REGION], COLS[REGION], cubes.PRODUCTS)
+    cubes.create(store, template)
+    for block in cubes.blocks(template):
+        t = np.arange(block.time.start, block.time.stop)[:, None, None]
+        iy = np.arange(block.y.start, block.y.stop)[None, :, None]
+        ix = np.arange(block.x.start, block.x.stop)[None, None, :]
+        inside = template["mask"].values[block.y, block.x][None]
+        values = {p: np.where(inside, known_values(p, t, iy, ix), np.nan) for p in cubes.PRODUCTS}
+        cubes.write_block(store, block, values)
+
+
+def start_worker(env: dict, name: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [SMAPX, "worker", "--concurrency", "1", "--loglevel", "warning", "--hostname", name],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def liveness(tmp_path_factory, redis_url):
+    """A long cube served with the default visibility timeout, on this module's Redis db."""
+    folder = tmp_path_factory.mktemp("liveness")
+    store = folder / "extended.zarr"
+    build_long_cube(store)
+    url = redis_url.rsplit("/", 1)[0] + "/9"
+    redis.Redis.from_url(url).flushdb()
+    env = {
+        "SMAPX_REDIS_URL": url,
+        "SMAPX_JOBS_DIR": str(folder / "results"),
+        "SMAPX_CUBES": f'["{store}"]',
+        "SMAPX_TORCH_THREADS": "1",
+    }
+    server, base = start_server([store], env)
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            yield client, env, folder / "results"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_sigkilled_worker_mid_export_is_redone_within_a_minute(liveness):
+    client, env, results = liveness
+    doomed = start_worker(env, f"doomed-{os.getpid()}@test")
+    job_id = client.post("/v1/jobs", json=LONG_EXPORT).json()["id"]
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/jobs/{job_id}").json()["state"] != "running":
+        assert time.monotonic() < deadline and doomed.poll() is None, "the export never started"
+        time.sleep(0.02)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    killed = time.monotonic()
+    assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "running", "export too short"
+    rescuer = start_worker(env, f"rescuer-{os.getpid()}@test")
+    try:
+        while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] == "running":
+            assert time.monotonic() - killed < REDO_SECONDS, f"not redone in time: {job}"
+            time.sleep(0.5)
+        took = time.monotonic() - killed
+    finally:
+        rescuer.terminate()
+        rescuer.wait(30)
+    assert job["state"] == "done", job
+    (entry,) = client.get(f"/v1/jobs/{job_id}/files").json()["files"]
+    data = client.get(entry["href"]).content
+    assert len(data) == entry["size"] and hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert data.count(b"\n") == 1 + len(LONG_DAYS) * int(REGION.sum())
+    assert sorted(p.name for p in (results / job_id).iterdir()) == ["job.json", "subset.csv"]
+    print(f"export redone {took:.1f} s after its worker was killed")
+
+
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory, redis_url):
+    """test_worker's small world and its in-process cube, and a Redis db with no other worker."""
+    from model.dataset import open_input
+    from model.product.extend import extend
+    from model.training import checkpoint
+    from tests.test_worker import END, START, make_world
+
+    folder = tmp_path_factory.mktemp("extension")
+    inputs, model = make_world(folder)
+    reference = folder / "reference.zarr"
+    extend(checkpoint.load(model), open_input(inputs), START, END, reference, progress=False)
+    url = redis_url.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(url).flushdb()
+    return {"inputs": inputs, "model": model, "reference": reference, "url": url}
+
+
+def test_sigkilled_worker_mid_extension_is_redone_within_a_minute(extension, tmp_path):
+    """Default settings, no other worker around: heartbeats keep a running block its worker's
+    while it lives; SIGKILLed, the block comes back to a new worker and the job ends within a
+    minute, the cube byte-identical to the in-process one."""
+    from tests.test_worker import local_files, request_for
+    from worker import jobs
+    from worker.pool import pointing_at
+    from worker.submit import submit_extend
+
+    url = extension["url"]
+    env = {"SMAPX_REDIS_URL": url, "SMAPX_TORCH_THREADS": "1"}
+    out = tmp_path / "killed.zarr"
+    r = redis.Redis.from_url(url)
+    with pointing_at(url):
+        doomed = start_worker(env, f"doomed-ext-{os.getpid()}@test")
+        job_id = submit_extend(request_for(extension, out))
+        deadline = time.monotonic() + 180
+        while not (cubes.blocks_done(out) and r.hlen("unacked") == 1):
+            assert time.monotonic() < deadline and doomed.poll() is None, "never got going"
+            time.sleep(0.01)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        killed = time.monotonic()
+        assert jobs.get_job(job_id)["blocks_done"] < 8
+        rescuer = start_worker(env, f"rescuer-ext-{os.getpid()}@test")
+        try:
+            while (job := jobs.get_job(job_id))["state"] not in jobs.FINAL:
+                assert time.monotonic() - killed < REDO_SECONDS, f"not done in time: {job}"
+                time.sleep(0.2)
+        finally:
+            rescuer.terminate()
+            rescuer.wait(30)
+    assert job["state"] == "done" and job["blocks_done"] == 8
+    assert local_files(out) == local_files(extension["reference"])
+    print(f"extension done {time.monotonic() - killed:.1f} s after its worker was killed")
+
+
+def test_cancelling_a_running_export_stops_it_writing(liveness):
+    client, env, results = liveness
+    worker = start_worker(env, f"canceller-{os.getpid()}@test")
+    try:
+        job_id = client.post("/v1/jobs", json=LONG_EXPORT).json()["id"]
+        deadline = time.monotonic() + 120
+        while client.get(f"/v1/jobs/{job_id}").json()["state"] != "running":
+            assert time.monotonic() < deadline, "the export never started"
+            time.sleep(0.02)
+        assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+        after = {**LONG_EXPORT, "start": "2016-12-01", "bbox": None, "points": [[29.0, -103.0]]}
+        behind = client.post("/v1/jobs", json=after).json()["id"]  # runs once the first stops
+        while client.get(f"/v1/jobs/{behind}").json()["state"] != "done":
+            assert time.monotonic() < deadline + 120, "the worker never came free"
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
+    assert [p.name for p in (results / job_id).iterdir()] == ["job.json"]
+
+
+def test_stale_subset_folders_are_swept(tmp_path, monkeypatch):
+    from service import zarr_access
+
+    monkeypatch.setattr(zarr_access.tempfile, "gettempdir", lambda: str(tmp_path))
+    stale, fresh = tmp_path / "smapx-subset-old", tmp_path / "smapx-subset-new"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "subset.nc").write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    zarr_access.sweep_stale_subsets()
+    assert not stale.exists() and fresh.exists()
+
+
+def test_local_pool_reaps_and_replaces_a_killed_worker(redis_url):
+    from worker.pool import local_workers, pointing_at, wait_ready
+
+    url = redis_url.rsplit("/", 1)[0] + "/10"
+    with pointing_at(url), local_workers(1, threads=1) as procs:
+        first = procs[0]
+        first.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while procs[0] is first:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{first.pid}"), "the killed worker is left a zombie"
+        names = [f"smapx-{os.getpid()}-0@{os.uname().nodename}"]
+        wait_ready(names, procs)
+        assert procs[0].poll() is None
+
+
+def chunk_path(store, product: str) -> list:
+    return sorted(p for p in (store / product / "c").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("damage", ["missing-chunk", "corrupt-chunk", "missing-marker", "no-mask"])
+def test_a_damaged_cube_is_refused_in_one_line(tmp_path, damage):
+    from service.catalog import Catalog
+
+    store = tmp_path / "extended.zarr"
+    build_cube(store)
+    if damage == "missing-chunk":
+        chunk_path(store, "lstm")[0].unlink()
+    elif damage == "corrupt-chunk":
+        chunk_path(store, "noah")[-1].write_bytes(b"not a chunk")
+    elif damage == "missing-marker":
+        next((store / cubes.MARKERS).iterdir()).unlink()
+    else:
+        for path in sorted((store / "mask").rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        (store / "mask").rmdir()
+    with pytest.raises(InputError) as caught:
+        Catalog([str(store)])
+    assert "\n" not in str(caught.value) and str(store) in str(caught.value)
+    served = subprocess.run(
+        [SMAPX, "serve", "--cube", str(store), "--port", "9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SMAPX_CUBES": "[]"},
+    )
+    assert served.returncode != 0 and len(served.stderr.strip().splitlines()) == 1, served.stderr

@@ -1,0 +1,292 @@
+"""The service as a hostile but careful client meets it, over real HTTP with a real Redis: every
+input bounded and validated before anything is stored or queued, one error shape, CSV quoted,
+a rate limit that no header buys past, and the small promises of the API (rounded values, a
+clipped period said, swapped coordinates hinted, HEAD /, a warning when no worker listens)."""
+
+import csv
+import io
+import json
+import time
+
+import httpx
+import jsonschema
+import numpy as np
+import pytest
+
+from model.product import cube as cubes
+from service.ratelimit import client_address, estimate, networks, retry_after
+from tests.test_service import POINT, build_cube, start_server
+
+pytestmark = pytest.mark.integration
+BODY_LIMIT = 100_000
+POINT_LIMIT = 10
+JOB = {
+    "products": ["lstm"],
+    "start": "2015-01-01",
+    "end": "2015-01-31",
+    "bbox": [-104.0, 28.5, -102.5, 30.0],
+    "format": "csv",
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("security") / "extended.zarr"
+    build_cube(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def api(store, redis_url, tmp_path_factory):
+    """A server on a Redis with no worker listening, small body and point limits, keys off."""
+    env = {
+        "SMAPX_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/7",
+        "SMAPX_JOBS_DIR": str(tmp_path_factory.mktemp("results")),
+        "SMAPX_MAX_BODY_BYTES": str(BODY_LIMIT),
+        "SMAPX_MAX_JOB_POINTS": str(POINT_LIMIT),
+        "SMAPX_CUBES": "[]",
+    }
+    proc, url = start_server([store], env)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def problem_schema(api):
+    """The Problem schema as the service's OpenAPI document states it."""
+    spec = api.get("/openapi.json").json()
+    return {**spec["components"]["schemas"]["Problem"], "components": spec["components"]}
+
+
+def assert_problem(r: httpx.Response, status: int, schema: dict) -> dict:
+    """The answer has the status and a body in the one documented error shape."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    jsonschema.validate(body, schema)
+    assert isinstance(body["detail"], str) and "\n" not in body["detail"]
+    return body
+
+
+def test_a_body_over_the_limit_is_refused_by_its_length_and_as_it_streams(api, problem_schema):
+    big = "lat,lon\n" + "29.0,-103.0\n" * (BODY_LIMIT // 10)
+    started = time.monotonic()
+    r = api.post("/v1/series", content=big, headers={"content-type": "text/csv"})
+    body = assert_problem(r, 413, problem_schema)
+    assert body["limit"] == BODY_LIMIT and body["parameter"] == "body"
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(BODY_LIMIT // 1000 + 50):
+            yield b"29.0,-103.0\n" * 80
+
+    r = api.post("/v1/series", content=chunks(), headers={"content-type": "text/csv"})
+    assert_problem(r, 413, problem_schema)
+    assert time.monotonic() - started < 5
+    assert api.get("/healthz").status_code == 200
+
+
+def test_deep_json_is_422_not_500(api, problem_schema):
+    deep = "[" * 50_000 + "]" * 50_000
+    for path in ("/v1/jobs", "/v1/series"):
+        r = api.post(path, content=deep, headers={"content-type": "application/json"})
+        assert "nested" in assert_problem(r, 422, problem_schema)["detail"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"bbox": ["-Infinity", 28.5, -102.5, 30.0]},
+        {"weight": "NaN"},
+        {"bbox": None, "points": [["NaN", -103.0]]},
+    ],
+    ids=["infinite-bbox", "nan-weight", "nan-point"],
+)
+def test_non_finite_numbers_are_422_and_the_job_list_stays_whole(api, problem_schema, change):
+    text = json.dumps({**JOB, **change}).replace('"-Infinity"', "-Infinity").replace('"NaN"', "NaN")
+    r = api.post("/v1/jobs", content=text, headers={"content-type": "application/json"})
+    assert_problem(r, 422, problem_schema)
+    listing = api.get("/v1/jobs")
+    assert listing.status_code == 200 and isinstance(listing.json()["jobs"], list)
+
+
+def test_too_many_job_points_is_413_before_anything_is_queued(api, problem_schema):
+    before = len(api.get("/v1/jobs").json()["jobs"])
+    points = [list(POINT)] * (POINT_LIMIT + 1)
+    r = api.post("/v1/jobs", json={**JOB, "bbox": None, "points": points})
+    assert assert_problem(r, 413, problem_schema)["limit"] == POINT_LIMIT
+    assert len(api.get("/v1/jobs").json()["jobs"]) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/subset", {"bbox": "-104,28.5,-102.5,30", "start": "0001-01-01", "end": "0001-12-31"}),
+        ("/v1/subset", {"bbox": "-104,28.5,-102.5,30", "start": "9999-01-01", "end": "9999-12-31"}),
+        (
+            "/v1/series",
+            {"lat": POINT[0], "lon": POINT[1], "start": "0001-01-01", "end": "0002-01-01"},
+        ),
+    ],
+)
+def test_dates_far_outside_the_cube_are_404(api, problem_schema, path, params):
+    body = assert_problem(api.get(path, params=params), 404, problem_schema)
+    assert "outside the cube" in body["detail"]
+
+
+def test_job_dates_far_outside_the_cube_are_404(api, problem_schema):
+    for start, end in (("0001-01-01", "0001-12-31"), ("9999-01-01", "9999-12-31")):
+        r = api.post("/v1/jobs", json={**JOB, "start": start, "end": end})
+        assert "outside the cube" in assert_problem(r, 404, problem_schema)["detail"]
+    r = api.post("/v1/jobs", json={**JOB, "start": "0001-01-01", "end": "2015-01-31"})
+    assert r.status_code == 202, r.text
+    assert r.json()["estimate"]["days"] == 365 + 31
+
+
+def test_csv_batch_keeps_ids_with_commas_quotes_newlines_and_empty(api):
+    ids = ["a,b", 'say "hi"', "two\nlines", ""]
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(["id", "lat", "lon"])
+    for pid in ids:
+        writer.writerow([pid, *POINT])
+    r = api.post(
+        "/v1/series",
+        content=rows.getvalue(),
+        params={"start": "2015-01-01", "end": "2015-01-02", "format": "csv"},
+        headers={"content-type": "text/csv"},
+    )
+    assert r.status_code == 200, r.text
+    table = list(csv.DictReader(io.StringIO(r.text)))
+    assert [row["id"] for row in table] == [pid for pid in ids for _ in range(2)]
+    assert {row["time"] for row in table} == {"2015-01-01", "2015-01-02"}
+
+
+def test_values_are_the_stored_decimals(api, store):
+    r = api.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1], "products": "lstm,noah"})
+    text = r.text
+    local = cubes.open_cube(store)
+    iy, ix = cubes.locate(local, *POINT)
+    expected = np.round(local["lstm"].values[:, iy, ix].astype(np.float64), 4)
+    values = r.json()["lstm"]
+    np.testing.assert_array_equal(values, expected)
+    numbers = [t for t in text.replace("[", ",").replace("]", ",").split(",") if t[:2] == "0."]
+    assert numbers and max(len(t) for t in numbers) <= len("0.1234")
+
+
+def test_a_clipped_period_is_said(api):
+    params = {"lat": POINT[0], "lon": POINT[1], "start": "2010-01-01", "end": "2014-01-10"}
+    r = api.get("/v1/series", params=params)
+    assert r.status_code == 200
+    assert r.json()["clipped"] == "2014-01-01/2014-01-10" == r.headers["x-period-clipped"]
+    assert len(r.json()["time"]) == 10
+    r = api.get("/v1/series", params={**params, "start": "2014-01-02", "format": "csv"})
+    assert "x-period-clipped" not in r.headers
+
+
+def test_swapped_coordinates_get_a_hint(api, problem_schema):
+    r = api.get("/v1/series", params={"lat": -97.5, "lon": 38.5})
+    body = assert_problem(r, 422, problem_schema)
+    assert body["parameter"] == "lat" and "lat=38.5&lon=-97.5" in body["detail"]
+
+
+def test_head_of_the_page_is_200(api):
+    assert api.head("/").status_code == 200
+
+
+def test_no_worker_is_said_in_healthz_and_in_the_job_stage(api):
+    health = api.get("/healthz").json()
+    assert health["workers"] == 0 and "no worker listens" in health["warnings"][0]
+    job = api.post("/v1/jobs", json=JOB).json()
+    assert job["state"] == "queued" and job["stage"] == "waiting for a worker"
+    assert "smapx worker" in api.get(f"/v1/jobs/{job['id']}").json()["hint"]
+
+
+def test_every_error_route_documents_the_problem_shape(api):
+    spec = api.get("/openapi.json").json()
+    routes = [(p, ops) for p, ops in spec["paths"].items() if p.startswith("/v1/")]
+    assert len(routes) >= 10
+    for path, operations in routes:
+        for method, operation in operations.items():
+            errors = {s: r for s, r in operation["responses"].items() if int(s) >= 400}
+            assert "429" in errors and (path == "/v1/products" or {"404", "422"} <= set(errors))
+            for status, response in errors.items():
+                schema = response["content"]["application/json"]["schema"]
+                assert schema["$ref"].endswith("/Problem"), (method, path, status)
+
+
+def test_sliding_window_lets_no_double_quota_through_a_boundary():
+    limit = 100
+    # a full quota in the last second of a minute, then a burst a second into the next one:
+    # a fixed window would let another full quota through, the sliding one two requests
+    passing = sum(estimate(limit, n, 1.0) <= limit for n in range(1, limit + 1))
+    assert passing <= 2
+    # half a minute on, half the old minute still counts
+    assert estimate(limit, 49, 30.0) < limit < estimate(limit, 51, 30.0)
+    assert retry_after(limit, 1, 1.0, limit) == 1
+    assert 29 <= retry_after(limit, 50, 1.0, limit) <= 31
+
+
+@pytest.fixture(scope="module")
+def limited(store):
+    """A server limiting 5 requests a minute, behind a trusted proxy at 10.0.0.1 only."""
+    env = {
+        "SMAPX_RATE_LIMIT_PER_MINUTE": "5",
+        "SMAPX_TRUSTED_PROXIES": '["10.0.0.0/8"]',
+        "SMAPX_CUBES": "[]",
+    }
+    proc, url = start_server([store], env)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies():
+    proxies = networks(["10.0.0.0/8"])
+
+    def scope(peer: str, forwarded: str) -> dict:
+        return {"client": (peer, 5000), "headers": [(b"x-forwarded-for", forwarded.encode())]}
+
+    assert client_address(scope("127.0.0.1", "192.0.2.9"), proxies) == "127.0.0.1"
+    assert client_address(scope("10.0.0.1", "192.0.2.9"), proxies) == "192.0.2.9"
+    # a client's own made-up hops are left of the last untrusted one
+    assert client_address(scope("10.0.0.1", "6.6.6.6, 192.0.2.9, 10.0.0.2"), proxies) == "192.0.2.9"
+
+
+def test_forwarded_for_from_an_untrusted_peer_buys_no_quota(limited):
+    codes = [
+        limited.get("/v1/products", headers={"X-Forwarded-For": f"192.0.2.{k}"}).status_code
+        for k in range(8)
+    ]
+    assert codes.count(200) <= 5 and codes[-1] == 429
+    r = limited.get("/v1/products", headers={"X-Forwarded-For": "198.51.100.7"})
+    body = r.json()
+    assert r.status_code == 429 and body["limit"] == 5 and "127.0.0.1" in body["detail"]
+    assert 1 <= int(r.headers["retry-after"]) <= 120
+    assert limited.get("/v1/products", headers={"X-API-Key": "someone"}).status_code == 200
+
+
+def test_the_quota_is_shared_by_api_processes_through_redis(store, redis_url):
+    env = {
+        "SMAPX_RATE_LIMIT_PER_MINUTE": "6",
+        "SMAPX_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/8",
+        "SMAPX_CUBES": "[]",
+    }
+    servers = [start_server([store], env) for _ in range(2)]
+    try:
+        key = {"X-API-Key": f"shared-{time.time()}"}
+        codes = [
+            httpx.get(f"{url}/v1/products", headers=key, timeout=30).status_code
+            for _ in range(4)
+            for _, url in servers
+        ]
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+            proc.wait(20)
+    assert codes[:6] == [200] * 6 and codes[6:] == [429, 429]

@@ -1,0 +1,72 @@
+"""Heartbeats that let the broker redeliver a dead worker's task within a minute.
+
+With Redis as broker, a task taken but not yet acknowledged sits in the `unacked_index` sorted
+set, scored with the time it was delivered; any live worker puts back those older than the
+visibility timeout. A long timeout (Celery's default is an hour) leaves a dead worker's task stuck
+that long; a short one alone would hand a long, healthy task to a second worker. So each worker
+process refreshes the score of every task it holds every quarter of the timeout: a held task
+never looks old, and a task whose worker died (SIGKILL, power, lost host) ages past the short
+timeout (SMAPX_TASK_VISIBILITY_TIMEOUT, 30 s) and is delivered again, within a minute in all.
+Tasks are idempotent (a block writes its own region, an export rewrites its folder), so a
+delivery twice costs time, never data.
+"""
+
+import logging
+import os
+import threading
+import time
+
+import redis
+from celery import signals
+from celery.worker import state
+
+from model.settings import get_settings
+from worker import jobs
+
+UNACKED_INDEX = "unacked_index"
+WORKER_KEY = "smapx:worker:"
+log = logging.getLogger(__name__)
+
+
+def interval() -> float:
+    return max(1.0, get_settings().task_visibility_timeout / 4)
+
+
+def held_tags() -> list[str]:
+    """Delivery tags of the messages this worker process holds (reserved, scheduled, running)."""
+    held = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
+    return [r.message.delivery_tag for r in held if r.message is not None]
+
+
+def beat(hostname: str) -> None:
+    """Say this worker lives, and mark every message it holds as just delivered (only those
+    still unacknowledged)."""
+    r = jobs.client()
+    r.set(WORKER_KEY + hostname, time.time(), ex=max(2, int(3 * interval())))
+    tags = held_tags()
+    if tags:
+        now = time.time()
+        r.zadd(UNACKED_INDEX, {tag: now for tag in tags}, xx=True)
+
+
+def run(hostname: str) -> None:
+    """Beat for the life of the process; a failed beat is tried again at the next one."""
+    while True:
+        try:
+            beat(hostname)
+        except (redis.RedisError, RuntimeError) as exc:  # RuntimeError: a set changed mid-copy
+            log.warning("heartbeat skipped: %s", exc)
+        time.sleep(interval())
+
+
+def alive_workers() -> int:
+    """How many workers beat within the last three intervals."""
+    return sum(1 for _ in jobs.client().scan_iter(WORKER_KEY + "*", count=1000))
+
+
+@signals.worker_ready.connect
+def start(sender=None, **_) -> None:
+    """Beat from a daemon thread of the worker's main process: it holds the messages, and the
+    thread beats on while the main thread runs a task (solo pool) or waits on children."""
+    hostname = getattr(sender, "hostname", None) or f"pid{os.getpid()}"
+    threading.Thread(target=run, args=(hostname,), name="smapx-heartbeat", daemon=True).start()
