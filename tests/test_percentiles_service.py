@@ -16,13 +16,13 @@ from model import grid
 from model.product import climatology
 from model.product import cube as cubes
 from model.world import WorldConfig, build_world
-from tests.test_climatology import (
+from tests.climatologies import (
     calendar_day,
     direct,
     stored_codes,
     write_cube,
 )
-from tests.test_service import NO_REDIS, get_png, start_server
+from tests.served import NO_REDIS, get_png, start_server
 
 pytestmark = pytest.mark.integration
 

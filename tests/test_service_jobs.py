@@ -17,8 +17,7 @@ import redis
 import xarray as xr
 
 from model.product import cube as cubes
-from tests.conftest import ROOT
-from tests.test_service import POINT, SMAPX, build_cube, start_server
+from tests.served import POINT, ROOT, SMAPX, build_cube, start_server
 
 KEY = "s3cret"
 OTHER = "an0ther"
