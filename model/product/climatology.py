@@ -236,10 +236,8 @@ DERIVED = ("_percentile", "_anomaly")
 
 def is_derived(name: str) -> bool:
     """True for `<product>_percentile` and `<product>_anomaly` of a product that can be ranked."""
-    return any(
-        name.endswith(suffix) and name.removesuffix(suffix) in (*cubes.PRODUCTS, FUSED)
-        for suffix in DERIVED
-    )
+    ranked = [p for p in (*cubes.PRODUCTS, FUSED) if p not in NOT_RANKED]
+    return any(name.endswith(suffix) and name.removesuffix(suffix) in ranked for suffix in DERIVED)
 
 
 def source_of(name: str) -> str:
