@@ -190,6 +190,14 @@ def update(store: str | Path, time=None, progress: bool = True) -> int:
     return new.stop - new.start
 
 
+def rank_grown(store: str | Path, time) -> int:
+    """For a growth about to publish the days `time`: rank the added days when the cube has a
+    climatology (the number ranked; 0 without one)."""
+    if cubes.climatology_info(store) is None:
+        return 0
+    return update(store, time, progress=False)
+
+
 def _rank_blocks(
     store, template, times, stored, products, base_days: slice, ranked: slice, progress
 ):
