@@ -99,3 +99,14 @@ def wait_for_port(port: int, timeout: float = 20.0, process=None) -> None:
             raise RuntimeError(f"the server for port {port} exited with code {process.returncode}")
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def wait_done(client, job_id: str, timeout: float = 90.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert 0 <= job["percent"] <= 100
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} not done after {timeout} s: {job}")

@@ -5,10 +5,12 @@ checkpoint or input dataset that did not make it."""
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from model.errors import InputError
+from model.product import climatology
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
@@ -99,8 +101,31 @@ def test_cli_grows_on_two_workers_as_one_process_extends(twin, tmp_path, monkeyp
         assert run.returncode == 0, run.stderr
     again = _cli_extend(model, input_path, day(GROWTH_DAYS), grown)
     assert again.returncode == 0 and "nothing to do" in again.stdout
-    extend(checkpoint.load(model), inputs, START, day(GROWTH_DAYS), fresh, progress=False)
+    base = f"{START}/{day(0)}"  # the climatology the grown cube was given at its creation
+    run = _cli_extend(model, input_path, day(GROWTH_DAYS), fresh, "--base", base)
+    assert run.returncode == 0, run.stderr
     assert_same_cube(grown, fresh)
     assert cubes.generation(grown)["end"] == day(GROWTH_DAYS)
     mixed = _cli_extend(twin[3], input_path, day(GROWTH_DAYS + 1), grown, "--workers", "2")
     assert mixed.returncode == 1 and "another checkpoint" in mixed.stderr
+
+
+def test_growth_ranks_added_days_against_the_same_base(twin, tmp_path):
+    """A grown cube's new days get their percentiles before they are published, against the
+    climatology's own base: the same as a cube extended at once and ranked on that base."""
+    inputs, _, model, _ = twin
+    ckpt = checkpoint.load(model)
+    grown, whole = tmp_path / "grown.zarr", tmp_path / "whole.zarr"
+    extend(ckpt, inputs, START, "2016-03-31", grown, progress=False)
+    attrs = climatology.compute(grown, progress=False)
+    generation = cubes.generation(grown)["generation"]
+    extend(ckpt, inputs, START, "2016-07-31", grown, progress=False)
+    assert cubes.generation(grown)["generation"] == generation + 1
+    extend(ckpt, inputs, START, "2016-07-31", whole, progress=False)
+    climatology.compute(whole, f"{attrs['base_start']}/{attrs['base_end']}", progress=False)
+    a, b = cubes.read_climatology(grown), cubes.read_climatology(whole)
+    for p in a["percentiles"]:
+        assert np.array_equal(a["percentiles"][p], b["percentiles"][p]), p
+    cube = cubes.open_cube(grown)
+    assert cube["lstm_percentile"].sel(time="2016-07-31").notnull().sum() > 0
+    assert cube.sizes["time"] == len(pd.date_range(START, "2016-07-31"))

@@ -19,6 +19,7 @@ import xarray as xr
 
 from model.dataset import open_input
 from model.errors import InputError
+from model.product import climatology
 from model.product import cube as cubes
 from model.product.extend import begin, compute_block, plan
 from model.training import checkpoint
@@ -123,6 +124,7 @@ def _publish_when_complete(out: str, template: xr.Dataset, done: set[str]) -> No
     """Once every block is written, show the new days to readers (idempotent: whichever task
     finishes last publishes, and a later one changes nothing)."""
     if {b.name for b in cubes.blocks(template)} <= done:
+        climatology.rank_grown(out, template.time.values)
         cubes.publish(out, template.time.values)
 
 
