@@ -62,10 +62,16 @@ def world(
 ):
     """Build the synthetic twin world: weather, a soil-water truth, Noah-like and second-LSM
     simulations, SMAP-like retrievals (from 2015-04-01) and in situ stations."""
-    from model.world import WorldConfig, build_world, parse_bbox, summary, write_world
+    from model.grid import parse_bbox
+    from model.world import WorldConfig, build_world, summary, write_world
 
     config = WorldConfig(
-        seed=seed, start=start, end=end, stride=stride, bbox=parse_bbox(bbox), smap_noise=smap_noise
+        seed=seed,
+        start=start,
+        end=end,
+        stride=stride,
+        bbox=parse_bbox(bbox) if bbox else None,
+        smap_noise=smap_noise,
     )
     built = build_world(config, progress=True)
     write_world(built, out)
@@ -620,9 +626,9 @@ def demo(
     """The whole product on the built-in twin world: build it, train, extend 2000-2020, score,
     evaluate against stations, and serve the cube with its web map."""
     from cli.demo import DemoConfig, run
-    from model.world import parse_bbox
+    from model.grid import parse_bbox
 
-    region = None if bbox.lower() == "conus" else parse_bbox(bbox)
+    region = parse_bbox(bbox)
     run(
         DemoConfig(
             out=out,

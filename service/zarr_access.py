@@ -12,7 +12,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from model.errors import InputError, OutOfRangeError
+from model import grid
+from model.errors import OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
 from model.product.formats import FORMATS, DirectFormat
@@ -36,16 +37,6 @@ def zarr_key(request: Request, cube: str, key: str):
         raise OutOfRangeError(f"no key {key!r} in cube {cube!r}")
     media = "application/json" if key.endswith(".json") else "application/octet-stream"
     return Response(data, media_type=media)
-
-
-def parse_bbox(text: str) -> list[float]:
-    try:
-        bbox = [float(v) for v in text.split(",")]
-    except ValueError:
-        bbox = []
-    if len(bbox) != 4:
-        raise InputError(f"bbox: expected west,south,east,north, got {text!r}")
-    return bbox
 
 
 @router.get(
@@ -75,7 +66,7 @@ def subset(
             "products": split_products(products),
             "start": start,
             "end": end,
-            "bbox": parse_bbox(bbox),
+            "bbox": grid.parse_bbox(bbox),
             "format": format,
             "weight": weight,
         }

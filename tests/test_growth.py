@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from model.errors import InputError
+from model.grid import parse_bbox
 from model.product import climatology
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
-from model.world import WorldConfig, build_world, parse_bbox
+from model.world import WorldConfig, build_world
 from tests.twins import GROWTH_DAYS, START, WORLD, assert_same_cube, day, stored_bytes
 
 pytestmark = pytest.mark.integration

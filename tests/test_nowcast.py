@@ -13,13 +13,14 @@ import pytest
 
 from model.dataset import make_input_dataset, write_input
 from model.errors import InputError
+from model.grid import parse_bbox
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
 from model.training.normalize import NO_OBSERVATION_AGE, Normalizer
 from model.training.nowcast import nowcast_skill
 from model.training.train import TrainConfig, train
-from model.world import WorldConfig, build_world, parse_bbox
+from model.world import WorldConfig, build_world
 from tests.served import start_server
 from tests.twins import assert_same_cube
 

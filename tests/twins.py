@@ -6,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 
 from model.dataset import write_input
+from model.grid import parse_bbox
 from model.product import cube as cubes
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
-from model.world import WorldConfig, build_world, parse_bbox
+from model.world import WorldConfig, build_world
 
 WORLD = {"seed": 11, "stride": 4, "bbox": "-100,35,-95,38", "start": "2014-06-01"}
 
