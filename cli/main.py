@@ -400,7 +400,6 @@ def daily(
     run does nothing) and after missed days (one run catches up)."""
     from model.product.daily import DailyPlan, run_daily
     from worker import jobs
-    from worker.report import ensure_reachable
 
     _configure_threads(threads)
     folders = {"smap": smap_folder, "forcing": forcing_folder, "noah": noah_folder}
@@ -411,7 +410,7 @@ def daily(
         cubes=[_model_and_cube(pair) for pair in cube],
         min_hours=min_hours,
     )
-    ensure_reachable()
+    jobs.ensure_reachable()
     request = {
         "input": str(input),
         "start": start,
