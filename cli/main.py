@@ -62,10 +62,16 @@ def world(
 ):
     """Build the synthetic twin world: weather, a soil-water truth, Noah-like and second-LSM
     simulations, SMAP-like retrievals (from 2015-04-01) and in situ stations."""
-    from model.world import WorldConfig, build_world, parse_bbox, summary, write_world
+    from model.grid import parse_bbox
+    from model.world import WorldConfig, build_world, summary, write_world
 
     config = WorldConfig(
-        seed=seed, start=start, end=end, stride=stride, bbox=parse_bbox(bbox), smap_noise=smap_noise
+        seed=seed,
+        start=start,
+        end=end,
+        stride=stride,
+        bbox=parse_bbox(bbox) if bbox else None,
+        smap_noise=smap_noise,
     )
     built = build_world(config, progress=True)
     write_world(built, out)
@@ -394,7 +400,6 @@ def daily(
     run does nothing) and after missed days (one run catches up)."""
     from model.product.daily import DailyPlan, run_daily
     from worker import jobs
-    from worker.report import ensure_reachable
 
     _configure_threads(threads)
     folders = {"smap": smap_folder, "forcing": forcing_folder, "noah": noah_folder}
@@ -405,7 +410,7 @@ def daily(
         cubes=[_model_and_cube(pair) for pair in cube],
         min_hours=min_hours,
     )
-    ensure_reachable()
+    jobs.ensure_reachable()
     request = {
         "input": str(input),
         "start": start,
@@ -620,9 +625,9 @@ def demo(
     """The whole product on the built-in twin world: build it, train, extend 2000-2020, score,
     evaluate against stations, and serve the cube with its web map."""
     from cli.demo import DemoConfig, run
-    from model.world import parse_bbox
+    from model.grid import parse_bbox
 
-    region = None if bbox.lower() == "conus" else parse_bbox(bbox)
+    region = parse_bbox(bbox)
     run(
         DemoConfig(
             out=out,

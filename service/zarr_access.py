@@ -6,15 +6,17 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from model.errors import InputError, OutOfRangeError
+from model import grid
+from model.errors import OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
+from model.product.formats import FORMATS, DirectFormat
 from service import problems
 from service.problems import too_large
 from service.series import CubeName, Products, Weight, split_products
@@ -23,7 +25,6 @@ router = APIRouter(prefix="/v1", tags=["zarr"])
 MAX_DIRECT_VALUES = 20_000_000
 SUBSET_PREFIX = "smapx-subset-"
 STALE_SECONDS = 3600
-MEDIA = {"zarr": "application/zip", "netcdf": "application/x-netcdf", "csv": "text/csv"}
 
 
 @router.get("/zarr/{cube}/{key:path}", summary="Zarr store, read-only", response_class=Response)
@@ -38,22 +39,12 @@ def zarr_key(request: Request, cube: str, key: str):
     return Response(data, media_type=media)
 
 
-def parse_bbox(text: str) -> list[float]:
-    try:
-        bbox = [float(v) for v in text.split(",")]
-    except ValueError:
-        bbox = []
-    if len(bbox) != 4:
-        raise InputError(f"bbox: expected west,south,east,north, got {text!r}")
-    return bbox
-
-
 @router.get(
     "/subset",
     summary="Download a subset now",
     response_class=FileResponse,
     responses={
-        200: {"content": {m: {} for m in MEDIA.values()}},
+        200: {"content": {f.media_type: {} for f in FORMATS.values() if f.direct}},
         **problems.responses(413),
     },
 )
@@ -63,7 +54,7 @@ def subset(
     start: Annotated[date, Query(examples=["2016-01-01"])],
     end: Annotated[date, Query(examples=["2016-01-31"])],
     products: Products = "lstm",
-    format: Literal["zarr", "netcdf", "csv"] = "zarr",
+    format: DirectFormat = "zarr",
     weight: Weight = None,
     cube: CubeName = None,
 ):
@@ -75,7 +66,7 @@ def subset(
             "products": split_products(products),
             "start": start,
             "end": end,
-            "bbox": parse_bbox(bbox),
+            "bbox": grid.parse_bbox(bbox),
             "format": format,
             "weight": weight,
         }
@@ -96,7 +87,7 @@ def subset(
     name = f"{served.name}_{start}_{end}{''.join(path.suffixes)}"
     return FileResponse(
         path,
-        media_type=MEDIA[format],
+        media_type=FORMATS[format].media_type,
         filename=name,
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )

@@ -1,11 +1,12 @@
 """Shared fixtures: the real data samples, a real Redis, small input datasets."""
 
 import os
-import socket
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.real_formats import write_products
+from tests.twins import make_twin
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -51,25 +52,6 @@ def conus412(shared_data) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0, process=None) -> None:
-    """Until something listens on the port; fails at once if `process` (the server) has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server for port {port} exited with code {process.returncode}")
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
 @pytest.fixture(scope="session")
 def redis_url():
     """SMAPX_REDIS_URL if set, else a private redis-server on a free port for this session (the
@@ -82,3 +64,16 @@ def redis_url():
 
     with private_redis() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def twin(tmp_path_factory):
+    """A small twin world and two quickly trained checkpoints (tests.twins.make_twin)."""
+    return make_twin(tmp_path_factory.mktemp("twin"))
+
+
+@pytest.fixture(scope="session")
+def files(tmp_path_factory):
+    """150 days of SMAP, NLDAS-2 forcing and Noah files and a sand GeoTIFF in their real formats
+    (tests.real_formats.write_products)."""
+    return write_products(tmp_path_factory.mktemp("products"))

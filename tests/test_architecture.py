@@ -102,3 +102,16 @@ def test_the_http_layer_never_names_zarr_paths():
         if "zarr.json" in path.read_text() or "import zarr" in path.read_text()
     ]
     assert not offenders
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in their own modules (tests/served.py, ...), fixtures in conftest."""
+    offenders = [
+        f"{path.name} imports {name}"
+        for path in sorted((ROOT / "tests").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+        for name in [node.module.rpartition(".")[2]]
+        if name.startswith("test_") or name == "conftest"
+    ]
+    assert not offenders

@@ -3,7 +3,6 @@
 days of the day of year, 29 February taking 28 February's window; anomaly = value - window
 mean), its stability as the cube grows, the command line, and the ensemble spread."""
 
-import datetime
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from model.engine.inference import predict, predict_with_spread
 from model.product import climatology
@@ -21,6 +19,7 @@ from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
 from model.world import WorldConfig, build_world
+from tests.climatologies import calendar_day, direct, stored_codes, write_cube
 
 SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
 WORLD = {"seed": 7, "stride": 8, "start": "2009-01-01", "end": "2013-12-31"}
@@ -45,22 +44,6 @@ def twin_world_values(end: str = WORLD["end"]) -> tuple:
     return world, values
 
 
-def write_cube(store, world, values: dict, n_days: int | None = None) -> None:
-    """A cube of the world's cells holding `values` (their first n_days), block by block."""
-    rows, cols = world.inputs.row.values, world.inputs.col.values
-    values = {p: v[:n_days] for p, v in values.items()}
-    template = cubes.template(world.inputs.time.values[:n_days], rows, cols, tuple(values))
-    cubes.create(store, template)
-    row0, col0 = int(template.attrs["row0"]), int(template.attrs["col0"])
-    for block in cubes.blocks(template):
-        part = {}
-        for p, v in values.items():
-            field = np.full((template.sizes["time"], *template["mask"].shape), np.nan, np.float32)
-            field[:, rows - row0, cols - col0] = v
-            part[p] = field[block.time, block.y, block.x]
-        cubes.write_block(store, block, part)
-
-
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory):
     """A 5-year twin-world cube (2012 is a leap year) with a 2009-2012 climatology."""
@@ -69,37 +52,6 @@ def twin(tmp_path_factory):
     write_cube(store, world, values)
     climatology.compute(store, BASE, progress=False)
     return store
-
-
-def stored_codes(store, product: str) -> np.ndarray:
-    """(time, y, x) codes as the cube stores them; fused from lstm and noah at w = 0.5."""
-    group = zarr.open_group(str(store), mode="r")
-    if product == "fused":
-        lstm, noah = (np.asarray(group[p][...], np.float64) for p in ("lstm", "noah"))
-        missing = (lstm == cubes.FILL) | (noah == cubes.FILL)
-        return np.where(missing, cubes.FILL, np.rint(0.5 * lstm + 0.5 * noah))
-    return np.asarray(group[product][...], np.float64)
-
-
-def calendar_day(day: pd.Timestamp) -> int:
-    """Day of year of the month and day in 2001 (not a leap year); 29 Feb counts as 28 Feb."""
-    return (
-        datetime.date(2001, day.month, min(day.day, 28) if day.month == 2 else day.day)
-        .timetuple()
-        .tm_yday
-    )
-
-
-def direct(codes: np.ndarray, doys: np.ndarray, base: slice, t: int, iy: int, ix: int):
-    """(percentile, window mean in m3/m3) of day t at a cell, by the definition, in numpy;
-    doys: calendar_day of every day of the cube."""
-    distance = np.abs(doys[base] - doys[t])
-    in_window = np.minimum(distance, 365 - distance) <= 15
-    window = codes[base, iy, ix][in_window]
-    window = window[window != cubes.FILL]
-    value = codes[t, iy, ix]
-    n_below, n_equal = np.sum(window < value), np.sum(window == value)
-    return 100 * (n_below + 0.5 * n_equal) / window.size, window.mean() * 1e-4
 
 
 def sample(store, n: int, seed: int, days: list[int] | None = None):
@@ -154,8 +106,9 @@ def test_growing_the_cube_keeps_the_climatology(tmp_path):
     write_cube(whole, world, values)
     attrs = climatology.compute(short, progress=False)
     assert (attrs["base_start"], attrs["base_end"]) == ("2009-01-01", "2012-12-31")
+    assert climatology.rank_grown(grown, world.inputs.time.values) == 0, "no climatology yet"
     shutil.copytree(short / cubes.CLIMATOLOGY, grown / cubes.CLIMATOLOGY)
-    assert climatology.update(grown, progress=False) == 365
+    assert climatology.rank_grown(grown, world.inputs.time.values) == 365
     assert climatology.update(grown, progress=False) == 0
     climatology.compute(whole, BASE, progress=False)
     before, after, at_once = (cubes.read_climatology(s) for s in (short, grown, whole))

@@ -9,14 +9,14 @@ import subprocess
 import sys
 
 import pytest
-from test_ingest_e2e import BBOX, DAYS, files  # noqa: F401  (the fixture)
 
 from model.dataset import open_input
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
-from tests.test_growth import assert_same_cube
+from tests.real_formats import BBOX, DAYS
+from tests.twins import assert_same_cube
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.test_service import build_cube, start_server
+from tests.served import build_cube, start_server
 
 pytestmark = pytest.mark.integration
 EXAMPLES = 25

@@ -4,85 +4,23 @@ checkpoint or input dataset that did not make it."""
 
 import subprocess
 import sys
-from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from model.dataset import write_input
 from model.errors import InputError
+from model.grid import parse_bbox
+from model.product import climatology
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
-from model.training.train import TrainConfig, train
-from model.world import WorldConfig, build_world, parse_bbox
+from model.world import WorldConfig, build_world
+from tests.twins import GROWTH_DAYS, START, WORLD, assert_same_cube, day, stored_bytes
 
 pytestmark = pytest.mark.integration
 
-WORLD = {"seed": 11, "stride": 4, "bbox": "-100,35,-95,38", "start": "2014-06-01"}
-START, DAY_D, GROWTH_DAYS = "2015-01-01", "2016-06-20", 10
 SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
-
-
-def quick_config(**changes) -> TrainConfig:
-    """A few seconds of training on two cores: skill does not matter here, bytes do."""
-    settings = {
-        "start": "2015-04-01",
-        "end": "2016-03-31",
-        "hidden": 16,
-        "window": 60,
-        "burn_in": 10,
-        "batch_size": 16,
-        "iterations_per_epoch": 10,
-        "max_epochs": 2,
-        "validation_days": 30,
-        "ensemble": 1,
-        "threads": 1,
-        **changes,
-    }
-    return TrainConfig(**settings)
-
-
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory):
-    """(input dataset, its Zarr path, a checkpoint path, a second checkpoint path)."""
-    folder = tmp_path_factory.mktemp("twin")
-    config = WorldConfig(
-        seed=WORLD["seed"],
-        stride=WORLD["stride"],
-        bbox=parse_bbox(WORLD["bbox"]),
-        start=WORLD["start"],
-        end="2016-07-31",
-    )
-    inputs = build_world(config).inputs
-    write_input(inputs, folder / "input.zarr")
-    models = []
-    for seed in (1, 2):
-        ckpt, log = train(inputs, quick_config(seed=seed), progress=False)
-        models.append(checkpoint.save(folder / f"model{seed}", ckpt, log))
-    return inputs, folder / "input.zarr", *models
-
-
-def stored_bytes(store: Path) -> dict[str, bytes]:
-    """Every file of the Zarr hierarchy (metadata and chunks), by key; the bookkeeping beside
-    it (block markers, job record, generation) is not the cube."""
-    skip = (cubes.MARKERS, cubes.JOB_INFO, cubes.GENERATION)
-    return {
-        str(p.relative_to(store)): p.read_bytes()
-        for p in sorted(store.rglob("*"))
-        if p.is_file() and not str(p.relative_to(store)).startswith(skip)
-    }
-
-
-def assert_same_cube(grown: Path, fresh: Path) -> None:
-    a, b = stored_bytes(grown), stored_bytes(fresh)
-    assert sorted(a) == sorted(b)
-    differing = [key for key in a if a[key] != b[key]]
-    assert not differing, f"keys differ: {differing[:5]}"
-
-
-def day(offset: int) -> str:
-    return str((pd.Timestamp(DAY_D) + pd.Timedelta(days=offset)).date())
 
 
 def test_growing_day_by_day_equals_one_extension(twin, tmp_path, monkeypatch):
@@ -164,8 +102,31 @@ def test_cli_grows_on_two_workers_as_one_process_extends(twin, tmp_path, monkeyp
         assert run.returncode == 0, run.stderr
     again = _cli_extend(model, input_path, day(GROWTH_DAYS), grown)
     assert again.returncode == 0 and "nothing to do" in again.stdout
-    extend(checkpoint.load(model), inputs, START, day(GROWTH_DAYS), fresh, progress=False)
+    base = f"{START}/{day(0)}"  # the climatology the grown cube was given at its creation
+    run = _cli_extend(model, input_path, day(GROWTH_DAYS), fresh, "--base", base)
+    assert run.returncode == 0, run.stderr
     assert_same_cube(grown, fresh)
     assert cubes.generation(grown)["end"] == day(GROWTH_DAYS)
     mixed = _cli_extend(twin[3], input_path, day(GROWTH_DAYS + 1), grown, "--workers", "2")
     assert mixed.returncode == 1 and "another checkpoint" in mixed.stderr
+
+
+def test_growth_ranks_added_days_against_the_same_base(twin, tmp_path):
+    """A grown cube's new days get their percentiles before they are published, against the
+    climatology's own base: the same as a cube extended at once and ranked on that base."""
+    inputs, _, model, _ = twin
+    ckpt = checkpoint.load(model)
+    grown, whole = tmp_path / "grown.zarr", tmp_path / "whole.zarr"
+    extend(ckpt, inputs, START, "2016-03-31", grown, progress=False)
+    attrs = climatology.compute(grown, progress=False)
+    generation = cubes.generation(grown)["generation"]
+    extend(ckpt, inputs, START, "2016-07-31", grown, progress=False)
+    assert cubes.generation(grown)["generation"] == generation + 1
+    extend(ckpt, inputs, START, "2016-07-31", whole, progress=False)
+    climatology.compute(whole, f"{attrs['base_start']}/{attrs['base_end']}", progress=False)
+    a, b = cubes.read_climatology(grown), cubes.read_climatology(whole)
+    for p in a["percentiles"]:
+        assert np.array_equal(a["percentiles"][p], b["percentiles"][p]), p
+    cube = cubes.open_cube(grown)
+    assert cube["lstm_percentile"].sel(time="2016-07-31").notnull().sum() > 0
+    assert cube.sizes["time"] == len(pd.date_range(START, "2016-07-31"))

@@ -5,60 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from model import grid
 from model.dataset import open_input
 from model.product.cube import open_cube
 from model.sources import nldas
-from tests.real_formats import BOX, forcing_fields, write_geotiff, write_granule, write_hourly
-
-DAYS = pd.date_range("2015-04-01", periods=150)
-BBOX = ",".join(str(v) for v in BOX)
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """150 days of one-hour forcing and Noah files, a SMAP granule every fifth day whose soil
-    moisture follows the rain and the cell's sand fraction, and a sand GeoTIFF."""
-    root = tmp_path_factory.mktemp("products")
-    rows, cols = grid.bbox_cells(*BOX)
-    _, lon = grid.rowcol_to_latlon(rows, cols)
-    rng = np.random.default_rng(3)
-    rain = rng.gamma(0.3, 2.0, len(DAYS))
-    wetness = pd.Series(rain).ewm(alpha=0.2).mean().to_numpy()
-    sand = 20.0 + 40.0 * (lon - lon.min()) / (np.ptp(lon) or 1.0)
-    for folder in ("smap", "fora", "noah"):
-        (root / folder).mkdir()
-    for i, day in enumerate(DAYS):
-        noon = day + pd.Timedelta(hours=12)
-        write_hourly(
-            root / "fora",
-            "FORA",
-            noon,
-            forcing_fields(12, precip=rain[i], tair=285 + 8 * np.sin(i / 9)),
-        )
-        write_hourly(
-            root / "noah",
-            "NOAH",
-            noon,
-            {"SoilM_0_10cm": 15 + 10 * wetness[i], "SoilM_10_40cm": 70.0},
-        )
-        if i % 5 == 0:
-            sm = 0.1 + 0.1 * wetness[i] + 0.002 * (60 - sand)
-            write_granule(
-                root / "smap",
-                str(day.date()),
-                am={(r, c): (v, 0) for r, c, v in zip(rows, cols, sm)},
-            )
-    west, north, step = -100.5, 39.5, 0.02
-    lons = west + step * (np.arange(100) + 0.5)
-    sand_map = np.interp(lons, [lon.min(), lon.max()], [20.0, 60.0])[None, :].repeat(100, 0)
-    write_geotiff(root / "sand.tif", sand_map, west, north, step)
-    return root
+from tests.real_formats import BBOX
 
 
 def invoke(*args) -> str:

@@ -17,8 +17,8 @@ import redis
 
 from model.errors import InputError
 from model.product import cube as cubes
-from tests.conftest import ROOT
-from tests.test_service import COLS, REGION, ROWS, SMAPX, build_cube, known_values, start_server
+from tests.pools import END, START, local_files, make_world, request_for
+from tests.served import COLS, REGION, ROOT, ROWS, SMAPX, build_cube, known_values, start_server
 
 pytestmark = pytest.mark.integration
 LONG_DAYS = pd.date_range("1996-01-01", "2016-12-31")
@@ -114,7 +114,6 @@ def extension(tmp_path_factory, redis_url):
     from model.dataset import open_input
     from model.product.extend import extend
     from model.training import checkpoint
-    from tests.test_worker import END, START, make_world
 
     folder = tmp_path_factory.mktemp("extension")
     inputs, model = make_world(folder)
@@ -129,7 +128,6 @@ def test_sigkilled_worker_mid_extension_is_redone_within_a_minute(extension, tmp
     """Default settings, no other worker around: heartbeats keep a running block its worker's
     while it lives; SIGKILLed, the block comes back to a new worker and the job ends within a
     minute, the cube byte-identical to the in-process one."""
-    from tests.test_worker import local_files, request_for
     from worker import jobs
     from worker.pool import pointing_at
     from worker.submit import submit_extend

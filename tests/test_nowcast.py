@@ -13,14 +13,16 @@ import pytest
 
 from model.dataset import make_input_dataset, write_input
 from model.errors import InputError
+from model.grid import parse_bbox
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
 from model.training.normalize import NO_OBSERVATION_AGE, Normalizer
 from model.training.nowcast import nowcast_skill
 from model.training.train import TrainConfig, train
-from model.world import WorldConfig, build_world, parse_bbox
-from tests.test_service import start_server
+from model.world import WorldConfig, build_world
+from tests.served import start_server
+from tests.twins import assert_same_cube
 
 SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
 
@@ -172,7 +174,6 @@ def test_a_nowcast_cube_grows_into_the_cube_one_extension_writes(
     twin, models, tmp_path, monkeypatch
 ):
     """Short time chunks: the grown chunk reads only its spin-up and look-back of the inputs."""
-    from tests.test_growth import assert_same_cube
 
     monkeypatch.setattr(cubes, "CHUNK_TIME", 64)
     ckpt = checkpoint.load(models[1])

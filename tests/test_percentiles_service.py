@@ -3,6 +3,8 @@ climatology: series of percentiles, anomalies and the ensemble spread equal to a
 computation, drought-class tiles right per pixel, the labelled legend, subsets, and errors."""
 
 import io
+import os
+import subprocess
 
 import httpx
 import morecantile
@@ -16,13 +18,13 @@ from model import grid
 from model.product import climatology
 from model.product import cube as cubes
 from model.world import WorldConfig, build_world
-from tests.test_climatology import (
+from tests.climatologies import (
     calendar_day,
     direct,
     stored_codes,
     write_cube,
 )
-from tests.test_service import NO_REDIS, get_png, start_server
+from tests.served import NO_REDIS, ROOT, SMAPX, get_png, start_server, wait_done
 
 pytestmark = pytest.mark.integration
 
@@ -222,6 +224,68 @@ def test_subset_of_derived_products_equals_the_series(server, local):
         np.testing.assert_allclose(
             sub[p].values[:, 0, 0], series[p], atol=1e-4 if "per" in p else 1e-6
         )
+
+
+def test_job_of_derived_products_equals_the_series(cube_path, local, redis_url, tmp_path, server):
+    """A bulk job run by a real Celery worker writes the percentiles and anomalies the series
+    serves."""
+    env = {
+        "SMAPX_REDIS_URL": redis_url,
+        "SMAPX_JOBS_DIR": str(tmp_path / "results"),
+        "SMAPX_CUBES": f'["{cube_path}"]',
+        "SMAPX_TORCH_THREADS": "1",
+    }
+    worker = subprocess.Popen(
+        [
+            SMAPX,
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "warning",
+            "--hostname",
+            f"percentiles-test-{os.getpid()}@%h",
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    jobs, url = start_server([cube_path], env)
+    _, _, lat, lon = region_cell(local, 5)
+    products = ["lstm_percentile", "lstm_anomaly", "fused_percentile"]
+    request = {
+        "products": products,
+        "start": "2011-07-01",
+        "end": "2011-09-30",
+        "points": [[lat, lon]],
+        "format": "csv",
+    }
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            submitted = client.post("/v1/jobs", json=request)
+            assert submitted.status_code == 202, submitted.text
+            job = wait_done(client, submitted.json()["id"])
+            assert job["state"] == "done", job
+            (entry,) = client.get(f"/v1/jobs/{job['id']}/files").json()["files"]
+            table = pd.read_csv(io.StringIO(client.get(entry["href"]).text))
+    finally:
+        for proc in (jobs, worker):
+            proc.terminate()
+        for proc in (jobs, worker):
+            proc.wait(30)
+    series = server.get(
+        "/v1/series",
+        params={
+            "lat": lat,
+            "lon": lon,
+            "start": request["start"],
+            "end": request["end"],
+            "products": ",".join(products),
+        },
+    ).json()
+    for p in products:
+        np.testing.assert_allclose(table[p], series[p], atol=1e-4 if "per" in p else 6e-5)
 
 
 @pytest.mark.parametrize(

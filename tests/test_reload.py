@@ -15,8 +15,8 @@ import pytest
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
-from tests.test_growth import GROWTH_DAYS, START, day, twin  # noqa: F401  (the fixture)
-from tests.test_service import start_server
+from tests.served import start_server
+from tests.twins import GROWTH_DAYS, START, day
 
 pytestmark = pytest.mark.integration
 

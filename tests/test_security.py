@@ -15,7 +15,7 @@ import pytest
 
 from model.product import cube as cubes
 from service.ratelimit import client_address, estimate, networks, retry_after
-from tests.test_service import POINT, build_cube, start_server
+from tests.served import POINT, build_cube, start_server
 
 pytestmark = pytest.mark.integration
 BODY_LIMIT = 100_000

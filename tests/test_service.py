@@ -4,10 +4,7 @@ HTTP equal to the local store, and user errors answered with 4xx, never 500."""
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -26,68 +23,11 @@ from rio_tiler.colormap import cmap
 from model import grid
 from model.product import cube as cubes
 from model.product import fusion
-from tests.conftest import free_port, wait_for_port
+from tests.served import DAYS, NO_REDIS, POINT, REGION, build_cube, get_png, start_server, stored
 
 ROOT = Path(__file__).resolve().parents[1]
-SMAPX = str(Path(sys.executable).parent / "smapx")
-ROWS, COLS = np.meshgrid(np.arange(100, 108), np.arange(200, 209), indexing="ij")
-REGION = (ROWS + COLS) % 7 != 0
-DAYS = pd.date_range("2014-01-01", periods=3 * 365)
-POINT = (29.0, -103.0)
 WEIGHTED_CELL = (102, 203)
 CELL_WEIGHT = 0.8
-NO_REDIS = "redis://127.0.0.1:9/0"
-
-
-def known_values(product: str, t, iy, ix) -> np.ndarray:
-    """A formula of (t, y, x) per product; smap observed every third day only."""
-    base = 0.12 + 0.004 * iy + 0.003 * ix + 0.05 * np.sin(t / 29.0)
-    value = {
-        "lstm": base,
-        "noah": base + 0.04 - 0.002 * ix,
-        "lsm2": base - 0.02,
-        "smap": np.where(t % 3 == 0, base + 0.01, np.nan),
-    }[product]
-    return np.broadcast_to(value, np.broadcast_shapes(np.shape(t), np.shape(iy), np.shape(ix)))
-
-
-def stored(values: np.ndarray) -> np.ndarray:
-    """Decoded cube values as the API writes them: decimals at the stored precision (1e-4)."""
-    return np.round(values.astype(np.float64), 4)
-
-
-def build_cube(store: Path) -> None:
-    template = cubes.template(DAYS, ROWS[REGION], COLS[REGION], ("smap", "lstm", "noah", "lsm2"))
-    cubes.create(store, template)
-    for block in cubes.blocks(template):
-        t = np.arange(block.time.start, block.time.stop)[:, None, None]
-        iy = np.arange(block.y.start, block.y.stop)[None, :, None]
-        ix = np.arange(block.x.start, block.x.stop)[None, None, :]
-        inside = template["mask"].values[block.y, block.x][None]
-        cubes.write_block(
-            store,
-            block,
-            {
-                p: np.where(inside, known_values(p, t, iy, ix), np.nan)
-                for p in ("smap", "lstm", "noah", "lsm2")
-            },
-        )
-
-
-def start_server(cube_paths, env: dict) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    args = [SMAPX, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    for path in cube_paths:
-        args += ["--cube", str(path)]
-    proc = subprocess.Popen(
-        args, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        wait_for_port(port, 60, proc)
-    except (TimeoutError, RuntimeError):  # its stderr says why
-        proc.kill()
-        raise RuntimeError(proc.stderr.read().decode()) from None
-    return proc, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -306,13 +246,6 @@ def expected_tile(local, product_values, tms_id, z, x, y, colormap, low, high):
     rgba = table[index]
     rgba[np.isnan(values)] = 0
     return rgba
-
-
-def get_png(server, url, **params) -> np.ndarray:
-    r = server.get(url, params=params)
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == "image/png"
-    return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
 
 
 def test_tile_pixels_match_cube_through_colormap(server, local):

@@ -12,7 +12,7 @@ import zarr
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product.export import estimate, export_subset
-from tests.test_service import POINT, build_cube
+from tests.served import POINT, build_cube
 
 BBOX = [-104.0, 28.5, -102.5, 30.0]
 BASE = {"products": ["lstm", "fused"], "start": "2015-01-01", "end": "2015-01-10", "bbox": BBOX}

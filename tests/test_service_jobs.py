@@ -17,8 +17,7 @@ import redis
 import xarray as xr
 
 from model.product import cube as cubes
-from tests.conftest import ROOT
-from tests.test_service import POINT, SMAPX, build_cube, start_server
+from tests.served import POINT, ROOT, SMAPX, build_cube, start_server, wait_done
 
 KEY = "s3cret"
 OTHER = "an0ther"
@@ -73,17 +72,6 @@ def stack(tmp_path_factory, redis_url):
             proc.terminate()
         for proc in (server, worker):
             proc.wait(30)
-
-
-def wait_done(client, job_id: str, timeout: float = 90.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        assert 0 <= job["percent"] <= 100
-        if job["state"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.2)
-    raise TimeoutError(f"job {job_id} not done after {timeout} s: {job}")
 
 
 BBOX_REQUEST = {

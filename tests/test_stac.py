@@ -14,7 +14,7 @@ from pystac.extensions.datacube import DatacubeExtension
 from model import grid
 from model.errors import OutOfRangeError
 from model.product.access import open_cube
-from tests.test_service import DAYS, POINT, build_cube, known_values, start_server
+from tests.served import DAYS, POINT, build_cube, known_values, start_server
 
 pytestmark = pytest.mark.integration
 

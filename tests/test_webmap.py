@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from model.evaluation import report
-from tests.test_service import POINT, SMAPX, build_cube, start_server
+from tests.served import POINT, SMAPX, build_cube, start_server
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,7 @@ so the same request sent again resumes the cube (only missing blocks run) instea
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import xarray as xr
 
 from model.dataset import open_input
 from model.errors import InputError
+from model.product import climatology
 from model.product import cube as cubes
 from model.product.extend import begin, compute_block, plan
 from model.training import checkpoint
@@ -68,19 +70,37 @@ def load(request: dict) -> tuple[Checkpoint, xr.Dataset, xr.Dataset]:
     return ckpt, inputs, plan(ckpt, inputs, request["start"], request["end"])
 
 
-def prepare(request: dict) -> tuple[list[cubes.Block], set[str]]:
-    """Check a request, create its cube, or grow it (model.product.extend.begin), unless it
-    already holds this request, and return the cube's blocks and the names of those already
-    written. Runs at submission, not in a worker."""
-    _, _, template = load(request)
-    check_writable(request["out"])
-    key = fingerprint(request)
-    info = _read_job_info(request["out"])
-    if info is None or info.get("fingerprint") != key:
-        _begin(request, template, key)
-    done = cubes.blocks_done(request["out"])
-    _publish_when_complete(request["out"], template, done)
-    return cubes.blocks(template), done
+@dataclass(frozen=True)
+class ExtensionJob:
+    """One extension request on its way to a written cube: normalised and checked once, at
+    submission (the checkpoint, the inputs, the period, a writable store), then prepared (the
+    cube created or grown) and queued block by block; workers run its blocks (run_block)."""
+
+    request: dict
+    template: xr.Dataset
+
+    @classmethod
+    def checked(cls, request: dict) -> "ExtensionJob":
+        """The job of a request, or the user's error, before anything is written or queued."""
+        request = normalize_request(request)
+        _, _, template = load(request)
+        check_writable(request["out"])
+        return cls(request, template)
+
+    @property
+    def out(self) -> str:
+        return self.request["out"]
+
+    def prepare(self) -> tuple[list[cubes.Block], set[str]]:
+        """Create the cube, or grow it (model.product.extend.begin), unless it already holds
+        this request; the cube's blocks and the names of those already written."""
+        key = fingerprint(self.request)
+        info = _read_job_info(self.out)
+        if info is None or info.get("fingerprint") != key:
+            _begin(self.request, self.template, key)
+        done = cubes.blocks_done(self.out)
+        _publish_when_complete(self.out, self.template, done)
+        return cubes.blocks(self.template), done
 
 
 def _read_job_info(out: str) -> dict | None:
@@ -104,6 +124,7 @@ def _publish_when_complete(out: str, template: xr.Dataset, done: set[str]) -> No
     """Once every block is written, show the new days to readers (idempotent: whichever task
     finishes last publishes, and a later one changes nothing)."""
     if {b.name for b in cubes.blocks(template)} <= done:
+        climatology.rank_grown(out, template.time.values)
         cubes.publish(out, template.time.values)
 
 

@@ -21,30 +21,34 @@ def _store_key(out: str) -> str:
 
 
 def submit_extend(request: dict, requeue: bool = False) -> str:
-    """Check an extension request, create its cube (or keep it, if it already holds this
-    request), enqueue one task per block not yet written, and return the job id. The same
-    request sent while its job still runs returns that job instead of starting a second one;
-    with `requeue` that job's unwritten blocks are queued again (their tasks may have been
-    lost with a broker or a pool; a block written twice is the same bytes, counted once)."""
-    request = extension.normalize_request(request)
+    """Check an extension request, then queue it (queue_extension); the job id."""
+    return queue_extension(extension.ExtensionJob.checked(request), requeue)
+
+
+def queue_extension(job: extension.ExtensionJob, requeue: bool = False) -> str:
+    """Create the job's cube (or keep it, if it already holds this request), enqueue one task
+    per block not yet written, and return the job id. The same request sent while its job still
+    runs returns that job instead of starting a second one; with `requeue` that job's unwritten
+    blocks are queued again (their tasks may have been lost with a broker or a pool; a block
+    written twice is the same bytes, counted once)."""
     jobs.ensure_reachable()
     r = jobs.client()
-    with r.lock(f"smapx:lock:{request['out']}", timeout=600, blocking_timeout=600):
-        active = jobs.get_job(r.get(_store_key(request["out"])) or "")
+    with r.lock(f"smapx:lock:{job.out}", timeout=600, blocking_timeout=600):
+        active = jobs.get_job(r.get(_store_key(job.out)) or "")
         running = active is not None and active["state"] not in jobs.FINAL
-        if running and active["request"] != request:
+        if running and active["request"] != job.request:
             raise InputError(
-                f"{request['out']} is being written by job {active['id']}; "
+                f"{job.out} is being written by job {active['id']}; "
                 f"cancel it first (smapx job {active['id']} --cancel)"
             )
         if running and not requeue:
             return active["id"]
-        blocks, done = extension.prepare(request)
+        blocks, done = job.prepare()
         if running:
             job_id = active["id"]
         else:
-            job_id = jobs.create_job("extend", request, blocks_total=len(blocks))
-            r.set(_store_key(request["out"]), job_id)
+            job_id = jobs.create_job("extend", job.request, blocks_total=len(blocks))
+            r.set(_store_key(job.out), job_id)
         jobs.add_blocks_done(job_id, sorted(done & {b.name for b in blocks}))
         for block in blocks:
             if block.name not in done:
@@ -134,11 +138,9 @@ def run_extend(request: dict, workers: int = 0, threads: int = 0, progress: bool
     for this job (and a private Redis if none is configured); the finished job's record."""
     from worker.pool import local_pool
 
-    request = extension.normalize_request(request)
-    extension.load(request)
-    extension.check_writable(request["out"])
+    job = extension.ExtensionJob.checked(request)
     if not workers:
-        job_id = submit_extend(request)
+        job_id = queue_extension(job)
         if not app.control.ping(timeout=1.0):
             tqdm.write(
                 f"no worker answers on {redis_url()}; job {job_id} waits for one "
@@ -147,4 +149,4 @@ def run_extend(request: dict, workers: int = 0, threads: int = 0, progress: bool
             )
         return follow(job_id, progress)
     with local_pool(workers, threads):
-        return follow(submit_extend(request), progress)
+        return follow(queue_extension(job), progress)

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.devices import gpu_available
 from model.engine.kernels import BUILDS, INSTRUCTION_SETS, KernelBuild, source_digest
 from model.errors import InputError
 from model.settings import get_settings
@@ -69,7 +70,6 @@ WIDE_ACTIVATION_LEVELS = 4095  # U_LEVELS and H_LEVELS of the 16-bit kernel
 INT32_MAX = 2**31 - 1
 SPLIT_WEIGHT_LEVELS = 32639  # 256 * 127 + 127: the largest q with q = 256 * hi + lo, hi and lo int8
 CACHE_LINE = 64  # bytes
-GPU_DRIVER_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROCm, WSL
 
 
 class _Network(ctypes.Structure):
@@ -346,16 +346,6 @@ def kernel_ladder(start: str, requested: str = "auto") -> list[str]:
     return [
         p for p in KERNEL_ORDER[KERNEL_ORDER.index(start) :] if kernel(p, requested) is not None
     ]
-
-
-def gpu_available() -> bool:
-    """Whether torch sees a GPU; without a GPU driver on the machine, known without importing
-    torch."""
-    if not any(Path(file).exists() for file in GPU_DRIVER_FILES):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def compute_threads() -> int:

@@ -166,31 +166,44 @@ def compute(store: str | Path, base: str | None = None, progress: bool = True) -
     cubes.create_climatology(
         store, times, (template.sizes["y"], template.sizes["x"]), products, attrs
     )
-    _rank_blocks(store, template, stored, products, days, slice(0, len(times)), progress)
+    _rank_blocks(store, template, times, stored, products, days, slice(0, len(times)), progress)
     return attrs
 
 
-def update(store: str | Path, progress: bool = True) -> int:
+def update(store: str | Path, time=None, progress: bool = True) -> int:
     """Rank the days a grown cube added since its climatology was computed, against the same
-    base; returns how many days were ranked (0 when none was missing)."""
+    base; returns how many days were ranked (0 when none was missing). `time`: the cube's days
+    once grown, for a growth whose blocks are written but whose time axis is not yet published
+    (so readers see the new days with their percentiles); default the published axis."""
     info = cubes.climatology_info(store)
     if info is None:
         raise InputError(f"cube {store} has no climatology: run `smapx climatology --cube {store}`")
     template = cubes.open_cube(store)
-    times = pd.DatetimeIndex(template.time.values)
+    times = pd.DatetimeIndex(template.time.values if time is None else time)
     if info["days"] >= len(times):
         return 0
     cubes.grow_climatology(store, times)
     days = _base_days(times, parse_base(f"{info['base_start']}/{info['base_end']}"))
     new = slice(info["days"], len(times))
-    _rank_blocks(store, template, cubes.products(template), info["products"], days, new, progress)
+    stored = cubes.products(template)
+    _rank_blocks(store, template, times, stored, info["products"], days, new, progress)
     return new.stop - new.start
 
 
-def _rank_blocks(store, template, stored, products, base_days: slice, ranked: slice, progress):
-    """Rank the days `ranked` of every product, batching blocks up to BATCH_COLUMNS region
-    cells x products so that small blocks share the per-day-of-year passes."""
-    doy = day_of_year(template.time.values)
+def rank_grown(store: str | Path, time) -> int:
+    """For a growth about to publish the days `time`: rank the added days when the cube has a
+    climatology (the number ranked; 0 without one)."""
+    if cubes.climatology_info(store) is None:
+        return 0
+    return update(store, time, progress=False)
+
+
+def _rank_blocks(
+    store, template, times, stored, products, base_days: slice, ranked: slice, progress
+):
+    """Rank the days `ranked` (of `times`) of every product, batching blocks up to BATCH_COLUMNS
+    region cells x products so that small blocks share the per-day-of-year passes."""
+    doy = day_of_year(times)
     mask = template["mask"].values
     batches = _batches(spatial_windows(template), mask, len(products))
     with tqdm(total=len(batches), desc="climatology", unit="batch", disable=not progress) as bar:
@@ -236,10 +249,8 @@ DERIVED = ("_percentile", "_anomaly")
 
 def is_derived(name: str) -> bool:
     """True for `<product>_percentile` and `<product>_anomaly` of a product that can be ranked."""
-    return any(
-        name.endswith(suffix) and name.removesuffix(suffix) in (*cubes.PRODUCTS, FUSED)
-        for suffix in DERIVED
-    )
+    ranked = [p for p in (*cubes.PRODUCTS, FUSED) if p not in NOT_RANKED]
+    return any(name.endswith(suffix) and name.removesuffix(suffix) in ranked for suffix in DERIVED)
 
 
 def source_of(name: str) -> str:

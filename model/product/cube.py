@@ -596,8 +596,9 @@ def create_climatology(
 def read_codes(
     store: str | Path, product: str, ys: slice, xs: slice, storage_options: dict | None = None
 ) -> np.ndarray:
-    """Stored int16 codes (time, y, x) of a product over a window of cells, every day."""
-    group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
+    """Stored int16 codes (time, y, x) of a product over a window of cells, every day written,
+    published or not (the arrays' own metadata, not the consolidated copy)."""
+    group = zarr.open_group(_zarr_store(store, storage_options), mode="r", use_consolidated=False)
     return np.asarray(group[product][:, ys, xs], np.int16)
 
 

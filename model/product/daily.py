@@ -20,15 +20,10 @@ import pandas as pd
 from model.dataset import open_input
 from model.errors import InputError
 from model.product.extend import extend
-from model.sources import ingest, nldas, smap
+from model.sources import HOURLY_SOURCES, ingest, nldas, smap
 from model.training import checkpoint
 
 SOURCES = ("smap", "forcing", "noah", "lsm2")
-NLDAS_PRODUCTS = {
-    "forcing": (nldas.FORCING_PRODUCT,),
-    "noah": ("NOAH",),
-    "lsm2": nldas.LSM_PRODUCTS,
-}
 
 
 @dataclass
@@ -102,7 +97,8 @@ def _new_files(source: str, folder: Path, seen: dict) -> list[tuple[Path, pd.Tim
     if source == "smap":
         found = [(g.path, g.day) for g in smap.find_granules(folder)[0]]
     else:
-        found = [(f.path, f.day) for f in nldas.find_hourly(folder, NLDAS_PRODUCTS[source])[0]]
+        products = HOURLY_SOURCES[source].products
+        found = [(f.path, f.day) for f in nldas.find_hourly(folder, products)[0]]
     return [(path, day) for path, day in found if seen.get(_key(path)) != _stamp(path)]
 
 

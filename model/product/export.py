@@ -12,20 +12,18 @@ import tempfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model.errors import InputError, OutOfRangeError
 from model.product import climatology, fusion
 from model.product import cube as cubes
+from model.product.formats import FORMATS, FormatName
 from model.settings import get_settings
 
 FUSED = "fused"
-FORMATS = ("zarr", "netcdf", "csv", "geotiff")
 Progress = Callable[[float, str], None]
 
 
@@ -65,7 +63,7 @@ class ExportRequest(BaseModel):
     points: list[tuple[float, float]] | None = Field(
         None, min_length=1, description="[[lat, lon], ...]"
     )
-    format: Literal["zarr", "netcdf", "csv", "geotiff"] = "netcdf"
+    format: FormatName = "netcdf"
     weight: float | None = Field(
         None, ge=0.0, le=1.0, description="Weight of lstm in fused; default per-cell or 0.5."
     )
@@ -83,8 +81,8 @@ class ExportRequest(BaseModel):
         bad = [p for p in self.points or [] if not (-90 <= p[0] <= 90 and -180 <= p[1] <= 180)]
         if bad:
             raise ValueError(f"points must be [lat, lon] in degrees; not {bad[0]}")
-        if self.format == "geotiff" and self.points is not None:
-            raise ValueError("geotiff needs a bbox, not points")
+        if not FORMATS[self.format].points and self.points is not None:
+            raise ValueError(f"{self.format} needs a bbox, not points")
         unknown = [
             p
             for p in self.products
@@ -231,7 +229,7 @@ def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:
         cells = len(req.points)
     days = times.stop - times.start
     values = days * cells * len(req.products)
-    per_value = {"csv": 10, "netcdf": 4, "zarr": 4, "geotiff": 4}[req.format]
+    per_value = FORMATS[req.format].bytes_per_value
     return {
         "days": days,
         "cells": cells,
@@ -258,7 +256,7 @@ def export_subset(
         progress(0.0, "reading")
         ds = subset(cubes.open_cube(cube_path), req).load()
         progress(50.0, "writing")
-        files = [out_dir / f.name for f in WRITERS[req.format](ds, partial)]
+        files = [out_dir / f.name for f in FORMATS[req.format].write(ds, partial)]
         progress(95.0, "saving")
         for f in files:
             os.replace(partial / f.name, f)
@@ -266,72 +264,3 @@ def export_subset(
         shutil.rmtree(partial, ignore_errors=True)
     progress(100.0, "done")
     return files
-
-
-def write_zarr(ds: xr.Dataset, out_dir: Path) -> list[Path]:
-    """A zipped Zarr store (keys at the archive root, so zarr's ZipStore opens it)."""
-    store = out_dir / "subset.zarr"
-    _clean(ds).to_zarr(store, mode="w", zarr_format=3, consolidated=True)
-    archive = shutil.make_archive(str(store), "zip", root_dir=store)
-    shutil.rmtree(store)
-    return [Path(archive)]
-
-
-def write_netcdf(ds: xr.Dataset, out_dir: Path) -> list[Path]:
-    path = out_dir / "subset.nc"
-    ds = _clean(ds)
-    encoding = {p: {"zlib": True, "complevel": 4, "dtype": "float32"} for p in ds.data_vars}
-    ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
-    return [path]
-
-
-def write_csv(ds: xr.Dataset, out_dir: Path) -> list[Path]:
-    """One row per (cell or point, day): location columns, then one column per product."""
-    path = out_dir / "subset.csv"
-    table = to_table(ds)
-    table.to_csv(path, index=False, float_format="%.4f", date_format="%Y-%m-%d")
-    return [path]
-
-
-def to_table(ds: xr.Dataset) -> pd.DataFrame:
-    products = list(ds.data_vars)
-    if "point" in ds.dims:
-        frame = ds[products].to_dataframe().reset_index()
-        cols = ["time", "point", "request_lat", "request_lon", "row", "col", "lat", "lon"]
-    else:
-        iy, ix = np.nonzero(ds["mask"].values)
-        stacked = ds[products].isel(
-            y=xr.DataArray(iy, dims="cell"), x=xr.DataArray(ix, dims="cell")
-        )
-        frame = stacked.to_dataframe().reset_index()
-        frame["row"] = frame["cell"].map(dict(enumerate(iy + int(ds.attrs["row0"]))))
-        frame["col"] = frame["cell"].map(dict(enumerate(ix + int(ds.attrs["col0"]))))
-        cols = ["time", "row", "col", "lat", "lon"]
-    frame = frame.sort_values([c for c in ("point", "cell", "time") if c in frame]).reset_index(
-        drop=True
-    )
-    return frame[[c for c in cols if c in frame] + products]
-
-
-def write_geotiff(ds: xr.Dataset, out_dir: Path) -> list[Path]:
-    """One GeoTIFF per product, one band per day (band descriptions are the dates)."""
-    files = []
-    dates = [str(pd.Timestamp(t).date()) for t in ds.time.values]
-    for p in ds.data_vars:
-        path = out_dir / f"{p}.tif"
-        da = ds[p].drop_vars(["lat", "lon"], errors="ignore").rename(time="band")
-        da = da.assign_coords(band=np.arange(1, len(dates) + 1)).rio.write_nodata(np.nan)
-        da.attrs["long_name"] = dates
-        da.rio.to_raster(path, compress="deflate", dtype="float32")
-        files.append(path)
-    return files
-
-
-def _clean(ds: xr.Dataset) -> xr.Dataset:
-    """Encodings inherited from the int16 cube would re-quantize; subsets are plain float32."""
-    for v in ds.variables.values():
-        v.encoding = {}
-    return ds
-
-
-WRITERS = {"zarr": write_zarr, "netcdf": write_netcdf, "csv": write_csv, "geotiff": write_geotiff}

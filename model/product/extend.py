@@ -21,6 +21,7 @@ from tqdm import tqdm
 from model.dataset import LSM_VARIABLES, select_period
 from model.engine.inference import predict_with_spread
 from model.errors import InputError
+from model.product import climatology
 from model.product import cube as cubes
 from model.training.checkpoint import Checkpoint
 
@@ -239,5 +240,6 @@ def extend(
         for block, values in compute_blocks(ckpt, inputs, template, todo):
             cubes.write_block(out, block, values, storage_options)
             bar.update()
+    climatology.rank_grown(out, template.time.values)
     cubes.publish(out, template.time.values, storage_options)
     return len(todo)

@@ -20,6 +20,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from model.dataset import select_period
+from model.devices import gpu_available
 from model.engine import probe_references
 from model.errors import InputError
 from model.evaluation import metrics
@@ -56,7 +57,7 @@ class TrainConfig:
 def pick_device(name: str) -> torch.device:
     """'auto' means the GPU when one is present."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if gpu_available() else "cpu")
     return torch.device(name)
 
 

@@ -307,19 +307,6 @@ def open_truth(folder: str | Path) -> xr.Dataset:
     return xr.open_zarr(str(path), consolidated=None)
 
 
-def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    """'west,south,east,north' in lon/lat degrees, or None."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise InputError(f"bbox must be four numbers west,south,east,north, got {text!r}")
-    return values
-
-
 def summary(world: World) -> str:
     """One line: cells, days, SMAP-like observations, stations."""
     time = world.inputs.time.values

@@ -81,14 +81,13 @@ GREAT_LAKES = (
     ((-87.8, 41.7), (-87.0, 41.7), (-86.2, 43.0), (-86.0, 45.8), (-87.5, 45.5), (-87.9, 43.5)),
     ((-84.6, 45.8), (-82.5, 45.3), (-82.0, 43.2), (-82.6, 43.2), (-83.6, 44.1), (-84.0, 45.5)),
 )
-CONUS_BBOX = (-125.0, 24.5, -66.5, 49.5)
 
 
 def conus_cells(stride: int = 1, bbox: tuple[float, float, float, float] | None = None):
     """(rows, cols) of CONUS land cells, every `stride`-th grid row and column, within bbox."""
     if stride < 1:
         raise InputError(f"stride must be a positive integer, got {stride}")
-    rows, cols = grid.bbox_cells(*CONUS_BBOX)
+    rows, cols = grid.bbox_cells(*grid.REGIONS["conus"])
     keep = (rows % stride == 0) & (cols % stride == 0)
     rows, cols = rows[keep], cols[keep]
     lat, lon = grid.rowcol_to_latlon(rows, cols)
