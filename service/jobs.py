@@ -11,6 +11,7 @@ X-API-Key header only. Job ids are 64 random bits. Links are relative to the API
 on SMAPX_PUBLIC_URL; records never show a server path.
 """
 
+import hmac
 import re
 import shutil
 from typing import Annotated
@@ -48,14 +49,20 @@ class Caller:
         from worker.jobs import owner_of
 
         settings = get_settings()
-        self.admin = bool(settings.admin_api_key) and api_key == settings.admin_api_key
+        self.admin = bool(settings.admin_api_key) and matches(api_key, [settings.admin_api_key])
         self.open = not settings.api_keys
-        if not (self.open or self.admin or api_key in settings.api_keys):
+        if not (self.open or self.admin or matches(api_key, settings.api_keys)):
             raise HTTPException(401, "jobs need an API key: send it in the X-API-Key header")
         self.owner = None if self.open or self.admin else owner_of(api_key)
 
     def sees(self, job: dict) -> bool:
         return self.open or self.admin or job.get("owner") == self.owner
+
+
+def matches(api_key: str | None, keys: list[str]) -> bool:
+    """Whether the key is one of `keys`, compared in constant time."""
+    given = (api_key or "").encode()
+    return bool(api_key) and any(hmac.compare_digest(given, k.encode()) for k in keys)
 
 
 def worker_layer():
@@ -84,7 +91,7 @@ def workers_listening() -> tuple[int | None, list[str]]:
     return workers, []
 
 
-def result_folders(records) -> list[str]:
+def result_folders() -> list[str]:
     """Ids of the job folders on disk."""
     root = get_settings().jobs_dir
     if not root.is_dir():
@@ -95,7 +102,7 @@ def result_folders(records) -> list[str]:
 def sweep_expired(records) -> None:
     """Delete the result folders whose manifest proves their job expired. A folder without a
     Redis record is kept unless its manifest says so: Redis may simply have lost it."""
-    for job_id in result_folders(records):
+    for job_id in result_folders():
         if records.get_job(job_id) is None:
             manifest = records.read_manifest(job_id)
             if manifest is not None and records.expired(manifest):
@@ -189,7 +196,7 @@ def list_all(limit: Annotated[int, Query(ge=1, le=1000)] = 100, x_api_key: ApiKe
     sweep_expired(records)
     listed = [j for j in records.list_jobs(kind="export", limit=10**9) if caller.sees(j)]
     known = {j["id"] for j in listed}
-    for job_id in result_folders(records):
+    for job_id in result_folders():
         job = None if job_id in known else find_job(records, job_id)
         if job is not None and job["kind"] == "export" and caller.sees(job):
             listed.append(job)
