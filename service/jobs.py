@@ -131,8 +131,10 @@ def link(path: str) -> str:
     return f"{base}{path}"
 
 
-def public(job: dict) -> dict:
-    """What a user sees of a job record: no owner, no server path (the cube by its name)."""
+def public(job: dict, listed: bool = False) -> dict:
+    """What a user sees of a job record: no owner, no server path (the cube by its name). In a
+    list, a points request shows how many points it has, not all of them (the job's own
+    record has them), so a list stays small however large its jobs are."""
     out = {k: job.get(k) for k in PUBLIC_FIELDS}
     out["error"] = job.get("error")
     if job.get("state") == "queued" and workers_listening()[0] == 0:
@@ -140,6 +142,8 @@ def public(job: dict) -> dict:
     request = dict(job.get("request") or {})
     if "cube" in request:
         request["cube"] = cube_name(request["cube"])
+    if listed and request.get("points") is not None:
+        request["points"] = len(request["points"])
     out["request"] = request
     out["links"] = {
         "self": link(f"/v1/jobs/{job['id']}"),
@@ -201,7 +205,7 @@ def list_all(limit: Annotated[int, Query(ge=1, le=1000)] = 100, x_api_key: ApiKe
         if job is not None and job["kind"] == "export" and caller.sees(job):
             listed.append(job)
     listed.sort(key=lambda j: j["created"], reverse=True)
-    return {"jobs": [public(j) for j in listed[:limit]]}
+    return {"jobs": [public(j, listed=True) for j in listed[:limit]]}
 
 
 @router.get("/jobs/{job_id}", summary="State and percent of a job")
