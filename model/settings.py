@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         description="fsspec options for cube stores (JSON), e.g. an S3 endpoint.",
     )
     task_visibility_timeout: int = Field(
-        30,
+        20,
         description="Seconds without a heartbeat after which a task whose worker vanished "
         "(killed, lost) is delivered again; a running task's heartbeat keeps it its own.",
     )

@@ -11,6 +11,7 @@ X-API-Key header only. Job ids are 64 random bits. Links are relative to the API
 on SMAPX_PUBLIC_URL; records never show a server path.
 """
 
+import hmac
 import re
 import shutil
 from typing import Annotated
@@ -48,14 +49,20 @@ class Caller:
         from worker.jobs import owner_of
 
         settings = get_settings()
-        self.admin = bool(settings.admin_api_key) and api_key == settings.admin_api_key
+        self.admin = bool(settings.admin_api_key) and matches(api_key, [settings.admin_api_key])
         self.open = not settings.api_keys
-        if not (self.open or self.admin or api_key in settings.api_keys):
+        if not (self.open or self.admin or matches(api_key, settings.api_keys)):
             raise HTTPException(401, "jobs need an API key: send it in the X-API-Key header")
         self.owner = None if self.open or self.admin else owner_of(api_key)
 
     def sees(self, job: dict) -> bool:
         return self.open or self.admin or job.get("owner") == self.owner
+
+
+def matches(api_key: str | None, keys: list[str]) -> bool:
+    """Whether the key is one of `keys`, compared in constant time."""
+    given = (api_key or "").encode()
+    return bool(api_key) and any(hmac.compare_digest(given, k.encode()) for k in keys)
 
 
 def worker_layer():
@@ -84,7 +91,7 @@ def workers_listening() -> tuple[int | None, list[str]]:
     return workers, []
 
 
-def result_folders(records) -> list[str]:
+def result_folders() -> list[str]:
     """Ids of the job folders on disk."""
     root = get_settings().jobs_dir
     if not root.is_dir():
@@ -95,7 +102,7 @@ def result_folders(records) -> list[str]:
 def sweep_expired(records) -> None:
     """Delete the result folders whose manifest proves their job expired. A folder without a
     Redis record is kept unless its manifest says so: Redis may simply have lost it."""
-    for job_id in result_folders(records):
+    for job_id in result_folders():
         if records.get_job(job_id) is None:
             manifest = records.read_manifest(job_id)
             if manifest is not None and records.expired(manifest):
@@ -124,8 +131,10 @@ def link(path: str) -> str:
     return f"{base}{path}"
 
 
-def public(job: dict) -> dict:
-    """What a user sees of a job record: no owner, no server path (the cube by its name)."""
+def public(job: dict, listed: bool = False) -> dict:
+    """What a user sees of a job record: no owner, no server path (the cube by its name). In a
+    list, a points request shows how many points it has, not all of them (the job's own
+    record has them), so a list stays small however large its jobs are."""
     out = {k: job.get(k) for k in PUBLIC_FIELDS}
     out["error"] = job.get("error")
     if job.get("state") == "queued" and workers_listening()[0] == 0:
@@ -133,6 +142,8 @@ def public(job: dict) -> dict:
     request = dict(job.get("request") or {})
     if "cube" in request:
         request["cube"] = cube_name(request["cube"])
+    if listed and request.get("points") is not None:
+        request["points"] = len(request["points"])
     out["request"] = request
     out["links"] = {
         "self": link(f"/v1/jobs/{job['id']}"),
@@ -189,12 +200,12 @@ def list_all(limit: Annotated[int, Query(ge=1, le=1000)] = 100, x_api_key: ApiKe
     sweep_expired(records)
     listed = [j for j in records.list_jobs(kind="export", limit=10**9) if caller.sees(j)]
     known = {j["id"] for j in listed}
-    for job_id in result_folders(records):
+    for job_id in result_folders():
         job = None if job_id in known else find_job(records, job_id)
         if job is not None and job["kind"] == "export" and caller.sees(job):
             listed.append(job)
     listed.sort(key=lambda j: j["created"], reverse=True)
-    return {"jobs": [public(j) for j in listed[:limit]]}
+    return {"jobs": [public(j, listed=True) for j in listed[:limit]]}
 
 
 @router.get("/jobs/{job_id}", summary="State and percent of a job")

@@ -81,6 +81,7 @@ class Counter:
 
     def __init__(self, redis_url: str | None):
         self.local: dict[tuple[str, int], int] = {}
+        self.window = 0
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=0.5) if redis_url else None
         self.redis_down_until = 0.0
 
@@ -104,8 +105,9 @@ class Counter:
         return int(previous or 0), int(current)
 
     def count_local(self, client: str, window: int) -> tuple[int, int]:
-        if any(w < window - 1 for _, w in self.local):
+        if window != self.window:  # a new minute: forget all but the last one
             self.local = {k: n for k, n in self.local.items() if k[1] >= window - 1}
+            self.window = window
         current = self.local.get((client, window), 0) + 1
         self.local[(client, window)] = current
         return self.local.get((client, window - 1), 0), current

@@ -112,6 +112,14 @@ def test_non_finite_numbers_are_422_and_the_job_list_stays_whole(api, problem_sc
     assert listing.status_code == 200 and isinstance(listing.json()["jobs"], list)
 
 
+def test_the_job_list_counts_points_instead_of_repeating_them(api):
+    points = [list(POINT)] * POINT_LIMIT
+    job_id = api.post("/v1/jobs", json={**JOB, "bbox": None, "points": points}).json()["id"]
+    (listed,) = [j for j in api.get("/v1/jobs").json()["jobs"] if j["id"] == job_id]
+    assert listed["request"]["points"] == POINT_LIMIT
+    assert api.get(f"/v1/jobs/{job_id}").json()["request"]["points"] == points
+
+
 def test_too_many_job_points_is_413_before_anything_is_queued(api, problem_schema):
     before = len(api.get("/v1/jobs").json()["jobs"])
     points = [list(POINT)] * (POINT_LIMIT + 1)

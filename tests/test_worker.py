@@ -680,7 +680,7 @@ def test_compose_api_and_worker_run_an_export_end_to_end(world, pointed, steady,
         assert state == "done"
         listed = httpx.get(f"{base}/jobs/{job_id}/files").json()["files"]
         assert listed and all(f["size"] > 0 for f in listed)
-        served = httpx.get(listed[0]["href"])
+        served = httpx.get(base.removesuffix("/v1") + listed[0]["href"])
         assert len(served.content) == listed[0]["size"]
     finally:
         stop([api])

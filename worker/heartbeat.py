@@ -6,7 +6,7 @@ visibility timeout. A long timeout (Celery's default is an hour) leaves a dead w
 that long; a short one alone would hand a long, healthy task to a second worker. So each worker
 process refreshes the score of every task it holds every quarter of the timeout: a held task
 never looks old, and a task whose worker died (SIGKILL, power, lost host) ages past the short
-timeout (SMAPX_TASK_VISIBILITY_TIMEOUT, 30 s) and is delivered again, within a minute in all.
+timeout (SMAPX_TASK_VISIBILITY_TIMEOUT, 20 s) and is delivered again, within a minute in all.
 Tasks are idempotent (a block writes its own region, an export rewrites its folder), so a
 delivery twice costs time, never data.
 """
