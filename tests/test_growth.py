@@ -12,7 +12,7 @@ import pytest
 from model.dataset import write_input
 from model.errors import InputError
 from model.product import cube as cubes
-from model.product.extend import extend
+from model.product.extend import extend, plan
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
 from model.world import WorldConfig, build_world, parse_bbox
@@ -169,3 +169,16 @@ def test_cli_grows_on_two_workers_as_one_process_extends(twin, tmp_path, monkeyp
     assert cubes.generation(grown)["end"] == day(GROWTH_DAYS)
     mixed = _cli_extend(twin[3], input_path, day(GROWTH_DAYS + 1), grown, "--workers", "2")
     assert mixed.returncode == 1 and "another checkpoint" in mixed.stderr
+
+
+def test_a_cube_of_older_time_chunks_or_no_cube_is_refused(twin, tmp_path):
+    inputs, _, model, _ = twin
+    ckpt = checkpoint.load(model)
+    out = tmp_path / "old.zarr"
+    template = plan(ckpt, inputs, START, day(0))
+    template.to_zarr(out, compute=False, zarr_format=3, consolidated=True)
+    with pytest.raises(InputError, match="time chunks"):
+        extend(ckpt, inputs, START, day(1), out, progress=False)
+    template[["mask"]].to_zarr(tmp_path / "other.zarr", zarr_format=3, consolidated=True)
+    with pytest.raises(InputError, match="not a product cube"):
+        extend(ckpt, inputs, START, day(1), tmp_path / "other.zarr", progress=False)
