@@ -13,7 +13,7 @@ from model.errors import InputError
 from model.grid import parse_bbox
 from model.product import climatology
 from model.product import cube as cubes
-from model.product.extend import extend
+from model.product.extend import extend, plan
 from model.training import checkpoint
 from model.world import WorldConfig, build_world
 from tests.twins import GROWTH_DAYS, START, WORLD, assert_same_cube, day, stored_bytes
@@ -130,3 +130,16 @@ def test_growth_ranks_added_days_against_the_same_base(twin, tmp_path):
     cube = cubes.open_cube(grown)
     assert cube["lstm_percentile"].sel(time="2016-07-31").notnull().sum() > 0
     assert cube.sizes["time"] == len(pd.date_range(START, "2016-07-31"))
+
+
+def test_a_cube_of_older_time_chunks_or_no_cube_is_refused(twin, tmp_path):
+    inputs, _, model, _ = twin
+    ckpt = checkpoint.load(model)
+    out = tmp_path / "old.zarr"
+    template = plan(ckpt, inputs, START, day(0))
+    template.to_zarr(out, compute=False, zarr_format=3, consolidated=True)
+    with pytest.raises(InputError, match="time chunks"):
+        extend(ckpt, inputs, START, day(1), out, progress=False)
+    template[["mask"]].to_zarr(tmp_path / "other.zarr", zarr_format=3, consolidated=True)
+    with pytest.raises(InputError, match="not a product cube"):
+        extend(ckpt, inputs, START, day(1), tmp_path / "other.zarr", progress=False)

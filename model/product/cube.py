@@ -208,6 +208,19 @@ def stored_layout(store: str | Path, storage_options: dict | None = None) -> xr.
     )
 
 
+def check_growable(stored: xr.Dataset, store) -> None:
+    """A cube grows only if it is one, chunked in time as this version chunks every cube."""
+    held = products(stored)
+    if "time" not in stored.dims or not held:
+        raise InputError(f"{store} exists and is not a product cube; write a new --out")
+    chunk = stored[held[0]].encoding.get("chunks", (CHUNK_TIME,))[0]
+    if chunk != CHUNK_TIME:
+        raise InputError(
+            f"cube {store} has {chunk}-day time chunks (written by an earlier version), not "
+            f"{CHUNK_TIME}; it cannot grow in place: write a new --out"
+        )
+
+
 def grow(
     store: str | Path, cube: xr.Dataset, days_before: int, storage_options: dict | None = None
 ) -> list[Block]:
@@ -327,10 +340,14 @@ def _write_region(store, block: Block, part: xr.Dataset, storage_options=None) -
 
 
 def blocks_done(store: str | Path, storage_options: dict | None = None) -> set[str]:
-    """Names of the blocks whose writes have completed."""
+    """Names of the blocks whose writes have completed, as the store holds them now: an object
+    store's listing cache (kept per process by fsspec) would hide markers another process
+    removed, and a worker would skip a block it must write again."""
+    fs = _fs(store, storage_options)
+    fs.invalidate_cache(_marker_dir(store))
     if not exists_markers(store, storage_options):
         return set()
-    return {Path(p).name for p in _fs(store, storage_options).ls(_marker_dir(store), detail=False)}
+    return {Path(p).name for p in fs.ls(_marker_dir(store), detail=False)}
 
 
 def exists_markers(store, storage_options=None) -> bool:

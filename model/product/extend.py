@@ -82,6 +82,7 @@ def begin(
     if stored is None:
         cubes.create(out, template, storage_options)
         return cubes.blocks(template)
+    cubes.check_growable(stored, out)
     _check_same_source(stored, template, out)
     before, after = stored.sizes["time"], template.sizes["time"]
     if after < before:
