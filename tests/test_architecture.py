@@ -115,3 +115,21 @@ def test_no_test_module_imports_another():
         if name.startswith("test_") or name == "conftest"
     ]
     assert not offenders
+
+
+def test_loggers_are_named_after_their_modules():
+    """logging.getLogger(__name__) everywhere, so that a handler on a package (the report's on
+    model.evaluation) hears its modules; names of our own making drifted apart before."""
+    named = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for layer in LAYERS
+        for path in (ROOT / layer).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", None) == "getLogger"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and str(node.args[0].value).split(".")[0] in ("smapx", *LAYERS)
+        and path.name != "report.py"  # the one handler attached to a package's logger
+    ]
+    assert not named
