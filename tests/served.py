@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,22 +43,17 @@ def stored(values: np.ndarray) -> np.ndarray:
     return np.round(values.astype(np.float64), 4)
 
 
-def build_cube(store: Path) -> None:
-    template = cubes.template(DAYS, ROWS[REGION], COLS[REGION], ("smap", "lstm", "noah", "lsm2"))
+def build_cube(store: Path, days=DAYS, products=("smap", "lstm", "noah", "lsm2")) -> None:
+    """A cube over the test region whose every value is known_values' formula."""
+    template = cubes.template(days, ROWS[REGION], COLS[REGION], products)
     cubes.create(store, template)
     for block in cubes.blocks(template):
         t = np.arange(block.time.start, block.time.stop)[:, None, None]
         iy = np.arange(block.y.start, block.y.stop)[None, :, None]
         ix = np.arange(block.x.start, block.x.stop)[None, None, :]
         inside = template["mask"].values[block.y, block.x][None]
-        cubes.write_block(
-            store,
-            block,
-            {
-                p: np.where(inside, known_values(p, t, iy, ix), np.nan)
-                for p in ("smap", "lstm", "noah", "lsm2")
-            },
-        )
+        values = {p: np.where(inside, known_values(p, t, iy, ix), np.nan) for p in products}
+        cubes.write_block(store, block, values)
 
 
 def start_server(cube_paths, env: dict) -> tuple[subprocess.Popen, str]:
@@ -110,3 +107,25 @@ def wait_done(client, job_id: str, timeout: float = 90.0) -> dict:
             return job
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} not done after {timeout} s: {job}")
+
+
+@contextmanager
+def serving(cube_paths, env: dict) -> Iterator[str]:
+    """A real smapx server of the cubes for the duration; its base URL."""
+    proc, url = start_server(cube_paths, env)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def start_worker(env: dict, hostname: str) -> subprocess.Popen:
+    """A real smapx worker process (one task at a time) with the given settings."""
+    return subprocess.Popen(
+        [SMAPX, "worker", "--concurrency", "1", "--loglevel", "warning", "--hostname", hostname],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

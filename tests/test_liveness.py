@@ -11,7 +11,6 @@ import time
 from contextlib import contextmanager
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 import redis
@@ -19,7 +18,13 @@ import redis
 from model.errors import InputError
 from model.product import cube as cubes
 from tests.pools import END, START, local_files, make_world, request_for
-from tests.served import COLS, REGION, ROOT, ROWS, SMAPX, build_cube, known_values, start_server
+from tests.served import (
+    REGION,
+    SMAPX,
+    build_cube,
+    start_server,
+    start_worker,
+)
 
 pytestmark = pytest.mark.integration
 LONG_DAYS = pd.date_range("1996-01-01", "2016-12-31")
@@ -33,35 +38,12 @@ LONG_EXPORT = {
 }
 
 
-def build_long_cube(store) -> None:
-    """21 years of every product over the test region: an export long enough to kill mid-way."""
-    template = cubes.template(LONG_DAYS, ROWS[REGION], COLS[REGION], cubes.PRODUCTS)
-    cubes.create(store, template)
-    for block in cubes.blocks(template):
-        t = np.arange(block.time.start, block.time.stop)[:, None, None]
-        iy = np.arange(block.y.start, block.y.stop)[None, :, None]
-        ix = np.arange(block.x.start, block.x.stop)[None, None, :]
-        inside = template["mask"].values[block.y, block.x][None]
-        values = {p: np.where(inside, known_values(p, t, iy, ix), np.nan) for p in cubes.PRODUCTS}
-        cubes.write_block(store, block, values)
-
-
-def start_worker(env: dict, name: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [SMAPX, "worker", "--concurrency", "1", "--loglevel", "warning", "--hostname", name],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 @pytest.fixture(scope="module")
 def liveness(tmp_path_factory, redis_url):
     """A long cube served with the default visibility timeout, on this module's Redis db."""
     folder = tmp_path_factory.mktemp("liveness")
     store = folder / "extended.zarr"
-    build_long_cube(store)
+    build_cube(store, LONG_DAYS)  # 21 years: an export long enough to kill mid-way
     url = redis_url.rsplit("/", 1)[0] + "/9"
     redis.Redis.from_url(url).flushdb()
     env = {

@@ -4,7 +4,6 @@ computation, drought-class tiles right per pixel, the labelled legend, subsets, 
 
 import io
 import os
-import subprocess
 
 import httpx
 import morecantile
@@ -24,7 +23,14 @@ from tests.climatologies import (
     stored_codes,
     write_cube,
 )
-from tests.served import NO_REDIS, ROOT, SMAPX, get_png, start_server, wait_done
+from tests.served import (
+    NO_REDIS,
+    get_png,
+    serving,
+    start_server,
+    start_worker,
+    wait_done,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +77,11 @@ def cube_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(cube_path):
-    proc, url = start_server([cube_path], {"SMAPX_CUBES": "[]", "SMAPX_REDIS_URL": NO_REDIS})
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with (
+        serving([cube_path], {"SMAPX_CUBES": "[]", "SMAPX_REDIS_URL": NO_REDIS}) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -235,22 +239,7 @@ def test_job_of_derived_products_equals_the_series(cube_path, local, redis_url, 
         "SMAPX_CUBES": f'["{cube_path}"]',
         "SMAPX_TORCH_THREADS": "1",
     }
-    worker = subprocess.Popen(
-        [
-            SMAPX,
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "warning",
-            "--hostname",
-            f"percentiles-test-{os.getpid()}@%h",
-        ],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(env, f"percentiles-test-{os.getpid()}@%h")
     jobs, url = start_server([cube_path], env)
     _, _, lat, lon = region_cell(local, 5)
     products = ["lstm_percentile", "lstm_anomaly", "fused_percentile"]

@@ -15,7 +15,7 @@ import pytest
 
 from model.product import cube as cubes
 from service.ratelimit import client_address, estimate, networks, retry_after
-from tests.served import POINT, build_cube, start_server
+from tests.served import POINT, build_cube, serving, start_server
 
 pytestmark = pytest.mark.integration
 BODY_LIMIT = 100_000
@@ -46,13 +46,8 @@ def api(store, redis_url, tmp_path_factory):
         "SMAPX_MAX_JOB_POINTS": str(POINT_LIMIT),
         "SMAPX_CUBES": "[]",
     }
-    proc, url = start_server([store], env)
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with serving([store], env) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -245,13 +240,8 @@ def limited(store):
         "SMAPX_TRUSTED_PROXIES": '["10.0.0.0/8"]',
         "SMAPX_CUBES": "[]",
     }
-    proc, url = start_server([store], env)
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with serving([store], env) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies():

@@ -23,7 +23,17 @@ from rio_tiler.colormap import cmap
 from model import grid
 from model.product import cube as cubes
 from model.product import fusion
-from tests.served import DAYS, NO_REDIS, POINT, REGION, build_cube, get_png, start_server, stored
+from tests.served import (
+    DAYS,
+    NO_REDIS,
+    POINT,
+    REGION,
+    build_cube,
+    get_png,
+    serving,
+    start_server,
+    stored,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTED_CELL = (102, 203)
@@ -50,13 +60,11 @@ def server(world):
         "SMAPX_CUBES": "[]",
         "SMAPX_REDIS_URL": NO_REDIS,
     }
-    proc, url = start_server([world["store"], twin], env)
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with (
+        serving([world["store"], twin], env) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import time
 
 import httpx
@@ -17,7 +16,7 @@ import redis
 import xarray as xr
 
 from model.product import cube as cubes
-from tests.served import POINT, ROOT, SMAPX, build_cube, start_server, wait_done
+from tests.served import POINT, build_cube, start_server, start_worker, wait_done
 
 KEY = "s3cret"
 OTHER = "an0ther"
@@ -47,22 +46,7 @@ def stack(tmp_path_factory, redis_url):
         "SMAPX_TORCH_THREADS": "1",
         "SMAPX_JOB_EXPIRY_HOURS": str(EXPIRY_SECONDS / 3600),
     }
-    worker = subprocess.Popen(
-        [
-            SMAPX,
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "warning",
-            "--hostname",
-            f"service-test-{os.getpid()}@%h",
-        ],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(env, f"service-test-{os.getpid()}@%h")
     server, url = start_server([store], env)
     try:
         with httpx.Client(base_url=url, timeout=30, headers={"X-API-Key": KEY}) as client:

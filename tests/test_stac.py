@@ -14,7 +14,7 @@ from pystac.extensions.datacube import DatacubeExtension
 from model import grid
 from model.errors import OutOfRangeError
 from model.product.access import open_cube
-from tests.served import DAYS, POINT, build_cube, known_values, start_server
+from tests.served import DAYS, POINT, build_cube, known_values, serving
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +23,8 @@ pytestmark = pytest.mark.integration
 def site(tmp_path_factory):
     store = tmp_path_factory.mktemp("stac") / "extended.zarr"
     build_cube(store)
-    proc, url = start_server([store], {"SMAPX_CUBES": "[]"})
-    try:
+    with serving([store], {"SMAPX_CUBES": "[]"}) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def get(url: str) -> dict:

@@ -9,14 +9,13 @@ import io
 import json
 import os
 import re
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from model.evaluation import report
-from tests.served import POINT, SMAPX, build_cube, start_server
+from tests.served import POINT, build_cube, serving, start_server, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +42,8 @@ def site(tmp_path_factory):
         pytest.skip("web-map assets not in service/static/vendor (make install runs npm ci)")
     store = tmp_path_factory.mktemp("webmap") / "extended.zarr"
     build_cube(store)
-    proc, url = start_server([store], {"SMAPX_CUBES": "[]"})
-    try:
+    with serving([store], {"SMAPX_CUBES": "[]"}) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 @pytest.fixture(scope="module")
@@ -316,22 +311,7 @@ def jobs_site(tmp_path_factory, redis_url):
         "SMAPX_CUBES": "[]",
         "SMAPX_TORCH_THREADS": "1",
     }
-    worker = subprocess.Popen(
-        [
-            SMAPX,
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "warning",
-            "--hostname",
-            f"webmap-test-{os.getpid()}@%h",
-        ],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(env, f"webmap-test-{os.getpid()}@%h")
     server, url = start_server([store], env)
     try:
         yield url
