@@ -18,7 +18,8 @@ from model.product import cube
 from model.product.extend import extend, plan, spinup_indices
 from model.training import checkpoint
 from model.training.normalize import Normalizer
-from model.training.train import TrainConfig, masked_mse, train
+from model.training.train import masked_mse, train
+from tests.twins import quick_config
 
 SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
 
@@ -53,20 +54,15 @@ def small_dataset(n_days=400, seed=0) -> xr.Dataset:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     ds = small_dataset()
-    config = TrainConfig(
+    config = quick_config(
         start="2015-01-01",
         end="2016-01-31",
-        hidden=16,
-        window=60,
-        burn_in=10,
-        batch_size=16,
         iterations_per_epoch=20,
         max_epochs=6,
         patience=6,
         validation_days=60,
         learning_rate=1e-2,
         ensemble=2,
-        threads=1,
     )
     ckpt, log = train(ds, config, progress=False)
     path = checkpoint.save(tmp_path_factory.mktemp("model") / "m", ckpt, log)
@@ -166,19 +162,14 @@ def test_checkpoints_of_earlier_versions_still_load(trained, tmp_path):
 
 def test_training_is_deterministic_for_a_seed():
     ds = small_dataset()
-    config = TrainConfig(
+    config = quick_config(
         start="2015-01-01",
         end="2015-12-31",
         hidden=8,
-        window=60,
-        burn_in=10,
         batch_size=8,
         iterations_per_epoch=5,
-        max_epochs=2,
         validation_days=60,
         refit=False,
-        ensemble=1,
-        threads=1,
     )
     a, _ = train(ds, config, progress=False)
     b, _ = train(ds, config, progress=False)
