@@ -123,6 +123,28 @@ def test_sigkilled_worker_mid_export_is_redone_within_a_minute(liveness):
     print(f"export redone {took:.1f} s after its worker was killed")
 
 
+def test_a_live_worker_keeps_a_task_longer_than_the_visibility_timeout(liveness):
+    """A 4 s visibility timeout and an export that runs longer: while its worker lives, the
+    task's delivery time is renewed every second, so it never ages past the timeout and no
+    other worker is handed it."""
+    client, env, _ = liveness
+    short = {**env, "SMAPX_TASK_VISIBILITY_TIMEOUT": "4"}
+    r = redis.Redis.from_url(env["SMAPX_REDIS_URL"])
+    with two_workers(short, "keeper"):
+        job_id = client.post("/v1/jobs", json=LONG_EXPORT).json()["id"]
+        ages, held = [], 0.0
+        while client.get(f"/v1/jobs/{job_id}").json()["state"] in ("queued", "running"):
+            scores = r.zrange("unacked_index", 0, -1, withscores=True)
+            if scores:
+                held = held or time.monotonic()
+                ages.append(time.time() - min(score for _, score in scores))
+            time.sleep(0.1)
+        held = time.monotonic() - held
+    assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "done"
+    assert held > 6, f"the export took {held:.1f} s: too short to outlive the timeout"
+    assert max(ages) < 4, f"a held task aged {max(ages):.1f} s"
+
+
 @pytest.fixture(scope="module")
 def extension(tmp_path_factory, redis_url):
     """test_worker's small world and its in-process cube, and a Redis db with no other worker."""
