@@ -128,6 +128,16 @@ async function readValue(lat, lng) {
   $("readout").textContent = `${placeText(lat, lng)} · ${state.date} · ${value}`;
 }
 
+// Arrow keys step a day (with Shift a week), Page Up/Down a month, where no field has focus.
+function stepByKey(event) {
+  if (event.target.closest("input, select, textarea")) return;
+  const steps = { ArrowLeft: -1, ArrowRight: 1, PageDown: -1, PageUp: 1 };
+  if (!(event.key in steps)) return;
+  const unit = event.key.startsWith("Page") ? "month" : event.shiftKey ? "week" : "day";
+  event.preventDefault();
+  setDate(shiftDate(state.date, steps[event.key], unit));
+}
+
 // ---- animation over a window ending at the day shown ----
 function tilesLoaded(timeoutMs) {
   return new Promise((resolve) => {
@@ -421,6 +431,7 @@ function wireControls() {
     b.addEventListener("click", () => setDate(shiftDate(state.date, Number(b.dataset.step), b.dataset.unit)));
   }
   $("play").addEventListener("click", play);
+  document.addEventListener("keydown", stepByKey);
   for (const b of $("chart-window").querySelectorAll("button")) {
     b.addEventListener("click", () => setWindow(b.dataset.years));
   }
