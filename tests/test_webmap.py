@@ -161,6 +161,7 @@ def test_base_map_layers_and_readout(site, page):
 
     places = page.locator(".leaflet-labels-pane .place").all_inner_texts()
     assert {"Chicago", "Dallas", "Kansas City"} <= set(places)
+    assert "SimpleMaps (CC BY 4.0)" in page.inner_text(".leaflet-control-attribution")
     page.screenshot(path=str(ARTIFACTS / "webmap-basemap.png"))
 
 
