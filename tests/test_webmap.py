@@ -156,6 +156,7 @@ def test_base_map_layers_and_readout(site, page):
 
     places = page.locator(".leaflet-labels-pane .place").all_inner_texts()
     assert {"Chicago", "Dallas", "Kansas City"} <= set(places)
+    assert "SimpleMaps (CC BY 4.0)" in page.inner_text(".leaflet-control-attribution")
     page.screenshot(path=str(ARTIFACTS / "webmap-basemap.png"))
 
 
@@ -170,27 +171,34 @@ def test_date_picker_steps_and_play_move_the_map(site, page):
     with expect_tile(page, "2015-05-08"):
         page.click("button[data-step='-1'][data-unit='month']")
     assert "date=2015-05-08" in page.url
+    page.locator("#map").focus()
+    with expect_tile(page, "2015-05-09"):
+        page.keyboard.press("ArrowRight")
+    with expect_tile(page, "2015-05-02"):
+        page.keyboard.press("Shift+ArrowLeft")
+    with expect_tile(page, "2015-06-02"):
+        page.keyboard.press("PageUp")
 
     page.select_option("#play-window", "30")
     page.select_option("#play-unit", "week")
     seen = set()
     page.on("response", lambda r: seen.add(tile_date(r)) if "/v1/tiles/" in r.url else None)
     page.click("#play")
-    page.wait_for_function("document.getElementById('date').value !== '2015-05-08'")
+    page.wait_for_function("document.getElementById('date').value !== '2015-06-02'")
     page.wait_for_timeout(3000)
     page.click("#play")
     assert page.inner_text("#play").endswith("Play")
-    # A 30-day window stepped by weeks: 2015-04-08, 04-15, 04-22, 04-29, 05-06 and the end day.
+    # A 30-day window stepped by weeks: 2015-05-03, 05-10, 05-17, 05-24, 05-31 and the end day.
     assert (
-        {"2015-04-08", "2015-04-15"}
+        {"2015-05-03", "2015-05-10"}
         <= seen
         <= {
-            "2015-04-08",
-            "2015-04-15",
-            "2015-04-22",
-            "2015-04-29",
-            "2015-05-06",
-            "2015-05-08",
+            "2015-05-03",
+            "2015-05-10",
+            "2015-05-17",
+            "2015-05-24",
+            "2015-05-31",
+            "2015-06-02",
         }
     )
 

@@ -115,17 +115,29 @@ function showReadout() {
 }
 
 async function readValue(lat, lng) {
-  const product = $("product").value;
-  const url = `/v1/series?lat=${lat.toFixed(5)}&lon=${lng.toFixed(5)}&start=${state.date}&end=${state.date}` +
+  const product = $("product").value, day = state.date;
+  const url = `/v1/series?lat=${lat.toFixed(5)}&lon=${lng.toFixed(5)}&start=${day}&end=${day}` +
     `&products=${product}&cube=${encodeURIComponent(state.cube.name)}`;
   const r = await fetch(url);
-  if (state.hover?.lat !== lat || state.hover?.lng !== lng) return;
+  const body = await r.json();
+  const current = state.hover?.lat === lat && state.hover?.lng === lng;
+  if (!current || day !== state.date || product !== $("product").value) return;  // superseded
   let value = "outside the cube";
   if (r.ok) {
-    const v = (await r.json())[product][0];
+    const v = body[product][0];
     value = v === null ? `${product}: no data` : `${product} ${v.toFixed(isPercentile(product) ? 0 : 3)} ${unitsOf(product)}`;
   }
-  $("readout").textContent = `${placeText(lat, lng)} · ${state.date} · ${value}`;
+  $("readout").textContent = `${placeText(lat, lng)} · ${day} · ${value}`;
+}
+
+// Arrow keys step a day (with Shift a week), Page Up/Down a month, where no field has focus.
+function stepByKey(event) {
+  if (event.target.closest("input, select, textarea")) return;
+  const steps = { ArrowLeft: -1, ArrowRight: 1, PageDown: -1, PageUp: 1 };
+  if (!(event.key in steps)) return;
+  const unit = event.key.startsWith("Page") ? "month" : event.shiftKey ? "week" : "day";
+  event.preventDefault();
+  setDate(shiftDate(state.date, steps[event.key], unit));
 }
 
 // ---- animation over a window ending at the day shown ----
@@ -421,6 +433,7 @@ function wireControls() {
     b.addEventListener("click", () => setDate(shiftDate(state.date, Number(b.dataset.step), b.dataset.unit)));
   }
   $("play").addEventListener("click", play);
+  document.addEventListener("keydown", stepByKey);
   for (const b of $("chart-window").querySelectorAll("button")) {
     b.addEventListener("click", () => setWindow(b.dataset.years));
   }
@@ -434,9 +447,9 @@ function wireControls() {
     map.invalidateSize();
     writeHash();
   });
-  map.on("click", (e) => showSeries(e.latlng));
+  map.on("click", (e) => showSeries(e.latlng.wrap()));
   map.on("moveend", writeHash);
-  map.on("mousemove", (e) => { state.hover = e.latlng; showReadout(); });
+  map.on("mousemove", (e) => { state.hover = e.latlng.wrap(); showReadout(); });
   map.on("mouseout", () => { state.hover = null; $("readout").textContent = "Move over the map for coordinates and values."; });
   window.addEventListener("resize", () => state.plot && state.plot.setSize(chartSize()));
 }

@@ -11,6 +11,7 @@ const BASEMAP_FILES = {
 // Smallest population labelled at each zoom; more places appear as one zooms in.
 const PLACE_MIN_POPULATION = [[4, 2e6], [5, 5e5], [6, 1.5e5], [7, 6e4], [99, 0]];
 const MAX_LABELS = 80;
+const BASEMAP_CREDIT = "Natural Earth · US Census Bureau · places: SimpleMaps (CC BY 4.0)";
 
 function basemapPanes(map) {
   const panes = [["land", 150], ["lines", 420], ["labels", 430]];
@@ -62,6 +63,7 @@ async function addBasemap(map) {
   lineLayer(topojson.mesh(states, states.objects.states, (a, b) => a !== b), "state", "lines").addTo(map);
   lineLayer(topojson.mesh(world, world.objects.countries, (a, b) => a !== b), "country", "lines").addTo(map);
   lineLayer(topojson.mesh(world, world.objects.land), "coast", "lines").addTo(map);
+  map.attributionControl.addAttribution(BASEMAP_CREDIT);
   const labels = L.layerGroup().addTo(map);
   map.on("moveend", () => drawPlaces(map, places, labels));
   drawPlaces(map, places, labels);
