@@ -150,7 +150,13 @@ def test_cli_writes_the_nowcast_product(twin, models, tmp_path):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    assert cubes.describe(tmp_path / "c.zarr")["products"] == ["smap", "nowcast", "noah", "lsm2"]
+    assert cubes.describe(tmp_path / "c.zarr")["products"] == [
+        "smap",
+        "nowcast",
+        "noah",
+        "lsm2",
+        "nowcast_spread",
+    ]
     values = cubes.open_cube(tmp_path / "c.zarr")["nowcast"].values
     mask = cubes.open_cube(tmp_path / "c.zarr")["mask"].values
     assert np.isfinite(values[:, mask]).all() and 0.0 < np.nanmean(values) < 0.5

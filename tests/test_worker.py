@@ -17,6 +17,7 @@ import pytest
 
 from model.dataset import open_input, write_input
 from model.engine.inference import predict_with_spread
+from model.product import climatology
 from model.product import cube as cubes
 from model.product import extend as extension
 from model.product.extend import compute_block, compute_blocks, extend, plan
@@ -38,6 +39,16 @@ def world(tmp_path_factory):
     reference = folder / "reference.zarr"
     extend(checkpoint.load(model), open_input(inputs), START, END, reference, progress=False)
     return {"inputs": inputs, "model": model, "reference": reference, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def ranked_reference(world, tmp_path_factory) -> Path:
+    """The in-process cube with the climatology `smapx extend` adds to a record of a year or
+    more: what the command line writes, on a pool or not."""
+    ranked = tmp_path_factory.mktemp("ranked") / "reference.zarr"
+    shutil.copytree(world["reference"], ranked)
+    climatology.compute(ranked, progress=False)
+    return ranked
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +239,7 @@ def test_blocks_run_together_give_the_bytes_of_blocks_run_alone(tmp_path, monkey
         assert all(values[p].tobytes() == alone[p].tobytes() for p in values), block.name
 
 
-def test_cli_two_workers_equal_in_process_cube(world, tmp_path):
+def test_cli_two_workers_equal_in_process_cube(world, ranked_reference, tmp_path):
     """`smapx extend ... --workers 2` with no Redis configured: a private redis-server and two
     worker processes, the same chunk bytes as the in-process cube, all stopped at the end."""
     out = tmp_path / "pool.zarr"
@@ -258,7 +269,7 @@ def test_cli_two_workers_equal_in_process_cube(world, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wrote {out}" in result.stdout
-    reference = local_files(world["reference"])
+    reference = local_files(ranked_reference)
     made = local_files(out)
     assert made.keys() == reference.keys()
     assert [k for k in reference if made[k] != reference[k]] == []
@@ -613,7 +624,7 @@ def test_export_job_records_files_with_checksums(world, pointed, steady, tmp_pat
         assert files[path.name]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_cli_queue_and_jobs_commands(world, pointed, steady, tmp_path):
+def test_cli_queue_and_jobs_commands(world, ranked_reference, pointed, steady, tmp_path):
     """`smapx extend --queue` runs on the pool; `smapx jobs` and `smapx job ID` show its record."""
     from worker import jobs
 
@@ -628,7 +639,7 @@ def test_cli_queue_and_jobs_commands(world, pointed, steady, tmp_path):
     request = request_for(world, out)
     queued = smapx("extend", *[f"--{k}={v}" for k, v in request.items()], "--queue")
     assert queued.returncode == 0, queued.stderr[-2000:]
-    assert local_files(out) == local_files(world["reference"])
+    assert local_files(out) == local_files(ranked_reference)
     newest = jobs.list_jobs(1)[0]
     assert newest["request"]["out"] == str(out) and newest["state"] == "done"
     listing = smapx("jobs")
