@@ -333,6 +333,7 @@ def jobs_site(tmp_path_factory, redis_url):
 def test_download_of_the_cells_in_view_runs_as_a_bulk_job(jobs_site, page):
     open_map(page, jobs_site)
     page.click("#download summary")
+    page.wait_for_function("document.getElementById('dl-end').value !== ''")  # on 'toggle'
     assert page.input_value("#dl-end") == LAST_DAY
     page.fill("#dl-start", "2015-06-01")
     page.fill("#dl-end", "2015-06-30")
