@@ -342,7 +342,7 @@ def test_download_of_the_cells_in_view_runs_as_a_bulk_job(jobs_site, page):
     link = page.wait_for_selector("#dl-status a", timeout=90_000)
     assert "done" in page.inner_text("#dl-status")
     page.screenshot(path=str(ARTIFACTS / "webmap-download.png"))
-    text = page.request.get(link.get_attribute("href")).text()
+    text = page.request.get(link.evaluate("a => a.href")).text()  # links are relative
     rows = list(csv.DictReader(io.StringIO(text)))
     cells = {(r["lat"], r["lon"]) for r in rows}
     assert len(rows) == 30 * len(cells) and len(cells) > 30  # every cell of the cube in view
