@@ -22,10 +22,20 @@ INTEGRATION_MODULES = {
     "test_train_extend",
     "test_ingest_e2e",
     "test_inference",
+    "test_climatology",  # twin-world cubes ranked over their whole record
+    "test_report",  # the evaluation and its report, end to end
+    "test_tile_cache",  # a second interpreter
 }
-INTEGRATION_TESTS = {
+INTEGRATION_TESTS = {  # the command line in a process of its own, or the whole evaluation
     "test_twin_world_end_to_end",
     "test_cli_with_ismn_archive_over_a_cube",
+    "test_cli_bad_input_is_one_line",
+    "test_report_run_logs_to_its_file_and_leaves_logging_as_it_was",
+    "test_report_files_and_figures",
+    "test_cli_bad_bbox_is_one_line_exit_1",
+    "test_cli_writes_a_world_and_reports_it",
+    "test_same_seed_gives_identical_world_other_seed_differs",
+    "test_a_dataset_takes_one_ingest_at_a_time",
 }
 
 
