@@ -76,8 +76,18 @@ def make_input_dataset(
 
 
 def input_coords(time, rows, cols, variables, static_variables) -> dict:
-    """The coordinates of every input dataset: days, cells with their EASE2 row/col and
-    lat/lon, and the names of the forcing and static variables."""
+    """The coordinates of every input dataset: its cells' (cell_coords), and the names of the
+    forcing and static variables."""
+    return {
+        **cell_coords(time, rows, cols),
+        "variable": np.array(variables, dtype=object),
+        "static_variable": np.array(static_variables, dtype=object),
+    }
+
+
+def cell_coords(time, rows, cols) -> dict:
+    """Days, and cells with their EASE2 row/col and lat/lon: what every per-cell dataset of a
+    region carries (the inputs, the twin world's truth)."""
     lat, lon = grid.rowcol_to_latlon(rows, cols)
     return {
         "time": time,
@@ -86,8 +96,6 @@ def input_coords(time, rows, cols, variables, static_variables) -> dict:
         "col": ("cell", cols),
         "lat": ("cell", lat),
         "lon": ("cell", lon),
-        "variable": np.array(variables, dtype=object),
-        "static_variable": np.array(static_variables, dtype=object),
     }
 
 

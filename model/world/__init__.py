@@ -20,7 +20,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from model import grid
-from model.dataset import daily_index, make_input_dataset, write_input
+from model.dataset import cell_coords, daily_index, make_input_dataset, write_input
 from model.errors import InputError
 from model.world.observe import smap_like, station_records, station_sites, stations_dataarray
 from model.world.region import conus_cells
@@ -208,7 +208,6 @@ def simulate(
 
 
 def _truth_dataset(sims, static, time, rows, cols, config) -> xr.Dataset:
-    lat, lon = grid.rowcol_to_latlon(rows, cols)
     depth = np.array((0.025,) + TRUTH_POINT_DEPTHS_M)
     labels = ["0-5 cm"] + [f"{round(d * 100)} cm" for d in TRUTH_POINT_DEPTHS_M]
     mm = {"units": "mm day-1"}
@@ -236,12 +235,7 @@ def _truth_dataset(sims, static, time, rows, cols, config) -> xr.Dataset:
         "flag_vegdense": ("cell", static["flag_vegdense"]),
     }
     coords = {
-        "time": time,
-        "cell": np.arange(len(rows)),
-        "row": ("cell", rows),
-        "col": ("cell", cols),
-        "lat": ("cell", lat),
-        "lon": ("cell", lon),
+        **cell_coords(time, rows, cols),
         "depth": ("depth", depth, {"units": "m"}),
         "depth_label": ("depth", np.array(labels, dtype=object)),
     }
