@@ -17,7 +17,6 @@ import redis
 
 from model.errors import InputError
 from model.product import cube as cubes
-from tests.pools import END, START, local_files, make_world, request_for
 from tests.served import (
     REGION,
     SMAPX,
@@ -143,44 +142,6 @@ def test_a_live_worker_keeps_a_task_longer_than_the_visibility_timeout(liveness)
     assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "done"
     assert held > 4, f"the export took {held:.1f} s: too short to outlive the timeout"
     assert max(ages) < 3, f"a held task aged {max(ages):.1f} s"
-
-
-@pytest.fixture(scope="module")
-def extension(tmp_path_factory, redis_url):
-    """test_worker's small world and its in-process cube, and a Redis db with no other worker."""
-    from model.dataset import open_input
-    from model.product.extend import extend
-    from model.training import checkpoint
-
-    folder = tmp_path_factory.mktemp("extension")
-    inputs, model = make_world(folder)
-    reference = folder / "reference.zarr"
-    extend(checkpoint.load(model), open_input(inputs), START, END, reference, progress=False)
-    url = redis_url.rsplit("/", 1)[0] + "/12"
-    redis.Redis.from_url(url).flushdb()
-    return {"inputs": inputs, "model": model, "reference": reference, "url": url}
-
-
-def test_sigkilled_worker_mid_extension_is_redone_within_a_minute(extension, tmp_path):
-    """Default settings, two workers: the one running a block is SIGKILLed; heartbeats kept the
-    block its own while it lived, and now it comes back to the other, and the job ends within a
-    minute, the cube byte-identical to the in-process one."""
-    from worker import jobs
-    from worker.submit import submit_extend
-
-    env = {"SMAPX_REDIS_URL": extension["url"], "SMAPX_TORCH_THREADS": "1"}
-    out = tmp_path / "killed.zarr"
-    with two_workers(env, "extension") as (names, procs):
-        job_id = submit_extend(request_for(extension, out))
-        killed = kill_holder(names, procs, lambda: True)
-        assert jobs.get_job(job_id)["blocks_done"] < 8
-        while (job := jobs.get_job(job_id))["state"] not in jobs.FINAL:
-            assert time.monotonic() - killed < REDO_SECONDS, f"not done in time: {job}"
-            time.sleep(0.2)
-        took = time.monotonic() - killed
-    assert job["state"] == "done" and job["blocks_done"] == 8
-    assert local_files(out) == local_files(extension["reference"])
-    print(f"extension done {took:.1f} s after its worker was killed")
 
 
 def test_cancelling_a_running_export_stops_it_writing(liveness):

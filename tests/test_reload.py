@@ -66,7 +66,8 @@ def test_server_follows_the_growing_cube(twin, tmp_path):  # noqa: F811
     store = tmp_path / "living.zarr"
     extend(ckpt, inputs, START, day(0), store, progress=False)
     point = region_point(store)
-    proc, base = start_server([store], {"SMAPX_RELOAD_SECONDS": str(RELOAD_SECONDS)})
+    env = {"SMAPX_RELOAD_SECONDS": str(RELOAD_SECONDS), "SMAPX_RATE_LIMIT_PER_MINUTE": "0"}
+    proc, base = start_server([store], env)  # polled as fast as it answers: no rate limit
     poller = Poller(base, point)
     lags = []
     try:
