@@ -446,9 +446,9 @@ def time_index(cube: xr.Dataset, start, end) -> slice:
 
 def verify(store: str | Path, storage_options: dict | None = None) -> None:
     """InputError, in one line, unless a cube is whole: its mask present, every block's marker
-    written, every chunk of lstm present (the extended product fills every block, where smap or
-    an LSM may hold none) and every chunk readable. A missing chunk would otherwise read as
-    'no data' and a corrupt one fail deep inside a request."""
+    written, every chunk of lstm or nowcast present (the extended product fills every block,
+    where smap or an LSM may hold none) and every chunk readable. A missing chunk would
+    otherwise read as 'no data' and a corrupt one fail deep inside a request."""
     ds = open_cube(store, storage_options)
     if "mask" not in ds or not ds["mask"].values.any():
         raise InputError(f"cube {store} has no mask (or an empty one): damaged, or not a cube")
@@ -462,7 +462,7 @@ def verify(store: str | Path, storage_options: dict | None = None) -> None:
     group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
     for p in products(ds):
         array = group[p]
-        if p == "lstm" and array.nchunks_initialized < len(every):
+        if p in ("lstm", "nowcast") and array.nchunks_initialized < len(every):
             raise InputError(
                 f"cube {store}: {len(every) - array.nchunks_initialized} chunk(s) of {p} "
                 "missing; the store is damaged, rewrite it with smapx extend"
@@ -710,14 +710,7 @@ def with_climatology(
 
 def _climatology_group(store, storage_options=None, mode: str = "r") -> zarr.Group:
     """The group opened by its own path: the root's consolidated metadata predates it."""
-    if mode == "r":
-        where = _zarr_store(store, storage_options)
-    elif "://" in str(store):
-        where = zarr.storage.FsspecStore.from_url(
-            str(store), storage_options=store_options(store, storage_options)
-        )
-    else:
-        where = zarr.storage.LocalStore(str(store))
+    where = _zarr_store(store, storage_options, read_only=mode == "r")
     try:
         if mode == "r":
             return zarr.open_group(where, path=CLIMATOLOGY, mode="r")
