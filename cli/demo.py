@@ -23,7 +23,7 @@ from model.evaluation.skill import at_cells, period_skill
 from model.product.cube import open_cube
 from model.settings import get_settings
 from model.training import checkpoint
-from model.training.train import TrainConfig, train
+from model.training.train import TrainConfig, describe_validation, train
 from model.world import WorldConfig, build_world, open_truth, summary, write_world
 
 TRAIN_START, TRAIN_END = "2015-04-01", "2017-03-31"
@@ -135,11 +135,7 @@ def run(config: DemoConfig) -> None:
             ),
         )
         checkpoint.save(model_dir, ckpt, log)
-        v = ckpt.validation
-        say(
-            f"    {model_dir}: validation {v['period']} median RMSE {v['median_rmse']:.4f}, "
-            f"R {v['median_r']:.3f}"
-        )
+        say(f"    {model_dir}: {describe_validation(ckpt.validation)}")
 
     stages.run("world", "1/6 building the twin world", [world_dir], build)
     stages.run(

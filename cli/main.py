@@ -217,10 +217,29 @@ def train(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write")],
     ensemble: Annotated[int, typer.Option(help="Number of seeds to train and average")] = 2,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs (early stopping)")] = 40,
-    validation_days: Annotated[
-        int, typer.Option(help="Days at the end held back for validation")
-    ] = 61,
+    validation: Annotated[
+        str,
+        typer.Option(
+            help="Held-out SMAP: 'seasons' (blocks in every season, with gaps) or 'tail' "
+            "(the last VALIDATION_DAYS)"
+        ),
+    ] = "seasons",
+    validation_days: Annotated[int, typer.Option(help="Days of SMAP held back in all")] = 61,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Wall-clock limit such as 15m: the first seed stops early within its share, "
+            "and a further seed starts only if its measured cost fits"
+        ),
+    ] = None,
     hidden: Annotated[int, typer.Option(help="LSTM hidden size")] = 256,
+    window: Annotated[int, typer.Option(help="Days of a training window")] = 120,
+    burn_in: Annotated[int, typer.Option(help="First days of a window left out of the loss")] = 30,
+    learning_rate: Annotated[float, typer.Option(help="Adam's learning rate")] = 1e-3,
+    schedule: Annotated[str, typer.Option(help="Learning rate: constant or cosine")] = "constant",
+    loss: Annotated[
+        str, typer.Option(help="mse, or cell_rmse (every cell weighs the same)")
+    ] = "mse",
     seed: Annotated[int, typer.Option(help="Random seed of the first member")] = 42,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     threads: Annotated[int, typer.Option(help="Torch threads; 0 = settings/all cores")] = 0,
@@ -234,13 +253,15 @@ def train(
         int, typer.Option(help="Nowcast: days from a SMAP retrieval to its first use")
     ] = 1,
 ):
-    """Train the LSTM on SMAP over a period. The last VALIDATION_DAYS of it are held back: the
-    first seed stops early on them, and the other seeds train that many epochs on the whole
-    period. With --nowcast the model also reads the latest SMAP retrieval of a day at or before
-    t - LATENCY (value and age), as in Fang & Shen (2020)."""
+    """Train the LSTM on SMAP over a period. VALIDATION_DAYS of its SMAP are held back (by
+    default in blocks spread over every season): the first seed stops early on them, and the
+    other seeds train that many epochs on the whole period. With --nowcast the model also reads
+    the latest SMAP retrieval of a day at or before t - LATENCY (value and age), as in Fang &
+    Shen (2020)."""
     from model.dataset import open_input
     from model.training import checkpoint
-    from model.training.train import TrainConfig
+    from model.training.budget import parse_duration
+    from model.training.train import TrainConfig, describe_validation
     from model.training.train import train as run_training
 
     config = TrainConfig(
@@ -248,21 +269,24 @@ def train(
         end=end,
         ensemble=ensemble,
         max_epochs=max_epochs,
+        validation=validation,
         validation_days=validation_days,
         hidden=hidden,
+        window=window,
+        burn_in=burn_in,
+        learning_rate=learning_rate,
+        schedule=schedule,
+        loss=loss,
         seed=seed,
         device=device,
         threads=threads,
         nowcast=nowcast,
         latency=latency,
+        budget_seconds=parse_duration(budget) if budget else 0.0,
     )
     ckpt, log = run_training(open_input(input), config)
     checkpoint.save(out, ckpt, log)
-    v = ckpt.validation
-    typer.echo(
-        f"wrote {out}: validation {v['period']} median RMSE {v['median_rmse']:.4f} m3/m3, "
-        f"median R {v['median_r']:.3f}"
-    )
+    typer.echo(f"wrote {out}: {describe_validation(ckpt.validation)}")
 
 
 def _echo_engine(ckpt) -> None:

@@ -1,6 +1,7 @@
 """Training, checkpoints and in-process extension on a small learnable dataset."""
 
 import dataclasses
+import io
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from model.errors import InputError, OutOfRangeError
 from model.product import cube
 from model.product.extend import extend, plan, spinup_indices
 from model.training import checkpoint
+from model.training.budget import parse_duration
+from model.training.holdout import holdout
 from model.training.normalize import Normalizer
-from model.training.train import masked_mse, train
+from model.training.train import masked_cell_rmse, masked_mse, train
 from tests.twins import quick_config
 
 SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
@@ -77,6 +80,95 @@ def test_masked_loss_ignores_missing_days():
     assert masked_mse(pred, target).item() == pytest.approx(2.0)
 
 
+def test_cell_rmse_loss_weighs_every_cell_the_same():
+    import torch
+
+    pred = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    target = torch.tensor([[1.0, float("nan"), 5.0], [3.0, 4.0, float("nan")], [float("nan")] * 3])
+    expected = (np.sqrt(2.0) + np.sqrt(12.5)) / 2  # the third cell has no observation
+    assert masked_cell_rmse(pred, target).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_seasons_protocol_holds_out_a_block_in_every_season_with_gaps():
+    time = pd.date_range("2015-04-01", "2016-03-31")
+    split = holdout(time, "seasons", validation_days=61, gap_days=5, window=120)
+    assert split.scored.sum() == 60 and split.window_end == len(time)
+    seasons = {(m % 12) // 3 for m in time[split.scored].month}
+    assert seasons == {0, 1, 2, 3}
+    assert not (split.fit & split.scored).any()
+    scored_days = np.flatnonzero(split.scored)
+    fit_days = np.flatnonzero(split.fit)
+    assert np.abs(fit_days[:, None] - scored_days[None, :]).min() == 6  # 5 days of gap
+    assert split.fit.sum() == len(time) - 4 * (15 + 10)
+    two_years = holdout(pd.date_range("2015-04-01", "2017-03-31"), "seasons", 61, 5, 120)
+    assert two_years.description.startswith("8 blocks of 7 days")
+
+
+def test_the_tail_protocol_holds_out_the_last_days():
+    time = pd.date_range("2015-04-01", "2016-03-31")
+    split = holdout(time, "tail", validation_days=61, gap_days=5, window=120)
+    assert split.window_end == 305 and split.scored[305:].all() and not split.scored[:305].any()
+    assert split.description == "2016-01-31..2016-03-31"
+
+
+@pytest.mark.parametrize(
+    "protocol, days, message",
+    [
+        ("folds", 366, "one of seasons, tail"),
+        ("seasons", 100, "too short for 4 validation blocks"),
+        ("tail", 150, "shorter than a window"),
+    ],
+)
+def test_a_protocol_that_cannot_split_the_period_says_why(protocol, days, message):
+    with pytest.raises(InputError, match=message):
+        holdout(pd.date_range("2015-04-01", periods=days), protocol, 61, 5, 120)
+
+
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("90s", 90), ("1.5h", 5400), ("45", 45)])
+def test_budgets_read_as_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "-5m", "15 minutes", "m"])
+def test_a_malformed_budget_is_refused(text):
+    with pytest.raises(InputError, match="budget"):
+        parse_duration(text)
+
+
+def test_a_budget_stops_the_first_member_early_and_starts_no_member_that_cannot_fit():
+    ds = small_dataset()
+    config = quick_config(start="2015-01-01", end="2016-01-31", max_epochs=5, ensemble=3)
+    tight, log = train(ds, dataclasses.replace(config, budget_seconds=0.001), progress=False)
+    assert tight.validation["members"] == 1 and tight.validation["epochs"] == 1
+    assert tight.validation["budget_seconds"] == 0.001
+    assert len(pd.read_csv(io.StringIO(log))) == 1
+    ample, _ = train(ds, dataclasses.replace(config, budget_seconds=600), progress=False)
+    assert ample.validation["members"] == 3
+    assert ample.validation["training_seconds"] < 600
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"loss": "mae"}, "loss: one of mse, cell_rmse"),
+        ({"schedule": "step"}, "schedule: one of constant, cosine"),
+        ({"burn_in": 60}, "burn_in"),
+    ],
+)
+def test_training_choices_that_do_not_exist_are_refused_before_any_work(change, message):
+    with pytest.raises(InputError, match=message):
+        train(small_dataset(), quick_config(**change), progress=False)
+
+
+def test_cosine_schedule_and_cell_rmse_loss_train():
+    config = quick_config(
+        start="2015-01-01", end="2016-01-31", schedule="cosine", loss="cell_rmse", max_epochs=3
+    )
+    ckpt, log = train(small_dataset(), config, progress=False)
+    assert np.isfinite(ckpt.validation["median_rmse"])
+    assert ckpt.config["schedule"] == "cosine" and ckpt.config["loss"] == "cell_rmse"
+
+
 def test_normalisation_uses_the_training_period_and_transforms_precip():
     ds = small_dataset()
     norm = Normalizer.fit(ds.isel(time=slice(0, 100)))
@@ -103,7 +195,8 @@ def test_training_learns_and_checkpoint_round_trips(trained):
     first = losses[(losses.stage == "train") & (losses.member == 0)]
     assert first.train_loss.iloc[-1] < first.train_loss.iloc[0]
     assert loaded.validation["median_rmse"] < 0.02
-    assert loaded.validation["period"] == "2015-12-03..2016-01-31"
+    assert loaded.validation["protocol"] == "seasons"
+    assert loaded.validation["period"].startswith("4 blocks of 15 days (2015-02-")
     # the engine's probe: real normalised inputs of the training period, every cell (7 < 64)
     train_inputs = loaded.normalizer.inputs(select_period(trained[0], "2015-01-01", "2016-01-31"))
     np.testing.assert_array_equal(loaded.probe, train_inputs[:, :365])

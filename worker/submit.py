@@ -91,7 +91,7 @@ def submit_train(request: dict) -> str:
     from dataclasses import fields
 
     from model.dataset import open_input, select_period
-    from model.training.train import TrainConfig
+    from model.training.train import TrainConfig, check_config
 
     allowed = {f.name for f in fields(TrainConfig)} | {"input", "out"}
     unknown = set(request) - allowed
@@ -100,6 +100,7 @@ def submit_train(request: dict) -> str:
     missing = [k for k in ("input", "out", "start", "end") if not request.get(k)]
     if missing:
         raise InputError(f"training request lacks {', '.join(missing)}")
+    check_config(TrainConfig(**{k: v for k, v in request.items() if k not in ("input", "out")}))
     select_period(open_input(request["input"]), request["start"], request["end"])
     jobs.ensure_reachable()
     job_id = jobs.create_job("train", json.loads(json.dumps(request, default=str)))

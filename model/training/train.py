@@ -1,12 +1,12 @@
-"""Training: random (cell, window) minibatches, masked loss on valid SMAP days, a held-back
-validation slice at the end of the period, early stopping, fixed seeds, optional seed ensemble.
+"""Training: random (cell, window) minibatches, masked loss on valid SMAP days, a validation
+protocol (model.training.holdout), early stopping, fixed seeds, optional seed ensemble, an
+optional wall-clock budget.
 
-The first seed trains on the period less its validation slice with early stopping, which picks the
+The first seed trains on the period less its held-out days with early stopping, which picks the
 number of epochs and gives the first member (its best state). With `refit` (the default) every
-further member trains that many epochs on the whole period, so the last weeks of SMAP are not
-wasted; without it they train on the same shortened period and the ensemble mean is scored on the
-validation slice. Two members and at most 40 epochs keep the conus412 sample under 15 minutes on
-2 CPU cores.
+further member trains that many epochs on the whole period, so no SMAP is wasted; without it they
+train on the same split and the ensemble mean is scored on the held-out days. With a budget the
+first member stops within its share and a further member starts only if its measured cost fits.
 """
 
 import io
@@ -24,7 +24,9 @@ from model.devices import gpu_available
 from model.engine import probe_references
 from model.errors import InputError
 from model.evaluation import metrics
+from model.training.budget import Budget
 from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
+from model.training.holdout import Holdout, holdout
 from model.training.network import SoilMoistureLSTM, from_state
 from model.training.normalize import Normalizer
 
@@ -35,7 +37,9 @@ class TrainConfig:
 
     start: str
     end: str
+    validation: str = "seasons"  # model.training.holdout.PROTOCOLS
     validation_days: int = 61
+    gap_days: int = 5
     hidden: int = 256
     dropout: float = 0.5
     window: int = 120
@@ -45,6 +49,8 @@ class TrainConfig:
     max_epochs: int = 40
     patience: int = 8
     learning_rate: float = 1e-3
+    schedule: str = "constant"  # or "cosine": annealed to 0 over max_epochs (refits: their epochs)
+    loss: str = "mse"  # or "cell_rmse": the mean over the batch's cells of each one's RMSE
     seed: int = 42
     ensemble: int = 2
     refit: bool = True
@@ -52,6 +58,7 @@ class TrainConfig:
     threads: int = 0
     nowcast: bool = False
     latency: int = 1  # days between a SMAP retrieval and the nowcast that may use it
+    budget_seconds: float = 0.0  # wall clock of the whole run; 0: no limit
 
 
 def pick_device(name: str) -> torch.device:
@@ -59,6 +66,10 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if gpu_available() else "cpu")
     return torch.device(name)
+
+
+LOSSES = ("mse", "cell_rmse")
+SCHEDULES = ("constant", "cosine")
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,50 +80,72 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred[valid] - target[valid]) ** 2).mean()
 
 
-def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tuple[Checkpoint, str]:
-    """Train on config.start..config.end and return the checkpoint and its training log (CSV)."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    period = select_period(inputs, config.start, config.end).load()
-    n_days = period.sizes["time"]
-    if n_days < config.window + config.validation_days:
+def masked_cell_rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch's cells (rows) of each one's RMSE on its observed days: every cell
+    weighs the same, however often SMAP saw it, as the per-cell median skill counts them."""
+    valid = torch.isfinite(target)
+    counts = valid.sum(1)
+    has = counts > 0
+    if not has.any():
+        return pred.sum() * 0.0
+    squared = torch.where(valid, pred - torch.nan_to_num(target), torch.zeros_like(pred)) ** 2
+    return torch.sqrt(squared.sum(1)[has] / counts[has] + 1e-8).mean()
+
+
+def check_config(config: TrainConfig) -> None:
+    """Clear errors for choices that do not exist, before any work."""
+    if config.loss not in LOSSES:
+        raise InputError(f"loss: one of {', '.join(LOSSES)}, got {config.loss!r}")
+    if config.schedule not in SCHEDULES:
+        raise InputError(f"schedule: one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
+    if config.burn_in >= config.window:
         raise InputError(
-            f"training period of {n_days} days is shorter than a window "
-            f"({config.window}) plus the validation slice ({config.validation_days})"
+            f"burn_in ({config.burn_in}) must be shorter than window ({config.window})"
         )
     if config.nowcast and config.latency < 1:
         raise InputError(
             f"latency: at least 1 day (a nowcast never sees its own day), got {config.latency}"
         )
-    split = n_days - config.validation_days
-    normalizer = Normalizer.fit(
-        period.isel(time=slice(0, split)), config.latency if config.nowcast else 0
-    )
+
+
+def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tuple[Checkpoint, str]:
+    """Train on config.start..config.end and return the checkpoint and its training log (CSV)."""
+    check_config(config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    budget = Budget(config.budget_seconds, config.ensemble)
+    period = select_period(inputs, config.start, config.end).load()
+    time = pd.DatetimeIndex(period.time.values)
+    split = holdout(time, config.validation, config.validation_days, config.gap_days, config.window)
+    fit_period = period.assign(target=period["target"].where(xr.DataArray(split.fit, dims="time")))
+    normalizer = Normalizer.fit(fit_period, config.latency if config.nowcast else 0)
     x = normalizer.inputs(period)
     y = normalizer.scale_target(period["target"].values.T)
     device = pick_device(config.device)
-    state, log_rows, validation = _fit_member(
-        x, y, split, normalizer, config, config.seed, device, progress
-    )
+    member = _Member(x, y, normalizer, config, device, progress, budget)
+    state, log_rows, validation = member.fit(split, config.seed)
     log_rows = [{"member": 0, **r} for r in log_rows]
     epochs = max(validation.pop("best_epoch"), 1)
     states = [state]
-    for member in range(1, config.ensemble):
-        n_fit = n_days if config.refit else split
-        state, rows, _ = _fit_member(
-            x, y, n_fit, normalizer, config, config.seed + member, device, progress, epochs=epochs
-        )
+    whole = Holdout("none", np.ones(len(time), bool), np.zeros(len(time), bool), len(time), "")
+    for k in range(1, config.ensemble):
+        if not budget.allows(epochs * member.epoch_seconds()):
+            break
+        state, rows, _ = member.fit(whole if config.refit else split, config.seed + k, epochs)
         states.append(state)
-        log_rows += [{"member": member, **r} for r in rows]
+        log_rows += [{"member": k, **r} for r in rows]
     if not config.refit and len(states) > 1:
-        validation = _validate(states, x, y, split, normalizer, config, device)
-    time = pd.DatetimeIndex(period.time.values)
+        validation = _validate(states, x, y, split.scored, normalizer, config, device)
     validation.update(
-        period=f"{time[split].date()}..{time[-1].date()}",
+        protocol=split.protocol,
+        period=split.description,
         epochs=epochs,
         refit_on_whole_period=config.refit,
         members=len(states),
+        training_seconds=round(budget.elapsed(), 1),
     )
+    if budget.limited:
+        validation["budget_seconds"] = config.budget_seconds
     cfg = {
         **asdict(config),
         "kind": "nowcast" if config.nowcast else "projection",
@@ -126,6 +159,19 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
     return ckpt, buf.getvalue()
 
 
+def describe_validation(v: dict) -> str:
+    """One line: the protocol, its skill and what the training cost."""
+    line = (
+        f"validation ({v.get('protocol', 'tail')}: {v['period']}) median RMSE "
+        f"{v['median_rmse']:.4f} m3/m3, median R {v['median_r']:.3f}"
+    )
+    if "training_seconds" in v:
+        line += f"; {v['members']} member(s), {v['epochs']} epochs, {v['training_seconds']:.0f} s"
+    if "budget_seconds" in v:
+        line += f" of a {v['budget_seconds']:.0f} s budget"
+    return line
+
+
 def probe_sample(x: np.ndarray) -> np.ndarray:
     """Real normalised inputs saved with the checkpoint: cells evenly spread over the training set,
     its first PROBE_DAYS days. The inference engine checks reduced precisions on them, so the
@@ -134,68 +180,98 @@ def probe_sample(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[cells, :PROBE_DAYS], np.float32)
 
 
-def _fit_member(x, y, n_train, normalizer, config, seed, device, progress, epochs=None):
-    """Train one network on days [0, n_train); validate on the rest if any is left."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = SoilMoistureLSTM(x.shape[-1], config.hidden, config.dropout).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    xt = torch.from_numpy(x).to(device)
-    yt = torch.from_numpy(y).to(device)
-    cells = np.flatnonzero(np.isfinite(y[:, :n_train]).sum(1) > 0)
-    validate = epochs is None
-    best = {"score": np.inf, "state": None, "epoch": 0, "metrics": {}}
-    rows, stale = [], 0
-    label = "train" if validate else "refit"
-    bar = tqdm(
-        range(1, (epochs or config.max_epochs) + 1),
-        desc=f"{label} seed {seed}",
-        unit="epoch",
-        disable=not progress,
-    )
-    for epoch in bar:
-        t0 = clock.perf_counter()
-        loss = _epoch(net, opt, xt, yt, cells, n_train, config, rng)
-        row = {
-            "stage": label,
-            "epoch": epoch,
-            "train_loss": loss,
-            "seconds": clock.perf_counter() - t0,
-        }
-        if validate:
-            val = _validate([net], x, y, n_train, normalizer, config, device)
-            row.update(val_rmse=val["median_rmse"], val_r=val["median_r"])
-            if val["median_rmse"] < best["score"]:
-                best = {
-                    "score": val["median_rmse"],
-                    "epoch": epoch,
-                    "metrics": val,
-                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                }
-                stale = 0
-            else:
-                stale += 1
-            bar.set_postfix(loss=f"{loss:.3f}", val_rmse=f"{val['median_rmse']:.4f}")
-        rows.append(row)
-        if validate and stale >= config.patience:
-            break
-    if not validate:
-        state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        return state, rows, {}
-    return best["state"], rows, {**best["metrics"], "best_epoch": best["epoch"]}
+class _Member:
+    """Trains ensemble members on one period's inputs, measuring what an epoch costs."""
+
+    def __init__(self, x, y, normalizer, config, device, progress, budget):
+        self.x, self.y, self.normalizer, self.config = x, y, normalizer, config
+        self.device, self.progress, self.budget = device, progress, budget
+        self.xt = torch.from_numpy(x).to(device)
+        self.seconds: list[float] = []
+
+    def epoch_seconds(self) -> float:
+        """Mean measured time of a training epoch (validation excluded)."""
+        return float(np.mean(self.seconds)) if self.seconds else 0.0
+
+    def fit(self, split: Holdout, seed: int, epochs: int | None = None):
+        """Train one network on the split's fit days; with `epochs` None, stop early on its
+        scored days (and within the budget's first share) and keep the best state."""
+        config = self.config
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        net = SoilMoistureLSTM(self.x.shape[-1], config.hidden, config.dropout).to(self.device)
+        opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+        validate = epochs is None
+        n_epochs = epochs or config.max_epochs
+        schedule = _schedule(opt, config.schedule, n_epochs)
+        y_fit = split.fit_targets(self.y)
+        yt = torch.from_numpy(y_fit).to(self.device)
+        cells = np.flatnonzero(np.isfinite(y_fit[:, : split.window_end]).sum(1) > 0)
+        best = {"score": np.inf, "state": None, "epoch": 0, "metrics": {}}
+        rows, stale = [], 0
+        label = "train" if validate else "refit"
+        bar = tqdm(
+            range(1, n_epochs + 1),
+            desc=f"{label} seed {seed}",
+            unit="epoch",
+            disable=not self.progress,
+        )
+        for epoch in bar:
+            t0 = clock.perf_counter()
+            loss = _epoch(net, opt, self.xt, yt, cells, split.window_end, config, rng)
+            schedule.step()
+            self.seconds.append(clock.perf_counter() - t0)
+            row = {"stage": label, "epoch": epoch, "train_loss": loss, "seconds": self.seconds[-1]}
+            if validate:
+                val = _validate(
+                    [net], self.x, self.y, split.scored, self.normalizer, config, self.device
+                )
+                row.update(val_rmse=val["median_rmse"], val_r=val["median_r"])
+                if val["median_rmse"] < best["score"]:
+                    best = {
+                        "score": val["median_rmse"],
+                        "epoch": epoch,
+                        "metrics": val,
+                        "state": _detached(net),
+                    }
+                    stale = 0
+                else:
+                    stale += 1
+                bar.set_postfix(loss=f"{loss:.3f}", val_rmse=f"{val['median_rmse']:.4f}")
+            rows.append(row)
+            spent = clock.perf_counter() - t0
+            if validate and (
+                stale >= config.patience or not self.budget.first_member_allows(spent)
+            ):
+                break
+        if not validate:
+            return _detached(net), rows, {}
+        return best["state"], rows, {**best["metrics"], "best_epoch": best["epoch"]}
 
 
-def _epoch(net, opt, xt, yt, cells, n_train, config, rng) -> float:
+def _detached(net: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
+def _schedule(opt, name: str, epochs: int):
+    """The learning rate per epoch: constant, or cosine-annealed to zero over `epochs`."""
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def _epoch(net, opt, xt, yt, cells, window_end, config, rng) -> float:
     net.train()
-    window = min(config.window, n_train)
+    window = min(config.window, window_end)
+    criterion = masked_cell_rmse if config.loss == "cell_rmse" else masked_mse
     losses = []
     for _ in range(config.iterations_per_epoch):
         pick = rng.choice(cells, config.batch_size)
-        start = rng.integers(0, n_train - window + 1, config.batch_size)
+        start = rng.integers(0, window_end - window + 1, config.batch_size)
         idx = torch.from_numpy(start[:, None] + np.arange(window)).to(xt.device)
         rows = torch.from_numpy(pick)[:, None].to(xt.device)
         pred = net(xt[rows, idx])
-        loss = masked_mse(pred[:, config.burn_in :], yt[rows, idx][:, config.burn_in :])
+        loss = criterion(pred[:, config.burn_in :], yt[rows, idx][:, config.burn_in :])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -203,8 +279,8 @@ def _epoch(net, opt, xt, yt, cells, n_train, config, rng) -> float:
     return float(np.mean(losses))
 
 
-def _validate(nets, x, y, n_train, normalizer, config, device) -> dict:
-    """Skill of the ensemble mean on the validation days, running each cell warm from day 0."""
+def _validate(nets, x, y, scored, normalizer, config, device) -> dict:
+    """Skill of the ensemble mean on the scored days, running each cell warm from day 0."""
     preds = []
     with torch.inference_mode():
         for net in nets:
@@ -212,8 +288,8 @@ def _validate(nets, x, y, n_train, normalizer, config, device) -> dict:
                 net = from_state(net, config.dropout).to(device)
             net.eval()
             preds.append(net(torch.from_numpy(x).to(device)).cpu().numpy())
-    pred = normalizer.unscale_target(np.mean(preds, axis=0)[:, n_train:]).T
-    obs = normalizer.unscale_target(y[:, n_train:]).T
+    pred = normalizer.unscale_target(np.mean(preds, axis=0)[:, scored]).T
+    obs = normalizer.unscale_target(y[:, scored]).T
     summary = metrics.summarize(metrics.all_metrics(pred, obs), min_pairs=5)
     return {
         "median_rmse": summary["rmse"],

@@ -1,0 +1,165 @@
+"""Which training configuration is worth its CPU time, and which validation protocol can tell.
+
+    python bench/skill_search.py --input I --start 2015-04-01 --end 2016-03-31
+        [--configs paper,h128,...] [--protocols seasons,tail] [--unseen 2016-04-01:2019-03-31]
+        [--truth WORLD_DIR] [--max-epochs N] [--csv OUT.csv]
+    python bench/skill_search.py --twin [...]     # builds the twin world itself, truth included
+
+Each configuration (CONFIGS: changes to TrainConfig's defaults) is trained under each protocol
+(model.training.holdout) on the training period, one after the other on this machine, and
+reports its validation skill, its training time and its inference cost (engine set-up excluded,
+microseconds per cell-year over the whole input). With --unseen the final checkpoint is also
+scored on those years against the input's SMAP (where the input has it) and, with --truth or
+--twin, against the twin world's true 0-5 cm soil moisture. The last lines give, per protocol,
+the Spearman rank correlation over configurations between validation RMSE and unseen-year RMSE:
+how well the protocol ranks configurations by what matters. Timings need a quiet machine (one
+CPU-heavy process at a time); skill figures do not.
+"""
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+from scipy.stats import spearmanr
+
+from model.dataset import open_input, select_period, write_input
+from model.engine import Engine
+from model.evaluation import metrics
+from model.grid import parse_bbox
+from model.training.train import TrainConfig, train
+from model.world import WorldConfig, build_world, open_truth, write_world
+
+CONFIGS = {
+    "paper": {},
+    "h128": {"hidden": 128},
+    "h64": {"hidden": 64},
+    "h128-cosine": {"hidden": 128, "schedule": "cosine", "learning_rate": 3e-3},
+    "h128-cell-rmse": {"hidden": 128, "loss": "cell_rmse"},
+    "h128-w240": {"hidden": 128, "window": 240, "burn_in": 60, "batch_size": 32},
+    "h128-3members": {"hidden": 128, "ensemble": 3},
+    "h128-lr3e-3": {"hidden": 128, "learning_rate": 3e-3},
+    "h256-1member": {"ensemble": 1},
+}
+TWIN = WorldConfig(
+    seed=7, stride=3, bbox=parse_bbox("-104,33,-92,41"), start="2014-06-01", end="2019-03-31"
+)
+TWIN_UNSEEN = "2016-04-01:2019-03-31"
+
+
+def main() -> None:
+    args = parse_args()
+    inputs, truth = load(args)
+    configs = args.configs.split(",") if args.configs else list(CONFIGS)
+    rows = []
+    for protocol in args.protocols.split(","):
+        for name in configs:
+            rows.append(run_one(name, protocol, inputs, truth, args))
+            print(format_row(rows[-1]), flush=True)
+    table = pd.DataFrame(rows)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    print()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.unseen:
+        print_ranking(table)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--input", type=Path, help="input store (Zarr)")
+    p.add_argument("--twin", type=Path, help="build the twin world in this folder (reused)")
+    p.add_argument("--start", default="2015-04-01")
+    p.add_argument("--end", default="2016-03-31")
+    p.add_argument("--configs", help=f"comma-separated, of: {', '.join(CONFIGS)}")
+    p.add_argument("--protocols", default="seasons")
+    p.add_argument("--unseen", help="START:END scored after training")
+    p.add_argument("--truth", type=Path, help="twin-world folder whose truth to score against")
+    p.add_argument("--max-epochs", type=int, help="cap every configuration's epochs")
+    p.add_argument("--csv", type=Path)
+    args = p.parse_args()
+    if bool(args.input) == bool(args.twin):
+        p.error("give one of --input or --twin")
+    if args.twin and not args.unseen:
+        args.unseen = TWIN_UNSEEN
+    return args
+
+
+def load(args) -> tuple[xr.Dataset, xr.DataArray | None]:
+    """The input dataset and, in a twin world, the true surface soil moisture (time, cell)."""
+    folder = args.twin or args.truth
+    if args.twin and not (args.twin / "input.zarr").exists():
+        world = build_world(TWIN)
+        write_world(world, args.twin)
+        write_input(world.inputs, args.twin / "input.zarr")
+    inputs = open_input(args.input or args.twin / "input.zarr").load()
+    truth = open_truth(folder)["truth"].isel(depth=0).load() if folder else None
+    return inputs, truth
+
+
+def run_one(name: str, protocol: str, inputs, truth, args) -> dict:
+    config = replace(
+        TrainConfig(start=args.start, end=args.end, validation=protocol), **CONFIGS[name]
+    )
+    if args.max_epochs:
+        config = replace(config, max_epochs=min(config.max_epochs, args.max_epochs))
+    t0 = time.perf_counter()
+    ckpt, _ = train(inputs, config, progress=False)
+    row = {
+        "config": name,
+        "protocol": protocol,
+        "val_rmse": ckpt.validation["median_rmse"],
+        "val_r": ckpt.validation["median_r"],
+        "epochs": ckpt.validation["epochs"],
+        "members": ckpt.validation["members"],
+        "train_s": round(time.perf_counter() - t0, 1),
+    }
+    predicted, row["us_per_cell_year"] = predict(ckpt, inputs)
+    if args.unseen:
+        start, end = args.unseen.split(":")
+        row.update(score(predicted, inputs["target"], start, end, "smap"))
+        if truth is not None:
+            row.update(score(predicted, truth, start, end, "truth"))
+    return row
+
+
+def predict(ckpt, inputs) -> tuple[xr.DataArray, float]:
+    """The checkpoint's soil moisture (time, cell) over the whole input, and its cost."""
+    engine = Engine(ckpt)
+    x = ckpt.normalizer.inputs(inputs)
+    t0 = time.perf_counter()
+    out = engine.run(x)
+    seconds = time.perf_counter() - t0
+    cell_years = x.shape[0] * x.shape[1] / 365.25
+    values = ckpt.normalizer.unscale_target(out).T
+    return xr.DataArray(values, dims=("time", "cell"), coords={"time": inputs.time}), round(
+        seconds / cell_years * 1e6, 1
+    )
+
+
+def score(pred: xr.DataArray, ref: xr.DataArray, start: str, end: str, label: str) -> dict:
+    p = select_period(pred.to_dataset(name="v"), start, end)["v"].transpose("time", "cell")
+    r = ref.sel(time=p.time).transpose("time", "cell")
+    summary = metrics.summarize(metrics.all_metrics(p.values, r.values), min_pairs=10)
+    return {f"{label}_rmse": summary["rmse"], f"{label}_r": summary["r"]}
+
+
+def format_row(row: dict) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+def print_ranking(table: pd.DataFrame) -> None:
+    """Spearman correlation over configurations of validation RMSE with unseen-year RMSE."""
+    for protocol, part in table.groupby("protocol", sort=False):
+        for ref in ("smap_rmse", "truth_rmse"):
+            if ref in part and part[ref].notna().sum() > 2:
+                rho = spearmanr(part["val_rmse"], part[ref]).statistic
+                print(f"ranking {protocol}: spearman(val_rmse, {ref}) = {rho:.3f} over {len(part)}")
+    if table["protocol"].nunique() > 1:
+        print("(each protocol's unseen skill is that of the checkpoint it trained)")
+
+
+if __name__ == "__main__":
+    main()
