@@ -2,7 +2,7 @@
 
     python bench/skill_search.py --input I --start 2015-04-01 --end 2016-03-31
         [--configs paper,h128,...] [--protocols seasons,tail] [--unseen 2016-04-01:2019-03-31]
-        [--truth WORLD_DIR] [--max-epochs N] [--csv OUT.csv]
+        [--truth WORLD_DIR] [--max-epochs N] [--threads N] [--csv OUT.csv]
     python bench/skill_search.py --twin [...]     # builds the twin world itself, truth included
 
 Each configuration (CONFIGS: changes to TrainConfig's defaults) is trained under each protocol
@@ -36,6 +36,7 @@ CONFIGS = {
     "paper": {},
     "h128": {"hidden": 128},
     "h64": {"hidden": 64},
+    "h32": {"hidden": 32},
     "h128-cosine": {"hidden": 128, "schedule": "cosine", "learning_rate": 3e-3},
     "h128-cell-rmse": {"hidden": 128, "loss": "cell_rmse"},
     "h128-w240": {"hidden": 128, "window": 240, "burn_in": 60, "batch_size": 32},
@@ -44,7 +45,7 @@ CONFIGS = {
     "h256-1member": {"ensemble": 1},
 }
 TWIN = WorldConfig(
-    seed=7, stride=3, bbox=parse_bbox("-104,33,-92,41"), start="2014-06-01", end="2019-03-31"
+    seed=7, stride=2, bbox=parse_bbox("-104,33,-92,41"), start="2014-06-01", end="2019-03-31"
 )
 TWIN_UNSEEN = "2016-04-01:2019-03-31"
 
@@ -78,6 +79,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--unseen", help="START:END scored after training")
     p.add_argument("--truth", type=Path, help="twin-world folder whose truth to score against")
     p.add_argument("--max-epochs", type=int, help="cap every configuration's epochs")
+    p.add_argument("--threads", type=int, default=0, help="torch threads; 0: every core")
     p.add_argument("--csv", type=Path)
     args = p.parse_args()
     if bool(args.input) == bool(args.twin):
@@ -101,7 +103,8 @@ def load(args) -> tuple[xr.Dataset, xr.DataArray | None]:
 
 def run_one(name: str, protocol: str, inputs, truth, args) -> dict:
     config = replace(
-        TrainConfig(start=args.start, end=args.end, validation=protocol), **CONFIGS[name]
+        TrainConfig(start=args.start, end=args.end, validation=protocol, threads=args.threads),
+        **CONFIGS[name],
     )
     if args.max_epochs:
         config = replace(config, max_epochs=min(config.max_epochs, args.max_epochs))

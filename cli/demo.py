@@ -211,7 +211,9 @@ def live_start(config: DemoConfig) -> str:
     return str((pd.Timestamp(config.end) - pd.Timedelta(days=config.live_days)).date())
 
 
-def grow_while_serving(model: Path, input_path: Path, config: DemoConfig, cube_path: Path) -> None:
+def grow_while_serving(
+    model: Path, input_path: Path, config: DemoConfig, cube_path: Path
+) -> threading.Thread:
     """Grow the served cube a day every live_seconds up to the world's last day, in a thread
     beside the server, which follows it (its reload period made shorter than a day's step)."""
     from model.product.extend import extend as extend_here
@@ -226,7 +228,9 @@ def grow_while_serving(model: Path, input_path: Path, config: DemoConfig, cube_p
             extend_here(ckpt, inputs, config.start, day, cube_path, progress=False)
             say(f"    live: {cube_path} now ends {day.date()}")
 
-    threading.Thread(target=grow, name="live growth", daemon=True).start()
+    thread = threading.Thread(target=grow, name="live growth", daemon=True)
+    thread.start()
+    return thread
 
 
 def score(cube_path: Path, world_dir: Path) -> dict:

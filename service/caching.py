@@ -2,9 +2,11 @@
 when the answer does, whatever generation of the cube made it), Last-Modified (when the cube's
 served generation was published) and `Cache-Control: public, no-cache`, so that browsers and
 CDNs keep a tile or series and revalidate it, answered 304 Not Modified until the cube
-changes."""
+changes. As RFC 9110 says, If-None-Match decides where a client sends it; otherwise
+If-Modified-Since does (a malformed date is ignored)."""
 
 import hashlib
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -55,13 +57,25 @@ async def _send_validated(scope: Scope, start: Message, body: bytes, send: Send)
     modified = _last_modified(scope)
     if modified:
         headers["Last-Modified"] = modified
-    if etag in _listed(Headers(scope=scope).get("if-none-match", "")):
+    if _not_modified(Headers(scope=scope), etag, modified):
         del headers["content-length"]
         del headers["content-type"]
         start["status"] = 304
         body = b""
     await send(start)
     await send({"type": "http.response.body", "body": body})
+
+
+def _not_modified(request: Headers, etag: str, modified: str | None) -> bool:
+    if "if-none-match" in request:
+        return etag in _listed(request["if-none-match"])
+    since = request.get("if-modified-since")
+    if not since or not modified:
+        return False
+    try:
+        return parsedate_to_datetime(modified) <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
 
 
 def _listed(header: str) -> set[str]:

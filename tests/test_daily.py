@@ -1,6 +1,7 @@
 """`smapx daily` through the real CLI and a real Redis: files arrive in the watched folders,
 the daily run ingests them and grows the cube; run twice it does nothing the second time; after
-three missed days one run catches up; every run is a job."""
+three missed days one run catches up; with --queue the growth runs on the worker pool; every run
+is a job."""
 
 import json
 import os
@@ -16,6 +17,7 @@ from model.product.extend import extend
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
 from tests.real_formats import BBOX, DAYS
+from tests.served import start_worker
 from tests.twins import assert_same_cube
 
 pytestmark = pytest.mark.integration
@@ -100,3 +102,16 @@ def test_daily_ingests_grows_and_catches_up(files, tmp_path, redis_url):  # noqa
     runs = [r for r in records if r["kind"] == "daily"]
     assert [r["state"] for r in runs] == ["done"] * 3
     assert runs[0]["result"]["cubes"][str(cube)]["blocks"] == 0
+
+    deliver(files, inbox, 123, 125)  # the growth now runs on the worker pool
+    worker = start_worker(env, f"daily-{os.getpid()}@%h")
+    try:
+        queued = smapx(*daily, "--queue", env=env)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert "ingested forcing: 2 day(s)" in queued and f"ends {DAYS[124].date()}, job " in queued
+    extend(checkpoint.load(model), open_input(data), "2015-04-01", DAYS[124], fresh, progress=False)
+    assert_same_cube(cube, fresh)
+    kinds = [r["kind"] for r in json.loads(smapx("jobs", "--json", env=env))]
+    assert kinds.count("daily") == 4 and "extend" in kinds

@@ -23,6 +23,23 @@ pytestmark = pytest.mark.integration
 SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
 
 
+def test_a_live_demo_grows_its_served_cube_a_day_at_a_time(twin, tmp_path, monkeypatch):
+    from cli import demo
+
+    inputs, input_path, model, _ = twin
+    ckpt = checkpoint.load(model)
+    config = demo.DemoConfig(out=tmp_path, start=START, end=day(2), live_days=2, live_seconds=0.2)
+    assert demo.live_start(config) == day(0)
+    live, fresh = tmp_path / "live.zarr", tmp_path / "fresh.zarr"
+    extend(ckpt, inputs, START, day(0), live, progress=False)
+    monkeypatch.setattr(demo.get_settings(), "reload_seconds", 30.0)
+    demo.grow_while_serving(model, input_path, config, live).join(300)
+    assert demo.get_settings().reload_seconds == 0.1  # the server follows each step
+    assert cubes.generation(live)["generation"] == 3 and cubes.generation(live)["end"] == day(2)
+    extend(ckpt, inputs, START, day(2), fresh, progress=False)
+    assert_same_cube(live, fresh)
+
+
 def test_growing_day_by_day_equals_one_extension(twin, tmp_path, monkeypatch):
     """With 64-day time chunks the ten days cross a chunk boundary: a new chunk starts."""
     monkeypatch.setattr(cubes, "CHUNK_TIME", 64)

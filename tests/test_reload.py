@@ -85,8 +85,14 @@ def test_server_follows_the_growing_cube(twin, tmp_path):  # noqa: F811
             lags.append(time.monotonic() - grown)
         status, later_tile, _ = get(tile, {"If-None-Match": first_tile["ETag"]})
         assert status == 304 and later_tile["ETag"] == first_tile["ETag"]
-        status, headers, _ = get(f"{base}/v1/series?lat={point[0]}&lon={point[1]}")
+        series = f"{base}/v1/series?lat={point[0]}&lon={point[1]}"
+        status, headers, _ = get(series)
         assert status == 200 and headers["Last-Modified"].endswith("GMT")
+        assert get(series, {"If-Modified-Since": headers["Last-Modified"]})[0] == 304
+        assert get(series, {"If-Modified-Since": "Thu, 01 Jan 2015 00:00:00 GMT"})[0] == 200
+        assert get(series, {"If-Modified-Since": "yesterday"})[0] == 200
+        both = {"If-Modified-Since": headers["Last-Modified"], "If-None-Match": '"other"'}
+        assert get(series, both)[0] == 200  # If-None-Match decides
     finally:
         poller.stop.set()
         try:

@@ -102,6 +102,8 @@ def test_the_seasons_protocol_holds_out_a_block_in_every_season_with_gaps():
     assert split.fit.sum() == len(time) - 4 * (15 + 10)
     two_years = holdout(pd.date_range("2015-04-01", "2017-03-31"), "seasons", 61, 5, 120)
     assert two_years.description.startswith("8 blocks of 7 days")
+    summer = holdout(pd.date_range("2015-04-01", "2015-07-29"), "seasons", 40, 5, 30)
+    assert summer.description.startswith("2 blocks of 20 days")
 
 
 def test_the_tail_protocol_holds_out_the_last_days():
@@ -115,7 +117,7 @@ def test_the_tail_protocol_holds_out_the_last_days():
     "protocol, days, message",
     [
         ("folds", 366, "one of seasons, tail"),
-        ("seasons", 100, "too short for 4 validation blocks"),
+        ("seasons", 100, "too short for 1 validation block"),
         ("tail", 150, "shorter than a window"),
     ],
 )

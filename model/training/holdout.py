@@ -68,14 +68,14 @@ def _tail(time: pd.DatetimeIndex, validation_days: int, window: int) -> Holdout:
 
 def _seasons(time: pd.DatetimeIndex, validation_days: int, gap_days: int, window: int) -> Holdout:
     n_days = len(time)
-    years = max(1, round(n_days / 365.25))
-    n_blocks = SEASONS_PER_YEAR * years
+    n_blocks = SEASONS_PER_YEAR * max(1, round(n_days / 365.25))
+    while n_blocks > 1 and _held_days(n_blocks, validation_days, gap_days) > n_days // 2:
+        n_blocks -= 1  # a period shorter than a year spans fewer seasons
     length = max(MIN_BLOCK_DAYS, validation_days // n_blocks)
-    held = n_blocks * (length + 2 * gap_days)
-    if n_days < window or held > n_days // 2:
+    if n_days < window or _held_days(n_blocks, validation_days, gap_days) > n_days // 2:
         raise InputError(
-            f"training period of {n_days} days is too short for {n_blocks} validation blocks of "
-            f"{length} days with {gap_days}-day gaps (and a window of {window} days)"
+            f"training period of {n_days} days is too short for {n_blocks} validation block(s) "
+            f"of {length} days with {gap_days}-day gaps (and a window of {window} days)"
         )
     fit = np.ones(n_days, bool)
     scored = np.zeros(n_days, bool)
@@ -90,5 +90,10 @@ def _seasons(time: pd.DatetimeIndex, validation_days: int, gap_days: int, window
         fit,
         scored,
         n_days,
-        f"{n_blocks} blocks of {length} days ({', '.join(spans)})",
+        f"{n_blocks} block{'s' if n_blocks > 1 else ''} of {length} days ({', '.join(spans)})",
     )
+
+
+def _held_days(n_blocks: int, validation_days: int, gap_days: int) -> int:
+    """Days out of the loss: the blocks and their gaps."""
+    return n_blocks * (max(MIN_BLOCK_DAYS, validation_days // n_blocks) + 2 * gap_days)
