@@ -2,10 +2,11 @@
 on the same block of inputs, measured in one run.
 
     python bench/inference.py [--cells 4096] [--days 365] [--threads 0] [--precision auto]
-                              [--kernel auto] [--model CHECKPOINT [--input INPUT_ZARR]]
+                              [--kernel auto] [--hidden 256] [--model CHECKPOINT [--input I]]
 
 Without --model the network is the real size with random weights (19 inputs as conus412's 7
-forcing + 12 static attributes, hidden 256) and SMAP-like target scaling (std 0.124 m3/m3).
+forcing + 12 static attributes, hidden 256 or --hidden) and SMAP-like target scaling (std 0.124
+m3/m3).
 The reference is the float32 torch.nn.LSTM network in batches of CPU_CELL_BLOCK cells, where it
 runs fastest (the whole block as one batch is timed too, for comparison); each side is timed
 --repeat times, interleaved, and its best time counts. The last line is
@@ -41,7 +42,7 @@ from model.training.normalize import Normalizer
 N_FORCING, N_STATIC, HIDDEN = 7, 12, 256
 
 
-def random_checkpoint(seed: int = 0) -> Checkpoint:
+def random_checkpoint(seed: int = 0, hidden: int = HIDDEN) -> Checkpoint:
     normalizer = Normalizer(
         [f"f{i}" for i in range(N_FORCING)],
         [f"s{i}" for i in range(N_STATIC)],
@@ -53,8 +54,8 @@ def random_checkpoint(seed: int = 0) -> Checkpoint:
         0.124,
     )
     torch.manual_seed(seed)
-    state = SoilMoistureLSTM(normalizer.n_inputs, HIDDEN).state_dict()
-    return Checkpoint({"hidden": HIDDEN, "dropout": 0.5}, normalizer, [state])
+    state = SoilMoistureLSTM(normalizer.n_inputs, hidden).state_dict()
+    return Checkpoint({"hidden": hidden, "dropout": 0.5}, normalizer, [state])
 
 
 def block_inputs(normalizer: Normalizer, cells: int, days: int) -> np.ndarray:
@@ -122,6 +123,9 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=2, help="timed runs of each side; the best counts"
     )
+    parser.add_argument(
+        "--hidden", type=int, default=HIDDEN, help="hidden units of the random network"
+    )
     parser.add_argument("--model", help="a trained checkpoint instead of random weights")
     parser.add_argument("--input", help="with --model: run over this input store's whole record")
     args = parser.parse_args()
@@ -129,7 +133,7 @@ def main() -> None:
         parser.error("--input needs --model")
     if args.threads:
         torch.set_num_threads(args.threads)
-    ckpt = checkpoint.load(args.model) if args.model else random_checkpoint()
+    ckpt = checkpoint.load(args.model) if args.model else random_checkpoint(hidden=args.hidden)
     ckpt = ckpt.member(0)
     if args.input:
         x = ckpt.normalizer.inputs(open_input(args.input))

@@ -377,19 +377,23 @@ def climatology(
     ] = None,
 ):
     """(Re)compute the cube's climatology: each day's percentile and the window means its
-    anomalies subtract, for every product but smap and lstm_spread."""
+    anomalies subtract, for every product but smap and lstm_spread. A change publishes a new
+    generation of the cube, which servers follow."""
     from model.product import climatology as climatologies
-    from model.product.cube import climatology_info
+    from model.product.cube import climatology_info, republish
 
     info = climatology_info(cube)
     if base is None and info is not None:
         added = climatologies.update(cube)
+        if added:
+            republish(cube)
         typer.echo(
             f"climatology of {cube}: {added} added day(s) ranked against "
             f"{info['base_start']}/{info['base_end']}"
         )
         return
     attrs = climatologies.compute(cube, base)
+    republish(cube)
     typer.echo(
         f"climatology of {cube}: {', '.join(attrs['products'])} over "
         f"{attrs['base_start']}/{attrs['base_end']}"

@@ -1,8 +1,9 @@
 /* Runs model/engine/kernel_fp32.c as a program, for tests/test_inference.py to run the ARM64 build
  * under qemu-user on any machine: reads the network and inputs from one file, writes the outputs.
  *
- * File: int64 n_in, ncells, T, warmup; then float32 b_head, w1t (n_in x 256), b1 (256),
- * bias (1024), w_head (256), w (64 x 512 x 16), x (ncells x T x n_in). Out: y (ncells x (T - warmup)). */
+ * File: int64 n_in, ncells, T, warmup; then float32 b_head, w1t (n_in x H), b1 (H),
+ * bias (4H), w_head (H), w (4H / 16 x 2H x 16), x (ncells x T x n_in). Out: y (ncells x (T - warmup)).
+ * Built with -DH=<units> for a network of other than 256 hidden units. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -123,6 +123,7 @@ def test_cli_computes_and_rejects_a_bad_base(tmp_path):
     world, values = twin_world_values("2010-12-31")
     store = tmp_path / "c.zarr"
     write_cube(store, world, {"lstm": values["lstm"]})
+    cubes.publish(store, world.inputs.time.values)
     done = subprocess.run(
         [*SMAPX, "climatology", "--cube", str(store), "--base", "2009-01-01/2010-12-31"],
         capture_output=True,
@@ -131,10 +132,12 @@ def test_cli_computes_and_rejects_a_bad_base(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "lstm" in done.stdout and "2009-01-01/2010-12-31" in done.stdout
     assert cubes.climatology_info(store)["products"] == ["lstm"]
+    assert cubes.generation(store)["generation"] == 2  # servers reopen the recomputed cube
     again = subprocess.run(
         [*SMAPX, "climatology", "--cube", str(store)], capture_output=True, text=True
     )
     assert again.returncode == 0 and "0 added day(s)" in again.stdout, again.stderr
+    assert cubes.generation(store)["generation"] == 2  # nothing changed: no new generation
     for base, message in [
         ("2009-01-01/2009-06-30", "shorter than a year"),
         ("2001-01-01/2010-12-31", "outside the cube"),

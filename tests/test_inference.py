@@ -73,9 +73,11 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def make_checkpoint(seed: int = 0, members: int = 1, weight_scale: float = 1.0) -> Checkpoint:
-    """A real-size network (19 inputs, hidden 256) with random weights; `weight_scale` enlarges
-    the LSTM and head weights towards what training produces."""
+def make_checkpoint(
+    seed: int = 0, members: int = 1, weight_scale: float = 1.0, hidden: int = 256
+) -> Checkpoint:
+    """A real-size network (19 inputs, hidden 256 unless told) with random weights;
+    `weight_scale` enlarges the LSTM and head weights towards what training produces."""
     normalizer = Normalizer(
         [f"f{i}" for i in range(7)],
         [f"s{i}" for i in range(12)],
@@ -89,14 +91,14 @@ def make_checkpoint(seed: int = 0, members: int = 1, weight_scale: float = 1.0) 
     states = []
     for k in range(members):
         torch.manual_seed(seed + k)
-        state = SoilMoistureLSTM(normalizer.n_inputs).state_dict()
+        state = SoilMoistureLSTM(normalizer.n_inputs, hidden).state_dict()
         states.append(
             {
                 name: value * weight_scale if name.startswith(("lstm.weight", "head")) else value
                 for name, value in state.items()
             }
         )
-    return Checkpoint({"hidden": 256, "dropout": 0.5}, normalizer, states)
+    return Checkpoint({"hidden": hidden, "dropout": 0.5}, normalizer, states)
 
 
 def inputs(cells: int, days: int, seed: int = 1) -> np.ndarray:
@@ -314,6 +316,8 @@ def test_every_implementation_matches_the_network_whatever_shares_its_block(
         pytest.skip(
             f"{source.build.name}: CPU without {INSTRUCTION_SETS[source.build.instruction_set]}"
         )
+    if source.build.hidden != ckpt.config["hidden"]:
+        ckpt = make_checkpoint(members=1, hidden=source.build.hidden)
     state = ckpt.state_dicts[0]
     member = KernelMember(state, precision, source)
     x = inputs(141, 150)  # the AMX kernels pass 32 or 64 cells at a time in row blocks of 16
@@ -379,6 +383,19 @@ def test_this_cpu_runs_its_kernels():
     engine = Engine(make_checkpoint(members=2), "cpu", "auto")
     assert {path.instruction_set for path in engine.paths} == {INSTRUCTION_SETS[expected]}
     assert all(path.kernel.startswith("kernel_") for path in engine.paths)
+
+
+@pytest.mark.parametrize("hidden", [128, 64])
+def test_a_smaller_network_runs_on_the_float32_kernel_built_for_its_size(hidden):
+    small = make_checkpoint(members=1, hidden=hidden)
+    engine = Engine(small, "cpu", "auto")
+    x = inputs(50, 90)
+    error = np.abs(engine.run(x, 10) - reference(small, x, 10)).max() * TARGET_STD
+    assert error <= 2e-4
+    if instruction_set() in ("avx2", "neon"):
+        assert engine.paths[0].kernel == f"kernel_{instruction_set()}_float32_h{hidden}"
+    else:  # the VNNI and AMX kernels hold 256 units only: oneDNN's float32 network runs
+        assert engine.paths[0].kernel == "torch.nn.LSTM"
 
 
 def test_the_engine_logs_what_runs_each_member(ckpt, caplog):
@@ -542,14 +559,16 @@ def aarch64_tools() -> tuple[list[str], list[str]]:
     return ["aarch64-linux-gnu-gcc", "-static"], ["qemu-aarch64"]
 
 
-def test_the_arm64_neon_kernel_matches_the_network(ckpt, tmp_path):
+@pytest.mark.parametrize("hidden", [256, 128])
+def test_the_arm64_neon_kernel_matches_the_network(hidden, tmp_path):
     compiler, runner = aarch64_tools()
     program = tmp_path / "kernel_neon"
     source = Path(__file__).with_name("engine_kernel_main.c")
     subprocess.run(
-        [*compiler, "-O3", "-ffp-contract=off", "-o", str(program), str(source)], check=True
+        [*compiler, "-O3", "-ffp-contract=off", f"-DH={hidden}", "-o", str(program), str(source)],
+        check=True,
     )
-    state = ckpt.state_dicts[0]
+    state = make_checkpoint(hidden=hidden).state_dicts[0]
     arrays = kernel_arrays(
         {k: np.asarray(v, np.float32) for k, v in state.items()}, _float32_layout
     )

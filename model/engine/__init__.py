@@ -107,11 +107,13 @@ class _Float32Weights(ctypes.Structure):
     _fields_ = [("net", _Network), ("w", ctypes.c_void_p)]
 
 
-def _gate_rows() -> np.ndarray:
-    """Gate rows regrouped from PyTorch's [i|f|g|o] x 256 to [16-unit block][i,f,g,o][unit]."""
-    return (
-        np.arange(4 * KERNEL_HIDDEN).reshape(4, KERNEL_HIDDEN // 16, 16).transpose(1, 0, 2).ravel()
-    )
+def _gate_rows(hidden: int = KERNEL_HIDDEN) -> np.ndarray:
+    """Gate rows regrouped from PyTorch's [i|f|g|o] x hidden to [16-unit block][i,f,g,o][unit]."""
+    return np.arange(4 * hidden).reshape(4, hidden // 16, 16).transpose(1, 0, 2).ravel()
+
+
+def _hidden(f32: dict) -> int:
+    return f32["lstm.weight_hh_l0"].shape[1]
 
 
 def _quantise_rows(w: np.ndarray, levels, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +210,8 @@ def _bf16_layout(f32: dict) -> dict:
 def _float32_layout(f32: dict) -> dict:
     """kernel_fp32.c: [W_ih | W_hh] in blocks of 16 gate rows, each (input, row)."""
     w = np.concatenate([f32["lstm.weight_ih_l0"], f32["lstm.weight_hh_l0"]], axis=1)
-    return {"w": np.ascontiguousarray(w[_gate_rows()].reshape(64, 16, -1).transpose(0, 2, 1))}
+    blocks = w[_gate_rows(_hidden(f32))].reshape(-1, 16, w.shape[1])
+    return {"w": np.ascontiguousarray(blocks.transpose(0, 2, 1))}
 
 
 def _cache_aligned(array: np.ndarray) -> np.ndarray:
@@ -274,13 +277,16 @@ def instruction_set(requested: str = "auto") -> str | None:
 
 
 @lru_cache
-def kernel(precision: str, requested: str = "auto") -> tuple[ctypes.CDLL, KernelSource] | None:
-    """The kernel of a precision on this machine's instruction set (`instruction_set`) and its
-    source; None where there is none."""
+def kernel(
+    precision: str, requested: str = "auto", hidden: int = KERNEL_HIDDEN
+) -> tuple[ctypes.CDLL, KernelSource] | None:
+    """The kernel of a precision and network size on this machine's instruction set
+    (`instruction_set`) and its source; None where there is none."""
     chosen = instruction_set(requested)
     for source in KERNELS[precision]:
-        if source.build.instruction_set == chosen and (lib := _loaded(source)) is not None:
-            return lib, source
+        build = source.build
+        if build.instruction_set == chosen and build.hidden == hidden and _loaded(source):
+            return _loaded(source), source
     return None
 
 
@@ -341,10 +347,13 @@ def _write_atomically(path: Path, write: Callable[[Path], bool]) -> bool:
     return True
 
 
-def kernel_ladder(start: str, requested: str = "auto") -> list[str]:
-    """The kernel precisions that run here, from `start` on, each more precise than the last."""
+def kernel_ladder(start: str, requested: str = "auto", hidden: int = KERNEL_HIDDEN) -> list[str]:
+    """The kernel precisions that run a network of `hidden` units here, from `start` on, each
+    more precise than the last."""
     return [
-        p for p in KERNEL_ORDER[KERNEL_ORDER.index(start) :] if kernel(p, requested) is not None
+        p
+        for p in KERNEL_ORDER[KERNEL_ORDER.index(start) :]
+        if kernel(p, requested, hidden) is not None
     ]
 
 
@@ -406,7 +415,7 @@ def kernel_arrays(f32: dict, layout: Callable[[dict], dict]) -> dict[str, np.nda
     shared = {
         "w1t": f32["input_layer.weight"].T,
         "b1": f32["input_layer.bias"],
-        "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[_gate_rows()],
+        "bias": (f32["lstm.bias_ih_l0"] + f32["lstm.bias_hh_l0"])[_gate_rows(_hidden(f32))],
         "w_head": f32["head.weight"].ravel(),
     }
     return {name: _cache_aligned(array) for name, array in {**shared, **layout(f32)}.items()}
@@ -435,10 +444,12 @@ class KernelMember:
         source: KernelSource | None = None,
         instruction_set: str = "auto",
     ):
-        self.lib, self.source = (
-            kernel(precision, instruction_set) if source is None else (_loaded(source), source)
-        )
         f32 = {k: np.asarray(v, np.float32) for k, v in state.items()}
+        self.lib, self.source = (
+            kernel(precision, instruction_set, _hidden(f32))
+            if source is None
+            else (_loaded(source), source)
+        )
         # kept alive here: the kernel reads them through raw pointers
         self.arrays = kernel_arrays(f32, self.source.layout)
         pointers = {k: v.ctypes.data for k, v in self.arrays.items()}
@@ -661,8 +672,7 @@ class Engine:
     def _ladder(self, state: dict) -> list[str]:
         """Kernel and reduced precisions to try for a member, fastest first."""
         if self.device == "cpu" and self.precision in KERNELS:
-            fits = state["lstm.weight_hh_l0"].shape[1] == KERNEL_HIDDEN
-            return kernel_ladder(self.precision, self.instruction_set) if fits else []
+            return kernel_ladder(self.precision, self.instruction_set, _hidden(state))
         return ["bfloat16"] if self.precision == "bfloat16" else []
 
     def run(self, x: np.ndarray, warmup: int = 0, groups: list[int] | None = None) -> np.ndarray:

@@ -1,9 +1,9 @@
-/* The soil-moisture LSTM (input linear + ReLU, LSTM hidden 256, linear head) over long sequences,
+/* The soil-moisture LSTM (input linear + ReLU, LSTM hidden H, linear head) over long sequences,
  * in float32 throughout, for CPUs without AVX-512 VNNI or AMX: AVX2 + FMA on x86-64, NEON on
  * ARM64. One source: the vector type and the few instructions below differ per instruction set.
  *
  * Why float32: on AVX2 CPUs 16-bit integer products (vpmaddwd) run no faster than float32 FMA and
- * 8 bits do not hold trained networks. The step is mostly one (cells x 512) x (512 x 1024) product,
+ * 8 bits do not hold trained networks. The step is mostly one (cells x 2H) x (2H x 4H) product,
  * so the kernel is a loop of FMAs with the sums of 6 cells x 16 gate rows in registers: per input,
  * 16 / VW weight vectors and 6 broadcasts feed 6 x 16 / VW FMAs.
  * Why results are reproducible: every cell's sums are its own (one accumulator per cell and gate
@@ -14,7 +14,7 @@
  *
  * Layout (prepared by model/engine/__init__.py): gate rows regrouped as every kernel's, [16-unit
  * block][gate i, f, g, o][unit] (network.h), so that one row block holds one gate of 16 units; w is
- * (64 row blocks, 512 inputs, 16 rows) of [W_ih | W_hh].
+ * (4H / 16 row blocks, 2H inputs, 16 rows) of [W_ih | W_hh].
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -74,7 +74,9 @@ static inline vf vpow2i(vf n)
 #error "kernel_fp32.c is for x86-64 (AVX2 + FMA) and ARM64 (NEON)"
 #endif
 
-#define H 256           /* hidden units */
+#ifndef H
+#define H 256           /* hidden units: a multiple of 32 (setup.py also builds 64 and 128) */
+#endif
 #define G (4 * H)       /* gate rows */
 #define K (2 * H)       /* gate inputs: ReLU layer output, then h */
 #define ROWS 16         /* gate rows per micro-kernel */

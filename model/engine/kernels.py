@@ -25,9 +25,35 @@ class KernelBuild:
     precision: str
     machines: tuple[str, ...]  # platform.machine(), lower case, where it builds and runs
     flags: tuple[str, ...] = ()
+    hidden: int = 256  # the LSTM's hidden units it is compiled for
 
 
 FLOAT32_FLAGS = ("-ffp-contract=off",)  # only the source's explicit FMAs: fixed rounding
+# Smaller networks the float32 kernel is also built for (its H define): a network of 128 units
+# costs a quarter of the multiply-adds of one of 256.
+SMALL_HIDDEN = (64, 128)
+
+
+def _float32_builds(instruction_set: str, machines: tuple[str, ...]) -> tuple[KernelBuild, ...]:
+    """The float32 kernel of an instruction set, for 256 hidden units and each of SMALL_HIDDEN."""
+    name = f"kernel_{instruction_set}_float32"
+    return (
+        KernelBuild(name, "kernel_fp32.c", (), instruction_set, "float32", machines, FLOAT32_FLAGS),
+        *(
+            KernelBuild(
+                f"{name}_h{h}",
+                "kernel_fp32.c",
+                (("H", str(h)),),
+                instruction_set,
+                "float32",
+                machines,
+                FLOAT32_FLAGS,
+                h,
+            )
+            for h in SMALL_HIDDEN
+        ),
+    )
+
 
 BUILDS = (
     KernelBuild("kernel_amx_int8", "kernel_amx_int.c", (("SPLIT", "0"),), "amx", "int8", X86_64),
@@ -39,12 +65,8 @@ BUILDS = (
     KernelBuild(
         "kernel_vnni_int16", "kernel_vnni.c", (("WIDE", "1"),), "avx512_vnni", "int16", X86_64
     ),
-    KernelBuild(
-        "kernel_avx2_float32", "kernel_fp32.c", (), "avx2", "float32", X86_64, FLOAT32_FLAGS
-    ),
-    KernelBuild(
-        "kernel_neon_float32", "kernel_fp32.c", (), "neon", "float32", ARM64, FLOAT32_FLAGS
-    ),
+    *_float32_builds("avx2", X86_64),
+    *_float32_builds("neon", ARM64),
 )
 
 

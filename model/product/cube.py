@@ -20,8 +20,6 @@ number the service polls), so a reader never sees a half-grown cube.
 import json
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +34,10 @@ import zarr
 from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.settings import get_settings
+
+# zarr notes every file beside the hierarchy (block markers, job record, generation: all named
+# "_...") whenever it lists a store's members; they are the cube's bookkeeping, not a fault.
+warnings.filterwarnings("ignore", "Object at _", category=UserWarning)
 
 PRODUCTS = ("smap", "lstm", "nowcast", "noah", "lsm2", "lstm_spread", "nowcast_spread")
 UNITS = "m3 m-3"
@@ -227,8 +229,7 @@ def grow(
     """Make room for a longer period: enlarge the product arrays (their own metadata only; the
     consolidated metadata, what readers see, keeps the published shapes) and forget the markers
     of the blocks whose time chunk the new days touch. Those blocks, to be computed again."""
-    with _bookkeeping_unlisted():
-        group = zarr.open_group(_zarr_store(store, storage_options, False), use_consolidated=False)
+    group = zarr.open_group(_zarr_store(store, storage_options, False), use_consolidated=False)
     for name in products(cube):
         group[name].resize((cube.sizes["time"], *group[name].shape[1:]))
     touched = [b for b in blocks(cube) if b.time.stop > days_before]
@@ -249,17 +250,32 @@ def publish(store: str | Path, time, storage_options: dict | None = None) -> int
     if current["days"] == len(days):
         return current["generation"]
     zstore = _zarr_store(store, storage_options, False)
-    with _bookkeeping_unlisted():
-        axis = zarr.open_group(zstore, use_consolidated=False)["time"]
+    axis = zarr.open_group(zstore, use_consolidated=False)["time"]
     if axis.shape != days.shape:
         axis.resize(days.shape)
     axis[:] = days
-    with _bookkeeping_unlisted():
-        zarr.consolidate_metadata(zstore)
+    zarr.consolidate_metadata(zstore)
+    end = str(pd.Timestamp(time[-1]).date())
+    return _next_generation(store, current["generation"], len(days), end, storage_options)
+
+
+def republish(store: str | Path, storage_options: dict | None = None) -> int:
+    """A new generation over the same days, for a change that is not growth (a recomputed
+    climatology), so that servers reopen the cube and caches revalidate. The generation now
+    current; 0 for a cube never published."""
+    current = generation(store, storage_options)
+    if not current["generation"]:
+        return 0
+    return _next_generation(
+        store, current["generation"], current["days"], current["end"], storage_options
+    )
+
+
+def _next_generation(store, number: int, days: int, end: str, storage_options=None) -> int:
     record = {
-        "generation": current["generation"] + 1,
-        "days": len(days),
-        "end": str(pd.Timestamp(time[-1]).date()),
+        "generation": number + 1,
+        "days": days,
+        "end": end,
         "published": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
     }
     _write_atomic(store, GENERATION, json.dumps(record).encode(), storage_options)
@@ -311,20 +327,10 @@ def write_block(
     part = xr.Dataset(
         {p: (("time", "y", "x"), np.asarray(v, np.float32)) for p, v in values.items()}
     )
-    with _bookkeeping_unlisted():
-        _write_region(store, block, part, storage_options)
+    _write_region(store, block, part, storage_options)
     fs = _fs(store, storage_options)
     fs.makedirs(_marker_dir(store), exist_ok=True)
     fs.pipe(f"{_marker_dir(store)}/{block.name}", b"done")
-
-
-@contextmanager
-def _bookkeeping_unlisted() -> Iterator[None]:
-    """Quiet zarr's notes on the files beside the hierarchy (markers, job, generation) when it
-    lists a store's members without the consolidated metadata."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Object at _", category=UserWarning)
-        yield
 
 
 def _write_region(store, block: Block, part: xr.Dataset, storage_options=None) -> None:
