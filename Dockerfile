@@ -1,6 +1,16 @@
 # smapx: one image for the API (`smapx serve`) and the workers (`smapx worker`). CPU torch.
-# The build stage compiles the inference kernels (model/engine/*.c, one shared library per
-# instruction set) into a wheel; the runtime image installs that wheel and has no compiler.
+# The assets stage fetches the web map's JavaScript and base-map data from the npm registry (the
+# Makefile's rule, as `make install` does); the build stage compiles the inference kernels
+# (model/engine/*.c, one shared library per instruction set) into a wheel with those assets; the
+# runtime image installs that wheel and has no compiler and no Node.js.
+FROM node:20-slim AS assets
+
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Makefile package.json package-lock.json ./
+RUN make service/static/vendor/.installed
+
 FROM python:3.11-slim AS build
 
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -10,6 +20,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY model ./model
 COPY worker ./worker
 COPY service ./service
+COPY --from=assets /src/service/static/vendor ./service/static/vendor
 COPY cli ./cli
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
