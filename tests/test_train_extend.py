@@ -118,7 +118,7 @@ def test_the_tail_protocol_holds_out_the_last_days():
     [
         ("folds", 366, "one of seasons, tail"),
         ("seasons", 100, "too short for 1 validation block"),
-        ("tail", 150, "shorter than a window"),
+        ("tail", 150, "too short for a window"),
     ],
 )
 def test_a_protocol_that_cannot_split_the_period_says_why(protocol, days, message):
@@ -403,7 +403,7 @@ def test_cli_train_and_extend_errors_are_one_line(trained, tmp_path):
             str(tmp_path / "m"),
         ],
     ]
-    messages = ["outside the data", "not a model checkpoint", "shorter than a window", "not found"]
+    messages = ["outside the data", "not a model checkpoint", "days is too short for", "not found"]
     for args, message in zip(runs, messages):
         run = subprocess.run([*SMAPX, *args], capture_output=True, text=True, check=False)
         assert run.returncode == 1, run.stderr

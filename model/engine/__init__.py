@@ -241,9 +241,8 @@ _LAYOUTS: dict[str, tuple[type, Callable[[dict], dict]]] = {
     "kernel_amx_bf16x3": (_Bf16Weights, _bf16_layout),
     "kernel_vnni_int8": (_IntegerWeights, lambda f32: _integer_layout(f32, 8)),
     "kernel_vnni_int16": (_IntegerWeights, lambda f32: _integer_layout(f32, 16)),
-    "kernel_avx2_float32": (_Float32Weights, _float32_layout),
-    "kernel_neon_float32": (_Float32Weights, _float32_layout),
 }
+_FLOAT32_LAYOUT = (_Float32Weights, _float32_layout)  # every float32 build, any size or ISA
 KERNEL_ORDER = ("int8", "int16", "bf16x3", "float32")  # fastest and least precise first
 REDUCED_KERNEL_PRECISIONS = KERNEL_ORDER[:-1]
 # Each precision's kernels on this machine, fastest instruction set first. The AMX tiles run int8
@@ -251,7 +250,7 @@ REDUCED_KERNEL_PRECISIONS = KERNEL_ORDER[:-1]
 # where the VNNI kernel holds ~13 and 12.
 KERNELS: dict[str, tuple[KernelSource, ...]] = {
     precision: tuple(
-        KernelSource(build, *_LAYOUTS[build.name])
+        KernelSource(build, *(_FLOAT32_LAYOUT if precision == "float32" else _LAYOUTS[build.name]))
         for build in BUILDS
         if build.precision == precision and platform.machine().lower() in build.machines
     )

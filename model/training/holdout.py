@@ -56,7 +56,7 @@ def _tail(time: pd.DatetimeIndex, validation_days: int, window: int) -> Holdout:
     n_days = len(time)
     if n_days < window + validation_days:
         raise InputError(
-            f"training period of {n_days} days is shorter than a window "
+            f"training period of {n_days} days is too short for a window "
             f"({window}) plus the validation slice ({validation_days})"
         )
     split = n_days - validation_days
