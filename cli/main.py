@@ -252,12 +252,17 @@ def train(
     latency: Annotated[
         int, typer.Option(help="Nowcast: days from a SMAP retrieval to its first use")
     ] = 1,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Train on the running worker pool and follow the job")
+    ] = False,
 ):
     """Train the LSTM on SMAP over a period. VALIDATION_DAYS of its SMAP are held back (by
     default in blocks spread over every season): the first seed stops early on them, and the
     other seeds train that many epochs on the whole period. With --nowcast the model also reads
     the latest SMAP retrieval of a day at or before t - LATENCY (value and age), as in Fang &
     Shen (2020)."""
+    from dataclasses import asdict
+
     from model.dataset import open_input
     from model.training import checkpoint
     from model.training.budget import parse_duration
@@ -284,6 +289,13 @@ def train(
         latency=latency,
         budget_seconds=parse_duration(budget) if budget else 0.0,
     )
+    if queue:
+        from worker.submit import follow, submit_train
+
+        request = {**asdict(config), "input": str(input), "out": str(out)}
+        job = follow(submit_train(request))
+        typer.echo(f"wrote {out}: {describe_validation(job['result']['validation'])}")
+        return
     ckpt, log = run_training(open_input(input), config)
     checkpoint.save(out, ckpt, log)
     typer.echo(f"wrote {out}: {describe_validation(ckpt.validation)}")

@@ -655,6 +655,40 @@ def test_cli_queue_and_jobs_commands(world, ranked_reference, pointed, steady, t
     assert missing.stderr.strip() == "error: no job 'nope' (unknown or expired)"
 
 
+def test_cli_trains_on_the_pool_with_progress_per_epoch(world, pointed, steady, tmp_path):
+    """`smapx train --queue`: the worker trains and saves; the job went through its epochs."""
+    from worker import jobs
+
+    out = tmp_path / "pool-model"
+    options = {
+        "input": world["inputs"],
+        "start": "2015-04-01",
+        "end": "2015-06-30",
+        "out": out,
+        "hidden": 16,
+        "window": 30,
+        "burn-in": 5,
+        "max-epochs": 2,
+        "ensemble": 2,
+        "validation": "tail",
+        "validation-days": 20,
+        "threads": 1,
+    }
+    run = subprocess.run(
+        [SMAPX, "train", *[f"--{k}={v}" for k, v in options.items()], "--queue"],
+        env={**os.environ, "SMAPX_REDIS_URL": pointed},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"wrote {out}: validation (tail: 2015-06-11..2015-06-30)" in run.stdout
+    assert checkpoint.load(out).config["hidden"] == 16
+    job = jobs.list_jobs(1)[0]
+    assert job["kind"] == "train" and job["state"] == "done" and job["percent"] == 100
+    assert job["result"]["validation"]["members"] == 2
+
+
 def test_compose_api_and_worker_run_an_export_end_to_end(world, pointed, steady, jobs_dir):
     """The compose file's api command (on a local cube and port) takes a bulk job over HTTP;
     the compose worker runs it; the files it lists are those the service then serves."""

@@ -80,7 +80,14 @@ def train(job_id: str) -> None:
         return
     request = dict(job["request"])
     inputs, out = open_input(request.pop("input")), request.pop("out")
-    ckpt, log = run_training(inputs, TrainConfig(**request), progress=False)
+    ckpt, log = run_training(
+        inputs,
+        TrainConfig(**request),
+        progress=False,
+        report=lambda stage, fraction: jobs.update_job(
+            job_id, stage=stage, percent=round(100 * fraction, 1)
+        ),
+    )
     checkpoint.save(out, ckpt, log)
     jobs.finish_job(
         job_id, "done", percent=100.0, result={"checkpoint": out, "validation": ckpt.validation}

@@ -11,6 +11,7 @@ first member stops within its share and a further member starts only if its meas
 
 import io
 import time as clock
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -108,8 +109,14 @@ def check_config(config: TrainConfig) -> None:
         )
 
 
-def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tuple[Checkpoint, str]:
-    """Train on config.start..config.end and return the checkpoint and its training log (CSV)."""
+def train(
+    inputs: xr.Dataset,
+    config: TrainConfig,
+    progress: bool = True,
+    report: Callable[[str, float], None] | None = None,
+) -> tuple[Checkpoint, str]:
+    """Train on config.start..config.end and return the checkpoint and its training log (CSV).
+    `report(stage, fraction)` hears of every epoch (a job's progress)."""
     check_config(config)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -122,8 +129,8 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
     x = normalizer.inputs(period)
     y = normalizer.scale_target(period["target"].values.T)
     device = pick_device(config.device)
-    member = _Member(x, y, normalizer, config, device, progress, budget)
-    state, log_rows, validation = member.fit(split, config.seed)
+    member = _Member(x, y, normalizer, config, device, progress, budget, report)
+    state, log_rows, validation = member.fit(split, 0)
     log_rows = [{"member": 0, **r} for r in log_rows]
     epochs = max(validation.pop("best_epoch"), 1)
     states = [state]
@@ -131,7 +138,7 @@ def train(inputs: xr.Dataset, config: TrainConfig, progress: bool = True) -> tup
     for k in range(1, config.ensemble):
         if not budget.allows(epochs * member.epoch_seconds()):
             break
-        state, rows, _ = member.fit(whole if config.refit else split, config.seed + k, epochs)
+        state, rows, _ = member.fit(whole if config.refit else split, k, epochs)
         states.append(state)
         log_rows += [{"member": k, **r} for r in rows]
     if not config.refit and len(states) > 1:
@@ -183,9 +190,10 @@ def probe_sample(x: np.ndarray) -> np.ndarray:
 class _Member:
     """Trains ensemble members on one period's inputs, measuring what an epoch costs."""
 
-    def __init__(self, x, y, normalizer, config, device, progress, budget):
+    def __init__(self, x, y, normalizer, config, device, progress, budget, report):
         self.x, self.y, self.normalizer, self.config = x, y, normalizer, config
         self.device, self.progress, self.budget = device, progress, budget
+        self.report = report or (lambda stage, fraction: None)
         self.xt = torch.from_numpy(x).to(device)
         self.seconds: list[float] = []
 
@@ -193,10 +201,12 @@ class _Member:
         """Mean measured time of a training epoch (validation excluded)."""
         return float(np.mean(self.seconds)) if self.seconds else 0.0
 
-    def fit(self, split: Holdout, seed: int, epochs: int | None = None):
-        """Train one network on the split's fit days; with `epochs` None, stop early on its
-        scored days (and within the budget's first share) and keep the best state."""
+    def fit(self, split: Holdout, index: int, epochs: int | None = None):
+        """Train member `index` (seed config.seed + index) on the split's fit days; with
+        `epochs` None, stop early on its scored days (and within the budget's first share) and
+        keep the best state."""
         config = self.config
+        seed = config.seed + index
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         net = SoilMoistureLSTM(self.x.shape[-1], config.hidden, config.dropout).to(self.device)
@@ -239,6 +249,10 @@ class _Member:
                     stale += 1
                 bar.set_postfix(loss=f"{loss:.3f}", val_rmse=f"{val['median_rmse']:.4f}")
             rows.append(row)
+            self.report(
+                f"{label} member {index + 1}/{config.ensemble}, epoch {epoch}",
+                (index + epoch / n_epochs) / config.ensemble,
+            )
             spent = clock.perf_counter() - t0
             if validate and (
                 stale >= config.patience or not self.budget.first_member_allows(spent)
