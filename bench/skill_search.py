@@ -38,6 +38,13 @@ CONFIGS = {
     "h64": {"hidden": 64},
     "h32": {"hidden": 32},
     "h128-cosine": {"hidden": 128, "schedule": "cosine", "learning_rate": 3e-3},
+    "h128-cosine-3members": {
+        "hidden": 128,
+        "schedule": "cosine",
+        "learning_rate": 3e-3,
+        "ensemble": 3,
+    },
+    "h64-cosine": {"hidden": 64, "schedule": "cosine", "learning_rate": 3e-3},
     "h128-cell-rmse": {"hidden": 128, "loss": "cell_rmse"},
     "h128-w240": {"hidden": 128, "window": 240, "burn_in": 60, "batch_size": 32},
     "h128-3members": {"hidden": 128, "ensemble": 3},
