@@ -11,6 +11,9 @@ import typer
 
 from model.errors import SmapxError
 from model.sources import HOURLY_SOURCES, HourlySource
+from model.training.config import TrainConfig
+
+DEFAULT_TRAINING = TrainConfig(start="", end="")  # the defaults `smapx train` shows
 
 app = typer.Typer(
     add_completion=False,
@@ -215,16 +218,22 @@ def train(
     start: Annotated[str, typer.Option(help="First training day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option(help="Last training day, YYYY-MM-DD")],
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write")],
-    ensemble: Annotated[int, typer.Option(help="Number of seeds to train and average")] = 2,
-    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs (early stopping)")] = 40,
+    ensemble: Annotated[
+        int, typer.Option(help="Number of seeds to train and average")
+    ] = DEFAULT_TRAINING.ensemble,
+    max_epochs: Annotated[
+        int, typer.Option(help="Upper bound on epochs (early stopping)")
+    ] = DEFAULT_TRAINING.max_epochs,
     validation: Annotated[
         str,
         typer.Option(
             help="Held-out SMAP: 'seasons' (blocks in every season, with gaps) or 'tail' "
             "(the last VALIDATION_DAYS)"
         ),
-    ] = "seasons",
-    validation_days: Annotated[int, typer.Option(help="Days of SMAP held back in all")] = 61,
+    ] = DEFAULT_TRAINING.validation,
+    validation_days: Annotated[
+        int, typer.Option(help="Days of SMAP held back in all")
+    ] = DEFAULT_TRAINING.validation_days,
     budget: Annotated[
         str | None,
         typer.Option(
@@ -232,15 +241,25 @@ def train(
             "and a further seed starts only if its measured cost fits"
         ),
     ] = None,
-    hidden: Annotated[int, typer.Option(help="LSTM hidden size")] = 256,
-    window: Annotated[int, typer.Option(help="Days of a training window")] = 120,
-    burn_in: Annotated[int, typer.Option(help="First days of a window left out of the loss")] = 30,
-    learning_rate: Annotated[float, typer.Option(help="Adam's learning rate")] = 1e-3,
-    schedule: Annotated[str, typer.Option(help="Learning rate: constant or cosine")] = "constant",
+    hidden: Annotated[int, typer.Option(help="LSTM hidden size")] = DEFAULT_TRAINING.hidden,
+    window: Annotated[
+        int, typer.Option(help="Days of a training window")
+    ] = DEFAULT_TRAINING.window,
+    burn_in: Annotated[
+        int, typer.Option(help="First days of a window left out of the loss")
+    ] = DEFAULT_TRAINING.burn_in,
+    learning_rate: Annotated[
+        float, typer.Option(help="Adam's learning rate")
+    ] = DEFAULT_TRAINING.learning_rate,
+    schedule: Annotated[
+        str, typer.Option(help="Learning rate: constant or cosine")
+    ] = DEFAULT_TRAINING.schedule,
     loss: Annotated[
         str, typer.Option(help="mse, or cell_rmse (every cell weighs the same)")
-    ] = "mse",
-    seed: Annotated[int, typer.Option(help="Random seed of the first member")] = 42,
+    ] = DEFAULT_TRAINING.loss,
+    seed: Annotated[
+        int, typer.Option(help="Random seed of the first member")
+    ] = DEFAULT_TRAINING.seed,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
     threads: Annotated[int, typer.Option(help="Torch threads; 0 = settings/all cores")] = 0,
     nowcast: Annotated[
@@ -266,7 +285,7 @@ def train(
     from model.dataset import open_input
     from model.training import checkpoint
     from model.training.budget import parse_duration
-    from model.training.train import TrainConfig, describe_validation
+    from model.training.train import describe_validation
     from model.training.train import train as run_training
 
     config = TrainConfig(

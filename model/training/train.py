@@ -12,7 +12,7 @@ first member stops within its share and a further member starts only if its meas
 import io
 import time as clock
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -27,39 +27,10 @@ from model.errors import InputError
 from model.evaluation import metrics
 from model.training.budget import Budget
 from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
+from model.training.config import TrainConfig
 from model.training.holdout import Holdout, holdout
 from model.training.network import SoilMoistureLSTM, from_state
 from model.training.normalize import Normalizer
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved as the checkpoint's config.json."""
-
-    start: str
-    end: str
-    validation: str = "seasons"  # model.training.holdout.PROTOCOLS
-    validation_days: int = 61
-    gap_days: int = 5
-    hidden: int = 256
-    dropout: float = 0.5
-    window: int = 120
-    burn_in: int = 30
-    batch_size: int = 64
-    iterations_per_epoch: int = 50
-    max_epochs: int = 40
-    patience: int = 8
-    learning_rate: float = 1e-3
-    schedule: str = "constant"  # or "cosine": annealed to 0 over max_epochs (refits: their epochs)
-    loss: str = "mse"  # or "cell_rmse": the mean over the batch's cells of each one's RMSE
-    seed: int = 42
-    ensemble: int = 2
-    refit: bool = True
-    device: str = "auto"
-    threads: int = 0
-    nowcast: bool = False
-    latency: int = 1  # days between a SMAP retrieval and the nowcast that may use it
-    budget_seconds: float = 0.0  # wall clock of the whole run; 0: no limit
 
 
 def pick_device(name: str) -> torch.device:

@@ -1,0 +1,34 @@
+"""What defines a training run, in a module of its own: the command line reads its defaults
+without importing torch."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as the checkpoint's config.json."""
+
+    start: str
+    end: str
+    validation: str = "seasons"  # model.training.holdout.PROTOCOLS
+    validation_days: int = 61
+    gap_days: int = 5
+    hidden: int = 256
+    dropout: float = 0.5
+    window: int = 120
+    burn_in: int = 30
+    batch_size: int = 64
+    iterations_per_epoch: int = 50
+    max_epochs: int = 40
+    patience: int = 8
+    learning_rate: float = 1e-3
+    schedule: str = "constant"  # or "cosine": annealed to 0 over max_epochs (refits: their epochs)
+    loss: str = "mse"  # or "cell_rmse": the mean over the batch's cells of each one's RMSE
+    seed: int = 42
+    ensemble: int = 2
+    refit: bool = True
+    device: str = "auto"
+    threads: int = 0
+    nowcast: bool = False
+    latency: int = 1  # days between a SMAP retrieval and the nowcast that may use it
+    budget_seconds: float = 0.0  # wall clock of the whole run; 0: no limit
