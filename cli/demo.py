@@ -48,11 +48,24 @@ class DemoConfig:
     live_days: int = 0  # the cube ends this many days before the world and grows while served
     live_seconds: float = 10.0  # between two days of growth
 
+    def training(self, threads: int = 0) -> TrainConfig:
+        """The demo's training: one member, early stopping after 4 epochs without progress."""
+        return TrainConfig(
+            start=TRAIN_START,
+            end=TRAIN_END,
+            max_epochs=self.max_epochs,
+            patience=4,
+            ensemble=1,
+            threads=threads,
+        )
+
     def recipe(self) -> dict:
-        """What the products depend on (not where or how fast they are made)."""
-        return {
+        """What the products depend on (not where or how fast they are made), the training's
+        defaults included: a new default network retrains an existing demo."""
+        own = {
             k: v for k, v in asdict(self).items() if k not in ("out", "workers", "port", "serve")
         }
+        return {**own, "training": asdict(self.training())}
 
 
 class Stages:
@@ -123,17 +136,7 @@ def run(config: DemoConfig) -> None:
     def fit():
         threads = training_threads()
         say(f"    on {threads} thread(s) of {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})")
-        ckpt, log = train(
-            open_input(world_dir / "input.zarr"),
-            TrainConfig(
-                start=TRAIN_START,
-                end=TRAIN_END,
-                max_epochs=config.max_epochs,
-                patience=4,
-                ensemble=1,
-                threads=threads,
-            ),
-        )
+        ckpt, log = train(open_input(world_dir / "input.zarr"), config.training(threads))
         checkpoint.save(model_dir, ckpt, log)
         say(f"    {model_dir}: {describe_validation(ckpt.validation)}")
 

@@ -137,11 +137,12 @@ def test_a_malformed_budget_is_refused(text):
         parse_duration(text)
 
 
-def test_a_budget_stops_the_first_member_early_and_starts_no_member_that_cannot_fit():
+def test_a_budget_stops_the_first_member_early_and_starts_no_member_that_cannot_fit(caplog):
     ds = small_dataset()
     config = quick_config(start="2015-01-01", end="2016-01-31", max_epochs=5, ensemble=3)
     tight, log = train(ds, dataclasses.replace(config, budget_seconds=0.001), progress=False)
     assert tight.validation["members"] == 1 and tight.validation["epochs"] == 1
+    assert "budget: 1 of 3 members trained; member 2 would need" in caplog.text
     assert tight.validation["budget_seconds"] == 0.001
     assert len(pd.read_csv(io.StringIO(log))) == 1
     ample, _ = train(ds, dataclasses.replace(config, budget_seconds=600), progress=False)

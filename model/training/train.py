@@ -10,6 +10,7 @@ first member stops within its share and a further member starts only if its meas
 """
 
 import io
+import logging
 import time as clock
 from collections.abc import Callable
 from dataclasses import asdict
@@ -39,6 +40,8 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if gpu_available() else "cpu")
     return torch.device(name)
 
+
+log = logging.getLogger(__name__)
 
 LOSSES = ("mse", "cell_rmse")
 SCHEDULES = ("constant", "cosine")
@@ -107,7 +110,16 @@ def train(
     states = [state]
     whole = Holdout("none", np.ones(len(time), bool), np.zeros(len(time), bool), len(time), "")
     for k in range(1, config.ensemble):
-        if not budget.allows(epochs * member.epoch_seconds()):
+        needed = epochs * member.epoch_seconds()
+        if not budget.allows(needed):
+            log.warning(
+                "budget: %d of %d members trained; member %d would need ~%.0f s, %.0f s are left",
+                k,
+                config.ensemble,
+                k + 1,
+                needed,
+                config.budget_seconds - budget.elapsed(),
+            )
             break
         state, rows, _ = member.fit(whole if config.refit else split, k, epochs)
         states.append(state)
