@@ -135,7 +135,7 @@ def run(config: DemoConfig) -> None:
 
     def fit():
         threads = training_threads()
-        say(f"    on {threads} thread(s) of {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})")
+        say(f"    on {threads} thread(s) of {os.cpu_count()} cores")
         ckpt, log = train(open_input(world_dir / "input.zarr"), config.training(threads))
         checkpoint.save(model_dir, ckpt, log)
         say(f"    {model_dir}: {describe_validation(ckpt.validation)}")
@@ -179,13 +179,32 @@ def run(config: DemoConfig) -> None:
 
 
 def training_threads() -> int:
-    """SMAPX_TORCH_THREADS when set, else the cores not already busy: torch's default of every
-    core, spinning, made epochs 10-20x slower on a loaded machine."""
+    """SMAPX_TORCH_THREADS when set, else the cores not busy now: torch's default of every core,
+    spinning, made epochs 10-20x slower on a loaded machine."""
     configured = get_settings().torch_threads
     if configured:
         return configured
     cores = os.cpu_count() or 1
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    return max(1, min(cores, round(cores - busy_cores())))
+
+
+def busy_cores(seconds: float = 0.5) -> float:
+    """Cores busy over the next `seconds` (/proc/stat), else the one-minute load average, which
+    lags: a job that ended a minute ago still counts there for most of a core."""
+    try:
+        first = _cpu_times()
+        time.sleep(seconds)
+        second = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    total = sum(second) - sum(first)
+    idle = (second[3] + second[4]) - (first[3] + first[4])  # idle and iowait
+    return (os.cpu_count() or 1) * (1 - idle / total) if total > 0 else 0.0
+
+
+def _cpu_times() -> list[int]:
+    with open("/proc/stat") as stat:
+        return [int(v) for v in stat.readline().split()[1:]]
 
 
 def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path, end: str) -> None:

@@ -40,13 +40,22 @@ def test_rerun_reuses_and_changes_rebuild_from_the_first_stage_they_touch(tmp_pa
     assert calls[5:] == ["world", "train", "extend"]
 
 
+def test_busy_cores_are_read_over_a_short_window_not_the_lagging_load_average(monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.0, 1.0))  # a job that just ended
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert 0.0 <= demo.busy_cores(0.1) <= 2  # /proc/stat itself, where there is one
+    samples = iter([[100, 0, 50, 800, 10, 0, 0], [130, 0, 60, 950, 20, 0, 0]])
+    monkeypatch.setattr(demo, "_cpu_times", lambda: next(samples))
+    assert demo.busy_cores(0.01) == pytest.approx(0.4)  # 40 of 200 ticks busy, of 2 cores
+
+
 def test_training_threads_leave_busy_cores_alone(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setenv("SMAPX_TORCH_THREADS", "0")
     demo.get_settings.cache_clear()
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    monkeypatch.setattr(demo, "busy_cores", lambda: 0.1)
     assert demo.training_threads() == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (4.7, 4.0, 3.0))
+    monkeypatch.setattr(demo, "busy_cores", lambda: 4.7)
     assert demo.training_threads() == 1
     monkeypatch.setenv("SMAPX_TORCH_THREADS", "3")
     demo.get_settings.cache_clear()
