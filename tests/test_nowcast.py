@@ -88,6 +88,9 @@ def models(twin, tmp_path_factory):
         ensemble=1,
         threads=1,
         learning_rate=3e-3,
+        # with the default cosine schedule this small nowcast trails the decaying-innovation
+        # baseline (RMSE 0.0284 against 0.0278): a constant rate, as it was measured with
+        schedule="constant",
     )
     paths = []
     for nowcast in (False, True):

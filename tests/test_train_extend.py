@@ -150,6 +150,15 @@ def test_a_budget_stops_the_first_member_early_and_starts_no_member_that_cannot_
     assert ample.validation["training_seconds"] < 600
 
 
+def test_a_validation_that_scores_no_cell_trains_every_epoch_and_keeps_the_last(caplog):
+    config = quick_config(
+        start="2015-01-01", end="2016-01-31", validation="tail", validation_days=4, max_epochs=3
+    )
+    ckpt, log = train(small_dataset(), config, progress=False)  # < 5 SMAP days held out per cell
+    assert ckpt.validation["epochs"] == 3 and len(pd.read_csv(io.StringIO(log))) == 3
+    assert "validation scores no cell" in caplog.text
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -98,8 +98,9 @@ def train(
     period = select_period(inputs, config.start, config.end).load()
     time = pd.DatetimeIndex(period.time.values)
     split = holdout(time, config.validation, config.validation_days, config.gap_days, config.window)
-    fit_period = period.assign(target=period["target"].where(xr.DataArray(split.fit, dims="time")))
-    normalizer = Normalizer.fit(fit_period, config.latency if config.nowcast else 0)
+    fitted = xr.DataArray(split.fit, dims="time")
+    seen = period.assign(target=period["target"].where(fitted)).isel(time=slice(split.window_end))
+    normalizer = Normalizer.fit(seen, config.latency if config.nowcast else 0)
     x = normalizer.inputs(period)
     y = normalizer.scale_target(period["target"].values.T)
     device = pick_device(config.device)
@@ -220,7 +221,8 @@ class _Member:
                     [net], self.x, self.y, split.scored, self.normalizer, config, self.device
                 )
                 row.update(val_rmse=val["median_rmse"], val_r=val["median_r"])
-                if val["median_rmse"] < best["score"]:
+                unscored = not np.isfinite(val["median_rmse"])  # too little held-out SMAP
+                if unscored or val["median_rmse"] < best["score"]:
                     best = {
                         "score": val["median_rmse"],
                         "epoch": epoch,
@@ -230,6 +232,12 @@ class _Member:
                     stale = 0
                 else:
                     stale += 1
+                if unscored and epoch == 1:
+                    log.warning(
+                        "validation scores no cell (too few SMAP days held out): member %d "
+                        "trains every epoch and keeps the last",
+                        index,
+                    )
                 bar.set_postfix(loss=f"{loss:.3f}", val_rmse=f"{val['median_rmse']:.4f}")
             rows.append(row)
             self.report(
