@@ -25,9 +25,9 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import spearmanr
 
-from model.dataset import open_input, select_period, write_input
-from model.engine import Engine
-from model.evaluation import metrics
+from model.dataset import open_input, write_input
+from model.engine.inference import predict as run_engine
+from model.evaluation.skill import period_skill
 from model.grid import parse_bbox
 from model.training.train import TrainConfig, train
 from model.world import WorldConfig, build_world, open_truth, write_world
@@ -135,24 +135,21 @@ def run_one(name: str, protocol: str, inputs, truth, args) -> dict:
 
 
 def predict(ckpt, inputs) -> tuple[xr.DataArray, float]:
-    """The checkpoint's soil moisture (time, cell) over the whole input, and its cost."""
-    engine = Engine(ckpt)
+    """The checkpoint's soil moisture (time, cell) over the whole input, and its cost (the
+    engine set up and probed first, on a few cells)."""
     x = ckpt.normalizer.inputs(inputs)
+    run_engine(ckpt, x[:1, :10])
     t0 = time.perf_counter()
-    out = engine.run(x)
-    seconds = time.perf_counter() - t0
-    cell_years = x.shape[0] * x.shape[1] / 365.25
-    values = ckpt.normalizer.unscale_target(out).T
-    return xr.DataArray(values, dims=("time", "cell"), coords={"time": inputs.time}), round(
-        seconds / cell_years * 1e6, 1
+    values = run_engine(ckpt, x)
+    cost = (time.perf_counter() - t0) / (x.shape[0] * x.shape[1] / 365.25) * 1e6
+    return xr.DataArray(values.T, dims=("time", "cell"), coords={"time": inputs.time}), round(
+        cost, 1
     )
 
 
 def score(pred: xr.DataArray, ref: xr.DataArray, start: str, end: str, label: str) -> dict:
-    p = select_period(pred.to_dataset(name="v"), start, end)["v"].transpose("time", "cell")
-    r = ref.sel(time=p.time).transpose("time", "cell")
-    summary = metrics.summarize(metrics.all_metrics(p.values, r.values), min_pairs=10)
-    return {f"{label}_rmse": summary["rmse"], f"{label}_r": summary["r"]}
+    skill = period_skill(pred, ref, start, end)
+    return {f"{label}_rmse": skill["rmse"], f"{label}_r": skill["r"]}
 
 
 def format_row(row: dict) -> str:

@@ -107,7 +107,7 @@ class _Float32Weights(ctypes.Structure):
     _fields_ = [("net", _Network), ("w", ctypes.c_void_p)]
 
 
-def _gate_rows(hidden: int = KERNEL_HIDDEN) -> np.ndarray:
+def _gate_rows(hidden: int) -> np.ndarray:
     """Gate rows regrouped from PyTorch's [i|f|g|o] x hidden to [16-unit block][i,f,g,o][unit]."""
     return np.arange(4 * hidden).reshape(4, hidden // 16, 16).transpose(1, 0, 2).ravel()
 
@@ -140,7 +140,7 @@ def _levels_within_int32(w: np.ndarray) -> np.ndarray:
 
 def _integer_layout(f32: dict, bits: int) -> dict:
     """kernel_vnni.c: per-row integers grouped for vpdpbusd (8-bit) or vpdpwssd (16-bit)."""
-    rows = _gate_rows()
+    rows = _gate_rows(_hidden(f32))
 
     def quantised(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if bits == 8:
@@ -284,8 +284,10 @@ def kernel(
     chosen = instruction_set(requested)
     for source in KERNELS[precision]:
         build = source.build
-        if build.instruction_set == chosen and build.hidden == hidden and _loaded(source):
-            return _loaded(source), source
+        if build.instruction_set != chosen or build.hidden != hidden:
+            continue
+        if (lib := _loaded(source)) is not None:
+            return lib, source
     return None
 
 

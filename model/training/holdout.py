@@ -39,6 +39,11 @@ class Holdout:
         return np.where(self.fit[None, :], y, np.nan).astype(y.dtype)
 
 
+def every_day(n_days: int) -> Holdout:
+    """No day held out: the split of a member that trains on the whole period (a refit)."""
+    return Holdout("none", np.ones(n_days, bool), np.zeros(n_days, bool), n_days, "")
+
+
 def holdout(
     time: pd.DatetimeIndex, protocol: str, validation_days: int, gap_days: int, window: int
 ) -> Holdout:

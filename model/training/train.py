@@ -29,7 +29,7 @@ from model.evaluation import metrics
 from model.training.budget import Budget
 from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.training.config import TrainConfig
-from model.training.holdout import Holdout, holdout
+from model.training.holdout import Holdout, every_day, holdout
 from model.training.network import SoilMoistureLSTM, from_state
 from model.training.normalize import Normalizer
 
@@ -109,7 +109,7 @@ def train(
     log_rows = [{"member": 0, **r} for r in log_rows]
     epochs = max(validation.pop("best_epoch"), 1)
     states = [state]
-    whole = Holdout("none", np.ones(len(time), bool), np.zeros(len(time), bool), len(time), "")
+    whole = every_day(len(time))
     for k in range(1, config.ensemble):
         needed = epochs * member.epoch_seconds()
         if not budget.allows(needed):
