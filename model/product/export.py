@@ -178,9 +178,8 @@ def subset(cube: xr.Dataset, request: dict | ExportRequest) -> xr.Dataset:
         weights = weights.isel(y=ys, x=xs)
         keep = xr.DataArray(inside, dims=("y", "x"))
     else:
-        cells = [cubes.locate(cube, lat, lon) for lat, lon in req.points]
-        iy = xr.DataArray([c[0] for c in cells], dims="point")
-        ix = xr.DataArray([c[1] for c in cells], dims="point")
+        rows, cols = cubes.locate_points(cube, *zip(*req.points, strict=True))
+        iy, ix = xr.DataArray(rows, dims="point"), xr.DataArray(cols, dims="point")
         part = full.isel(y=iy, x=ix)
         weights = weights.isel(y=iy, x=ix)
         keep = None
@@ -224,8 +223,7 @@ def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:
         ys, xs, _ = bbox_window(cube, req.bbox)
         cells = (ys.stop - ys.start) * (xs.stop - xs.start)
     else:
-        for lat, lon in req.points:
-            cubes.locate(cube, lat, lon)
+        cubes.locate_points(cube, *zip(*req.points, strict=True))
         cells = len(req.points)
     days = times.stop - times.start
     values = days * cells * len(req.products)
