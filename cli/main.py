@@ -573,7 +573,11 @@ def job(
     job_id: Annotated[str, typer.Argument(help="Job id (from smapx jobs)")],
     cancel: Annotated[bool, typer.Option("--cancel", help="Cancel the job")] = False,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Run the blocks a stopped extension job left unwritten")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Run again what a stopped or stuck job left undone (extensions, exports)",
+        ),
     ] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Show progress until it ends")] = False,
 ):

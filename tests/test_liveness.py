@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import httpx
 import pandas as pd
@@ -21,6 +21,7 @@ from tests.served import (
     REGION,
     SMAPX,
     build_cube,
+    free_port,
     start_server,
     start_worker,
 )
@@ -38,11 +39,17 @@ LONG_EXPORT = {
 
 
 @pytest.fixture(scope="module")
-def liveness(tmp_path_factory, redis_url):
+def long_cube(tmp_path_factory):
+    store = tmp_path_factory.mktemp("long") / "extended.zarr"
+    build_cube(store, LONG_DAYS)  # 21 years: an export long enough to kill mid-way
+    return store
+
+
+@pytest.fixture(scope="module")
+def liveness(tmp_path_factory, redis_url, long_cube):
     """A long cube served with the default visibility timeout, on this module's Redis db."""
     folder = tmp_path_factory.mktemp("liveness")
-    store = folder / "extended.zarr"
-    build_cube(store, LONG_DAYS)  # 21 years: an export long enough to kill mid-way
+    store = long_cube
     url = redis_url.rsplit("/", 1)[0] + "/9"
     redis.Redis.from_url(url).flushdb()
     env = {
@@ -142,6 +149,98 @@ def test_a_live_worker_keeps_a_task_longer_than_the_visibility_timeout(liveness)
     assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "done"
     assert held > 4, f"the export took {held:.1f} s: too short to outlive the timeout"
     assert max(ages) < 3, f"a held task aged {max(ages):.1f} s"
+
+
+def wait_state(client: httpx.Client, job_id: str, states: set[str], seconds: float) -> dict:
+    deadline = time.monotonic() + seconds
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] not in states:
+        assert time.monotonic() < deadline, f"job not {states} in {seconds} s: {job}"
+        time.sleep(0.2)
+    return job
+
+
+def downloaded(client: httpx.Client, job_id: str) -> bytes:
+    """A done job's file, checked against its reported size and sha256."""
+    (entry,) = client.get(f"/v1/jobs/{job_id}/files").json()["files"]
+    data = client.get(entry["href"]).content
+    assert len(data) == entry["size"] and hashlib.sha256(data).hexdigest() == entry["sha256"]
+    return data
+
+
+def test_resume_requeues_a_stuck_export_and_reruns_a_cancelled_one(liveness):
+    """An export whose task was lost (a broker flushed) stays queued whatever the workers do;
+    `smapx job ID --resume` queues it again under its id. A cancelled one reruns the same way."""
+    client, env, _ = liveness
+    small = {**LONG_EXPORT, "start": "2016-12-01", "bbox": None, "points": [[29.0, -103.0]]}
+    stuck = client.post("/v1/jobs", json=small).json()["id"]
+    redis.Redis.from_url(env["SMAPX_REDIS_URL"]).delete("smapx")  # the queue: its task is lost
+    cancelled = client.post("/v1/jobs", json=small).json()["id"]
+    client.delete(f"/v1/jobs/{cancelled}")
+    worker = start_worker(env, f"resumer-{os.getpid()}@test")
+    try:
+        time.sleep(3)
+        assert client.get(f"/v1/jobs/{stuck}").json()["state"] == "queued"
+        for job_id in (stuck, cancelled):
+            resumed = subprocess.run(
+                [SMAPX, "job", job_id, "--resume"],
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert resumed.returncode == 0, resumed.stderr
+            assert wait_state(client, job_id, {"done", "failed"}, 60)["state"] == "done"
+            assert downloaded(client, job_id).count(b"\n") == 32
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def test_a_redis_restarted_without_persistence_mid_export_loses_no_result(long_cube, tmp_path):
+    """A private Redis without persistence, killed while an export runs and started again
+    empty: the finished job's files stay listed and downloadable, the running export is put back
+    from disk and finishes with the checksums it reports, and no file on disk is deleted."""
+    from worker.pool import pointing_at, private_redis, wait_ready
+
+    port = free_port()
+    env = {
+        "SMAPX_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "SMAPX_JOBS_DIR": str(tmp_path / "results"),
+        "SMAPX_CUBES": f'["{long_cube}"]',
+        "SMAPX_TORCH_THREADS": "1",
+    }
+    name = f"survivor-{os.getpid()}@test"
+    life = ExitStack()
+    life.enter_context(private_redis(port))
+    server, base = start_server([long_cube], env)
+    worker = start_worker(env, name)
+    try:
+        client = life.enter_context(httpx.Client(base_url=base, timeout=30))
+        with pointing_at(env["SMAPX_REDIS_URL"]):
+            wait_ready([name], [worker])
+        small = {**LONG_EXPORT, "start": "2016-12-01", "bbox": None, "points": [[29.0, -103.0]]}
+        finished = client.post("/v1/jobs", json=small).json()["id"]
+        wait_state(client, finished, {"done"}, 60)
+        kept = downloaded(client, finished)
+        running = client.post("/v1/jobs", json=LONG_EXPORT).json()["id"]
+        wait_state(client, running, {"running"}, 60)
+        on_disk = [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
+        life.close()  # Redis gone, and all it held
+        life.enter_context(private_redis(port))
+        client = life.enter_context(httpx.Client(base_url=base, timeout=30))
+        assert finished in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
+        assert downloaded(client, finished) == kept
+        done = wait_state(client, running, {"done", "failed"}, 120)
+        assert done["state"] == "done", done
+        data = downloaded(client, running)
+        assert data.count(b"\n") == 1 + len(LONG_DAYS) * int(REGION.sum())
+        assert all(p.exists() for p in on_disk if p.name == "job.json" or finished in str(p))
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        server.terminate()
+        server.wait(30)
+        life.close()
 
 
 def test_cancelling_a_running_export_stops_it_writing(liveness):

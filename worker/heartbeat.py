@@ -9,6 +9,10 @@ never looks old, and a task whose worker died (SIGKILL, power, lost host) ages p
 timeout (SMAPX_TASK_VISIBILITY_TIMEOUT, 20 s) and is delivered again, within a minute in all.
 Tasks are idempotent (a block writes its own region, an export rewrites its folder), so a
 delivery twice costs time, never data.
+
+The same beat notices a Redis that restarted without persistence: an export's record kept
+beside its results but gone from Redis is put back, and queued again if it had not finished
+(worker.submit.requeue_lost_exports).
 """
 
 import logging
@@ -50,10 +54,15 @@ def beat(hostname: str) -> None:
 
 
 def run(hostname: str) -> None:
-    """Beat for the life of the process; a failed beat is tried again at the next one."""
+    """Beat for the life of the process, and at each beat queue again the exports whose records
+    (and tasks) a Redis restarted without persistence lost; a failed beat is tried at the next."""
+    from worker.submit import requeue_lost_exports
+
     while True:
         try:
             beat(hostname)
+            for job_id in requeue_lost_exports():
+                log.warning("job %s: Redis had lost it; put back from disk and queued", job_id)
         except (redis.RedisError, RuntimeError) as exc:  # RuntimeError: a set changed mid-copy
             log.warning("heartbeat skipped: %s", exc)
         time.sleep(interval())

@@ -10,13 +10,15 @@ Finished blocks of a job are a Redis set, so a block delivered twice is counted 
 Records expire `job_expiry_hours` after they finish.
 
 An export job's record is also written beside its results (`<jobs_dir>/<id>/job.json`) when it
-is created and when it finishes, so its owner and expiry outlive Redis: a job whose record Redis
-lost is read back from there, and only a folder whose manifest proves it expired is deleted.
+is created, starts and finishes, so its owner, state and expiry outlive Redis: a job whose record
+Redis lost (restarted without persistence) is put back from there (`restore_job`), and only a
+folder whose manifest proves it expired is deleted.
 """
 
 import hashlib
 import json
 import os
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -49,9 +51,10 @@ FIELDS = (
 )
 INDEX = "smapx:jobs"
 MANIFEST = "job.json"
+JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
-def _key(job_id: str) -> str:
+def job_key(job_id: str) -> str:
     return f"smapx:job:{job_id}"
 
 
@@ -115,7 +118,7 @@ def create_job(kind: str, request: dict, blocks_total: int = 0, owner: str | Non
     }
     r = client()
     with r.pipeline() as pipe:
-        pipe.hset(_key(job_id), mapping=_encode(record))
+        pipe.hset(job_key(job_id), mapping=_encode(record))
         pipe.zadd(INDEX, {job_id: datetime.now(UTC).timestamp()})
         pipe.execute()
     write_manifest(record)
@@ -139,6 +142,8 @@ def write_manifest(job: dict) -> None:
 
 def read_manifest(job_id: str) -> dict | None:
     """An export job's record as written beside its results, or None where there is none."""
+    if not JOB_ID.match(job_id):
+        return None
     try:
         return json.loads(manifest_path(job_id).read_text())
     except (OSError, ValueError):
@@ -152,13 +157,43 @@ def expired(job: dict) -> bool:
 
 def get_job(job_id: str) -> dict | None:
     """The record of a job, or None if there is none (never was, or expired)."""
-    raw = client().hgetall(_key(job_id))
+    raw = client().hgetall(job_key(job_id))
     return {k: json.loads(v) for k, v in raw.items()} if raw else None
 
 
+def restore_job(job_id: str) -> dict | None:
+    """Put back a record Redis lost from the copy beside the job's results; the record if this
+    call put it back, None where Redis has one, there is no copy, or the copy proves it expired.
+    Atomic: of workers restoring the same job at once, one does."""
+    job = read_manifest(job_id)
+    if job is None or expired(job):
+        return None
+    key = job_key(job_id)
+
+    def apply(pipe) -> bool:
+        if pipe.exists(key):
+            return False
+        pipe.multi()
+        pipe.hset(key, mapping=_encode(job))
+        pipe.zadd(INDEX, {job_id: datetime.fromisoformat(job["created"]).timestamp()})
+        if job.get("expires"):
+            pipe.expireat(key, datetime.fromisoformat(job["expires"]))
+        return True
+
+    return job if client().transaction(apply, key, value_from_callable=True) else None
+
+
+def recorded(job_id: str) -> dict | None:
+    """A job's record, put back from beside its results where Redis lost it."""
+    return get_job(job_id) or restore_job(job_id) or get_job(job_id)
+
+
 def require_job(job_id: str) -> dict:
-    """The record of a job, or an InputError naming the unknown id."""
-    job = get_job(job_id)
+    """The record of a job (from beside its results where Redis lost it, unless it expired), or
+    an InputError naming the unknown id."""
+    job = get_job(job_id) or read_manifest(job_id)
+    if job is not None and expired(job):
+        job = None
     if job is None:
         raise InputError(f"no job {job_id!r} (unknown or expired)")
     return job
@@ -191,8 +226,10 @@ def start_job(job_id: str, stage: str = "running") -> bool:
     job = get_job(job_id)
     if job is None or job["state"] in FINAL:
         return False
-    if job["state"] == "queued":
-        _transition(job_id, "running", {"queued"}, started=now(), stage=stage)
+    if job["state"] == "queued" and _transition(
+        job_id, "running", {"queued"}, started=now(), stage=stage
+    ):
+        write_manifest(require_job(job_id))
     return True
 
 
@@ -214,7 +251,7 @@ def finish_job(job_id: str, state: str = "done", **fields) -> bool:
     )
     if done:
         seconds = max(1, int(hours * 3600))
-        client().expire(_key(job_id), seconds)
+        client().expire(job_key(job_id), seconds)
         client().expire(_blocks_key(job_id), seconds)
         write_manifest(require_job(job_id))
     return done
@@ -227,6 +264,17 @@ def cancel_job(job_id: str) -> dict:
     return require_job(job_id)
 
 
+def reopen_job(job_id: str) -> bool:
+    """Queue a failed or cancelled job again under its id (its expiry lifted); True if it was."""
+    fields = {"percent": 0.0, "stage": "queued", "finished": None, "expires": None, "error": None}
+    if not _transition(job_id, "queued", {"failed", "cancelled"}, **fields):
+        return False
+    client().persist(job_key(job_id))
+    client().persist(_blocks_key(job_id))
+    write_manifest(require_job(job_id))
+    return True
+
+
 def add_blocks_done(job_id: str, names: list[str]) -> dict:
     """Count finished blocks (each name once); the job is done when all are. Returns the record."""
     r = client()
@@ -234,7 +282,7 @@ def add_blocks_done(job_id: str, names: list[str]) -> dict:
         if names:
             pipe.sadd(_blocks_key(job_id), *names)
         pipe.scard(_blocks_key(job_id))
-        pipe.hget(_key(job_id), "blocks_total")
+        pipe.hget(job_key(job_id), "blocks_total")
         *_, count, total = pipe.execute()
     total = json.loads(total or "0")
     percent = 100.0 * count / total if total else 100.0
@@ -248,7 +296,7 @@ def _transition(job_id: str, to_state: str | None, from_states, **fields) -> boo
     """Atomically set fields (and the state) if the job's current state is one of from_states."""
     if to_state is not None:
         fields["state"] = to_state
-    key = _key(job_id)
+    key = job_key(job_id)
 
     def apply(pipe) -> bool:
         state = pipe.hget(key, "state")

@@ -85,9 +85,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def private_redis() -> Iterator[str]:
-    """A redis-server of our own on a free local port, without persistence, stopped at the end."""
-    port = _free_port()
+def private_redis(port: int | None = None) -> Iterator[str]:
+    """A redis-server of our own on a local port (a free one unless given), without
+    persistence, stopped at the end."""
+    port = port or _free_port()
     with tempfile.TemporaryDirectory(prefix="smapx-redis-") as workdir:
         proc = subprocess.Popen(
             [

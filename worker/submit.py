@@ -57,13 +57,50 @@ def queue_extension(job: extension.ExtensionJob, requeue: bool = False) -> str:
 
 
 def resume_job(job_id: str) -> str:
-    """Run the blocks an extension job left unwritten: a finished job's (cancelled, failed) as a
-    new job on the same cube, a stuck one's (its pool or its tasks gone) queued again under the
-    same job; the id of the job that now writes it."""
+    """Run again what a job left undone; the id of the job that now does it. An extension runs
+    the blocks it left unwritten: a finished job's (cancelled, failed) as a new job on the same
+    cube, a stuck one's (its pool or its tasks gone) queued again under the same job. An export
+    that failed, was cancelled or is stuck (its task lost) is queued again under its id."""
     job = jobs.require_job(job_id)
+    if job["kind"] == "export":
+        return requeue_export(job)
     if job["kind"] != "extend":
-        raise InputError(f"job {job_id} is a {job['kind']} job; only extension jobs resume")
+        raise InputError(f"job {job_id} is a {job['kind']} job; only extensions and exports resume")
     return submit_extend(job["request"], requeue=True)
+
+
+def requeue_export(job: dict) -> str:
+    """Queue an unfinished export again under its id (its record put back where Redis lost it).
+    A stuck task that was only slow then runs twice: an export rewrites its own folder, so that
+    costs time, never data."""
+    job_id = job["id"]
+    if job["state"] == "done":
+        raise InputError(f"job {job_id} is done; its files are listed by smapx job {job_id}")
+    jobs.restore_job(job_id)
+    jobs.reopen_job(job_id)
+    tasks.export.apply_async((job_id,))
+    return job_id
+
+
+def requeue_lost_exports() -> list[str]:
+    """Put back the records of exports that Redis lost (restarted without persistence) from the
+    copies beside their results, and queue again those not finished: their tasks were lost
+    with the records. Run by every worker's heartbeat; of workers that find the same job, the
+    one that restores it queues it. The ids queued."""
+    folders = [f.name for f in get_settings().jobs_dir.glob("*") if jobs.JOB_ID.match(f.name)]
+    if not folders:
+        return []
+    with jobs.client().pipeline(transaction=False) as pipe:
+        for job_id in folders:
+            pipe.exists(jobs.job_key(job_id))
+        known = pipe.execute()
+    queued = []
+    for job_id, exists in zip(folders, known, strict=True):
+        job = None if exists else jobs.restore_job(job_id)
+        if job is not None and job["state"] not in jobs.FINAL:
+            tasks.export.apply_async((job_id,))
+            queued.append(job_id)
+    return queued
 
 
 def submit_export(request: dict, cube_path: str | None = None, owner: str | None = None) -> str:

@@ -6,8 +6,10 @@ with the error text. Every task first checks its job: a cancelled job's tasks do
 """
 
 import hashlib
+import logging
 from pathlib import Path
 
+import redis
 from celery import Task
 
 from model.errors import SmapxError
@@ -22,6 +24,7 @@ RETRY = {
     "retry_backoff_max": 120,
     "max_retries": get_settings().task_max_retries,
 }
+log = logging.getLogger(__name__)
 
 
 class Cancelled(SmapxError):
@@ -46,24 +49,32 @@ def extend_block(job_id: str, index: int) -> None:
 
 @app.task(base=JobTask, name="smapx.export", **RETRY)
 def export(job_id: str) -> None:
-    """Write a cube subset (model.product.export) and record its files with sizes and checksums."""
+    """Write a cube subset (model.product.export) and record its files with sizes and checksums.
+    A record that Redis loses while the export runs is put back from beside the results, and a
+    progress report that cannot reach Redis is skipped: neither stops the export."""
     from model.product.export import export_subset
 
-    job = jobs.get_job(job_id)
+    job = jobs.recorded(job_id)
     if job is None or not jobs.start_job(job_id, "reading"):
         return
     request = dict(job["request"])
     cube_path = request.pop("cube")
 
     def progress(percent: float, stage: str) -> None:
-        jobs.update_job(job_id, percent=round(float(percent), 2), stage=stage)
-        if jobs.require_job(job_id)["state"] == "cancelled":
+        try:
+            current = jobs.recorded(job_id)
+            jobs.update_job(job_id, percent=round(float(percent), 2), stage=stage)
+        except redis.RedisError as exc:
+            log.warning("job %s: progress not recorded (%s)", job_id, exc)
+            return
+        if current is not None and current["state"] == "cancelled":
             raise Cancelled(f"job {job_id} was cancelled")
 
     try:
         files = export_subset(cube_path, request, get_settings().jobs_dir / job_id, progress)
     except Cancelled:
         return
+    jobs.recorded(job_id)
     jobs.finish_job(job_id, "done", percent=100.0, result=[_describe(Path(f)) for f in files])
 
 
