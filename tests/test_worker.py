@@ -277,6 +277,57 @@ def test_cli_two_workers_equal_in_process_cube(world, ranked_reference, tmp_path
     assert len(cubes.blocks_done(out)) == 8
 
 
+def test_cli_pool_worker_killed_mid_extension_is_replaced_and_redone_within_a_minute(
+    world, ranked_reference, redis_url, tmp_path
+):
+    """`smapx extend --workers 1` under the default settings: its worker is SIGKILLed while it
+    holds a block; the pool starts another, the held block is delivered again, and the command
+    ends within a minute of the kill with the in-process cube's bytes."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + "/11"
+    r = redis.Redis.from_url(url)
+    r.flushdb()
+    out = tmp_path / "survived.zarr"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMAPX_")}
+    args = ["extend", "--model", str(world["model"]), "--input", str(world["inputs"])]
+    args += ["--start", START, "--end", END, "--out", str(out), "--workers", "1"]
+    command = subprocess.Popen(
+        [SMAPX, *args],
+        env={**env, "SMAPX_REDIS_URL": url, "SMAPX_TORCH_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # frozen, the worker is seen holding a block before it is killed
+            assert command.poll() is None, command.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the pool never got going"
+            children = Path(f"/proc/{command.pid}/task/{command.pid}/children").read_text()
+            if children and cubes.blocks_done(out):
+                worker = int(children.split()[0])
+                os.kill(worker, signal.SIGSTOP)
+                if r.hlen("unacked") == 1:
+                    break
+                os.kill(worker, signal.SIGCONT)
+            time.sleep(0.005)
+        os.kill(worker, signal.SIGKILL)
+        killed = time.monotonic()
+        assert len(cubes.blocks_done(out)) < 8
+        stdout, stderr = command.communicate(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        command.kill()
+    assert command.returncode == 0, stderr[-3000:]
+    assert "starting another" in stderr
+    assert took < 60, f"the extension ended {took:.0f} s after its worker was killed"
+    reference, made = local_files(ranked_reference), local_files(out)
+    assert made.keys() == reference.keys()
+    assert [k for k in reference if made[k] != reference[k]] == []
+    print(f"extension finished {took:.1f} s after its worker was killed")
+
+
 def test_killed_worker_job_completes_and_equals_in_process(world, pointed, steady, tmp_path):
     """SIGKILL the only active worker while it holds a block; the other worker gets the block
     again once its visibility timeout passes, and the cube ends identical to the in-process one."""
