@@ -43,6 +43,8 @@ CONFIGS = {
     "h32": {**PAPER, "hidden": 32},
     "h128-cosine": {**PAPER, **COSINE, "hidden": 128},
     "h128-cosine-3members": {**PAPER, **COSINE, "hidden": 128, "ensemble": 3},
+    "h128-cosine-bag30": {**PAPER, **COSINE, "hidden": 128, "bagging": 0.3},
+    "h128-cosine-3members-bag30": {**PAPER, **COSINE, "hidden": 128, "ensemble": 3, "bagging": 0.3},
     "h64-cosine": {**PAPER, **COSINE, "hidden": 64},
     "h128-cell-rmse": {**PAPER, "hidden": 128, "loss": "cell_rmse"},
     "h128-w240": {**PAPER, "hidden": 128, "window": 240, "burn_in": 60, "batch_size": 32},

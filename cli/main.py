@@ -221,6 +221,10 @@ def train(
     ensemble: Annotated[
         int, typer.Option(help="Number of seeds to train and average")
     ] = DEFAULT_TRAINING.ensemble,
+    bagging: Annotated[
+        float,
+        typer.Option(help="Share of the cells each further seed leaves out of its training"),
+    ] = DEFAULT_TRAINING.bagging,
     max_epochs: Annotated[
         int, typer.Option(help="Upper bound on epochs (early stopping)")
     ] = DEFAULT_TRAINING.max_epochs,
@@ -292,6 +296,7 @@ def train(
         start=start,
         end=end,
         ensemble=ensemble,
+        bagging=bagging,
         max_epochs=max_epochs,
         validation=validation,
         validation_days=validation_days,

@@ -5,6 +5,7 @@ import io
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from model.training import checkpoint
 from model.training.budget import parse_duration
 from model.training.holdout import holdout
 from model.training.normalize import Normalizer
-from model.training.train import masked_cell_rmse, masked_mse, train
+from model.training.train import bagged, masked_cell_rmse, masked_mse, train
 from tests.twins import quick_config
 
 SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
@@ -165,6 +166,7 @@ def test_a_validation_that_scores_no_cell_trains_every_epoch_and_keeps_the_last(
         ({"loss": "mae"}, "loss: one of mse, cell_rmse"),
         ({"schedule": "step"}, "schedule: one of constant, cosine"),
         ({"burn_in": 60}, "burn_in"),
+        ({"bagging": 1.0}, "bagging: a share of cells in"),
     ],
 )
 def test_training_choices_that_do_not_exist_are_refused_before_any_work(change, message):
@@ -179,6 +181,26 @@ def test_cosine_schedule_and_cell_rmse_loss_train():
     ckpt, log = train(small_dataset(), config, progress=False)
     assert np.isfinite(ckpt.validation["median_rmse"])
     assert ckpt.config["schedule"] == "cosine" and ckpt.config["loss"] == "cell_rmse"
+
+
+def test_bagged_members_train_on_a_seeded_share_of_the_cells(monkeypatch):
+    from model.training import train as training
+
+    cells = np.arange(0, 200, 2)
+    kept = bagged(cells, 0.3, np.random.default_rng(43))
+    assert len(kept) == 70 and set(kept) <= set(cells) and (np.diff(kept) > 0).all()
+    assert (bagged(cells, 0.3, np.random.default_rng(43)) == kept).all()
+    assert bagged(cells, 0.0, np.random.default_rng(43)) is cells
+
+    seen = []
+    original = training._epoch
+    monkeypatch.setattr(
+        training, "_epoch", lambda *a, **k: seen.append(len(a[4])) or original(*a, **k)
+    )
+    config = quick_config(start="2015-01-01", end="2016-01-31", max_epochs=2, ensemble=2)
+    train(small_dataset(), replace(config, bagging=0.5), progress=False)
+    first, further = seen[0], seen[-1]
+    assert further == round(first * 0.5), "the first member trains on every cell, the next on half"
 
 
 def test_normalisation_uses_the_training_period_and_transforms_precip():

@@ -26,6 +26,7 @@ class TrainConfig:
     loss: str = "mse"  # or "cell_rmse": the mean over the batch's cells of each one's RMSE
     seed: int = 42
     ensemble: int = 2
+    bagging: float = 0.0  # share of the cells each further member leaves out (0: all cells)
     refit: bool = True
     device: str = "auto"
     threads: int = 0

@@ -73,6 +73,8 @@ def check_config(config: TrainConfig) -> None:
         raise InputError(f"loss: one of {', '.join(LOSSES)}, got {config.loss!r}")
     if config.schedule not in SCHEDULES:
         raise InputError(f"schedule: one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
+    if not 0.0 <= config.bagging < 1.0:
+        raise InputError(f"bagging: a share of cells in [0, 1), got {config.bagging}")
     if config.burn_in >= config.window:
         raise InputError(
             f"burn_in ({config.burn_in}) must be shorter than window ({config.window})"
@@ -200,7 +202,11 @@ class _Member:
         schedule = _schedule(opt, config.schedule, n_epochs)
         y_fit = split.fit_targets(self.y)
         yt = torch.from_numpy(y_fit).to(self.device)
-        cells = np.flatnonzero(np.isfinite(y_fit[:, : split.window_end]).sum(1) > 0)
+        cells = bagged(
+            np.flatnonzero(np.isfinite(y_fit[:, : split.window_end]).sum(1) > 0),
+            config.bagging if index else 0.0,
+            rng,
+        )
         best = {"score": np.inf, "state": None, "epoch": 0, "metrics": {}}
         rows, stale = [], 0
         label = "train" if validate else "refit"
@@ -252,6 +258,15 @@ class _Member:
         if not validate:
             return _detached(net), rows, {}
         return best["state"], rows, {**best["metrics"], "best_epoch": best["epoch"]}
+
+
+def bagged(cells: np.ndarray, leave_out: float, rng: np.random.Generator) -> np.ndarray:
+    """The cells a member trains on: all, or (bagging) a random share 1 - leave_out of them,
+    so that members differ by what they saw as well as by their seed."""
+    if not leave_out:
+        return cells
+    keep = max(1, round(len(cells) * (1.0 - leave_out)))
+    return np.sort(rng.choice(cells, keep, replace=False))
 
 
 def _detached(net: torch.nn.Module) -> dict:
