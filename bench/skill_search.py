@@ -45,6 +45,17 @@ CONFIGS = {
     "h128-cosine-3members": {**PAPER, **COSINE, "hidden": 128, "ensemble": 3},
     "h128-cosine-bag30": {**PAPER, **COSINE, "hidden": 128, "bagging": 0.3},
     "h128-cosine-3members-bag30": {**PAPER, **COSINE, "hidden": 128, "ensemble": 3, "bagging": 0.3},
+    # "-norefit": every member trains on the validation split and the ensemble is scored, so
+    # validation tells ensembles apart (under refit it scores the first member alone).
+    "h128-cosine-norefit": {**PAPER, **COSINE, "hidden": 128, "refit": False},
+    "h128-cosine-bag30-norefit": {**PAPER, **COSINE, "hidden": 128, "bagging": 0.3, "refit": False},
+    "h128-cosine-3members-norefit": {
+        **PAPER,
+        **COSINE,
+        "hidden": 128,
+        "ensemble": 3,
+        "refit": False,
+    },
     "h64-cosine": {**PAPER, **COSINE, "hidden": 64},
     "h128-cell-rmse": {**PAPER, "hidden": 128, "loss": "cell_rmse"},
     "h128-w240": {**PAPER, "hidden": 128, "window": 240, "burn_in": 60, "batch_size": 32},
