@@ -21,8 +21,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.signal import lfilter
 from scipy.stats import spearmanr
 
 from model.dataset import open_input, write_input
@@ -56,6 +58,7 @@ CONFIGS = {
         "ensemble": 3,
         "refit": False,
     },
+    "h128-cosine-api": {**PAPER, **COSINE, "hidden": 128},
     "h64-cosine": {**PAPER, **COSINE, "hidden": 64},
     "h128-cell-rmse": {**PAPER, "hidden": 128, "loss": "cell_rmse"},
     "h128-w240": {**PAPER, "hidden": 128, "window": 240, "burn_in": 60, "batch_size": 32},
@@ -63,6 +66,10 @@ CONFIGS = {
     "h128-lr3e-3": {**PAPER, "hidden": 128, "learning_rate": 3e-3},
     "h256-1member": {**PAPER, "ensemble": 1},
 }
+# Configurations that also read a derived input (added here, before training and prediction;
+# the product's own inputs do not carry it yet).
+DERIVED_INPUTS = {"h128-cosine-api": "antecedent_precip"}
+API_DECAY = 0.9  # per day: half of a storm's weight is left after a week
 TWIN = WorldConfig(
     seed=7, stride=2, bbox=parse_bbox("-104,33,-92,41"), start="2014-06-01", end="2019-03-31"
 )
@@ -120,7 +127,22 @@ def load(args) -> tuple[xr.Dataset, xr.DataArray | None]:
     return inputs, truth
 
 
+def with_antecedent_precip(inputs: xr.Dataset) -> xr.Dataset:
+    """The inputs with one more forcing variable: the antecedent precipitation index
+    API_t = API_DECAY * API_(t-1) + P_t over the whole record, in precipitation's transform."""
+    precip = inputs["forcing"].sel(variable="precip").fillna(0.0).values
+    api = lfilter([1.0], [1.0, -API_DECAY], precip, axis=0)
+    api = np.log10(np.sqrt(np.clip(api, 0, None)) + 0.1).astype(np.float32)
+    extra = xr.DataArray(api[..., None], dims=("time", "cell", "variable"))
+    forcing = xr.concat(
+        [inputs["forcing"], extra.assign_coords(variable=["antecedent_precip"])], "variable"
+    )
+    return inputs.drop_vars("forcing").drop_dims("variable").assign(forcing=forcing)
+
+
 def run_one(name: str, protocol: str, inputs, truth, args) -> dict:
+    if DERIVED_INPUTS.get(name) == "antecedent_precip":
+        inputs = with_antecedent_precip(inputs)
     config = replace(
         TrainConfig(start=args.start, end=args.end, validation=protocol, threads=args.threads),
         **CONFIGS[name],
