@@ -25,6 +25,7 @@ from model.errors import InputError
 from model.product import export
 from service import encode, problems
 from service import products as derived
+from service.bodylimit import parsing
 from service.catalog import ServedCube
 from service.problems import too_large
 
@@ -373,7 +374,8 @@ async def series_batch(request: Request, query: SeriesParams):
 
 
 def answer_batch(served: ServedCube, body: bytes, content_type: str, query: SeriesQuery):
-    points = parse_points(body, content_type)
+    with parsing(body):
+        points = parse_points(body, content_type)
     if len(points) > MAX_BATCH_POINTS:
         return too_large(
             f"body: {len(points)} points; at most {MAX_BATCH_POINTS} per request, "
