@@ -59,6 +59,7 @@ CONFIGS = {
         "refit": False,
     },
     "h128-cosine-api": {**PAPER, **COSINE, "hidden": 128},
+    "h128-cosine-raw-precip": {**PAPER, **COSINE, "hidden": 128},
     "h64-cosine": {**PAPER, **COSINE, "hidden": 64},
     "h128-cell-rmse": {**PAPER, "hidden": 128, "loss": "cell_rmse"},
     "h128-w240": {**PAPER, "hidden": 128, "window": 240, "burn_in": 60, "batch_size": 32},
@@ -66,9 +67,10 @@ CONFIGS = {
     "h128-lr3e-3": {**PAPER, "hidden": 128, "learning_rate": 3e-3},
     "h256-1member": {**PAPER, "ensemble": 1},
 }
-# Configurations that also read a derived input (added here, before training and prediction;
-# the product's own inputs do not carry it yet).
-DERIVED_INPUTS = {"h128-cosine-api": "antecedent_precip"}
+# Configurations whose inputs change here, before training and prediction: a derived input the
+# product's own inputs do not carry, or precipitation without its transform (renamed, so the
+# normaliser z-scores it raw).
+DERIVED_INPUTS = {"h128-cosine-api": "antecedent_precip", "h128-cosine-raw-precip": "raw_precip"}
 API_DECAY = 0.9  # per day: half of a storm's weight is left after a week
 TWIN = WorldConfig(
     seed=7, stride=2, bbox=parse_bbox("-104,33,-92,41"), start="2014-06-01", end="2019-03-31"
@@ -143,6 +145,9 @@ def with_antecedent_precip(inputs: xr.Dataset) -> xr.Dataset:
 def run_one(name: str, protocol: str, inputs, truth, args) -> dict:
     if DERIVED_INPUTS.get(name) == "antecedent_precip":
         inputs = with_antecedent_precip(inputs)
+    elif DERIVED_INPUTS.get(name) == "raw_precip":
+        names = [str(v) for v in inputs["variable"].values]
+        inputs = inputs.assign_coords(variable=[n.replace("precip", "rain") for n in names])
     config = replace(
         TrainConfig(start=args.start, end=args.end, validation=protocol, threads=args.threads),
         **CONFIGS[name],
