@@ -218,11 +218,12 @@ def accept_job(catalog, body: bytes, caller: Caller) -> JSONResponse:
     """Check a job request against its cube and the limits, then queue it; the 202 answer."""
     job_request = parse_job(body)
     served = catalog.get(job_request.cube)
-    req = export.parse_request(job_request.model_dump(exclude={"cube"}))
+    fields = {k: getattr(job_request, k) for k in export.ExportRequest.model_fields}
+    req = export.ExportRequest.model_construct(**fields)  # validated as a JobRequest already
     size = check_size(served, req)
     records, submit = worker_layer()
     sweep_expired(records)
-    job_id = submit.submit_export(req.model_dump(mode="json"), str(served.path), caller.owner)
+    job_id = submit.submit_export(req, str(served.path), caller.owner)
     job = job_record(job_id, caller)
     return JSONResponse({**public(job), "estimate": size}, status_code=202)
 

@@ -5,6 +5,7 @@ instead of inside a worker an hour later."""
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -12,6 +13,9 @@ from model.errors import InputError, SmapxError
 from model.settings import get_settings
 from worker import extension, jobs, tasks
 from worker.app import app, redis_url
+
+if TYPE_CHECKING:
+    from model.product.export import ExportRequest
 
 POLL_SECONDS = 0.25
 
@@ -103,7 +107,9 @@ def requeue_lost_exports() -> list[str]:
     return queued
 
 
-def submit_export(request: dict, cube_path: str | None = None, owner: str | None = None) -> str:
+def submit_export(
+    request: "dict | ExportRequest", cube_path: str | None = None, owner: str | None = None
+) -> str:
     """Check an export request (model.product.export) against its cube and enqueue it; the job id.
     `cube_path` defaults to the first cube the settings serve; `owner` is who may see the job."""
     from model.product import cube as cubes
