@@ -30,31 +30,34 @@ def job_body(points: int) -> bytes:
     return json.dumps({**request, "points": coords}).encode()
 
 
-async def poll(client: httpx.AsyncClient, seconds_or_event, latencies: list[float]) -> None:
-    """Ask /healthz every 5 ms until the event is set (or for a number of seconds)."""
-    end = time.monotonic() + seconds_or_event if isinstance(seconds_or_event, float) else None
-    while not (seconds_or_event.is_set() if end is None else time.monotonic() > end):
-        t = time.perf_counter()
-        await client.get("/healthz")
-        latencies.append(time.perf_counter() - t)
-        await asyncio.sleep(0.005)
+async def healthz_while(client: httpx.AsyncClient, work) -> tuple[list[float], object]:
+    """/healthz latencies, asked every 5 ms while `work` (an awaitable) runs; and its result."""
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def poll() -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            await client.get("/healthz")
+            latencies.append(time.perf_counter() - t)
+            await asyncio.sleep(0.005)
+
+    poller = asyncio.create_task(poll())
+    result = await work
+    done.set()
+    await poller
+    return latencies, result
 
 
 async def measure(url: str, points: int, concurrent: int) -> dict:
     body = job_body(points)
     headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-        idle: list[float] = []
-        await poll(client, 1.0, idle)
-        busy: list[float] = []
-        done = asyncio.Event()
-        poller = asyncio.create_task(poll(client, done, busy))
-        t = time.perf_counter()
+        idle, _ = await healthz_while(client, asyncio.sleep(1.0))
         posts = [client.post("/v1/jobs", content=body, headers=headers) for _ in range(concurrent)]
-        answers = await asyncio.gather(*posts)
+        t = time.perf_counter()
+        busy, answers = await healthz_while(client, asyncio.gather(*posts))
         took = time.perf_counter() - t
-        done.set()
-        await poller
     idle_p50 = sorted(idle)[len(idle) // 2]
     return {
         "points": points,

@@ -67,10 +67,6 @@ CONFIGS = {
     "h128-lr3e-3": {**PAPER, "hidden": 128, "learning_rate": 3e-3},
     "h256-1member": {**PAPER, "ensemble": 1},
 }
-# Configurations whose inputs change here, before training and prediction: a derived input the
-# product's own inputs do not carry, or precipitation without its transform (renamed, so the
-# normaliser z-scores it raw).
-DERIVED_INPUTS = {"h128-cosine-api": "antecedent_precip", "h128-cosine-raw-precip": "raw_precip"}
 API_DECAY = 0.9  # per day: half of a storm's weight is left after a week
 TWIN = WorldConfig(
     seed=7, stride=2, bbox=parse_bbox("-104,33,-92,41"), start="2014-06-01", end="2019-03-31"
@@ -142,12 +138,23 @@ def with_antecedent_precip(inputs: xr.Dataset) -> xr.Dataset:
     return inputs.drop_vars("forcing").drop_dims("variable").assign(forcing=forcing)
 
 
+def with_raw_precip(inputs: xr.Dataset) -> xr.Dataset:
+    """The inputs with precipitation renamed, so that the normaliser z-scores it untransformed."""
+    names = [str(v) for v in inputs["variable"].values]
+    return inputs.assign_coords(variable=[n.replace("precip", "rain") for n in names])
+
+
+# Configurations whose inputs change here, before training and prediction: a derived input the
+# product's own inputs do not carry, or precipitation without its transform.
+INPUT_CHANGES = {
+    "h128-cosine-api": with_antecedent_precip,
+    "h128-cosine-raw-precip": with_raw_precip,
+}
+
+
 def run_one(name: str, protocol: str, inputs, truth, args) -> dict:
-    if DERIVED_INPUTS.get(name) == "antecedent_precip":
-        inputs = with_antecedent_precip(inputs)
-    elif DERIVED_INPUTS.get(name) == "raw_precip":
-        names = [str(v) for v in inputs["variable"].values]
-        inputs = inputs.assign_coords(variable=[n.replace("precip", "rain") for n in names])
+    if name in INPUT_CHANGES:
+        inputs = INPUT_CHANGES[name](inputs)
     config = replace(
         TrainConfig(start=args.start, end=args.end, validation=protocol, threads=args.threads),
         **CONFIGS[name],

@@ -121,9 +121,7 @@ def test_sigkilled_worker_mid_export_is_redone_within_a_minute(liveness):
             time.sleep(0.5)
         took = time.monotonic() - killed
     assert job["state"] == "done", job
-    (entry,) = client.get(f"/v1/jobs/{job_id}/files").json()["files"]
-    data = client.get(entry["href"]).content
-    assert len(data) == entry["size"] and hashlib.sha256(data).hexdigest() == entry["sha256"]
+    data = downloaded(client, job_id)
     assert data.count(b"\n") == 1 + len(LONG_DAYS) * int(REGION.sum())
     assert sorted(p.name for p in (results / job_id).iterdir()) == ["job.json", "subset.csv"]
     print(f"export redone {took:.1f} s after its worker was killed")
