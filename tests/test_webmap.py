@@ -256,6 +256,8 @@ def test_url_restores_a_view(site, page):
         "return [[c.lat, c.lng], window.smapxMap.getZoom()]; }"
     )
     assert zoom == 6 and abs(center[0] - 30.5) < 0.05 and abs(center[1] + 100.5) < 0.05
+    # the labels are redrawn when the zoom animation to the restored view ends
+    page.locator(".leaflet-labels-pane .place", has_text="San Antonio").wait_for(timeout=10_000)
     places = page.locator(".leaflet-labels-pane .place").all_inner_texts()
     assert "San Antonio" in places and "Austin" in places
     page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
