@@ -150,7 +150,8 @@ def _integer_layout(f32: dict, bits: int) -> dict:
     q_u, scale_u = quantised(f32["lstm.weight_ih_l0"])
     q_h, scale_h = quantised(f32["lstm.weight_hh_l0"])
     per_group = 32 // bits  # gate inputs per 4-byte group of one dot-product instruction
-    groups = np.concatenate([q_u, q_h], axis=1)[rows].reshape(16, 4, 16, -1, per_group)
+    blocks = _hidden(f32) // 16
+    groups = np.concatenate([q_u, q_h], axis=1)[rows].reshape(blocks, 4, 16, -1, per_group)
     h_zero = 128 if bits == 8 else 0  # the 8-bit kernel stores h unsigned, + 128
     return {
         "wq": np.ascontiguousarray(groups.transpose(0, 3, 1, 2, 4)),
@@ -164,6 +165,7 @@ def _tile_layout(f32: dict, bits: int) -> dict:
     """kernel_amx_int.c: per-row integers in AMX B tiles; 16-bit ones as q = 256 * hi + lo,
     both int8."""
     levels = SPLIT_WEIGHT_LEVELS if bits == 16 else 127
+    blocks, k_steps = _hidden(f32) // 16, _hidden(f32) // 64
     halves = [
         _quantise_rows(f32[name], levels, np.int16)
         for name in ("lstm.weight_ih_l0", "lstm.weight_hh_l0")
@@ -175,10 +177,14 @@ def _tile_layout(f32: dict, bits: int) -> dict:
         parts = np.stack([hi, q - 256 * hi] if bits == 16 else [q]).astype(np.int8)
         # rows (gate, unit block, unit), columns (k-step, group of 4, 4) -> one B tile per
         # (unit block, gate, k-step, part): 16 groups x 16 units x 4
-        tiles.append(parts.reshape(len(parts), 4, 16, 16, 4, 16, 4).transpose(2, 1, 4, 0, 5, 3, 6))
+        tiles.append(
+            parts.reshape(len(parts), 4, blocks, 16, k_steps, 16, 4).transpose(2, 1, 4, 0, 5, 3, 6)
+        )
     # the kernel sums 16-bit products as 256 * hi*hi + mixed, in units of 1/256 of the product
     unit = 256.0 if bits == 16 else 1.0
-    scale = np.stack([s.reshape(4, 16, 16).transpose(1, 0, 2) * unit for _, s in halves], axis=2)
+    scale = np.stack(
+        [s.reshape(4, blocks, 16).transpose(1, 0, 2) * unit for _, s in halves], axis=2
+    )
     return {
         "wq": np.ascontiguousarray(np.stack(tiles, axis=2)),
         "scale": np.ascontiguousarray(scale, np.float32),
@@ -203,7 +209,8 @@ def _bf16_layout(f32: dict) -> dict:
     w = np.concatenate([f32["lstm.weight_ih_l0"], f32["lstm.weight_hh_l0"]], axis=1)
     # rows (gate, unit block, unit), columns (k-step, input pair, 2) -> one B tile per
     # (unit block, k-step, gate): 16 input pairs x 16 units x 2
-    tiles = w.reshape(4, 16, 16, 16, 16, 2).transpose(1, 3, 0, 4, 2, 5)
+    hidden = _hidden(f32)
+    tiles = w.reshape(4, hidden // 16, 16, hidden // 16, 16, 2).transpose(1, 3, 0, 4, 2, 5)
     return {"wb": np.ascontiguousarray(np.moveaxis(_bf16_parts(tiles), 0, 3))}
 
 
@@ -235,14 +242,15 @@ class KernelSource:
     layout: Callable[[dict], dict]
 
 
-_LAYOUTS: dict[str, tuple[type, Callable[[dict], dict]]] = {
-    "kernel_amx_int8": (_TileIntWeights, lambda f32: _tile_layout(f32, 8)),
-    "kernel_amx_int16": (_TileIntWeights, lambda f32: _tile_layout(f32, 16)),
-    "kernel_amx_bf16x3": (_Bf16Weights, _bf16_layout),
-    "kernel_vnni_int8": (_IntegerWeights, lambda f32: _integer_layout(f32, 8)),
-    "kernel_vnni_int16": (_IntegerWeights, lambda f32: _integer_layout(f32, 16)),
+# the weights and their layout of each kernel source and precision, for every size
+LAYOUTS: dict[tuple[str, str], tuple[type, Callable[[dict], dict]]] = {
+    ("kernel_amx_int.c", "int8"): (_TileIntWeights, lambda f32: _tile_layout(f32, 8)),
+    ("kernel_amx_int.c", "int16"): (_TileIntWeights, lambda f32: _tile_layout(f32, 16)),
+    ("kernel_amx_bf16.c", "bf16x3"): (_Bf16Weights, _bf16_layout),
+    ("kernel_vnni.c", "int8"): (_IntegerWeights, lambda f32: _integer_layout(f32, 8)),
+    ("kernel_vnni.c", "int16"): (_IntegerWeights, lambda f32: _integer_layout(f32, 16)),
+    ("kernel_fp32.c", "float32"): (_Float32Weights, _float32_layout),
 }
-_FLOAT32_LAYOUT = (_Float32Weights, _float32_layout)  # every float32 build, any size or ISA
 KERNEL_ORDER = ("int8", "int16", "bf16x3", "float32")  # fastest and least precise first
 REDUCED_KERNEL_PRECISIONS = KERNEL_ORDER[:-1]
 # Each precision's kernels on this machine, fastest instruction set first. The AMX tiles run int8
@@ -250,7 +258,7 @@ REDUCED_KERNEL_PRECISIONS = KERNEL_ORDER[:-1]
 # where the VNNI kernel holds ~13 and 12.
 KERNELS: dict[str, tuple[KernelSource, ...]] = {
     precision: tuple(
-        KernelSource(build, *(_FLOAT32_LAYOUT if precision == "float32" else _LAYOUTS[build.name]))
+        KernelSource(build, *LAYOUTS[build.source, precision])
         for build in BUILDS
         if build.precision == precision and platform.machine().lower() in build.machines
     )
@@ -293,9 +301,15 @@ def kernel(
 
 @lru_cache
 def _loaded(source: KernelSource) -> ctypes.CDLL | None:
-    """A kernel library, or None where this CPU cannot run it or it did not load; the latter (a
-    package installed without a compiler, a broken file) with a warning naming the reason."""
-    library = KERNEL_DIR / f"{source.build.name}.so"
+    """The package's library of a kernel (built at install), or None where this CPU cannot run
+    it or it did not load; the latter (a package installed without a compiler, a broken file)
+    with a warning naming the reason."""
+    return open_kernel(KERNEL_DIR / f"{source.build.name}.so", source)
+
+
+def open_kernel(library: Path, source: KernelSource) -> ctypes.CDLL | None:
+    """A kernel library built from `source`'s C file (at install, or by the test suite under
+    emulation), or None where this CPU cannot run it or it did not load, as `_loaded`."""
     if not library.is_file():
         log.warning(
             "inference kernel %s was not built when smapx was installed (a C compiler is needed "
@@ -436,7 +450,7 @@ def _gpu_precision(precision: str) -> str:
 
 class KernelMember:
     """One ensemble member on the C kernel of a precision (on this machine's instruction set, the
-    one requested, or one given implementation)."""
+    one requested, or one given implementation, from the package's library unless given one)."""
 
     def __init__(
         self,
@@ -444,12 +458,13 @@ class KernelMember:
         precision: str,
         source: KernelSource | None = None,
         instruction_set: str = "auto",
+        library: ctypes.CDLL | None = None,
     ):
         f32 = {k: np.asarray(v, np.float32) for k, v in state.items()}
         self.lib, self.source = (
             kernel(precision, instruction_set, _hidden(f32))
             if source is None
-            else (_loaded(source), source)
+            else (library or _loaded(source), source)
         )
         # kept alive here: the kernel reads them through raw pointers
         self.arrays = kernel_arrays(f32, self.source.layout)

@@ -3,7 +3,7 @@
  * process; every tile these kernels use is 16 rows x 64 bytes. */
 #ifndef SMAPX_ENGINE_AMX_H
 #define SMAPX_ENGINE_AMX_H
-#include <immintrin.h>
+#include "simd.h"
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -20,11 +20,15 @@ typedef struct {
 
 static int tiles_permitted(void)
 {
+#if SMAPX_EMULATED
+    return 1;
+#else
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#endif
 }
 
 /* Loads palette 1 with all 8 tiles at 16 rows x 64 bytes into this thread's tile state. */
-__attribute__((target("amx-tile"))) static void configure_tiles(void)
+SMAPX_TARGET_ATTRIBUTE("amx-tile") static void configure_tiles(void)
 {
     TileConfig cfg;
     memset(&cfg, 0, sizeof cfg);

@@ -2,11 +2,13 @@
  * layer, the gate nonlinearities and the head. Included after each kernel's target pragma. */
 #ifndef SMAPX_ENGINE_MATH_H
 #define SMAPX_ENGINE_MATH_H
-#include <immintrin.h>
+#include "simd.h"
 #include <stdint.h>
 #include "network.h"
 
-#define H 256           /* hidden units */
+#ifndef H
+#define H 256           /* hidden units: a multiple of 64 (kernels.py builds each size) */
+#endif
 #define HB (H / 16)     /* blocks of 16 hidden units */
 
 #define LOG2E 1.44269504088896341f

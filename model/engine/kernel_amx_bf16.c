@@ -1,5 +1,5 @@
-/* The soil-moisture LSTM (input linear + ReLU, LSTM hidden 256, linear head) over long sequences,
- * with the gate matrix products on AMX tiles in "bf16x3" and every state in float32.
+/* The soil-moisture LSTM (input linear + ReLU, LSTM of H hidden units, linear head) over long
+ * sequences, with the gate matrix products on AMX tiles in "bf16x3" and every state in float32.
  *
  * Why: AMX multiplies bf16 tiles at 16x the rate of float32 FMA, but one bf16 product rounds each
  * weight and activation to 8 bits of mantissa, which trained networks cannot take (weight rounding
@@ -10,18 +10,18 @@
  * row, in a fixed order; padded rows are zeros. A cell's bytes do not depend on which other cells,
  * how many threads, or which grouping shared the call.
  *
- * Layouts (prepared by model/engine/__init__.py): act_hi/act_lo are (16 cells, 512) bf16, the ReLU layer
- * output then h; wb is (HB, KS, gate, hi|lo, 16 pairs of inputs, 16 units, 2) bf16, so that each
+ * Layouts (prepared by model/engine/__init__.py): act_hi/act_lo are (chunk, 64 cells, 2H / CHUNKS)
+ * bf16, the ReLU layer output then h; wb is (HB, KS, gate, hi|lo, 16 pairs of inputs, 16 units, 2) bf16, so that each
  * (unit block, k-step, gate, part) is one 1 KiB B tile in AMX's pair-interleaved layout.
  */
-#include <immintrin.h>
+#include "simd.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "network.h"
 #include "amx.h"
 
-#define K 512           /* gate inputs: ReLU layer output, then h */
+#define K (2 * H)       /* gate inputs: ReLU layer output, then h */
 #define KS (K / 32)     /* k-steps of 32 bf16 inputs (one 64-byte tile row) */
 #define CELLS 64        /* cells per pass: 4 row blocks of 16, one C tile each */
 #define CHUNKS 4        /* chunks of inputs: one chunk's activations (CELLS x 128 x hi/lo) is 32 KiB */
@@ -36,15 +36,19 @@ typedef struct {
 /* Compiled for any x86-64: callers ask this before anything below runs. */
 int smapx_supported(void)
 {
+#if SMAPX_EMULATED
+    return 1;
+#else
     __builtin_cpu_init();
     if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
           && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("amx-tile")
           && __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("fma")))
         return 0;
     return tiles_permitted();
+#endif
 }
 
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma,amx-tile,amx-bf16")
+SMAPX_TARGET("avx512f,avx512bw,avx512vl,avx512bf16,fma,amx-tile,amx-bf16")
 #include "gates.h"
 
 /* tmm0-3: gate sums i, f, g, o of 16 cells x 16 units (float32); tmm4/5: activations hi/lo of

@@ -1,5 +1,5 @@
-/* The soil-moisture LSTM (input linear + ReLU, LSTM hidden 256, linear head) over long sequences,
- * with the gate matrix products on AMX int8 tiles and every state in float32. Built twice:
+/* The soil-moisture LSTM (input linear + ReLU, LSTM of H hidden units, linear head) over long
+ * sequences, with the gate matrix products on AMX int8 tiles and every state in float32. Built twice:
  * 8-bit (SPLIT=0) and 16-bit (SPLIT=1, for networks whose weights 8 bits cannot hold).
  *
  * Why: one AMX int8 tile product does 16x the multiply-adds of an AVX-512 VNNI instruction, and
@@ -13,12 +13,12 @@
  * in exact integers, and its scales are its own; row blocks without cells are skipped. A cell's
  * bytes do not depend on which other cells, how many threads, or which grouping shared the call.
  *
- * Layouts (prepared by model/engine/__init__.py): act is (half, part, CELLS, 256) bytes, half 0 the ReLU
- * output and half 1 h, part hi then lo (16-bit only); wq is (HB, gate, half, KS, part, 16 groups of
+ * Layouts (prepared by model/engine/__init__.py): act is (half, part, CELLS, H) bytes, half 0 the
+ * ReLU output and half 1 h, part hi then lo (16-bit only); wq is (HB, gate, half, KS, part, 16 groups of
  * 4 inputs, 16 units, 4) bytes: each (unit block, gate, half, k-step, part) one 1 KiB B tile in
  * AMX's group-interleaved layout.
  */
-#include <immintrin.h>
+#include "simd.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +38,7 @@
 #define H_LEVELS 127.0f
 #endif
 #define ROW_BLOCKS 4    /* of 16 cells: each weight tile load serves 64 cells */
-#define KH 256          /* inputs per half (ReLU output, then h) */
+#define KH H            /* inputs per half (ReLU output, then h) */
 #define KS (KH / 64)    /* k-steps of 64 int8 inputs (one 64-byte tile row) per half */
 #define CELLS (16 * ROW_BLOCKS)
 #define TILE 1024       /* bytes of one tile */
@@ -52,15 +52,19 @@ typedef struct {
 /* Compiled for any x86-64: callers ask this before anything below runs. */
 int smapx_supported(void)
 {
+#if SMAPX_EMULATED
+    return 1;
+#else
     __builtin_cpu_init();
     if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
           && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8")
           && __builtin_cpu_supports("fma")))
         return 0;
     return tiles_permitted();
+#endif
 }
 
-#pragma GCC target("avx512f,avx512bw,avx512vl,fma,amx-tile,amx-int8")
+SMAPX_TARGET("avx512f,avx512bw,avx512vl,fma,amx-tile,amx-int8")
 #include "gates.h"
 
 /* tmm0-3: int32 sums (16 cells x 16 units); tmm4/5: activations of one row block and k-step
@@ -84,7 +88,7 @@ static inline void store_bytes(__m512 v, float levels, int8_t *hi, int8_t *lo)
 #endif
 }
 
-/* One half's 256 values quantised against their largest magnitude; returns the scale. */
+/* One half's H values quantised against their largest magnitude; returns the scale. */
 static float quantise_half(const __m512 v[HB], float levels, int8_t *hi, int8_t *lo)
 {
     __m512 top = _mm512_setzero_ps();

@@ -75,7 +75,7 @@ static inline vf vpow2i(vf n)
 #endif
 
 #ifndef H
-#define H 256           /* hidden units: a multiple of 32 (setup.py also builds 64 and 128) */
+#define H 256           /* hidden units: a multiple of 32 (kernels.py builds each size) */
 #endif
 #define G (4 * H)       /* gate rows */
 #define K (2 * H)       /* gate inputs: ReLU layer output, then h */

@@ -1,5 +1,5 @@
-/* The soil-moisture LSTM (input linear + ReLU, LSTM hidden 256, linear head) over long sequences,
- * with the gate matrix products in integers (AVX-512 VNNI) and every state in float32.
+/* The soil-moisture LSTM (input linear + ReLU, LSTM of H hidden units, linear head) over long
+ * sequences, with the gate matrix products in integers (AVX-512 VNNI) and every state in float32.
  * Built twice: 8-bit (WIDE=0, vpdpbusd) and 16-bit (WIDE=1, vpdpwssd, for networks whose weights
  * 8 bits cannot hold within tolerance).
  *
@@ -18,7 +18,7 @@
  * each group of gate inputs (4 x 8-bit or 2 x 16-bit) one 64-byte vector per gate holds 16 rows,
  * the operand of one dot-product instruction.
  */
-#include <immintrin.h>
+#include "simd.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +34,7 @@ typedef int16_t act_t;
 #define H_LEVELS 4095.0f
 #define H_ZERO 0
 #define DOT "vpdpwssd"
+#define DOT_INTRINSIC _mm512_dpwssd_epi32
 #else
 typedef uint8_t act_t;
 #define PER_GROUP 4
@@ -41,6 +42,7 @@ typedef uint8_t act_t;
 #define H_LEVELS 127.0f
 #define H_ZERO 128      /* h is stored unsigned, + 128 */
 #define DOT "vpdpbusd"
+#define DOT_INTRINSIC _mm512_dpbusd_epi32
 #endif
 #define K (2 * H)       /* gate inputs: ReLU layer output, then h */
 #define KQ (K / PER_GROUP)    /* groups of gate inputs */
@@ -63,13 +65,17 @@ typedef struct {
 /* Compiled for any x86-64: callers ask this before anything below runs. */
 int smapx_supported(void)
 {
+#if SMAPX_EMULATED
+    return 1;
+#else
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
         && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
         && __builtin_cpu_supports("fma");
+#endif
 }
 
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma")
+SMAPX_TARGET("avx512f,avx512bw,avx512vl,avx512vnni,fma")
 #include "gates.h"
 
 /* Quantise 16 floats (already multiplied by their scale) to act_t, adding `zero`. */
@@ -116,8 +122,12 @@ static float quantise_h(const float *h, act_t *act)
  * the accumulator around the intrinsics' tied operand, doubling the inner loop's instructions. */
 static inline __m512i dot(__m512i acc, __m512i a, __m512i w)
 {
+#if SMAPX_EMULATED
+    return DOT_INTRINSIC(acc, a, w);
+#else
     __asm__(DOT " %2, %1, %0" : "+v"(acc) : "v"(a), "v"(w));
     return acc;
+#endif
 }
 
 /* Integer dot products of M cells' act groups [q0, q1) with the 4 gate vectors of one block.

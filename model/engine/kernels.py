@@ -24,49 +24,50 @@ class KernelBuild:
     instruction_set: str  # a key of INSTRUCTION_SETS
     precision: str
     machines: tuple[str, ...]  # platform.machine(), lower case, where it builds and runs
-    flags: tuple[str, ...] = ()
-    hidden: int = 256  # the LSTM's hidden units it is compiled for
+    flags: tuple[str, ...]
+    hidden: int  # the LSTM's hidden units it is compiled for (its H define)
 
 
 FLOAT32_FLAGS = ("-ffp-contract=off",)  # only the source's explicit FMAs: fixed rounding
-# Smaller networks the float32 kernel is also built for (its H define): a network of 128 units
-# costs a quarter of the multiply-adds of one of 256.
-SMALL_HIDDEN = (64, 128)
+# The network sizes every kernel is built for (its H define): the default of 128 units, the
+# previous default of 256, and 64. A network of 128 units costs a quarter of the multiply-adds of
+# one of 256.
+HIDDEN_SIZES = (64, 128, 256)
 
 
-def _float32_builds(instruction_set: str, machines: tuple[str, ...]) -> tuple[KernelBuild, ...]:
-    """The float32 kernel of an instruction set, for 256 hidden units and each of SMALL_HIDDEN."""
-    name = f"kernel_{instruction_set}_float32"
-    return (
-        KernelBuild(name, "kernel_fp32.c", (), instruction_set, "float32", machines, FLOAT32_FLAGS),
-        *(
-            KernelBuild(
-                f"{name}_h{h}",
-                "kernel_fp32.c",
-                (("H", str(h)),),
-                instruction_set,
-                "float32",
-                machines,
-                FLOAT32_FLAGS,
-                h,
-            )
-            for h in SMALL_HIDDEN
-        ),
+def _sized(
+    kind: str,
+    source: str,
+    defines: tuple[tuple[str, str], ...],
+    instruction_set: str,
+    precision: str,
+    machines: tuple[str, ...],
+    flags: tuple[str, ...] = (),
+) -> tuple[KernelBuild, ...]:
+    """One kernel built for each of HIDDEN_SIZES: kernel_<kind>_<precision>_h<units>."""
+    return tuple(
+        KernelBuild(
+            f"kernel_{kind}_{precision}_h{h}",
+            source,
+            (*defines, ("H", str(h))),
+            instruction_set,
+            precision,
+            machines,
+            flags,
+            h,
+        )
+        for h in HIDDEN_SIZES
     )
 
 
 BUILDS = (
-    KernelBuild("kernel_amx_int8", "kernel_amx_int.c", (("SPLIT", "0"),), "amx", "int8", X86_64),
-    KernelBuild("kernel_amx_int16", "kernel_amx_int.c", (("SPLIT", "1"),), "amx", "int16", X86_64),
-    KernelBuild("kernel_amx_bf16x3", "kernel_amx_bf16.c", (), "amx", "bf16x3", X86_64),
-    KernelBuild(
-        "kernel_vnni_int8", "kernel_vnni.c", (("WIDE", "0"),), "avx512_vnni", "int8", X86_64
-    ),
-    KernelBuild(
-        "kernel_vnni_int16", "kernel_vnni.c", (("WIDE", "1"),), "avx512_vnni", "int16", X86_64
-    ),
-    *_float32_builds("avx2", X86_64),
-    *_float32_builds("neon", ARM64),
+    *_sized("amx", "kernel_amx_int.c", (("SPLIT", "0"),), "amx", "int8", X86_64),
+    *_sized("amx", "kernel_amx_int.c", (("SPLIT", "1"),), "amx", "int16", X86_64),
+    *_sized("amx", "kernel_amx_bf16.c", (), "amx", "bf16x3", X86_64),
+    *_sized("vnni", "kernel_vnni.c", (("WIDE", "0"),), "avx512_vnni", "int8", X86_64),
+    *_sized("vnni", "kernel_vnni.c", (("WIDE", "1"),), "avx512_vnni", "int16", X86_64),
+    *_sized("avx2", "kernel_fp32.c", (), "avx2", "float32", X86_64, FLOAT32_FLAGS),
+    *_sized("neon", "kernel_fp32.c", (), "neon", "float32", ARM64, FLOAT32_FLAGS),
 )
 
 
