@@ -282,6 +282,23 @@ def test_a_probe_result_is_kept_for_the_next_process_and_only_for_the_same_membe
         Engine(other, "cpu", FASTEST)
 
 
+@needs_kernel
+def test_a_kept_probe_result_is_not_reused_by_a_kernel_rebuilt_from_other_source(ckpt):
+    member = KernelMember(ckpt.state_dicts[0], FASTEST)
+    probe = inputs(4, 30)
+    before = member.digest(probe)
+
+    class Rebuilt:  # the same library file, rebuilt from changed C source
+        _name = member.lib._name
+
+        @staticmethod
+        def smapx_source_digest() -> bytes:
+            return b"0123456789abcdef"
+
+    member.lib = Rebuilt()
+    assert member.digest(probe) != before
+
+
 def test_16_bit_rows_use_every_level_int32_leaves_them():
     w = make_checkpoint(weight_scale=2.0).state_dicts[0]["lstm.weight_hh_l0"].copy()
     w[0, 0] = 50 * np.abs(w).max()  # an outlier row gets its own scale

@@ -481,9 +481,13 @@ class KernelMember:
         return run_kernels([self], x, warmup)[0]
 
     def digest(self, *arrays: np.ndarray) -> str:
-        """A digest of the kernel build, the weights as it reads them and `arrays` (with shapes)."""
+        """A digest of the kernel build (its library and what it was built from: a reinstall
+        that changed its C source probes again), the weights as it reads them and `arrays`
+        (with shapes)."""
+        built_from = self.lib.smapx_source_digest().decode()
         h = hashlib.sha256(
-            f"{self.lib._name} {self.weights.net.n_in} {self.weights.net.b_head!r}".encode()
+            f"{self.lib._name} {built_from} {self.weights.net.n_in} "
+            f"{self.weights.net.b_head!r}".encode()
         )
         for name, array in [*self.arrays.items(), *enumerate(arrays)]:
             h.update(f"{name} {array.dtype} {array.shape}".encode())
