@@ -44,7 +44,7 @@ setup(
         Extension(
             f"model.engine.{build.name}",
             [str(ENGINE / build.source)],
-            depends=[str(header) for header in sorted(ENGINE.glob("*.h"))],
+            depends=[str(header) for header in kernels.included_headers(ENGINE / build.source)],
             define_macros=[
                 *build.defines,
                 ("SMAPX_SOURCE_DIGEST", f'"{kernels.source_digest(build, ENGINE)}"'),

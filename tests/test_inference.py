@@ -26,7 +26,6 @@ from model.engine import (
     KernelMember,
     KernelSource,
     _bf16_parts,
-    _float32_layout,
     _levels_within_int32,
     _loaded,
     _quantise_rows,
@@ -40,7 +39,7 @@ from model.engine import (
     reference,
 )
 from model.engine.inference import predict
-from model.engine.kernels import BUILDS, INSTRUCTION_SETS, KernelBuild, source_digest
+from model.engine.kernels import ARM64, BUILDS, INSTRUCTION_SETS, KernelBuild, source_digest
 from model.errors import InputError
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
@@ -620,32 +619,44 @@ def aarch64_tools() -> tuple[list[str], list[str]]:
     return ["aarch64-linux-gnu-gcc", "-static"], ["qemu-aarch64"]
 
 
-@pytest.mark.parametrize("hidden", [256, 128])
-def test_the_arm64_neon_kernel_matches_the_network(hidden, tmp_path):
+ARM64_BUILDS = [build for build in BUILDS if build.machines == ARM64 and build.hidden >= 128]
+
+
+def run_arm64_kernel(build: KernelBuild, state: dict, x: np.ndarray, warmup: int, folder: Path):
+    """The outputs of an ARM64 kernel built as a program (tests/engine_kernel_main.c), run
+    natively or under qemu-user."""
     compiler, runner = aarch64_tools()
-    program = tmp_path / "kernel_neon"
-    source = Path(__file__).with_name("engine_kernel_main.c")
-    subprocess.run(
-        [*compiler, "-O3", "-ffp-contract=off", f"-DH={hidden}", "-o", str(program), str(source)],
-        check=True,
-    )
-    state = make_checkpoint(hidden=hidden).state_dicts[0]
-    arrays = kernel_arrays(
-        {k: np.asarray(v, np.float32) for k, v in state.items()}, _float32_layout
-    )
-    x = inputs(7, 40)  # 6 cells at a time: a short last group too
-    warmup = 10
-    with open(tmp_path / "in.bin", "wb") as f:
+    program = folder / build.name
+    if not program.exists():
+        defines = [*build.defines, *((("INT8", "1"),) if build.precision == "int8" else ())]
+        subprocess.run(
+            [*compiler, "-O3", *build.flags, *(f"-D{name}={value}" for name, value in defines),
+             "-o", str(program), str(Path(__file__).with_name("engine_kernel_main.c"))],
+            check=True,
+        )  # fmt: skip
+    f32 = {k: np.asarray(v, np.float32) for k, v in state.items()}
+    arrays = kernel_arrays(f32, LAYOUTS[build.source, build.precision][1])
+    own = ("wq", "scale_u", "scale_h") if build.precision == "int8" else ("w",)
+    with open(folder / "in.bin", "wb") as f:
         f.write(np.array([x.shape[2], x.shape[0], x.shape[1], warmup], np.int64).tobytes())
         f.write(np.float32(state["head.bias"][0]).tobytes())
-        for name in ("w1t", "b1", "bias", "w_head", "w"):
+        for name in ("w1t", "b1", "bias", "w_head", *own):
             f.write(arrays[name].tobytes())
         f.write(x.tobytes())
-    subprocess.run(
-        [*runner, str(program), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")], check=True
-    )
-    got = np.fromfile(tmp_path / "out.bin", np.float32).reshape(7, 30)
-    expected = network_numpy(state, x, warmup)
-    assert np.abs(got - expected).max() * TARGET_STD <= TOLERANCE
-    assert np.abs(got - expected).max() * TARGET_STD <= 1e-6  # float32 throughout, in fact
+    done = subprocess.run([*runner, str(program), str(folder / "in.bin"), str(folder / "out.bin")])
+    assert done.returncode != 7, f"{build.name}: the CPU (or qemu's) lacks its instructions"
+    assert done.returncode == 0
+    return np.fromfile(folder / "out.bin", np.float32).reshape(x.shape[0], x.shape[1] - warmup)
+
+
+@pytest.mark.parametrize("build", ARM64_BUILDS, ids=[build.name for build in ARM64_BUILDS])
+def test_the_arm64_kernels_match_the_network(build, tmp_path):
+    """The NEON float32 kernel and the sdot int8 one, under qemu-user where the machine is not
+    ARM64: against the float32 network, and a cell's bytes whatever shares its block."""
+    state = make_checkpoint(hidden=build.hidden).state_dicts[0]
+    x = inputs(11, 40)  # 6 (float32) or 4 (int8) cells at a time: a short last group too
+    got = run_arm64_kernel(build, state, x, 10, tmp_path)
+    error = np.abs(got - network_numpy(state, x, 10)).max() * TARGET_STD
+    assert error <= {"int8": 5e-4, "float32": 1e-6}[build.precision]  # ~5x what they give
     assert got.std() > 0.01
+    np.testing.assert_array_equal(run_arm64_kernel(build, state, x[3:8], 10, tmp_path), got[3:8])

@@ -10,8 +10,9 @@ Paths, chosen at start-up from what the machine supports (`choose`):
   load is passed over with one warning naming the reason.
   - "int8" / "int16": integer gate products with per-row weight and per-cell activation scales,
     on AMX int8 tiles (kernel_amx_int.c; 16-bit integers as two int8 halves) or, without AMX,
-    AVX-512 VNNI (kernel_vnni.c). int8 holds random-weight networks; trained networks need
-    16-bit weights (their rounding dominates the error at 8 bits).
+    AVX-512 VNNI (kernel_vnni.c); int8 also on ARM64's sdot (kernel_neon_int8.c, CPUs with the
+    dot-product extension). int8 holds random-weight networks; trained networks need 16-bit
+    weights (their rounding dominates the error at 8 bits).
   - "bf16x3" (AMX, kernel_amx_bf16.c): bf16 tile products of hi + lo splits of weights and
     activations, within ~2e-5 m3/m3 of float32 on trained networks: the rung between int16 and
     float32.
@@ -138,8 +139,10 @@ def _levels_within_int32(w: np.ndarray) -> np.ndarray:
     return np.minimum(levels, 32767.0)
 
 
-def _integer_layout(f32: dict, bits: int) -> dict:
-    """kernel_vnni.c: per-row integers grouped for vpdpbusd (8-bit) or vpdpwssd (16-bit)."""
+def _integer_layout(f32: dict, bits: int, h_zero: int = 0) -> dict:
+    """kernel_vnni.c: per-row integers grouped for vpdpbusd (8-bit) or vpdpwssd (16-bit), and
+    kernel_neon_int8.c's for sdot (8-bit); `h_zero`, what a kernel adds to h to store it (128 for
+    vpdpbusd's unsigned operand), sets offset_h."""
     rows = _gate_rows(_hidden(f32))
 
     def quantised(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +155,6 @@ def _integer_layout(f32: dict, bits: int) -> dict:
     per_group = 32 // bits  # gate inputs per 4-byte group of one dot-product instruction
     blocks = _hidden(f32) // 16
     groups = np.concatenate([q_u, q_h], axis=1)[rows].reshape(blocks, 4, 16, -1, per_group)
-    h_zero = 128 if bits == 8 else 0  # the 8-bit kernel stores h unsigned, + 128
     return {
         "wq": np.ascontiguousarray(groups.transpose(0, 3, 1, 2, 4)),
         "scale_u": scale_u[rows],
@@ -247,7 +249,8 @@ LAYOUTS: dict[tuple[str, str], tuple[type, Callable[[dict], dict]]] = {
     ("kernel_amx_int.c", "int8"): (_TileIntWeights, lambda f32: _tile_layout(f32, 8)),
     ("kernel_amx_int.c", "int16"): (_TileIntWeights, lambda f32: _tile_layout(f32, 16)),
     ("kernel_amx_bf16.c", "bf16x3"): (_Bf16Weights, _bf16_layout),
-    ("kernel_vnni.c", "int8"): (_IntegerWeights, lambda f32: _integer_layout(f32, 8)),
+    ("kernel_vnni.c", "int8"): (_IntegerWeights, lambda f32: _integer_layout(f32, 8, 128)),
+    ("kernel_neon_int8.c", "int8"): (_IntegerWeights, lambda f32: _integer_layout(f32, 8)),
     ("kernel_vnni.c", "int16"): (_IntegerWeights, lambda f32: _integer_layout(f32, 16)),
     ("kernel_fp32.c", "float32"): (_Float32Weights, _float32_layout),
 }

@@ -3,6 +3,7 @@ when the package is installed (setup.py reads this file alone, before anything i
 it imports nothing of the package) and loaded with ctypes by model.engine."""
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ class KernelBuild:
     hidden: int  # the LSTM's hidden units it is compiled for (its H define)
 
 
-FLOAT32_FLAGS = ("-ffp-contract=off",)  # only the source's explicit FMAs: fixed rounding
+FLOAT32_FLAGS = ("-ffp-contract=off",)  # only the sources' explicit FMAs: fixed rounding
 # The network sizes every kernel is built for (its H define): the default of 128 units, the
 # previous default of 256, and 64. A network of 128 units costs a quarter of the multiply-adds of
 # one of 256.
@@ -67,15 +68,31 @@ BUILDS = (
     *_sized("vnni", "kernel_vnni.c", (("WIDE", "0"),), "avx512_vnni", "int8", X86_64),
     *_sized("vnni", "kernel_vnni.c", (("WIDE", "1"),), "avx512_vnni", "int16", X86_64),
     *_sized("avx2", "kernel_fp32.c", (), "avx2", "float32", X86_64, FLOAT32_FLAGS),
+    *_sized("neon", "kernel_neon_int8.c", (), "neon", "int8", ARM64, FLOAT32_FLAGS),
     *_sized("neon", "kernel_fp32.c", (), "neon", "float32", ARM64, FLOAT32_FLAGS),
 )
 
 
+def included_headers(source: Path) -> list[Path]:
+    """The headers beside a C file that it includes, directly or through another (whatever its
+    #if around them), in a fixed order."""
+    found: list[Path] = []
+    pending = [source]
+    while pending:
+        for name in re.findall(r'^#include "([^"]+)"', pending.pop().read_text(), re.MULTILINE):
+            header = source.parent / name
+            if header.is_file() and header not in found:
+                found.append(header)
+                pending.append(header)
+    return sorted(found)
+
+
 def source_digest(build: KernelBuild, folder: Path) -> str:
-    """A digest of what a kernel is built from (its source, the headers beside it, defines and
+    """A digest of what a kernel is built from (its source, the headers it includes, defines and
     flags), compiled into the library, so that a library older than its sources (an editable
     install whose C files changed since) is known as such."""
     h = hashlib.sha256(repr((build.defines, build.flags)).encode())
-    for path in [folder / build.source, *sorted(folder.glob("*.h"))]:
+    source = folder / build.source
+    for path in [source, *included_headers(source)]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
