@@ -29,8 +29,7 @@ FROM python:3.11-slim
 ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SMAPX_DATA_DIR=/data \
-    SMAPX_JOBS_DIR=/data/jobs
+    SMAPX_DATA_DIR=/data
 
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY --from=build /wheels /wheels

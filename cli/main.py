@@ -666,9 +666,12 @@ def evaluate(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the world, model, cube and report")] = Path(
-        "data/demo"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the world, model, cube and report [default: SMAPX_DATA_DIR/demo]"
+        ),
+    ] = None,
     bbox: Annotated[
         str, typer.Option(help="World region, west,south,east,north; 'conus' for all")
     ] = "-104,33,-92,41",
@@ -694,11 +697,12 @@ def demo(
     evaluate against stations, and serve the cube with its web map."""
     from cli.demo import DemoConfig, run
     from model.grid import parse_bbox
+    from model.settings import get_settings
 
     region = parse_bbox(bbox)
     run(
         DemoConfig(
-            out=out,
+            out=out or get_settings().data_dir / "demo",
             bbox=region,
             stride=stride,
             workers=workers,

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -12,7 +12,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SMAPX_", env_file=None, extra="ignore")
 
-    data_dir: Path = Field(Path("data"), description="Where the demo and jobs keep their files.")
+    data_dir: Path = Field(
+        Path("data"), description="Where the demo (demo/) and bulk jobs (jobs/) keep their files."
+    )
     redis_url: str | None = Field(
         None, description="Celery broker and result backend; unset = embedded."
     )
@@ -52,7 +54,9 @@ class Settings(BaseSettings):
         description="Base of the links in job records (e.g. https://smapx.example.org); "
         "unset = links relative to the API root.",
     )
-    jobs_dir: Path = Field(Path("data/jobs"), description="Where bulk-job results are written.")
+    jobs_dir: Path | None = Field(
+        None, description="Where bulk-job results are written; unset = the data dir's jobs/."
+    )
     job_expiry_hours: float = Field(
         72.0, description="Hours a finished bulk job and its files are kept."
     )
@@ -93,6 +97,13 @@ class Settings(BaseSettings):
     tile_index_cache_mb: int = Field(
         64, description="Memory for the tiles' cached pixel-to-cell indices, per API process (MB)."
     )
+
+    @model_validator(mode="after")
+    def _jobs_under_data_dir(self) -> "Settings":
+        """Job results live under the data dir unless told otherwise."""
+        if self.jobs_dir is None:
+            self.jobs_dir = self.data_dir / "jobs"
+        return self
 
 
 def markdown_table() -> str:
