@@ -622,10 +622,13 @@ def aarch64_tools() -> tuple[list[str], list[str]]:
 ARM64_BUILDS = [build for build in BUILDS if build.machines == ARM64 and build.hidden >= 128]
 
 
-def run_arm64_kernel(build: KernelBuild, state: dict, x: np.ndarray, warmup: int, folder: Path):
+def run_arm64_kernel(
+    build: KernelBuild, state: dict, x: np.ndarray, warmup: int, folder: Path, cpu: str = ""
+):
     """The outputs of an ARM64 kernel built as a program (tests/engine_kernel_main.c), run
-    natively or under qemu-user."""
+    natively or under qemu-user (as `cpu`, a qemu CPU model, where given)."""
     compiler, runner = aarch64_tools()
+    runner = [*runner, "-cpu", cpu] if cpu and runner else runner
     program = folder / build.name
     if not program.exists():
         defines = [*build.defines, *((("INT8", "1"),) if build.precision == "int8" else ())]
@@ -660,3 +663,19 @@ def test_the_arm64_kernels_match_the_network(build, tmp_path):
     assert error <= {"int8": 5e-4, "float32": 1e-6}[build.precision]  # ~5x what they give
     assert got.std() > 0.01
     np.testing.assert_array_equal(run_arm64_kernel(build, state, x[3:8], 10, tmp_path), got[3:8])
+
+
+def test_the_arm64_int8_kernel_is_passed_over_on_a_cpu_without_sdot(tmp_path):
+    """On an ARMv8.0 core (qemu's Cortex-A53: no dot-product extension) the int8 kernel says it
+    cannot run, and the float32 one runs."""
+    if platform.machine().lower() in ARM64:
+        pytest.skip("the CPU model is chosen under qemu-user only")
+    int8, float32 = (
+        next(b for b in ARM64_BUILDS if b.precision == precision and b.hidden == 128)
+        for precision in ("int8", "float32")
+    )
+    state = make_checkpoint(hidden=128).state_dicts[0]
+    x = inputs(3, 12)
+    with pytest.raises(AssertionError, match="lacks its instructions"):
+        run_arm64_kernel(int8, state, x, 2, tmp_path, cpu="cortex-a53")
+    assert run_arm64_kernel(float32, state, x, 2, tmp_path, cpu="cortex-a53").std() > 0
