@@ -39,7 +39,7 @@ from model.engine import (
     reference,
 )
 from model.engine.inference import predict
-from model.engine.kernels import ARM64, BUILDS, INSTRUCTION_SETS, KernelBuild, source_digest
+from model.engine.kernels import ARM64, BUILDS, INSTRUCTION_SETS, X86_64, KernelBuild, source_digest
 from model.errors import InputError
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
@@ -392,6 +392,62 @@ def test_every_implementation_matches_the_network_whatever_shares_its_block(ckpt
         if a.ctypes.data % CACHE_LINE
     }
     assert misaligned == {}, "weights split the kernel's 64-byte loads over two cache lines"
+
+
+@pytest.fixture
+def emulated_cpu(monkeypatch, tmp_path):
+    """Makes the engine see a CPU with the given instruction sets: their kernels are built under
+    emulation (on demand) and loaded in place of the package's; the others do not load."""
+    if MACHINE not in X86_64 or not shutil.which("gcc"):
+        pytest.skip("the AVX-512 and AMX kernels are dispatched on x86-64 (and built with gcc)")
+    monkeypatch.setattr(engine, "_engine_dir", lambda: tmp_path / "probes")
+    libraries = {}
+
+    def loaded(source: KernelSource):
+        build = source.build
+        if build.instruction_set not in instruction_sets:
+            return None
+        if build.name not in libraries:
+            libraries[build.name] = open_kernel(emulated_library(build, tmp_path), source)
+        return libraries[build.name]
+
+    def use(*sets: str) -> None:
+        nonlocal instruction_sets
+        instruction_sets = sets
+        instruction_set.cache_clear()
+        kernel.cache_clear()
+
+    instruction_sets: tuple[str, ...] = ()
+    monkeypatch.setattr(engine, "_loaded", loaded)
+    yield use
+    instruction_set.cache_clear()
+    kernel.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "cpu, expected",
+    [
+        (("amx", "avx512_vnni", "avx2"), ("kernel_amx_int8_h128", "kernel_amx_int16_h128")),
+        (("avx512_vnni", "avx2"), ("kernel_vnni_int8_h128", "kernel_vnni_int16_h128")),
+    ],
+)
+def test_the_default_network_runs_the_integer_kernels_of_an_avx512_or_amx_cpu(
+    emulated_cpu, cpu, expected
+):
+    """The 128-unit default on a CPU with AMX, or with AVX-512 VNNI only (their instructions
+    emulated): int8 where it holds, else int16, on that CPU's kernels, within tolerance."""
+    emulated_cpu(*cpu)
+    assert instruction_set() == cpu[0]
+    probe = inputs(4, 30)
+    for weight_scale, path in zip([1.0, 3.0], expected, strict=True):  # 8 bits fail at 3x
+        small = make_checkpoint(hidden=128, weight_scale=weight_scale)
+        saved = dataclasses.replace(
+            small, probe=probe, probe_reference=probe_references(small, probe)
+        )
+        chosen = Engine(saved, "cpu", "auto")
+        assert [p.kernel for p in chosen.paths] == [path]
+        x = inputs(5, 40)
+        assert np.abs(chosen.run(x) - reference(small, x)).max() * TARGET_STD <= TOLERANCE
 
 
 def test_choose_checks_requests_and_falls_back_to_what_the_machine_has():
