@@ -401,6 +401,7 @@ def emulated_cpu(monkeypatch, tmp_path):
     if MACHINE not in X86_64 or not shutil.which("gcc"):
         pytest.skip("the AVX-512 and AMX kernels are dispatched on x86-64 (and built with gcc)")
     monkeypatch.setattr(engine, "_engine_dir", lambda: tmp_path / "probes")
+    instruction_sets: tuple[str, ...] = ()
     libraries = {}
 
     def loaded(source: KernelSource):
@@ -417,7 +418,6 @@ def emulated_cpu(monkeypatch, tmp_path):
         instruction_set.cache_clear()
         kernel.cache_clear()
 
-    instruction_sets: tuple[str, ...] = ()
     monkeypatch.setattr(engine, "_loaded", loaded)
     yield use
     instruction_set.cache_clear()
