@@ -45,10 +45,7 @@ setup(
             f"model.engine.{build.name}",
             [str(ENGINE / build.source)],
             depends=[str(header) for header in kernels.included_headers(ENGINE / build.source)],
-            define_macros=[
-                *build.defines,
-                ("SMAPX_SOURCE_DIGEST", f'"{kernels.source_digest(build, ENGINE)}"'),
-            ],
+            define_macros=kernels.compile_defines(build, ENGINE),
             extra_compile_args=["-O3", *build.flags],
             optional=True,
         )

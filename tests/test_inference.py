@@ -39,7 +39,14 @@ from model.engine import (
     reference,
 )
 from model.engine.inference import predict
-from model.engine.kernels import ARM64, BUILDS, INSTRUCTION_SETS, X86_64, KernelBuild, source_digest
+from model.engine.kernels import (
+    ARM64,
+    BUILDS,
+    INSTRUCTION_SETS,
+    X86_64,
+    KernelBuild,
+    compile_defines,
+)
 from model.errors import InputError
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
@@ -336,7 +343,7 @@ def emulated_library(build: KernelBuild, folder: Path) -> Path:
     """A kernel built with SMAPX_EMULATE: its AVX-512 and AMX operations in portable C, which
     any CPU runs (integers wrapping as the hardware's, -fwrapv)."""
     library = folder / f"{build.name}.so"
-    defines = [*build.defines, ("SMAPX_SOURCE_DIGEST", f'"{source_digest(build, KERNEL_DIR)}"')]
+    defines = compile_defines(build, KERNEL_DIR)
     subprocess.run(
         [
             "gcc", "-O2", "-march=native", "-fwrapv", "-Wno-psabi", "-shared", "-fPIC",

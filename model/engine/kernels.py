@@ -96,3 +96,9 @@ def source_digest(build: KernelBuild, folder: Path) -> str:
     for path in [source, *included_headers(source)]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def compile_defines(build: KernelBuild, folder: Path) -> list[tuple[str, str]]:
+    """The macros a kernel is compiled with: its build's, and the digest of what it is built
+    from (network.h's smapx_source_digest)."""
+    return [*build.defines, ("SMAPX_SOURCE_DIGEST", f'"{source_digest(build, folder)}"')]
