@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     )
     max_json_depth: int = Field(8, description="Deepest nesting of a JSON request body.")
     rate_limit_per_minute: int = Field(
-        6000, description="Requests per key (or client address) per sliding minute; 0 = off."
+        6000,
+        description="Requests per known API key (else per client address) per sliding minute; "
+        "0 = off.",
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,

@@ -52,6 +52,7 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
         per_minute=settings.rate_limit_per_minute,
         trusted_proxies=settings.trusted_proxies,
         redis_url=settings.redis_url,
+        api_keys=[*settings.api_keys, settings.admin_api_key or ""],
     )
     for module in (series, tiles, jobs, zarr_access, stac):
         app.include_router(module.router, responses=problems.COMMON)

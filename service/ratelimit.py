@@ -1,13 +1,14 @@
 """Requests per client per sliding minute (SMAPX_RATE_LIMIT_PER_MINUTE; 0 = off): past the limit
 the API answers 429 with Retry-After.
 
-A client is its API key when it sends one, else its address: the peer's, or, when the peer is a
-trusted proxy (SMAPX_TRUSTED_PROXIES), the right-most X-Forwarded-For address that is not one, so
-a client cannot buy a fresh quota by inventing a header. The window slides: the count is this
-minute's requests plus the last minute's weighted by how much of it is still inside the window,
-so no burst at a minute's boundary passes twice the quota. Counts live in Redis when one is
-configured (shared by every API process), else in this process; if Redis stops answering the
-process counts alone until it answers again.
+A client is its API key when it sends one the service knows (SMAPX_API_KEYS, SMAPX_ADMIN_API_KEY),
+else its address: the peer's, or, when the peer is a trusted proxy (SMAPX_TRUSTED_PROXIES), the
+right-most X-Forwarded-For address that is not one, so a client cannot buy a fresh quota by
+inventing a header: an unknown key counts against the address that sent it. The window slides:
+the count is this minute's requests plus the last minute's weighted by how much of it is still
+inside the window, so no burst at a minute's boundary passes twice the quota. Counts live in
+Redis when one is configured (shared by every API process), else in this process; if Redis stops
+answering the process counts alone until it answers again.
 """
 
 import hashlib
@@ -50,11 +51,16 @@ def client_address(scope: Scope, proxies) -> str:
     return peer
 
 
-def client_of(scope: Scope, proxies) -> str:
-    """Who a request counts against: its key (digested) if it sends one, else its address."""
+def key_digest(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def client_of(scope: Scope, proxies, keys: frozenset[str] = frozenset()) -> str:
+    """Who a request counts against: its key (digested) if it is one of `keys` (digests of the
+    service's keys), else its address."""
     for name, value in scope["headers"]:
-        if name == b"x-api-key" and value:
-            return "key:" + hashlib.sha256(value).hexdigest()[:16]
+        if name == b"x-api-key" and value and key_digest(value) in keys:
+            return "key:" + key_digest(value)
     return "ip:" + client_address(scope, proxies)
 
 
@@ -122,10 +128,12 @@ class RateLimit:
         per_minute: int,
         trusted_proxies: list[str] | None = None,
         redis_url: str | None = None,
+        api_keys: list[str] | None = None,
     ):
         self.app = app
         self.per_minute = per_minute
         self.proxies = networks(trusted_proxies or [])
+        self.keys = frozenset(key_digest(k.encode()) for k in api_keys or [] if k)
         self.counter = Counter(redis_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -134,7 +142,7 @@ class RateLimit:
             return
         now = time.time()
         window, elapsed = int(now // WINDOW), now % WINDOW
-        client = client_of(scope, self.proxies)
+        client = client_of(scope, self.proxies, self.keys)
         previous, current = self.counter.count(client, window)
         if estimate(previous, current, elapsed) <= self.per_minute:
             await self.app(scope, receive, send)

@@ -245,12 +245,17 @@ def test_sliding_window_lets_no_double_quota_through_a_boundary():
     assert 29 <= retry_after(limit, 50, 1.0, limit) <= 31
 
 
+LIMITED_KEY = "a-known-key"
+
+
 @pytest.fixture(scope="module")
 def limited(store):
-    """A server limiting 5 requests a minute, behind a trusted proxy at 10.0.0.1 only."""
+    """A server limiting 5 requests a minute, behind a trusted proxy at 10.0.0.1 only, with
+    one API key."""
     env = {
         "SMAPX_RATE_LIMIT_PER_MINUTE": "5",
         "SMAPX_TRUSTED_PROXIES": '["10.0.0.0/8"]',
+        "SMAPX_API_KEYS": f'["{LIMITED_KEY}"]',
         "SMAPX_CUBES": "[]",
     }
     with serving([store], env) as url, httpx.Client(base_url=url, timeout=30) as client:
@@ -279,18 +284,32 @@ def test_forwarded_for_from_an_untrusted_peer_buys_no_quota(limited):
     body = r.json()
     assert r.status_code == 429 and body["limit"] == 5 and "127.0.0.1" in body["detail"]
     assert 1 <= int(r.headers["retry-after"]) <= 120
-    assert limited.get("/v1/products", headers={"X-API-Key": "someone"}).status_code == 200
+    assert limited.get("/v1/products", headers={"X-API-Key": LIMITED_KEY}).status_code == 200
+
+
+def test_invented_keys_buy_no_quota(limited):
+    """A key the service does not know counts against the address that sends it, so 30 made-up
+    keys get no more than the address's quota; a known key keeps a quota of its own."""
+    codes = [
+        limited.get("/v1/products", headers={"X-API-Key": f"made-up-{k}"}).status_code
+        for k in range(30)
+    ]
+    assert codes.count(200) <= 5 and codes[-5:] == [429] * 5
+    r = limited.get("/v1/products", headers={"X-API-Key": "yet-another"})
+    assert r.status_code == 429 and "127.0.0.1" in r.json()["detail"]
 
 
 def test_the_quota_is_shared_by_api_processes_through_redis(store, redis_url):
+    shared = f"shared-{time.time()}"
     env = {
         "SMAPX_RATE_LIMIT_PER_MINUTE": "6",
         "SMAPX_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/8",
+        "SMAPX_API_KEYS": f'["{shared}"]',
         "SMAPX_CUBES": "[]",
     }
     servers = [start_server([store], env) for _ in range(2)]
     try:
-        key = {"X-API-Key": f"shared-{time.time()}"}
+        key = {"X-API-Key": shared}
         codes = [
             httpx.get(f"{url}/v1/products", headers=key, timeout=30).status_code
             for _ in range(4)
