@@ -9,7 +9,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends make \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile package.json package-lock.json ./
-RUN make service/static/vendor/.installed
+RUN make service/static/vendor/.installed service/static/vendor/counties-10m.json
 
 FROM python:3.11-slim AS build
 

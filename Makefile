@@ -40,7 +40,12 @@ $(VENDOR): package.json package-lock.json
 	node -e '$(PLACES_FILTER)'
 	touch $@
 
-install: $(STAMP) $(VENDOR)
+# US Census counties for area statistics by FIPS code (the service reads them from here).
+COUNTIES := service/static/vendor/counties-10m.json
+$(COUNTIES): $(VENDOR)
+	cp node_modules/us-atlas/counties-10m.json $@
+
+install: $(STAMP) $(VENDOR) $(COUNTIES)
 
 # Debian's chromium drives the web-map browser test (Playwright uses it; it downloads no browser).
 browser:

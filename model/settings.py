@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         200_000_000, description="Largest bulk job, in cell-days x products."
     )
     max_job_points: int = Field(10_000, description="Most points in one bulk job.")
+    area_max_vertices: int = Field(
+        50_000, description="Most vertices of a polygon posted for area statistics."
+    )
+    area_max_cell_days: int = Field(
+        100_000_000,
+        description="Largest area statistics request, in cells x days x products.",
+    )
     max_body_bytes: int = Field(
         2_000_000, description="Largest request body (bytes); larger ones answer 413."
     )

@@ -1,0 +1,242 @@
+"""Area statistics over HTTP, against a real uvicorn server on a cube of random values over
+Kansas with its climatology: a polygon's, a state's and a county's daily means and drought-class
+shares equal a direct computation here (each cell's square built and intersected with shapely in
+EPSG:6933, numpy weighting), and every bad area answers one clear error."""
+
+import csv
+import io
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+import zarr
+from pyproj import Transformer
+from shapely.geometry import box, shape
+
+from model import grid
+from model.product import areas, climatology
+from model.product import cube as cubes
+from service.areas import ATLAS_DIR
+from tests.served import NO_REDIS, serving
+
+pytestmark = pytest.mark.integration
+
+DAYS = pd.date_range("2010-01-01", "2011-12-31")
+EMPTY_DAY = 40  # no cell has lstm that day
+BBOX = (-102.6, 36.4, -94.2, 40.6)  # Kansas and a margin
+MAX_CELL_DAYS = 300_000  # Kansas: 150 cells x 730 days x 2 products fit, 3 do not
+SQUARE = {  # a Polygon with a hole, crossing cells partly
+    "type": "Polygon",
+    "coordinates": [
+        [[-99.3, 37.6], [-97.1, 37.9], [-96.8, 39.4], [-98.9, 39.7], [-99.3, 37.6]],
+        [[-98.4, 38.4], [-97.7, 38.4], [-97.7, 38.9], [-98.4, 38.4]],
+    ],
+}
+TO_EASE = Transformer.from_crs("EPSG:4326", "EPSG:6933", always_xy=True)
+
+
+@pytest.fixture(scope="module")
+def cube_path(tmp_path_factory):
+    """Random lstm and noah over the cells of BBOX less every fifth (not in the region), a tenth
+    of the cell-days missing, and one day missing everywhere; with its climatology."""
+    rows, cols = grid.bbox_cells(*BBOX)
+    keep = (rows * 7 + cols) % 5 != 0
+    rows, cols = rows[keep], cols[keep]
+    template = cubes.template(DAYS, rows, cols, ("lstm", "noah"))
+    rng = np.random.default_rng(3)
+    shape_ = (len(DAYS), *template["mask"].shape)
+    values = {p: rng.uniform(0.05, 0.45, shape_).astype(np.float32) for p in ("lstm", "noah")}
+    values["lstm"][rng.random(shape_) < 0.1] = np.nan
+    values["lstm"][EMPTY_DAY] = np.nan
+    store = tmp_path_factory.mktemp("areas") / "kansas.zarr"
+    cubes.create(store, template)
+    for block in cubes.blocks(template):
+        inside = template["mask"].values[block.y, block.x][None]
+        part = {
+            p: np.where(inside, v[block.time, block.y, block.x], np.nan) for p, v in values.items()
+        }
+        cubes.write_block(store, block, part)
+    climatology.compute(store, progress=False)
+    return store
+
+
+@pytest.fixture(scope="module")
+def server(cube_path):
+    env = {
+        "SMAPX_CUBES": "[]",
+        "SMAPX_REDIS_URL": NO_REDIS,
+        "SMAPX_AREA_MAX_VERTICES": "200",
+        "SMAPX_AREA_MAX_CELL_DAYS": str(MAX_CELL_DAYS),
+    }
+    with serving([cube_path], env) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def stored(cube_path):
+    """The cube's region, origin, lstm (time, y, x) in m3/m3 and lstm percentiles, as stored."""
+    group = zarr.open_group(str(cube_path), mode="r")
+    cube = cubes.open_cube(cube_path)
+    lstm = np.asarray(group["lstm"][...], np.float64)
+    percentiles = cubes.read_climatology(cube_path)["percentiles"]["lstm"].astype(np.float64)
+    return {
+        "mask": cube["mask"].values,
+        "row0": int(cube.attrs["row0"]),
+        "col0": int(cube.attrs["col0"]),
+        "lstm": np.where(lstm == cubes.FILL, np.nan, lstm / 10_000),
+        "percentile": np.where(percentiles == cubes.FILL, np.nan, percentiles / 100).transpose(
+            2, 0, 1
+        ),
+    }
+
+
+def direct(stored, lonlat_geometry) -> dict:
+    """Mean and class shares by the definition: every region cell's square in EPSG:6933, its
+    share inside the projected polygon, numpy weighting over the cells with data."""
+    area = shapely.transform(
+        lonlat_geometry, lambda xy: np.column_stack(TO_EASE.transform(xy[:, 0], xy[:, 1]))
+    )
+    size = grid.CELL_SIZE
+    weights = np.zeros(stored["mask"].shape)
+    for iy, ix in zip(*np.nonzero(stored["mask"]), strict=True):
+        left = grid.X_MIN + (ix + stored["col0"]) * size
+        top = grid.Y_MAX - (iy + stored["row0"]) * size
+        weights[iy, ix] = box(left, top - size, left + size, top).intersection(area).area / size**2
+    out = {"covered_km2": weights.sum() * size**2 / 1e6}
+    lstm, pct = stored["lstm"], stored["percentile"]
+    with np.errstate(invalid="ignore"):
+        w = np.where(np.isnan(lstm), 0, weights)
+        out["mean"] = np.nansum(lstm * w, axis=(1, 2)) / w.sum(axis=(1, 2))
+        w = np.where(np.isnan(pct), 0, weights)
+        out["pct_mean"] = np.nansum(pct * w, axis=(1, 2)) / w.sum(axis=(1, 2))
+        for name, upper in (("D0", 30), ("D1", 20), ("D2", 10), ("D3", 5), ("D4", 2)):
+            out[name] = 100 * (w * (pct <= upper)).sum(axis=(1, 2)) / w.sum(axis=(1, 2))
+    return out
+
+
+def as_array(values: list) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values])
+
+
+def check_equal(body: dict, expected: dict) -> None:
+    assert body["dates"] == [str(d.date()) for d in DAYS]
+    assert body["lstm"]["mean"][EMPTY_DAY] is None
+    assert body["area"]["covered_km2"] == pytest.approx(expected["covered_km2"], abs=0.1)
+    np.testing.assert_allclose(as_array(body["lstm"]["mean"]), expected["mean"], atol=1e-6)
+    pct = body["lstm_percentile"]
+    np.testing.assert_allclose(as_array(pct["mean"]), expected["pct_mean"], atol=1e-4)
+    for name in ("D0", "D1", "D2", "D3", "D4"):
+        np.testing.assert_allclose(as_array(pct[name]), expected[name], atol=1e-3)
+    d0, d4 = as_array(pct["D0"]), as_array(pct["D4"])
+    assert np.nanmin(d0) < np.nanmax(d0) <= 100 and (d4 <= d0)[~np.isnan(d0)].all()
+
+
+def test_polygon_mean_and_class_shares_equal_a_direct_computation(server, stored):
+    r = server.post("/v1/areas/series", params={"products": "lstm,lstm_percentile"}, json=SQUARE)
+    assert r.status_code == 200, r.text
+    check_equal(r.json(), direct(stored, shape(SQUARE)))
+    feature = {"type": "Feature", "properties": {}, "geometry": SQUARE}
+    again = server.post(
+        "/v1/areas/series",
+        params={"products": "lstm", "start": "2010-03-01", "end": "2010-03-31"},
+        json=feature,
+    ).json()
+    assert again["dates"][0] == "2010-03-01" and len(again["dates"]) == 31
+    assert again["lstm"]["mean"] == r.json()["lstm"]["mean"][59:90]
+
+
+def test_state_and_county_by_fips_equal_a_direct_computation(server, stored):
+    kansas = server.get(
+        "/v1/areas/state:20/series", params={"products": "lstm,lstm_percentile"}
+    ).json()
+    assert kansas["area"]["name"] == "Kansas"
+    # the Census gives Kansas 213,100 km2 of land and water: the atlas decodes to it
+    assert kansas["area"]["area_km2"] == pytest.approx(213_100, rel=0.005)
+    _, geometry = areas.atlas_area(ATLAS_DIR, "state", "20")
+    check_equal(kansas, direct(stored, geometry))
+    riley = server.get(
+        "/v1/areas/county:20161/series", params={"products": "lstm,lstm_percentile"}
+    ).json()
+    assert riley["area"]["name"] == "Riley" and 1 <= riley["area"]["cells"] <= 6
+    _, geometry = areas.atlas_area(ATLAS_DIR, "county", "20161")
+    check_equal(riley, direct(stored, geometry))
+
+
+def test_csv_holds_the_json_values(server):
+    params = {"products": "lstm,lstm_percentile", "end": "2010-02-28"}
+    body = server.get("/v1/areas/county:20161/series", params=params).json()
+    r = server.get("/v1/areas/county:20161/series", params={**params, "format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert list(rows[0]) == [
+        "time",
+        "lstm_mean",
+        "lstm_percentile_mean",
+        *(f"lstm_percentile_D{k}" for k in range(5)),
+    ]
+    assert [row["time"] for row in rows] == body["dates"]
+    for row, mean, d2 in zip(
+        rows, body["lstm"]["mean"], body["lstm_percentile"]["D2"], strict=True
+    ):
+        assert (row["lstm_mean"] == "") == (mean is None)
+        if mean is not None:
+            assert float(row["lstm_mean"]) == pytest.approx(mean, abs=1e-6)
+            assert float(row["lstm_percentile_D2"]) == pytest.approx(d2, abs=1e-4)
+
+
+RING = [[-99.0, 38.0], [-98.0, 38.0], [-98.0, 39.0], [-99.0, 39.0], [-99.0, 38.0]]
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "words"),
+    [
+        (  # a bow tie
+            {
+                "type": "Polygon",
+                "coordinates": [[[-99, 38], [-98, 39], [-98, 38], [-99, 39], [-99, 38]]],
+            },
+            422,
+            "Self-intersection",
+        ),
+        ({"type": "Polygon", "coordinates": [RING[:-1]]}, 422, "closed"),
+        ({"type": "Point", "coordinates": [-98, 38]}, 422, "Polygon, MultiPolygon or Feature"),
+        (
+            {"type": "Polygon", "coordinates": [[[-99, 38], [-98, 95], [-98, 38], [-99, 38]]]},
+            422,
+            "EPSG:4326",
+        ),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[-99 + k / 1000, 38] for k in range(300)] + [[-99, 38]]],
+            },
+            413,
+            "more than 200 vertices",
+        ),
+        (
+            {"type": "Polygon", "coordinates": [[[10, 45], [11, 45], [11, 46], [10, 45]]]},
+            404,
+            "covers no cell",
+        ),
+        ("county:99999", 404, "no county has FIPS code 99999"),
+        ("state:123", 422, "state:FIPS (2 digits)"),
+        ("country:US", 422, "county:FIPS"),
+        ("state:20?products=lstm,noah,lstm_percentile", 413, "cell-days"),
+        ("state:20?start=2030-01-01", 404, "outside the cube"),
+    ],
+)
+def test_bad_areas_answer_one_clear_error(server, request_, status, words):
+    if isinstance(request_, str):
+        r = server.get(
+            f"/v1/areas/{request_.replace('?', '/series?')}"
+            if "?" in request_
+            else f"/v1/areas/{request_}/series"
+        )
+    else:
+        r = server.post("/v1/areas/series", json=request_)
+    assert r.status_code == status, r.text[:300]
+    assert words in r.json()["detail"]
+    r = server.post("/v1/areas/series", content=b"{not json")
+    assert r.status_code == 422 and "not JSON" in r.json()["detail"]
