@@ -240,3 +240,62 @@ def test_bad_areas_answer_one_clear_error(server, request_, status, words):
     assert words in r.json()["detail"]
     r = server.post("/v1/areas/series", content=b"{not json")
     assert r.status_code == 422 and "not JSON" in r.json()["detail"]
+
+
+def test_drought_shapes_hold_each_cells_class(server, stored):
+    day = 300
+    r = server.get(f"/v1/drought/{DAYS[day].date()}.geojson", params={"product": "lstm_percentile"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    body = r.json()
+    assert body["type"] == "FeatureCollection"
+    features = {f["properties"]["class"]: f for f in body["features"]}
+    assert list(features) == ["D0", "D1", "D2", "D3", "D4"]
+    geometries = {name: shape(f["geometry"]) for name, f in features.items()}
+    for geometry in geometries.values():
+        assert geometry.is_valid
+        for polygon in getattr(geometry, "geoms", [geometry]):  # RFC 7946: right-hand rule
+            assert polygon.exterior.is_ccw and not any(r.is_ccw for r in polygon.interiors)
+    names = list(geometries)
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            assert geometries[names[a]].intersection(geometries[names[b]]).area < 1e-9
+    # the class of every region cell, from its stored percentile, holds its centre
+    bounds = [(-np.inf, 2, "D4"), (2, 5, "D3"), (5, 10, "D2"), (10, 20, "D1"), (20, 30, "D0")]
+    counts = dict.fromkeys(names, 0)
+    for iy, ix in zip(*np.nonzero(stored["mask"]), strict=True):
+        p = stored["percentile"][day, iy, ix]
+        lat, lon = grid.rowcol_to_latlon(iy + stored["row0"], ix + stored["col0"])
+        centre = shapely.Point(float(lon), float(lat))
+        expected = next((name for low, high, name in bounds if low < p <= high), None)
+        for name, geometry in geometries.items():
+            assert geometry.contains(centre) == (name == expected), (p, name)
+        if expected:
+            counts[expected] += 1
+    assert {n: f["properties"]["cells"] for n, f in features.items()} == counts
+    assert all(counts.values())
+
+    clipped = server.get(
+        f"/v1/drought/{DAYS[day].date()}.geojson", params={"bbox": "-99,38,-97,39.5"}
+    ).json()
+    for feature in clipped["features"]:
+        if feature["geometry"]:
+            west, south, east, north = shape(feature["geometry"]).bounds
+            assert west >= -99 and east <= -97 and south >= 38 and north <= 39.5
+            full = geometries[feature["properties"]["class"]].intersection(box(-99, 38, -97, 39.5))
+            assert shape(feature["geometry"]).symmetric_difference(full).area < 1e-9
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        ("/v1/drought/2030-01-01.geojson", 404, "outside the cube"),
+        ("/v1/drought/2010-13-01.geojson", 422, "not a YYYY-MM-DD day"),
+        ("/v1/drought/2010-06-01.geojson?product=lstm", 422, "*_percentile"),
+        ("/v1/drought/2010-06-01.geojson?product=smap_percentile", 422, "not available"),
+        ("/v1/drought/2010-06-01.geojson?bbox=1,2,3", 422, "bbox"),
+    ],
+)
+def test_bad_drought_shape_requests_answer_one_clear_error(server, url, status, words):
+    r = server.get(url)
+    assert r.status_code == status, r.text[:300]
+    assert words in r.json()["detail"]

@@ -1,0 +1,98 @@
+"""Drought classes as shapes: a day's cells of each US Drought Monitor class dissolved into
+polygons (model.product.shapes), as a GeoJSON FeatureCollection (RFC 7946), optionally within a
+bbox. Each class is exclusive (D1 = 10 < percentile <= 20, ...), so the shapes never overlap."""
+
+import json
+from typing import Annotated
+
+import numpy as np
+import shapely
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from model import grid
+from model.errors import InputError
+from model.product import shapes
+from service.catalog import ServedCube
+from service.series import CubeName
+from service.tiles import day_values, parse_day
+
+router = APIRouter(prefix="/v1/drought", tags=["drought"])
+GEOJSON = "application/geo+json"
+
+Product = Annotated[str, Query(description="A *_percentile product", examples=["lstm_percentile"])]
+Bbox = Annotated[
+    str | None,
+    Query(
+        description="west,south,east,north (degrees): clip the shapes",
+        examples=["-102,37,-94.6,40"],
+    ),
+]
+
+
+def day_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarray, ...]:
+    """(grid rows, grid cols, percentiles in percent, NaN where missing) of every region cell on
+    day t; percentiles exact to the stored 0.01 points, so class bounds compare exactly."""
+    served.check_products([product])
+    if not product.endswith("_percentile"):
+        raise InputError(
+            f"product: drought classes are percentiles; use a *_percentile product, not {product!r}"
+        )
+    mask = served.memory.mask
+    flat = np.flatnonzero(mask)
+    values = day_values(served, product, t, flat, None).astype(np.float64)
+    percent = np.rint(values * 100) / 100
+    iy, ix = np.unravel_index(flat, mask.shape)
+    return iy + served.memory.row0, ix + served.memory.col0, percent
+
+
+def feature_collection(served: ServedCube, product: str, day: str, bbox) -> str:
+    t = served.day_index(parse_day(day))
+    rows, cols, percent = day_percentiles(served, product, t)
+    box = None if bbox is None else grid.parse_bbox(bbox)
+    features = [
+        {
+            "type": "Feature",
+            "properties": {
+                "class": c.name,
+                "label": shapes.LABELS[c.name],
+                "percentile_above": None if np.isinf(c.lower) else c.lower,
+                "percentile_at_most": c.upper,
+                "cells": c.cells,
+                "date": served.dates[t],
+                "product": product,
+            },
+            "geometry": None if c.geometry is None else json.loads(shapely.to_geojson(c.geometry)),
+        }
+        for c in shapes.class_shapes(percent, rows, cols, box)
+    ]
+    return json.dumps(
+        {
+            "type": "FeatureCollection",
+            "name": f"{served.name} {product} {served.dates[t]} drought classes",
+            "features": features,
+        }
+    )
+
+
+@router.get(
+    "/{day}.geojson",
+    summary="Drought classes of a day as polygons",
+    response_class=Response,
+    responses={200: {"content": {GEOJSON: {}}}},
+)
+async def drought_geojson(
+    request: Request,
+    day: str,
+    product: Product = "lstm_percentile",
+    bbox: Bbox = None,
+    cube: CubeName = None,
+):
+    """A FeatureCollection of five features, D0..D4 (property `class`), each the day's cells in
+    that class dissolved into a (Multi)Polygon, or a null geometry where no cell is. Classes are
+    exclusive here (D0 = 20 < percentile <= 30, ... D4 <= 2) so the shapes tile without overlap;
+    area statistics report the Drought Monitor's cumulative shares instead."""
+    served = request.app.state.catalog.get(cube)
+    body = await run_in_threadpool(feature_collection, served, product, day, bbox)
+    return Response(body, media_type=GEOJSON)
