@@ -4,14 +4,18 @@ build the world, train, extend 2000-2020 on a local worker pool, score, evaluate
 Each stage is timed, and leaves a stamp of the settings it ran with in OUT/.stages; a re-run
 with the same settings skips the stages already done (after a change, the first stage whose
 stamp differs and every stage after it run again). Serving starts one worker on a local Redis,
-so that bulk jobs submitted from the map or the API run while the demo serves."""
+so that bulk jobs submitted from the map or the API run while the demo serves. One demo runs in a
+folder at a time; progress bars are drawn only on a terminal, so a log holds the stages' lines."""
 
+import fcntl
 import json
 import os
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,8 +23,10 @@ import pandas as pd
 import typer
 
 from model.dataset import open_input
+from model.errors import SmapxError
 from model.evaluation.skill import at_cells, period_skill
-from model.product.cube import open_cube
+from model.product import climatology
+from model.product.cube import DAYS_OF_YEAR, climatology_info, open_cube
 from model.settings import get_settings
 from model.training import checkpoint
 from model.training.train import TrainConfig, describe_validation, train
@@ -60,11 +66,11 @@ class DemoConfig:
         )
 
     def recipe(self) -> dict:
-        """What the products depend on (not where or how fast they are made), the training's
-        defaults included: a new default network retrains an existing demo."""
-        own = {
-            k: v for k, v in asdict(self).items() if k not in ("out", "workers", "port", "serve")
-        }
+        """What the products depend on (not where or how fast they are made, nor whether the
+        cube grows live), the training's defaults included: a new default network retrains an
+        existing demo."""
+        apart = ("out", "workers", "port", "serve", "live_days", "live_seconds")
+        own = {k: v for k, v in asdict(self).items() if k not in apart}
         return {**own, "training": asdict(self.training())}
 
 
@@ -84,12 +90,14 @@ class Stages:
         outputs: list[Path],
         work: Callable[[], None],
         resumes: bool = False,
+        complete: Callable[[], bool] = lambda: True,
     ) -> None:
-        """Run `work` unless its stamp matches; outputs are removed first unless the work
-        `resumes` them itself (the extension keeps the blocks of its own request)."""
+        """Run `work` unless its stamp matches, its outputs exist and are `complete`; outputs
+        are removed first unless the work `resumes` them itself (the extension keeps the blocks
+        of its own request)."""
         stamp = self.stamps / f"{name}.json"
         done = stamp.exists() and json.loads(stamp.read_text()) == self.recipe
-        if done and not self.redo and all(p.exists() for p in outputs):
+        if done and not self.redo and all(p.exists() for p in outputs) and complete():
             say(f"{title}: already built, reused ({', '.join(str(p) for p in outputs)})")
             self.times[name] = None
             return
@@ -116,9 +124,36 @@ class Stages:
         say(f"total: {clock(sum(v for v in self.times.values() if v is not None))}")
 
 
+@contextmanager
+def only_demo_in(out: Path) -> Iterator[None]:
+    """Hold the folder for this demo: a second one in it (two writers of one cube, one port)
+    stops with one line instead of failing half way."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise SmapxError(
+                f"another smapx demo (pid {holder}) is running in {out}; stop it, or give this "
+                "one another --out"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
 def run(config: DemoConfig) -> None:
     """Every stage in turn; each says what it wrote and how long it took."""
+    with only_demo_in(config.out):
+        run_stages(config)
+
+
+def run_stages(config: DemoConfig) -> None:
     out = config.out
+    progress = sys.stderr.isatty()
     world_dir, model_dir, cube_path = out / "world", out / "model", out / "extended.zarr"
     skill_path, report_dir = out / "skill.json", out / "report"
     os.environ["SMAPX_JOBS_DIR"] = str((out / "jobs").resolve())  # for the workers started here
@@ -128,7 +163,7 @@ def run(config: DemoConfig) -> None:
     def build():
         world = build_world(
             WorldConfig(start=config.start, end=config.end, stride=config.stride, bbox=config.bbox),
-            progress=True,
+            progress=progress,
         )
         write_world(world, world_dir)
         say(f"    {world_dir}: {summary(world)}")
@@ -136,7 +171,9 @@ def run(config: DemoConfig) -> None:
     def fit():
         threads = training_threads()
         say(f"    on {threads} thread(s) of {os.cpu_count()} cores")
-        ckpt, log = train(open_input(world_dir / "input.zarr"), config.training(threads))
+        ckpt, log = train(
+            open_input(world_dir / "input.zarr"), config.training(threads), progress=progress
+        )
         checkpoint.save(model_dir, ckpt, log)
         say(f"    {model_dir}: {describe_validation(ckpt.validation)}")
 
@@ -151,8 +188,9 @@ def run(config: DemoConfig) -> None:
         "extend",
         f"3/6 extending {config.start}..{live_start(config)} on {config.workers} worker processes",
         [cube_path],
-        lambda: extend(model_dir, world_dir / "input.zarr", config, cube_path, live_start(config)),
+        lambda: build_cube(model_dir, world_dir / "input.zarr", config, cube_path, progress),
         resumes=True,
+        complete=lambda: cube_is_built(cube_path, config),
     )
     stages.run(
         "score",
@@ -207,25 +245,37 @@ def _cpu_times() -> list[int]:
         return [int(v) for v in stat.readline().split()[1:]]
 
 
-def extend(model: Path, input_path: Path, config: DemoConfig, cube_path: Path, end: str) -> None:
-    """On local worker processes (with a private Redis when none is configured), or in-process."""
+def build_cube(
+    model: Path, input_path: Path, config: DemoConfig, cube_path: Path, progress: bool = True
+) -> None:
+    """The cube as `smapx extend` makes it: extended to the live start on local worker
+    processes (with a private Redis when none is configured) or in-process, then its
+    climatology, so that percentiles and anomalies are served."""
+    end = live_start(config)
     if config.workers:
         from worker.submit import run_extend
 
+        request = {"model": str(model), "input": str(input_path), "start": config.start}
         run_extend(
-            {
-                "model": str(model),
-                "input": str(input_path),
-                "start": config.start,
-                "end": end,
-                "out": str(cube_path),
-            },
+            {**request, "end": end, "out": str(cube_path)},
             workers=config.workers,
+            progress=progress,
         )
     else:
         from model.product.extend import extend as extend_here
 
-        extend_here(checkpoint.load(model), open_input(input_path), config.start, end, cube_path)
+        inputs = open_input(input_path)
+        extend_here(checkpoint.load(model), inputs, config.start, end, cube_path, progress=progress)
+    say(f"    {climatology.after_extension(cube_path, progress=progress)}")
+
+
+def cube_is_built(cube_path: Path, config: DemoConfig) -> bool:
+    """The cube reaches the live start (a live demo grows a built one, never cuts it) and has
+    its climatology where the record is long enough for one."""
+    cube = open_cube(cube_path)
+    days = cube.sizes["time"]
+    ends = str(cube.time.values[-1])[:10] >= live_start(config)
+    return ends and (days < DAYS_OF_YEAR or climatology_info(cube_path) is not None)
 
 
 def live_start(config: DemoConfig) -> str:
@@ -236,16 +286,20 @@ def live_start(config: DemoConfig) -> str:
 def grow_while_serving(
     model: Path, input_path: Path, config: DemoConfig, cube_path: Path
 ) -> threading.Thread:
-    """Grow the served cube a day every live_seconds up to the world's last day, in a thread
-    beside the server, which follows it (its reload period made shorter than a day's step)."""
+    """Grow the served cube a day every live_seconds from its last day to the world's, in a
+    thread beside the server, which follows it (its reload period made shorter than a day's
+    step). A cube that already reaches the world's last day is served as it is."""
     from model.product.extend import extend as extend_here
 
     settings = get_settings()
     settings.reload_seconds = min(settings.reload_seconds, config.live_seconds / 2)
     ckpt, inputs = checkpoint.load(model), open_input(input_path)
+    days = pd.date_range(open_cube(cube_path).time.values[-1], config.end)[1:]
+    if days.empty:
+        say(f"    live: {cube_path} already ends {config.end}, nothing to grow")
 
     def grow() -> None:
-        for day in pd.date_range(live_start(config), config.end)[1:]:
+        for day in days:
             time.sleep(config.live_seconds)
             extend_here(ckpt, inputs, config.start, day, cube_path, progress=False)
             say(f"    live: {cube_path} now ends {day.date()}")

@@ -371,7 +371,8 @@ def extend(
     computed."""
     with _collector_paused():
         from model.dataset import open_input
-        from model.product.cube import DAYS_OF_YEAR, describe
+        from model.product import climatology as climatologies
+        from model.product.cube import describe
         from model.product.extend import extend as run_extension
         from model.training import checkpoint
 
@@ -394,10 +395,7 @@ def extend(
         f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
         f"{written['cells']} cells"
     )
-    if base is None and written["days"] < DAYS_OF_YEAR:
-        typer.echo("no climatology: the record is shorter than a year")
-    else:
-        climatology(out, base)
+    typer.echo(climatologies.after_extension(out, base))
 
 
 @app.command()
@@ -416,24 +414,8 @@ def climatology(
     anomalies subtract, for every product but smap and lstm_spread. A change publishes a new
     generation of the cube, which servers follow."""
     from model.product import climatology as climatologies
-    from model.product.cube import climatology_info, republish
 
-    info = climatology_info(cube)
-    if base is None and info is not None:
-        added = climatologies.update(cube)
-        if added:
-            republish(cube)
-        typer.echo(
-            f"climatology of {cube}: {added} added day(s) ranked against "
-            f"{info['base_start']}/{info['base_end']}"
-        )
-        return
-    attrs = climatologies.compute(cube, base)
-    republish(cube)
-    typer.echo(
-        f"climatology of {cube}: {', '.join(attrs['products'])} over "
-        f"{attrs['base_start']}/{attrs['base_end']}"
-    )
+    typer.echo(climatologies.after_extension(cube, base))
 
 
 @app.command()
@@ -727,9 +709,12 @@ def settings(
     if markdown:
         typer.echo(markdown_table())
         return
+    from worker.pool import redis_in_use
+
     current = get_settings()
     for name in Settings.model_fields:
-        typer.echo(f"SMAPX_{name.upper()}={getattr(current, name)}")
+        value = redis_in_use() if name == "redis_url" else getattr(current, name)
+        typer.echo(f"SMAPX_{name.upper()}={'unset' if value is None else value}")
 
 
 def main() -> None:

@@ -1,10 +1,13 @@
 """One typed settings object for every layer; values come from `SMAPX_*` environment variables."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from model.errors import InputError
 
 
 class Settings(BaseSettings):
@@ -128,5 +131,22 @@ def markdown_table() -> str:
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment; a bad value is a user error
+    that names its variable in one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InputError(bad_setting(exc)) from None
+    except SettingsError as exc:  # a JSON-valued setting that does not parse
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"SMAPX_{field.group(1).upper()}" if field else "a SMAPX_ setting"
+        raise InputError(f"{name}: not valid JSON") from None
+
+
+def bad_setting(exc: ValidationError) -> str:
+    """`SMAPX_NAME=value: why` for the first invalid setting."""
+    err = exc.errors()[0]
+    name = "SMAPX_" + "_".join(str(p) for p in err["loc"][:1]).upper()
+    value = err.get("input")
+    shown = f"={value}" if isinstance(value, str) else ""
+    return f"{name}{shown}: {err['msg'].removeprefix('Value error, ')}"

@@ -138,6 +138,20 @@ def pointing_at(url: str) -> Iterator[None]:
         configure()
 
 
+def redis_in_use() -> str:
+    """Which Redis this machine's smapx uses, as `smapx settings` shows it: the configured one,
+    else the conventional local one when it answers, else the private one `ensure_redis` starts."""
+    configured = get_settings().redis_url
+    if configured:
+        return configured
+    if _answers(DEFAULT_REDIS_URL):
+        return f"unset: {DEFAULT_REDIS_URL} answers and is used"
+    return (
+        f"unset: nothing answers at {DEFAULT_REDIS_URL}; smapx demo and smapx extend --workers "
+        "start a private redis-server, smapx serve and smapx worker have no job queue"
+    )
+
+
 @contextmanager
 def ensure_redis() -> Iterator[str]:
     """The Redis to use: the configured one (which must answer), else the conventional local

@@ -190,6 +190,31 @@ def update(store: str | Path, time=None, progress: bool = True) -> int:
     return new.stop - new.start
 
 
+def after_extension(store: str | Path, base: str | None = None, progress: bool = True) -> str:
+    """Give a cube just extended or grown its climatology, so that its percentiles and anomalies
+    exist wherever it was made (`smapx extend`, the demo): days a grown cube added are ranked
+    against its base, a new base or a cube without a climatology is ranked whole, and a record
+    shorter than a year gets none. A change publishes a new generation; returns one line that
+    says what was done."""
+    info = cubes.climatology_info(store)
+    if base is None and info is not None:
+        added = update(store, progress=progress)
+        if added:
+            cubes.republish(store)
+        return (
+            f"climatology of {store}: {added} added day(s) ranked against "
+            f"{info['base_start']}/{info['base_end']}"
+        )
+    if base is None and cubes.open_cube(store).sizes["time"] < cubes.DAYS_OF_YEAR:
+        return "no climatology: the record is shorter than a year"
+    attrs = compute(store, base, progress)
+    cubes.republish(store)
+    return (
+        f"climatology of {store}: {', '.join(attrs['products'])} over "
+        f"{attrs['base_start']}/{attrs['base_end']}"
+    )
+
+
 def rank_grown(store: str | Path, time) -> int:
     """For a growth about to publish the days `time`: rank the added days when the cube has a
     climatology (the number ranked; 0 without one)."""
