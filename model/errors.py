@@ -10,4 +10,9 @@ class InputError(SmapxError):
 
 
 class OutOfRangeError(SmapxError):
-    """A point, region or period outside what the data covers."""
+    """A point, region or period outside what the data covers; `extent`, where known, is what
+    it does cover (model.product.cube.extent)."""
+
+    def __init__(self, message: str, extent: dict | None = None):
+        super().__init__(message)
+        self.extent = extent

@@ -20,7 +20,6 @@ from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
 from service import products as derived
-from service.problems import OutsideCube
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class ServedCube:
         try:
             return cubes.locate(self.dataset, lat, lon)
         except OutOfRangeError as exc:
-            raise OutsideCube(str(exc), self.extent) from None
+            raise OutOfRangeError(str(exc), self.extent) from None
 
     def period(self, start, end) -> slice:
         """Index slice of the days start..end, clipped to the cube (InputError if inverted,
@@ -89,7 +88,7 @@ class ServedCube:
             else int(np.searchsorted(self.day_values, np.datetime64(end, "D"), side="right"))
         )
         if first >= stop:
-            raise OutsideCube(
+            raise OutOfRangeError(
                 f"period {start or '...'}..{end or '...'} is outside the cube "
                 f"({self.dates[0]}..{self.dates[-1]})",
                 self.extent,
@@ -101,7 +100,7 @@ class ServedCube:
             return len(self.dates) - 1
         t = self.day_numbers.get(str(day))
         if t is None:
-            raise OutsideCube(
+            raise OutOfRangeError(
                 f"date {day} is outside the cube ({self.dates[0]}..{self.dates[-1]})", self.extent
             )
         return t
@@ -226,5 +225,5 @@ class Catalog:
     def get(self, name: str | None) -> ServedCube:
         name = name or self.default
         if name not in self.cubes:
-            raise OutOfRangeError(f"cube {name!r} is not served; served: {', '.join(self.cubes)}")
+            raise OutOfRangeError(f"cube: {name!r} is not served; served: {', '.join(self.cubes)}")
         return self.cubes[name]

@@ -1,18 +1,22 @@
-"""User errors as HTTP answers, in one shape everywhere (`Problem`): 422 for a bad parameter,
+"""User errors as HTTP answers, in one shape everywhere (`Problem`, RFC 9457's problem details,
+media type application/problem+json): 422 for a bad parameter,
 404 outside the grid, period or catalogue, 413 for a request too large, 429 past the rate limit;
 each one line, never a traceback. Every /v1 route documents them (`COMMON` for all, and
 the statuses a route adds: 401, 409, 413, 503)."""
 
 import re
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse as StarletteJSON
 
 from model.errors import OutOfRangeError, SmapxError
 
+MEDIA_TYPE = "application/problem+json"
 PARAMETER = re.compile(r"^([A-Za-z_][\w.\-\[\]]*): ")
 DESCRIPTIONS = {
     401: "API key missing or not accepted",
@@ -26,20 +30,15 @@ DESCRIPTIONS = {
 
 
 class Problem(BaseModel):
-    """The body of every error answer."""
+    """The body of every error answer (RFC 9457 problem details, with members of its own)."""
 
+    type: str = Field("about:blank", description="The problem type: only the status says it.")
+    title: str = Field(description="The status's phrase.")
+    status: int = Field(description="The HTTP status.")
     detail: str = Field(description="What is wrong, in one line.")
     parameter: str | None = Field(None, description="The parameter or body field at fault.")
     extent: dict | None = Field(None, description="The cube's valid extent and period.")
     limit: int | None = Field(None, description="The limit a request went over.")
-
-
-class OutsideCube(OutOfRangeError):
-    """A point or period outside a served cube; the answer carries the cube's valid extent."""
-
-    def __init__(self, message: str, extent: dict):
-        super().__init__(message)
-        self.extent = extent
 
 
 class TooLarge(HTTPException):
@@ -50,14 +49,19 @@ class TooLarge(HTTPException):
         self.limit = limit
 
 
+class ProblemResponse(StarletteJSON):
+    media_type = MEDIA_TYPE
+
+
 def problem(status: int, detail: str, headers: dict | None = None, **fields) -> JSONResponse:
     """An error answer; the parameter is the message's `name: ` prefix unless given."""
     detail = " ".join(str(detail).split())
     if "parameter" not in fields:
         match = PARAMETER.match(detail)
         fields["parameter"] = match.group(1) if match else None
-    body = Problem(detail=detail, **fields).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=status, headers=headers)
+    title = HTTPStatus(status).phrase
+    body = Problem(title=title, status=status, detail=detail, **fields)
+    return ProblemResponse(body.model_dump(exclude_none=True), status, headers=headers)
 
 
 def too_large(message: str, limit: int) -> JSONResponse:
@@ -66,7 +70,11 @@ def too_large(message: str, limit: int) -> JSONResponse:
 
 def responses(*statuses: int) -> dict:
     """OpenAPI `responses` for the given error statuses, each with the Problem body."""
-    return {s: {"model": Problem, "description": DESCRIPTIONS[s]} for s in statuses}
+    schema = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    return {
+        s: {"model": Problem, "description": DESCRIPTIONS[s], "content": {MEDIA_TYPE: schema}}
+        for s in statuses
+    }
 
 
 COMMON = responses(404, 422, 429)
@@ -95,8 +103,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SmapxError)
     async def smapx_error(request: Request, exc: SmapxError) -> JSONResponse:
         status = 404 if isinstance(exc, OutOfRangeError) else 422
-        extent = exc.extent if isinstance(exc, OutsideCube) else None
-        return problem(status, str(exc), extent=extent)
+        return problem(status, str(exc), extent=getattr(exc, "extent", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,5 +1,5 @@
 """Map tiles of any product and day: XYZ Web Mercator and any OGC TileMatrixSet (morecantile),
-PNG through a rio-tiler colormap, a TileJSON document and a legend.
+PNG through a colormap of the one registry (service.colormaps), a TileJSON document and a legend.
 
 A tile is a gather: each pixel's centre is projected once to the EASE2 grid (pyproj) and the
 resulting cube cell index is cached per (cube, tile), so serving a tile is a lookup into the
@@ -23,24 +23,23 @@ from fastapi.responses import JSONResponse, Response
 from morecantile.errors import InvalidIdentifier
 from PIL import Image
 from pyproj import Transformer
-from rio_tiler.colormap import cmap as colormaps
-from rio_tiler.errors import InvalidColorMapName
 
 from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import export
 from model.settings import get_settings
+from service import colormaps
 from service import products as derived
 from service.catalog import ServedCube
 from service.series import CubeName, Weight
 
 router = APIRouter(prefix="/v1", tags=["tiles"])
-DEFAULT_COLORMAP = "ylgnbu"
+DEFAULT_COLORMAP = colormaps.DEFAULT
 DEFAULT_RESCALE = "0,0.5"
 DEFAULT_TMS = "WebMercatorQuad"
 CYLINDRICAL_EPSG = {3857, 3395}
-NO_DATA = 256
+NO_DATA = colormaps.NO_DATA
 PNG = "image/png"
 
 Day = Annotated[
@@ -50,8 +49,8 @@ Day = Annotated[
 Colormap = Annotated[
     str,
     Query(
-        description="A rio-tiler colormap name, or `drought` (US Drought Monitor classes of a "
-        "*_percentile product)",
+        description="A colormap of /v1/colormaps: a rio-tiler name, or `drought` (US Drought "
+        "Monitor classes of a *_percentile product)",
         examples=["viridis"],
     ),
 ]
@@ -81,22 +80,6 @@ class TileStyle:
 
 
 Style = Annotated[TileStyle, Depends()]
-
-
-@lru_cache(maxsize=64)
-def colormap_table(name: str) -> np.ndarray:
-    """(257, 4) uint8 RGBA of a rio-tiler colormap, plus a transparent entry 256 for no data.
-    Cached and read-only: rio-tiler deep-copies a colormap on every lookup."""
-    try:
-        table = colormaps.get(name.lower())
-    except InvalidColorMapName:
-        raise InputError(
-            f"colormap: unknown {name!r}; e.g. viridis, ylgnbu, rdylbu, browse /v1/colormaps"
-        ) from None
-    rgba = np.zeros((NO_DATA + 1, 4), np.uint8)
-    rgba[:NO_DATA] = [table[i] for i in range(256)]
-    rgba.flags.writeable = False
-    return rgba
 
 
 def parse_rescale(text: str) -> tuple[float, float]:
@@ -210,12 +193,6 @@ def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight)
     return export.fusion.fuse(lstm, noah, w)
 
 
-def color_index(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Rescale m3/m3 to colormap indices 0..255 (rounded, clipped); NO_DATA where NaN."""
-    scaled = np.clip(np.rint((values - low) * np.float32(255.0 / (high - low))), 0, 255)
-    return np.where(np.isnan(values), NO_DATA, scaled).astype(np.int16)
-
-
 def encode_png(rgba: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(out, "PNG", compress_level=1)
@@ -254,15 +231,13 @@ def render_tile(
     matrix = tms.matrix(z)
     if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
         raise OutOfRangeError(f"tile {z}/{x}/{y} is outside the {tms_id} matrix")
-    drought = style.colormap.lower() == "drought"
-    if drought:
-        derived.check_drought(product)
-        table = derived.DROUGHT_TABLE
-    else:
-        table, (low, high) = (
-            colormap_table(style.colormap),
-            parse_rescale(style.rescale_of(product)),
-        )
+    colormaps.check(style.colormap, product)
+    table = colormaps.table(style.colormap)
+    low, high = (
+        (0.0, 1.0)  # a classed colormap has no rescale
+        if colormaps.classes_of(style.colormap)
+        else parse_rescale(style.rescale_of(product))
+    )
     t = cube.day_index(parse_day(style.date))
     index = pixel_index(cube, tms_id, z, x, y)
     if index is None:
@@ -270,7 +245,7 @@ def render_tile(
     flat, pixels, shape = index
     colors = np.full(shape[0] * shape[1], NO_DATA, np.int16)
     values = day_values(cube, product, t, flat, style.weight)
-    colors[pixels] = derived.drought_classes(values) if drought else color_index(values, low, high)
+    colors[pixels] = colormaps.paint(style.colormap, values, low, high)
     return encode_indexed(colors.reshape(shape), table)
 
 
@@ -329,10 +304,7 @@ def tile_matrix_set(tileMatrixSetId: str):
 def tilejson(request: Request, product: str, style: Style):
     served = request.app.state.catalog.get(style.cube)
     served.check_products([product])
-    if style.colormap.lower() == "drought":
-        derived.check_drought(product)
-    else:
-        colormap_table(style.colormap)
+    colormaps.check(style.colormap, product)
     rescale = style.rescale_of(product)
     parse_rescale(rescale)
     day = served.dates[served.day_index(parse_day(style.date))]
@@ -358,7 +330,9 @@ def tilejson(request: Request, product: str, style: Style):
 
 @router.get("/colormaps", summary="Colormap names")
 def colormap_names():
-    return {"colormaps": sorted([*colormaps.list(), "drought"])}
+    """Every colormap tiles and legends take, the default, and the products a classed one
+    colours."""
+    return colormaps.catalogue()
 
 
 @router.get(
@@ -369,22 +343,19 @@ def colormap_names():
 )
 def legend(
     colormap: Colormap = DEFAULT_COLORMAP,
-    rescale: Rescale = DEFAULT_RESCALE,
+    rescale: Rescale = None,
+    product: Annotated[
+        str | None,
+        Query(description="The product coloured: its unit and default rescale", examples=["lstm"]),
+    ] = None,
     f: Annotated[str, Query(pattern="^(png|json)$")] = "png",
 ):
-    """A 256 x 16 colour bar (PNG) or its stops with values (JSON); for `drought`, its classes
-    with labels."""
-    if colormap.lower() == "drought":
-        if f == "json":
-            return JSONResponse(derived.drought_legend_json())
-        return Response(derived.drought_legend_png(), media_type=PNG)
-    table, (low, high) = colormap_table(colormap), parse_rescale(rescale)
+    """A colour bar with ticks under their values and the units (PNG), or its stops and ticks
+    (JSON, each tick with its position 0..1 along the bar); for `drought`, its classes with
+    labels."""
+    colormaps.check(colormap, product)
+    low, high = parse_rescale(rescale or derived.default_rescale(product or "", DEFAULT_RESCALE))
+    units = derived.units(product) if product else cubes.UNITS
     if f == "json":
-        stops = [
-            [round(low + (high - low) * i / 255, 5), "#" + bytes(table[i, :3]).hex()]
-            for i in range(0, 256, 51)
-        ]
-        return JSONResponse(
-            {"colormap": colormap, "rescale": [low, high], "units": cubes.UNITS, "stops": stops}
-        )
-    return Response(encode_png(np.repeat(table[None, :NO_DATA], 16, axis=0)), media_type=PNG)
+        return JSONResponse(colormaps.legend(colormap, low, high, units))
+    return Response(colormaps.legend_png(colormap, low, high, units), media_type=PNG)

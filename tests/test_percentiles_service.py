@@ -200,7 +200,21 @@ def test_drought_legend_is_labelled(server):
     assert legend["classes"][2]["range"] == "5 < percentile <= 10"
     png = server.get("/v1/legend", params={"colormap": "drought"})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
-    assert "drought" in server.get("/v1/colormaps").json()["colormaps"]
+    listed = server.get("/v1/colormaps").json()
+    assert "drought" in listed["colormaps"] and "viridis" in listed["colormaps"]
+    assert listed["classed"] == {"drought": {"products": "*_percentile"}}
+
+
+def test_a_percentile_legend_has_its_ticks_and_unit(server):
+    legend = server.get(
+        "/v1/legend", params={"colormap": "viridis", "product": "lstm_percentile", "f": "json"}
+    ).json()
+    assert legend["units"] == "percent" and legend["rescale"] == [0, 100]
+    assert [(t["value"], t["position"]) for t in legend["ticks"]] == [
+        (v, v / 100) for v in (0, 20, 40, 60, 80, 100)
+    ]
+    wrong = server.get("/v1/legend", params={"colormap": "drought", "product": "lstm"})
+    assert wrong.status_code == 422 and "lstm_percentile" in wrong.json()["detail"]
 
 
 def test_catalogue_lists_derived_products(server):

@@ -229,7 +229,7 @@ def test_every_error_route_documents_the_problem_shape(api):
             errors = {s: r for s, r in operation["responses"].items() if int(s) >= 400}
             assert "429" in errors and (path == "/v1/products" or {"404", "422"} <= set(errors))
             for status, response in errors.items():
-                schema = response["content"]["application/json"]["schema"]
+                schema = response["content"]["application/problem+json"]["schema"]
                 assert schema["$ref"].endswith("/Problem"), (method, path, status)
 
 

@@ -322,10 +322,20 @@ def test_tilejson_and_legend(server, local):
     url = doc["tiles"][0].replace("{z}", "7").replace("{x}", "27").replace("{y}", "53")
     assert "date=2015-03-01" in url and server.get(url).status_code == 200
     legend = get_png(server, "/v1/legend", colormap="viridis")
-    assert legend.shape == (16, 256, 4)
-    np.testing.assert_array_equal(legend[0, 255, :3], cmap.get("viridis")[255][:3])
-    stops = server.get("/v1/legend", params={"f": "json", "rescale": "0,0.5"}).json()["stops"]
-    assert stops[0][0] == 0 and stops[-1][0] == 0.5
+    bar = legend[:16, 12 : 12 + 256]  # the bar, a margin from the left; ticks and units below
+    np.testing.assert_array_equal(bar[0, 255, :3], cmap.get("viridis")[255][:3])
+    assert (legend[16:, :, :3] < 100).all(-1).any()  # dark tick labels under the bar
+    doc = server.get("/v1/legend", params={"f": "json", "rescale": "0,0.5"}).json()
+    assert doc["stops"][0][0] == 0 and doc["stops"][-1][0] == 0.5
+    assert [(t["label"], t["position"]) for t in doc["ticks"]] == [
+        ("0", 0),
+        ("0.1", 0.2),
+        ("0.2", 0.4),
+        ("0.3", 0.6),
+        ("0.4", 0.8),
+        ("0.5", 1),
+    ]
+    assert doc["units"] == "m3 m-3"
 
 
 def test_zarr_over_http_reads_the_local_store(server, local, world):
@@ -408,6 +418,25 @@ def test_series_errors(server, local, params, status, needle):
         assert r.json()["extent"] == pytest.approx(cubes.extent(local))
 
 
+def test_errors_are_rfc9457_problems_with_rounded_extents(server, local):
+    outside = server.get("/v1/series", params={"lat": 10.0, "lon": -97.0})
+    assert outside.status_code == 404
+    assert outside.headers["content-type"] == "application/problem+json"
+    body = outside.json()
+    assert (body["type"], body["title"], body["status"]) == ("about:blank", "Not Found", 404)
+    assert "{" not in body["detail"] and "lat 28." in body["detail"], body["detail"]
+    for side in ("west", "south", "east", "north"):
+        assert body["extent"][side] == round(body["extent"][side], 4)
+    ocean = server.get(
+        "/v1/subset",
+        params={"bbox": "-140,30,-130,35", "start": "2015-01-01", "end": "2015-01-31"},
+    )
+    assert ocean.status_code == 404 and ocean.json()["parameter"] == "bbox", ocean.text
+    assert ocean.json()["extent"] == body["extent"]
+    unknown = server.get("/v1/series", params={"lat": 29.0, "lon": -103.0, "cube": "nope"})
+    assert unknown.status_code == 404 and unknown.json()["parameter"] == "cube"
+
+
 @pytest.mark.parametrize(
     ("url", "params", "status"),
     [
@@ -468,9 +497,11 @@ def test_api_docs_load_nothing_from_outside(server):
 
 
 def test_tile_png_with_every_colour_and_no_data_falls_back_to_rgba():
-    from service.tiles import NO_DATA, colormap_table, encode_indexed
+    from service import colormaps
+    from service.colormaps import NO_DATA
+    from service.tiles import encode_indexed
 
-    table = colormap_table("viridis")
+    table = colormaps.table("viridis")
     colors = np.arange(256 * 256, dtype=np.int16).reshape(256, 256) % (NO_DATA + 1)
     decoded = np.asarray(Image.open(io.BytesIO(encode_indexed(colors, table))).convert("RGBA"))
     np.testing.assert_array_equal(decoded, table[colors])

@@ -429,24 +429,35 @@ def locate_points(cube: xr.Dataset, lats, lons) -> tuple[np.ndarray, np.ndarray]
     inside[inside] = mask[iy[inside], ix[inside]]
     if not inside.all():
         k = int(np.argmin(inside))
+        where = extent(cube)
         raise OutOfRangeError(
-            f"point ({lats[k]}, {lons[k]}) is not in the cube's region; extent {extent(cube)}"
+            f"point ({lats[k]:g}, {lons[k]:g}) is not in the cube's region "
+            f"({describe_extent(where)})",
+            where,
         )
     return iy, ix
 
 
 def extent(cube: xr.Dataset) -> dict:
-    """Lon/lat bounds and period of a cube."""
+    """Lon/lat bounds (of the cells' centres, to 1e-4 degree, ~10 m) and period of a cube."""
     mask = cube["mask"].values
     lat, lon = cube["lat"].values[mask], cube["lon"].values[mask]
     return {
-        "west": float(lon.min()),
-        "south": float(lat.min()),
-        "east": float(lon.max()),
-        "north": float(lat.max()),
+        "west": round(float(lon.min()), 4),
+        "south": round(float(lat.min()), 4),
+        "east": round(float(lon.max()), 4),
+        "north": round(float(lat.max()), 4),
         "start": str(pd.Timestamp(cube.time.values[0]).date()),
         "end": str(pd.Timestamp(cube.time.values[-1]).date()),
     }
+
+
+def describe_extent(where: dict) -> str:
+    """An extent in one line, as a person reads it."""
+    return (
+        f"lat {where['south']:g}..{where['north']:g}, lon {where['west']:g}..{where['east']:g}, "
+        f"{where['start']}..{where['end']}"
+    )
 
 
 def time_index(cube: xr.Dataset, start, end) -> slice:

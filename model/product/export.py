@@ -147,8 +147,10 @@ def bbox_window(cube: xr.Dataset, bbox) -> tuple[slice, slice, np.ndarray]:
     lat, lon = cube["lat"].values, cube["lon"].values
     inside = cube["mask"].values & (lon >= west) & (lon <= east) & (lat >= south) & (lat <= north)
     if not inside.any():
+        where = cubes.extent(cube)
+        box = ",".join(f"{v:g}" for v in bbox)
         raise OutOfRangeError(
-            f"bbox {list(bbox)} holds no cell of the cube; extent {cubes.extent(cube)}"
+            f"bbox: {box} holds no cell of the cube ({cubes.describe_extent(where)})", where
         )
     iy, ix = np.nonzero(inside)
     ys, xs = slice(int(iy.min()), int(iy.max()) + 1), slice(int(ix.min()), int(ix.max()) + 1)
