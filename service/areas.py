@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from model.errors import InputError
+from model.errors import InputError, OutOfRangeError
 from model.product import areas
 from model.product import cube as cubes
 from model.settings import get_settings
@@ -20,7 +20,7 @@ from service import problems
 from service import products as derived
 from service.bodylimit import parsing
 from service.catalog import ServedCube
-from service.problems import OutsideCube, too_large
+from service.problems import too_large
 from service.series import (
     CSV_TYPE,
     JSON_TYPE,
@@ -62,7 +62,9 @@ def area_series(
     memory = served.memory
     cells = areas.cell_weights(geometry, memory.row0, memory.col0, memory.mask)
     if cells.weight.size == 0:
-        raise OutsideCube(f"area: {area['id']} covers no cell of cube {served.name}", served.extent)
+        raise OutOfRangeError(
+            f"area: {area['id']} covers no cell of cube {served.name}", served.extent
+        )
     n_days = times.stop - times.start
     limit = get_settings().area_max_cell_days
     if cells.weight.size * n_days * len(names) > limit:
