@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.settings import get_settings
-from service import areas, drought, jobs, problems, reload, series, stac, tiles, zarr_access
+from service import areas, drought, jobs, problems, reload, series, stac, tiles, wmts, zarr_access
 from service.bodylimit import BodyLimit
 from service.caching import CacheValidators
 from service.catalog import Catalog
@@ -54,7 +54,7 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
         redis_url=settings.redis_url,
         api_keys=[*settings.api_keys, settings.admin_api_key or ""],
     )
-    for module in (series, areas, drought, tiles, jobs, zarr_access, stac):
+    for module in (series, areas, drought, tiles, wmts, jobs, zarr_access, stac):
         app.include_router(module.router, responses=problems.COMMON)
 
     @app.get("/healthz", tags=["catalogue"], summary="Liveness, the cubes served, the workers")

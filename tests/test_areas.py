@@ -8,7 +8,6 @@ import io
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import shapely
 import zarr
@@ -16,16 +15,15 @@ from pyproj import Transformer
 from shapely.geometry import box, shape
 
 from model import grid
-from model.product import areas, climatology
+from model.product import areas
 from model.product import cube as cubes
 from service.areas import ATLAS_DIR
+from tests import kansas
+from tests.kansas import DAYS, EMPTY_DAY
 from tests.served import NO_REDIS, serving
 
 pytestmark = pytest.mark.integration
 
-DAYS = pd.date_range("2010-01-01", "2011-12-31")
-EMPTY_DAY = 40  # no cell has lstm that day
-BBOX = (-102.6, 36.4, -94.2, 40.6)  # Kansas and a margin
 MAX_CELL_DAYS = 300_000  # Kansas: 150 cells x 730 days x 2 products fit, 3 do not
 SQUARE = {  # a Polygon with a hole, crossing cells partly
     "type": "Polygon",
@@ -39,27 +37,7 @@ TO_EASE = Transformer.from_crs("EPSG:4326", "EPSG:6933", always_xy=True)
 
 @pytest.fixture(scope="module")
 def cube_path(tmp_path_factory):
-    """Random lstm and noah over the cells of BBOX less every fifth (not in the region), a tenth
-    of the cell-days missing, and one day missing everywhere; with its climatology."""
-    rows, cols = grid.bbox_cells(*BBOX)
-    keep = (rows * 7 + cols) % 5 != 0
-    rows, cols = rows[keep], cols[keep]
-    template = cubes.template(DAYS, rows, cols, ("lstm", "noah"))
-    rng = np.random.default_rng(3)
-    shape_ = (len(DAYS), *template["mask"].shape)
-    values = {p: rng.uniform(0.05, 0.45, shape_).astype(np.float32) for p in ("lstm", "noah")}
-    values["lstm"][rng.random(shape_) < 0.1] = np.nan
-    values["lstm"][EMPTY_DAY] = np.nan
-    store = tmp_path_factory.mktemp("areas") / "kansas.zarr"
-    cubes.create(store, template)
-    for block in cubes.blocks(template):
-        inside = template["mask"].values[block.y, block.x][None]
-        part = {
-            p: np.where(inside, v[block.time, block.y, block.x], np.nan) for p, v in values.items()
-        }
-        cubes.write_block(store, block, part)
-    climatology.compute(store, progress=False)
-    return store
+    return kansas.build(tmp_path_factory.mktemp("areas") / "kansas.zarr")
 
 
 @pytest.fixture(scope="module")
