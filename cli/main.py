@@ -112,6 +112,14 @@ RegionBox = Annotated[
 RegionName = Annotated[str | None, typer.Option(help="A named region instead of --bbox: conus")]
 FirstDay = Annotated[str | None, typer.Option(help="Read only files from this day, YYYY-MM-DD")]
 LastDay = Annotated[str | None, typer.Option(help="Read only files up to this day, YYYY-MM-DD")]
+GridName = Annotated[
+    str | None,
+    typer.Option(
+        "--grid",
+        help="EASE2 grid of a dataset this creates: 36km (SPL3SMP, the default) or 9km "
+        "(SPL3SMP_E); an existing dataset keeps its own",
+    ),
+]
 MinHours = Annotated[
     int, typer.Option(help="Fewest readable hours for a day to be written (e.g. 18 in operations)")
 ]
@@ -124,7 +132,10 @@ def _print_report(report) -> None:
 @ingest_app.command("smap")
 def ingest_smap(
     folder: Annotated[
-        Path, typer.Argument(help="Folder of SMAP_L3_SM_P_YYYYMMDD_R*_*.h5 granules")
+        Path,
+        typer.Argument(
+            help="Folder of SMAP_L3_SM_P_YYYYMMDD_R*_*.h5 granules (SMAP_L3_SM_P_E_... at 9km)"
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Input dataset to create or add to (Zarr)")],
     bbox: RegionBox = None,
@@ -138,8 +149,10 @@ def ingest_smap(
     ] = "recommended",
     start: FirstDay = None,
     end: LastDay = None,
+    grid: GridName = None,
 ):
     """SMAP L3 daily granules -> the SMAP target; creates the dataset with the cells of a region."""
+    from model.grid import named
     from model.sources.ingest import ingest_smap as run
     from model.sources.ingest import parse_region
     from model.sources.smap import Overpass, Quality
@@ -153,6 +166,7 @@ def ingest_smap(
             _choice(Quality, quality),
             start,
             end,
+            on=named(grid) if grid else None,
         )
     )
 
@@ -180,11 +194,14 @@ def _hourly_command(source: HourlySource) -> None:
         start: FirstDay = None,
         end: LastDay = None,
         min_hours: MinHours = 1,
+        grid: GridName = None,
     ):
+        from model.grid import named
         from model.sources.ingest import ingest_nldas, parse_region
 
         box = parse_region(bbox, region)
-        _print_report(ingest_nldas(folder, out, source.kind, box, start, end, min_hours))
+        on = named(grid) if grid else None
+        _print_report(ingest_nldas(folder, out, source.kind, box, start, end, min_hours, on=on))
 
     command.__doc__ = source.summary
     ingest_app.command(source.command)(command)

@@ -18,8 +18,8 @@ import pandas as pd
 import xarray as xr
 from filelock import FileLock, Timeout
 
-from model import grid
 from model.errors import InputError, OutOfRangeError
+from model.grid import DEFAULT, Grid
 
 FORCING_VARIABLES = ("precip", "tair", "spfh", "swdown", "lwdown", "wind_u", "wind_v", "psurf")
 PRECIP_VARIABLES = frozenset({"precip"})
@@ -45,8 +45,10 @@ def make_input_dataset(
     target: np.ndarray | None = None,
     lsm: dict[str, np.ndarray] | None = None,
     attrs: dict | None = None,
+    grid: Grid = DEFAULT,
 ) -> xr.Dataset:
-    """Assemble an input dataset from (time, cell) arrays keyed by variable name."""
+    """Assemble an input dataset from (time, cell) arrays keyed by variable name; rows and cols
+    are cells of `grid`, which the dataset records."""
     time = pd.DatetimeIndex(time)
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
@@ -70,24 +72,24 @@ def make_input_dataset(
         data_vars[name] = (("time", "cell"), np.asarray(values, np.float32), {"units": "m3 m-3"})
     return xr.Dataset(
         data_vars,
-        input_coords(time, rows, cols, names, static_names),
-        attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", **(attrs or {})},
+        input_coords(time, rows, cols, names, static_names, grid),
+        attrs={"grid": grid.attr, **(attrs or {})},
     )
 
 
-def input_coords(time, rows, cols, variables, static_variables) -> dict:
+def input_coords(time, rows, cols, variables, static_variables, grid: Grid = DEFAULT) -> dict:
     """The coordinates of every input dataset: its cells' (cell_coords), and the names of the
     forcing and static variables."""
     return {
-        **cell_coords(time, rows, cols),
+        **cell_coords(time, rows, cols, grid),
         "variable": np.array(variables, dtype=object),
         "static_variable": np.array(static_variables, dtype=object),
     }
 
 
-def cell_coords(time, rows, cols) -> dict:
-    """Days, and cells with their EASE2 row/col and lat/lon: what every per-cell dataset of a
-    region carries (the inputs, the twin world's truth)."""
+def cell_coords(time, rows, cols, grid: Grid = DEFAULT) -> dict:
+    """Days, and cells with their EASE2 row/col (on `grid`) and lat/lon: what every per-cell
+    dataset of a region carries (the inputs, the twin world's truth)."""
     lat, lon = grid.rowcol_to_latlon(rows, cols)
     return {
         "time": time,

@@ -107,7 +107,7 @@ class ServedCube:
 
     def cell(self, iy: int, ix: int) -> dict:
         row, col = iy + self.memory.row0, ix + self.memory.col0
-        lat, lon = grid.rowcol_to_latlon(row, col)
+        lat, lon = self.memory.grid.rowcol_to_latlon(row, col)
         return {
             "row": row,
             "col": col,
@@ -135,9 +135,9 @@ class ServedCube:
             "generation": self.generation.get("generation", 0),
             "extent": self.extent,
             "grid": {
-                "name": "EASE-Grid 2.0 global 36 km",
+                "name": self.memory.grid.title,
                 "epsg": grid.EPSG,
-                "cell_size_m": grid.CELL_SIZE,
+                "cell_size_m": self.memory.grid.cell_size,
                 "row0": self.memory.row0,
                 "col0": self.memory.col0,
                 "rows": ds.sizes["y"],

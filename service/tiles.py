@@ -159,7 +159,7 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     px = bounds.left + (np.arange(width) + 0.5) * (bounds.right - bounds.left) / width
     py = bounds.top - (np.arange(height) + 0.5) * (bounds.top - bounds.bottom) / height
     ex, ey = _pixel_centres_in_ease(tms_id, px, py)
-    rows, cols = grid.xy_to_rowcol(ex, ey)
+    rows, cols = cube.memory.grid.xy_to_rowcol(ex, ey)
     mask = cube.memory.mask
     iy, ix = rows - cube.memory.row0, cols - cube.memory.col0
     inside = (rows >= 0) & (iy >= 0) & (iy < mask.shape[0]) & (ix >= 0) & (ix < mask.shape[1])

@@ -17,7 +17,7 @@ BOX = (-100.0, 38.0, -99.0, 39.0)  # a handful of EASE2 cells in Kansas
 J2000 = pd.Timestamp("2000-01-01T11:58:55.816")
 
 
-# ------------------------------------------------------------------ SMAP L3 SPL3SMP writer
+# ------------------------------------------------------------------ SMAP L3 SPL3SMP(_E) writer
 
 
 def write_granule(
@@ -26,14 +26,18 @@ def write_granule(
     am: dict | None = None,
     pm: dict | None = None,
     crid: str = "R18290",
-    shape=(grid.N_ROWS, grid.N_COLS),
+    shape=None,
     drop: str | None = None,
+    on: grid.Grid = grid.M36,
 ) -> Path:
-    """An SPL3SMP granule; am/pm map (row, col) -> (soil moisture, retrieval_qual_flag)."""
-    path = folder / f"SMAP_L3_SM_P_{pd.Timestamp(day):%Y%m%d}_{crid}_001.h5"
+    """An SPL3SMP granule, or at 9 km (`on`) an SPL3SMP_E one; am/pm map (row, col) -> (soil
+    moisture, retrieval_qual_flag) on that grid."""
+    enhanced = on == grid.M09
+    prefix = "SMAP_L3_SM_P_E" if enhanced else "SMAP_L3_SM_P"
+    path = folder / f"{prefix}_{pd.Timestamp(day):%Y%m%d}_{crid}_001.h5"
     with h5py.File(path, "w") as h5:
         meta = h5.create_group("Metadata/DatasetIdentification")
-        meta.attrs["shortName"] = np.bytes_("SPL3SMP")
+        meta.attrs["shortName"] = np.bytes_("SPL3SMP_E" if enhanced else "SPL3SMP")
         meta.attrs["VersionID"] = np.bytes_("009")
         for group_name, suffix, cells, hour in (
             ("Soil_Moisture_Retrieval_Data_AM", "", am, 6),
@@ -43,14 +47,15 @@ def write_granule(
                 h5.create_group(group_name),
                 suffix,
                 cells or {},
-                shape,
+                shape or (on.n_rows, on.n_cols),
                 pd.Timestamp(day) + pd.Timedelta(hours=hour),
                 drop,
+                on,
             )
     return path
 
 
-def _write_pass(group, suffix, cells, shape, when, drop) -> None:
+def _write_pass(group, suffix, cells, shape, when, drop, on) -> None:
     sm = np.full(shape, -9999.0, np.float32)
     flag = np.full(shape, 65534, np.uint16)
     rows = np.full(shape, 65534, np.uint16)
@@ -59,7 +64,7 @@ def _write_pass(group, suffix, cells, shape, when, drop) -> None:
     for (r, c), (value, quality) in cells.items():
         sm[r, c], flag[r, c], rows[r, c], cols[r, c] = value, quality, r, c
         seconds[r, c] = (when - J2000).total_seconds()
-    lat, lon = grid.rowcol_to_latlon(*np.nonzero(sm != -9999.0))
+    lat, lon = on.rowcol_to_latlon(*np.nonzero(sm != -9999.0))
     latitude = np.full(shape, -9999.0, np.float32)
     longitude = np.full(shape, -9999.0, np.float32)
     latitude[sm != -9999.0], longitude[sm != -9999.0] = lat, lon
@@ -87,7 +92,7 @@ def _write_pass(group, suffix, cells, shape, when, drop) -> None:
             {
                 "_FillValue": np.uint16(65534),
                 "valid_min": np.uint16(0),
-                "valid_max": np.uint16(405),
+                "valid_max": np.uint16(on.n_rows - 1),
             },
         ),
         "EASE_column_index": (
@@ -95,7 +100,7 @@ def _write_pass(group, suffix, cells, shape, when, drop) -> None:
             {
                 "_FillValue": np.uint16(65534),
                 "valid_min": np.uint16(0),
-                "valid_max": np.uint16(963),
+                "valid_max": np.uint16(on.n_cols - 1),
             },
         ),
         "tb_time_seconds": (seconds, {"units": "seconds", "_FillValue": -9999.0}),
@@ -108,7 +113,7 @@ def _write_pass(group, suffix, cells, shape, when, drop) -> None:
         ds = group.create_dataset(
             f"{name}{suffix}",
             data=values,
-            chunks=(58, 964) if values.shape == (406, 964) else True,
+            chunks={(406, 964): (58, 964), (1624, 3856): (203, 964)}.get(values.shape, True),
             compression="gzip",
             compression_opts=1,
         )
@@ -223,8 +228,8 @@ def write_geotiff(
     return path
 
 
-def box_cells():
-    rows, cols = grid.bbox_cells(*BOX)
+def box_cells(on: grid.Grid = grid.M36):
+    rows, cols = on.bbox_cells(*BOX)
     return list(zip(rows.tolist(), cols.tolist()))
 
 

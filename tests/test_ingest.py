@@ -416,3 +416,114 @@ def test_nldas_days_append_to_a_hydrodl_dataset(tmp_path, conus412):
     day = ds["forcing"].values[n + 1]
     np.testing.assert_allclose(day[:, list(ds["variable"].values).index("tair")], 270.5, rtol=1e-6)
     np.testing.assert_allclose(day[:, list(ds["variable"].values).index("precip")], 0.05, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ 9 km: SPL3SMP_E and regridding
+
+
+@pytest.fixture
+def dataset_9km(tmp_path) -> Path:
+    """A 9 km input dataset over BOX for 2015-04-01, created from an SPL3SMP_E granule."""
+    granules = tmp_path / "smap_e"
+    granules.mkdir()
+    write_granule(granules, "2015-04-01", am={box_cells(grid.M09)[0]: (0.2, 0)}, on=grid.M09)
+    out = tmp_path / "in9.zarr"
+    ingest_smap(granules, out, BOX, progress=False, on=grid.M09)
+    return out
+
+
+def test_spl3smp_e_values_land_in_their_9km_cells(tmp_path):
+    cells = box_cells(grid.M09)
+    (a, b, c, d) = cells[0], cells[17], cells[-1], cells[40]
+    granules = tmp_path / "smap_e"
+    granules.mkdir()
+    write_granule(
+        granules,
+        "2015-04-01",
+        am={a: (0.21, 0), b: (0.32, 0), d: (0.4, 1)},  # d: retrieval not recommended
+        pm={a: (0.25, 0), c: (0.15, 0)},
+        on=grid.M09,
+    )
+    write_granule(granules, "2015-04-02", am={a: (0.3, 0)})  # a 36 km SPL3SMP granule
+    write_granule(granules, "2015-04-03", am={(1, 1): (0.3, 0)}, shape=(406, 964), on=grid.M09)
+    out = tmp_path / "in9.zarr"
+    report = ingest_smap(granules, out, BOX, Overpass.both, progress=False, on=grid.M09)
+    ds = open_input(out)
+    assert ds.attrs["grid"] == "EASE2 9 km EPSG:6933"
+    rows, cols = grid.M09.bbox_cells(*BOX)
+    assert len(rows) > 100
+    np.testing.assert_array_equal(ds.row.values, rows)
+    np.testing.assert_array_equal(ds.col.values, cols)
+    lat, lon = grid.M09.rowcol_to_latlon(rows, cols)
+    np.testing.assert_allclose(ds.lat.values, lat)
+    np.testing.assert_allclose(ds.lon.values, lon)
+    target = pd.Series(ds["target"].values[0], index=list(zip(rows.tolist(), cols.tolist())))
+    assert target[a] == pytest.approx(0.23, abs=1e-7)  # the mean of both overpasses
+    assert target[b] == pytest.approx(0.32, abs=1e-7)
+    assert target[c] == pytest.approx(0.15, abs=1e-7)
+    assert target.notna().sum() == 3 and np.isnan(target[d])
+    reasons = dict(report.skipped)
+    assert "name is not SMAP_L3_SM_P_E_YYYYMMDD" in reasons["SMAP_L3_SM_P_20150402_R18290_001.h5"]
+    assert (
+        "is (406, 964), not the 9 km global grid (1624, 3856)"
+        in (reasons["SMAP_L3_SM_P_E_20150403_R18290_001.h5"])
+    )
+
+
+def test_mixed_grids_are_refused_in_one_line(tmp_path, dataset_9km):
+    granules = tmp_path / "smap36"
+    granules.mkdir()
+    write_granule(granules, "2015-04-01", am={box_cells()[0]: (0.2, 0)})
+    thirty_six = tmp_path / "in36.zarr"
+    ingest_smap(granules, thirty_six, BOX, progress=False)
+    with pytest.raises(InputError) as caught:
+        ingest_smap(granules, thirty_six, progress=False, on=grid.M09)
+    assert str(caught.value) == (
+        f"--grid is on the 9 km grid but the dataset {thirty_six} is on the 36 km grid; "
+        "use one grid throughout"
+    )
+    files = tmp_path / "fora"
+    files.mkdir()
+    write_hourly(files, "FORA", "2015-04-01T00", forcing_fields(0))
+    with pytest.raises(InputError, match="--grid is on the 36 km grid but the dataset .* 9 km"):
+        ingest_nldas(files, dataset_9km, "forcing", progress=False, on=grid.M36)
+
+
+def test_a_linear_nldas_field_keeps_its_value_at_9km_cell_centres(tmp_path, dataset_9km):
+    """Area-weighted regridding of a field linear in lon and lat: each 9 km cell gets the value
+    at its centre, to within what 1/8 degree source cells resolve: the slope times half the
+    difference between the source cell and the 9 km cell, in each direction."""
+    lon_slope, lat_slope = 2.0, 3.0  # K per degree
+    field = (
+        280.0 + lon_slope * (nldas.LON[None, :] + 100.0) + lat_slope * (nldas.LAT[:, None] - 38.0)
+    )
+    files = tmp_path / "fora"
+    files.mkdir()
+    write_hourly(files, "FORA", "2015-04-01T00", forcing_fields(0, tair=field))
+    ingest_nldas(files, dataset_9km, "forcing", progress=False)
+    ds = open_input(dataset_9km)
+    tair = ds["forcing"].sel(variable="tair").values[0]
+    expected = 280.0 + lon_slope * (ds.lon.values + 100.0) + lat_slope * (ds.lat.values - 38.0)
+    cell_lon = grid.M09.cell_size / (
+        grid.lonlat_to_xy(1.0, 38.5)[0] - grid.lonlat_to_xy(0, 38.5)[0]
+    )
+    y = grid.lonlat_to_xy([0.0, 0.0], [38.0, 39.0])[1]
+    cell_lat = grid.M09.cell_size / (y[1] - y[0])
+    bound = (lon_slope * (0.125 - cell_lon) + lat_slope * (0.125 - cell_lat)) / 2
+    error = np.abs(tair - expected)
+    assert 0.08 < bound < 0.09 and error.max() < bound
+    assert error.mean() < bound / 2
+    assert np.ptp(tair) > 4.0  # the field varies across the box: 2 K east-west, 3 K north-south
+
+
+def test_static_geotiff_at_9km(tmp_path, dataset_9km):
+    west, north, step = -101.0, 40.0, 0.01
+    lons = west + step * (np.arange(300) + 0.5)
+    write_geotiff(
+        tmp_path / "sand.tif", (10.0 * (lons + 101.0))[None, :].repeat(200, 0), west, north, step
+    )
+    report = ingest_static(tmp_path / "sand.tif", "sand", dataset_9km)
+    ds = open_input(dataset_9km)
+    sand = ds["static"].sel(static_variable="sand").values
+    np.testing.assert_allclose(sand, 10.0 * (ds.lon.values + 101.0), atol=0.05)
+    assert not report.skipped and np.ptp(sand) > 8.0

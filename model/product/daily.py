@@ -55,7 +55,7 @@ def run_daily(
         ingested = {}
         for source, folder in plan.folders.items():
             stage(f"ingesting {source}")
-            fresh = _new_files(source, Path(folder), state.get(source, {}))
+            fresh = _new_files(source, Path(folder), state.get(source, {}), plan.input)
             if fresh:
                 days = sorted({day for _, day in fresh})
                 _ingest(source, Path(folder), plan, days[0], days[-1])
@@ -92,10 +92,14 @@ def last_forcing_day(path: Path, window: int = 366) -> pd.Timestamp:
     return pd.Timestamp(forcing.time.values[np.flatnonzero(complete)[-1]])
 
 
-def _new_files(source: str, folder: Path, seen: dict) -> list[tuple[Path, pd.Timestamp]]:
-    """(file, day) of the source's files not ingested yet (or changed since)."""
+def _new_files(
+    source: str, folder: Path, seen: dict, input_path: Path
+) -> list[tuple[Path, pd.Timestamp]]:
+    """(file, day) of the source's files not ingested yet (or changed since); SMAP's of the
+    product on the input dataset's grid."""
     if source == "smap":
-        found = [(g.path, g.day) for g in smap.find_granules(folder)[0]]
+        on = ingest.dataset_grid(input_path)
+        found = [(g.path, g.day) for g in smap.find_granules(folder, on)[0]]
     else:
         products = HOURLY_SOURCES[source].products
         found = [(f.path, f.day) for f in nldas.find_hourly(folder, products)[0]]

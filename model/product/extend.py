@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
+from model import grid
 from model.dataset import LSM_VARIABLES, select_period
 from model.engine.inference import predict_with_spread
 from model.errors import InputError
@@ -35,6 +36,8 @@ OBSERVED = {"smap": "target", **{p: p for p in LSM_VARIABLES}}  # cube products 
 def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
     """The empty cube for an extension request, after checking the request against the inputs."""
     ckpt.normalizer.check(inputs)
+    on = grid.of(inputs.attrs)
+    grid.check_same(ckpt.grid, "the checkpoint", on, "the input dataset")
     period = select_period(inputs, start, end)
     product = model_product(ckpt)
     products = [product, f"{product}_spread", "smap"] + [p for p in LSM_VARIABLES if p in inputs]
@@ -49,7 +52,9 @@ def plan(ckpt: Checkpoint, inputs: xr.Dataset, start, end) -> xr.Dataset:
         "model_digest": ckpt.digest(),
         "input_digest": input_digest(inputs),
     }
-    return cubes.template(period.time.values, inputs.row.values, inputs.col.values, products, attrs)
+    return cubes.template(
+        period.time.values, inputs.row.values, inputs.col.values, products, attrs, on
+    )
 
 
 def model_product(ckpt: Checkpoint) -> str:

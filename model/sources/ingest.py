@@ -100,11 +100,11 @@ def _chunks(dims: tuple, sizes: dict) -> tuple:
     )
 
 
-def create(path: Path, box, first_day) -> xr.Dataset:
-    """An empty input dataset over the grid cells whose centres fall in the box."""
-    rows, cols = grid.bbox_cells(*box)
+def create(path: Path, box, first_day, on: grid.Grid = grid.DEFAULT) -> xr.Dataset:
+    """An empty input dataset over the cells of grid `on` whose centres fall in the box."""
+    rows, cols = on.bbox_cells(*box)
     if rows.size == 0:
-        raise InputError(f"no EASE2 36 km cell centre lies in the box {box}")
+        raise InputError(f"no EASE2 {on.km} km cell centre lies in the box {box}")
     time = pd.DatetimeIndex([pd.Timestamp(first_day).normalize()])
     n_cell, n_var = len(rows), len(FORCING_VARIABLES)
 
@@ -121,8 +121,8 @@ def create(path: Path, box, first_day) -> xr.Dataset:
             "static": (("cell", "static_variable"), np.zeros((n_cell, 0), np.float32)),
             "target": (("time", "cell"), empty(1, n_cell), {"units": "m3 m-3"}),
         },
-        coords=input_coords(time, rows, cols, FORCING_VARIABLES, []),
-        attrs={"grid": f"EASE2 36 km EPSG:{grid.EPSG}", "bbox": list(box)},
+        coords=input_coords(time, rows, cols, FORCING_VARIABLES, [], on),
+        attrs={"grid": on.attr, "bbox": list(box)},
     )
     ds.to_zarr(
         path,
@@ -157,16 +157,30 @@ def _open(path: Path) -> xr.Dataset:
     return ds
 
 
-def open_or_create(path: Path, box, first_day, report: Report) -> xr.Dataset:
-    """The existing dataset (whose cells must match the box, if one is given) or a new one."""
+def dataset_grid(path: Path, asked: grid.Grid | None = None) -> grid.Grid:
+    """The grid of the input dataset at `path` (which must be `asked`, if given), or for a
+    dataset yet to be created `asked`, else the default grid."""
+    if not Path(path).exists():
+        return asked or grid.DEFAULT
+    held = grid.of(_open(path).attrs)
+    if asked is not None:
+        grid.check_same(asked, "--grid", held, f"the dataset {path}")
+    return held
+
+
+def open_or_create(
+    path: Path, box, first_day, report: Report, on: grid.Grid = grid.DEFAULT
+) -> xr.Dataset:
+    """The existing dataset (whose cells must match the box, if one is given) or a new one on
+    grid `on`."""
     if not Path(path).exists():
         if box is None:
             raise InputError(f"{path} does not exist; give --bbox W,S,E,N or --region to create it")
-        report.notes.append(f"created {path} with the cells of {box}")
-        return create(path, box, first_day)
+        report.notes.append(f"created {path} with the {on.km} km cells of {box}")
+        return create(path, box, first_day, on)
     ds = _open(path)
     if box is not None:
-        rows, cols = grid.bbox_cells(*box)
+        rows, cols = grid.of(ds.attrs).bbox_cells(*box)
         if not (np.array_equal(rows, ds.row.values) and np.array_equal(cols, ds.col.values)):
             raise InputError(
                 f"{path} exists with other cells than {box}; drop --bbox/--region "
@@ -194,7 +208,9 @@ def cover_days(path: Path, first, last, report: Report) -> pd.DatetimeIndex:
     if last > time[-1]:
         new = pd.date_range(time[-1] + pd.Timedelta(days=1), last, freq="D")
         part = xr.Dataset(
-            {n: _nan_days(ds[n], len(time), len(new)) for n in _time_vars(ds)}, coords={"time": new}
+            {n: _nan_days(ds[n], len(time), len(new)) for n in _time_vars(ds)},
+            coords={"time": new},
+            attrs=ds.attrs,  # an append rewrites the store's attributes: keep its grid
         )
         part.to_zarr(path, append_dim="time", consolidated=True)
         time = time.append(new)
@@ -245,7 +261,8 @@ def ensure_variable(path: Path, name: str, attrs: dict) -> None:
         return
     shape = (ds.sizes["time"], ds.sizes["cell"])
     part = xr.Dataset(
-        {name: (("time", "cell"), dask.array.full(shape, np.nan, dtype=np.float32), attrs)}
+        {name: (("time", "cell"), dask.array.full(shape, np.nan, dtype=np.float32), attrs)},
+        attrs=ds.attrs,
     )
     part.to_zarr(
         path,
@@ -307,23 +324,29 @@ def ingest_smap(
     start=None,
     end=None,
     progress: bool = True,
+    on: grid.Grid | None = None,
 ) -> Report:
-    """SMAP L3 granules -> target(time, cell); creates the dataset if needed."""
+    """SMAP L3 granules -> target(time, cell); creates the dataset (on grid `on`, 36 km unless
+    given) if needed. The granules read are those of the product posted on the dataset's grid:
+    SPL3SMP at 36 km, SPL3SMP_E at 9 km."""
     report = Report(f"SMAP L3 ({overpass.value}, quality {quality.value})", out)
-    granules, passed_over = smap.find_granules(Path(folder))
+    on = dataset_grid(Path(out), on)
+    granules, passed_over = smap.find_granules(Path(folder), on)
     for path, reason in passed_over:
         report.skip(path, reason)
     granules = [g for g in granules if _in_period(g.day, start, end)]
     if not granules:
-        raise InputError(f"no SMAP_L3_SM_P_*.h5 granule in {folder}" + _period_text(start, end))
-    ds = open_or_create(Path(out), box, granules[0].day, report)
+        raise InputError(
+            f"no {smap.granule_prefix(on)}_*.h5 granule in {folder}" + _period_text(start, end)
+        )
+    ds = open_or_create(Path(out), box, granules[0].day, report, on)
     rows, cols = ds.row.values, ds.col.values
     time = cover_days(Path(out), granules[0].day, granules[-1].day, report)
     writer = DayWriter(Path(out), time, report)
     kept = rejected = out_of_range = 0
     for granule in tqdm(granules, desc="SMAP granules", unit="file", disable=not progress):
         try:
-            values, counts = smap.read_granule(granule.path, overpass, quality)
+            values, counts = smap.read_granule(granule.path, overpass, quality, on)
         except InputError as exc:
             report.skip(granule.path, str(exc))
             continue
@@ -364,13 +387,16 @@ def ingest_nldas(
     end=None,
     min_hours: int = 1,
     progress: bool = True,
+    on: grid.Grid | None = None,
 ) -> Report:
-    """Hourly NLDAS-2 files -> daily means on the dataset's cells; kind is one of
-    model.sources.HOURLY_SOURCES (forcing, noah, lsm2)."""
+    """Hourly NLDAS-2 files -> daily means, area-weighted over the dataset's cells on its grid
+    (or grid `on` for a dataset this creates); kind is one of model.sources.HOURLY_SOURCES
+    (forcing, noah, lsm2)."""
     if kind not in HOURLY_SOURCES:
         raise InputError(f"unknown NLDAS kind {kind!r}; known: {', '.join(HOURLY_SOURCES)}")
     products = HOURLY_SOURCES[kind].products
     report = Report(f"NLDAS-2 {kind}", out)
+    on = dataset_grid(Path(out), on)
     files, passed_over = nldas.find_hourly(Path(folder), products)
     for path, reason in passed_over:
         report.skip(path, reason)
@@ -380,8 +406,8 @@ def ingest_nldas(
             f"no NLDAS_{'/'.join(products)}0125_H hourly file in {folder}"
             + _period_text(start, end)
         )
-    ds = open_or_create(Path(out), box, files[0].day, report)
-    regrid = Regridder(nldas.LAT, nldas.LON, ds.row.values, ds.col.values)
+    ds = open_or_create(Path(out), box, files[0].day, report, on)
+    regrid = Regridder(nldas.LAT, nldas.LON, ds.row.values, ds.col.values, on)
     time = cover_days(Path(out), files[0].day, files[-1].day, report)
     to_store = _forcing_layout(ds, report) if kind == "forcing" else _lsm_layout(Path(out), kind)
     read = nldas.read_forcing if kind == "forcing" else nldas.read_soil_moisture
@@ -477,7 +503,7 @@ def ingest_static(raster: Path, name: str, out: Path, categorical: bool = False)
     if not Path(out).exists():
         raise InputError(f"{out} does not exist; create it first with `smapx ingest smap`")
     ds = _open(Path(out))
-    values = read_static(Path(raster), ds.row.values, ds.col.values, categorical)
+    values = read_static(Path(raster), ds.row.values, ds.col.values, categorical, grid.of(ds.attrs))
     report.files_read = 1
     names = [str(v) for v in ds["static_variable"].values]
     if name in names:
@@ -501,6 +527,7 @@ def _write_static_column(out: Path, names: list[str], name: str, values: np.ndar
         first = xr.Dataset(
             {"static": (("cell", "static_variable"), values[:, None].astype(np.float32))},
             coords={"static_variable": np.array([name], dtype=object)},
+            attrs=group.attrs.asdict(),
         )
         first.to_zarr(out, mode="a", consolidated=True)
         return

@@ -1,5 +1,5 @@
-"""Area-weighted aggregation from a regular lat/lon grid (NLDAS-2, 0.125 degree) to EASE2 36 km
-cells.
+"""Area-weighted aggregation from a regular lat/lon grid (NLDAS-2, 0.125 degree) to the cells of
+an EASE2 grid (36 km, 9 km, ...).
 
 EASE-Grid 2.0 (EPSG:6933) is a cylindrical equal-area projection: x depends on longitude only and
 y on latitude only. A lat/lon cell is therefore an exact rectangle in EASE2 metres, and its overlap
@@ -42,28 +42,30 @@ def _top_nonzero(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(dense, idx, axis=1)
 
 
-def _row_span(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _row_span(rows: np.ndarray, on: grid.Grid) -> tuple[np.ndarray, np.ndarray]:
     """EASE2 y extent (bottom, top) of grid rows."""
-    top = grid.row_to_y(rows) + grid.CELL_SIZE / 2
-    return top - grid.CELL_SIZE, top
+    top = on.row_to_y(rows) + on.cell_size / 2
+    return top - on.cell_size, top
 
 
-def _col_span(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _col_span(cols: np.ndarray, on: grid.Grid) -> tuple[np.ndarray, np.ndarray]:
     """EASE2 x extent (left, right) of grid columns."""
-    left = grid.col_to_x(cols) - grid.CELL_SIZE / 2
-    return left, left + grid.CELL_SIZE
+    left = on.col_to_x(cols) - on.cell_size / 2
+    return left, left + on.cell_size
 
 
-def _cell_overlaps(src_edges, index, span) -> tuple[np.ndarray, np.ndarray]:
+def _cell_overlaps(src_edges, index, span, on: grid.Grid) -> tuple[np.ndarray, np.ndarray]:
     """Per cell, the source intervals it overlaps and the lengths; computed once per distinct
     grid row (or column), since every cell in it has the same 1-D overlaps."""
     unique, inverse = np.unique(index, return_inverse=True)
-    idx, length = _top_nonzero(_overlap(src_edges, *span(unique)))
+    idx, length = _top_nonzero(_overlap(src_edges, *span(unique, on)))
     return idx[inverse], length[inverse]
 
 
 @lru_cache(maxsize=8)
-def _weights(lat_key: tuple, lon_key: tuple, rows_key: bytes, cols_key: bytes) -> sparse.csr_matrix:
+def _weights(
+    lat_key: tuple, lon_key: tuple, rows_key: bytes, cols_key: bytes, on: grid.Grid
+) -> sparse.csr_matrix:
     lat = np.linspace(*lat_key)
     lon = np.linspace(*lon_key)
     rows = np.frombuffer(rows_key, np.int64)
@@ -72,8 +74,8 @@ def _weights(lat_key: tuple, lon_key: tuple, rows_key: bytes, cols_key: bytes) -
     x_edges = grid.lonlat_to_xy(lon_edges, np.zeros_like(lon_edges))[0]
     y_edges = grid.lonlat_to_xy(np.zeros_like(lat_edges), lat_edges)[1]
     (iy, vy), (ix, vx) = (
-        _cell_overlaps(y_edges, rows, _row_span),
-        _cell_overlaps(x_edges, cols, _col_span),
+        _cell_overlaps(y_edges, rows, _row_span, on),
+        _cell_overlaps(x_edges, cols, _col_span, on),
     )
     data = (vy[:, :, None] * vx[:, None, :]).reshape(len(rows), -1)
     index = (iy[:, :, None] * len(lon) + ix[:, None, :]).reshape(len(rows), -1)
@@ -87,21 +89,26 @@ def _weights(lat_key: tuple, lon_key: tuple, rows_key: bytes, cols_key: bytes) -
 
 
 class Regridder:
-    """Area-weighted mean of a regular lat/lon grid over each of a list of EASE2 cells.
+    """Area-weighted mean of a regular lat/lon grid over each of a list of cells of an EASE2
+    grid (`on`, 36 km by default).
 
     A cell's value is the mean over the part of it that the source covers with valid (finite)
     values, weighted by overlap area; a cell with no valid overlap is NaN. Over cells the source
     covers fully, area times value summed over cells equals the source's own area integral.
     """
 
-    def __init__(self, lat: np.ndarray, lon: np.ndarray, rows, cols):
+    def __init__(self, lat: np.ndarray, lon: np.ndarray, rows, cols, on: grid.Grid = grid.DEFAULT):
         lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
         centre_edges(lat), centre_edges(lon)
         self.shape = (len(lat), len(lon))
         rows = np.ascontiguousarray(rows, np.int64)
         cols = np.ascontiguousarray(cols, np.int64)
         self.weights = _weights(
-            (lat[0], lat[-1], len(lat)), (lon[0], lon[-1], len(lon)), rows.tobytes(), cols.tobytes()
+            (lat[0], lat[-1], len(lat)),
+            (lon[0], lon[-1], len(lon)),
+            rows.tobytes(),
+            cols.tobytes(),
+            on,
         )
 
     @property

@@ -1,6 +1,8 @@
-"""Reader for SMAP L3 radiometer daily granules (SPL3SMP, `SMAP_L3_SM_P_YYYYMMDD_R*_*.h5`).
+"""Reader for SMAP L3 radiometer daily granules: SPL3SMP (`SMAP_L3_SM_P_YYYYMMDD_R*_*.h5`) on the
+EASE2 36 km global grid (406 x 964 arrays) and the enhanced SPL3SMP_E
+(`SMAP_L3_SM_P_E_YYYYMMDD_R*_*.h5`) on the 9 km one (1624 x 3856), alike in every other respect.
 
-Each granule holds two 406 x 964 arrays on the EASE2 36 km global grid, one per overpass:
+Each granule holds two arrays on its grid, one per overpass:
     Soil_Moisture_Retrieval_Data_AM/soil_moisture, retrieval_qual_flag, EASE_row_index, ...
     Soil_Moisture_Retrieval_Data_PM/soil_moisture_pm, retrieval_qual_flag_pm, ...  (names end _pm)
 soil_moisture is float32 m3/m3 with _FillValue -9999 and valid range 0.02-0.5. Bit 0 of
@@ -20,7 +22,7 @@ import pandas as pd
 from model import grid
 from model.errors import InputError
 
-GRANULE = re.compile(r"^SMAP_L3_SM_P_(\d{8})_R(\d+)_(\d+)\.h5$")
+PRODUCTS = {grid.M36: "SMAP_L3_SM_P", grid.M09: "SMAP_L3_SM_P_E"}  # file name prefix per grid
 GROUPS = {
     "am": ("Soil_Moisture_Retrieval_Data_AM", ""),
     "pm": ("Soil_Moisture_Retrieval_Data_PM", "_pm"),
@@ -71,17 +73,31 @@ class GranuleCounts:
     passes: dict = field(default_factory=dict)
 
 
-def find_granules(folder: Path) -> tuple[list[Granule], list[tuple[Path, str]]]:
-    """The granules of a folder, one per day (the highest CRID/version wins), sorted by day, and
-    the files passed over with the reason."""
+def granule_prefix(on: grid.Grid) -> str:
+    """The file name prefix of the SMAP L3 product posted on a grid."""
+    if on not in PRODUCTS:
+        raise InputError(
+            f"no SMAP L3 product is posted on the {on.km} km grid; "
+            f"known: {', '.join(g.name for g in PRODUCTS)}"
+        )
+    return PRODUCTS[on]
+
+
+def find_granules(
+    folder: Path, on: grid.Grid = grid.DEFAULT
+) -> tuple[list[Granule], list[tuple[Path, str]]]:
+    """The granules of a folder of the product on grid `on`, one per day (the highest
+    CRID/version wins), sorted by day, and the files passed over with the reason."""
     if not folder.is_dir():
         raise InputError(f"SMAP granule folder not found: {folder}")
+    prefix = granule_prefix(on)
+    pattern = re.compile(rf"^{prefix}_(\d{{8}})_R(\d+)_(\d+)\.h5$")
     by_day: dict[pd.Timestamp, Granule] = {}
     passed_over = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix == ".h5"):
-        match = GRANULE.match(path.name)
+        match = pattern.match(path.name)
         if match is None:
-            passed_over.append((path, "name is not SMAP_L3_SM_P_YYYYMMDD_R*_*.h5"))
+            passed_over.append((path, f"name is not {prefix}_YYYYMMDD_R*_*.h5"))
             continue
         try:
             day = pd.Timestamp(match.group(1))
@@ -99,13 +115,14 @@ def find_granules(folder: Path) -> tuple[list[Granule], list[tuple[Path, str]]]:
 
 
 def read_granule(
-    path: Path, overpass: Overpass, quality: Quality
+    path: Path, overpass: Overpass, quality: Quality, on: grid.Grid = grid.DEFAULT
 ) -> tuple[np.ndarray, GranuleCounts]:
-    """The (406, 964) float32 soil moisture of one granule, NaN where missing or filtered."""
+    """The float32 soil moisture of one granule on grid `on` ((406, 964) at 36 km), NaN where
+    missing or filtered."""
     counts = GranuleCounts()
     try:
         with h5py.File(path, "r") as h5:
-            grids = [_read_pass(h5, name, quality, counts) for name in overpass.groups]
+            grids = [_read_pass(h5, name, quality, counts, on) for name in overpass.groups]
     except OSError as exc:
         raise InputError(f"not a readable HDF5 file (truncated or corrupt): {exc}") from exc
     if len(grids) == 1:
@@ -117,17 +134,19 @@ def read_granule(
     return values.astype(np.float32), counts
 
 
-def _read_pass(h5: h5py.File, name: str, quality: Quality, counts: GranuleCounts) -> np.ndarray:
+def _read_pass(
+    h5: h5py.File, name: str, quality: Quality, counts: GranuleCounts, on: grid.Grid
+) -> np.ndarray:
     group_name, suffix = GROUPS[name]
     if group_name not in h5:
         raise InputError(f"no group {group_name}")
     group = h5[group_name]
     sm_ds = _dataset(group, f"soil_moisture{suffix}")
     sm = sm_ds[()].astype(np.float32)
-    if sm.shape != (grid.N_ROWS, grid.N_COLS):
+    if sm.shape != (on.n_rows, on.n_cols):
         raise InputError(
-            f"{group_name}/soil_moisture{suffix} is {sm.shape}, not the 36 km global "
-            f"grid ({grid.N_ROWS}, {grid.N_COLS})"
+            f"{group_name}/soil_moisture{suffix} is {sm.shape}, not the {on.km} km global "
+            f"grid ({on.n_rows}, {on.n_cols})"
         )
     flag = _dataset(group, f"retrieval_qual_flag{suffix}")[()]
     if flag.shape != sm.shape:
@@ -135,7 +154,7 @@ def _read_pass(h5: h5py.File, name: str, quality: Quality, counts: GranuleCounts
             f"{group_name}/retrieval_qual_flag{suffix} is {flag.shape}, not {sm.shape}"
         )
     retrieved = np.isfinite(sm) & (sm != _attr(sm_ds, "_FillValue", FILL))
-    _check_indices(group, suffix, retrieved)
+    _check_indices(group, suffix, retrieved, on)
     low, high = _attr(sm_ds, "valid_min", VALID_RANGE[0]), _attr(sm_ds, "valid_max", VALID_RANGE[1])
     in_range = retrieved & (sm >= low) & (sm <= high)
     keep = in_range if quality.flags is None else in_range & np.isin(flag, list(quality.flags))
@@ -156,7 +175,7 @@ def _attr(dataset: h5py.Dataset, name: str, default: float) -> float:
     return default if value is None else float(np.ravel(value)[0])
 
 
-def _check_indices(group: h5py.Group, suffix: str, retrieved: np.ndarray) -> None:
+def _check_indices(group: h5py.Group, suffix: str, retrieved: np.ndarray, on: grid.Grid) -> None:
     """The EASE row/column indices of retrieved cells must match their array position."""
     rows, cols = np.nonzero(retrieved)
     for name, expected in ((f"EASE_row_index{suffix}", rows), (f"EASE_column_index{suffix}", cols)):
@@ -166,5 +185,5 @@ def _check_indices(group: h5py.Group, suffix: str, retrieved: np.ndarray) -> Non
         if index.shape != retrieved.shape or (index[rows, cols] != expected).any():
             raise InputError(
                 f"{group.name}/{name} disagrees with the array layout: "
-                f"not the EASE2 36 km global grid"
+                f"not the EASE2 {on.km} km global grid"
             )

@@ -1,8 +1,8 @@
 """Static land attributes (sand, clay, NDVI, elevation, land cover, ...) from any GeoTIFF.
 
-The raster is reprojected straight onto the EASE2 36 km cells by GDAL (through rioxarray):
-`average` weights each source pixel by the part of it inside a cell, `mode` takes the most common
-class, for categorical maps such as land cover.
+The raster is reprojected straight onto the input dataset's EASE2 cells (on its grid) by GDAL
+(through rioxarray): `average` weights each source pixel by the part of it inside a cell, `mode`
+takes the most common class, for categorical maps such as land cover.
 """
 
 from pathlib import Path
@@ -17,8 +17,10 @@ from model import grid
 from model.errors import InputError
 
 
-def read_static(path: Path, rows, cols, categorical: bool = False) -> np.ndarray:
-    """One float32 value per cell (NaN where the raster has no data there)."""
+def read_static(
+    path: Path, rows, cols, categorical: bool = False, on: grid.Grid = grid.DEFAULT
+) -> np.ndarray:
+    """One float32 value per cell of the grid `on` (NaN where the raster has no data there)."""
     if not path.is_file():
         raise InputError(f"raster not found: {path}")
     try:
@@ -33,12 +35,12 @@ def read_static(path: Path, rows, cols, categorical: bool = False) -> np.ndarray
     row0, col0 = int(rows.min()), int(cols.min())
     shape = (int(rows.max()) - row0 + 1, int(cols.max()) - col0 + 1)
     transform = Affine(
-        grid.CELL_SIZE,
+        on.cell_size,
         0.0,
-        grid.X_MIN + col0 * grid.CELL_SIZE,
+        grid.X_MIN + col0 * on.cell_size,
         0.0,
-        -grid.CELL_SIZE,
-        grid.Y_MAX - row0 * grid.CELL_SIZE,
+        -on.cell_size,
+        grid.Y_MAX - row0 * on.cell_size,
     )
     try:
         source = raster.squeeze("band", drop=True).astype(np.float32).rio.write_nodata(np.nan)

@@ -16,6 +16,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from model.errors import InputError
+from model.grid import DEFAULT, Grid, named
 from model.training.normalize import Normalizer
 
 PROBE_CELLS, PROBE_DAYS = 64, 365
@@ -39,6 +40,11 @@ class Checkpoint:
             {name: np.ascontiguousarray(value) for name, value in state.items()}
             for state in self.state_dicts
         ]
+
+    @property
+    def grid(self) -> Grid:
+        """The grid of the inputs it learnt from (recorded when not the default 36 km one)."""
+        return named(self.config.get("grid", DEFAULT.name))
 
     @property
     def is_nowcast(self) -> bool:

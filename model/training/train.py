@@ -21,6 +21,7 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
+from model import grid
 from model.dataset import select_period
 from model.devices import gpu_available
 from model.engine import probe_references
@@ -144,12 +145,20 @@ def train(
         "kind": "nowcast" if config.nowcast else "projection",
         "n_inputs": normalizer.n_inputs,
         "training_days": f"{time[0].date()}..{time[-1].date()}",
+        **_grid_record(inputs),
     }
     buf = io.StringIO()
     pd.DataFrame(log_rows).to_csv(buf, index=False)
     ckpt = Checkpoint(cfg, normalizer, states, validation, probe_sample(x))
     ckpt.probe_reference = probe_references(ckpt, ckpt.probe)
     return ckpt, buf.getvalue()
+
+
+def _grid_record(inputs: xr.Dataset) -> dict:
+    """The inputs' grid for the checkpoint's config; none for the default grid, so a 36 km
+    checkpoint (and its digest) is what it always was."""
+    on = grid.of(inputs.attrs)
+    return {} if on == grid.DEFAULT else {"grid": on.name}
 
 
 def describe_validation(v: dict) -> str:
