@@ -60,7 +60,7 @@ def area_series(
     names = served.check_products(split_products(query.products))
     times = served.period(query.start, query.end)
     memory = served.memory
-    cells = areas.cell_weights(geometry, memory.row0, memory.col0, memory.mask)
+    cells = areas.cell_weights(geometry, memory.row0, memory.col0, memory.mask, memory.grid)
     if cells.weight.size == 0:
         raise OutOfRangeError(
             f"area: {area['id']} covers no cell of cube {served.name}", served.extent

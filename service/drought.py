@@ -65,7 +65,7 @@ def feature_collection(served: ServedCube, product: str, day: str, bbox) -> str:
             },
             "geometry": None if c.geometry is None else json.loads(shapely.to_geojson(c.geometry)),
         }
-        for c in shapes.class_shapes(percent, rows, cols, box)
+        for c in shapes.class_shapes(percent, rows, cols, box, served.memory.grid)
     ]
     return json.dumps(
         {

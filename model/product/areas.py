@@ -27,7 +27,6 @@ from model.errors import InputError, OutOfRangeError
 
 # cumulative classes: a cell is in D0 when its percentile is <= 30, in D1 when <= 20, ...
 CLASSES = {"D0": 30.0, "D1": 20.0, "D2": 10.0, "D3": 5.0, "D4": 2.0}
-CELL_AREA = grid.CELL_SIZE**2
 GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
 # which TopoJSON file and object holds each kind of area, and its FIPS code's length
 ATLAS = {"state": ("states-10m.json", "states", 2), "county": ("counties-10m.json", "counties", 5)}
@@ -45,10 +44,11 @@ class CellWeights:
     iy: np.ndarray
     ix: np.ndarray
     weight: np.ndarray
+    cell_area: float  # m2, of the cube's grid
 
     @property
     def area_km2(self) -> float:
-        return float(self.weight.sum() * CELL_AREA / 1e6)
+        return float(self.weight.sum() * self.cell_area / 1e6)
 
 
 def parse_geojson(body, max_vertices: int) -> BaseGeometry:
@@ -105,34 +105,41 @@ def to_ease(geometry: BaseGeometry) -> BaseGeometry:
     return shapely.transform(geometry, lambda xy: np.column_stack(grid.lonlat_to_xy(*xy.T)))
 
 
-def cell_weights(geometry: BaseGeometry, row0: int, col0: int, mask: np.ndarray) -> CellWeights:
-    """The region cells (mask True) of a cube at (row0, col0) that a lon/lat area covers, each
-    weighted by the share of its cell square inside the area."""
+def cell_weights(
+    geometry: BaseGeometry,
+    row0: int,
+    col0: int,
+    mask: np.ndarray,
+    on: grid.Grid = grid.DEFAULT,
+) -> CellWeights:
+    """The region cells (mask True) of a cube at (row0, col0) of grid `on` that a lon/lat area
+    covers, each weighted by the share of its cell square inside the area."""
     area = to_ease(geometry)
+    size, cell_area = on.cell_size, on.cell_size**2
     west, south, east, north = area.bounds
-    rows = _span(grid.Y_MAX - north, grid.Y_MAX - south, row0, mask.shape[0])
-    cols = _span(west - grid.X_MIN, east - grid.X_MIN, col0, mask.shape[1])
+    rows = _span(grid.Y_MAX - north, grid.Y_MAX - south, row0, mask.shape[0], size)
+    cols = _span(west - grid.X_MIN, east - grid.X_MIN, col0, mask.shape[1], size)
     iy, ix = np.meshgrid(rows, cols, indexing="ij")
     iy, ix = iy.ravel(), ix.ravel()
     keep = mask[iy, ix]
     iy, ix = iy[keep], ix[keep]
-    left = grid.X_MIN + (ix + col0) * grid.CELL_SIZE
-    top = grid.Y_MAX - (iy + row0) * grid.CELL_SIZE
-    squares = shapely.box(left, top - grid.CELL_SIZE, left + grid.CELL_SIZE, top)
+    left = grid.X_MIN + (ix + col0) * size
+    top = grid.Y_MAX - (iy + row0) * size
+    squares = shapely.box(left, top - size, left + size, top)
     shapely.prepare(area)
     weight = np.zeros(len(squares))
     inside = shapely.contains_properly(area, squares)
     weight[inside] = 1.0
     edge = ~inside & shapely.intersects(area, squares)
-    weight[edge] = shapely.area(shapely.intersection(squares[edge], area)) / CELL_AREA
+    weight[edge] = shapely.area(shapely.intersection(squares[edge], area)) / cell_area
     keep = weight > 0
-    return CellWeights(iy[keep], ix[keep], np.minimum(weight[keep], 1.0))
+    return CellWeights(iy[keep], ix[keep], np.minimum(weight[keep], 1.0), cell_area)
 
 
-def _span(low: float, high: float, first: int, size: int) -> np.ndarray:
-    """Cube indices of the cells whose [k, k+1) * CELL_SIZE overlaps [low, high] metres."""
-    start = max(math.floor(low / grid.CELL_SIZE) - first, 0)
-    stop = min(math.floor(high / grid.CELL_SIZE) - first + 1, size)
+def _span(low: float, high: float, first: int, size: int, cell_size: float) -> np.ndarray:
+    """Cube indices of the cells whose [k, k+1) * cell_size overlaps [low, high] metres."""
+    start = max(math.floor(low / cell_size) - first, 0)
+    stop = min(math.floor(high / cell_size) - first + 1, size)
     return np.arange(start, max(stop, start))
 
 

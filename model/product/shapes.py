@@ -57,10 +57,11 @@ def class_shapes(
     rows: np.ndarray,
     cols: np.ndarray,
     bbox: tuple[float, float, float, float] | None = None,
+    on: grid.Grid = grid.DEFAULT,
 ) -> list[ClassShape]:
     """The D0..D4 shapes of the cells at grid (rows, cols) holding `percentiles`; clipped to a
     lon/lat bbox if given. Outer rings counter-clockwise, holes clockwise (RFC 7946)."""
-    squares = cell_rectangles(rows, cols)
+    squares = cell_rectangles(rows, cols, on)
     index = exclusive_class(percentiles)
     if bbox is not None:
         clip = shapely.box(*bbox)
@@ -78,10 +79,11 @@ def class_shapes(
     return shapes
 
 
-def cell_rectangles(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The lon/lat rectangles of grid cells, edges rounded to DECIMALS (equal where shared)."""
-    x = grid.X_MIN + np.arange(grid.N_COLS + 1) * grid.CELL_SIZE
-    y = grid.Y_MAX - np.arange(grid.N_ROWS + 1) * grid.CELL_SIZE
+def cell_rectangles(rows: np.ndarray, cols: np.ndarray, on: grid.Grid = grid.DEFAULT) -> np.ndarray:
+    """The lon/lat rectangles of cells of grid `on`, edges rounded to DECIMALS (equal where
+    shared)."""
+    x = grid.X_MIN + np.arange(on.n_cols + 1) * on.cell_size
+    y = grid.Y_MAX - np.arange(on.n_rows + 1) * on.cell_size
     lon = np.round(grid.xy_to_lonlat(x, np.zeros_like(x))[0], DECIMALS)
     lat = np.round(grid.xy_to_lonlat(np.zeros_like(y), y)[1], DECIMALS)
     return shapely.box(lon[cols], lat[rows + 1], lon[cols + 1], lat[rows])
