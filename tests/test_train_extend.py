@@ -382,6 +382,31 @@ def test_plan_rejects_bad_requests(trained):
         plan(ckpt, ds.sel(variable=["precip"]), "2015-02-01", "2015-06-01")
 
 
+def test_a_checkpoint_keeps_its_grid_and_extends_only_inputs_on_it(trained):
+    """A 36 km checkpoint records no grid (its config and digest are as before); one trained on
+    9 km inputs records 9 km, writes a 9 km cube from them, and neither runs on the other's."""
+    ds36, _, ckpt36, _ = trained
+    assert "grid" not in ckpt36.config and ckpt36.grid == grid.M36
+    ds9 = ds36.assign_attrs(grid=grid.M09.attr)
+    config = quick_config(
+        start="2015-01-01", end="2015-12-31", max_epochs=1, iterations_per_epoch=2, ensemble=1
+    )
+    ckpt9, _ = train(ds9, config, progress=False)
+    assert ckpt9.config["grid"] == "9km" and ckpt9.grid == grid.M09
+    planned = plan(ckpt9, ds9, "2015-02-01", "2015-03-01")
+    assert grid.of(planned.attrs) == grid.M09
+    np.testing.assert_allclose(np.diff(planned.x.values), grid.M09.cell_size)
+    np.testing.assert_allclose(planned.x.values[0], grid.M09.col_to_x(ds9.col.values.min()))
+    with pytest.raises(InputError) as caught:
+        plan(ckpt9, ds36, "2015-02-01", "2015-03-01")
+    assert str(caught.value) == (
+        "the checkpoint is on the 9 km grid but the input dataset is on the 36 km grid; "
+        "use one grid throughout"
+    )
+    with pytest.raises(InputError, match="checkpoint is on the 36 km grid but the input"):
+        plan(ckpt36, ds9, "2015-02-01", "2015-03-01")
+
+
 def test_cli_train_and_extend_errors_are_one_line(trained, tmp_path):
     ds, path, _, _ = trained
     write_input(ds, tmp_path / "input.zarr")
