@@ -16,7 +16,7 @@ from model.errors import InputError, OutOfRangeError
 from model.product import areas
 from model.product import cube as cubes
 from model.settings import get_settings
-from service import problems
+from service import problems, weekly
 from service import products as derived
 from service.bodylimit import parsing
 from service.catalog import ServedCube
@@ -55,8 +55,9 @@ POLYGON_BODY = {
 
 def area_series(
     served: ServedCube, area: dict, geometry, query: SeriesQuery
-) -> tuple[slice, dict, dict]:
-    """(time slice, area description, {product: {statistic: float64 values}}) of an area."""
+) -> tuple[slice, list[str], dict, dict]:
+    """(time slice, dates, area description, {product: {statistic: float64 values}}) of an
+    area, per day or per week (Wednesday..Tuesday)."""
     names = served.check_products(split_products(query.products))
     times = served.period(query.start, query.end)
     memory = served.memory
@@ -65,45 +66,66 @@ def area_series(
         raise OutOfRangeError(
             f"area: {area['id']} covers no cell of cube {served.name}", served.extent
         )
-    n_days = times.stop - times.start
-    limit = get_settings().area_max_cell_days
-    if cells.weight.size * n_days * len(names) > limit:
-        raise problems.TooLarge(
-            f"area: {cells.weight.size} cells x {n_days} days x {len(names)} products is over "
-            f"{limit} cell-days; ask for a shorter period or fewer products",
-            limit,
-        )
+    weeks = weekly.weeks_of(served, times) if query.period == "week" else None
+    check_size(served, cells, times if weeks is None else weeks.days, names, weeks is not None)
     area = {
         **area,
         "area_km2": round(areas.to_ease(geometry).area / 1e6, 1),
         "covered_km2": round(cells.area_km2, 1),  # of the cube's region cells
         "cells": int(cells.weight.size),
     }
-    stats = {p: product_statistics(served, p, cells, times, query.weight) for p in names}
-    return times, area, stats
+    if weeks is None:
+        stats = {p: product_statistics(served, p, cells, times, query.weight) for p in names}
+        return times, served.dates[times], area, stats
+    stats = {
+        p: statistics(
+            weekly.weekly_codes(product_codes, served, p, cells.iy, cells.ix, weeks, query.weight),
+            p,
+            cells,
+        )
+        for p in names
+    }
+    return times, weeks.dates, area, stats
+
+
+def check_size(served, cells, days: slice, names: list[str], week: bool) -> None:
+    """TooLarge (413) when an area would read more cell-days than allowed; a weekly percentile
+    reads its source's whole record."""
+    record = len(served.dates)
+    n_days = sum(
+        record if week and p.endswith("_percentile") else days.stop - days.start for p in names
+    )
+    limit = get_settings().area_max_cell_days
+    if cells.weight.size * n_days > limit:
+        raise problems.TooLarge(
+            f"area: {cells.weight.size} cells x {n_days} days read for {len(names)} products "
+            f"is over {limit} cell-days; ask for a shorter period or fewer products",
+            limit,
+        )
 
 
 def product_statistics(
     served: ServedCube, product: str, cells: areas.CellWeights, times: slice, weight
 ) -> dict[str, np.ndarray]:
-    """The mean (and class shares of a percentile) of one product, a chunk of days at a time."""
-    percentile = product.endswith("_percentile")
+    """The daily mean (and class shares of a percentile) of a product, a chunk of days at a
+    time."""
     step = max(1, CHUNK_VALUES // cells.weight.size)
     parts = []
     for first in range(times.start, times.stop, step):
         chunk = slice(first, min(first + step, times.stop))
-        codes = np.stack(
-            [
-                product_codes(served, product, iy, ix, chunk, weight)
-                for iy, ix in zip(cells.iy.tolist(), cells.ix.tolist(), strict=True)
-            ]
-        )
-        values = decode(codes, percentile)
-        part = {"mean": areas.weighted_mean(values, cells.weight)}
-        if percentile:
-            part.update(areas.class_shares(values, cells.weight))
-        parts.append(part)
+        codes = weekly.read(product_codes, served, product, cells.iy, cells.ix, chunk, weight)
+        parts.append(statistics(codes, product, cells))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def statistics(codes: np.ndarray, product: str, cells: areas.CellWeights) -> dict:
+    """The area mean of (cells, days) codes, and a percentile's cumulative class shares."""
+    percentile = product.endswith("_percentile")
+    values = decode(codes, percentile)
+    stats = {"mean": areas.weighted_mean(values, cells.weight)}
+    if percentile:
+        stats.update(areas.class_shares(values, cells.weight))
+    return stats
 
 
 def decode(codes: np.ndarray, percentile: bool) -> np.ndarray:
@@ -119,9 +141,8 @@ def rounded(values: np.ndarray, percentile_share: bool) -> list:
 
 
 def answer(served: ServedCube, area: dict, geometry, query: SeriesQuery) -> Response:
-    times, area, stats = area_series(served, area, geometry, query)
+    times, dates, area, stats = area_series(served, area, geometry, query)
     clip = clipped(served, query.start, query.end, times)
-    dates = served.dates[times]
     if query.format == "csv":
         columns = {f"{p}_{k}": v for p, s in stats.items() for k, v in s.items()}
         rows = [csv_cells(["time", *columns])]
@@ -133,6 +154,7 @@ def answer(served: ServedCube, area: dict, geometry, query: SeriesQuery) -> Resp
         "cube": served.name,
         "area": area,
         "units": {p: derived.units(p) for p in stats},
+        "period": query.period,
         "dates": dates,
         **{p: {k: rounded(v, k != "mean") for k, v in s.items()} for p, s in stats.items()},
     }

@@ -14,8 +14,10 @@ from fastapi.responses import Response
 from model import grid
 from model.errors import InputError
 from model.product import shapes
+from model.product.cube import FILL
+from service import weekly
 from service.catalog import ServedCube
-from service.series import CubeName
+from service.series import CubeName, Period, product_codes
 from service.tiles import day_values, parse_day
 
 router = APIRouter(prefix="/v1/drought", tags=["drought"])
@@ -31,14 +33,18 @@ Bbox = Annotated[
 ]
 
 
-def day_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarray, ...]:
-    """(grid rows, grid cols, percentiles in percent, NaN where missing) of every region cell on
-    day t; percentiles exact to the stored 0.01 points, so class bounds compare exactly."""
+def check_percentile(served: ServedCube, product: str) -> None:
     served.check_products([product])
     if not product.endswith("_percentile"):
         raise InputError(
             f"product: drought classes are percentiles; use a *_percentile product, not {product!r}"
         )
+
+
+def day_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarray, ...]:
+    """(grid rows, grid cols, percentiles in percent, NaN where missing) of every region cell on
+    day t; percentiles exact to the stored 0.01 points, so class bounds compare exactly."""
+    check_percentile(served, product)
     mask = served.memory.mask
     flat = np.flatnonzero(mask)
     values = day_values(served, product, t, flat, None).astype(np.float64)
@@ -47,9 +53,18 @@ def day_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarra
     return iy + served.memory.row0, ix + served.memory.col0, percent
 
 
-def feature_collection(served: ServedCube, product: str, day: str, bbox) -> str:
+def week_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarray, ...]:
+    """As day_percentiles, of the week (Wednesday..Tuesday) ending on day t."""
+    check_percentile(served, product)
+    iy, ix, codes = weekly.day_codes(product_codes, served, product, t, None)
+    percent = np.where(codes == FILL, np.nan, codes / 100)
+    return iy + served.memory.row0, ix + served.memory.col0, percent
+
+
+def feature_collection(served: ServedCube, product: str, day: str, bbox, period: str) -> str:
     t = served.day_index(parse_day(day))
-    rows, cols, percent = day_percentiles(served, product, t)
+    percentiles_of = week_percentiles if period == "week" else day_percentiles
+    rows, cols, percent = percentiles_of(served, product, t)
     box = None if bbox is None else grid.parse_bbox(bbox)
     features = [
         {
@@ -61,6 +76,7 @@ def feature_collection(served: ServedCube, product: str, day: str, bbox) -> str:
                 "percentile_at_most": c.upper,
                 "cells": c.cells,
                 "date": served.dates[t],
+                "period": period,
                 "product": product,
             },
             "geometry": None if c.geometry is None else json.loads(shapely.to_geojson(c.geometry)),
@@ -88,11 +104,13 @@ async def drought_geojson(
     product: Product = "lstm_percentile",
     bbox: Bbox = None,
     cube: CubeName = None,
+    period: Period = "day",
 ):
     """A FeatureCollection of five features, D0..D4 (property `class`), each the day's cells in
     that class dissolved into a (Multi)Polygon, or a null geometry where no cell is. Classes are
     exclusive here (D0 = 20 < percentile <= 30, ... D4 <= 2) so the shapes tile without overlap;
-    area statistics report the Drought Monitor's cumulative shares instead."""
+    area statistics report the Drought Monitor's cumulative shares instead. With period=week,
+    the day is a Tuesday and the shapes are of the week's percentiles ending on it."""
     served = request.app.state.catalog.get(cube)
-    body = await run_in_threadpool(feature_collection, served, product, day, bbox)
+    body = await run_in_threadpool(feature_collection, served, product, day, bbox, period)
     return Response(body, media_type=GEOJSON)

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 
 from model.errors import InputError
 from model.product import export
-from service import encode, problems
+from service import encode, problems, weekly
 from service import products as derived
 from service.bodylimit import parsing
 from service.catalog import ServedCube
@@ -63,6 +63,14 @@ Weight = Annotated[
     ),
 ]
 CubeName = Annotated[str | None, Query(description="Served cube (default: the first)")]
+Period = Annotated[
+    Literal["day", "week"],
+    Query(
+        description="day, or week: the US Drought Monitor's weeks (Wednesday..Tuesday, named by "
+        "their Tuesday): a product's weekly mean; a percentile's, that mean's percentile among "
+        "the same weeks of the base period"
+    ),
+]
 
 
 @dataclass
@@ -75,6 +83,7 @@ class SeriesQuery:
     format: Literal["json", "csv"] = "json"
     weight: Weight = None
     cube: CubeName = None
+    period: Period = "day"
 
 
 SeriesParams = Annotated[SeriesQuery, Depends()]
@@ -110,6 +119,21 @@ def point_series(
     return cube.cell(iy, ix), times, codes
 
 
+def weekly_point_series(cube: ServedCube, lat: float, lon: float, query, names: list[str]):
+    """(cell description, time slice, week dates, {product: weekly codes}) for one point."""
+    cube.check_products(names)
+    times = cube.period(query.start, query.end)
+    weeks = weekly.weeks_of(cube, times)
+    iy, ix = cube.locate(lat, lon)
+    codes = {
+        p: weekly.weekly_codes(
+            product_codes, cube, p, np.array([iy]), np.array([ix]), weeks, query.weight
+        )[0]
+        for p in names
+    }
+    return cube.cell(iy, ix), times, weeks.dates, codes
+
+
 def clipped(cube: ServedCube, start, end, times: slice) -> str | None:
     """What was served, when a requested period reached past the cube's; else None."""
     first, last = cube.dates[times.start], cube.dates[times.stop - 1]
@@ -123,24 +147,39 @@ def clip_headers(clip: str | None) -> dict:
 
 
 def series_json(
-    cube: ServedCube, cell: dict, times: slice, codes: dict, clip: str | None = None
+    cube: ServedCube,
+    cell: dict,
+    times: slice,
+    codes: dict,
+    clip: str | None = None,
+    weeks: list[str] | None = None,
 ) -> str:
-    """The JSON answer; `clipped` holds the period served when the request's reached past it."""
+    """The JSON answer; `clipped` holds the period served when the request's reached past it;
+    `weeks` the dates of weekly values (their Tuesdays) in place of the days `times`."""
     units = {p: derived.units(p) for p in codes}
     head = {"cube": cube.name, "cell": cell, "units": "m3 m-3", "product_units": units}
     if clip:
         head["clipped"] = clip
     head = json.dumps(head)[:-1]
-    dates = cube.dates_json[DATE_WIDTH * times.start : DATE_WIDTH * times.stop - 1]
+    dates = (
+        cube.dates_json[DATE_WIDTH * times.start : DATE_WIDTH * times.stop - 1]
+        if weeks is None
+        else ",".join(f'"{d}"' for d in weeks)
+    )
     body = "".join(f',"{p}":{encode.json_array(c, derived.text(p))}' for p, c in codes.items())
     return f'{head},"time":[{dates}]{body}}}'
 
 
 def series_csv(
-    cube: ServedCube, times: slice, codes: dict, prefix: dict | None = None, header: bool = True
+    cube: ServedCube,
+    times: slice,
+    codes: dict,
+    prefix: dict | None = None,
+    header: bool = True,
+    weeks: list[str] | None = None,
 ) -> str:
-    """One row per day: [prefix columns,] time, products."""
-    lead = cube.dates_csv[times]
+    """One row per day (or per week, `weeks` their dates): [prefix columns,] time, products."""
+    lead = cube.dates_csv[times] if weeks is None else np.array([f"{d}," for d in weeks], object)
     if prefix:
         lead = csv_cells(prefix.values()) + "," + lead
     names = [*(prefix or {}), "time", *codes]
@@ -166,16 +205,23 @@ async def series(request: Request, lat: Lat, lon: Lon, query: SeriesParams):
     """The cell that holds (lat, lon): its row/col, centre and fused weight, and the daily
     values of each product (m3/m3, null where missing)."""
     served = request.app.state.catalog.get(query.cube)
-    cell, times, codes = point_series(
-        served, lat, lon, query.start, query.end, split_products(query.products), query.weight
-    )
+    names = split_products(query.products)
+    if query.period == "week":
+        cell, times, weeks, codes = weekly_point_series(served, lat, lon, query, names)
+    else:
+        weeks = None
+        cell, times, codes = point_series(
+            served, lat, lon, query.start, query.end, names, query.weight
+        )
     clip = clipped(served, query.start, query.end, times)
     if query.format == "csv":
         return Response(
-            series_csv(served, times, codes), media_type=CSV_TYPE, headers=clip_headers(clip)
+            series_csv(served, times, codes, weeks=weeks),
+            media_type=CSV_TYPE,
+            headers=clip_headers(clip),
         )
     return Response(
-        series_json(served, cell, times, codes, clip),
+        series_json(served, cell, times, codes, clip, weeks),
         media_type=JSON_TYPE,
         headers=clip_headers(clip),
     )
@@ -374,6 +420,8 @@ async def series_batch(request: Request, query: SeriesParams):
 
 
 def answer_batch(served: ServedCube, body: bytes, content_type: str, query: SeriesQuery):
+    if query.period != "day":
+        raise InputError("period: weekly series are served per point (GET) and per area only")
     with parsing(body):
         points = parse_points(body, content_type)
     if len(points) > MAX_BATCH_POINTS:

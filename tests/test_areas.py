@@ -5,6 +5,7 @@ EPSG:6933, numpy weighting), and every bad area answers one clear error."""
 
 import csv
 import io
+import warnings
 
 import httpx
 import numpy as np
@@ -19,6 +20,7 @@ from model.product import areas
 from model.product import cube as cubes
 from service.areas import ATLAS_DIR
 from tests import kansas
+from tests.climatologies import calendar_day
 from tests.kansas import DAYS, EMPTY_DAY
 from tests.served import NO_REDIS, serving
 
@@ -63,6 +65,7 @@ def stored(cube_path):
         "mask": cube["mask"].values,
         "row0": int(cube.attrs["row0"]),
         "col0": int(cube.attrs["col0"]),
+        "codes": lstm,
         "lstm": np.where(lstm == cubes.FILL, np.nan, lstm / 10_000),
         "percentile": np.where(percentiles == cubes.FILL, np.nan, percentiles / 100).transpose(
             2, 0, 1
@@ -274,6 +277,141 @@ def test_drought_shapes_hold_each_cells_class(server, stored):
     ],
 )
 def test_bad_drought_shape_requests_answer_one_clear_error(server, url, status, words):
+    r = server.get(url)
+    assert r.status_code == status, r.text[:300]
+    assert words in r.json()["detail"]
+
+
+def direct_weekly(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Tuesdays, weekly means in codes, exact weekly percentiles) of (time, y, x) codes by the
+    definition: a week is Wednesday..Tuesday inside the record, its mean over the days with a
+    value; its percentile among the weekly means of the base period's (the whole record here)
+    weeks whose Tuesday is within 3 calendar days of the year of its own."""
+    ends = np.array([t for t, d in enumerate(DAYS) if d.day_of_week == 1 and t >= 6])
+    values = np.where(codes == cubes.FILL, np.nan, codes)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.stack([np.nanmean(values[t - 6 : t + 1], axis=0) for t in ends])
+    doy = np.array([calendar_day(DAYS[t]) for t in ends])
+    percent = np.full(means.shape, np.nan)
+    for w in range(len(ends)):
+        distance = np.abs(doy - doy[w])
+        base = means[np.minimum(distance, 365 - distance) <= 3]
+        valid = ~np.isnan(base)
+        below = (valid & (base < means[w])).sum(axis=0)
+        equal = (valid & (base == means[w])).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            percent[w] = np.where(
+                np.isnan(means[w]), np.nan, 100 * (below + 0.5 * equal) / valid.sum(axis=0)
+            )
+    return ends, means, percent
+
+
+def test_weekly_point_series_equal_the_definition(server, stored):
+    ends, means, percent = direct_weekly(stored["codes"])
+    iy, ix = (int(v[0]) for v in np.nonzero(stored["mask"]))
+    lat, lon = grid.rowcol_to_latlon(iy + stored["row0"], ix + stored["col0"])
+    r = server.get(
+        "/v1/series",
+        params={
+            "lat": float(lat),
+            "lon": float(lon),
+            "products": "lstm,lstm_percentile",
+            "period": "week",
+        },
+    )
+    assert r.status_code == 200, r.text[:300]
+    body = r.json()
+    assert body["time"] == [str(DAYS[t].date()) for t in ends]
+    assert all(DAYS[t].day_name() == "Tuesday" for t in ends)
+    mean = means[:, iy, ix]
+    np.testing.assert_allclose(as_array(body["lstm"]), np.rint(mean) / 10_000, atol=1e-9)
+    got, exact = as_array(body["lstm_percentile"]), percent[:, iy, ix]
+    assert (np.isnan(got) == np.isnan(exact)).all()
+    ok = ~np.isnan(exact)
+    assert ((exact[ok] - 1e-6 <= got[ok]) & (got[ok] < exact[ok] + 0.01)).all()
+    assert {25, 75} <= set(got[ok])  # two base years: a week ranks 25th or 75th (50th if tied)
+    csv_text = server.get(
+        "/v1/series",
+        params={
+            "lat": float(lat),
+            "lon": float(lon),
+            "products": "lstm",
+            "period": "week",
+            "format": "csv",
+            "end": "2010-02-28",
+        },
+    ).text
+    assert csv_text.splitlines()[:3] == [
+        "time,lstm",
+        f"2010-01-12,{body['lstm'][0]}",
+        f"2010-01-19,{body['lstm'][1]}",
+    ]
+
+
+def test_weekly_area_statistics_equal_a_direct_computation(server, stored):
+    ends, means, percent = direct_weekly(stored["codes"])
+    weekly_stored = {
+        **stored,
+        "lstm": np.rint(means) / 10_000,  # weekly means as the cells' codes
+        "percentile": percent,
+    }
+    expected = direct(weekly_stored, shape(SQUARE))
+    r = server.post(
+        "/v1/areas/series",
+        params={"products": "lstm,lstm_percentile", "period": "week"},
+        json=SQUARE,
+    )
+    assert r.status_code == 200, r.text[:300]
+    body = r.json()
+    assert body["period"] == "week" and body["dates"] == [str(DAYS[t].date()) for t in ends]
+    np.testing.assert_allclose(as_array(body["lstm"]["mean"]), expected["mean"], atol=1e-6)
+    for name in ("D0", "D1", "D2", "D3", "D4"):
+        np.testing.assert_allclose(
+            as_array(body["lstm_percentile"][name]), expected[name], atol=1e-3
+        )
+    np.testing.assert_allclose(
+        as_array(body["lstm_percentile"]["mean"]), expected["pct_mean"], atol=0.01
+    )
+
+
+def test_weekly_drought_shapes_hold_each_cells_weekly_class(server, stored):
+    ends, _, percent = direct_weekly(stored["codes"])
+    w = 30
+    body = server.get(
+        f"/v1/drought/{DAYS[ends[w]].date()}.geojson", params={"period": "week"}
+    ).json()
+    cells = {f["properties"]["class"]: f["properties"]["cells"] for f in body["features"]}
+    p = percent[w][stored["mask"]]
+    assert cells == {
+        "D4": int((p <= 2).sum()),
+        "D3": int(((p > 2) & (p <= 5)).sum()),
+        "D2": int(((p > 5) & (p <= 10)).sum()),
+        "D1": int(((p > 10) & (p <= 20)).sum()),
+        "D0": int(((p > 20) & (p <= 30)).sum()),
+    }
+    assert sum(cells.values()) > 10
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        (
+            "/v1/drought/2010-06-02.geojson?period=week",
+            422,
+            "weeks end on Tuesdays (the week holding it ends 2010-06-08)",
+        ),
+        ("/v1/drought/2010-01-05.geojson?period=week", 404, "does not lie wholly in the cube"),
+        (
+            "/v1/areas/state:20/series?period=week&start=2010-01-01&end=2010-01-10",
+            404,
+            "no whole week",
+        ),
+        ("/v1/series?lat=38.5&lon=-97.5&period=week&end=2010-01-11", 404, "no whole week"),
+        ("/v1/series?lat=38.5&lon=-97.5&period=month", 422, "period"),
+    ],
+)
+def test_bad_weeks_answer_one_clear_error(server, url, status, words):
     r = server.get(url)
     assert r.status_code == status, r.text[:300]
     assert words in r.json()["detail"]
