@@ -56,25 +56,34 @@ def world(
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2000-01-01",
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD")] = "2020-12-31",
     stride: Annotated[
-        int, typer.Option(help="Keep every K-th grid row and column; 1 = all CONUS cells")
-    ] = 3,
+        int | None,
+        typer.Option(
+            help="Keep every K-th grid row and column; 1 = all CONUS cells "
+            "[default: 3 on the 36 km grid, 1 on finer grids]"
+        ),
+    ] = None,
     bbox: Annotated[
         str | None, typer.Option(help="Region as lon/lat west,south,east,north")
     ] = None,
     smap_noise: Annotated[float, typer.Option(help="SMAP-like retrieval noise, m3/m3")] = 0.02,
+    grid: Annotated[
+        str, typer.Option(help="EASE2 grid of the world's cells: 36km, 9km, 3km or 1km")
+    ] = "36km",
 ):
     """Build the synthetic twin world: weather, a soil-water truth, Noah-like and second-LSM
     simulations, SMAP-like retrievals (from 2015-04-01) and in situ stations."""
-    from model.grid import parse_bbox
+    from model.grid import DEFAULT, named, parse_bbox
     from model.world import WorldConfig, build_world, summary, write_world
 
+    on = named(grid)
     config = WorldConfig(
         seed=seed,
         start=start,
         end=end,
-        stride=stride,
+        stride=stride or (3 if on == DEFAULT else 1),
         bbox=parse_bbox(bbox) if bbox else None,
         smap_noise=smap_noise,
+        grid=on.name,
     )
     built = build_world(config, progress=True)
     write_world(built, out)

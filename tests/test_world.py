@@ -298,3 +298,72 @@ def test_day_maps_have_realistic_correlation_lengths():
     precip = region.inputs["forcing"].sel(variable="precip").values.astype(np.float64)
     length, neighbours = correlation_length_km(precip, lat, lon)
     assert 60 < length < 300 and neighbours > 0.6, (length, neighbours)
+
+
+def test_a_9km_world_keeps_its_realism_in_kilometres():
+    """Correlation lengths are set in kilometres, not cells: over one region, daily 0-5 cm maps
+    and rain of a 9 km world (every 4th cell, so as many cells as at 36 km) decorrelate over the
+    same distance as a 36 km world's (both ~110 km here; the length grows with the region, as
+    region-wide weather is taken out)."""
+    lengths = {}
+    for name, stride in (("36km", 1), ("9km", 4)):
+        built = build_world(
+            WorldConfig(
+                seed=7,
+                stride=stride,
+                bbox=(-104.0, 33.0, -92.0, 41.0),
+                start="2015-01-01",
+                end="2015-09-30",
+                spinup_days=120,
+                grid=name,
+            )
+        )
+        lat, lon = built.inputs["lat"].values, built.inputs["lon"].values
+        surface = built.truth["truth"].isel(depth=0).values.astype(np.float64)
+        precip = built.inputs["forcing"].sel(variable="precip").values.astype(np.float64)
+        lengths[name] = [correlation_length_km(v, lat, lon)[0] for v in (surface, precip)]
+    assert 80 < lengths["36km"][0] < 300
+    np.testing.assert_allclose(lengths["9km"], lengths["36km"], rtol=0.15)
+
+
+def test_a_9km_world_is_on_the_9km_grid():
+    """Its cells are the grid's, its stations lie in their 9 km cells, and SMAP's revisit bands
+    stay three 36 km columns (twelve 9 km ones) wide."""
+    config = WorldConfig(
+        seed=7,
+        stride=1,
+        bbox=(-100.0, 35.0, -96.0, 38.0),
+        start="2015-01-01",
+        end="2015-12-31",
+        spinup_days=120,
+        grid="9km",
+    )
+    fine = build_world(config)
+    inputs = fine.inputs
+    assert grid.of(inputs.attrs) == grid.M09 and grid.of(fine.truth.attrs) == grid.M09
+    rows, cols = grid.M09.bbox_cells(*config.bbox)
+    assert inputs.sizes["cell"] == len(rows) > 1000  # Kansas and Oklahoma are all land
+    np.testing.assert_array_equal(inputs.row.values, rows)
+    np.testing.assert_array_equal(inputs.col.values, cols)
+    sites = fine.sensors.drop_duplicates("station")
+    held = grid.M09.latlon_to_rowcol(sites.lat.to_numpy(), sites.lon.to_numpy())
+    np.testing.assert_array_equal(held[0], sites.row.to_numpy())
+    np.testing.assert_array_equal(held[1], sites.col.to_numpy())
+    launched = inputs["target"].sel(time=slice("2015-04-01", None)).notnull().values
+    band = cols // 12
+    for b in np.unique(band)[:3]:
+        seen = launched[:, band == b].any(1)
+        others = launched[:, band == b + 1].any(1)
+        assert seen.sum() > 60 and not np.array_equal(seen, others)
+
+
+def test_cli_world_on_the_9km_grid_keeps_every_cell(tmp_path):
+    out = tmp_path / "w9"
+    args = ["world", "--grid", "9km", "--bbox=-99.6,38.1,-99.0,38.6", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--start", "2015-01-01", "--end", "2015-02-28"])
+    assert result.exit_code == 0, result.output
+    ds = open_input(out / "input.zarr")
+    assert ds.attrs["grid"] == "EASE2 9 km EPSG:6933"
+    np.testing.assert_array_equal(ds.row.values, grid.M09.bbox_cells(-99.6, 38.1, -99.0, 38.6)[0])
+    assert f"{ds.sizes['cell']} cells, 59 days" in result.output
+    assert grid.of(open_truth(out).attrs) == grid.M09

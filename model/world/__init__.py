@@ -58,6 +58,7 @@ class WorldConfig:
     representativeness: float = 0.03
     station_noise: float = 0.005
     spinup_days: int = 365
+    grid: str = grid.DEFAULT.name  # the EASE2 grid of its cells: 36km, 9km, 3km or 1km
 
     def days(self) -> pd.DatetimeIndex:
         """The world's days, or a clear error for a malformed or reversed period."""
@@ -74,6 +75,7 @@ class WorldConfig:
         """Fail with one clear line on settings the generator cannot honour."""
         if self.smap_noise < 0 or self.smap_bias_spread < 0:
             raise InputError("smap_noise and smap_bias_spread must be >= 0")
+        grid.named(self.grid)
         if not self.revisit or min(self.revisit) < 1:
             raise InputError(f"revisit gaps must be positive days, got {self.revisit}")
         unknown = set(self.station_depths_m) - set(TRUTH_POINT_DEPTHS_M)
@@ -98,8 +100,9 @@ def build_world(config: WorldConfig, progress: bool = False) -> World:
     """Generate the world: weather and land, then the daily soil-water loop, then observations."""
     config.validate()
     time = config.days()
-    rows, cols = conus_cells(config.stride, config.bbox)
-    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    on = grid.named(config.grid)
+    rows, cols = conus_cells(config.stride, config.bbox, on)
+    lat, lon = on.rowcol_to_latlon(rows, cols)
     land_rng, weather_rng, smap_rng, station_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)
     )
@@ -110,13 +113,13 @@ def build_world(config: WorldConfig, progress: bool = False) -> World:
     forcing = weather(time, lat, climate_, elevation, FieldSampler(weather_rng, lat, lon))
     hidden = {name: spread * land.static(0.6) for name, spread in HIDDEN_SPREAD.items()}
     sims = simulate(forcing, static, hidden, config.spinup_days, progress)
-    truth = _truth_dataset(sims, static, time, rows, cols, config)
+    truth = _truth_dataset(sims, static, time, rows, cols, config, on)
     vegetation_masked = (static["flag_vegdense"][None, :] > 0) & (
         sims["greenness"] > DENSE_VEGETATION_GREENNESS
     )
     truth["vegetation_masked"] = (("time", "cell"), vegetation_masked)
     target, bias = smap_like(
-        sims["truth"][..., 0], sims["frozen"], vegetation_masked, cols, time, config, smap_rng
+        sims["truth"][..., 0], sims["frozen"], vegetation_masked, cols, time, config, smap_rng, on
     )
     truth["smap_bias"] = ("cell", bias, {"units": "m3 m-3"})
     inputs = make_input_dataset(
@@ -137,8 +140,9 @@ def build_world(config: WorldConfig, progress: bool = False) -> World:
                 "are 0-10 cm simulations of the same forcing by wrong models."
             ),
         },
+        grid=on,
     )
-    sites = station_sites(rows, cols, lat, lon, config, station_rng)
+    sites = station_sites(rows, cols, lat, lon, config, station_rng, on)
     depths = list(config.station_depths_m)
     sensors, values = station_records(
         sites, truth["truth"].sel(depth=depths).values, sims["frozen"], depths, config, station_rng
@@ -207,7 +211,7 @@ def simulate(
     return out
 
 
-def _truth_dataset(sims, static, time, rows, cols, config) -> xr.Dataset:
+def _truth_dataset(sims, static, time, rows, cols, config, on: grid.Grid) -> xr.Dataset:
     depth = np.array((0.025,) + TRUTH_POINT_DEPTHS_M)
     labels = ["0-5 cm"] + [f"{round(d * 100)} cm" for d in TRUTH_POINT_DEPTHS_M]
     mm = {"units": "mm day-1"}
@@ -235,7 +239,7 @@ def _truth_dataset(sims, static, time, rows, cols, config) -> xr.Dataset:
         "flag_vegdense": ("cell", static["flag_vegdense"]),
     }
     coords = {
-        **cell_coords(time, rows, cols),
+        **cell_coords(time, rows, cols, on),
         "depth": ("depth", depth, {"units": "m"}),
         "depth_label": ("depth", np.array(labels, dtype=object)),
     }
@@ -243,6 +247,7 @@ def _truth_dataset(sims, static, time, rows, cols, config) -> xr.Dataset:
         data,
         coords,
         attrs={
+            "grid": on.attr,
             "source": "smapx twin world",
             **_attrs(config),
             "description": (

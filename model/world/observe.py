@@ -21,11 +21,22 @@ from model import grid
 from model.world.weather import FieldSampler
 
 STATION_RANGE = (0.01, 0.6)
+# SMAP's revisit pattern repeats across the swath in bands of this width (three 36 km columns)
+REVISIT_BAND_M = 3 * grid.M36.cell_size
 FROZEN_PROBE_DEPTH_M = 0.2
 
 
-def smap_like(surface, frozen, vegetation_masked, cols, time, config, rng: np.random.Generator):
-    """(target (day, cell) with NaN where not retrieved, per-cell bias)."""
+def smap_like(
+    surface,
+    frozen,
+    vegetation_masked,
+    cols,
+    time,
+    config,
+    rng: np.random.Generator,
+    on: grid.Grid = grid.DEFAULT,
+):
+    """(target (day, cell) with NaN where not retrieved, per-cell bias); `cols` on grid `on`."""
     n_day, n_cell = surface.shape
     bias = (config.smap_bias + config.smap_bias_spread * rng.standard_normal(n_cell)).astype(
         np.float32
@@ -33,7 +44,7 @@ def smap_like(surface, frozen, vegetation_masked, cols, time, config, rng: np.ra
     gaps = np.asarray(config.revisit, int)
     cycle = int(gaps.sum())
     passes = np.cumsum(np.concatenate([[0], gaps[:-1]]))
-    phase = (np.asarray(cols) // 3) % cycle
+    phase = (np.asarray(cols) // round(REVISIT_BAND_M / on.cell_size)) % cycle
     overpass = np.isin((np.arange(n_day)[:, None] + phase[None, :]) % cycle, passes)
     launched = (time >= pd.Timestamp(config.smap_start))[:, None]
     retrieved = rng.random((n_day, n_cell)) >= config.retrieval_failure
@@ -58,8 +69,9 @@ def _spread_cells(candidates: np.ndarray, lat, lon, n: int, rng) -> np.ndarray:
     return candidates[chosen]
 
 
-def station_sites(rows, cols, lat, lon, config, rng) -> pd.DataFrame:
-    """One row per station: name, network, cell index, lat/lon of a random point in the cell."""
+def station_sites(rows, cols, lat, lon, config, rng, on: grid.Grid = grid.DEFAULT) -> pd.DataFrame:
+    """One row per station: name, network, cell index, lat/lon of a random point in the cell
+    (of grid `on`)."""
     cells = np.arange(len(rows))
     dense_cells = _spread_cells(cells, lat, lon, config.dense_networks, rng)
     sparse_pool = np.setdiff1d(cells, dense_cells)
@@ -74,8 +86,8 @@ def station_sites(rows, cols, lat, lon, config, rng) -> pd.DataFrame:
     sites += [(f"S{k + 1:03d}", "sparse", c) for k, c in enumerate(sparse_cells)]
     table = pd.DataFrame(sites, columns=["station", "network", "cell"])
     cell = table["cell"].to_numpy()
-    x = grid.col_to_x(cols[cell]) + (rng.random(len(cell)) - 0.5) * grid.CELL_SIZE
-    y = grid.row_to_y(rows[cell]) + (rng.random(len(cell)) - 0.5) * grid.CELL_SIZE
+    x = on.col_to_x(cols[cell]) + (rng.random(len(cell)) - 0.5) * on.cell_size
+    y = on.row_to_y(rows[cell]) + (rng.random(len(cell)) - 0.5) * on.cell_size
     table["lon"], table["lat"] = grid.xy_to_lonlat(x, y)
     table["row"], table["col"] = rows[cell], cols[cell]
     return table

@@ -1,4 +1,5 @@
-"""Where the twin world lives: the EASE2 36 km cells whose centres fall on CONUS land.
+"""Where the twin world lives: the EASE2 cells (36 km, or a finer grid) whose centres fall on CONUS
+land.
 
 No land mask can be downloaded, so a coarse hand-written outline of the conterminous US (lon/lat
 vertices, clockwise from Cape Flattery) stands in for one, with the three largest Great Lakes cut
@@ -83,14 +84,23 @@ GREAT_LAKES = (
 )
 
 
-def conus_cells(stride: int = 1, bbox: tuple[float, float, float, float] | None = None):
-    """(rows, cols) of CONUS land cells, every `stride`-th grid row and column, within bbox."""
+def conus_cells(
+    stride: int = 1,
+    bbox: tuple[float, float, float, float] | None = None,
+    on: grid.Grid = grid.DEFAULT,
+):
+    """(rows, cols) of CONUS land cells of grid `on`, every `stride`-th grid row and column,
+    within bbox. Only the cells of the box are looked at, so a small box of a fine grid is quick."""
     if stride < 1:
         raise InputError(f"stride must be a positive integer, got {stride}")
-    rows, cols = grid.bbox_cells(*grid.REGIONS["conus"])
+    west, south, east, north = grid.REGIONS["conus"]
+    if bbox is not None and bbox[0] < bbox[2] and bbox[1] < bbox[3]:
+        west, south = max(west, bbox[0]), max(south, bbox[1])
+        east, north = min(east, bbox[2]), min(north, bbox[3])
+    rows, cols = on.bbox_cells(west, south, max(east, west), max(north, south))
     keep = (rows % stride == 0) & (cols % stride == 0)
     rows, cols = rows[keep], cols[keep]
-    lat, lon = grid.rowcol_to_latlon(rows, cols)
+    lat, lon = on.rowcol_to_latlon(rows, cols)
     points = np.column_stack([lon, lat])
     land = Polygon(CONUS_OUTLINE).contains_points(points)
     for lake in GREAT_LAKES:
