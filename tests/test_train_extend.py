@@ -203,6 +203,34 @@ def test_bagged_members_train_on_a_seeded_share_of_the_cells(monkeypatch):
     assert further == round(first * 0.5), "the first member trains on every cell, the next on half"
 
 
+def test_an_epoch_costs_the_same_whatever_the_cell_count(monkeypatch):
+    """Minibatches of (cell, window) pairs and validation on a fixed sample of cells: the network
+    sees inputs of the same shapes, epoch for epoch, on 7 cells and on 28."""
+    from model.training.network import SoilMoistureLSTM
+
+    small = small_dataset()
+    parts = [small_dataset(seed=k).assign_coords(row=small.row + 10 * k) for k in range(4)]
+    large = xr.concat(parts, "cell").assign_coords(cell=np.arange(28))
+    config = quick_config(
+        start="2015-01-01", end="2016-01-31", max_epochs=3, patience=3, ensemble=1
+    )
+    config = replace(config, validation_cells=5)
+    original = SoilMoistureLSTM.forward
+    shapes = {}
+    for name, inputs in (("small", small), ("large", large)):
+        seen = shapes[name] = []
+        monkeypatch.setattr(
+            SoilMoistureLSTM,
+            "forward",
+            lambda net, x, seen=seen: seen.append(tuple(x.shape)) or original(net, x),
+        )
+        ckpt, _ = train(inputs, config, progress=False)
+        assert ckpt.validation["n_cells"] <= 5
+    *epochs, probe = shapes["small"]  # the checkpoint's probe, once, of at most 64 cells
+    assert shapes["large"] == [*epochs, (28, *probe[1:])] and probe[0] == 7
+    assert {s[0] for s in epochs} == {config.batch_size, 5}
+
+
 def test_normalisation_uses_the_training_period_and_transforms_precip():
     ds = small_dataset()
     norm = Normalizer.fit(ds.isel(time=slice(0, 100)))

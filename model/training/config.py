@@ -33,3 +33,6 @@ class TrainConfig:
     nowcast: bool = False
     latency: int = 1  # days between a SMAP retrieval and the nowcast that may use it
     budget_seconds: float = 0.0  # wall clock of the whole run; 0: no limit
+    # cells an epoch's validation runs (a fixed random sample where there are more): with the
+    # (cell, window) minibatches, what keeps an epoch's cost from growing with the cell count
+    validation_cells: int = 4096

@@ -80,6 +80,8 @@ def check_config(config: TrainConfig) -> None:
         raise InputError(
             f"burn_in ({config.burn_in}) must be shorter than window ({config.window})"
         )
+    if config.validation_cells < 1:
+        raise InputError(f"validation_cells: at least 1, got {config.validation_cells}")
     if config.nowcast and config.latency < 1:
         raise InputError(
             f"latency: at least 1 day (a nowcast never sees its own day), got {config.latency}"
@@ -129,7 +131,9 @@ def train(
         states.append(state)
         log_rows += [{"member": k, **r} for r in rows]
     if not config.refit and len(states) > 1:
-        validation = _validate(states, x, y, split.scored, normalizer, config, device)
+        validation = _validate(
+            states, *member.validation_set(), split.scored, normalizer, config, device
+        )
     validation.update(
         protocol=split.protocol,
         period=split.description,
@@ -191,6 +195,12 @@ class _Member:
         self.report = report or (lambda stage, fraction: None)
         self.xt = torch.from_numpy(x).to(device)
         self.seconds: list[float] = []
+        cells = validation_sample(len(x), config.validation_cells, config.seed)
+        self.scored = (x, y) if cells is None else (x[cells], y[cells])
+
+    def validation_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets) of the cells validation scores: all, or a fixed sample of them."""
+        return self.scored
 
     def epoch_seconds(self) -> float:
         """Mean measured time of a training epoch (validation excluded)."""
@@ -233,7 +243,12 @@ class _Member:
             row = {"stage": label, "epoch": epoch, "train_loss": loss, "seconds": self.seconds[-1]}
             if validate:
                 val = _validate(
-                    [net], self.x, self.y, split.scored, self.normalizer, config, self.device
+                    [net],
+                    *self.validation_set(),
+                    split.scored,
+                    self.normalizer,
+                    config,
+                    self.device,
                 )
                 row.update(val_rmse=val["median_rmse"], val_r=val["median_r"])
                 unscored = not np.isfinite(val["median_rmse"])  # too little held-out SMAP
@@ -267,6 +282,15 @@ class _Member:
         if not validate:
             return _detached(net), rows, {}
         return best["state"], rows, {**best["metrics"], "best_epoch": best["epoch"]}
+
+
+def validation_sample(n_cells: int, most: int, seed: int) -> np.ndarray | None:
+    """The cells validation scores: None (all) up to `most` cells, else `most` of them drawn
+    once for the run. Running the network over every cell and day each epoch would grow with
+    the cell count (and its memory with it: 100k 9 km cells x 5 years x 128 units, 90 GB)."""
+    if n_cells <= most:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_cells, most, replace=False))
 
 
 def bagged(cells: np.ndarray, leave_out: float, rng: np.random.Generator) -> np.ndarray:
