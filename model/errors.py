@@ -16,3 +16,12 @@ class OutOfRangeError(SmapxError):
     def __init__(self, message: str, extent: dict | None = None):
         super().__init__(message)
         self.extent = extent
+
+
+class DamagedStore(SmapxError):
+    """Stored data that should be there is missing or unreadable: the operator's fault, never
+    answered as "no data"; `store` names the damaged store."""
+
+    def __init__(self, message: str, store: str | None = None):
+        super().__init__(message)
+        self.store = store

@@ -106,6 +106,15 @@ class Settings(BaseSettings):
         "or rewritten cube; 0 = never.",
     )
 
+    cache_mb: int = Field(
+        512,
+        description="Memory for the cubes' decoded chunks, per API process (MB): the service "
+        "reads cubes lazily through it, whatever their size.",
+    )
+    serve_in_memory: bool = Field(
+        False,
+        description="Hold each served cube whole in memory instead (small cubes; the baseline).",
+    )
     tile_index_cache_mb: int = Field(
         64, description="Memory for the tiles' cached pixel-to-cell indices, per API process (MB)."
     )

@@ -1,14 +1,14 @@
 """The FastAPI application: catalogue, series, tiles, jobs, Zarr access and the web map.
 
-Every cube is loaded into memory at start (service.catalog) and again when its store publishes
-a new generation (service.reload); request handlers only index it.
+Every cube is opened at start (service.catalog: metadata, mask, a reader through a bounded
+chunk cache) and again when its store publishes a new generation (service.reload).
 """
 
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.settings import get_settings
@@ -59,14 +59,18 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["catalogue"], summary="Liveness, the cubes served, the workers")
     def healthz():
-        """`warnings` says what does not work now (no job queue, no worker listening)."""
+        """`warnings` says what does not work now (no job queue, no worker listening); a cube
+        found damaged while serving answers 503 with `damaged`, until a new generation opens."""
         workers, warnings = jobs.workers_listening()
-        return {
-            "status": "ok",
+        damaged = catalog.damage()
+        body = {
+            "status": "damaged" if damaged else "ok",
             "cubes": list(catalog.cubes),
             "workers": workers,
             "warnings": warnings,
+            **({"damaged": damaged} if damaged else {}),
         }
+        return JSONResponse(body, status_code=503 if damaged else 200)
 
     @app.get(
         "/v1/products",

@@ -60,8 +60,8 @@ def area_series(
     area, per day or per week (Wednesday..Tuesday)."""
     names = served.check_products(split_products(query.products))
     times = served.period(query.start, query.end)
-    memory = served.memory
-    cells = areas.cell_weights(geometry, memory.row0, memory.col0, memory.mask, memory.grid)
+    reader = served.reader
+    cells = areas.cell_weights(geometry, reader.row0, reader.col0, reader.mask, reader.grid)
     if cells.weight.size == 0:
         raise OutOfRangeError(
             f"area: {area['id']} covers no cell of cube {served.name}", served.extent

@@ -1,9 +1,11 @@
-"""The cubes a server serves, each loaded into memory with what every request reuses.
+"""The cubes a server serves: each one's metadata, mask and coordinates, and a reader of its
+products (model.product.cube.LazyCube, through the process's bounded chunk cache; or the whole
+cube in memory with SMAPX_SERVE_IN_MEMORY).
 
 A served cube is immutable: when its store publishes a new generation (a grown or rewritten
-cube), `Catalog.refresh` loads the new one beside it and swaps the reference. A request takes
-its cube once, so it sees one generation from start to end, and the old copy is freed when its
-last request is done.
+cube), `Catalog.refresh` opens the new one beside it, reading its metadata only, and swaps the
+reference. A request takes its cube once, so it sees one generation from start to end; the
+old generation's chunks age out of the cache under the same bound.
 """
 
 import logging
@@ -17,8 +19,9 @@ import xarray as xr
 
 from model import grid
 from model.errors import InputError, OutOfRangeError
+from model.product import climatology, export
 from model.product import cube as cubes
-from model.product import export
+from model.settings import get_settings
 from service import products as derived
 
 logger = logging.getLogger(__name__)
@@ -26,35 +29,38 @@ logger = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class ServedCube:
-    """One product cube, decoded-on-demand from memory, plus its per-cell fusion weights."""
+    """One product cube, read on demand, plus its per-cell fusion weights."""
 
     name: str
     path: str  # a local path or an fsspec URL
-    memory: cubes.MemoryCube
+    reader: cubes.LazyCube | cubes.MemoryCube
     weights: np.ndarray
     generation: dict = field(default_factory=dict)  # model.product.cube.generation's record
     dates_json: str = field(init=False)
     dates_csv: np.ndarray = field(init=False)
     day_numbers: dict[str, int] = field(init=False)
     day_values: np.ndarray = field(init=False)
+    day_of_year: np.ndarray = field(init=False)  # of each day, as the climatology counts them
     extent: dict = field(init=False)
     dates: list[str] = field(init=False)
     products: list[str] = field(init=False)
     smap_period: dict | None = field(init=False)
+    damage: str | None = field(default=None, init=False)  # what a read found broken, if any
 
     def __post_init__(self):
-        self.dates = [str(d.date()) for d in self.memory.times]
+        self.dates = [str(d.date()) for d in self.reader.times]
         self.dates_json = ",".join(f'"{d}"' for d in self.dates)
         self.dates_csv = np.array([f"{d}," for d in self.dates], dtype=object)
         self.day_numbers = {d: t for t, d in enumerate(self.dates)}
-        self.day_values = self.memory.times.values.astype("datetime64[D]")
+        self.day_values = self.reader.times.values.astype("datetime64[D]")
+        self.day_of_year = climatology.day_of_year(self.reader.times)
         self.extent = cubes.extent(self.dataset)
         self.products = export.available_products(self.dataset)
-        self.smap_period = smap_period(self.memory)
+        self.smap_period = smap_period(self.reader)
 
     @property
     def dataset(self) -> xr.Dataset:
-        return self.memory.dataset
+        return self.reader.dataset
 
     def check_products(self, names: list[str]) -> list[str]:
         if not names:
@@ -106,8 +112,8 @@ class ServedCube:
         return t
 
     def cell(self, iy: int, ix: int) -> dict:
-        row, col = iy + self.memory.row0, ix + self.memory.col0
-        lat, lon = self.memory.grid.rowcol_to_latlon(row, col)
+        row, col = iy + self.reader.row0, ix + self.reader.col0
+        lat, lon = self.reader.grid.rowcol_to_latlon(row, col)
         return {
             "row": row,
             "col": col,
@@ -135,14 +141,14 @@ class ServedCube:
             "generation": self.generation.get("generation", 0),
             "extent": self.extent,
             "grid": {
-                "name": self.memory.grid.title,
+                "name": self.reader.grid.title,
                 "epsg": grid.EPSG,
-                "cell_size_m": self.memory.grid.cell_size,
-                "row0": self.memory.row0,
-                "col0": self.memory.col0,
+                "cell_size_m": self.reader.grid.cell_size,
+                "row0": self.reader.row0,
+                "col0": self.reader.col0,
                 "rows": ds.sizes["y"],
                 "cols": ds.sizes["x"],
-                "cells": int(self.memory.mask.sum()),
+                "cells": int(self.reader.mask.sum()),
             },
             "days": ds.sizes["time"],
             "products": {
@@ -161,15 +167,14 @@ def describe_product(name: str) -> str:
     return cubes.DESCRIPTIONS[name]
 
 
-def smap_period(memory: cubes.MemoryCube) -> dict | None:
+def smap_period(reader: cubes.LazyCube | cubes.MemoryCube) -> dict | None:
     """First and last day with any SMAP observation (the web map shades it)."""
-    if "smap" not in memory.raw:
+    if "smap" not in cubes.products(reader.dataset):
         return None
-    any_obs = (memory.raw["smap"] != cubes.FILL).any(axis=(0, 1))
-    days = np.nonzero(any_obs)[0]
-    if days.size == 0:
+    days = reader.observed_days("smap")
+    if days is None:
         return None
-    return {"start": str(memory.times[days[0]].date()), "end": str(memory.times[days[-1]].date())}
+    return {"start": str(reader.times[days[0]].date()), "end": str(reader.times[days[1]].date())}
 
 
 def cube_name(path: str) -> str:
@@ -178,13 +183,13 @@ def cube_name(path: str) -> str:
 
 
 def load_cube(name: str, path: str) -> ServedCube:
-    """A cube's published generation, read into memory. The generation is read first: a cube
-    published again meanwhile is loaded at its newer state and loaded once more later, never
-    served under a newer number than its data."""
+    """A cube's published generation, opened for reading. The generation is read first: a cube
+    published again meanwhile is opened at its newer state and once more later, never served
+    under a newer number than its data."""
     generation = cubes.generation(path)
     cubes.verify(path)
-    memory = cubes.MemoryCube(path)
-    return ServedCube(name, path, memory, export.weight_map(memory.dataset, None), generation)
+    reader = cubes.MemoryCube(path) if get_settings().serve_in_memory else cubes.LazyCube(path)
+    return ServedCube(name, path, reader, export.weight_map(reader.dataset, None), generation)
 
 
 class Catalog:
@@ -217,6 +222,18 @@ class Catalog:
             swapped.append(name)
             logger.info("cube %s: now generation %s", name, fresh.generation)
         return swapped
+
+    def record_damage(self, store: str, message: str) -> None:
+        """Remember that a read of `store` found it damaged: the health check fails until a
+        new generation opens whole."""
+        for served in self.cubes.values():
+            if served.path == store:
+                served.damage = message
+                logger.error("cube %s is damaged: %s", served.name, message)
+
+    def damage(self) -> dict[str, str]:
+        """What is damaged, by cube name."""
+        return {name: c.damage for name, c in self.cubes.items() if c.damage}
 
     @property
     def default(self) -> str:

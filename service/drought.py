@@ -45,12 +45,12 @@ def day_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarra
     """(grid rows, grid cols, percentiles in percent, NaN where missing) of every region cell on
     day t; percentiles exact to the stored 0.01 points, so class bounds compare exactly."""
     check_percentile(served, product)
-    mask = served.memory.mask
+    mask = served.reader.mask
     flat = np.flatnonzero(mask)
     values = day_values(served, product, t, flat, None).astype(np.float64)
     percent = np.rint(values * 100) / 100
     iy, ix = np.unravel_index(flat, mask.shape)
-    return iy + served.memory.row0, ix + served.memory.col0, percent
+    return iy + served.reader.row0, ix + served.reader.col0, percent
 
 
 def week_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarray, ...]:
@@ -58,7 +58,7 @@ def week_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarr
     check_percentile(served, product)
     iy, ix, codes = weekly.day_codes(product_codes, served, product, t, None)
     percent = np.where(codes == FILL, np.nan, codes / 100)
-    return iy + served.memory.row0, ix + served.memory.col0, percent
+    return iy + served.reader.row0, ix + served.reader.col0, percent
 
 
 def feature_collection(served: ServedCube, product: str, day: str, bbox, period: str) -> str:
@@ -81,7 +81,7 @@ def feature_collection(served: ServedCube, product: str, day: str, bbox, period:
             },
             "geometry": None if c.geometry is None else json.loads(shapely.to_geojson(c.geometry)),
         }
-        for c in shapes.class_shapes(percent, rows, cols, box, served.memory.grid)
+        for c in shapes.class_shapes(percent, rows, cols, box, served.reader.grid)
     ]
     return json.dumps(
         {

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse as StarletteJSON
 
-from model.errors import OutOfRangeError, SmapxError
+from model.errors import DamagedStore, OutOfRangeError, SmapxError
 
 MEDIA_TYPE = "application/problem+json"
 PARAMETER = re.compile(r"^([A-Za-z_][\w.\-\[\]]*): ")
@@ -25,6 +25,7 @@ DESCRIPTIONS = {
     413: "request too large",
     422: "a parameter or the body is invalid",
     429: "rate limit: retry after Retry-After seconds",
+    500: "a cube's store is damaged (data it should hold is missing or unreadable)",
     503: "the job queue is unavailable",
 }
 
@@ -104,6 +105,13 @@ def install(app: FastAPI) -> None:
     async def smapx_error(request: Request, exc: SmapxError) -> JSONResponse:
         status = 404 if isinstance(exc, OutOfRangeError) else 422
         return problem(status, str(exc), extent=getattr(exc, "extent", None))
+
+    @app.exception_handler(DamagedStore)
+    async def damaged(request: Request, exc: DamagedStore) -> JSONResponse:
+        """Data the store should hold is gone: a server fault (500), never values read as
+        missing; the health check fails from then on."""
+        request.app.state.catalog.record_damage(exc.store, str(exc))
+        return problem(500, str(exc), parameter=None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,13 +1,10 @@
 """Derived products on request: `<product>_percentile` and `<product>_anomaly` from the cube's
 climatology (model.product.climatology).
 
-A served cube's climatology is loaded into memory once, beside its products: percentiles as
-stored (int16, 0.01 points, (y, x, time)) and window means as codes (1e-4 m3/m3, (y, x, day of
-year)), so a percentile series is a slice and an anomaly series a slice minus a gathered mean,
-as fast as the plain product's."""
-
-import weakref
-from dataclasses import dataclass
+A served cube's reader (model.product.cube.LazyCube) reads the climatology as it reads the
+products: percentiles as stored (int16, 0.01 points) and window means as codes (1e-4 m3/m3), so
+a percentile series is a slice and an anomaly series a slice minus a gathered mean, as fast as
+the plain product's."""
 
 import numpy as np
 
@@ -17,44 +14,6 @@ from service import encode
 
 PERCENT = encode.Text.of(cubes.PERCENTILE_SCALE)
 DEFAULT_RESCALE = {"_percentile": "0,100", "_anomaly": "-0.1,0.1", "_spread": "0,0.05"}
-
-
-@dataclass
-class Climatology:
-    """A served cube's climatology in memory, its days aligned with the cube's."""
-
-    info: dict
-    percentiles: dict[str, np.ndarray]  # (y, x, time) int16, FILL where not ranked
-    mean_codes: dict[str, np.ndarray]  # (y, x, day of year) int32, FILL where no base value
-    day_of_year: np.ndarray  # (time,) of the cube's days
-
-
-_LOADED: "weakref.WeakKeyDictionary[object, Climatology | None]" = weakref.WeakKeyDictionary()
-
-
-def load(cube) -> Climatology | None:
-    """The climatology of a served cube (read once per ServedCube), None without one."""
-    if cube in _LOADED:
-        return _LOADED[cube]
-    stored = cubes.read_climatology(cube.path)
-    loaded = None
-    if stored is not None:
-        n_days = len(cube.dates)
-        percentiles = {}
-        for p, codes in stored["percentiles"].items():
-            padded = np.full((*codes.shape[:2], n_days), cubes.FILL, np.int16)
-            padded[:, :, : min(n_days, codes.shape[2])] = codes[:, :, :n_days]
-            percentiles[p] = padded
-        means = {
-            p: np.where(np.isnan(m), cubes.FILL, np.rint(m / np.float32(cubes.SCALE))).astype(
-                np.int32
-            )
-            for p, m in stored["means"].items()
-        }
-        doy = climatology.day_of_year(cube.memory.times)
-        loaded = Climatology(stored["info"], percentiles, means, doy)
-    _LOADED[cube] = loaded
-    return loaded
 
 
 def is_derived(product: str) -> bool:
@@ -92,9 +51,9 @@ def default_rescale(product: str, fallback: str) -> str:
 def _source_codes(cube, source: str, iy, ix, times) -> np.ndarray:
     if source == climatology.FUSED:
         return climatology.fused_codes(
-            cube.memory.series("lstm", iy, ix, times), cube.memory.series("noah", iy, ix, times)
+            cube.reader.series("lstm", iy, ix, times), cube.reader.series("noah", iy, ix, times)
         )
-    return cube.memory.series(source, iy, ix, times)
+    return cube.reader.series(source, iy, ix, times)
 
 
 def _anomaly(values: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -104,27 +63,25 @@ def _anomaly(values: np.ndarray, means: np.ndarray) -> np.ndarray:
 
 def series_codes(cube, product: str, iy: int, ix: int, times: slice) -> np.ndarray:
     """Codes of a derived product at one cell over a slice of days (FILL where missing)."""
-    clim = load(cube)
     source = climatology.source_of(product)
     if product.endswith("_percentile"):
-        return clim.percentiles[source][iy, ix, times]
+        return cube.reader.percentiles(source, iy, ix, times)
     values = _source_codes(cube, source, iy, ix, times)
-    return _anomaly(values, clim.mean_codes[source][iy, ix, clim.day_of_year[times]])
+    return _anomaly(values, cube.reader.mean_codes(source, iy, ix, cube.day_of_year[times]))
 
 
 def day_values(cube, product: str, t: int, flat: np.ndarray) -> np.ndarray:
     """Float32 values of a derived product at flat cell indices on day t (NaN where missing):
     percent for percentiles, m3/m3 for anomalies."""
-    clim = load(cube)
     source = climatology.source_of(product)
     if product.endswith("_percentile"):
-        codes = clim.percentiles[source][:, :, t].ravel()[flat]
+        codes = cube.reader.percentile_day(source, t).ravel()[flat]
         values = codes.astype(np.float32) * np.float32(cubes.PERCENTILE_SCALE)
         values[codes == cubes.FILL] = np.nan
         return values
     if source == climatology.FUSED:
-        day = climatology.fused_codes(cube.memory.day("lstm", t), cube.memory.day("noah", t))
+        day = climatology.fused_codes(cube.reader.day("lstm", t), cube.reader.day("noah", t))
     else:
-        day = cube.memory.day(source, t)
-    means = clim.mean_codes[source][:, :, clim.day_of_year[t]].ravel()[flat]
+        day = cube.reader.day(source, t)
+    means = cube.reader.mean_codes_day(source, cube.day_of_year[t]).ravel()[flat]
     return cubes.decode(_anomaly(day.ravel()[flat], means))

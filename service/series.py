@@ -97,10 +97,10 @@ def product_codes(
     if derived.is_derived(product):
         return derived.series_codes(cube, product, iy, ix, times)
     if product != export.FUSED:
-        return cube.memory.series(product, iy, ix, times)
+        return cube.reader.series(product, iy, ix, times)
     w = cube.weights[iy, ix] if weight is None else weight
     return encode.fused_codes(
-        cube.memory.series("lstm", iy, ix, times), cube.memory.series("noah", iy, ix, times), w
+        cube.reader.series("lstm", iy, ix, times), cube.reader.series("noah", iy, ix, times), w
     )
 
 

@@ -29,7 +29,7 @@ def _day(text: str) -> datetime:
 
 def edges(served: ServedCube) -> tuple[list[float], list[float]]:
     """The (x, y) outer edges of the cube's cells in EPSG:6933 metres."""
-    half = served.memory.grid.cell_size / 2
+    half = served.reader.grid.cell_size / 2
     x, y = served.dataset["x"].values, served.dataset["y"].values
     return [float(x.min() - half), float(x.max() + half)], [
         float(y.min() - half),
@@ -46,7 +46,7 @@ def collection(served: ServedCube, base: str) -> dict:
         id=served.name,
         title=f"smapx {served.name}: extended SMAP soil moisture",
         description=(
-            f"Daily surface soil moisture (m3/m3) on the {served.memory.grid.title} grid: SMAP as "
+            f"Daily surface soil moisture (m3/m3) on the {served.reader.grid.title} grid: SMAP as "
             "observed, its LSTM extension over every day with forcing, and land-surface models. "
             + POINT_HOWTO
         ),
@@ -90,7 +90,7 @@ def _dimensions(served: ServedCube, x: tuple, y: tuple) -> dict:
                 "type": "spatial",
                 "axis": "y",
                 "extent": list(y),
-                "step": -served.memory.grid.cell_size,
+                "step": -served.reader.grid.cell_size,
                 "reference_system": grid.EPSG,
             }
         ),
@@ -99,7 +99,7 @@ def _dimensions(served: ServedCube, x: tuple, y: tuple) -> dict:
                 "type": "spatial",
                 "axis": "x",
                 "extent": list(x),
-                "step": served.memory.grid.cell_size,
+                "step": served.reader.grid.cell_size,
                 "reference_system": grid.EPSG,
             }
         ),

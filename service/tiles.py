@@ -159,9 +159,9 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     px = bounds.left + (np.arange(width) + 0.5) * (bounds.right - bounds.left) / width
     py = bounds.top - (np.arange(height) + 0.5) * (bounds.top - bounds.bottom) / height
     ex, ey = _pixel_centres_in_ease(tms_id, px, py)
-    rows, cols = cube.memory.grid.xy_to_rowcol(ex, ey)
-    mask = cube.memory.mask
-    iy, ix = rows - cube.memory.row0, cols - cube.memory.col0
+    rows, cols = cube.reader.grid.xy_to_rowcol(ex, ey)
+    mask = cube.reader.mask
+    iy, ix = rows - cube.reader.row0, cols - cube.reader.col0
     inside = (rows >= 0) & (iy >= 0) & (iy < mask.shape[0]) & (ix >= 0) & (ix < mask.shape[1])
     pixels = np.nonzero(inside)[0]
     pixels = pixels[mask[iy[pixels], ix[pixels]]]
@@ -186,9 +186,9 @@ def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight)
     if derived.is_derived(product):
         return derived.day_values(cube, product, t, flat)
     if product != export.FUSED:
-        return cubes.decode(cube.memory.day(product, t).ravel()[flat])
-    lstm = cubes.decode(cube.memory.day("lstm", t).ravel()[flat])
-    noah = cubes.decode(cube.memory.day("noah", t).ravel()[flat])
+        return cubes.decode(cube.reader.day(product, t).ravel()[flat])
+    lstm = cubes.decode(cube.reader.day("lstm", t).ravel()[flat])
+    noah = cubes.decode(cube.reader.day("noah", t).ravel()[flat])
     w = cube.weights.ravel()[flat] if weight is None else np.float32(weight)
     return export.fusion.fuse(lstm, noah, w)
 

@@ -35,7 +35,7 @@ class Weeks:
 def weeks_of(served: ServedCube, times: slice) -> Weeks:
     """The whole weeks of the cube ending (Tuesday) within the days `times`; OutOfRangeError
     where there is none."""
-    ends = weekly.week_ends(served.memory.times)
+    ends = weekly.week_ends(served.reader.times)
     ends = ends[(ends >= times.start) & (ends < times.stop)]
     if ends.size == 0:
         raise OutOfRangeError(
@@ -49,7 +49,7 @@ def weeks_of(served: ServedCube, times: slice) -> Weeks:
 def week_ending(served: ServedCube, t: int) -> Weeks:
     """The week ending on day t: InputError unless a Tuesday, OutOfRangeError unless the whole
     week is in the cube."""
-    day = served.memory.times[t]
+    day = served.reader.times[t]
     if day.day_of_week != weekly.TUESDAY:
         tuesday = day + pd.Timedelta(days=(weekly.TUESDAY - day.day_of_week) % 7)
         raise InputError(
@@ -69,7 +69,7 @@ def base_ends(served: ServedCube) -> np.ndarray:
     """The Tuesdays of the weeks wholly inside the climatology's base period."""
     info = derived.load(served).info
     first, last = served.day_numbers[info["base_start"]], served.day_numbers[info["base_end"]]
-    ends = weekly.week_ends(served.memory.times)
+    ends = weekly.week_ends(served.reader.times)
     return ends[(ends - weekly.DAYS + 1 >= first) & (ends <= last)]
 
 
@@ -88,7 +88,7 @@ def weekly_codes(
         return weekly.mean_codes(weekly.weekly_means(codes, weeks.ends - weeks.days.start))
     source = product.removesuffix("_percentile")
     base = base_ends(served)
-    times = served.memory.times
+    times = served.reader.times
     doy, base_doy = weekly.week_doy(times, weeks.ends), weekly.week_doy(times, base)
     parts = []
     for first in range(0, len(iy), CELLS_AT_ONCE):
@@ -123,6 +123,6 @@ def day_codes(
     codes_of: CodesOf, served: ServedCube, product: str, t: int, weight
 ) -> tuple[np.ndarray, ...]:
     """(region cells' iy, ix, their weekly codes) of the week ending on day t."""
-    iy, ix = np.nonzero(served.memory.mask)
+    iy, ix = np.nonzero(served.reader.mask)
     week = week_ending(served, t)
     return iy, ix, weekly_codes(codes_of, served, product, iy, ix, week, weight)[:, 0]

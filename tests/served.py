@@ -33,6 +33,7 @@ def known_values(product: str, t, iy, ix) -> np.ndarray:
         "lstm": base,
         "noah": base + 0.04 - 0.002 * ix,
         "lsm2": base - 0.02,
+        "lstm_spread": 0.01 + 0.001 * iy + 0.0005 * ix,
         "smap": np.where(t % 3 == 0, base + 0.01, np.nan),
     }[product]
     return np.broadcast_to(value, np.broadcast_shapes(np.shape(t), np.shape(iy), np.shape(ix)))

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from service import tiles
 
 class Cube:
-    memory = SimpleNamespace(mask=np.ones((406, 964), bool), row0=0, col0=0)
+    reader = SimpleNamespace(mask=np.ones((406, 964), bool), row0=0, col0=0)
 
 cube = Cube()
 first = tiles.pixel_index(cube, "WebMercatorQuad", 6, 10, 24)

@@ -1,0 +1,158 @@
+"""The service reads cubes lazily through a bounded chunk cache: every route answers the same
+bytes as from the cube held whole in memory, the cache stays within SMAPX_CACHE_MB, and a store
+that lost a chunk is refused at start or answered as damage (500, health check failing) by
+series, subsets and jobs alike, never as missing values."""
+
+import os
+
+import httpx
+import numpy as np
+import pytest
+
+from model.errors import DamagedStore, InputError
+from model.product import climatology
+from model.product import cube as cubes
+from tests.served import (
+    DAYS,
+    POINT,
+    build_cube,
+    serving,
+    start_server,
+    start_worker,
+    wait_done,
+)
+
+pytestmark = pytest.mark.integration
+
+PRODUCTS = ("smap", "lstm", "noah", "lstm_spread")
+DAY = str(DAYS[400].date())
+ROUTES = [
+    ("/v1/products", {}),
+    ("/v1/series", {"lat": POINT[0], "lon": POINT[1], "products": "lstm,smap,noah,fused"}),
+    ("/v1/series", {"lat": POINT[0], "lon": POINT[1], "format": "csv", "products": "lstm"}),
+    (
+        "/v1/series",
+        {"lat": POINT[0], "lon": POINT[1], "products": "lstm_percentile,fused_anomaly"},
+    ),
+    ("/v1/series", {"lat": POINT[0], "lon": POINT[1], "start": "2014-03-01", "end": "2016-02-01"}),
+    ("/v1/edr/extended/position", {"coords": f"POINT({POINT[1]} {POINT[0]})", "f": "csv"}),
+    ("/v1/tiles/lstm/6/13/26.png", {"date": DAY}),
+    ("/v1/tiles/fused/5/6/13.png", {"date": DAY, "weight": 0.3}),
+    ("/v1/tiles/lstm_percentile/6/13/26.png", {"date": DAY, "colormap": "drought"}),
+    ("/v1/tiles/noah_anomaly/6/13/26.png", {"date": DAY}),
+    ("/v1/tiles/lstm_spread/6/13/26.png", {"date": DAY}),
+    ("/v1/tiles/smap/WorldCRS84Quad/5/11/9.png", {"date": DAY}),
+    ("/v1/tilejson/lstm.json", {"date": DAY}),
+    ("/v1/zarr/extended/lstm/zarr.json", {}),
+    ("/v1/subset", {"bbox": "-104,28,-102,30", "start": DAY, "end": DAY, "format": "csv"}),
+    ("/v1/stac/collections/extended", {}),
+]
+
+
+@pytest.fixture(scope="module")
+def cube_path(tmp_path_factory):
+    store = tmp_path_factory.mktemp("lazy") / "extended.zarr"
+    build_cube(store, products=PRODUCTS)
+    climatology.compute(store, progress=False)
+    return store
+
+
+def answers(base: str) -> list[tuple[int, bytes]]:
+    """Status and body of every route, the server's own address taken out."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        return [
+            (r.status_code, r.content.replace(base.encode(), b"BASE"))
+            for r in (client.get(u, params=p) for u, p in ROUTES)
+        ]
+
+
+def test_every_route_answers_the_same_bytes_lazily_as_from_memory(cube_path):
+    env = {"SMAPX_RATE_LIMIT_PER_MINUTE": "0", "SMAPX_RELOAD_SECONDS": "0"}
+    with serving([cube_path], {**env, "SMAPX_SERVE_IN_MEMORY": "true"}) as base:
+        held = answers(base)
+    with serving([cube_path], {**env, "SMAPX_CACHE_MB": "1"}) as base:
+        lazy = answers(base)
+    assert [s for s, _ in held] == [200] * len(ROUTES), [b[:200] for _, b in held]
+    for (url, params), (_, want), (_, got) in zip(ROUTES, held, lazy, strict=True):
+        assert got == want, f"{url} {params}"
+
+
+def test_the_chunk_cache_stays_within_its_bound(cube_path, monkeypatch):
+    monkeypatch.setattr(cubes, "chunk_cache", lambda: cache)
+    cache = cubes.ChunkCache(400_000)  # two of the cube's (1095, 8, 9) int16 chunks
+    lazy = cubes.LazyCube(cube_path)
+    held = cubes.MemoryCube(cube_path)
+    every_day = slice(0, len(DAYS))
+    for product in PRODUCTS:
+        for iy, ix in np.argwhere(lazy.mask)[::7]:
+            np.testing.assert_array_equal(
+                lazy.series(product, iy, ix, every_day), held.series(product, iy, ix, every_day)
+            )
+            assert cache.bytes <= cache.max_bytes
+        np.testing.assert_array_equal(
+            lazy.day(product, 400)[lazy.mask], held.day(product, 400)[lazy.mask]
+        )
+    assert lazy.observed_days("smap") == held.observed_days("smap") == (0, (len(DAYS) - 1) // 3 * 3)
+
+
+def chunk_files(store, product: str) -> list:
+    return sorted(p for p in (store / product / "c").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("product", ["smap", "lstm_spread", "lstm"])
+def test_a_store_missing_a_chunk_is_refused_at_start(tmp_path, product):
+    from service.catalog import Catalog
+
+    store = tmp_path / "extended.zarr"
+    build_cube(store, products=PRODUCTS)
+    chunk_files(store, product)[-1].unlink()
+    with pytest.raises(InputError, match=f"chunk.*missing.*{product}/c/"):
+        Catalog([str(store)])
+
+
+def test_a_chunk_lost_while_serving_is_damage_in_series_subsets_and_jobs(tmp_path, redis_url):
+    store = tmp_path / "extended.zarr"
+    build_cube(store, products=PRODUCTS)
+    env = {
+        "SMAPX_REDIS_URL": redis_url,
+        "SMAPX_JOBS_DIR": str(tmp_path / "results"),
+        "SMAPX_CUBES": f'["{store}"]',
+        "SMAPX_RELOAD_SECONDS": "0",
+        "SMAPX_TORCH_THREADS": "1",
+    }
+    worker = start_worker(env, f"lazy-test-{os.getpid()}@%h")
+    server, base = start_server([store], env)
+    try:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            assert client.get("/healthz").status_code == 200
+            for path in chunk_files(store, "lstm"):
+                path.unlink()
+            lat, lon = POINT
+            series = client.get("/v1/series", params={"lat": lat, "lon": lon})
+            assert series.status_code == 500
+            assert "is missing; the store is damaged" in series.json()["detail"]
+            subset = client.get(
+                "/v1/subset",
+                params={"bbox": "-104,28,-102,30", "start": DAY, "end": DAY, "format": "csv"},
+            )
+            assert subset.status_code == 500
+            assert "is missing; the store is damaged" in subset.json()["detail"]
+            health = client.get("/healthz")
+            assert health.status_code == 503 and health.json()["status"] == "damaged"
+            request = {"products": ["lstm"], "start": DAY, "end": DAY, "points": [[lat, lon]]}
+            submitted = client.post("/v1/jobs", json={**request, "format": "csv"})
+            assert submitted.status_code == 202, submitted.text
+            job = wait_done(client, submitted.json()["id"])
+            assert job["state"] == "failed" and "the store is damaged" in job["error"], job
+    finally:
+        for proc in (server, worker):
+            proc.terminate()
+            proc.wait(30)
+
+
+def test_strict_reads_raise_where_plain_ones_read_missing_values(tmp_path):
+    store = tmp_path / "extended.zarr"
+    build_cube(store, products=("lstm",))
+    chunk_files(store, "lstm")[0].unlink()
+    with pytest.raises(DamagedStore, match="lstm/c/0/0/0"):
+        cubes.open_cube(store)["lstm"].load()
