@@ -13,7 +13,6 @@ on SMAPX_PUBLIC_URL; records never show a server path.
 
 import hmac
 import re
-import shutil
 from typing import Annotated
 
 import redis
@@ -62,6 +61,10 @@ class Caller:
     def sees(self, job: dict) -> bool:
         return self.open or self.admin or job.get("owner") == self.owner
 
+    def index(self, records):
+        """Whose index of jobs this caller lists: everyone's, or the owner's own."""
+        return records.EVERYONE if self.open or self.admin else self.owner
+
 
 def matches(api_key: str | None, keys: list[str]) -> bool:
     """Whether the key is one of `keys`, compared in constant time."""
@@ -95,22 +98,10 @@ def workers_listening() -> tuple[int | None, list[str]]:
     return workers, []
 
 
-def result_folders() -> list[str]:
-    """Ids of the job folders on disk."""
-    root = get_settings().jobs_dir
-    if not root.is_dir():
-        return []
-    return [f.name for f in root.iterdir() if f.is_dir() and JOB_ID.match(f.name)]
-
-
-def sweep_expired(records) -> None:
-    """Delete the result folders whose manifest proves their job expired. A folder without a
-    Redis record is kept unless its manifest says so: Redis may simply have lost it."""
-    for job_id in result_folders():
-        if records.get_job(job_id) is None:
-            manifest = records.read_manifest(job_id)
-            if manifest is not None and records.expired(manifest):
-                shutil.rmtree(get_settings().jobs_dir / job_id, ignore_errors=True)
+def sweep_expired(records) -> list[dict]:
+    """Delete the result folders whose manifest proves their job expired, and return the
+    records of the others that Redis has no record of (it may simply have lost them)."""
+    return records.unrecorded()
 
 
 def find_job(records, job_id: str) -> dict | None:
@@ -135,13 +126,15 @@ def link(path: str) -> str:
     return f"{base}{path}"
 
 
-def public(job: dict, listed: bool = False) -> dict:
+def public(job: dict, listed: bool = False, idle: bool | None = None) -> dict:
     """What a user sees of a job record: no owner, no server path (the cube by its name). In a
     list, a points request shows how many points it has, not all of them (the job's own
-    record has them), so a list stays small however large its jobs are."""
+    record has them), so a list stays small however large its jobs are. `idle`: whether no
+    worker listens, where the caller already knows."""
     out = {k: job.get(k) for k in PUBLIC_FIELDS}
     out["error"] = job.get("error")
-    if job.get("state") == "queued" and workers_listening()[0] == 0:
+    queued = job.get("state") == "queued"
+    if queued and (idle if idle is not None else workers_listening()[0] == 0):
         out["stage"], out["hint"] = WAITING, WAITING_HINT
     request = dict(job.get("request") or {})
     if "cube" in request:
@@ -229,18 +222,16 @@ def accept_job(catalog, body: bytes, caller: Caller) -> JSONResponse:
 @router.get("/jobs", summary="Your recent bulk jobs")
 def list_all(limit: Annotated[int, Query(ge=1, le=1000)] = 100, x_api_key: ApiKey = None):
     """Newest first: the caller's own jobs (every job for the admin key, or where keys are off),
-    including those whose record only survives beside their results."""
+    including those whose record only survives beside their results. Read from the caller's
+    own index: other keys' jobs cost nothing (on a worker thread, off the event loop)."""
     caller = Caller(x_api_key)
     records, _ = worker_layer()
-    sweep_expired(records)
-    listed = [j for j in records.list_jobs(kind="export", limit=10**9) if caller.sees(j)]
-    known = {j["id"] for j in listed}
-    for job_id in result_folders():
-        job = None if job_id in known else find_job(records, job_id)
-        if job is not None and job["kind"] == "export" and caller.sees(job):
-            listed.append(job)
+    lost = sweep_expired(records)
+    listed = records.list_jobs(limit, kind="export", owner=caller.index(records))
+    listed += [j for j in lost if j["kind"] == "export" and caller.sees(j)]
     listed.sort(key=lambda j: j["created"], reverse=True)
-    return {"jobs": [public(j, listed=True) for j in listed[:limit]]}
+    idle = workers_listening()[0] == 0
+    return {"jobs": [public(j, listed=True, idle=idle) for j in listed[:limit]]}
 
 
 @router.get("/jobs/{job_id}", summary="State and percent of a job")
@@ -248,13 +239,19 @@ def status(job_id: str, x_api_key: ApiKey = None):
     return public(job_record(job_id, Caller(x_api_key)))
 
 
-@router.delete("/jobs/{job_id}", summary="Cancel a job")
+@router.delete("/jobs/{job_id}", summary="Cancel a job, or delete a finished one")
 def cancel(job_id: str, x_api_key: ApiKey = None):
-    """A queued job never starts; a running export stops before writing its files."""
+    """A queued job never starts and a running export stops within seconds (the answer: the
+    job, `cancelled`). A finished job (done, failed or cancelled) is deleted with its files:
+    the answer says so, and the job is 404 from then on."""
     job = job_record(job_id, Caller(x_api_key))
     records, _ = worker_layer()
-    if records.get_job(job_id) is None:
-        return public(job)
+    if job["state"] in records.FINAL and records.delete_job(job_id):
+        return {
+            "id": job_id,
+            "state": "deleted",
+            "detail": f"job {job_id} was {job['state']}; its record and files are deleted",
+        }
     return public(records.cancel_job(job_id))
 
 

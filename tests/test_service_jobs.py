@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import time
 
 import httpx
 import numpy as np
@@ -22,7 +21,7 @@ KEY = "s3cret"
 OTHER = "an0ther"
 ADMIN = "r00t"
 LIMIT = 50_000
-EXPIRY_SECONDS = 8
+EXPIRY_HOURS = 1.0
 
 
 def own_db(redis_url: str) -> str:
@@ -44,7 +43,7 @@ def stack(tmp_path_factory, redis_url):
         "SMAPX_MAX_JOB_VALUES": str(LIMIT),
         "SMAPX_CUBES": f'["{store}"]',
         "SMAPX_TORCH_THREADS": "1",
-        "SMAPX_JOB_EXPIRY_HOURS": str(EXPIRY_SECONDS / 3600),
+        "SMAPX_JOB_EXPIRY_HOURS": str(EXPIRY_HOURS),
     }
     worker = start_worker(env, f"service-test-{os.getpid()}@%h")
     server, url = start_server([store], env)
@@ -156,13 +155,26 @@ def test_points_job_csv(stack):
     assert client.get("/v1/jobs/0000000000000000").status_code == 404
 
 
-def test_results_expire_with_their_records(stack):
+def expire_now(redis_url: str, results, job_id: str) -> None:
+    """What the passing of a job's expiry does: Redis drops its record (the TTL its finish
+    set), and the copy beside its results says it expired."""
+    manifest = results / job_id / "job.json"
+    record = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**record, "expires": "2000-01-01T00:00:00+00:00"}))
+    redis.Redis.from_url(own_db(redis_url)).delete(f"smapx:job:{job_id}")
+
+
+def test_results_expire_with_their_records(stack, redis_url):
     client, _, results = stack
     job_id = submit_point_csv(client, "lstm", "2016-01-05")
     job = wait_done(client, job_id)
     assert job["state"] == "done" and (results / job_id).is_dir()
+    finished, expires = (pd.Timestamp(job[k]) for k in ("finished", "expires"))
+    assert expires - finished == pd.Timedelta(hours=EXPIRY_HOURS)
+    ttl = redis.Redis.from_url(own_db(redis_url)).ttl(f"smapx:job:{job_id}")
+    assert EXPIRY_HOURS * 3600 - 60 < ttl <= EXPIRY_HOURS * 3600
     href = client.get(f"/v1/jobs/{job_id}/files").json()["files"][0]["href"]
-    time.sleep(EXPIRY_SECONDS + 1)
+    expire_now(redis_url, results, job_id)
     assert client.get(f"/v1/jobs/{job_id}").status_code == 404
     assert client.get(href).status_code == 404
     assert job_id not in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
@@ -196,20 +208,23 @@ def test_jobs_are_kept_per_key_and_show_no_server_path(stack):
 
 def test_results_outlive_a_redis_that_lost_everything(stack, redis_url):
     """Redis restarted without persistence (its data gone) mid-job: finished results stay on
-    disk, listed and downloadable from the record kept beside them; nothing is swept."""
+    disk, listed and downloadable from the record kept beside them; nothing is swept, and the
+    job that was under way is put back by the worker and finishes. (The results of finished
+    jobs are taken before the next job starts: none of their files is in flight.)"""
     client, _, results = stack
     finished = submit_point_csv(client, "noah", "2016-01-04")
     wait_done(client, finished)
     entry = client.get(f"/v1/jobs/{finished}/files").json()["files"][0]
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
     running = submit_point_csv(client, "lstm", "2016-12-31")
-    before = {p: p.stat().st_size for p in results.rglob("*") if p.is_file()}
     redis.Redis.from_url(own_db(redis_url)).flushdb()
     listed = client.get("/v1/jobs").json()["jobs"]
-    assert finished in [j["id"] for j in listed]
+    assert {finished, running} <= {j["id"] for j in listed}
     data = client.get(entry["href"]).content
     assert hashlib.sha256(data).hexdigest() == entry["sha256"]
     assert client.get(f"/v1/jobs/{finished}").json()["state"] == "done"
-    time.sleep(1.0)
+    assert wait_done(client, running)["state"] == "done"
     client.get("/v1/jobs")
-    assert all(p.exists() for p in before), "a result on disk was deleted"
-    assert (results / running).is_dir()
+    assert {p: p.read_bytes() for p in before if p.exists()} == before, "a result was lost"
+    (entry,) = client.get(f"/v1/jobs/{running}/files").json()["files"]
+    assert hashlib.sha256(client.get(entry["href"]).content).hexdigest() == entry["sha256"]

@@ -7,12 +7,16 @@ A record is a hash `smapx:job:<id>` whose fields hold JSON values:
     state (queued | running | done | failed | cancelled), percent, stage,
     blocks_done, blocks_total, created, started, finished, expires (ISO 8601 UTC), error, result.
 Finished blocks of a job are a Redis set, so a block delivered twice is counted once.
-Records expire `job_expiry_hours` after they finish.
+Records expire `job_expiry_hours` after they finish. Every job is in the index of all jobs and
+in its owner's, so a caller's list costs what the caller's own jobs cost.
 
-An export job's record is also written beside its results (`<jobs_dir>/<id>/job.json`) when it
-is created, starts and finishes, so its owner, state and expiry outlive Redis: a job whose record
-Redis lost (restarted without persistence) is put back from there (`restore_job`), and only a
-folder whose manifest proves it expired is deleted.
+An export job's record is also written beside its results (`<jobs_dir>/<id>/job.json`) at every
+change of state, so its owner, state and expiry outlive Redis: a job whose record Redis lost
+(restarted without persistence) is put back from there (`restore_job`), and only a folder whose
+manifest proves it expired is deleted. A change of state and the copy it writes happen under the
+job's file lock, the copy made from the record as Redis then holds it, and a restore reads the
+copy under the same lock: the two never disagree, and a cancelled job stays cancelled through a
+Redis restart and the workers' restores.
 """
 
 import hashlib
@@ -20,11 +24,15 @@ import json
 import os
 import re
 import secrets
+import shutil
+import tempfile
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 import redis
+from filelock import FileLock
 
 from model.errors import InputError, SmapxError
 from model.settings import get_settings
@@ -51,6 +59,8 @@ FIELDS = (
 )
 INDEX = "smapx:jobs"
 MANIFEST = "job.json"
+LOCK = ".job.lock"
+EVERYONE = object()
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -60,6 +70,11 @@ def job_key(job_id: str) -> str:
 
 def _blocks_key(job_id: str) -> str:
     return f"smapx:job:{job_id}:blocks"
+
+
+def owner_index(owner: str | None) -> str:
+    """The index of one owner's jobs (`-` holds the jobs of nobody, made where keys are off)."""
+    return f"{INDEX}:owner:{owner or '-'}"
 
 
 @lru_cache(maxsize=8)
@@ -116,17 +131,35 @@ def create_job(kind: str, request: dict, blocks_total: int = 0, owner: str | Non
         "error": None,
         "result": None,
     }
-    r = client()
-    with r.pipeline() as pipe:
-        pipe.hset(job_key(job_id), mapping=_encode(record))
-        pipe.zadd(INDEX, {job_id: datetime.now(UTC).timestamp()})
-        pipe.execute()
-    write_manifest(record)
+    if kind == "export":
+        manifest_path(job_id).parent.mkdir(parents=True, exist_ok=True)
+    with _locked(job_id):
+        with client().pipeline() as pipe:
+            pipe.hset(job_key(job_id), mapping=_encode(record))
+            _index(pipe, record)
+            pipe.execute()
+        write_manifest(record)
     return job_id
+
+
+def _index(pipe, job: dict) -> None:
+    score = datetime.fromisoformat(job["created"]).timestamp()
+    pipe.zadd(INDEX, {job["id"]: score})
+    pipe.zadd(owner_index(job.get("owner")), {job["id"]: score})
 
 
 def manifest_path(job_id: str) -> Path:
     return get_settings().jobs_dir / job_id / MANIFEST
+
+
+@contextmanager
+def _locked(job_id: str):
+    """Held while a job's state changes in Redis and in its copy beside the results (export jobs,
+    whose folder exists); a flock, so it serialises threads and processes alike."""
+    folder = manifest_path(job_id).parent
+    lock = FileLock(folder / LOCK) if JOB_ID.match(job_id) and folder.is_dir() else nullcontext()
+    with lock:
+        yield
 
 
 def write_manifest(job: dict) -> None:
@@ -134,9 +167,11 @@ def write_manifest(job: dict) -> None:
     if job["kind"] != "export":
         return
     path = manifest_path(job["id"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{MANIFEST}.{os.getpid()}")
-    partial.write_text(json.dumps(job))
+    if not path.parent.is_dir():
+        return
+    fd, partial = tempfile.mkstemp(prefix=f".{MANIFEST}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(job))
     os.replace(partial, path)
 
 
@@ -161,26 +196,36 @@ def get_job(job_id: str) -> dict | None:
     return {k: json.loads(v) for k, v in raw.items()} if raw else None
 
 
+def state_of(job_id: str) -> str | None:
+    """A job's state alone (cheap: a worker asks it between blocks), None without a record."""
+    state = client().hget(job_key(job_id), "state")
+    return None if state is None else json.loads(state)
+
+
 def restore_job(job_id: str) -> dict | None:
     """Put back a record Redis lost from the copy beside the job's results; the record if this
     call put it back, None where Redis has one, there is no copy, or the copy proves it expired.
-    Atomic: of workers restoring the same job at once, one does."""
-    job = read_manifest(job_id)
-    if job is None or expired(job):
+    Atomic: of workers restoring the same job at once, one does; and under the job's lock, so
+    the copy it reads is never one a change of state is about to replace."""
+    if not JOB_ID.match(job_id):
         return None
-    key = job_key(job_id)
+    with _locked(job_id):
+        job = read_manifest(job_id)
+        if job is None or expired(job):
+            return None
+        key = job_key(job_id)
 
-    def apply(pipe) -> bool:
-        if pipe.exists(key):
-            return False
-        pipe.multi()
-        pipe.hset(key, mapping=_encode(job))
-        pipe.zadd(INDEX, {job_id: datetime.fromisoformat(job["created"]).timestamp()})
-        if job.get("expires"):
-            pipe.expireat(key, datetime.fromisoformat(job["expires"]))
-        return True
+        def apply(pipe) -> bool:
+            if pipe.exists(key):
+                return False
+            pipe.multi()
+            pipe.hset(key, mapping=_encode(job))
+            _index(pipe, job)
+            if job.get("expires"):
+                pipe.expireat(key, datetime.fromisoformat(job["expires"]))
+            return True
 
-    return job if client().transaction(apply, key, value_from_callable=True) else None
+        return job if client().transaction(apply, key, value_from_callable=True) else None
 
 
 def recorded(job_id: str) -> dict | None:
@@ -199,21 +244,51 @@ def require_job(job_id: str) -> dict:
     return job
 
 
-def list_jobs(limit: int = 100, kind: str | None = None) -> list[dict]:
-    """The most recent jobs, newest first; ids whose record expired are dropped from the index."""
+def list_jobs(limit: int = 100, kind: str | None = None, owner=EVERYONE) -> list[dict]:
+    """The most recent jobs of an owner (of everyone by default), newest first, read a page at
+    a time from the owner's index; ids whose record expired are dropped from it."""
     r = client()
-    jobs, gone = [], []
-    for job_id in r.zrevrange(INDEX, 0, -1):
-        job = get_job(job_id)
-        if job is None:
-            gone.append(job_id)
-        elif kind is None or job["kind"] == kind:
-            jobs.append(job)
-        if len(jobs) >= limit:
+    index = INDEX if owner is EVERYONE else owner_index(owner)
+    jobs, start, page = [], 0, max(10, min(limit, 200))
+    while len(jobs) < limit:
+        ids = r.zrevrange(index, start, start + page - 1)
+        if not ids:
             break
-    if gone:
-        r.zrem(INDEX, *gone)
-    return jobs
+        with r.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(job_key(job_id))
+            raws = pipe.execute()
+        gone = [job_id for job_id, raw in zip(ids, raws, strict=True) if not raw]
+        for raw in raws:
+            job = {k: json.loads(v) for k, v in raw.items()} if raw else None
+            if job is not None and (kind is None or job["kind"] == kind):
+                jobs.append(job)
+        if gone:
+            r.zrem(index, *gone)
+        start += page - len(gone)
+    return jobs[:limit]
+
+
+def unrecorded(jobs_dir: Path | None = None) -> list[dict]:
+    """The records, from beside their results, of the export jobs Redis has no record of
+    (restarted without persistence); the folders whose record proves they expired are deleted
+    on the way. One round trip to Redis for every folder, and a file read only for those."""
+    root = jobs_dir or get_settings().jobs_dir
+    folders = [f.name for f in root.iterdir() if JOB_ID.match(f.name)] if root.is_dir() else []
+    if not folders:
+        return []
+    with client().pipeline(transaction=False) as pipe:
+        for job_id in folders:
+            pipe.exists(job_key(job_id))
+        known = pipe.execute()
+    lost = []
+    for job_id in (f for f, exists in zip(folders, known, strict=True) if not exists):
+        job = read_manifest(job_id)
+        if job is not None and expired(job):
+            shutil.rmtree(root / job_id, ignore_errors=True)
+        elif job is not None:
+            lost.append(job)
+    return lost
 
 
 def update_job(job_id: str, **fields) -> None:
@@ -222,15 +297,10 @@ def update_job(job_id: str, **fields) -> None:
 
 
 def start_job(job_id: str, stage: str = "running") -> bool:
-    """Mark a queued job running (first task to start); False if it is finished or cancelled."""
-    job = get_job(job_id)
-    if job is None or job["state"] in FINAL:
-        return False
-    if job["state"] == "queued" and _transition(
-        job_id, "running", {"queued"}, started=now(), stage=stage
-    ):
-        write_manifest(require_job(job_id))
-    return True
+    """Mark a queued job running (first task to start); True if it now runs, False if it is
+    finished or cancelled (or a cancel came first)."""
+    _change(job_id, "running", {"queued"}, started=now(), stage=stage)
+    return state_of(job_id) == "running"
 
 
 def finish_job(job_id: str, state: str = "done", **fields) -> bool:
@@ -240,26 +310,25 @@ def finish_job(job_id: str, state: str = "done", **fields) -> bool:
     hours = get_settings().job_expiry_hours
     finished = datetime.now(UTC)
     expires = (finished + timedelta(hours=hours)).isoformat(timespec="seconds")
-    done = _transition(
+    seconds = max(1, int(hours * 3600))
+    return _change(
         job_id,
         state,
         set(STATES) - FINAL,
+        expire=seconds,
         finished=finished.isoformat(timespec="seconds"),
         expires=expires,
         stage=state,
         **fields,
     )
-    if done:
-        seconds = max(1, int(hours * 3600))
-        client().expire(job_key(job_id), seconds)
-        client().expire(_blocks_key(job_id), seconds)
-        write_manifest(require_job(job_id))
-    return done
 
 
 def cancel_job(job_id: str) -> dict:
-    """Cancel a job: workers skip its remaining blocks. Returns the record as it now stands."""
+    """Cancel a job: workers skip its remaining blocks and a running export stops at its next
+    block. A record Redis lost is put back first, so the cancel reaches it and its copy alike.
+    Returns the record as it now stands."""
     require_job(job_id)
+    restore_job(job_id)
     finish_job(job_id, "cancelled")
     return require_job(job_id)
 
@@ -267,11 +336,23 @@ def cancel_job(job_id: str) -> dict:
 def reopen_job(job_id: str) -> bool:
     """Queue a failed or cancelled job again under its id (its expiry lifted); True if it was."""
     fields = {"percent": 0.0, "stage": "queued", "finished": None, "expires": None, "error": None}
-    if not _transition(job_id, "queued", {"failed", "cancelled"}, **fields):
-        return False
-    client().persist(job_key(job_id))
-    client().persist(_blocks_key(job_id))
-    write_manifest(require_job(job_id))
+    return _change(job_id, "queued", {"failed", "cancelled"}, expire=0, **fields)
+
+
+def delete_job(job_id: str) -> bool:
+    """Forget a finished job: its record, its place in the indexes and its files; True if it was
+    finished (a job still queued or running is cancelled first, never deleted)."""
+    with _locked(job_id):
+        job = get_job(job_id) or read_manifest(job_id)
+        if job is None or job["state"] not in FINAL:
+            return False
+        with client().pipeline() as pipe:
+            pipe.delete(job_key(job_id), _blocks_key(job_id))
+            pipe.zrem(INDEX, job_id)
+            pipe.zrem(owner_index(job.get("owner")), job_id)
+            pipe.execute()
+        manifest_path(job_id).unlink(missing_ok=True)
+    shutil.rmtree(manifest_path(job_id).parent, ignore_errors=True)
     return True
 
 
@@ -290,6 +371,26 @@ def add_blocks_done(job_id: str, names: list[str]) -> dict:
     if count >= total:
         finish_job(job_id, "done", percent=100.0)
     return require_job(job_id)
+
+
+def _change(job_id: str, to_state: str, from_states, expire: int | None = None, **fields) -> bool:
+    """A change of state, in Redis and in the copy beside the results alike: under the job's
+    lock, the copy written from the record as Redis holds it once changed (or, where Redis lost
+    it meanwhile, the old copy with the change). `expire`: seconds the record then lives, 0 for
+    ever, None as it was. True if the job was in one of from_states."""
+    with _locked(job_id):
+        if not _transition(job_id, to_state, from_states, **fields):
+            return False
+        if expire is not None:
+            for key in (job_key(job_id), _blocks_key(job_id)):
+                if expire:
+                    client().expire(key, expire)
+                else:
+                    client().persist(key)
+        copy = read_manifest(job_id)
+        if copy is not None:
+            write_manifest(get_job(job_id) or {**copy, **fields, "state": to_state})
+        return True
 
 
 def _transition(job_id: str, to_state: str | None, from_states, **fields) -> bool:

@@ -50,8 +50,10 @@ def extend_block(job_id: str, index: int) -> None:
 @app.task(base=JobTask, name="smapx.export", **RETRY)
 def export(job_id: str) -> None:
     """Write a cube subset (model.product.export) and record its files with sizes and checksums.
-    A record that Redis loses while the export runs is put back from beside the results, and a
-    progress report that cannot reach Redis is skipped: neither stops the export."""
+    Between two blocks the export looks at its job: cancelled, deleted or finished by another
+    run, it stops there. A record that Redis loses while the export runs is put back from
+    beside the results, and a progress report that cannot reach Redis is skipped: neither
+    stops the export."""
     from model.product.export import export_subset
 
     job = jobs.recorded(job_id)
@@ -62,13 +64,14 @@ def export(job_id: str) -> None:
 
     def progress(percent: float, stage: str) -> None:
         try:
-            current = jobs.recorded(job_id)
-            jobs.update_job(job_id, percent=round(float(percent), 2), stage=stage)
+            state = jobs.state_of(job_id) or (jobs.recorded(job_id) or {}).get("state")
+            if state == "running":
+                jobs.update_job(job_id, percent=round(float(percent), 2), stage=stage)
         except redis.RedisError as exc:
             log.warning("job %s: progress not recorded (%s)", job_id, exc)
             return
-        if current is not None and current["state"] == "cancelled":
-            raise Cancelled(f"job {job_id} was cancelled")
+        if state != "running":
+            raise Cancelled(f"job {job_id} is {state or 'gone'}: its export stops")
 
     try:
         files = export_subset(cube_path, request, get_settings().jobs_dir / job_id, progress)

@@ -6,10 +6,11 @@ noah (model.product.fusion): with the request's weight, else the per-cell weight
 configured, else 0.5.
 """
 
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from model.product.formats import FORMATS, FormatName
 from model.settings import get_settings
 
 FUSED = "fused"
+BLOCK_CELL_DAYS = 50_000  # read (and, in CSV, written) between two progress reports: ~1 s
 Progress = Callable[[float, str], None]
 
 
@@ -244,7 +246,9 @@ def export_subset(
 ) -> list[Path]:
     """Write the subset a request names into out_dir and return the files written. Files are
     written in a private folder and moved into out_dir once whole, so a crash or a second run
-    never leaves a partial file under a result's name; `progress` may raise to stop the work."""
+    never leaves a partial file under a result's name. The subset is read, and a CSV written,
+    a block of about BLOCK_CELL_DAYS cell-days at a time, with a progress report between two
+    blocks; `progress` may raise there to stop the work (a cancelled job stops within a block)."""
     progress = progress or (lambda percent, stage: None)
     req = parse_request(request)
     out_dir = Path(out_dir)
@@ -252,11 +256,18 @@ def export_subset(
     for stale in out_dir.glob(".partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))
+    fmt = FORMATS[req.format]
     try:
         progress(0.0, "reading")
-        ds = subset(cubes.open_cube(cube_path), req).load()
-        progress(50.0, "writing")
-        files = [out_dir / f.name for f in FORMATS[req.format].write(ds, partial)]
+        ds = subset(cubes.open_cube(cube_path), req)
+        if fmt.write_blocks is not None:
+            blocks = read_blocks(ds, progress, "writing", 0.0, 95.0)
+            written = fmt.write_blocks(ds, blocks, partial)
+        else:
+            loaded = gather(ds, read_blocks(ds, progress, "reading", 0.0, 50.0))
+            progress(50.0, "writing")
+            written = fmt.write(loaded, partial)
+        files = [out_dir / f.name for f in written]
         progress(95.0, "saving")
         for f in files:
             os.replace(partial / f.name, f)
@@ -264,3 +275,34 @@ def export_subset(
         shutil.rmtree(partial, ignore_errors=True)
     progress(100.0, "done")
     return files
+
+
+def block_dim(ds: xr.Dataset) -> str:
+    """The dimension a subset is read along in blocks: its points, or its rows of cells (the
+    order of a CSV's rows either way)."""
+    return "point" if "point" in ds.dims else "y"
+
+
+def read_blocks(
+    ds: xr.Dataset, progress: Progress, stage: str, start: float, span: float
+) -> Iterator[tuple[slice, xr.Dataset]]:
+    """(slice along block_dim, the block loaded) in order, reporting progress before each."""
+    dim = block_dim(ds)
+    size = ds.sizes[dim]
+    per_step = max(1, math.prod(n for d, n in ds.sizes.items() if d != dim))
+    step = max(1, BLOCK_CELL_DAYS // per_step)
+    for first in range(0, size, step):
+        progress(start + span * first / size, stage)
+        part = slice(first, min(first + step, size))
+        yield part, ds.isel({dim: part}).load()
+
+
+def gather(ds: xr.Dataset, blocks: Iterator[tuple[slice, xr.Dataset]]) -> xr.Dataset:
+    """The whole subset in memory, filled block by block (each product's array allocated once)."""
+    dim = block_dim(ds)
+    arrays = {name: np.empty(v.shape, np.float32) for name, v in ds.data_vars.items()}
+    for part, block in blocks:
+        for name, values in arrays.items():
+            where = tuple(part if d == dim else slice(None) for d in ds[name].dims)
+            values[where] = block[name].values
+    return ds.copy(data=arrays).load()

@@ -31,9 +31,23 @@ def write_netcdf(ds: xr.Dataset, out_dir: Path) -> list[Path]:
 
 def write_csv(ds: xr.Dataset, out_dir: Path) -> list[Path]:
     """One row per (cell or point, day): location columns, then one column per product."""
+    whole = slice(0, ds.sizes["point" if "point" in ds.dims else "y"])
+    return write_csv_blocks(ds, [(whole, ds)], out_dir)
+
+
+def write_csv_blocks(ds: xr.Dataset, blocks, out_dir: Path) -> list[Path]:
+    """write_csv's file from (slice, loaded block) pairs of points or rows of cells in order,
+    appended one after another: the rows of a block are all the subset holds in memory."""
     path = out_dir / "subset.csv"
-    table = to_table(ds)
-    table.to_csv(path, index=False, float_format="%.4f", date_format="%Y-%m-%d")
+    with path.open("w", newline="") as out:
+        for i, (part, block) in enumerate(blocks):
+            if "point" in block.dims:
+                block = block.assign_coords(point=np.arange(part.start, part.stop))
+            else:
+                block = block.assign_attrs(row0=int(ds.attrs["row0"]) + part.start)
+            to_table(block).to_csv(
+                out, index=False, header=i == 0, float_format="%.4f", date_format="%Y-%m-%d"
+            )
     return [path]
 
 
@@ -81,20 +95,22 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
 @dataclass(frozen=True)
 class Format:
     """An output format: its writer, its media type, the bytes a value takes (for the size
-    estimate before a job runs), whether it holds a list of points (not only a bbox), and
-    whether it is offered for download at once (/v1/subset) or by bulk jobs only."""
+    estimate before a job runs), whether it holds a list of points (not only a bbox), whether
+    it is offered for download at once (/v1/subset) or by bulk jobs only, and, where it can be
+    written a block at a time, the writer that takes (slice, loaded block) pairs in order."""
 
     write: Callable[[xr.Dataset, Path], list[Path]]
     media_type: str
     bytes_per_value: int
     points: bool = True
     direct: bool = True
+    write_blocks: Callable | None = None
 
 
 FORMATS = {
     "zarr": Format(write_zarr, "application/zip", 4),
     "netcdf": Format(write_netcdf, "application/x-netcdf", 4),
-    "csv": Format(write_csv, "text/csv", 10),
+    "csv": Format(write_csv, "text/csv", 10, write_blocks=write_csv_blocks),
     "geotiff": Format(write_geotiff, "image/tiff", 4, points=False, direct=False),
 }
 FormatName = Literal[tuple(FORMATS)]
