@@ -74,6 +74,7 @@ def world(
     simulations, SMAP-like retrievals (from 2015-04-01) and in situ stations."""
     from model.grid import DEFAULT, named, parse_bbox
     from model.world import WorldConfig, build_world, summary, write_world
+    from model.world.blocks import in_blocks, write_world_blocks
 
     on = named(grid)
     config = WorldConfig(
@@ -85,6 +86,9 @@ def world(
         smap_noise=smap_noise,
         grid=on.name,
     )
+    if in_blocks(config):
+        typer.echo(f"wrote {out}: {write_world_blocks(config, out, progress=True)}")
+        return
     built = build_world(config, progress=True)
     write_world(built, out)
     typer.echo(f"wrote {out}: {summary(built)}")

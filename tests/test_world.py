@@ -14,6 +14,7 @@ from model import grid
 from model.dataset import FORCING_VARIABLES, open_input, select_period
 from model.training.normalize import Normalizer
 from model.world import WorldConfig, build_world, open_truth, read_world_stations, write_world
+from model.world.blocks import bytes_per_cell_day, write_world_blocks
 from model.world.observe import STATION_RANGE
 
 SMALL = {"seed": 7, "stride": 8, "start": "2014-01-01", "end": "2016-12-31"}
@@ -367,3 +368,41 @@ def test_cli_world_on_the_9km_grid_keeps_every_cell(tmp_path):
     np.testing.assert_array_equal(ds.row.values, grid.M09.bbox_cells(-99.6, 38.1, -99.0, 38.6)[0])
     assert f"{ds.sizes['cell']} cells, 59 days" in result.output
     assert grid.of(open_truth(out).attrs) == grid.M09
+
+
+def test_a_world_written_in_blocks_is_the_world_built_whole(tmp_path):
+    """Block by block (memory for one block's cells), the world is the one built whole: its
+    forcing, land, truth, LSMs and stations to a few float32 roundings; only the SMAP-like
+    noise is drawn per block. Its inputs take less than the 44 bytes per cell-day their float32
+    values hold."""
+    config = WorldConfig(
+        seed=5,
+        stride=1,
+        bbox=(-100.0, 36.0, -99.0, 37.0),
+        start="2014-01-01",
+        end="2015-12-31",
+        spinup_days=100,
+        grid="9km",
+    )
+    whole = build_world(config)
+    line = write_world_blocks(config, tmp_path / "w", block_cells=40)
+    cells = whole.inputs.sizes["cell"]
+    assert cells > 100 and line.startswith(f"{cells} cells, 730 days (2014-01-01..2015-12-31)")
+    blocks = open_input(tmp_path / "w" / "input.zarr")
+    assert blocks["forcing"].encoding["chunks"] == (366, 40, 8)
+    forcing = whole.inputs["forcing"].values
+    scale = np.abs(forcing).max(axis=(0, 1))  # per variable: a few float32 roundings apart
+    assert (np.abs(blocks["forcing"].values - forcing).max(axis=(0, 1)) <= 1e-5 * scale).all()
+    np.testing.assert_array_equal(blocks["static"].values, whole.inputs["static"].values)
+    for name in ("noah", "lsm2"):
+        np.testing.assert_allclose(blocks[name].values, whole.inputs[name].values, atol=1e-5)
+    truth = open_truth(tmp_path / "w")["truth"].values
+    np.testing.assert_allclose(truth, whole.truth["truth"].values, atol=1e-5)
+    assert blocks.attrs == whole.inputs.attrs
+    sensors, values = read_world_stations(tmp_path / "w")
+    pd.testing.assert_frame_equal(sensors, whole.sensors, check_dtype=False)
+    np.testing.assert_allclose(values.values, whole.stations.values, atol=1e-5)
+    observed = int(blocks["target"].notnull().sum())
+    assert abs(observed - int(whole.inputs["target"].notnull().sum())) < 0.01 * observed
+    assert f"{observed} SMAP-like observations" in line
+    assert bytes_per_cell_day(tmp_path / "w" / "input.zarr", cells, 730) < 44

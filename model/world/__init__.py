@@ -11,7 +11,7 @@ tested in it. `write_world(world, DIR)` lays it out as
     DIR/stations/sensors.csv, DIR/stations/values.nc    in situ probes (read_world_stations)
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,14 @@ from model.errors import InputError
 from model.world.observe import smap_like, station_records, station_sites, stations_dataarray
 from model.world.region import conus_cells
 from model.world.soil import NOAH_LIKE, SECOND_LSM, TRUTH, SoilModels, depth_weights, equilibrium_et
-from model.world.weather import FieldSampler, climate, elevation_m, static_attributes, weather
+from model.world.weather import (
+    Climate,
+    FieldSampler,
+    climate,
+    elevation_m,
+    static_attributes,
+    weather,
+)
 
 LSM_LAYER_MM = (0.0, 100.0)
 SURFACE_LAYER_MM = (0.0, 50.0)
@@ -96,22 +103,79 @@ class World:
     stations: xr.DataArray = field(repr=False)
 
 
-def build_world(config: WorldConfig, progress: bool = False) -> World:
-    """Generate the world: weather and land, then the daily soil-water loop, then observations."""
+@dataclass
+class Plan:
+    """What a world's blocks share: its days and cells, their land (one value per cell, cheap
+    for the whole world) and the seeds of its random streams."""
+
+    config: WorldConfig
+    on: grid.Grid
+    time: pd.DatetimeIndex
+    rows: np.ndarray
+    cols: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    elevation: np.ndarray
+    climate: Climate
+    static: dict
+    hidden: dict
+    weather_seed: np.random.SeedSequence
+    smap_seed: np.random.SeedSequence
+    station_seed: np.random.SeedSequence
+
+    @property
+    def n_cell(self) -> int:
+        return len(self.rows)
+
+
+def plan_world(config: WorldConfig) -> Plan:
+    """The world's cells and land, and its seeds: land, weather, SMAP-like, stations."""
     config.validate()
     time = config.days()
     on = grid.named(config.grid)
     rows, cols = conus_cells(config.stride, config.bbox, on)
     lat, lon = on.rowcol_to_latlon(rows, cols)
-    land_rng, weather_rng, smap_rng, station_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)
-    )
-    land = FieldSampler(land_rng, lat, lon)
+    land_seed, weather_seed, smap_seed, station_seed = np.random.SeedSequence(config.seed).spawn(4)
+    land = FieldSampler(np.random.default_rng(land_seed), lat, lon)
     elevation = elevation_m(lat, lon, land)
     climate_ = climate(lat, lon, elevation)
     static = static_attributes(climate_, elevation, land)
-    forcing = weather(time, lat, climate_, elevation, FieldSampler(weather_rng, lat, lon))
     hidden = {name: spread * land.static(0.6) for name, spread in HIDDEN_SPREAD.items()}
+    return Plan(
+        config, on, time, rows, cols, lat, lon, elevation, climate_, static, hidden,
+        weather_seed, smap_seed, station_seed,
+    )  # fmt: skip
+
+
+def build_world(config: WorldConfig, progress: bool = False) -> World:
+    """Generate the world: weather and land, then the daily soil-water loop, then observations."""
+    plan = plan_world(config)
+    inputs, truth, frozen = world_block(
+        plan, slice(0, plan.n_cell), np.random.default_rng(plan.smap_seed), progress, whole=True
+    )
+    station_rng = np.random.default_rng(plan.station_seed)
+    sites = station_sites(plan.rows, plan.cols, plan.lat, plan.lon, config, station_rng, plan.on)
+    depths = list(config.station_depths_m)
+    sensors, values = station_records(
+        sites, truth["truth"].sel(depth=depths).values, frozen, depths, config, station_rng
+    )
+    return World(config, inputs, truth, sensors, stations_dataarray(sensors, values, plan.time))
+
+
+def world_block(
+    plan: Plan, cells: slice, smap_rng, progress: bool = False, whole: bool = False
+) -> tuple[xr.Dataset, xr.Dataset, np.ndarray]:
+    """(inputs, truth, frozen (day, cell)) of a block of the world's cells. Its weather is the
+    whole world's there (the samplers draw per lattice node, from the weather seed), its
+    soil-water loop runs per cell; only the SMAP-like noise comes from the block's `smap_rng`."""
+    config, time, on = plan.config, plan.time, plan.on
+    lat, lon, rows, cols = plan.lat[cells], plan.lon[cells], plan.rows[cells], plan.cols[cells]
+    frame = None if whole else (plan.lat, plan.lon)
+    sampler = FieldSampler(np.random.default_rng(plan.weather_seed), lat, lon, frame)
+    climate_ = Climate(*(getattr(plan.climate, f.name)[cells] for f in fields(Climate)))
+    forcing = weather(time, lat, climate_, plan.elevation[cells], sampler)
+    static = {name: values[cells] for name, values in plan.static.items()}
+    hidden = {name: values[cells] for name, values in plan.hidden.items()}
     sims = simulate(forcing, static, hidden, config.spinup_days, progress)
     truth = _truth_dataset(sims, static, time, rows, cols, config, on)
     vegetation_masked = (static["flag_vegdense"][None, :] > 0) & (
@@ -142,12 +206,7 @@ def build_world(config: WorldConfig, progress: bool = False) -> World:
         },
         grid=on,
     )
-    sites = station_sites(rows, cols, lat, lon, config, station_rng, on)
-    depths = list(config.station_depths_m)
-    sensors, values = station_records(
-        sites, truth["truth"].sel(depth=depths).values, sims["frozen"], depths, config, station_rng
-    )
-    return World(config, inputs, truth, sensors, stations_dataarray(sensors, values, time))
+    return inputs, truth, sims["frozen"]
 
 
 def simulate(

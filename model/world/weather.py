@@ -35,9 +35,14 @@ def _sigmoid(x):
 
 
 class FieldSampler:
-    """Draws spatially and temporally correlated unit-variance Gaussian fields over the cells."""
+    """Draws spatially and temporally correlated unit-variance Gaussian fields over the cells.
 
-    def __init__(self, rng: np.random.Generator, lat: np.ndarray, lon: np.ndarray):
+    The random numbers belong to lattice nodes around the world's cells (`frame`, lat and lon
+    of all of them; the cells themselves by default), not to the cells: samplers over any part
+    of the world, started from the same generator state, draw the same numbers, so the world can
+    be generated block by block and each block's fields are the whole world's there."""
+
+    def __init__(self, rng: np.random.Generator, lat: np.ndarray, lon: np.ndarray, frame=None):
         self.rng = rng
         nodes_lon, nodes_lat = np.meshgrid(
             np.arange(-127.0, -63.0, LATTICE_STEP_DEG), np.arange(22.0, 52.0, LATTICE_STEP_DEG)
@@ -47,7 +52,7 @@ class FieldSampler:
         ) ** 2
         weights = np.exp(-dist2 / (2 * LATTICE_STEP_DEG**2))
         self.weights = (weights / np.sqrt((weights**2).sum(1, keepdims=True))).T.astype(np.float32)
-        self.meso = mesoscale_weights(lat, lon, MESO_KERNEL_KM)
+        self.meso = mesoscale_weights(lat, lon, MESO_KERNEL_KM, frame)
         self.n_cell = len(lat)
 
     def static(self, local: float = 0.3) -> np.ndarray:
@@ -80,26 +85,40 @@ class FieldSampler:
         return out.astype(np.float32, copy=False)
 
 
-def mesoscale_weights(lat: np.ndarray, lon: np.ndarray, kernel_km: float) -> sparse.csr_matrix:
-    """(node, cell) Gaussian weights from a lattice of spacing `kernel_km` around the cells,
-    normalised so that every cell's field has unit variance; sparse, cut at 3 kernel widths."""
-    x = lon * np.cos(np.radians(38.0)) * KM_PER_DEG
-    y = lat * KM_PER_DEG
+def _km(lat, lon) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(lon) * np.cos(np.radians(38.0)) * KM_PER_DEG, np.asarray(lat) * KM_PER_DEG
+
+
+def mesoscale_weights(
+    lat: np.ndarray, lon: np.ndarray, kernel_km: float, frame=None
+) -> sparse.csr_matrix:
+    """(node, cell) Gaussian weights from a lattice of spacing `kernel_km` around the cells of
+    the frame (lat, lon of the whole world; the cells by default), normalised so that every
+    cell's field has unit variance; sparse, cut at 3 kernel widths. The nodes are those near a
+    frame cell, whichever cells the weights are for."""
+    x, y = _km(lat, lon)
+    frame_x, frame_y = _km(*frame) if frame is not None else (x, y)
     reach = 3 * kernel_km
     node_x, node_y = np.meshgrid(
-        np.arange(x.min() - reach, x.max() + reach + kernel_km, kernel_km),
-        np.arange(y.min() - reach, y.max() + reach + kernel_km, kernel_km),
+        np.arange(frame_x.min() - reach, frame_x.max() + reach + kernel_km, kernel_km),
+        np.arange(frame_y.min() - reach, frame_y.max() + reach + kernel_km, kernel_km),
     )
     nodes = np.column_stack([node_x.ravel(), node_y.ravel()])
-    near = cKDTree(nodes).query_ball_point(np.column_stack([x, y]), reach)
+    tree = cKDTree(nodes)
+    near = tree.query_ball_point(np.column_stack([x, y]), reach)
     cells = np.repeat(np.arange(len(x)), [len(n) for n in near])
     node_index = np.concatenate(near).astype(int)
     dist2 = (nodes[node_index, 0] - x[cells]) ** 2 + (nodes[node_index, 1] - y[cells]) ** 2
     weight = np.exp(-dist2 / (2 * kernel_km**2))
     weight /= np.sqrt(np.bincount(cells, weight**2))[cells]
-    used, node_index = np.unique(node_index, return_inverse=True)
+    if frame is None:
+        used = np.unique(node_index)
+    else:
+        frame_near = tree.query_ball_point(np.column_stack([frame_x, frame_y]), reach)
+        used = np.unique(np.concatenate(frame_near).astype(int))
     return sparse.csr_matrix(
-        (weight.astype(np.float32), (node_index, cells)), shape=(len(used), len(x))
+        (weight.astype(np.float32), (np.searchsorted(used, node_index), cells)),
+        shape=(len(used), len(x)),
     )
 
 
