@@ -4,10 +4,12 @@ that lost a chunk is refused at start or answered as damage (500, health check f
 series, subsets and jobs alike, never as missing values."""
 
 import os
+import shutil
 
 import httpx
 import numpy as np
 import pytest
+import zarr
 
 from model.errors import DamagedStore, InputError
 from model.product import climatology
@@ -53,6 +55,8 @@ ROUTES = [
 def cube_path(tmp_path_factory):
     store = tmp_path_factory.mktemp("lazy") / "extended.zarr"
     build_cube(store, products=PRODUCTS)
+    cubes.write_maps(store, 0, len(DAYS))  # the layout a larger cube gets as it publishes
+    zarr.consolidate_metadata(str(store))
     climatology.compute(store, progress=False)
     return store
 
@@ -82,6 +86,7 @@ def test_the_chunk_cache_stays_within_its_bound(cube_path, monkeypatch):
     cache = cubes.ChunkCache(400_000)  # two of the cube's (1095, 8, 9) int16 chunks
     lazy = cubes.LazyCube(cube_path)
     held = cubes.MemoryCube(cube_path)
+    assert set(lazy._maps) == set(PRODUCTS)
     every_day = slice(0, len(DAYS))
     for product in PRODUCTS:
         for iy, ix in np.argwhere(lazy.mask)[::7]:
@@ -93,6 +98,21 @@ def test_the_chunk_cache_stays_within_its_bound(cube_path, monkeypatch):
             lazy.day(product, 400)[lazy.mask], held.day(product, 400)[lazy.mask]
         )
     assert lazy.observed_days("smap") == held.observed_days("smap") == (0, (len(DAYS) - 1) // 3 * 3)
+
+
+def test_maps_of_a_grown_cube_are_those_of_one_written_at_once(cube_path, tmp_path):
+    grown = tmp_path / "grown.zarr"
+    shutil.copytree(cube_path, grown)
+    shutil.rmtree(grown / cubes.MAPS)
+    cubes.write_maps(grown, 0, 500)
+    cubes.write_maps(grown, 500, len(DAYS))
+    for product in PRODUCTS:
+        whole, parts = (
+            zarr.open_group(str(store), path=cubes.MAPS, mode="r")[product][...]
+            for store in (cube_path, grown)
+        )
+        np.testing.assert_array_equal(parts, whole)
+    assert not cubes.needs_maps(cube_path)
 
 
 def chunk_files(store, product: str) -> list:

@@ -50,6 +50,9 @@ CHUNK_TIME = 1461
 CHUNK_Y = 32
 CHUNK_X = 32
 MARKERS = "_blocks"
+MAPS = "maps"
+MAP_SIDE = 128
+MAPS_FROM_MB = 64
 GRID_MAPPING = "spatial_ref"
 JOB_INFO = "_job.json"
 GENERATION = "_generation.json"
@@ -248,13 +251,16 @@ def grow(
 
 
 def publish(store: str | Path, time, storage_options: dict | None = None) -> int:
-    """Make written days visible, in the order that keeps readers consistent: the time axis,
-    the consolidated metadata, then the generation. Idempotent: a cube already published over
-    these days keeps its generation. The generation now current."""
+    """Make written days visible, in the order that keeps readers consistent: the map layout
+    of the days written since the last generation, the time axis, the consolidated metadata,
+    then the generation. Idempotent: a cube already published over these days keeps its
+    generation. The generation now current."""
     days = (pd.DatetimeIndex(time).values.astype("datetime64[D]") - EPOCH).astype(np.int32)
     current = generation(store, storage_options)
     if current["days"] == len(days):
         return current["generation"]
+    if needs_maps(store, storage_options):
+        write_maps(store, current["days"] or 0, len(days), storage_options)
     zstore = _zarr_store(store, storage_options, False)
     axis = zarr.open_group(zstore, use_consolidated=False)["time"]
     if axis.shape != days.shape:
@@ -263,6 +269,49 @@ def publish(store: str | Path, time, storage_options: dict | None = None) -> int
     zarr.consolidate_metadata(zstore)
     end = str(pd.Timestamp(time[-1]).date())
     return _next_generation(store, current["generation"], len(days), end, storage_options)
+
+
+def needs_maps(store: str | Path, storage_options: dict | None = None) -> bool:
+    """Whether a day read from the time layout would decode more than MAPS_FROM_MB (its region
+    spans that many 32 x 32 chunks of 1461 days): then the cube gets a map layout. CONUS at 36
+    km (18 chunks, 55 MB) does without; at 9 km (~200 chunks, ~600 MB a day) it cannot."""
+    root = zarr.open_group(_zarr_store(store, storage_options), mode="r", use_consolidated=False)
+    chunk_bytes = CHUNK_TIME * CHUNK_Y * CHUNK_X * np.dtype(np.int16).itemsize
+    return int(_occupied(root["mask"][...]).sum()) * chunk_bytes > MAPS_FROM_MB * 2**20
+
+
+def write_maps(
+    store: str | Path, days_before: int, n_days: int, storage_options: dict | None = None
+) -> None:
+    """Copy the products' days from the time chunk holding day `days_before` on into the map
+    layout (group `maps`): chunks of one day by MAP_SIDE x MAP_SIDE cells, so a tile decodes
+    tens of kB where the time layout makes it decode a 1461-day chunk per 32 x 32 cells;
+    sharded one time chunk by MAP_SIDE x MAP_SIDE cells per file. A strip of MAP_SIDE rows is
+    copied at a time (a time chunk of CONUS at 9 km: ~240 MB), aligned to whole shards, and
+    from the time layout, so a grown cube's maps are byte for byte those of one written at once."""
+    root = zarr.open_group(_zarr_store(store, storage_options, False), use_consolidated=False)
+    maps = root.require_group(MAPS)
+    n_y, n_x = root["mask"].shape
+    for name in [p for p in PRODUCTS if p in root]:
+        if name not in maps:
+            maps.create_array(
+                name,
+                shape=(n_days, n_y, n_x),
+                chunks=(1, MAP_SIDE, MAP_SIDE),
+                shards=(CHUNK_TIME, MAP_SIDE, MAP_SIDE),
+                dtype="int16",
+                fill_value=FILL,
+                dimension_names=("time", "y", "x"),
+                attributes=dict(root[name].attrs),
+            )
+        target, source = maps[name], root[name]
+        if target.shape[0] != n_days:
+            target.resize((n_days, n_y, n_x))
+        for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
+            times = slice(t0, min(t0 + CHUNK_TIME, n_days))
+            for y0 in range(0, n_y, MAP_SIDE):
+                rows = slice(y0, min(y0 + MAP_SIDE, n_y))
+                target[times, rows, :] = source[times, rows, :]
 
 
 def republish(store: str | Path, storage_options: dict | None = None) -> int:
@@ -626,8 +675,13 @@ class _ChunkedArray:
         self.shape, self.chunks = array.shape, array.chunks
 
     def chunk(self, coords: tuple[int, int, int]) -> np.ndarray:
+        """One chunk (inner chunk of a sharded array), clipped at the array's edges."""
+
         def read():
-            raw = self.array.get_block_selection(coords)
+            window = tuple(
+                slice(k * n, (k + 1) * n) for k, n in zip(coords, self.chunks, strict=True)
+            )
+            raw = self.array[window]
             return raw if self.decode is None else self.decode(raw)
 
         return chunk_cache().get((*self.key, coords), read)
@@ -671,6 +725,13 @@ class LazyCube:
         group = _open_strict(store, storage_options)
         self._products = {p: _ChunkedArray(group[p], (*where, p)) for p in products(self.dataset)}
         self.occupied = _occupied(self.mask)
+        maps = group.get(MAPS, {})
+        self._maps = {
+            p: _ChunkedArray(maps[p], (*where, MAPS, p))
+            for p in self._products
+            if p in maps and maps[p].shape[0] == len(self.times)
+        }
+        self.map_occupied = _occupied(self.mask, MAP_SIDE, MAP_SIDE)
         self.climatology_info = climatology_info(store, storage_options)
         self._percentiles, self._means = {}, {}
         if self.climatology_info is not None:
@@ -686,7 +747,9 @@ class LazyCube:
         return self._products[product].series(iy, ix, times.start, times.stop)
 
     def day(self, product: str, t: int) -> np.ndarray:
-        """Raw int16 (y, x) field of one day."""
+        """Raw int16 (y, x) field of one day, from the map layout where the cube has one."""
+        if product in self._maps:
+            return self._maps[product].plane(t, self.map_occupied, FILL)
         return self._products[product].plane(t, self.occupied, FILL)
 
     def percentiles(self, product: str, iy: int, ix: int, times: slice) -> np.ndarray:
@@ -737,12 +800,12 @@ class LazyCube:
         return None
 
 
-def _occupied(mask: np.ndarray) -> np.ndarray:
-    """(y chunks, x chunks): True where a spatial chunk holds a region cell."""
-    ny, nx = -(-mask.shape[0] // CHUNK_Y), -(-mask.shape[1] // CHUNK_X)
-    padded = np.zeros((ny * CHUNK_Y, nx * CHUNK_X), bool)
+def _occupied(mask: np.ndarray, cy: int = CHUNK_Y, cx: int = CHUNK_X) -> np.ndarray:
+    """(y chunks, x chunks) of cy x cx cells: True where a chunk holds a region cell."""
+    ny, nx = -(-mask.shape[0] // cy), -(-mask.shape[1] // cx)
+    padded = np.zeros((ny * cy, nx * cx), bool)
     padded[: mask.shape[0], : mask.shape[1]] = mask
-    return padded.reshape(ny, CHUNK_Y, nx, CHUNK_X).any(axis=(1, 3))
+    return padded.reshape(ny, cy, nx, cx).any(axis=(1, 3))
 
 
 def _mean_codes(means: np.ndarray) -> np.ndarray:
