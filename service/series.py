@@ -34,6 +34,7 @@ MAX_BATCH_POINTS = 500
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv; charset=utf-8"
 DATE_WIDTH = len('"2000-01-01",')
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 Lat = Annotated[float, Query(ge=-90, le=90, description="Latitude, degrees north", examples=[38.5])]
 Lon = Annotated[
@@ -190,10 +191,20 @@ def series_csv(
 
 
 def csv_cells(values) -> str:
-    """One CSV line without its end, quoted where a value holds a comma, quote or newline."""
+    """One CSV line without its end: a value holding a comma, a quote, CR or LF quoted (the
+    terminator names both line ends, so the writer quotes either), and text that a spreadsheet
+    would run as a formula neutralised (`inert`)."""
     line = io.StringIO()
-    csv.writer(line, lineterminator="\n").writerow(values)  # quotes fields holding \n or \r
-    return line.getvalue()[:-1]
+    csv.writer(line, lineterminator="\r\n").writerow([inert(v) for v in values])
+    return line.getvalue()[:-2]
+
+
+def inert(value):
+    """Text that begins as a formula does (= + - @, a tab or CR: OWASP's CSV injection) with an
+    apostrophe before it, so a spreadsheet shows it instead of running it; numbers as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 @router.get(
@@ -370,7 +381,10 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
     a point's id is kept as sent (an empty one stays empty), its row number where it has none."""
     text = body.decode("utf-8", errors="replace")
     if "csv" in content_type:
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise InputError(f"body: not a CSV of id,lat,lon rows ({exc})") from None
         if rows and not {"lat", "lon"} <= set(rows[0]):
             raise InputError("body: the CSV needs lat and lon columns")
         try:
