@@ -1,0 +1,227 @@
+"""Serving a cube many times larger than the service's memory: CONUS at 9 km, 1980-2025, lstm,
+lstm_spread, noah, smap and lstm_percentile (~20 GB as int16), served lazily with
+SMAPX_CACHE_MB=512, beside the same region and period at 36 km held in memory (the service as
+it was), measured in the same run.
+
+    python bench/scale.py --out DIR                       # builds DIR/conus9km.zarr once
+    python bench/scale.py --out DIR --bbox -100,35,-97,37 --start 2014-01-01 --end 2016-12-31
+
+The cubes are written with the project's own writers (model.product.cube: template, create,
+write_block, the climatology group, publish) from a fast synthetic generator, block by block, and
+reused when present with the same bbox and period. Requests run one at a time: first over fresh
+cells, tiles and days (cold: the server's cache empty; the operating system's page cache may
+still hold the files), then the same again (warm). Series ask for the whole record at random
+region cells, tiles for random days at zooms 3-9 over region cells.
+
+Ends with one line: cube_gb=.. rss_peak_mb=.. series_p50_ms=.. series_cold_p50_ms=..
+tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. and the same keys prefixed `mem36_` for
+the 36 km cube held in memory, plus build_s (0 when reused).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import morecantile
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model import grid  # noqa: E402
+from model.product import climatology  # noqa: E402
+from model.product import cube as cubes  # noqa: E402
+
+PRODUCTS = ("smap", "lstm", "noah", "lstm_spread")
+SMAP_LAUNCH = pd.Timestamp("2015-04-01")
+ZOOMS = range(3, 10)
+
+
+def synthetic(template, block, day_numbers: np.ndarray) -> dict[str, np.ndarray]:
+    """Smooth seasonal fields with cell-to-cell texture, cheap enough for ~10^10 values."""
+    t = day_numbers[block.time][:, None, None].astype(np.float32)
+    lat = template["lat"].values[block.y, block.x][None].astype(np.float32)
+    lon = template["lon"].values[block.y, block.x][None].astype(np.float32)
+    inside = template["mask"].values[block.y, block.x][None]
+    season = np.sin(2 * np.pi * t / 365.25 + lon / 20.0)
+    lstm = 0.22 + 0.003 * (lat - 37) + 0.08 * season + 0.02 * np.sin(t / 11.0 + lat * 3)
+    lstm = np.clip(lstm, 0.02, 0.5)
+    observed = (t >= (SMAP_LAUNCH - pd.Timestamp("1970-01-01")).days) & (t.astype(int) % 3 == 0)
+    values = {
+        "lstm": lstm,
+        "noah": lstm + 0.03,
+        "lstm_spread": 0.01 + 0.005 * np.abs(season),
+        "smap": np.where(observed, lstm + 0.01, np.nan),
+    }
+    return {p: np.where(inside, v, np.nan).astype(np.float32) for p, v in values.items()}
+
+
+def percentile_codes(lstm: np.ndarray) -> np.ndarray:
+    """A stand-in for the ranking (climatology.compute takes hours at this size): int16
+    percentile codes monotone in the value, FILL where it is missing."""
+    pct = np.clip((lstm - 0.02) / 0.48, 0, 1) * 10_000
+    return np.where(np.isnan(lstm), cubes.FILL, np.rint(pct)).astype(np.int16)
+
+
+def build(store: Path, on: grid.Grid, bbox, start: str, end: str) -> float:
+    """Write the cube unless one for the same request is there; seconds spent."""
+    request = {"bbox": list(bbox), "start": start, "end": end, "grid": on.name}
+    if cubes.generation(store)["generation"] and cubes.read_job_info(store) == request:
+        return 0.0
+    began = time.perf_counter()
+    rows, cols = on.bbox_cells(*bbox)
+    days = pd.date_range(start, end)
+    template = cubes.template(days, rows, cols, PRODUCTS, on=on)
+    cubes.create(store, template)
+    cubes.write_job_info(store, request)
+    attrs = {
+        "base_start": start,
+        "base_end": end,
+        "products": ["lstm"],
+        "window_days": climatology.WINDOW_DAYS,
+        "definition": "synthetic: monotone in the value (bench)",
+    }
+    shape_yx = template["mask"].shape
+    cubes.create_climatology(store, days, shape_yx, ["lstm"], attrs)
+    day_numbers = (days - pd.Timestamp("1970-01-01")).days.values
+    doy = climatology.day_of_year(days)
+    for block in tqdm(cubes.blocks(template), desc=store.name, unit="block"):
+        values = synthetic(template, block, day_numbers)
+        cubes.write_block(store, block, values)
+        means = None
+        if block.time.start == 0:
+            first_year = values["lstm"][: cubes.DAYS_OF_YEAR]
+            means = {"lstm": np.full((cubes.DAYS_OF_YEAR, *first_year.shape[1:]), np.nan)}
+            means["lstm"][doy[: len(first_year)]] = first_year
+        cubes.write_climatology_block(
+            store, block.y, block.x, block.time, {"lstm": percentile_codes(values["lstm"])}, means
+        )
+    cubes.publish(store, days)
+    return time.perf_counter() - began
+
+
+def stored_gb(store: Path) -> float:
+    """Products and percentiles as int16, before compression."""
+    described = cubes.describe(store)
+    opened = cubes.open_cube(store)
+    cells = opened.sizes["y"] * opened.sizes["x"]
+    return (len(described["products"]) + 1) * described["days"] * cells * 2 / 1e9
+
+
+def serve(store: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    from tests.served import free_port, wait_for_port
+
+    port = free_port()
+    smapx = str(Path(sys.executable).parent / "smapx")
+    proc = subprocess.Popen(
+        [smapx, "serve", "--cube", str(store), "--port", str(port)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "SMAPX_CUBES": "[]",
+            "SMAPX_RATE_LIMIT_PER_MINUTE": "0",
+            "SMAPX_RELOAD_SECONDS": "0",
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, 900, proc)
+    except (TimeoutError, RuntimeError):
+        proc.kill()
+        raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def queries(store: Path, n: int, seed: int) -> tuple[list[str], dict[int, list[str]]]:
+    """Whole-record series at random region cells; tiles over random region cells and days."""
+    opened = cubes.open_cube(store)
+    rng = np.random.default_rng(seed)
+    iy, ix = np.nonzero(opened["mask"].values)
+    pick = rng.choice(iy.size, n)
+    lats, lons = opened["lat"].values[iy[pick], ix[pick]], opened["lon"].values[iy[pick], ix[pick]]
+    dates = [str(pd.Timestamp(d).date()) for d in opened.time.values]
+    start, end = dates[0], dates[-1]
+    series = [
+        f"/v1/series?lat={lat:.5f}&lon={lon:.5f}&start={start}&end={end}&products=lstm"
+        for lat, lon in zip(lats, lons, strict=True)
+    ]
+    tms = morecantile.tms.get("WebMercatorQuad")
+    tiles = {}
+    for z in ZOOMS:
+        tiles[z] = []
+        for lat, lon in zip(lats, lons, strict=True):
+            tile = tms.tile(float(lon), float(lat), z)
+            day = dates[int(rng.integers(len(dates)))]
+            tiles[z].append(f"/v1/tiles/lstm/{z}/{tile.x}/{tile.y}.png?date={day}")
+    return series, tiles
+
+
+def p50(client: httpx.Client, urls: list[str]) -> float:
+    times = []
+    for url in urls:
+        t0 = time.perf_counter()
+        answer = client.get(url)
+        times.append((time.perf_counter() - t0) * 1e3)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{url}: {answer.status_code} {answer.text[:200]}")
+    return float(np.percentile(times, 50))
+
+
+def measure(store: Path, env: dict, n: int, prefix: str = "") -> dict:
+    series, tiles = queries(store, n, seed=1)
+    proc, base = serve(store, env)
+    out = {}
+    try:
+        with httpx.Client(base_url=base, timeout=600) as client:
+            client.get("/v1/products")
+            out["series_cold_p50_ms"] = p50(client, series)
+            out["series_p50_ms"] = p50(client, series)
+            every_tile = [u for z in ZOOMS for u in tiles[z]]
+            out["tile_cold_p50_ms"] = p50(client, every_tile)
+            out["tile_p50_ms"] = p50(client, every_tile)
+            for z in ZOOMS:
+                out[f"tile_z{z}_p50_ms"] = p50(client, tiles[z])
+        out["rss_peak_mb"] = peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return {f"{prefix}{k}": round(v, 2) for k, v in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder of the cubes")
+    parser.add_argument("--bbox", default=",".join(map(str, grid.REGIONS["conus"])))
+    parser.add_argument("--start", default="1980-01-01")
+    parser.add_argument("--end", default="2025-12-31")
+    parser.add_argument("--requests", type=int, default=100, help="per kind and pass")
+    parser.add_argument("--cache-mb", type=int, default=512)
+    args = parser.parse_args()
+    bbox = grid.parse_bbox(args.bbox)
+    args.out.mkdir(parents=True, exist_ok=True)
+    fine, coarse = args.out / "conus9km.zarr", args.out / "conus36km.zarr"
+    build_s = build(fine, grid.M09, bbox, args.start, args.end)
+    build(coarse, grid.M36, bbox, args.start, args.end)
+    result = {"cube_gb": round(stored_gb(fine), 2), "build_s": round(build_s, 1)}
+    result |= measure(fine, {"SMAPX_CACHE_MB": str(args.cache_mb)}, args.requests)
+    result |= measure(coarse, {"SMAPX_SERVE_IN_MEMORY": "true"}, args.requests, "mem36_")
+    print(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
