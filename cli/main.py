@@ -615,11 +615,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes over the same cubes, each bounded")
+    ] = 1,
 ):
     """Serve the cubes over HTTP: the API under /v1 (docs at /docs) and the web map at /."""
     from service.serve import serve as run_server
 
-    run_server(cube, host, port, access_log)
+    run_server(cube, host, port, access_log, workers)
 
 
 @app.command()

@@ -5,6 +5,8 @@ series, subsets and jobs alike, never as missing values."""
 
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,11 +19,14 @@ from model.product import cube as cubes
 from tests.served import (
     DAYS,
     POINT,
+    SMAPX,
     build_cube,
+    free_port,
     serving,
     start_server,
     start_worker,
     wait_done,
+    wait_for_port,
 )
 
 pytestmark = pytest.mark.integration
@@ -176,3 +181,36 @@ def test_strict_reads_raise_where_plain_ones_read_missing_values(tmp_path):
     chunk_files(store, "lstm")[0].unlink()
     with pytest.raises(DamagedStore, match="lstm/c/0/0/0"):
         cubes.open_cube(store)["lstm"].load()
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_several_api_processes_serve_one_store(cube_path):
+    port = free_port()
+    args = [SMAPX, "serve", "--cube", str(cube_path), "--port", str(port), "--workers", "2"]
+    env = {**os.environ, "SMAPX_RATE_LIMIT_PER_MINUTE": "0", "SMAPX_CUBES": "[]"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 60, proc)
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            lat, lon = POINT
+            bodies = {
+                client.get("/v1/series", params={"lat": lat, "lon": lon}).content for _ in range(20)
+            }
+        assert len(children(proc.pid)) >= 2  # the workers (and uvicorn's own helper)
+        assert len(bodies) == 1 and b'"lstm":[' in bodies.pop()
+    finally:
+        proc.terminate()
+        proc.wait(30)
