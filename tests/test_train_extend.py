@@ -205,7 +205,8 @@ def test_bagged_members_train_on_a_seeded_share_of_the_cells(monkeypatch):
 
 def test_an_epoch_costs_the_same_whatever_the_cell_count(monkeypatch):
     """Minibatches of (cell, window) pairs and validation on a fixed sample of cells: the network
-    sees inputs of the same shapes, epoch for epoch, on 7 cells and on 28."""
+    sees inputs of the same shapes, epoch for epoch, on 7 cells and on 28; and trained on a
+    sample of 7 of the 28 cells (its inputs alone read), its probe too."""
     from model.training.network import SoilMoistureLSTM
 
     small = small_dataset()
@@ -217,18 +218,21 @@ def test_an_epoch_costs_the_same_whatever_the_cell_count(monkeypatch):
     config = replace(config, validation_cells=5)
     original = SoilMoistureLSTM.forward
     shapes = {}
-    for name, inputs in (("small", small), ("large", large)):
+    runs = (("small", small, config), ("large", large, config))
+    runs += (("sampled", large, replace(config, training_cells=7)),)
+    for name, inputs, run in runs:
         seen = shapes[name] = []
         monkeypatch.setattr(
             SoilMoistureLSTM,
             "forward",
             lambda net, x, seen=seen: seen.append(tuple(x.shape)) or original(net, x),
         )
-        ckpt, _ = train(inputs, config, progress=False)
+        ckpt, _ = train(inputs, run, progress=False)
         assert ckpt.validation["n_cells"] <= 5
     *epochs, probe = shapes["small"]  # the checkpoint's probe, once, of at most 64 cells
     assert shapes["large"] == [*epochs, (28, *probe[1:])] and probe[0] == 7
     assert {s[0] for s in epochs} == {config.batch_size, 5}
+    assert shapes["sampled"] == shapes["small"] and ckpt.probe.shape[0] == 7
 
 
 def test_normalisation_uses_the_training_period_and_transforms_precip():

@@ -36,3 +36,7 @@ class TrainConfig:
     # cells an epoch's validation runs (a fixed random sample where there are more): with the
     # (cell, window) minibatches, what keeps an epoch's cost from growing with the cell count
     validation_cells: int = 4096
+    # cells training reads (a fixed random sample where there are more, its inputs read chunk by
+    # chunk): what keeps a 9 km CONUS training (98k cells) within memory; every 36 km region
+    # (CONUS: 6,090 cells) trains on all its cells
+    training_cells: int = 8192

@@ -80,8 +80,9 @@ def check_config(config: TrainConfig) -> None:
         raise InputError(
             f"burn_in ({config.burn_in}) must be shorter than window ({config.window})"
         )
-    if config.validation_cells < 1:
-        raise InputError(f"validation_cells: at least 1, got {config.validation_cells}")
+    for name in ("validation_cells", "training_cells"):
+        if getattr(config, name) < 1:
+            raise InputError(f"{name}: at least 1, got {getattr(config, name)}")
     if config.nowcast and config.latency < 1:
         raise InputError(
             f"latency: at least 1 day (a nowcast never sees its own day), got {config.latency}"
@@ -100,7 +101,9 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     budget = Budget(config.budget_seconds, config.ensemble)
-    period = select_period(inputs, config.start, config.end).load()
+    period = select_period(inputs, config.start, config.end)
+    sample = cell_sample(period.sizes["cell"], config.training_cells, config.seed)
+    period = (period if sample is None else period.isel(cell=sample)).load()
     time = pd.DatetimeIndex(period.time.values)
     split = holdout(time, config.validation, config.validation_days, config.gap_days, config.window)
     fitted = xr.DataArray(split.fit, dims="time")
@@ -195,7 +198,7 @@ class _Member:
         self.report = report or (lambda stage, fraction: None)
         self.xt = torch.from_numpy(x).to(device)
         self.seconds: list[float] = []
-        cells = validation_sample(len(x), config.validation_cells, config.seed)
+        cells = cell_sample(len(x), config.validation_cells, config.seed)
         self.scored = (x, y) if cells is None else (x[cells], y[cells])
 
     def validation_set(self) -> tuple[np.ndarray, np.ndarray]:
@@ -284,10 +287,11 @@ class _Member:
         return best["state"], rows, {**best["metrics"], "best_epoch": best["epoch"]}
 
 
-def validation_sample(n_cells: int, most: int, seed: int) -> np.ndarray | None:
-    """The cells validation scores: None (all) up to `most` cells, else `most` of them drawn
-    once for the run. Running the network over every cell and day each epoch would grow with
-    the cell count (and its memory with it: 100k 9 km cells x 5 years x 128 units, 90 GB)."""
+def cell_sample(n_cells: int, most: int, seed: int) -> np.ndarray | None:
+    """None (every cell) up to `most` cells, else `most` of them drawn once for the run, in
+    order. Training reads the sample of the inputs (a 9 km CONUS period whole would not fit in
+    memory); validation scores a sample of those (running the network over every cell and day
+    each epoch would grow with the cell count: 100k 9 km cells x 5 years x 128 units, 90 GB)."""
     if n_cells <= most:
         return None
     return np.sort(np.random.default_rng(seed).choice(n_cells, most, replace=False))
