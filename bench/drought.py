@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from model.dataset import open_input
-from model.product import climatology
+from model.product import climatology, ranking
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
@@ -65,8 +65,8 @@ def truth_percentiles(world_dir: Path, cube) -> tuple[np.ndarray, np.ndarray, np
     truth = open_truth(world_dir)["truth"].sel(depth=0.025, method="nearest")
     truth = truth.sel(time=cube.time.values)
     codes = np.rint(truth.values / cubes.SCALE).astype(np.int16)
-    doy = climatology.day_of_year(cube.time.values)
-    percentiles, _ = climatology.rank(codes, doy, codes, doy)
+    doy = ranking.day_of_year(cube.time.values)
+    percentiles, _ = ranking.rank(codes, doy, codes, doy)
     iy = truth["row"].values - int(cube.attrs["row0"])
     ix = truth["col"].values - int(cube.attrs["col0"])
     return percentiles, iy, ix

@@ -13,11 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from model.errors import InputError, OutOfRangeError
-from model.product import areas
+from model.product import areas, kinds
 from model.product import cube as cubes
 from model.settings import get_settings
 from service import problems, weekly
-from service import products as derived
 from service.bodylimit import parsing
 from service.catalog import ServedCube
 from service.problems import too_large
@@ -153,7 +152,7 @@ def answer(served: ServedCube, area: dict, geometry, query: SeriesQuery) -> Resp
     body = {
         "cube": served.name,
         "area": area,
-        "units": {p: derived.units(p) for p in stats},
+        "units": {p: kinds.kind_of(p).units for p in stats},
         "period": query.period,
         "dates": dates,
         **{p: {k: rounded(v, k != "mean") for k, v in s.items()} for p, s in stats.items()},

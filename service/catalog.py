@@ -19,10 +19,9 @@ import xarray as xr
 
 from model import grid
 from model.errors import InputError, OutOfRangeError
-from model.product import climatology, export
 from model.product import cube as cubes
+from model.product import export, kinds, ranking
 from model.settings import get_settings
-from service import products as derived
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class ServedCube:
         self.dates_csv = np.array([f"{d}," for d in self.dates], dtype=object)
         self.day_numbers = {d: t for t, d in enumerate(self.dates)}
         self.day_values = self.reader.times.values.astype("datetime64[D]")
-        self.day_of_year = climatology.day_of_year(self.reader.times)
+        self.day_of_year = ranking.day_of_year(self.reader.times)
         self.extent = cubes.extent(self.dataset)
         self.products = export.available_products(self.dataset)
         self.smap_period = smap_period(self.reader)
@@ -151,20 +150,9 @@ class ServedCube:
                 "cells": int(self.reader.mask.sum()),
             },
             "days": ds.sizes["time"],
-            "products": {
-                p: {"units": derived.units(p), "description": describe_product(p)}
-                for p in self.products
-            },
+            "products": {p: kinds.describe(p) for p in self.products},
             "smap_period": self.smap_period,
         }
-
-
-def describe_product(name: str) -> str:
-    if name == export.FUSED:
-        return "w * lstm + (1 - w) * noah, w = 0.5 or the per-cell estimate; `weight` overrides"
-    if derived.is_derived(name):
-        return derived.describe(name)
-    return cubes.DESCRIPTIONS[name]
 
 
 def smap_period(reader: cubes.LazyCube | cubes.MemoryCube) -> dict | None:

@@ -4,6 +4,7 @@ string is the stored value in decimal at the stored precision (`0.1168`, never t
 `0.116799995`), so clients get exactly what the cube holds."""
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -53,11 +54,10 @@ class Text:
 SOIL_MOISTURE = Text(JSON_TEXT, CSV_MIDDLE, CSV_LAST)
 
 
-def fused_codes(lstm: np.ndarray, noah: np.ndarray, weight) -> np.ndarray:
-    """Codes (1e-4 m3/m3) of w * lstm + (1 - w) * noah, FILL where either is missing."""
-    value = np.rint(np.asarray(weight, np.float64) * lstm + (1.0 - np.asarray(weight)) * noah)
-    missing = (lstm == cubes.FILL) | (noah == cubes.FILL)
-    return np.where(missing, cubes.FILL, value).astype(np.int32)
+@lru_cache(maxsize=8)
+def text_of(scale: float) -> Text:
+    """The strings of codes worth `scale` each (a product kind's, model.product.kinds)."""
+    return SOIL_MOISTURE if scale == cubes.SCALE else Text.of(scale)
 
 
 def json_array(codes: np.ndarray, text: Text = SOIL_MOISTURE) -> str:

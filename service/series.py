@@ -22,9 +22,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from model.errors import InputError
-from model.product import export
+from model.product import kinds
 from service import encode, problems, weekly
-from service import products as derived
 from service.bodylimit import parsing
 from service.catalog import ServedCube
 from service.problems import too_large
@@ -93,16 +92,14 @@ SeriesParams = Annotated[SeriesQuery, Depends()]
 def product_codes(
     cube: ServedCube, product: str, iy: int, ix: int, times: slice, weight: float | None
 ) -> np.ndarray:
-    """Stored codes (1e-4 m3/m3, FILL where missing) of one product, fused computed here;
-    derived products' codes come from service.products."""
-    if derived.is_derived(product):
-        return derived.series_codes(cube, product, iy, ix, times)
-    if product != export.FUSED:
-        return cube.reader.series(product, iy, ix, times)
+    """Codes (FILL where missing) of one product, read through its kind; fused and what derives
+    from it at the request's weight, else the cell's."""
     w = cube.weights[iy, ix] if weight is None else weight
-    return encode.fused_codes(
-        cube.reader.series("lstm", iy, ix, times), cube.reader.series("noah", iy, ix, times), w
-    )
+    return kinds.kind_of(product).series(cube.reader, product, iy, ix, times, w)
+
+
+def text(product: str) -> encode.Text:
+    return encode.text_of(kinds.kind_of(product).scale)
 
 
 def split_products(text: str) -> list[str]:
@@ -157,7 +154,7 @@ def series_json(
 ) -> str:
     """The JSON answer; `clipped` holds the period served when the request's reached past it;
     `weeks` the dates of weekly values (their Tuesdays) in place of the days `times`."""
-    units = {p: derived.units(p) for p in codes}
+    units = {p: kinds.kind_of(p).units for p in codes}
     head = {"cube": cube.name, "cell": cell, "units": "m3 m-3", "product_units": units}
     if clip:
         head["clipped"] = clip
@@ -167,7 +164,7 @@ def series_json(
         if weeks is None
         else ",".join(f'"{d}"' for d in weeks)
     )
-    body = "".join(f',"{p}":{encode.json_array(c, derived.text(p))}' for p, c in codes.items())
+    body = "".join(f',"{p}":{encode.json_array(c, text(p))}' for p, c in codes.items())
     return f'{head},"time":[{dates}]{body}}}'
 
 
@@ -184,7 +181,7 @@ def series_csv(
     if prefix:
         lead = csv_cells(prefix.values()) + "," + lead
     names = [*(prefix or {}), "time", *codes]
-    texts = [derived.text(p) for p in codes]
+    texts = [text(p) for p in codes]
     return (csv_cells(names) + "\n" if header else "") + encode.csv_rows(
         lead, list(codes.values()), texts
     )
@@ -282,7 +279,7 @@ def coverage_json(
         p: {
             "type": "Parameter",
             "observedProperty": {"label": {"en": p}},
-            "unit": {"symbol": derived.units(p)},
+            "unit": {"symbol": kinds.kind_of(p).units},
         }
         for p in codes
     }
@@ -315,7 +312,7 @@ def coverage_json(
     head = head.replace('"t": {"values": []}', f'"t": {{"values": [{dates}]}}', 1)
     ranges = ",".join(
         f'"{p}":{{"type":"NdArray","dataType":"float","axisNames":["t"],'
-        f'"shape":[{times.stop - times.start}],"values":{encode.json_array(c, derived.text(p))}}}'
+        f'"shape":[{times.stop - times.start}],"values":{encode.json_array(c, text(p))}}}'
         for p, c in codes.items()
     )
     return head[:-1] + f',"ranges":{{{ranges}}}}}'

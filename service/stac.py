@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
 
 from model import grid
+from model.product import kinds
 from service.catalog import ServedCube
 
 router = APIRouter(prefix="/v1/stac", tags=["catalogue"])
@@ -112,8 +113,8 @@ def _variables(served: ServedCube) -> dict:
         p: {
             "type": "data",
             "dimensions": ["time", "y", "x"],
-            "unit": "m3 m-3",
-            "description": served.dataset[p].attrs.get("long_name", p),
+            "unit": kinds.kind_of(p).units,
+            "description": kinds.kind_of(p).describe(p),
         }
         for p in stored
     }

@@ -27,16 +27,15 @@ from pyproj import Transformer
 from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
-from model.product import export
+from model.product import kinds
 from model.settings import get_settings
 from service import colormaps
-from service import products as derived
 from service.catalog import ServedCube
 from service.series import CubeName, Weight
 
 router = APIRouter(prefix="/v1", tags=["tiles"])
 DEFAULT_COLORMAP = colormaps.DEFAULT
-DEFAULT_RESCALE = "0,0.5"
+DEFAULT_RESCALE = kinds.STORED.rescale_text
 DEFAULT_TMS = "WebMercatorQuad"
 CYLINDRICAL_EPSG = {3857, 3395}
 NO_DATA = colormaps.NO_DATA
@@ -57,8 +56,9 @@ Colormap = Annotated[
 Rescale = Annotated[
     str | None,
     Query(
-        description="min,max mapped to the colormap's ends (default 0,0.5 m3/m3; 0,100 for "
-        "percentiles, -0.1,0.1 for anomalies, 0,0.05 for lstm_spread)",
+        description="min,max mapped to the colormap's ends (default: the product's, as "
+        "/v1/products lists it: 0,0.5 m3/m3; 0,100 for percentiles, -0.1,0.1 for anomalies, "
+        "0,0.05 for lstm_spread)",
         examples=["0,0.5"],
     ),
 ]
@@ -73,7 +73,7 @@ class TileStyle:
     rescale: Rescale = None
 
     def rescale_of(self, product: str) -> str:
-        return self.rescale or derived.default_rescale(product, DEFAULT_RESCALE)
+        return self.rescale or kinds.kind_of(product).rescale_text
 
     weight: Weight = None
     cube: CubeName = None
@@ -181,16 +181,11 @@ def forget_cubes() -> None:
 
 
 def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
-    """Float32 m3/m3 at the given flat cell indices on day t (NaN where missing); percent for
-    percentiles."""
-    if derived.is_derived(product):
-        return derived.day_values(cube, product, t, flat)
-    if product != export.FUSED:
-        return cubes.decode(cube.reader.day(product, t).ravel()[flat])
-    lstm = cubes.decode(cube.reader.day("lstm", t).ravel()[flat])
-    noah = cubes.decode(cube.reader.day("noah", t).ravel()[flat])
-    w = cube.weights.ravel()[flat] if weight is None else np.float32(weight)
-    return export.fusion.fuse(lstm, noah, w)
+    """Float32 values at the given flat cell indices on day t (NaN where missing), in the
+    product's units; fused and what derives from it at the request's weight, else the cells'."""
+    kind = kinds.kind_of(product)
+    w = cube.weights if weight is None else weight
+    return kind.decode(kind.day(cube.reader, product, t, w).ravel()[flat])
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
@@ -354,8 +349,9 @@ def legend(
     (JSON, each tick with its position 0..1 along the bar); for `drought`, its classes with
     labels."""
     colormaps.check(colormap, product)
-    low, high = parse_rescale(rescale or derived.default_rescale(product or "", DEFAULT_RESCALE))
-    units = derived.units(product) if product else cubes.UNITS
+    kind = kinds.kind_of(product) if product else kinds.STORED
+    low, high = parse_rescale(rescale or kind.rescale_text)
+    units = kind.units
     if f == "json":
         return JSONResponse(colormaps.legend(colormap, low, high, units))
     return Response(colormaps.legend_png(colormap, low, high, units), media_type=PNG)

@@ -11,7 +11,6 @@ import pandas as pd
 
 from model.errors import InputError, OutOfRangeError
 from model.product import weekly
-from service import products as derived
 from service.catalog import ServedCube
 
 # a product's codes at one cell over a slice of days (service.series.product_codes)
@@ -67,7 +66,7 @@ def week_ending(served: ServedCube, t: int) -> Weeks:
 
 def base_ends(served: ServedCube) -> np.ndarray:
     """The Tuesdays of the weeks wholly inside the climatology's base period."""
-    info = derived.load(served).info
+    info = served.reader.climatology_info
     first, last = served.day_numbers[info["base_start"]], served.day_numbers[info["base_end"]]
     ends = weekly.week_ends(served.reader.times)
     return ends[(ends - weekly.DAYS + 1 >= first) & (ends <= last)]

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from model.errors import InputError, OutOfRangeError
-from service import products as derived
+from model.product import kinds
 from service.catalog import ServedCube
 from service.series import CubeName
 from service.tiles import DEFAULT_COLORMAP, PNG, Day, TileStyle, matrix_set, parse_day, render_tile
@@ -141,7 +141,7 @@ def capabilities(served: ServedCube, base: str, default_cube: bool, day: str) ->
 
 def describe(served: ServedCube, product: str) -> str:
     return (
-        f"{served.name} {product} ({derived.units(product)}): "
+        f"{served.name} {product} ({kinds.kind_of(product).units}): "
         + served.describe()["products"][product]["description"]
     )
 

@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from model.engine.inference import predict, predict_with_spread
-from model.product import climatology
+from model.product import climatology, kinds
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training.checkpoint import Checkpoint
@@ -76,7 +77,7 @@ def test_percentile_and_anomaly_equal_the_definition(twin, product):
     codes = stored_codes(twin, product)
     base = slice(0, int(times.searchsorted(pd.Timestamp("2013-01-01"))))
     percentile = cube[f"{product}_percentile"].values
-    anomaly = climatology.derived_array(cube, f"{product}_anomaly").values
+    anomaly = export_block(cube, f"{product}_anomaly", 0.5)
     checked = 0
     for t, iy, ix in picks:
         if codes[t, iy, ix] == cubes.FILL:
@@ -87,6 +88,33 @@ def test_percentile_and_anomaly_equal_the_definition(twin, product):
         assert anomaly[t, iy, ix] == pytest.approx(codes[t, iy, ix] * 1e-4 - mean, abs=6e-5)
         checked += 1
     assert checked > 100
+
+
+def export_block(cube, product: str, weight: float) -> np.ndarray:
+    """A derived product over the whole cube as an export writes it, fused at `weight`."""
+    weights = xr.DataArray(np.full(cube["mask"].shape, weight), dims=("y", "x"))
+    block = kinds.kind_of(product).block(cube, product, weights, slice(0, cube.sizes["time"]))
+    return block.values
+
+
+def test_fused_percentile_and_anomaly_follow_the_weight(twin):
+    """At w = 0.7, fused_percentile and fused_anomaly rank fused at 0.7, not the stored 0.5."""
+    cube, picks = sample(twin, 80, seed=3)
+    times = pd.DatetimeIndex(cube.time.values)
+    doys = np.array([calendar_day(d) for d in times])
+    lstm, noah = stored_codes(twin, "lstm"), stored_codes(twin, "noah")
+    missing = (lstm == cubes.FILL) | (noah == cubes.FILL)
+    codes = np.where(missing, cubes.FILL, np.rint(0.7 * lstm + (1 - 0.7) * noah))
+    base = slice(0, int(times.searchsorted(pd.Timestamp("2013-01-01"))))
+    percentile = export_block(cube, "fused_percentile", 0.7)
+    anomaly = export_block(cube, "fused_anomaly", 0.7)
+    moved = 0
+    for t, iy, ix in picks:
+        exact, mean = direct(codes, doys, base, t, iy, ix)
+        assert exact - 1e-4 <= percentile[t, iy, ix] < exact + 0.01 + 1e-4, (t, iy, ix)
+        assert anomaly[t, iy, ix] == pytest.approx(codes[t, iy, ix] * 1e-4 - mean, abs=6e-5)
+        moved += abs(percentile[t, iy, ix] - cube["fused_percentile"].values[t, iy, ix]) > 0.5
+    assert moved > 10, "the stored 0.5 percentiles would pass for 0.7"
 
 
 def test_climatology_records_its_base_and_products(twin):

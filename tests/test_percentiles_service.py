@@ -148,6 +148,37 @@ def test_series_of_percentile_anomaly_and_spread_equal_the_definition(server, lo
         np.testing.assert_allclose(table[p], np.array(body[p], dtype=float), atol=1e-9)
 
 
+def test_fused_percentile_and_anomaly_follow_the_weight(server, local, cube_path):
+    """`weight=0.7` ranks fused at 0.7 in series and in subsets, not the stored 0.5 silently."""
+    iy, ix, lat, lon = region_cell(local, 2)
+    params = {"lat": lat, "lon": lon, "products": "fused,fused_percentile,fused_anomaly"}
+    body = server.get("/v1/series", params={**params, "weight": 0.7}).json()
+    default = server.get("/v1/series", params=params).json()
+    lstm, noah = local["codes"]["lstm"], local["codes"]["noah"]
+    missing = (lstm == cubes.FILL) | (noah == cubes.FILL)
+    codes = np.where(missing, cubes.FILL, np.rint(0.7 * lstm + (1 - 0.7) * noah))
+    base = slice(0, len(local["times"]))
+    moved = 0
+    for t in np.random.default_rng(2).integers(len(local["times"]), size=60):
+        if body["fused"][t] is None:
+            continue
+        exact, mean = direct(codes, local["doys"], base, t, iy, ix)
+        assert exact - 1e-6 <= body["fused_percentile"][t] < exact + 0.01, t
+        assert body["fused_anomaly"][t] == pytest.approx(body["fused"][t] - mean, abs=6e-5)
+        moved += abs(body["fused_percentile"][t] - default["fused_percentile"][t]) > 0.5
+    assert moved > 10, "the percentiles at 0.5 would pass for those at 0.7"
+    bbox = f"{lon - 0.1},{lat - 0.1},{lon + 0.1},{lat + 0.1}"
+    period = {"start": local["times"][0].date(), "end": local["times"][-1].date()}
+    sub = server.get(
+        "/v1/subset",
+        params={**params, **period, "bbox": bbox, "format": "netcdf", "weight": 0.7},
+    )
+    assert sub.status_code == 200, sub.text
+    ds = xr.open_dataset(io.BytesIO(sub.content), engine="h5netcdf")
+    for p in ("fused_percentile", "fused_anomaly"):
+        np.testing.assert_allclose(ds[p].values[:, 0, 0], np.array(body[p], float), atol=1e-4)
+
+
 def pixel_cells(local, z: int, x: int, y: int):
     """(iy, ix) of each pixel of a Web Mercator tile and whether it lies on a region cell,
     independently: pixel centre -> EASE2 -> cell."""

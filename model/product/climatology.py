@@ -1,65 +1,30 @@
-"""Climatology of a product cube: where each day's value ranks among the base period's values of
-the same cell near the same day of year, and their mean. Drought monitoring reads soil moisture
-as such percentiles (US Drought Monitor classes D0-D4 at the 30/20/10/5/2nd).
+"""Climatology of a product cube (model.product.ranking defines it): every day of the record
+ranked among the base period's values of the same cell near the same day of year, and their
+mean. Drought monitoring reads soil moisture as such percentiles (US Drought Monitor classes
+D0-D4 at the 30/20/10/5/2nd).
 
-Definitions (exact, on the cube's stored values):
-    day of year   that of the month and day in a 365-day year; 29 February takes 28 February's
-    window        the base-period days whose day of year is within WINDOW_DAYS of the day's
-                  (circularly), values present
-    percentile    100 * (n_below + 0.5 * n_equal) / n over the window's n values, stored as an
-                  int16 number of 0.01 points rounded up (so a stored percentile <= k, or > k,
-                  for a whole k, exactly when the exact one is)
-    window mean   mean of the window's values; anomaly = value - window mean
-Products: every stored product but smap (observed for a few years only) and lstm_spread, and
-fused at the default weight (0.5). Computed block by block (a chunk-aligned window of cells, its
-whole record at once), so a climatology of any size runs in bounded memory; the cube's stored
-values are read back, so the climatology ranks exactly what the cube serves.
+Products: those the product kinds rank (model.product.kinds: every stored product but smap,
+observed for a few years only, and the ensemble's spread; and fused at the default weight, 0.5).
+Computed block by block (a chunk-aligned window of cells, its whole record at once), so a
+climatology of any size runs in bounded memory; the cube's stored values are read back, so the
+climatology ranks exactly what the cube serves.
 """
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from tqdm import tqdm
 
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
+from model.product import kinds
 from model.product.fusion import DEFAULT_WEIGHT
+from model.product.ranking import WINDOW_DAYS, day_of_year, rank
 
-WINDOW_DAYS = 15
-FUSED = "fused"
-NOT_RANKED = ("smap", "lstm_spread", "nowcast_spread")
 # region cells x products ranked together: (days x columns) int16 codes of a 30-year record
 # take ~90 MB, a day of year's window and its sorted keys ~60 MB more
 BATCH_COLUMNS = 4096
-TOP_CODE = np.iinfo(np.int16).max  # above every stored value: what missing base values become
-
-
-def day_of_year(times) -> np.ndarray:
-    """0-based day of year of each day's month and day in a 365-day year (29 Feb -> 28 Feb)."""
-    times = pd.DatetimeIndex(times)
-    doy = times.day_of_year.values - 1
-    return np.where(times.is_leap_year & (doy >= 59), doy - 1, doy)
-
-
-def window_days(doy: np.ndarray, center: int) -> np.ndarray:
-    """True for the days whose day of year lies within WINDOW_DAYS of `center`, circularly."""
-    distance = np.abs(doy - center)
-    return np.minimum(distance, cubes.DAYS_OF_YEAR - distance) <= WINDOW_DAYS
-
-
-def ranked_products(stored: list[str]) -> list[str]:
-    """The products a cube with these stored products gets a climatology of."""
-    ranked = [p for p in stored if p not in NOT_RANKED]
-    return ranked + ([FUSED] if {"lstm", "noah"} <= set(stored) else [])
-
-
-def fused_codes(lstm: np.ndarray, noah: np.ndarray) -> np.ndarray:
-    """Codes of fused at the default weight, as the service computes them; FILL where missing."""
-    value = np.rint(DEFAULT_WEIGHT * lstm.astype(np.float64) + (1 - DEFAULT_WEIGHT) * noah)
-    missing = (lstm == cubes.FILL) | (noah == cubes.FILL)
-    return np.where(missing, cubes.FILL, value).astype(np.int16)
 
 
 def parse_base(text: str | None) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -76,56 +41,23 @@ def parse_base(text: str | None) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     return start, end
 
 
-def rank(
-    base: np.ndarray, base_doy: np.ndarray, query: np.ndarray, query_doy: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile codes (0.01 points, rounded up; FILL where unknown) of the query codes
-    (day, cell), and window means (dayofyear, cell) in codes, against base codes (day, cell).
-    Per day of year, each cell's window is sorted once and the cell's days of that day of year
-    are looked up in it (below: searchsorted left; below + equal: right)."""
-    n_cells = base.shape[1]
-    percentiles = np.full(query.shape, cubes.FILL, np.int16)
-    means = np.full((cubes.DAYS_OF_YEAR, n_cells), np.nan, np.float32)
-    offsets = np.arange(n_cells, dtype=np.int64) * (1 << 16)
-    for center in range(cubes.DAYS_OF_YEAR):
-        window = base[window_days(base_doy, center)]
-        valid = window != cubes.FILL
-        n = valid.sum(axis=0)
-        means[center] = np.where(
-            n > 0, np.where(valid, window, 0).sum(axis=0, dtype=np.int64) / np.maximum(n, 1), np.nan
-        )
-        days = np.flatnonzero(query_doy == center)
-        if days.size == 0:
-            continue
-        ordered = np.sort(np.where(valid, window, TOP_CODE).T, axis=1).astype(np.int64)
-        keys = (ordered + offsets[:, None]).ravel()
-        values = query[days]
-        wanted = values.astype(np.int64) + offsets
-        starts = np.arange(n_cells) * window.shape[0]
-        below = np.searchsorted(keys, wanted, "left") - starts
-        not_above = np.searchsorted(keys, wanted, "right") - starts
-        twice = below + not_above  # 2 * n_below + n_equal
-        code = (10000 * twice + 2 * n - 1) // np.maximum(2 * n, 1)
-        percentiles[days] = np.where((values == cubes.FILL) | (n == 0), cubes.FILL, code)
-    return percentiles, means
-
-
 def spatial_windows(template) -> list[tuple[slice, slice]]:
     """The chunk-aligned windows of cells holding region cells: the climatology's blocks (those
     of the cube's first time chunk, which has them all)."""
     return [(b.y, b.x) for b in cubes.blocks(template) if b.time.start == 0]
 
 
-def _block_codes(store, stored: list[str], products: list[str], ys, xs) -> dict[str, np.ndarray]:
-    """Codes (time, y, x) of each ranked product over a window of cells."""
-    codes = {
-        p: cubes.read_codes(store, p, ys, xs)
-        for p in stored
-        if p in products or p in ("lstm", "noah")
-    }
-    if FUSED in products:
-        codes[FUSED] = fused_codes(codes["lstm"], codes["noah"])
-    return {p: codes[p] for p in products}
+def _block_codes(store, products: list[str], ys, xs) -> dict[str, np.ndarray]:
+    """Codes (time, y, x) of each ranked product over a window of cells, fused at the default
+    weight."""
+    stored = {}
+
+    def read(p):
+        if p not in stored:
+            stored[p] = cubes.read_codes(store, p, ys, xs)
+        return stored[p]
+
+    return {p: kinds.kind_of(p).codes(read, p, DEFAULT_WEIGHT).astype(np.int16) for p in products}
 
 
 def _base_days(times: pd.DatetimeIndex, base) -> slice:
@@ -150,8 +82,7 @@ def compute(store: str | Path, base: str | None = None, progress: bool = True) -
             f"base {period[0].date()}/{period[1].date()} is shorter than a year: "
             "every day of the year needs base values"
         )
-    stored = cubes.products(template)
-    products = ranked_products(stored)
+    products = kinds.ranked(cubes.products(template))
     if not products:
         raise InputError(f"cube {store} holds no product to rank")
     attrs = {
@@ -166,7 +97,7 @@ def compute(store: str | Path, base: str | None = None, progress: bool = True) -
     cubes.create_climatology(
         store, times, (template.sizes["y"], template.sizes["x"]), products, attrs
     )
-    _rank_blocks(store, template, times, stored, products, days, slice(0, len(times)), progress)
+    _rank_blocks(store, template, times, products, days, slice(0, len(times)), progress)
     return attrs
 
 
@@ -185,8 +116,7 @@ def update(store: str | Path, time=None, progress: bool = True) -> int:
     cubes.grow_climatology(store, times)
     days = _base_days(times, parse_base(f"{info['base_start']}/{info['base_end']}"))
     new = slice(info["days"], len(times))
-    stored = cubes.products(template)
-    _rank_blocks(store, template, times, stored, info["products"], days, new, progress)
+    _rank_blocks(store, template, times, info["products"], days, new, progress)
     return new.stop - new.start
 
 
@@ -223,9 +153,7 @@ def rank_grown(store: str | Path, time) -> int:
     return update(store, time, progress=False)
 
 
-def _rank_blocks(
-    store, template, times, stored, products, base_days: slice, ranked: slice, progress
-):
+def _rank_blocks(store, template, times, products, base_days: slice, ranked: slice, progress):
     """Rank the days `ranked` (of `times`) of every product, batching blocks up to BATCH_COLUMNS
     region cells x products so that small blocks share the per-day-of-year passes."""
     doy = day_of_year(times)
@@ -237,7 +165,7 @@ def _rank_blocks(
             columns = [
                 codes[:, iy, ix]
                 for (ys, xs), (iy, ix) in zip(batch, cells, strict=True)
-                for codes in _block_codes(store, stored, products, ys, xs).values()
+                for codes in _block_codes(store, products, ys, xs).values()
             ]
             values = np.concatenate(columns, axis=1)
             pct, mean = rank(values[base_days], doy[base_days], values[ranked], doy[ranked])
@@ -267,54 +195,3 @@ def _batches(windows, mask: np.ndarray, n_products: int) -> list[list[tuple[slic
         batches[-1].append((ys, xs))
         columns += size
     return batches
-
-
-DERIVED = ("_percentile", "_anomaly")
-
-
-def is_derived(name: str) -> bool:
-    """True for `<product>_percentile` and `<product>_anomaly` of a product that can be ranked."""
-    ranked = [p for p in (*cubes.PRODUCTS, FUSED) if p not in NOT_RANKED]
-    return any(name.endswith(suffix) and name.removesuffix(suffix) in ranked for suffix in DERIVED)
-
-
-def source_of(name: str) -> str:
-    """The product a derived one is computed from."""
-    return name.removesuffix("_percentile").removesuffix("_anomaly")
-
-
-def derived(cube: xr.Dataset) -> list[str]:
-    """The derived products a cube opened with its climatology (cubes.open_cube) offers."""
-    ranked = [v.removesuffix("_percentile") for v in cube.data_vars if v.endswith("_percentile")]
-    return [f"{p}{suffix}" for p in ranked for suffix in DERIVED]
-
-
-def check_derived(cube: xr.Dataset, name: str) -> None:
-    if name not in derived(cube):
-        held = derived(cube)
-        raise InputError(
-            f"product {name!r} needs a climatology of {source_of(name)!r}, which this cube lacks "
-            f"(smapx climatology --cube CUBE makes one); derived products here: "
-            f"{', '.join(held) or 'none'}"
-        )
-
-
-def derived_array(part: xr.Dataset, name: str) -> xr.DataArray:
-    """A derived product of (part of) a cube opened with its climatology: the stored percentile,
-    or the anomaly (value minus window mean, rounded to the storage step as the service does)."""
-    source = source_of(name)
-    if name.endswith("_percentile"):
-        return part[name]
-    if source == FUSED:
-        lstm, noah = (np.rint(part[p].astype(np.float64) / cubes.SCALE) for p in ("lstm", "noah"))
-        values = np.rint(DEFAULT_WEIGHT * lstm + (1 - DEFAULT_WEIGHT) * noah) * cubes.SCALE
-    else:
-        values = part[source]
-    doy = xr.DataArray(day_of_year(part.time.values), dims="time")
-    mean = part[f"{source}_window_mean"].isel(dayofyear=doy).drop_vars("dayofyear")
-    anomaly = np.rint((values - mean) / cubes.SCALE) * cubes.SCALE
-    return (
-        anomaly.transpose(*part[source if source != FUSED else "lstm"].dims)
-        .astype(np.float32)
-        .assign_attrs(units=cubes.UNITS, long_name=f"{source} minus its climatological mean")
-    )

@@ -917,6 +917,8 @@ def estimates(cube: xr.Dataset) -> list[str]:
 #                                        cube adds days the climatology has yet to rank)
 # `xarray.open_zarr(store, group="climatology")` reads it; open_cube merges it into the products.
 CLIMATOLOGY = "climatology"
+CLIMATOLOGY_BASE = "climatology_base"  # attributes open_cube gives a cube with its climatology
+CLIMATOLOGY_FUSED_WEIGHT = "climatology_fused_weight"
 PERCENTILE_SCALE = 0.01
 DAYS_OF_YEAR = 365
 
@@ -1072,8 +1074,15 @@ def with_climatology(
     if clim is None:
         return ds
     clim = clim.reindex(time=ds.time.values).assign_coords(time=ds.time)
-    return ds.assign({name: clim[name] for name in clim.data_vars}).assign_coords(
-        dayofyear=clim.dayofyear
+    return (
+        ds.assign({name: clim[name] for name in clim.data_vars})
+        .assign_coords(dayofyear=clim.dayofyear)
+        .assign_attrs(
+            {
+                CLIMATOLOGY_BASE: f"{clim.attrs['base_start']}/{clim.attrs['base_end']}",
+                CLIMATOLOGY_FUSED_WEIGHT: clim.attrs["fused_weight"],
+            }
+        )
     )
 
 

@@ -3,7 +3,7 @@
 Bulk jobs and the service's direct downloads both come through here, so a subset downloaded at
 once and one produced by a job are the same bytes. `fused` is computed on request from lstm and
 noah (model.product.fusion): with the request's weight, else the per-cell weights when
-configured, else 0.5.
+configured, else 0.5; every product is read through its kind (model.product.kinds).
 """
 
 import math
@@ -19,12 +19,11 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model.errors import InputError, OutOfRangeError
-from model.product import climatology, fusion
 from model.product import cube as cubes
+from model.product import fusion, kinds
 from model.product.formats import FORMATS, FormatName
 from model.settings import get_settings
 
-FUSED = "fused"
 BLOCK_CELL_DAYS = 50_000  # read (and, in CSV, written) between two progress reports: ~1 s
 Progress = Callable[[float, str], None]
 
@@ -56,7 +55,11 @@ class ExportRequest(BaseModel):
         },
     )
 
-    products: list[str] = Field(min_length=1, description="Any of smap, lstm, noah, lsm2, fused.")
+    products: list[str] = Field(
+        min_length=1,
+        description="Any of smap, lstm, noah, lsm2, fused, lstm_spread, and with a climatology "
+        "<product>_percentile, <product>_anomaly.",
+    )
     start: date
     end: date
     bbox: list[float] | None = Field(
@@ -85,15 +88,9 @@ class ExportRequest(BaseModel):
             raise ValueError(f"points must be [lat, lon] in degrees; not {bad[0]}")
         if not FORMATS[self.format].points and self.points is not None:
             raise ValueError(f"{self.format} needs a bbox, not points")
-        unknown = [
-            p
-            for p in self.products
-            if p not in (*cubes.PRODUCTS, FUSED) and not climatology.is_derived(p)
-        ]
+        unknown = [p for p in self.products if not kinds.is_known(p)]
         if unknown:
-            raise ValueError(
-                f"unknown product(s) {unknown}; known: {', '.join((*cubes.PRODUCTS, FUSED))}"
-            )
+            raise ValueError(f"unknown product(s) {unknown}; known: {', '.join(kinds.known())}")
         return self
 
 
@@ -110,34 +107,29 @@ def parse_request(request: dict | ExportRequest) -> ExportRequest:
 
 
 def check_products(cube: xr.Dataset, products: list[str]) -> None:
-    """InputError if a product is not in the cube (fused needs lstm and noah)."""
-    held = cubes.products(cube)
+    """InputError if the cube cannot offer a product (fused needs lstm and noah, a derived
+    product a climatology)."""
+    stored, ranked = cubes.products(cube), kinds.ranked_in(cube)
     for p in products:
-        if climatology.is_derived(p):
-            climatology.check_derived(cube, p)
-            continue
-        needs = ["lstm", "noah"] if p == FUSED else [p]
-        missing = [n for n in needs if n not in held]
-        if missing:
+        why = kinds.lacking(p, stored, ranked)
+        if why:
             raise InputError(
-                f"product {p!r} needs {missing}, which this cube lacks; "
-                f"available: {', '.join(available_products(cube))}"
+                f"product {p!r} {why}; available: {', '.join(available_products(cube))}"
             )
 
 
 def available_products(cube: xr.Dataset) -> list[str]:
-    held = cubes.products(cube)
-    return held + ([FUSED] if {"lstm", "noah"} <= set(held) else []) + climatology.derived(cube)
+    return kinds.offered_by(cube)
 
 
 def weight_map(cube: xr.Dataset, weight: float | None) -> np.ndarray:
     """(y, x) lstm weights for fused: the given one, the per-cell estimates, or the default."""
     shape = (cube.sizes["y"], cube.sizes["x"])
     if weight is not None:
-        return np.full(shape, fusion.check_weight(weight), np.float32)
+        return np.full(shape, fusion.check_weight(weight), np.float64)
     path = get_settings().weights_path
     if path is None:
-        return np.full(shape, fusion.DEFAULT_WEIGHT, np.float32)
+        return np.full(shape, fusion.DEFAULT_WEIGHT, np.float64)
     return fusion.weight_grid(
         fusion.read_weights(path), int(cube.attrs["row0"]), int(cube.attrs["col0"]), shape
     )
@@ -175,24 +167,20 @@ def subset(cube: xr.Dataset, request: dict | ExportRequest) -> xr.Dataset:
     check_products(cube, req.products)
     times = period_index(cube, req.start, req.end)
     weights = xr.DataArray(weight_map(cube, req.weight), dims=("y", "x"))
-    full = cube.isel(time=times)
     if req.bbox is not None:
         ys, xs, inside = bbox_window(cube, req.bbox)
-        part = full.isel(y=ys, x=xs)
+        window = cube.isel(y=ys, x=xs)
         weights = weights.isel(y=ys, x=xs)
         keep = xr.DataArray(inside, dims=("y", "x"))
     else:
         rows, cols = cubes.locate_points(cube, *zip(*req.points, strict=True))
         iy, ix = xr.DataArray(rows, dims="point"), xr.DataArray(cols, dims="point")
-        part = full.isel(y=iy, x=ix)
+        window = cube.isel(y=iy, x=ix)
         weights = weights.isel(y=iy, x=ix)
         keep = None
     out = {}
     for p in req.products:
-        if climatology.is_derived(p):
-            value = climatology.derived_array(part, p)
-        else:
-            value = fusion_product(part, weights) if p == FUSED else part[p]
+        value = kinds.kind_of(p).block(window, p, weights, times)
         out[p] = value if keep is None else value.where(keep)
     ds = xr.Dataset(out, attrs={**cube.attrs, "request": req.model_dump_json()})
     if keep is not None:
@@ -207,15 +195,6 @@ def subset(cube: xr.Dataset, request: dict | ExportRequest) -> xr.Dataset:
             col=("point", ix.values + int(cube.attrs["col0"])),
         )
     return ds
-
-
-def fusion_product(part: xr.Dataset, weights: xr.DataArray) -> xr.DataArray:
-    fused = weights * part["lstm"] + (1 - weights) * part["noah"]
-    return (
-        fused.transpose(*part["lstm"].dims)
-        .astype(np.float32)
-        .assign_attrs(units=cubes.UNITS, long_name="fused LSTM and Noah: w * lstm + (1 - w) * noah")
-    )
 
 
 def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:

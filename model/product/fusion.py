@@ -10,16 +10,22 @@ import numpy as np
 import pandas as pd
 
 from model.errors import InputError
+from model.product import cube as cubes
 
 DEFAULT_WEIGHT = 0.5
 
 
 def fuse(lstm, noah, weight=DEFAULT_WEIGHT):
-    """Weighted mean of the two products; NaN where either is missing."""
-    weight = np.asarray(weight, np.float32)
-    return (
-        weight * np.asarray(lstm, np.float32) + (1 - weight) * np.asarray(noah, np.float32)
-    ).astype(np.float32)
+    """The one fusion formula, w * lstm + (1 - w) * noah, on arrays of any kind (numpy, xarray,
+    stored codes) in the type they hold; NaN where either is NaN."""
+    return weight * lstm + (1 - weight) * noah
+
+
+def fuse_codes(lstm: np.ndarray, noah: np.ndarray, weight=DEFAULT_WEIGHT) -> np.ndarray:
+    """Stored codes of the fusion (rounded to the storage step), FILL where either is missing."""
+    value = np.rint(fuse(lstm.astype(np.float64), noah, np.asarray(weight, np.float64)))
+    missing = (lstm == cubes.FILL) | (noah == cubes.FILL)
+    return np.where(missing, cubes.FILL, value).astype(np.int32)
 
 
 def check_weight(weight: float) -> float:
@@ -48,7 +54,7 @@ def write_weights(path: str | Path, rows, cols, weights) -> None:
 
 def weight_grid(table: pd.DataFrame, row0: int, col0: int, shape, default: float = DEFAULT_WEIGHT):
     """A (y, x) array of weights over a cube window; cells without an estimate get `default`."""
-    grid = np.full(shape, default, np.float32)
+    grid = np.full(shape, default, np.float64)
     iy, ix = table["row"].to_numpy() - row0, table["col"].to_numpy() - col0
     inside = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < shape[1])
     grid[iy[inside], ix[inside]] = table["weight"].to_numpy()[inside]

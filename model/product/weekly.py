@@ -8,14 +8,14 @@ Definitions (on a product's stored codes):
                     this one's, circularly (one per year)
     weekly percentile  100 * (n_below + 0.5 * n_equal) / n of the weekly value among the n
                     weekly values of the same weeks in the base period, as codes in 0.01 points
-                    rounded up (as the daily percentiles, model.product.climatology)
+                    rounded up (as the daily percentiles, model.product.ranking)
 """
 
 import numpy as np
 import pandas as pd
 
-from model.product import climatology
 from model.product import cube as cubes
+from model.product import ranking
 
 TUESDAY = 1  # pandas: Monday = 0
 DAYS = 7
@@ -69,4 +69,4 @@ def weekly_percentiles(
 
 
 def week_doy(times: pd.DatetimeIndex, ends: np.ndarray) -> np.ndarray:
-    return climatology.day_of_year(pd.DatetimeIndex(times)[ends])
+    return ranking.day_of_year(pd.DatetimeIndex(times)[ends])
