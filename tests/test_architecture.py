@@ -104,17 +104,33 @@ def test_the_http_layer_never_names_zarr_paths():
     assert not offenders
 
 
+def modules_imported(source: str) -> list[str]:
+    """The modules an import statement names, `from tests import test_x` and `import
+    tests.test_x` included, reduced to their last part."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return [name.rpartition(".")[2] for name in names]
+
+
 def test_no_test_module_imports_another():
     """Shared helpers live in their own modules (tests/served.py, ...), fixtures in conftest."""
     offenders = [
         f"{path.name} imports {name}"
         for path in sorted((ROOT / "tests").glob("*.py"))
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.ImportFrom) and node.module
-        for name in [node.module.rpartition(".")[2]]
+        for name in modules_imported(path.read_text())
         if name.startswith("test_") or name == "conftest"
     ]
     assert not offenders
+
+
+def test_every_form_of_importing_a_test_module_is_seen():
+    sources = ["from tests import test_a", "import tests.test_a", "from tests.test_a import x"]
+    assert all("test_a" in modules_imported(s) for s in sources)
 
 
 def test_loggers_are_named_after_their_modules():

@@ -10,7 +10,7 @@ import pytest
 from model.evaluation.evaluate import Options, evaluate
 from model.evaluation.report import locations, site_title, whole_years, write_report
 from model.product import cube as cubes
-from tests import test_evaluate as tiny
+from tests import tiny
 
 
 @pytest.fixture(scope="module")
