@@ -8,10 +8,11 @@ import numpy as np
 from typer.testing import CliRunner
 
 from cli.main import app
+from model import grid
 from model.dataset import open_input
 from model.product.cube import open_cube
 from model.sources import nldas
-from tests.real_formats import BBOX
+from tests.real_formats import BBOX, box_cells, write_day_of_forcing, write_granule
 
 
 def invoke(*args) -> str:
@@ -74,3 +75,31 @@ def test_cli_user_error_is_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: SMAP granule folder not found: {tmp_path / 'missing'}"
     assert nldas.N_LAT == 224
+
+
+def test_ingest_at_9km_through_the_cli(tmp_path):
+    """`smapx ingest smap --grid 9km` reads SPL3SMP_E into a 9 km dataset; `smapx ingest nldas`
+    and `static` then fill it on its grid, and `--grid 36km` on it is refused in one line."""
+    cells = box_cells(grid.M09)
+    (tmp_path / "smap").mkdir()
+    (tmp_path / "fora").mkdir()
+    write_granule(tmp_path / "smap", "2015-04-01", am={cells[5]: (0.27, 0)}, on=grid.M09)
+    write_day_of_forcing(tmp_path / "fora", "2015-04-01", hours=[0, 1])
+    data = tmp_path / "in9.zarr"
+    out = invoke(
+        "ingest", "smap", tmp_path / "smap", "--grid", "9km", f"--bbox={BBOX}", "--out", data
+    )
+    assert f"created {data} with the 9 km cells of" in out
+    invoke("ingest", "nldas", tmp_path / "fora", "--out", data)
+    ds = open_input(data)
+    assert grid.of(ds.attrs) == grid.M09 and ds.sizes["cell"] == len(cells)
+    assert ds["target"].values[0, 5] == np.float32(0.27) and ds["target"].notnull().sum() == 1
+    np.testing.assert_allclose(ds["forcing"].sel(variable="tair").values, 270.5, rtol=1e-6)
+    result = CliRunner().invoke(
+        app, ["ingest", "nldas", str(tmp_path / "fora"), "--out", str(data), "--grid", "36km"]
+    )
+    assert result.exit_code == 1  # the refusal, which `smapx` prints as one line
+    assert str(result.exception) == (
+        f"--grid is on the 36 km grid but the dataset {data} is on the 9 km grid; "
+        "use one grid throughout"
+    )
