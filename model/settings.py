@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         100_000_000,
         description="Largest area statistics request, in cells x days x products.",
     )
+    max_series_values: int = Field(
+        2_000_000,
+        description="Most values (points x days x products) one POST /v1/series reads; larger "
+        "batches answer 413 and belong in a bulk job.",
+    )
     max_body_bytes: int = Field(
         2_000_000, description="Largest request body (bytes); larger ones answer 413."
     )

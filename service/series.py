@@ -23,10 +23,11 @@ from fastapi.responses import Response
 
 from model.errors import InputError
 from model.product import kinds
+from model.settings import get_settings
 from service import encode, problems, weekly
 from service.bodylimit import parsing
 from service.catalog import ServedCube
-from service.problems import too_large
+from service.problems import TooLarge, too_large
 
 router = APIRouter(prefix="/v1", tags=["series"])
 MAX_BATCH_POINTS = 500
@@ -430,6 +431,22 @@ async def series_batch(request: Request, query: SeriesParams):
     return await run_in_threadpool(answer_batch, served, body, content_type, query)
 
 
+def check_batch_size(served: ServedCube, n_points: int, query: SeriesQuery, names: list) -> None:
+    """413 before any value is read when a batch asks for more than SMAPX_MAX_SERIES_VALUES:
+    each point's series is read from its own chunks, so 500 points over 45 years would decode
+    gigabytes and hold the answer (tens of MB) in memory; a bulk job streams it to a file."""
+    times = served.period(query.start, query.end)
+    values = n_points * (times.stop - times.start) * len(names)
+    limit = get_settings().max_series_values
+    if values > limit:
+        raise TooLarge(
+            f"body: {n_points} points x {times.stop - times.start} days x {len(names)} "
+            f"products is {values} values, over {limit}; ask for a shorter period or fewer "
+            "points, or use POST /v1/jobs",
+            limit,
+        )
+
+
 def answer_batch(served: ServedCube, body: bytes, content_type: str, query: SeriesQuery):
     if query.period != "day":
         raise InputError("period: weekly series are served per point (GET) and per area only")
@@ -442,6 +459,7 @@ def answer_batch(served: ServedCube, body: bytes, content_type: str, query: Seri
             MAX_BATCH_POINTS,
         )
     names = split_products(query.products)
+    check_batch_size(served, len(points), query, names)
     answers = [
         (
             pid,

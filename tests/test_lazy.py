@@ -214,3 +214,18 @@ def test_several_api_processes_serve_one_store(cube_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_batch_that_would_read_too_much_is_refused_before_reading(cube_path):
+    env = {"SMAPX_MAX_SERIES_VALUES": str(2 * len(DAYS)), "SMAPX_RATE_LIMIT_PER_MINUTE": "0"}
+    body = "id,lat,lon\n" + "".join(f"p{k},{POINT[0]},{POINT[1]}\n" for k in range(3))
+    csv = {"content-type": "text/csv"}
+    with serving([cube_path], env) as base, httpx.Client(base_url=base, timeout=60) as client:
+        refused = client.post("/v1/series", content=body, headers=csv)
+        two = body.rsplit("p2", 1)[0]
+        served = client.post("/v1/series", content=two, headers=csv)
+    assert refused.status_code == 413, refused.text
+    problem = refused.json()
+    assert problem["limit"] == 2 * len(DAYS) and "POST /v1/jobs" in problem["detail"]
+    assert f"3 points x {len(DAYS)} days x 1 products" in problem["detail"]
+    assert served.status_code == 200 and len(served.json()["series"]) == 2
