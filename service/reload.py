@@ -1,6 +1,8 @@
 """The service follows its cubes: every SMAPX_RELOAD_SECONDS it asks each cube's store for its
 generation (one small file) and swaps in the cubes that were grown or rewritten
-(service.catalog.Catalog.refresh), in a thread beside the requests, without a restart."""
+(service.catalog.Catalog.refresh), in a thread beside the requests, without a restart. A swap
+opens the new generation's metadata only: its data is read as requests ask for it, through the
+same bounded chunk cache, so memory stays bounded through the swap (tests/test_lazy.py)."""
 
 import asyncio
 import logging

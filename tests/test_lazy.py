@@ -6,6 +6,7 @@ series, subsets and jobs alike, never as missing values."""
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
+from model import grid
 from model.errors import DamagedStore, InputError
 from model.product import climatology
 from model.product import cube as cubes
@@ -22,6 +24,7 @@ from tests.served import (
     SMAPX,
     build_cube,
     free_port,
+    known_values,
     serving,
     start_server,
     start_worker,
@@ -229,3 +232,66 @@ def test_a_batch_that_would_read_too_much_is_refused_before_reading(cube_path):
     assert problem["limit"] == 2 * len(DAYS) and "POST /v1/jobs" in problem["detail"]
     assert f"3 points x {len(DAYS)} days x 1 products" in problem["detail"]
     assert served.status_code == 200 and len(served.json()["series"]) == 2
+
+
+def write_known(store, template, blocks) -> None:
+    """Write the blocks of `template` with tests.served.known_values, then publish its days."""
+    for block in blocks:
+        t = np.arange(block.time.start, block.time.stop)[:, None, None]
+        iy = np.arange(block.y.start, block.y.stop)[None, :, None]
+        ix = np.arange(block.x.start, block.x.stop)[None, None, :]
+        inside = template["mask"].values[block.y, block.x][None]
+        values = {
+            p: np.where(inside, known_values(p, t, iy, ix), np.nan)
+            for p in cubes.products(template)
+        }
+        cubes.write_block(store, block, values)
+    cubes.publish(store, template.time.values)
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) / 1024
+
+
+def test_a_reload_swaps_without_a_second_copy_and_memory_stays_bounded(tmp_path):
+    """A 96 x 96-cell cube of ~80 MB as int16 grows by a year while served with a 4 MB cache:
+    the server follows, and its peak memory grows by far less than one copy of the cube."""
+    rows, cols = np.meshgrid(np.arange(100, 196), np.arange(200, 296), indexing="ij")
+    products = ("smap", "lstm", "noah", "lsm2")
+    store = tmp_path / "large.zarr"
+    short = cubes.template(DAYS[:800], rows.ravel(), cols.ravel(), products)
+    cubes.create(store, short)
+    write_known(store, short, cubes.blocks(short))
+    env = {
+        "SMAPX_CACHE_MB": "4",
+        "SMAPX_RELOAD_SECONDS": "0.2",
+        "SMAPX_RATE_LIMIT_PER_MINUTE": "0",
+        "SMAPX_CUBES": "[]",
+    }
+    server, base = start_server([store], env)
+    cells = [(int(r), int(c)) for r, c in zip(rows.ravel()[::97], cols.ravel()[::97], strict=True)]
+    try:
+        with httpx.Client(base_url=base, timeout=60) as client:
+
+            def read_everywhere() -> None:
+                for row, col in cells:
+                    lat, lon = grid.DEFAULT.rowcol_to_latlon(row, col)
+                    answer = client.get("/v1/series", params={"lat": lat, "lon": lon})
+                    assert answer.status_code == 200, answer.text
+
+            read_everywhere()
+            before = peak_rss_mb(server.pid)
+            whole = cubes.template(DAYS, rows.ravel(), cols.ravel(), products)
+            write_known(store, whole, cubes.grow(store, whole, 800))
+            deadline = time.monotonic() + 30
+            while client.get("/v1/products").json()["extent"]["end"] != str(DAYS[-1].date()):
+                assert time.monotonic() < deadline, "the grown cube was not swapped in"
+                read_everywhere()
+            read_everywhere()
+            grown_by = peak_rss_mb(server.pid) - before
+    finally:
+        server.terminate()
+        server.wait(30)
+    one_copy_mb = whole["mask"].size * len(DAYS) * len(products) * 2 / 2**20
+    assert one_copy_mb > 75 and grown_by < one_copy_mb / 3, (grown_by, one_copy_mb)
