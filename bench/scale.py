@@ -15,10 +15,13 @@ region cells, tiles for random days at zooms 3-9 over region cells.
 
 Ends with one line: cube_gb=.. rss_peak_mb=.. series_p50_ms=.. series_cold_p50_ms=..
 tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. and the same keys prefixed `mem36_` for
-the 36 km cube held in memory, plus build_s (0 when reused).
+the 36 km cube held in memory, plus build_s (0 when reused), whether the cube has a map
+layout (`maps`), and `layout_*`: day fields read in process from the time layout and from the map
+layout, cold and warm, and whole-record series reads.
 """
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from model import grid  # noqa: E402
 from model.product import climatology  # noqa: E402
 from model.product import cube as cubes  # noqa: E402
+from model.product.fusion import DEFAULT_WEIGHT  # noqa: E402
 
 PRODUCTS = ("smap", "lstm", "noah", "lstm_spread")
 SMAP_LAUNCH = pd.Timestamp("2015-04-01")
@@ -85,6 +89,7 @@ def build(store: Path, on: grid.Grid, bbox, start: str, end: str) -> float:
         "base_end": end,
         "products": ["lstm"],
         "window_days": climatology.WINDOW_DAYS,
+        "fused_weight": DEFAULT_WEIGHT,
         "definition": "synthetic: monotone in the value (bench)",
     }
     shape_yx = template["mask"].shape
@@ -203,6 +208,43 @@ def measure(store: Path, env: dict, n: int, prefix: str = "") -> dict:
     return {f"{prefix}{k}": round(v, 2) for k, v in out.items()}
 
 
+def layouts(store: Path, n: int) -> dict:
+    """Day fields read from the time layout and from the map layout, and whole-record series,
+    in this process, each on an empty chunk cache (cold) and on the cache they fill (warm):
+    what chose the layouts."""
+    rng = np.random.default_rng(2)
+    readers = {"time": cubes.LazyCube(store, use_maps=False), "map": cubes.LazyCube(store)}
+    n_days = len(readers["time"].times)
+    days = rng.integers(n_days, size=n).tolist()
+    cells = np.argwhere(readers["time"].mask)[rng.choice(int(readers["time"].mask.sum()), n)]
+    out = {}
+
+    def p50_ms(read, items, cold: bool) -> float:
+        """Median time of read(item); `cold`: the chunk cache emptied before each, else after
+        a first pass over the same items."""
+        for item in [] if cold else items:
+            read(item)
+        times = []
+        for item in items:
+            if cold:
+                cubes.chunk_cache.cache_clear()
+            t0 = time.perf_counter()
+            read(item)
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.percentile(times, 50))
+
+    for name, reader in readers.items():
+        day = functools.partial(reader.day, "lstm")
+        out[f"day_{name}_layout_cold_ms"] = p50_ms(day, days, cold=True)
+        out[f"day_{name}_layout_ms"] = p50_ms(day, days, cold=False)
+    every_day = slice(0, n_days)
+    series = functools.partial(readers["time"].series, "lstm")
+    out["series_read_cold_ms"] = p50_ms(lambda c: series(*c, every_day), cells, cold=True)
+    out["series_read_ms"] = p50_ms(lambda c: series(*c, every_day), cells, cold=False)
+    cubes.chunk_cache.cache_clear()
+    return {f"layout_{k}": round(v, 2) for k, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder of the cubes")
@@ -218,6 +260,7 @@ def main() -> None:
     build_s = build(fine, grid.M09, bbox, args.start, args.end)
     build(coarse, grid.M36, bbox, args.start, args.end)
     result = {"cube_gb": round(stored_gb(fine), 2), "build_s": round(build_s, 1)}
+    result |= {"maps": cubes.needs_maps(fine)} | layouts(fine, args.requests)
     result |= measure(fine, {"SMAPX_CACHE_MB": str(args.cache_mb)}, args.requests)
     result |= measure(coarse, {"SMAPX_SERVE_IN_MEMORY": "true"}, args.requests, "mem36_")
     print(" ".join(f"{k}={v}" for k, v in result.items()))

@@ -715,7 +715,11 @@ class LazyCube:
     metadata, the mask and coordinates, and nothing of the products. The same reads as
     MemoryCube, the same answers."""
 
-    def __init__(self, store: str | Path, storage_options: dict | None = None):
+    def __init__(
+        self, store: str | Path, storage_options: dict | None = None, use_maps: bool = True
+    ):
+        """`use_maps` False reads day fields from the time layout even where the cube has a
+        map layout (to compare the two)."""
         self.dataset = _served_dataset(store, storage_options)
         self.mask = self.dataset["mask"].values
         self.times = pd.DatetimeIndex(self.dataset.time.values)
@@ -725,7 +729,7 @@ class LazyCube:
         group = _open_strict(store, storage_options)
         self._products = {p: _ChunkedArray(group[p], (*where, p)) for p in products(self.dataset)}
         self.occupied = _occupied(self.mask)
-        maps = group.get(MAPS, {})
+        maps = group.get(MAPS, {}) if use_maps else {}
         self._maps = {
             p: _ChunkedArray(maps[p], (*where, MAPS, p))
             for p in self._products
