@@ -119,19 +119,17 @@ def product_statistics(
 
 def statistics(codes: np.ndarray, product: str, cells: areas.CellWeights) -> dict:
     """The area mean of (cells, days) codes, and a percentile's cumulative class shares."""
-    percentile = product.endswith("_percentile")
-    values = decode(codes, percentile)
+    values = decode(codes, kinds.kind_of(product).scale)
     stats = {"mean": areas.weighted_mean(values, cells.weight)}
-    if percentile:
+    if kinds.kind_of(product) is kinds.PERCENTILE:
         stats.update(areas.class_shares(values, cells.weight))
     return stats
 
 
-def decode(codes: np.ndarray, percentile: bool) -> np.ndarray:
-    """Float64 values of codes, NaN where missing; percentiles as code / 100 so the classes'
-    bounds (30.0, 20.0 ...) compare exactly."""
-    divisor = round(1 / (cubes.PERCENTILE_SCALE if percentile else cubes.SCALE))
-    return np.where(codes == cubes.FILL, np.nan, codes / divisor)
+def decode(codes: np.ndarray, scale: float) -> np.ndarray:
+    """Float64 values of codes of a kind's scale, NaN where missing; as code / (1 / scale) so
+    that percentiles' class bounds (30.0, 20.0 ...) compare exactly."""
+    return np.where(codes == cubes.FILL, np.nan, codes / round(1 / scale))
 
 
 def rounded(values: np.ndarray, percentile_share: bool) -> list:

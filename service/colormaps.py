@@ -57,7 +57,17 @@ DROUGHT = Classes(
     suffix="_percentile",
     units="percent",
 )
-CLASSED = {"drought": DROUGHT}
+# flash-drought onset (model.product.flash): a flag
+ONSET = Classes(
+    rows=(
+        ("none", "no onset", "0", "#e9e9e9"),
+        ("onset", "flash-drought onset", "1", "#b2182b"),
+    ),
+    upper=np.array([0.5], np.float32),
+    suffix="_onset",
+    units="1 = flash-drought onset",
+)
+CLASSED = {"drought": DROUGHT, "onset": ONSET}
 
 
 def names() -> list[str]:

@@ -8,15 +8,17 @@ import io
 import warnings
 
 import httpx
+import morecantile
 import numpy as np
 import pytest
 import shapely
 import zarr
+from PIL import Image
 from pyproj import Transformer
 from shapely.geometry import box, shape
 
 from model import grid
-from model.product import areas
+from model.product import areas, export
 from model.product import cube as cubes
 from service.areas import ATLAS_DIR
 from tests import kansas
@@ -415,3 +417,102 @@ def test_bad_weeks_answer_one_clear_error(server, url, status, words):
     r = server.get(url)
     assert r.status_code == status, r.text[:300]
     assert words in r.json()["detail"]
+
+
+def direct_change(pct: np.ndarray, t: int, lag: int) -> float:
+    return np.nan if t < lag else pct[t] - pct[t - lag]
+
+
+def direct_onset(pct: np.ndarray, t: int) -> float:
+    """1 if the day's percentile is below 20 and one of the 20 days before was above 40."""
+    before = pct[max(t - 20, 0) : t]
+    before = before[~np.isnan(before)]
+    if np.isnan(pct[t]) or before.size == 0:
+        return np.nan
+    return float(pct[t] < 20 and before.max() > 40)
+
+
+def test_flash_drought_series_and_areas_equal_the_definition(server, stored):
+    iy, ix = (int(v[3]) for v in np.nonzero(stored["mask"]))
+    lat, lon = grid.rowcol_to_latlon(iy + stored["row0"], ix + stored["col0"])
+    products = "lstm_change_7d,lstm_change_14d,lstm_change_28d,lstm_onset"
+    body = server.get(
+        "/v1/series", params={"lat": float(lat), "lon": float(lon), "products": products}
+    ).json()
+    assert body["product_units"]["lstm_change_7d"] == "percentile points"
+    pct = stored["percentile"][:, iy, ix]
+    for lag in (7, 14, 28):
+        expected = [direct_change(pct, t, lag) for t in range(len(DAYS))]
+        got = as_array(body[f"lstm_change_{lag}d"])
+        np.testing.assert_allclose(got, expected, atol=1e-5)  # 0.01 points as float32 text
+    expected = np.array([direct_onset(pct, t) for t in range(len(DAYS))])
+    got = as_array(body["lstm_onset"])
+    np.testing.assert_array_equal(got, expected)
+    assert (got == 1).sum() >= 5 and (got == 0).sum() > 500
+
+    r = server.post(
+        "/v1/areas/series", params={"products": "lstm_change_14d,lstm_onset"}, json=SQUARE
+    )
+    assert r.status_code == 200, r.text[:300]
+    area = r.json()
+    cells = list(zip(*np.nonzero(stored["mask"]), strict=True))
+    for product, value in (
+        ("lstm_change_14d", lambda p, t: direct_change(p, t, 14)),
+        ("lstm_onset", direct_onset),  # its area mean: the share of the area in onset, 0..1
+    ):
+        field = np.full((len(DAYS), *stored["mask"].shape), np.nan)
+        for y, x in cells:
+            pct = stored["percentile"][:, y, x]
+            field[:, y, x] = [value(pct, t) for t in range(len(DAYS))]
+        expected = direct({**stored, "lstm": field}, shape(SQUARE))
+        np.testing.assert_allclose(as_array(area[product]["mean"]), expected["mean"], atol=1e-6)
+
+
+def test_flash_drought_maps_hold_each_cells_onset(server, stored):
+    """A tile of lstm_onset in the onset colormap paints each cell's flag of the day."""
+    onsets = [
+        (t, iy, ix)
+        for t in range(21, len(DAYS))
+        for iy, ix in zip(*np.nonzero(stored["mask"]), strict=True)
+        if direct_onset(stored["percentile"][:, iy, ix], t) == 1
+    ]
+    t, iy, ix = onsets[len(onsets) // 2]
+    lat, lon = grid.rowcol_to_latlon(iy + stored["row0"], ix + stored["col0"])
+    tms = morecantile.tms.get("WebMercatorQuad")
+    tile = tms.tile(float(lon), float(lat), 9)
+    png = server.get(
+        f"/v1/tiles/lstm_onset/9/{tile.x}/{tile.y}.png",
+        params={"date": str(DAYS[t].date()), "colormap": "onset"},
+    )
+    assert png.status_code == 200, png.text[:300]
+    image = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGBA"))
+    left, bottom, right, top = tms.xy_bounds(tile)
+    x, y = tms.xy(float(lon), float(lat))
+    col, row = int((x - left) / (right - left) * 256), int((top - y) / (top - bottom) * 256)
+    assert tuple(image[row, col]) == (0xB2, 0x18, 0x2B, 255)
+    legend = server.get("/v1/legend", params={"colormap": "onset", "f": "json"}).json()
+    assert [c["class"] for c in legend["classes"]] == ["none", "onset"]
+    bad = server.get("/v1/tiles/lstm/9/0/0.png", params={"colormap": "onset"})
+    assert bad.status_code == 422 and "_onset" in bad.json()["detail"]
+
+
+def test_flash_drought_exports_equal_the_series(server, cube_path):
+    """A bulk-job subset of the flash products holds what the series answer (points)."""
+    cube = cubes.with_climatology(cubes.open_cube(cube_path), cube_path)
+    products = ["lstm_change_7d", "lstm_change_28d", "lstm_onset"]
+    request = {
+        "points": [[38.5, -97.5], [39.2, -99.1]],
+        "start": "2010-01-01",
+        "end": "2011-12-31",
+        "products": products,
+        "format": "netcdf",
+    }
+    part = export.subset(cube, request).load()
+    for k, (lat, lon) in enumerate(request["points"]):
+        body = server.get(
+            "/v1/series", params={"lat": lat, "lon": lon, "products": ",".join(products)}
+        ).json()
+        for p in products:
+            np.testing.assert_allclose(
+                part[p].isel(point=k).values, as_array(body[p]), atol=1e-5, equal_nan=True
+            )

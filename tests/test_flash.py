@@ -18,18 +18,6 @@ def percentiles() -> np.ndarray:
     return codes
 
 
-def test_names_parse_back_to_their_source_and_look_back():
-    assert flash.names(["lstm"]) == [
-        "lstm_change_7d",
-        "lstm_change_14d",
-        "lstm_change_28d",
-        "lstm_onset",
-    ]
-    assert flash.parse("fused_change_14d") == ("fused", 14)
-    assert flash.parse("lstm_onset") == ("lstm", 20)
-    assert flash.parse("lstm_change_10d") is None and flash.parse("lstm_percentile") is None
-
-
 @pytest.mark.parametrize("lag", flash.LAGS)
 def test_change_is_the_percentile_difference_over_the_lag(percentiles, lag):
     got = flash.change(percentiles, lag)

@@ -233,7 +233,10 @@ def test_drought_legend_is_labelled(server):
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     listed = server.get("/v1/colormaps").json()
     assert "drought" in listed["colormaps"] and "viridis" in listed["colormaps"]
-    assert listed["classed"] == {"drought": {"products": "*_percentile"}}
+    assert listed["classed"] == {
+        "drought": {"products": "*_percentile"},
+        "onset": {"products": "*_onset"},
+    }
 
 
 def test_a_percentile_legend_has_its_ticks_and_unit(server):

@@ -10,8 +10,6 @@ Definitions, on a product's stored percentile codes (0.01 points, FILL where mis
                           or none of the 20 days before it has one
 """
 
-import re
-
 import numpy as np
 
 from model.product import cube as cubes
@@ -20,15 +18,6 @@ LAGS = (7, 14, 28)
 ONSET_DAYS = 20
 ONSET_FROM = 4000  # codes: percentile > 40
 ONSET_TO = 2000  # codes: percentile < 20
-NAME = re.compile(r"^(?P<source>.+)_(?:change_(?P<lag>7|14|28)d|(?P<onset>onset))$")
-
-
-def parse(product: str) -> tuple[str, int] | None:
-    """(source, days looked back) of a change or onset product's name; None for any other."""
-    match = NAME.match(product)
-    if match is None:
-        return None
-    return match["source"], ONSET_DAYS if match["onset"] else int(match["lag"])
 
 
 def change(percentiles: np.ndarray, lag: int) -> np.ndarray:
@@ -56,19 +45,3 @@ def onset(percentiles: np.ndarray) -> np.ndarray:
     flag = (today < ONSET_TO) & was_high
     known = present[..., ONSET_DAYS:] & any_known
     return np.where(known, flag.astype(np.int32), cubes.FILL).astype(np.int32)
-
-
-def derive(product: str, percentiles: np.ndarray) -> np.ndarray:
-    """A change or onset product's codes from the source's percentile codes over its days and
-    the days it looks back (parse's), which it drops."""
-    _, lag = parse(product)
-    return onset(percentiles) if product.endswith("_onset") else change(percentiles, lag)
-
-
-def names(percentile_sources: list[str]) -> list[str]:
-    """The change and onset products of the sources that have percentiles."""
-    return [
-        name
-        for source in percentile_sources
-        for name in (*(f"{source}_change_{k}d" for k in LAGS), f"{source}_onset")
-    ]

@@ -23,7 +23,7 @@ import xarray as xr
 
 from model.errors import InputError
 from model.product import cube as cubes
-from model.product import fusion, ranking
+from model.product import flash, fusion, ranking
 
 FUSED = "fused"
 PERCENT = "percent"
@@ -328,6 +328,60 @@ class Anomaly(Derived):
         )
 
 
+@dataclass(frozen=True)
+class Flash(Derived):
+    """Flash drought from a ranked product's percentiles (model.product.flash):
+    `<source>_change_<k>d`, their change over k days, and `<source>_onset`."""
+
+    look_back: int = 0  # days before a day that its value reads
+
+    def describe(self, product):
+        source = self.source(product)
+        if self.suffix == "_onset":
+            return (
+                f"1 where {source}'s percentile fell from above 40 to below 20 within "
+                f"{flash.ONSET_DAYS} days (Ford & Labosier 2017 flash-drought onset), else 0"
+            )
+        return f"{source}'s percentile minus its percentile {self.look_back} days before, points"
+
+    def _derive(self, percentiles: np.ndarray) -> np.ndarray:
+        """This kind's codes of (..., look_back + days) percentile codes: (..., days)."""
+        if self.suffix == "_onset":
+            return flash.onset(percentiles)
+        return flash.change(percentiles, self.look_back)
+
+    def series(self, reader, product, iy, ix, times, weight):
+        source = self.source(product) + PERCENTILE.suffix
+        first = times.start - self.look_back
+        pct = PERCENTILE.series(reader, source, iy, ix, slice(max(first, 0), times.stop), weight)
+        missing = np.full(max(-first, 0), cubes.FILL, pct.dtype)
+        return self._derive(np.concatenate([missing, pct]))
+
+    def day(self, reader, product, t, weight):
+        source = self.source(product) + PERCENTILE.suffix
+        days = range(t - self.look_back, t + 1)
+        if self.suffix != "_onset":  # a change reads its two days only
+            days = (t - self.look_back, t)
+        fields = [PERCENTILE.day(reader, source, d, weight) if d >= 0 else None for d in days]
+        shape = next(f for f in fields if f is not None).shape
+        stack = np.stack([np.full(shape, cubes.FILL) if f is None else f for f in fields], -1)
+        codes = flash.onset(stack) if self.suffix == "_onset" else flash.change(stack, 1)
+        return codes[..., 0]
+
+    def block(self, window, product, weights, times):
+        source = self.source(product) + PERCENTILE.suffix
+        pct = PERCENTILE.block(window, source, weights, slice(None))
+        values = pct.values  # (time, y, x) percent, NaN where missing
+        codes = np.where(np.isnan(values), cubes.FILL, np.rint(values / cubes.PERCENTILE_SCALE))
+        codes = np.moveaxis(codes.astype(np.int32), 0, -1)  # (..., time)
+        before = np.full((*codes.shape[:-1], self.look_back), cubes.FILL, np.int32)
+        derived = self._derive(np.concatenate([before, codes], axis=-1))  # as series read it
+        template = pct.isel(time=times)
+        return template.copy(data=self.decode(np.moveaxis(derived, -1, 0)[times])).assign_attrs(
+            units=self.units, long_name=self.describe(product)
+        )
+
+
 def _fused_weight(window: xr.Dataset) -> float:
     """The lstm weight of the fused climatology, as a cube opened with it records it."""
     return float(window.attrs[cubes.CLIMATOLOGY_FUSED_WEIGHT])
@@ -355,10 +409,33 @@ PERCENTILE = Percentile(
     suffix="_percentile",
 )
 ANOMALY = Anomaly("anomaly", rescale=(-0.1, 0.1), suffix="_anomaly")
+CHANGES = tuple(
+    Flash(
+        f"change_{k}d",
+        units="percentile points",
+        scale=cubes.PERCENTILE_SCALE,
+        rescale=(-50.0, 50.0),
+        suffix=f"_change_{k}d",
+        look_back=k,
+    )
+    for k in flash.LAGS
+)
+ONSET = Flash(
+    "onset",
+    units="1 = flash-drought onset",
+    scale=1.0,
+    rescale=(0.0, 1.0),
+    suffix="_onset",
+    look_back=flash.ONSET_DAYS,
+)
 
-KINDS = {k.name: k for k in (OBSERVED, STORED, NOWCAST, SPREAD, FUSION, PERCENTILE, ANOMALY)}
+KINDS = {
+    k.name: k
+    for k in (OBSERVED, STORED, NOWCAST, SPREAD, FUSION, PERCENTILE, ANOMALY, *CHANGES, ONSET)
+}
 SOURCES = (OBSERVED, STORED, NOWCAST, SPREAD, FUSION)  # computed from the stored products alone
-DERIVED = (PERCENTILE, ANOMALY)  # from a climatology, in the order a cube offers them
+# from a climatology, in the order a cube offers them
+DERIVED = (PERCENTILE, ANOMALY, *CHANGES, ONSET)
 RANKABLE = [p for k in SOURCES if k.ranked for p in k.offered(list(cubes.PRODUCTS), [])]
 
 
