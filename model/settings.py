@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         200_000_000, description="Largest bulk job, in cell-days x products."
     )
     max_job_points: int = Field(10_000, description="Most points in one bulk job.")
+    max_job_bytes: int = Field(
+        1_000_000_000,
+        description="Largest bulk job, in the estimated bytes of its files (a CSV's text "
+        "included).",
+    )
     area_max_vertices: int = Field(
         50_000, description="Most vertices of a polygon posted for area statistics."
     )
@@ -83,6 +88,17 @@ class Settings(BaseSettings):
         2_000_000, description="Largest request body (bytes); larger ones answer 413."
     )
     max_json_depth: int = Field(8, description="Deepest nesting of a JSON request body.")
+    header_timeout_seconds: float = Field(
+        10.0,
+        description="Seconds a connection has to send a request's head, from its opening or "
+        "its previous answer; then it is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0, description="Seconds a request has to send its whole body; then 408."
+    )
+    keep_alive_seconds: float = Field(
+        5.0, description="Seconds an idle keep-alive connection stays open."
+    )
     rate_limit_per_minute: int = Field(
         6000,
         description="Requests per known API key (else per client address) per sliding minute; "

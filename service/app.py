@@ -45,7 +45,10 @@ def create_app(cubes: list[str | Path] | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(CacheValidators)
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+        timeout=settings.body_timeout_seconds,
     )
     app.add_middleware(
         RateLimit,

@@ -1,12 +1,14 @@
 """Request bodies bounded before any handler sees them: refused at once by their declared length,
 counted as they stream in (413 the moment they pass SMAPX_MAX_BODY_BYTES, without reading the
-rest), and a JSON body nested deeper than SMAPX_MAX_JSON_DEPTH refused with 422 instead of
-exhausting a parser's recursion. The depth is measured on a worker thread, in numpy passes
-that release the interpreter lock (a 2 MB body: ~30 ms, against ~140 ms for a regex that
-blanks strings, which held the event loop all that time). Large bodies are parsed one at a
-time (`parsing`): a parser holds the interpreter lock for its whole call, and four at once
-would hold it, and the event loop with it, four times as long."""
+rest), given SMAPX_BODY_TIMEOUT_SECONDS in all to arrive (408 past it, so a client trickling a
+body holds no connection for ever), and a JSON body nested deeper than SMAPX_MAX_JSON_DEPTH
+refused with 422 instead of exhausting a parser's recursion. The depth is measured on a worker
+thread, in numpy passes that release the interpreter lock (a 2 MB body: ~30 ms, against ~140 ms
+for a regex that blanks strings, which held the event loop all that time). Large bodies are
+parsed one at a time (`parsing`): a parser holds the interpreter lock for its whole call, and
+four at once would hold it, and the event loop with it, four times as long."""
 
+import asyncio
 import threading
 from contextlib import nullcontext
 
@@ -22,6 +24,7 @@ DEPTH_STEP[[ord("]"), ord("}")]] = -1
 QUOTE, BACKSLASH = ord('"'), ord("\\")
 LARGE_BODY_BYTES = 64_000
 LARGE_BODY = threading.Lock()
+DISCONNECTED = object()  # what read() answers when the client went away
 
 
 def parsing(body: bytes):
@@ -62,10 +65,11 @@ def measure_depth(text: np.ndarray) -> int:
 class BodyLimit:
     """ASGI middleware: reads a body in full (it is bounded), checks it, then replays it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int, timeout: float = 30.0):
         self.app = app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -76,19 +80,23 @@ class BodyLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self.refuse(scope, receive, send)
             return
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self.refuse(scope, receive, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.timeout):
+                body = await self.read(receive)
+        except TimeoutError:
+            response = problem(
+                408,
+                f"body: not received within {self.timeout:g} s",
+                {"connection": "close"},
+                parameter="body",
+            )
+            await response(scope, receive, send)
+            return
+        if body is None:
+            await self.refuse(scope, receive, send)
+            return
+        if body is DISCONNECTED:
+            return
         if b"json" in headers.get(b"content-type", b"") and await self.too_deep(body):
             response = problem(
                 422, f"body: JSON nested deeper than {self.max_depth} levels", parameter="body"
@@ -96,6 +104,21 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         await self.app(scope, replay(body), send)
+
+    async def read(self, receive: Receive) -> bytes | object | None:
+        """The whole body; None past the limit, DISCONNECTED if the client went away."""
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return DISCONNECTED
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
     async def too_deep(self, body: bytes) -> bool:
         if body.count(b"[") + body.count(b"{") <= self.max_depth:

@@ -28,6 +28,7 @@ from model.settings import get_settings
 from service import problems
 from service.bodylimit import parsing
 from service.catalog import cube_name
+from service.numbers import Integer
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=problems.responses(401, 503))
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -150,7 +151,7 @@ def public(job: dict, listed: bool = False, idle: bool | None = None) -> dict:
 
 
 def check_size(served, req: export.ExportRequest) -> dict:
-    """The request's estimate; 413 over the value or point limits."""
+    """The request's estimate; 413 over the point, value or byte limits."""
     settings = get_settings()
     if req.points is not None and len(req.points) > settings.max_job_points:
         raise problems.TooLarge(
@@ -163,6 +164,12 @@ def check_size(served, req: export.ExportRequest) -> dict:
             f"the job holds {size['values']} values (days x cells x products); "
             f"the limit is {settings.max_job_values}",
             settings.max_job_values,
+        )
+    if size["bytes"] > settings.max_job_bytes:
+        raise problems.TooLarge(
+            f"the job's {req.format} files would take about {size['bytes']} bytes; "
+            f"the limit is {settings.max_job_bytes}",
+            settings.max_job_bytes,
         )
     return size
 
@@ -220,7 +227,7 @@ def accept_job(catalog, body: bytes, caller: Caller) -> JSONResponse:
 
 
 @router.get("/jobs", summary="Your recent bulk jobs")
-def list_all(limit: Annotated[int, Query(ge=1, le=1000)] = 100, x_api_key: ApiKey = None):
+def list_all(limit: Annotated[Integer, Query(ge=1, le=1000)] = 100, x_api_key: ApiKey = None):
     """Newest first: the caller's own jobs (every job for the admin key, or where keys are off),
     including those whose record only survives beside their results. Read from the caller's
     own index: other keys' jobs cost nothing (on a worker thread, off the event loop)."""

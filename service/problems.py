@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse as StarletteJSON
+from starlette.responses import Response
+from starlette.routing import Match
 
 from model.errors import DamagedStore, OutOfRangeError, SmapxError
 
@@ -119,7 +121,37 @@ def install(app: FastAPI) -> None:
         return problem(422, message, parameter=parameter)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 400:  # a body the framework could not parse: a bad parameter
             return problem(422, f"body: {str(exc.detail).lower()}", parameter="body")
+        if exc.status_code == 405:
+            return not_allowed(request)
         return problem(exc.status_code, exc.detail, exc.headers, limit=getattr(exc, "limit", None))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at the request's path (the router stops at the first
+    route of the path, which knows only its own), OPTIONS included."""
+    methods = {"OPTIONS"}
+    for route in leaf_routes(request.app.router.routes):
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def leaf_routes(routes):
+    """The routes themselves, those of included routers too."""
+    for route in routes:
+        router = getattr(route, "original_router", None)
+        if router is None:
+            yield route
+        else:
+            yield from leaf_routes(router.routes)
+
+
+def not_allowed(request: Request) -> Response:
+    """OPTIONS: 204 with the path's methods in Allow; another method the path lacks: 405."""
+    allow = {"Allow": ", ".join(allowed_methods(request))}
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers=allow)
+    return problem(405, f"{request.method} is not allowed here; allowed: {allow['Allow']}", allow)

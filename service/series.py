@@ -27,6 +27,7 @@ from model.settings import get_settings
 from service import encode, problems, weekly
 from service.bodylimit import parsing
 from service.catalog import ServedCube
+from service.numbers import Decimal, decimal
 from service.problems import TooLarge, too_large
 
 router = APIRouter(prefix="/v1", tags=["series"])
@@ -36,9 +37,11 @@ CSV_TYPE = "text/csv; charset=utf-8"
 DATE_WIDTH = len('"2000-01-01",')
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
-Lat = Annotated[float, Query(ge=-90, le=90, description="Latitude, degrees north", examples=[38.5])]
+Lat = Annotated[
+    Decimal, Query(ge=-90, le=90, description="Latitude, degrees north", examples=[38.5])
+]
 Lon = Annotated[
-    float, Query(ge=-180, le=180, description="Longitude, degrees east", examples=[-97.5])
+    Decimal, Query(ge=-180, le=180, description="Longitude, degrees east", examples=[-97.5])
 ]
 Start = Annotated[
     date | None, Query(description="First day (default: the cube's first)", examples=["2016-01-01"])
@@ -55,7 +58,7 @@ Products = Annotated[
     ),
 ]
 Weight = Annotated[
-    float | None,
+    Decimal | None,
     Query(
         ge=0,
         le=1,
@@ -387,7 +390,7 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
             raise InputError("body: the CSV needs lat and lon columns")
         try:
             points = [
-                (str(i) if r.get("id") is None else r["id"], float(r["lat"]), float(r["lon"]))
+                (str(i) if r.get("id") is None else r["id"], decimal(r["lat"]), decimal(r["lon"]))
                 for i, r in enumerate(rows)
             ]
         except (TypeError, ValueError):
@@ -398,8 +401,8 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
             points = [
                 (
                     feature_id(f, i),
-                    float(f["geometry"]["coordinates"][1]),
-                    float(f["geometry"]["coordinates"][0]),
+                    json_number(f["geometry"]["coordinates"][1]),
+                    json_number(f["geometry"]["coordinates"][0]),
                 )
                 for i, f in enumerate(features)
             ]
@@ -410,6 +413,13 @@ def parse_points(body: bytes, content_type: str) -> list[tuple[str, float, float
     for i, (_, lat, lon) in enumerate(points):
         check_position(f"body: point {i}", lat, lon)
     return points
+
+
+def json_number(value) -> float:
+    """A JSON number as a float; TypeError for anything else (true, "29", null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
 
 
 def feature_id(feature: dict, index: int) -> str:

@@ -31,6 +31,7 @@ from model.product import kinds
 from model.settings import get_settings
 from service import colormaps
 from service.catalog import ServedCube
+from service.numbers import Integer, decimal
 from service.series import CubeName, Weight
 
 router = APIRouter(prefix="/v1", tags=["tiles"])
@@ -84,7 +85,7 @@ Style = Annotated[TileStyle, Depends()]
 
 def parse_rescale(text: str) -> tuple[float, float]:
     try:
-        low, high = (float(v) for v in text.split(","))
+        low, high = (decimal(v) for v in text.split(","))
     except ValueError:
         raise InputError(f"rescale: expected min,max, got {text!r}") from None
     if not (np.isfinite(low) and np.isfinite(high) and high > low):
@@ -250,7 +251,9 @@ def render_tile(
     response_class=Response,
     responses={200: {"content": {PNG: {}}}},
 )
-async def xyz_tile(request: Request, product: str, z: int, x: int, y: int, style: Style):
+async def xyz_tile(
+    request: Request, product: str, z: Integer, x: Integer, y: Integer, style: Style
+):
     """A 256 px PNG of one product on one day; region cells coloured, the rest transparent."""
     return await tms_tile(request, product, DEFAULT_TMS, z, x, y, style)
 
@@ -262,7 +265,13 @@ async def xyz_tile(request: Request, product: str, z: int, x: int, y: int, style
     responses={200: {"content": {PNG: {}}}},
 )
 async def tms_tile(
-    request: Request, product: str, tileMatrixSetId: str, z: int, x: int, y: int, style: Style
+    request: Request,
+    product: str,
+    tileMatrixSetId: str,
+    z: Integer,
+    x: Integer,
+    y: Integer,
+    style: Style,
 ):
     """The same tile in any TileMatrixSet morecantile knows (see /v1/tileMatrixSets)."""
     served = request.app.state.catalog.get(style.cube)

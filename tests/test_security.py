@@ -7,6 +7,8 @@ import asyncio
 import csv
 import io
 import json
+import select
+import socket
 import time
 
 import httpx
@@ -320,3 +322,125 @@ def test_the_quota_is_shared_by_api_processes_through_redis(store, redis_url):
             proc.terminate()
             proc.wait(20)
     assert codes[:6] == [200] * 6 and codes[6:] == [429, 429]
+
+
+def test_options_lists_every_method_of_a_path(api, problem_schema):
+    """OPTIONS answers 204 with every method a path takes (not only its first route's), and a
+    method the path lacks is a 405 problem that says the same."""
+    expected = {
+        "/v1/jobs": "GET, OPTIONS, POST",
+        "/v1/jobs/0123456789abcdef": "DELETE, GET, OPTIONS",
+        "/v1/series": "GET, OPTIONS, POST",
+        "/v1/products": "GET, OPTIONS",
+        "/": "GET, HEAD, OPTIONS",
+    }
+    for path, allow in expected.items():
+        r = api.options(path)
+        assert (r.status_code, r.headers["allow"]) == (204, allow), path
+    r = api.put("/v1/jobs", json=JOB)
+    assert assert_problem(r, 405, problem_schema)["detail"].endswith("GET, OPTIONS, POST")
+    assert r.headers["allow"] == "GET, OPTIONS, POST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "body", "parameter"),
+    [
+        ("GET", "/v1/jobs", {"limit": "1_0"}, None, "limit"),
+        ("GET", "/v1/tiles/lstm/1_0/0/0.png", {}, None, "z"),
+        ("GET", "/v1/series", {"lat": "2_9", "lon": "-103"}, None, "lat"),
+        ("GET", "/v1/series", {"lat": "29", "lon": "-103", "weight": "0_5"}, None, "weight"),
+        ("POST", "/v1/jobs", {}, {**JOB, "weight": True}, "body.weight"),
+        ("POST", "/v1/jobs", {}, {**JOB, "bbox": [True, 28.5, -102.5, 30.0]}, "body.bbox.0"),
+    ],
+    ids=["limit", "tile-z", "lat", "weight-query", "weight-true", "bbox-true"],
+)
+def test_numbers_are_read_strictly(api, problem_schema, method, path, params, body, parameter):
+    """`1_0` is no integer and `true` no weight: Python's and pydantic's lenient readings
+    (10, 1.0) are refused with 422 naming the parameter."""
+    r = api.request(method, path, params=params, json=body)
+    assert assert_problem(r, 422, problem_schema)["parameter"] == parameter
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("id,lat,lon\na,2_9,-103\n", "text/csv"),
+        (
+            json.dumps(
+                {
+                    "type": "FeatureCollection",
+                    "features": [{"geometry": {"type": "Point", "coordinates": [-103, True]}}],
+                }
+            ),
+            "application/geo+json",
+        ),
+    ],
+    ids=["csv-underscore", "geojson-true"],
+)
+def test_batch_coordinates_are_read_strictly(api, problem_schema, body, content_type):
+    r = api.post("/v1/series", content=body, headers={"content-type": content_type})
+    assert_problem(r, 422, problem_schema)
+
+
+@pytest.fixture(scope="module")
+def timed(store):
+    """A server that gives a request's head and body one second each, and closes a keep-alive
+    connection idle for one second."""
+    env = {
+        "SMAPX_HEADER_TIMEOUT_SECONDS": "1",
+        "SMAPX_BODY_TIMEOUT_SECONDS": "1",
+        "SMAPX_KEEP_ALIVE_SECONDS": "1",
+        "SMAPX_CUBES": "[]",
+        "SMAPX_REDIS_URL": NO_REDIS,
+    }
+    with serving([store], env) as url:
+        yield url.rsplit(":", 1)[1]
+
+
+def closed_after(sock: socket.socket, limit: float = 10.0) -> tuple[float, bytes]:
+    """(seconds until the server closed the connection, what it sent before)."""
+    sock.settimeout(limit)
+    started, received = time.monotonic(), b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return time.monotonic() - started, received
+
+
+def trickle(sock: socket.socket, data: bytes, every: float = 0.1) -> float:
+    """Seconds until the server closed a connection that sends `data` a byte every `every` s
+    (infinite if it never did)."""
+    started = time.monotonic()
+    for byte in data:
+        readable, _, _ = select.select([sock], [], [], every)
+        try:
+            if readable and sock.recv(1) == b"":
+                return time.monotonic() - started
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return time.monotonic() - started
+    return float("inf")
+
+
+def test_idle_and_slow_connections_are_closed(timed):
+    """A connection that sends nothing, one that trickles its head a byte at a time, and one
+    idle after an answer are closed within about a second; a body that does not arrive in
+    time is a 408 problem."""
+    port = int(timed)
+    with socket.create_connection(("127.0.0.1", port)) as idle:
+        seconds, _ = closed_after(idle)
+        assert 0.5 < seconds < 4
+    with socket.create_connection(("127.0.0.1", port)) as slow:
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 60
+        assert 0.5 < trickle(slow, head) < 4
+    with socket.create_connection(("127.0.0.1", port)) as kept:
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        seconds, answer = closed_after(kept)
+        assert answer.startswith(b"HTTP/1.1 200") and seconds < 4
+    with socket.create_connection(("127.0.0.1", port)) as body:
+        body.sendall(
+            b"POST /v1/series HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: 100\r\n\r\nid,lat,lon\n"
+        )
+        seconds, answer = closed_after(body)
+        assert answer.startswith(b"HTTP/1.1 408") and b"not received within 1 s" in answer
+        assert seconds < 4

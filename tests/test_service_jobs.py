@@ -21,6 +21,7 @@ KEY = "s3cret"
 OTHER = "an0ther"
 ADMIN = "r00t"
 LIMIT = 50_000
+BYTES_LIMIT = 1_000_000
 EXPIRY_HOURS = 1.0
 
 
@@ -41,6 +42,7 @@ def stack(tmp_path_factory, redis_url):
         "SMAPX_API_KEYS": f'["{KEY}", "{OTHER}"]',
         "SMAPX_ADMIN_API_KEY": ADMIN,
         "SMAPX_MAX_JOB_VALUES": str(LIMIT),
+        "SMAPX_MAX_JOB_BYTES": str(BYTES_LIMIT),
         "SMAPX_CUBES": f'["{store}"]',
         "SMAPX_TORCH_THREADS": "1",
         "SMAPX_JOB_EXPIRY_HOURS": str(EXPIRY_HOURS),
@@ -86,6 +88,27 @@ def test_job_too_large_is_413_with_the_limit(stack):
     r = client.post("/v1/jobs", json=big, headers={"X-API-Key": KEY})
     assert r.status_code == 413
     assert r.json()["limit"] == LIMIT and str(LIMIT) in r.json()["detail"]
+
+
+def test_a_csv_job_is_estimated_and_limited_by_its_bytes(stack):
+    """A CSV repeats a date and a location on every row: its estimate counts them, so it is
+    near the file's true size, and the byte limit refuses a CSV whose values alone would pass;
+    the same request as NetCDF passes."""
+    client, *_ = stack
+    small = {**BBOX_REQUEST, "format": "csv", "products": ["lstm"]}
+    r = client.post("/v1/jobs", json=small)
+    assert r.status_code == 202, r.text
+    estimated = r.json()["estimate"]["bytes"]
+    assert wait_done(client, r.json()["id"])["state"] == "done"
+    (entry,) = client.get(f"/v1/jobs/{r.json()['id']}/files").json()["files"]
+    assert 0.8 < estimated / entry["size"] < 1.5, (estimated, entry["size"])
+    many = {**small, "bbox": None, "points": [list(POINT)] * 40, "start": "2014-01-01"}
+    many["end"] = "2016-09-26"  # 1000 days x 40 points: 40,000 values, under LIMIT
+    r = client.post("/v1/jobs", json=many)
+    assert r.status_code == 413 and r.json()["limit"] == BYTES_LIMIT, r.text
+    assert "csv files would take about" in r.json()["detail"]
+    r = client.post("/v1/jobs", json={**many, "format": "netcdf"})
+    assert r.status_code == 202 and r.json()["estimate"]["values"] == 40_000, r.text
 
 
 def test_job_request_errors_are_422(stack):

@@ -13,10 +13,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
@@ -24,6 +25,7 @@ from model.product import fusion, kinds
 from model.product.formats import FORMATS, FormatName
 from model.settings import get_settings
 
+Number = Annotated[float, Strict()]  # a JSON number: `true` is no weight, nor a coordinate
 BLOCK_CELL_DAYS = 50_000  # read (and, in CSV, written) between two progress reports: ~1 s
 Progress = Callable[[float, str], None]
 
@@ -62,14 +64,14 @@ class ExportRequest(BaseModel):
     )
     start: date
     end: date
-    bbox: list[float] | None = Field(
+    bbox: list[Number] | None = Field(
         None, min_length=4, max_length=4, description="[west, south, east, north] in degrees."
     )
-    points: list[tuple[float, float]] | None = Field(
+    points: list[tuple[Number, Number]] | None = Field(
         None, min_length=1, description="[[lat, lon], ...]"
     )
     format: FormatName = "netcdf"
-    weight: float | None = Field(
+    weight: Number | None = Field(
         None, ge=0.0, le=1.0, description="Weight of lstm in fused; default per-cell or 0.5."
     )
 
@@ -198,25 +200,31 @@ def subset(cube: xr.Dataset, request: dict | ExportRequest) -> xr.Dataset:
 
 
 def estimate(cube: xr.Dataset, request: dict | ExportRequest) -> dict:
-    """Values and approximate bytes of a request, before anything is read."""
+    """Values and approximate bytes of a request's files, before anything is read: a CSV's
+    bytes count its date and location columns on every row, not only its values."""
     req = parse_request(request)
     check_products(cube, req.products)
     times = period_index(cube, req.start, req.end)
     if req.bbox is not None:
-        ys, xs, _ = bbox_window(cube, req.bbox)
-        cells = (ys.stop - ys.start) * (xs.stop - xs.start)
+        ys, xs, inside = bbox_window(cube, req.bbox)
+        cells, rows = (ys.stop - ys.start) * (xs.stop - xs.start), int(inside.sum())
     else:
         cubes.locate_points(cube, *zip(*req.points, strict=True))
-        cells = len(req.points)
+        cells = rows = len(req.points)
     days = times.stop - times.start
     values = days * cells * len(req.products)
-    per_value = FORMATS[req.format].bytes_per_value
+    fmt = FORMATS[req.format]
+    if fmt.row_bytes is None:
+        size = values * fmt.bytes_per_value
+    else:  # a table: a row per region cell (or point) and day, its location on every row
+        per_row = fmt.row_bytes[req.points is not None] + len(req.products) * fmt.bytes_per_value
+        size = days * rows * per_row
     return {
         "days": days,
         "cells": cells,
         "products": len(req.products),
         "values": values,
-        "bytes": values * per_value,
+        "bytes": size,
     }
 
 

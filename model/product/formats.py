@@ -94,14 +94,17 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
 
 @dataclass(frozen=True)
 class Format:
-    """An output format: its writer, its media type, the bytes a value takes (for the size
-    estimate before a job runs), whether it holds a list of points (not only a bbox), whether
-    it is offered for download at once (/v1/subset) or by bulk jobs only, and, where it can be
-    written a block at a time, the writer that takes (slice, loaded block) pairs in order."""
+    """An output format: its writer, its media type, the bytes a value takes and, in a table,
+    a row's date and location columns (a bbox's cell, a point), for the size estimate before a
+    job runs, whether
+    it holds a list of points (not only a bbox), whether it is offered for download at once
+    (/v1/subset) or by bulk jobs only, and, where it can be written a block at a time, the
+    writer that takes (slice, loaded block) pairs in order."""
 
     write: Callable[[xr.Dataset, Path], list[Path]]
     media_type: str
     bytes_per_value: int
+    row_bytes: tuple[int, int] | None = None
     points: bool = True
     direct: bool = True
     write_blocks: Callable | None = None
@@ -110,7 +113,7 @@ class Format:
 FORMATS = {
     "zarr": Format(write_zarr, "application/zip", 4),
     "netcdf": Format(write_netcdf, "application/x-netcdf", 4),
-    "csv": Format(write_csv, "text/csv", 10, write_blocks=write_csv_blocks),
+    "csv": Format(write_csv, "text/csv", 7, (38, 60), write_blocks=write_csv_blocks),
     "geotiff": Format(write_geotiff, "image/tiff", 4, points=False, direct=False),
 }
 FormatName = Literal[tuple(FORMATS)]
