@@ -99,7 +99,7 @@ def run_titiler(store: str, port: int) -> None:
 
 
 def start(args: list[str], port: int) -> subprocess.Popen:
-    from tests.conftest import wait_for_port
+    from tests.served import wait_for_port
 
     proc = subprocess.Popen(
         args,
@@ -199,7 +199,7 @@ def main() -> None:
 
     from model.product import climatology
     from model.product import cube as cubes
-    from tests.conftest import free_port
+    from tests.served import free_port
 
     if not (args.store / "zarr.json").exists():
         args.store.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ on SMAPX_PUBLIC_URL; records never show a server path.
 """
 
 import hmac
-import re
 from typing import Annotated
 
 import redis
@@ -31,7 +30,6 @@ from service.catalog import cube_name
 from service.numbers import Integer
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=problems.responses(401, 503))
-JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 WAITING = "waiting for a worker"
 WAITING_HINT = "no worker listens on the job queue: bulk jobs wait until one starts (smapx worker)"
 PUBLIC_FIELDS = ("id", "state", "percent", "stage", "created", "started", "finished", "expires")
@@ -107,7 +105,7 @@ def sweep_expired(records) -> list[dict]:
 
 def find_job(records, job_id: str) -> dict | None:
     """A job's record from Redis, else from beside its results (Redis lost it), unless expired."""
-    if not JOB_ID.match(job_id):
+    if not records.JOB_ID.match(job_id):
         return None
     job = records.get_job(job_id) or records.read_manifest(job_id)
     return None if job is None or records.expired(job) else job

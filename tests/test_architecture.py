@@ -149,3 +149,19 @@ def test_loggers_are_named_after_their_modules():
         and path.name != "report.py"  # the one handler attached to a package's logger
     ]
     assert not named
+
+
+def test_benchmarks_import_what_the_test_helpers_define():
+    """bench/ scripts borrow the suite's helpers, often inside a function that only a full run
+    reaches: every name they import from tests/ must exist there."""
+    import importlib
+
+    missing = [
+        f"{path.name}: {node.module}.{alias.name}"
+        for path in sorted((ROOT / "bench").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests")
+        for alias in node.names
+        if not hasattr(importlib.import_module(node.module), alias.name)
+    ]
+    assert not missing

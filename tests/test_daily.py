@@ -115,3 +115,32 @@ def test_daily_ingests_grows_and_catches_up(files, tmp_path, redis_url):  # noqa
     assert_same_cube(cube, fresh)
     kinds = [r["kind"] for r in json.loads(smapx("jobs", "--json", env=env))]
     assert kinds.count("daily") == 4 and "extend" in kinds
+
+
+def test_a_second_daily_run_on_a_dataset_is_refused_while_one_holds_it(tmp_path):
+    """The daily chain's lock is filelock's, as every other lock here: a run while another
+    process holds it stops at once with one line, and the lock goes with its holder."""
+    from model.errors import InputError
+    from model.product.daily import _one_run
+
+    dataset = tmp_path / "input.zarr"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); "
+            "lock.acquire(); print('held', flush=True); sys.stdin.read()",
+            f"{dataset}.daily.lock",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match="in progress"), _one_run(dataset):
+            pass
+    finally:
+        holder.communicate("")
+    with _one_run(dataset):
+        pass

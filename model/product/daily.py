@@ -7,7 +7,6 @@ with nothing new ingests nothing and finds every cube already at its end (no blo
 after missed days, one run ingests all their files and grows the cubes by all of them. One
 run at a time per input dataset (a lock beside it)."""
 
-import fcntl
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from model.dataset import open_input
 from model.errors import InputError
@@ -143,11 +143,14 @@ def _write_state(input_path: Path, state: dict) -> None:
 
 @contextmanager
 def _one_run(input_path: Path) -> Iterator[None]:
-    lock = Path(f"{input_path}.daily.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"a daily run on {input_path} is in progress") from None
+    """One daily run per input dataset: filelock's lock beside it, released with its process."""
+    Path(input_path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = FileLock(f"{input_path}.daily.lock", timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise InputError(f"a daily run on {input_path} is in progress") from None
+    try:
         yield
+    finally:
+        lock.release()
