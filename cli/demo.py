@@ -153,12 +153,43 @@ def run(config: DemoConfig) -> None:
 
 def run_stages(config: DemoConfig) -> None:
     out = config.out
-    progress = sys.stderr.isatty()
-    world_dir, model_dir, cube_path = out / "world", out / "model", out / "extended.zarr"
+    cube_path, world_dir = out / "extended.zarr", out / "world"
     skill_path, report_dir = out / "skill.json", out / "report"
     os.environ["SMAPX_JOBS_DIR"] = str((out / "jobs").resolve())  # for the workers started here
     get_settings.cache_clear()
     stages = Stages(out, config.recipe())
+    make_cube(config, stages)
+    stages.run(
+        "score",
+        "4/6 skill of the extended record",
+        [skill_path],
+        lambda: skill_path.write_text(json.dumps(score(cube_path, world_dir), indent=2)),
+    )
+    for name, values in json.loads(skill_path.read_text()).items():
+        say(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+    stages.run(
+        "evaluate",
+        "5/6 evaluating against in situ stations",
+        [report_dir],
+        lambda: evaluate(cube_path, world_dir, report_dir),
+    )
+    claims = json.loads((report_dir / "summary.json").read_text())["claims"]
+    for name, claim in claims.items():
+        say(f"    {name}: " + {True: "holds", False: "fails", None: "undecided"}[claim["holds"]])
+    say(f"    report: {report_dir / 'index.html'}")
+    stages.report()
+    if config.serve:
+        serve(cube_path, config)
+    say_how_to_serve(cube_path, config)
+
+
+def make_cube(config: DemoConfig, stages: Stages | None = None) -> Path:
+    """The first three stages: the twin world, the trained LSTM and the extended cube with its
+    climatology (what the tests serve as the demo's cube); the cube's path."""
+    out = config.out
+    stages = stages or Stages(out, config.recipe())
+    progress = sys.stderr.isatty()
+    world_dir, model_dir, cube_path = out / "world", out / "model", out / "extended.zarr"
 
     def build():
         world = build_world(
@@ -192,28 +223,7 @@ def run_stages(config: DemoConfig) -> None:
         resumes=True,
         complete=lambda: cube_is_built(cube_path, config),
     )
-    stages.run(
-        "score",
-        "4/6 skill of the extended record",
-        [skill_path],
-        lambda: skill_path.write_text(json.dumps(score(cube_path, world_dir), indent=2)),
-    )
-    for name, values in json.loads(skill_path.read_text()).items():
-        say(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
-    stages.run(
-        "evaluate",
-        "5/6 evaluating against in situ stations",
-        [report_dir],
-        lambda: evaluate(cube_path, world_dir, report_dir),
-    )
-    claims = json.loads((report_dir / "summary.json").read_text())["claims"]
-    for name, claim in claims.items():
-        say(f"    {name}: " + {True: "holds", False: "fails", None: "undecided"}[claim["holds"]])
-    say(f"    report: {report_dir / 'index.html'}")
-    stages.report()
-    if config.serve:
-        serve(cube_path, config)
-    say_how_to_serve(cube_path, config)
+    return cube_path
 
 
 def training_threads() -> int:

@@ -87,3 +87,20 @@ def files(tmp_path_factory):
     """150 days of SMAP, NLDAS-2 forcing and Noah files and a sand GeoTIFF in their real formats
     (tests.real_formats.write_products)."""
     return write_products(tmp_path_factory.mktemp("products"))
+
+
+@pytest.fixture(scope="session")
+def demo_cube(tmp_path_factory) -> Path:
+    """The demo's cube made by the demo's own stages (cli.demo.make_cube: the twin world, the
+    LSTM, the extension with its climatology) over a small region of the demo's, 2000-2020,
+    one training epoch, extended in-process."""
+    from cli.demo import DemoConfig, make_cube
+
+    config = DemoConfig(
+        out=tmp_path_factory.mktemp("demo"),
+        bbox=(-99.0, 36.0, -96.0, 39.0),
+        max_epochs=1,
+        workers=0,
+        serve=False,
+    )
+    return make_cube(config)

@@ -112,6 +112,25 @@ def tile_date(response) -> str:
     return re.search(r"date=([0-9-]+)", response.url).group(1)
 
 
+# The fewest loaded tiles of the shown product layers at any moment over `ms` milliseconds: 0 means
+# the map showed bare base map at some point (an old frame dropped before the new one loaded).
+FEWEST_SHOWN_TILES = """(ms) => new Promise((resolve) => {
+  let fewest = Infinity;
+  const count = () => [...document.querySelectorAll('.leaflet-tile-pane .leaflet-layer')]
+    .filter((layer) => Number(getComputedStyle(layer).opacity) > 0.5)
+    .reduce((n, layer) => n + layer.querySelectorAll('img.leaflet-tile-loaded').length, 0);
+  const timer = setInterval(() => { fewest = Math.min(fewest, count()); }, 10);
+  setTimeout(() => { clearInterval(timer); resolve(fewest); }, ms);
+})"""
+
+
+CENTRE_AND_ZOOM = """() => { const c = window.smapxMap.getCenter();
+  return [c.lat, c.lng, window.smapxMap.getZoom()]; }"""
+SHOWN_TILE_URLS = """() => [...document.querySelectorAll('.leaflet-tile-pane .leaflet-layer')]
+  .filter((layer) => Number(getComputedStyle(layer).opacity) > 0.5)
+  .flatMap((layer) => [...layer.querySelectorAll('img.leaflet-tile-loaded')].map((i) => i.src))"""
+
+
 def test_colours_are_the_reports():
     text = (ROOT / "service" / "static" / "app.js").read_text()
     colours = dict(
@@ -185,9 +204,11 @@ def test_date_picker_steps_and_play_move_the_map(site, page):
     page.on("response", lambda r: seen.add(tile_date(r)) if "/v1/tiles/" in r.url else None)
     page.click("#play")
     page.wait_for_function("document.getElementById('date').value !== '2015-06-02'")
-    page.wait_for_timeout(3000)
+    shown = page.evaluate(FEWEST_SHOWN_TILES, 3000)
     page.click("#play")
     assert page.inner_text("#play").endswith("Play")
+    assert page.input_value("#date") == "2015-06-02"  # Pause goes back to the user's day
+    assert shown > 0  # every frame replaced the one before only once its tiles were in
     # A 30-day window stepped by weeks: 2015-05-03, 05-10, 05-17, 05-24, 05-31 and the end day.
     assert (
         {"2015-05-03", "2015-05-10"}
@@ -265,10 +286,12 @@ def test_url_restores_a_view(site, page):
     page.screenshot(path=str(ARTIFACTS / "webmap-restored.png"))
 
 
-def test_chart_draws_the_ensemble_band_and_percentiles_the_api_lists(site, page):
-    """Where /v1/products lists lstm_spread and lstm_percentile, the chart draws the spread as
-    a band around lstm and the percentile on its own axis, and exports both; the responses of
-    the real server are extended here with such series (a cube of this test has none)."""
+@pytest.mark.parametrize("spread", [0.01, 0.0])
+def test_chart_draws_a_band_where_there_is_spread_and_percentiles_on_their_own(site, page, spread):
+    """Where /v1/products lists lstm_spread and lstm_percentile, the chart of lstm's family
+    draws the values with the spread as a band around lstm (none where the spread is zero, as
+    of a one-member model), and the percentiles on a panel of their own a click away; the
+    responses of the real server are extended here with such series (its cube has none)."""
 
     def products(route):
         body = route.fetch().json()
@@ -277,36 +300,39 @@ def test_chart_draws_the_ensemble_band_and_percentiles_the_api_lists(site, page)
         route.fulfill(json=body)
 
     def series(route):
-        served = route.request.url.replace(",lstm_spread", "").replace(",lstm_percentile", "")
-        body = route.fetch(url=served).json()
-        body["lstm_spread"] = [0.01] * len(body["time"])
-        body["lstm_percentile"] = [50.0] * len(body["time"])
+        derived = ("lstm_spread", "lstm_percentile")
+        url = route.request.url
+        asked = re.search(r"products=([^&]+)", url).group(1).split(",")
+        plain = [p for p in asked if p not in derived]
+        body = route.fetch(url=url.replace(",".join(asked), ",".join(plain or ["lstm"]))).json()
+        if "lstm_spread" in asked:
+            body["lstm_spread"] = [spread] * len(body["time"])
+        if "lstm_percentile" in asked:
+            body["lstm_percentile"] = [50.0] * len(body["time"])
         route.fulfill(json=body)
 
     page.route("**/v1/products", products)
-    page.route("**/v1/series?*lstm_spread*", series)
+    page.route("**/v1/series?*", series)
     open_map(page, site)
     x, y = screen_point(page, *POINT)
     page.mouse.click(x, y)
-    page.wait_for_selector("body[data-chart='8']", timeout=15_000)
+    lines = ["smap", "lstm", "noah", "lsm2", "fused"]
+    band = ["lstm +1 sd", "lstm −1 sd"] if spread else []
+    page.wait_for_selector(f"body[data-chart='{len(lines) + len(band)}']", timeout=15_000)
     legend = [t.strip() for t in page.locator("#chart .u-legend th").all_inner_texts()]
-    assert legend[1:] == [
-        "smap",
-        "lstm",
-        "noah",
-        "lsm2",
-        "fused",
-        "lstm_percentile",
-        "lstm +1 sd",
-        "lstm −1 sd",
-    ]
-    assert page.locator("#chart .u-axis").count() == 3  # time, m³/m³ and percentile
+    assert legend[1:] == lines + band
+    assert page.locator("#chart-kind button").all_inner_texts() == ["values", "percentiles"]
     with page.expect_download() as download:
         page.click("#export-csv")
-    header, first = Path(download.value.path()).read_text().splitlines()[1:3]
-    assert header == "time,smap,lstm,noah,lsm2,fused,lstm_percentile,lstm_spread"
-    assert first.endswith(",50,0.01")
-    page.screenshot(path=str(ARTIFACTS / "webmap-band.png"))
+    header = Path(download.value.path()).read_text().splitlines()[1]
+    assert header == "time," + ",".join(lines + (["lstm_spread"] if spread else []))
+    page.screenshot(path=str(ARTIFACTS / f"webmap-band-{spread}.png"))
+
+    page.click("#chart-kind button[data-kind='percentile']")
+    page.wait_for_selector("body[data-chart='1']", timeout=15_000)
+    legend = [t.strip() for t in page.locator("#chart .u-legend th").all_inner_texts()]
+    assert legend[1:] == ["lstm_percentile"]
+    assert page.evaluate("() => window.smapxChart().axes[1].label") == "percentile"
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +380,103 @@ def test_download_of_the_cells_in_view_runs_as_a_bulk_job(jobs_site, page):
         f"/v1/series?lat={row['lat']}&lon={row['lon']}&start={row['time']}&end={row['time']}",
     )["lstm"][0]
     assert float(row["lstm"]) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def demo_site(browser, demo_cube):
+    """The demo's cube (the demo's own stages over a small region) behind a real server."""
+    with serving([demo_cube], {"SMAPX_CUBES": "[]"}) as url:
+        yield url
+
+
+def legend_classes(page) -> list[str]:
+    return [t.strip() for t in page.locator("#legend li").all_inner_texts()]
+
+
+def test_the_drought_analysts_path_on_the_demo_cube(demo_site, page, browser):
+    """Open the map, choose lstm_percentile and drought, read the labelled class legend, share
+    the URL and open it in a new page (same view, same tiles), click a cell and read the chart:
+    the percentiles of the map's family, lines toggled from the legend, values a click away."""
+    open_map(page, demo_site)
+    extent = api(demo_site, "/v1/products")["extent"]
+    corner = screen_point(page, extent["north"], extent["east"])
+    panel = page.locator("#panel").bounding_box()
+    assert corner[0] < panel["x"] or corner[1] > panel["y"] + panel["height"]  # region in view
+
+    with page.expect_response(lambda r: "/v1/tiles/lstm_percentile/" in r.url and r.ok):
+        page.select_option("#product", "lstm_percentile")
+    page.wait_for_selector("#legend .ticks span")
+    ticks = page.locator("#legend .ticks span")
+    assert ticks.all_inner_texts() == ["0", "20", "40", "60", "80", "100"]
+    bar = page.locator("#legend .bar").bounding_box()
+    for k, value in enumerate(range(0, 101, 20)):  # each label centred where its value is
+        box = ticks.nth(k).bounding_box()
+        centre = box["x"] + box["width"] / 2
+        assert abs(centre - (bar["x"] + bar["width"] * value / 100)) < 2, (value, centre, bar)
+    assert "percentile" in page.inner_text("#legend .units")
+    assert page.inner_text("#range-units") == "%"
+
+    with page.expect_response(lambda r: "colormap=drought" in r.url and r.ok):
+        page.select_option("#colormap", "drought")
+    page.wait_for_selector("#legend li")
+    classes = legend_classes(page)
+    assert len(classes) == 11 and classes[2].split() == ["D2", "severe", "drought"]
+    assert page.locator("#range-field").is_hidden()  # classes have no range
+    page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+    page.screenshot(path=str(ARTIFACTS / "analyst-drought.png"))
+    shared = page.url
+    assert "product=lstm_percentile" in shared and "colormap=drought" in shared
+    first_tiles = set(page.evaluate(SHOWN_TILE_URLS))
+    view = page.evaluate(CENTRE_AND_ZOOM)
+
+    other = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+    try:
+        with other.expect_response(lambda r: "colormap=drought" in r.url and r.ok):
+            other.goto(shared)
+        other.wait_for_selector("#legend li")
+        other.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+        assert other.input_value("#product") == "lstm_percentile"
+        assert other.input_value("#colormap") == "drought"
+        assert other.input_value("#date") == page.input_value("#date")
+        assert legend_classes(other) == classes
+        assert other.evaluate(CENTRE_AND_ZOOM) == pytest.approx(view, abs=1e-3)
+        other.wait_for_function(
+            "(z) => document.querySelectorAll("
+            "`.leaflet-tile-pane img.leaflet-tile-loaded[src*='/${z}/']`).length >= 4",
+            arg=view[2],
+        )
+        tiles = set(other.evaluate(SHOWN_TILE_URLS))
+        zoomed = {t for t in tiles if f"/{view[2]}/" in t}
+        assert len(zoomed & first_tiles) >= 4  # the same tiles of the same day and colours
+        assert {t.split("?")[1] for t in tiles} == {t.split("?")[1] for t in first_tiles}
+        other.screenshot(path=str(ARTIFACTS / "analyst-shared.png"))
+    finally:
+        other.context.close()
+
+    lat, lon = 37.5, -97.5
+    x, y = screen_point(page, lat, lon)
+    with page.expect_response(lambda r: "/v1/series" in r.url and "lstm_percentile" in r.url):
+        page.mouse.click(x, y)
+    family = ["lstm_percentile", "noah_percentile", "lsm2_percentile", "fused_percentile"]
+    page.wait_for_selector(f"body[data-chart='{len(family)}']", timeout=15_000)
+    legend = [t.strip() for t in page.locator("#chart .u-legend th").all_inner_texts()]
+    assert legend[1:] == family
+    page.locator("#chart .u-legend th", has_text="noah_percentile").click()  # hides the line
+    assert page.evaluate("() => window.smapxChart().series[2].show") is False
+
+    # read the chart: the value under the cursor is the API's for that day
+    over = page.locator("#chart .u-over").bounding_box()
+    page.mouse.move(over["x"] + over["width"] * 0.5, over["y"] + over["height"] * 0.5)
+    values = page.locator("#chart .u-legend td.u-value").all_inner_texts()
+    day, shown = values[0].strip(), values[1].strip()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", day), values
+    cell = api(
+        demo_site, f"/v1/series?lat={lat}&lon={lon}&start={day}&end={day}&products=lstm_percentile"
+    )
+    assert shown == f"{cell['lstm_percentile'][0]:.0f}"
+    page.screenshot(path=str(ARTIFACTS / "analyst-chart.png"))
+
+    page.click("#chart-kind button[data-kind='value']")
+    page.wait_for_selector("body[data-chart='5']", timeout=15_000)  # one member: no band
+    legend = [t.strip() for t in page.locator("#chart .u-legend th").all_inner_texts()]
+    assert legend[1:] == ["smap", "lstm", "noah", "lsm2", "fused"]

@@ -1,6 +1,8 @@
 // smapx web map: one day's product tiles over an offline base map, a calendar with steps and
 // animation, a readout under the cursor, and a click that charts the cell's series below the map.
 // The map's state (cube, product, day, view, colormap, range, charted point) lives in the URL.
+// Colormaps, their legends and which products a classed one colours come from the server's one
+// registry (/v1/colormaps, /v1/legend); the catalogue is re-read so a growing cube's days appear.
 "use strict";
 
 // The evaluation report's colours (model/evaluation/report.py COLORS; fused = its weighted fusion).
@@ -8,13 +10,18 @@ const COLORS = { smap: "#7f7f7f", lstm: "#d62728", noah: "#1f77b4", lsm2: "#2ca0
 const DASHES = { lsm2: [2, 3], fused: [7, 3] };
 const DAY_S = 86400;
 const PLAY_FRAME_MS = 700;
+const TILE_OPACITY = 0.85;
+const FRAME_TIMEOUT_MS = 4000;
+const CATALOG_REFRESH_MS = 30000;
 const state = {
-  catalog: null, cube: null, date: null, layer: null, marker: null, plot: null, series: null,
-  point: null, window: "1", playing: null, hover: null, hoverTimer: null,
+  catalog: null, cube: null, date: null, layer: null, shown: null, marker: null, plot: null,
+  series: null, point: null, window: "1", kind: null, playing: null, hover: null, hoverTimer: null,
+  colormaps: null,
 };
 const $ = (id) => document.getElementById(id);
 const map = L.map("map", { worldCopyJump: true }).setView([38, -97], 4);
 window.smapxMap = map;
+window.smapxChart = () => state.plot;
 
 // ---- dates and coordinates as people write them ----
 const toSeconds = (iso) => Date.parse(iso + "T00:00:00Z") / 1000;
@@ -40,6 +47,25 @@ const isAnomaly = (p) => p.endsWith("_anomaly");
 const baseProduct = (p) => p.replace(/_(percentile|spread|anomaly)$/, "");
 const colorOf = (p) => COLORS[baseProduct(p)] || "#444";
 const unitsOf = (p) => (isPercentile(p) ? "%" : "m³/m³");
+// A product's family: values (and their spread), percentiles, or anomalies.
+const kindOf = (p) => (isPercentile(p) ? "percentile" : isAnomaly(p) ? "anomaly" : "value");
+const KIND_LABELS = { value: "values", percentile: "percentiles", anomaly: "anomalies" };
+
+// The colormaps a product can take: a classed one (drought) colours its own kind of product only.
+function colormapFits(name, product) {
+  const classed = state.colormaps.classed[name];
+  return !classed || product.endsWith(classed.products.replace("*", ""));
+}
+
+function fillColormaps(product, wanted) {
+  const names = state.colormaps.colormaps.filter((c) => colormapFits(c, product));
+  const chosen = names.includes(wanted) ? wanted : state.colormaps.default;
+  $("colormap").innerHTML = names.map((c) => `<option ${c === chosen ? "selected" : ""}>${c}</option>`).join("");
+  $("colormap").value = chosen;
+  return chosen === wanted;
+}
+
+const classedColormap = () => $("colormap").value in state.colormaps.classed;
 
 function defaultRange(product) {
   if (isPercentile(product)) return [0, 100];
@@ -74,27 +100,57 @@ function writeHash() {
 }
 
 // ---- tiles, legend, day ----
+function styleQuery() {
+  return `colormap=${$("colormap").value}&rescale=${$("vmin").value},${$("vmax").value}`;
+}
+
 function tileUrl() {
-  const query = `date=${state.date}&colormap=${$("colormap").value}` +
-    `&rescale=${$("vmin").value},${$("vmax").value}&cube=${encodeURIComponent(state.cube.name)}`;
+  const query = `date=${state.date}&${styleQuery()}&cube=${encodeURIComponent(state.cube.name)}`;
   return `/v1/tiles/${$("product").value}/{z}/{x}/{y}.png?${query}`;
 }
 
+// A new day or style loads as a layer of its own, hidden, over the one shown; it replaces that
+// one once its tiles are in (or after FRAME_TIMEOUT_MS), so the map never shows bare base map.
+// A frame superseded before it loaded is dropped.
 function refreshTiles() {
-  if (state.layer) state.layer.setUrl(tileUrl());
-  else state.layer = L.tileLayer(tileUrl(), { maxZoom: 12, opacity: 0.85, attribution: "smapx" }).addTo(map);
+  const layer = L.tileLayer(tileUrl(), { maxZoom: 12, opacity: 0, attribution: "smapx" });
+  if (state.layer && state.layer !== state.shown) map.removeLayer(state.layer);
+  state.layer = layer;
+  const reveal = () => {
+    clearTimeout(timer);
+    if (state.layer !== layer || state.shown === layer) return;
+    layer.setOpacity(TILE_OPACITY);
+    if (state.shown) map.removeLayer(state.shown);
+    state.shown = layer;
+  };
+  const timer = setTimeout(reveal, FRAME_TIMEOUT_MS);
+  layer.once("load", reveal);
+  layer.addTo(map);
   refreshLegend();
   writeHash();
 }
 
 async function refreshLegend() {
-  const r = await fetch(`/v1/legend?f=json&colormap=${$("colormap").value}&rescale=${$("vmin").value},${$("vmax").value}`);
-  if (!r.ok) return;
+  const product = $("product").value;
+  const r = await fetch(`/v1/legend?f=json&${styleQuery()}&product=${product}`);
   const legend = await r.json();
-  $("legend-bar").style.background = `linear-gradient(to right, ${legend.stops.map((s) => s[1]).join(",")})`;
-  const digits = isPercentile($("product").value) ? 0 : 2;
-  $("legend-ticks").innerHTML = legend.stops.map((s) => `<span>${s[0].toFixed(digits)}</span>`).join("") +
-    `<span class="units">${unitsOf($("product").value)}</span>`;
+  if (!r.ok) { $("legend").textContent = legend.detail; return; }
+  if (legend.kind === "classes") {
+    $("legend").innerHTML = `<ul>${legend.classes.map((c) =>
+      `<li data-class="${c.class}"><i style="background:${c.color}"></i><b>${c.class}</b>${c.label}</li>`).join("")}</ul>` +
+      `<div class="units">${product} ${legend.units}</div>`;
+    return;
+  }
+  const gradient = legend.stops.map((s) => s[1]).join(",");
+  $("legend").innerHTML = `<div class="bar-frame"><div class="bar" style="background:linear-gradient(to right, ${gradient})"></div>` +
+    `<div class="ticks">${legend.ticks.map((t) =>
+      `<span style="left:${(100 * t.position).toFixed(2)}%" data-value="${t.value}">${t.label}</span>`).join("")}</div></div>` +
+    `<div class="units">${product}, ${legend.units === "percent" ? "percentile" : legend.units.replace("m3 m-3", "m³/m³")}</div>`;
+}
+
+function showStyleFields() {
+  $("range-field").hidden = classedColormap();
+  $("range-units").textContent = unitsOf($("product").value);
 }
 
 function setDate(iso) {
@@ -148,28 +204,47 @@ function tilesLoaded(timeoutMs) {
   });
 }
 
-// Each press of Play starts a new run; Pause (or a new run) ends the one before.
+// Each press of Play starts a new run; Pause (or a new run) ends the one before and goes back to
+// the day the run started from.
 async function play() {
-  const run = state.playing = state.playing ? null : {};
+  const ended = state.playing;
+  const run = state.playing = ended ? null : { home: state.date };
   $("play").textContent = run ? "❚❚ Pause" : "▶ Play";
-  if (!run) return;
+  if (!run) {
+    setDate(ended.home);
+    return;
+  }
   const end = state.date, unit = $("play-unit").value;
   const start = clampDate(shiftDate(end, -Number($("play-window").value), "day"));
   const frames = [];
   for (let d = start; d <= end; d = shiftDate(d, 1, unit)) frames.push(d);
   if (frames[frames.length - 1] !== end) frames.push(end);
   for (let i = 0; state.playing === run; i = (i + 1) % frames.length) {
-    const loaded = tilesLoaded(3000);
     setDate(frames[i]);
-    await loaded;
+    await tilesLoaded(FRAME_TIMEOUT_MS);
     await new Promise((resolve) => setTimeout(resolve, PLAY_FRAME_MS));
   }
 }
 
 // ---- the chart of one cell ----
+// The chart shows one family of products at a time: the map product's by default (values with
+// their spread, percentiles, or anomalies), the others a click away.
+function chartKinds() {
+  return [...new Set(Object.keys(state.cube.products).map(kindOf))];
+}
+
 function chartProducts() {
   const all = Object.keys(state.cube.products);
-  return all.filter((p) => !isAnomaly(p) && !(isSpread(p) && !all.includes(baseProduct(p))));
+  const kind = state.kind || kindOf($("product").value);
+  const order = (p) => { const k = Object.keys(COLORS).indexOf(baseProduct(p)); return k < 0 ? 99 : k; };
+  return all.filter((p) => kindOf(p) === kind && !(isSpread(p) && !all.includes(baseProduct(p))))
+    .sort((a, b) => order(a) - order(b));
+}
+
+function showKinds() {
+  const kind = state.kind || kindOf($("product").value);
+  $("chart-kind").innerHTML = chartKinds().map((k) =>
+    `<button data-kind="${k}" class="${k === kind ? "on" : ""}">${KIND_LABELS[k]}</button>`).join("");
 }
 
 function windowRange() {
@@ -189,7 +264,7 @@ function dateTicks(u, splits) {
   return splits.map((s) => isoDate(s).slice(0, width));
 }
 
-// Lines and bands of the chart: spread as a band around its product, percentiles on the right.
+// Lines and bands of the chart: spread as a band around its product where there is any spread.
 function chartSeries(body, products) {
   const x = body.time.map(toSeconds);
   const series = [{ value: (u, v) => (v == null ? "" : isoDate(v)) }];
@@ -199,14 +274,15 @@ function chartSeries(body, products) {
   for (const p of lines) {
     const smap = p === "smap";
     series.push({
-      label: p, stroke: colorOf(p), width: smap ? 0 : isPercentile(p) ? 1 : 1.4, dash: isPercentile(p) ? [1, 3] : DASHES[p],
+      label: p, stroke: colorOf(p), width: smap ? 0 : 1.4, dash: DASHES[baseProduct(p)],
       scale: isPercentile(p) ? "pct" : "y", spanGaps: false,
       points: { show: smap, size: 3, fill: colorOf(p), stroke: colorOf(p) },
       value: (u, v) => (v == null ? "–" : v.toFixed(isPercentile(p) ? 0 : 3)),
     });
     data.push(body[p]);
   }
-  for (const p of products.filter(isSpread)) {
+  const spreads = products.filter((p) => isSpread(p) && body[p].some((v) => v > 0));
+  for (const p of spreads) {
     const base = body[baseProduct(p)], spread = body[p];
     const hi = base.map((v, i) => (v == null || spread[i] == null ? null : v + spread[i]));
     const lo = base.map((v, i) => (v == null || spread[i] == null ? null : v - spread[i]));
@@ -215,7 +291,7 @@ function chartSeries(body, products) {
     data.push(hi, lo);
     bands.push({ series: [series.length - 2, series.length - 1], fill: colorOf(p) + "26" });
   }
-  return { series, data, bands, shown: lines.concat(products.filter(isSpread)) };
+  return { series, data, bands, shown: lines.concat(spreads) };
 }
 
 function shadeSmap(u) {
@@ -262,14 +338,17 @@ async function showSeries(latlng) {
   if (wasHidden) map.invalidateSize();
   $("chart-title").textContent = `${placeText(body.cell.lat, body.cell.lon)} · EASE2 row ${body.cell.row}, ` +
     `col ${body.cell.col} · ${state.cube.name} (SMAP period shaded, day shown marked)`;
+  showKinds();
   const chart = chartSeries(body, products);
   state.series = { body, shown: chart.shown };
   const [min, max] = windowRange();
+  const percentiles = products.some(isPercentile);
   const opts = {
     ...chartSize(), series: chart.series, bands: chart.bands,
-    axes: [{ values: dateTicks }, { label: "m³/m³", size: 55 },
-      ...(products.some(isPercentile) ? [{ scale: "pct", side: 1, label: "percentile", grid: { show: false } }] : [])],
+    axes: [{ values: dateTicks },
+      percentiles ? { scale: "pct", label: "percentile", size: 45 } : { label: unitsOf(products[0]), size: 55 }],
     scales: { x: { time: true, min, max }, pct: { range: [0, 100] } },
+    legend: { live: true },
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
     hooks: { drawClear: [shadeSmap] },
   };
@@ -405,14 +484,21 @@ function selectCube(name, restore = {}) {
   $("product").innerHTML = products.map((p) => `<option ${p === product ? "selected" : ""}>${p}</option>`).join("");
   $("date").min = state.cube.extent.start;
   $("date").max = state.cube.extent.end;
-  if (restore.colormap) $("colormap").value = restore.colormap;
+  const wanted = restore.colormap || $("colormap").value || state.colormaps.default;
+  if (!fillColormaps(product, wanted) && restore.colormap) {
+    $("message").textContent = `colormap ${restore.colormap} does not colour ${product}: ` +
+      `showing ${$("colormap").value}`;
+  }
+  showStyleFields();
   const range = (restore.range || "").split(",").map(Number);
   [$("vmin").value, $("vmax").value] = range.length === 2 && range.every(Number.isFinite) ? range : defaultRange(product);
   const view = (restore.view || "").split(",").map(Number);
   if (view.length === 3 && view.every(Number.isFinite)) map.setView([view[0], view[1]], view[2]);
   else {
     const e = state.cube.extent;
-    map.fitBounds([[e.south, e.west], [e.north, e.east]], { padding: [20, 20] });
+    const panel = $("panel").getBoundingClientRect();  // the region clear of the side panel
+    map.fitBounds([[e.south, e.west], [e.north, e.east]],
+      { paddingTopLeft: [20, 20], paddingBottomRight: [panel.width + 30, 20] });
   }
   if (restore.window) setWindow(restore.window);
   setDate(restore.date && /^\d{4}-\d\d-\d\d$/.test(restore.date) ? restore.date : latestDay(product));
@@ -423,11 +509,22 @@ function selectCube(name, restore = {}) {
 function wireControls() {
   $("cube").addEventListener("change", (e) => selectCube(e.target.value));
   $("product").addEventListener("change", () => {
-    [$("vmin").value, $("vmax").value] = defaultRange($("product").value);
+    const product = $("product").value;
+    [$("vmin").value, $("vmax").value] = defaultRange(product);
+    fillColormaps(product, $("colormap").value);
+    showStyleFields();
     refreshTiles();
     showReadout();
+    state.kind = null;
+    if (state.point) showSeries(state.point);
   });
-  for (const id of ["colormap", "vmin", "vmax"]) $(id).addEventListener("change", refreshTiles);
+  $("colormap").addEventListener("change", () => { showStyleFields(); refreshTiles(); });
+  for (const id of ["vmin", "vmax"]) $(id).addEventListener("change", refreshTiles);
+  $("chart-kind").addEventListener("click", (e) => {
+    if (!e.target.dataset.kind) return;
+    state.kind = e.target.dataset.kind;
+    showSeries(state.point);
+  });
   $("date").addEventListener("change", () => { if ($("date").value) setDate($("date").value); });
   for (const b of document.querySelectorAll(".steps button")) {
     b.addEventListener("click", () => setDate(shiftDate(state.date, Number(b.dataset.step), b.dataset.unit)));
@@ -454,9 +551,23 @@ function wireControls() {
   window.addEventListener("resize", () => state.plot && state.plot.setSize(chartSize()));
 }
 
+// A served cube grows (new days) or changes: re-read the catalogue, so its days can be chosen.
+async function refreshCatalog() {
+  const r = await fetch("/v1/products");
+  if (!r.ok) return;
+  state.catalog = await r.json();
+  const latest = state.catalog.cubes[state.cube.name];
+  if (!latest) return;
+  state.cube = { name: state.cube.name, ...latest };
+  $("date").min = state.cube.extent.start;
+  $("date").max = state.cube.extent.end;
+}
+
 async function start() {
   addBasemap(map).catch((err) => { $("message").textContent = `base map: ${err.message}`; });
+  state.colormaps = await (await fetch("/v1/colormaps")).json();
   state.catalog = await (await fetch("/v1/products")).json();
+  setInterval(refreshCatalog, CATALOG_REFRESH_MS);
   $("cube").innerHTML = Object.keys(state.catalog.cubes).map((c) => `<option>${c}</option>`).join("");
   wireControls();
   const restore = readHash();
