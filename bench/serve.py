@@ -8,10 +8,13 @@ Derived products are timed beside the plain ones, on the same cells, days and ti
 20-year `lstm_percentile` series and `lstm_percentile` tiles in the `drought` colormap, from the
 climatology stored with the cube (computed here once, base = the whole record).
 
+Area statistics are timed beside them: the 10-year daily mean and drought-class shares of a
+county (Riley, Kansas) and a state (Kansas), from the US Census atlas in the web map's assets.
+
 Ends with: series_p50_ms=<a> series_vs_xpublish=<b> tile_p50_ms=<c> tile_vs_titiler=<d>
 (ratios are baseline p50 / smapx p50 on the same queries), then percentile_series_p50_ms=<e>
 percentile_series_vs_plain=<f> percentile_tile_p50_ms=<g> percentile_tile_vs_plain=<h> (derived
-p50 / plain p50: the issue asks for <= 2).
+p50 / plain p50: the issue asks for <= 2), then county_series_p50_ms=<i> state_series_p50_ms=<j>.
 """
 
 import argparse
@@ -180,6 +183,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=ROOT / "data" / "bench" / "serve20y.zarr")
     parser.add_argument("--series", type=int, default=600, help="series requests per server")
     parser.add_argument("--tiles", type=int, default=400, help="tile requests per server")
+    parser.add_argument("--areas", type=int, default=60, help="requests per area (county, state)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
         "--no-baselines", action="store_true", help="time smapx alone (no xpublish, titiler)"
@@ -258,6 +262,14 @@ def main() -> None:
             f"&colormap=drought"
             for t, d in zip(tile_pick, days, strict=True)
         ]
+        areas = {
+            name: [
+                f"{base['smapx']}/v1/areas/{area}/series?products=lstm,lstm_percentile"
+                f"&start={DAYS[-1].year - 9}-01-01&end={DAYS[-1].date()}"
+            ]
+            * args.areas
+            for name, area in (("county", "county:20161"), ("state", "state:20"))
+        }
         c = args.concurrency
         first_of_tile = sorted(
             {(t.z, t.x, t.y): i for i, t in reversed(list(enumerate(tile_pick)))}.values()
@@ -277,6 +289,10 @@ def main() -> None:
                 tile_drought,
                 c,
                 [tile_drought[i] for i in first_of_tile],
+            ),
+            *(
+                measure(f"smapx {name} json (10 y)", ours, urls, c, urls[:2])
+                for name, urls in areas.items()
             ),
         ]
         if not args.no_baselines:
@@ -301,6 +317,10 @@ def main() -> None:
         f"percentile_series_vs_plain={percentile_series / series_p50:.2f} "
         f"percentile_tile_p50_ms={percentile_tile:.2f} "
         f"percentile_tile_vs_plain={percentile_tile / tile_p50:.2f}"
+    )
+    print(
+        f"county_series_p50_ms={by['smapx county json (10 y)']['p50_ms']:.2f} "
+        f"state_series_p50_ms={by['smapx state json (10 y)']['p50_ms']:.2f}"
     )
 
 
