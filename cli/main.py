@@ -9,6 +9,8 @@ import typer
 from cli import data, evaluation, operations, production, serving, training
 from model.errors import SmapxError
 
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -32,13 +34,13 @@ def main() -> None:
 
 def _run() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click answers Ctrl-C and typer.Exit with a code
     except SmapxError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except Exception as exc:
         import click
 
@@ -46,3 +48,7 @@ def _run() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        if code == INTERRUPTED:
+            typer.echo("aborted", err=True)
+        sys.exit(code)
