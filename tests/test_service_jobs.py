@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import time
 
 import httpx
 import numpy as np
@@ -251,3 +252,17 @@ def test_results_outlive_a_redis_that_lost_everything(stack, redis_url):
     assert {p: p.read_bytes() for p in before if p.exists()} == before, "a result was lost"
     (entry,) = client.get(f"/v1/jobs/{running}/files").json()["files"]
     assert hashlib.sha256(client.get(entry["href"]).content).hexdigest() == entry["sha256"]
+
+
+def test_healthz_stops_counting_a_stopped_worker_at_once(stack, redis_url, tmp_path):
+    client = stack[0]
+    before = client.get("/healthz").json()["workers"]
+    env = {"SMAPX_REDIS_URL": own_db(redis_url), "SMAPX_JOBS_DIR": str(tmp_path)}
+    extra = start_worker(env, f"stopped-{os.getpid()}@%h")
+    deadline = time.monotonic() + 60
+    while client.get("/healthz").json()["workers"] != before + 1:
+        assert time.monotonic() < deadline, "the extra worker never beat"
+        time.sleep(0.2)
+    extra.terminate()
+    assert extra.wait(30) == 0
+    assert client.get("/healthz").json()["workers"] == before  # not three beats later

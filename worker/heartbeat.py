@@ -30,6 +30,8 @@ from worker import jobs
 UNACKED_INDEX = "unacked_index"
 WORKER_KEY = "smapx:worker:"
 log = logging.getLogger(__name__)
+_stopping = threading.Event()
+_beating: list[str] = []  # the hostname this process beats for, once it has started
 
 
 def interval() -> float:
@@ -58,14 +60,14 @@ def run(hostname: str) -> None:
     (and tasks) a Redis restarted without persistence lost; a failed beat is tried at the next."""
     from worker.submit import requeue_lost_exports
 
-    while True:
+    while not _stopping.is_set():
         try:
             beat(hostname)
             for job_id in requeue_lost_exports():
                 log.warning("job %s: Redis had lost it; put back from disk and queued", job_id)
         except (redis.RedisError, RuntimeError) as exc:  # RuntimeError: a set changed mid-copy
             log.warning("heartbeat skipped: %s", exc)
-        time.sleep(interval())
+        _stopping.wait(interval())
 
 
 def alive_workers() -> int:
@@ -78,4 +80,18 @@ def start(sender=None, **_) -> None:
     """Beat from a daemon thread of the worker's main process: it holds the messages, and the
     thread beats on while the main thread runs a task (solo pool) or waits on children."""
     hostname = getattr(sender, "hostname", None) or f"pid{os.getpid()}"
+    _beating.append(hostname)
     threading.Thread(target=run, args=(hostname,), name="smapx-heartbeat", daemon=True).start()
+
+
+@signals.worker_shutting_down.connect
+@signals.worker_shutdown.connect
+def stop(**_) -> None:
+    """A worker that stops says so at once (/healthz stops counting it) when its shutdown
+    begins and again when it ends; a killed one ages out after three intervals."""
+    _stopping.set()
+    for hostname in _beating:
+        try:
+            jobs.client().delete(WORKER_KEY + hostname)
+        except redis.RedisError as exc:
+            log.warning("could not say this worker stopped: %s", exc)
