@@ -191,6 +191,19 @@ def series_csv(
     )
 
 
+def location(lat: float, lon: float, cell: dict) -> dict:
+    """The CSV columns that say where a series is: the point asked for, the cell that holds it
+    and the cell's centre."""
+    return {
+        "lat": f"{lat:g}",
+        "lon": f"{lon:g}",
+        "row": cell["row"],
+        "col": cell["col"],
+        "cell_lat": cell["lat"],
+        "cell_lon": cell["lon"],
+    }
+
+
 def csv_cells(values) -> str:
     """One CSV line without its end: a value holding a comma, a quote, CR or LF quoted (the
     terminator names both line ends, so the writer quotes either), and text that a spreadsheet
@@ -228,7 +241,7 @@ async def series(request: Request, lat: Lat, lon: Lon, query: SeriesParams):
     clip = clipped(served, query.start, query.end, times)
     if query.format == "csv":
         return Response(
-            series_csv(served, times, codes, weeks=weeks),
+            series_csv(served, times, codes, location(lat, lon, cell), weeks=weeks),
             media_type=CSV_TYPE,
             headers=clip_headers(clip),
         )

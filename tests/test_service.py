@@ -143,6 +143,12 @@ def test_series_csv_equals_cube(server, local):
     table = pd.read_csv(io.StringIO(r.text), parse_dates=["time"])
     iy, ix = cell_of(local, *POINT)
     assert len(table) == len(DAYS)
+    cell = server.get("/v1/series", params={"lat": POINT[0], "lon": POINT[1]}).json()["cell"]
+    where = ["lat", "lon", "row", "col", "cell_lat", "cell_lon"]
+    assert list(table.columns[:7]) == [*where, "time"]
+    assert table[where].drop_duplicates().values.tolist() == [
+        [*POINT, cell["row"], cell["col"], cell["lat"], cell["lon"]]
+    ]
     np.testing.assert_array_equal(table["lstm"], stored(local["lstm"].values[:, iy, ix]))
     np.testing.assert_array_equal(table["smap"], stored(local["smap"].values[:, iy, ix]))
 
