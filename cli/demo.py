@@ -96,14 +96,17 @@ class Stages:
         are removed first unless the work `resumes` them itself (the extension keeps the blocks
         of its own request)."""
         stamp = self.stamps / f"{name}.json"
-        done = stamp.exists() and json.loads(stamp.read_text()) == self.recipe
+        stamped = json.loads(stamp.read_text()) if stamp.exists() else None
+        done = stamped == self.recipe
         if done and not self.redo and all(p.exists() for p in outputs) and complete():
             say(f"{title}: already built, reused ({', '.join(str(p) for p in outputs)})")
             self.times[name] = None
             return
+        # outputs are resumed only from the same inputs: no stage before redone, no other recipe
+        keep = resumes and not self.redo and stamped in (None, self.recipe)
         self.redo = True
         stamp.unlink(missing_ok=True)
-        for path in [] if resumes else outputs:  # earlier or half-written outputs go first
+        for path in [] if keep else outputs:  # earlier or half-written outputs go first
             if path.is_dir():
                 shutil.rmtree(path)
             else:

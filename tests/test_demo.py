@@ -3,6 +3,10 @@ recipe reuses what was built, a changed recipe rebuilds from the first stage it 
 training takes the cores that are not busy."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -40,6 +44,28 @@ def test_rerun_reuses_and_changes_rebuild_from_the_first_stage_they_touch(tmp_pa
     assert calls[5:] == ["world", "train", "extend"]
 
 
+def test_a_resumed_stage_keeps_its_outputs_only_when_made_from_the_same_inputs(tmp_path):
+    cube, found = tmp_path / "cube", []
+
+    def work():
+        found.append((cube / "block").exists())  # a block of an earlier run, to resume
+        cube.mkdir(exist_ok=True)
+        (cube / "block").touch()
+
+    def extend(recipe, redo_before=False):
+        stages = demo.Stages(tmp_path, recipe)
+        stages.redo = redo_before
+        stages.run("extend", "extend", [cube], work, resumes=True)
+
+    extend({"end": 1})
+    (tmp_path / ".stages" / "extend.json").unlink()  # interrupted
+    extend({"end": 1})
+    extend({"end": 2})  # another recipe: the cube there is not this one's
+    (tmp_path / ".stages" / "extend.json").unlink()
+    extend({"end": 2}, redo_before=True)  # a stage before was redone: new inputs
+    assert found == [False, True, False, False]
+
+
 def test_busy_cores_are_read_over_a_short_window_not_the_lagging_load_average(monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.0, 1.0))  # a job that just ended
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -71,3 +97,25 @@ def test_serve_again_command_reuses_the_same_recipe(tmp_path, capsys, bbox, expe
     demo.say_how_to_serve(tmp_path / "extended.zarr", config)
     text = capsys.readouterr().out
     assert expected in text and "--stride 3" in text and "http://localhost:8000" in text
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_a_training_within_5_s_and_says_so(demo_cube, tmp_path):
+    command = [sys.executable, "-c", "from cli.main import main; main()", "train"]
+    inputs = str(demo_cube.parent / "world" / "input.zarr")
+    args = ["--input", inputs, "--start", "2015-04-01", "--end", "2017-03-31"]
+    proc = subprocess.Popen(
+        [*command, *args, "--out", str(tmp_path / "m"), "--max-epochs", "200"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    seen, deadline = b"", time.monotonic() + 120
+    while b"train seed" not in seen:  # the progress bar: epochs are running
+        assert proc.poll() is None and time.monotonic() < deadline, seen
+        seen += os.read(proc.stderr.fileno(), 4096)
+    proc.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    _, rest = proc.communicate(timeout=60)
+    assert time.monotonic() - began < 5
+    assert proc.returncode == 130 and rest.decode().strip().endswith("aborted")
+    assert not (tmp_path / "m").exists()
