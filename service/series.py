@@ -195,8 +195,8 @@ def location(lat: float, lon: float, cell: dict) -> dict:
     """The CSV columns that say where a series is: the point asked for, the cell that holds it
     and the cell's centre."""
     return {
-        "lat": f"{lat:g}",
-        "lon": f"{lon:g}",
+        "lat": lat,
+        "lon": lon,
         "row": cell["row"],
         "col": cell["col"],
         "cell_lat": cell["lat"],
