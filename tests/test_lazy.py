@@ -127,15 +127,26 @@ def chunk_files(store, product: str) -> list:
     return sorted(p for p in (store / product / "c").rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("product", ["smap", "lstm_spread", "lstm"])
+@pytest.mark.parametrize("product", ["smap", "lstm_spread", "lstm", "maps/smap"])
 def test_a_store_missing_a_chunk_is_refused_at_start(tmp_path, product):
     from service.catalog import Catalog
 
     store = tmp_path / "extended.zarr"
     build_cube(store, products=PRODUCTS)
+    cubes.write_maps(store, 0, len(DAYS))
+    zarr.consolidate_metadata(str(store))
     chunk_files(store, product)[-1].unlink()
     with pytest.raises(InputError, match=f"chunk.*missing.*{product}/c/"):
         Catalog([str(store)])
+
+
+def test_a_map_shard_lost_after_opening_is_damage_not_missing_values(cube_path, tmp_path):
+    store = tmp_path / "extended.zarr"
+    shutil.copytree(cube_path, store)
+    reader = cubes.LazyCube(store)
+    chunk_files(store, "maps/noah")[0].unlink()
+    with pytest.raises(DamagedStore, match="maps/noah/c/0/0/0 is missing"):
+        reader.day("noah", 3)
 
 
 def test_a_chunk_lost_while_serving_is_damage_in_series_subsets_and_jobs(tmp_path, redis_url):

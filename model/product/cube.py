@@ -307,11 +307,12 @@ def write_maps(
         target, source = maps[name], root[name]
         if target.shape[0] != n_days:
             target.resize((n_days, n_y, n_x))
-        for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
-            times = slice(t0, min(t0 + CHUNK_TIME, n_days))
-            for y0 in range(0, n_y, MAP_SIDE):
-                rows = slice(y0, min(y0 + MAP_SIDE, n_y))
-                target[times, rows, :] = source[times, rows, :]
+        with zarr.config.set({"array.write_empty_chunks": True}):  # absent = damage, as above
+            for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
+                times = slice(t0, min(t0 + CHUNK_TIME, n_days))
+                for y0 in range(0, n_y, MAP_SIDE):
+                    rows = slice(y0, min(y0 + MAP_SIDE, n_y))
+                    target[times, rows, :] = source[times, rows, :]
 
 
 def republish(store: str | Path, storage_options: dict | None = None) -> int:
@@ -545,7 +546,9 @@ def verify(store: str | Path, storage_options: dict | None = None) -> None:
             f"(first {missing[0]}); finish it with smapx extend"
         )
     group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
-    absent = sorted(_expected_chunks(group) - _stored_keys(store, products(ds), storage_options))
+    expected = _expected_chunks(group)
+    arrays = {key.split("/c/")[0] for key in expected}
+    absent = sorted(expected - _stored_keys(store, arrays, storage_options))
     if absent:
         raise InputError(
             f"cube {store}: {len(absent)} chunk(s) missing (first {absent[0]}); the store is "
@@ -850,18 +853,22 @@ class _StrictStore(zarr.storage.WrapperStore):
 
 
 def _expected_chunks(group: zarr.Group) -> frozenset:
-    """Keys of the product chunks a published cube must hold: those of its region blocks."""
+    """Keys of the chunks a published cube must hold: each product's chunks of its region
+    blocks, and its map layout's shards over region cells, where it has one."""
     mask = np.asarray(group["mask"][...], bool)
     n_time = group["time"].shape[0]
-    spatial = np.argwhere(_occupied(mask))
+    maps = group.get(MAPS, {})
+    arrays = [(p, group[p], _occupied(mask)) for p in PRODUCTS if p in group]
+    arrays += [
+        (f"{MAPS}/{p}", maps[p], _occupied(mask, MAP_SIDE, MAP_SIDE))
+        for p in PRODUCTS
+        if p in maps and maps[p].shape[0] == n_time
+    ]
     keys = set()
-    for name in PRODUCTS:
-        if name not in group:
-            continue
-        array = group[name]
+    for path, array, occupied in arrays:
         for k in range(-(-n_time // CHUNK_TIME)):
-            for by, bx in spatial:
-                keys.add(f"{name}/{array.metadata.encode_chunk_key((k, int(by), int(bx)))}")
+            for by, bx in np.argwhere(occupied):
+                keys.add(f"{path}/{array.metadata.encode_chunk_key((k, int(by), int(bx)))}")
     return frozenset(keys)
 
 
