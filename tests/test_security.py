@@ -348,7 +348,7 @@ def test_options_lists_every_method_of_a_path(api, problem_schema):
         ("GET", "/v1/jobs", {"limit": "1_0"}, None, "limit"),
         ("GET", "/v1/tiles/lstm/1_0/0/0.png", {}, None, "z"),
         ("GET", "/v1/series", {"lat": "2_9", "lon": "-103"}, None, "lat"),
-        ("GET", "/v1/series", {"lat": "29", "lon": "-103", "weight": "0_5"}, None, "weight"),
+        ("GET", "/v1/series", {"lat": "29", "lon": "-103", "weight": "0_1"}, None, "weight"),
         ("POST", "/v1/jobs", {}, {**JOB, "weight": True}, "body.weight"),
         ("POST", "/v1/jobs", {}, {**JOB, "bbox": [True, 28.5, -102.5, 30.0]}, "body.bbox.0"),
     ],
