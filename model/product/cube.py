@@ -52,7 +52,7 @@ CHUNK_X = 32
 MARKERS = "_blocks"
 MAPS = "maps"
 MAP_SIDE = 128
-MAPS_FROM_MB = 64
+MAPS_FROM_MB = 16
 GRID_MAPPING = "spatial_ref"
 JOB_INFO = "_job.json"
 GENERATION = "_generation.json"
@@ -273,8 +273,9 @@ def publish(store: str | Path, time, storage_options: dict | None = None) -> int
 
 def needs_maps(store: str | Path, storage_options: dict | None = None) -> bool:
     """Whether a day read from the time layout would decode more than MAPS_FROM_MB (its region
-    spans that many 32 x 32 chunks of 1461 days): then the cube gets a map layout. CONUS at 36
-    km (18 chunks, 55 MB) does without; at 9 km (~200 chunks, ~600 MB a day) it cannot."""
+    spans over five 32 x 32 chunks of 1461 days): then the cube gets a map layout. CONUS at 36
+    km spans 18 (55 MB a day, and 45 years of it outgrow a 512 MB cache), at 9 km ~200 (~600 MB
+    a day); the tests' and the demo's regions span one to four, and do without."""
     root = zarr.open_group(_zarr_store(store, storage_options), mode="r", use_consolidated=False)
     chunk_bytes = CHUNK_TIME * CHUNK_Y * CHUNK_X * np.dtype(np.int16).itemsize
     return int(_occupied(root["mask"][...]).sum()) * chunk_bytes > MAPS_FROM_MB * 2**20
