@@ -9,6 +9,7 @@ Layout (an xarray Dataset):
     coords: time, cell, row, col, lat, lon (per cell), variable, static_variable
 """
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,10 @@ from filelock import FileLock, Timeout
 
 from model.errors import InputError, OutOfRangeError
 from model.grid import DEFAULT, Grid
+
+# A twin world written in blocks keeps its inputs to fewer significant bits with numcodecs'
+# BitRound, which zarr reads and writes but notes, on every array, is not in the Zarr v3 spec.
+warnings.filterwarnings("ignore", "Numcodecs codecs are not in the Zarr", category=UserWarning)
 
 FORCING_VARIABLES = ("precip", "tair", "spfh", "swdown", "lwdown", "wind_u", "wind_v", "psurf")
 PRECIP_VARIABLES = frozenset({"precip"})
