@@ -34,13 +34,14 @@ class Text:
 
     @classmethod
     def of(cls, scale: float) -> "Text":
+        """Codes worth `scale` each, in decimal at the scale's precision (`49.24`, never the
+        float32 `49.239998`)."""
+        decimals = max(0, round(-np.log10(scale)))
         json = np.array(
-            [
-                np.format_float_positional(v, unique=True, trim="-")
-                for v in _CODES.astype(np.float32) * np.float32(scale)
-            ],
+            [f"{c * scale:.{decimals}f}".rstrip("0").rstrip(".") for c in _CODES.tolist()],
             dtype=object,
         )
+        json[json == "-0"] = "0"
         json[cubes.FILL + _OFFSET] = "null"
         csv = json.copy()
         csv[cubes.FILL + _OFFSET] = ""

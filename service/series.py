@@ -159,7 +159,13 @@ def series_json(
     """The JSON answer; `clipped` holds the period served when the request's reached past it;
     `weeks` the dates of weekly values (their Tuesdays) in place of the days `times`."""
     units = {p: kinds.kind_of(p).units for p in codes}
-    head = {"cube": cube.name, "cell": cell, "units": "m3 m-3", "product_units": units}
+    shared = set(units.values())
+    head = {
+        "cube": cube.name,
+        "cell": cell,
+        "units": shared.pop() if len(shared) == 1 else None,  # None: see product_units
+        "product_units": units,
+    }
     if clip:
         head["clipped"] = clip
     head = json.dumps(head)[:-1]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
 
 from model import grid
+from model.product import cube as cubes
 from model.product import kinds
 from service.catalog import ServedCube
 
@@ -71,6 +72,9 @@ def collection(served: ServedCube, base: str) -> dict:
             extra_fields={"xarray:open_kwargs": {"engine": "zarr", "consolidated": True}},
         ),
     )
+    info = served.reader.climatology_info
+    if info is not None:
+        item.add_asset("climatology", climatology_asset(served, base, info))
     body = item.to_dict(include_self_link=False, transform_hrefs=False)
     body["links"] = [
         {"rel": "self", "href": f"{base}/v1/stac/collections/{served.name}", "type": STAC_TYPE},
@@ -107,8 +111,41 @@ def _dimensions(served: ServedCube, x: tuple, y: tuple) -> dict:
     }
 
 
+def climatology_asset(served: ServedCube, base: str, info: dict) -> pystac.Asset:
+    """The climatology group as an asset of its own, with its variables: what
+    `xarray.open_zarr(href)` shows there (the cube's asset does not hold them)."""
+    variables = {}
+    for p in info["products"]:
+        name = f"{p}_percentile"
+        variables[name] = {
+            "type": "data",
+            "dimensions": ["time", "y", "x"],
+            "unit": kinds.kind_of(name).units,
+            "description": kinds.kind_of(name).describe(name),
+        }
+        variables[f"{p}_window_mean"] = {
+            "type": "data",
+            "dimensions": ["dayofyear", "y", "x"],
+            "unit": cubes.UNITS,
+            "description": f"mean of the base period's {p} within the window of each day of year",
+        }
+    return pystac.Asset(
+        href=f"{base}/v1/zarr/{served.name}/{cubes.CLIMATOLOGY}",
+        title=f"the climatology over {info['base_start']}/{info['base_end']}: percentiles and "
+        "window means, a Zarr group of the cube",
+        media_type=ZARR_MEDIA,
+        roles=["data"],
+        extra_fields={
+            "xarray:open_kwargs": {"engine": "zarr", "consolidated": True},
+            "cube:variables": variables,
+        },
+    )
+
+
 def _variables(served: ServedCube) -> dict:
-    stored = [p for p in served.products if p in served.dataset]
+    """The variables of the cube's own group: the stored products (derived ones are computed
+    on request, and the climatology's are its asset's)."""
+    stored = [p for p in served.products if isinstance(kinds.kind_of(p), kinds.Stored)]
     variables = {
         p: {
             "type": "data",

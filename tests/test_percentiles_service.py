@@ -4,6 +4,7 @@ computation, drought-class tiles right per pixel, the labelled legend, subsets, 
 
 import io
 import os
+import re
 
 import httpx
 import morecantile
@@ -100,6 +101,20 @@ def region_cell(local, k: int) -> tuple[int, int, float, float]:
     iy, ix = np.nonzero(local["cube"]["mask"].values)
     cell = local["cube"].isel(y=iy[k], x=ix[k])
     return int(iy[k]), int(ix[k]), float(cell["lat"]), float(cell["lon"])
+
+
+def test_percentiles_read_at_their_precision_with_their_unit(server, local):
+    _, _, lat, lon = region_cell(local, 0)
+    params = {"lat": lat, "lon": lon, "products": "lstm_percentile"}
+    body = server.get("/v1/series", params=params)
+    assert body.json()["units"] == "percent"  # a percentile-only answer
+    values = re.search(r'"lstm_percentile":\[([^\]]*)\]', body.text).group(1).split(",")
+    assert all(len(v.partition(".")[2]) <= 2 for v in values), max(values, key=len)
+    csv = server.get("/v1/series", params={**params, "format": "csv"}).text
+    assert all(len(v.partition(".")[2]) <= 2 for v in re.findall(r",([0-9.]+)\n", csv))
+    both = server.get("/v1/series", params={**params, "products": "lstm,lstm_percentile"})
+    assert both.json()["units"] is None
+    assert both.json()["product_units"] == {"lstm": "m3 m-3", "lstm_percentile": "percent"}
 
 
 def test_series_of_percentile_anomaly_and_spread_equal_the_definition(server, local):

@@ -9,6 +9,7 @@ import urllib.request
 import numpy as np
 import pystac
 import pytest
+import xarray as xr
 from pystac.extensions.datacube import DatacubeExtension
 
 from model import grid
@@ -84,3 +85,23 @@ def test_zarr_asset_opens_and_a_point_is_picked(site):
     np.testing.assert_allclose(cell.lstm.values, expected, atol=6e-5)
     with pytest.raises(OutOfRangeError, match="not in the cube's region"):
         cube.smapx.point(45.0, -90.0)
+
+
+@pytest.fixture(scope="module")
+def demo_site(demo_cube):
+    with serving([demo_cube], {"SMAPX_CUBES": "[]"}) as url:
+        yield url
+
+
+def test_every_variable_listed_opens_in_the_asset_that_lists_it(demo_site):
+    """The cube's variables open from its `zarr` asset; the climatology's (percentiles, window
+    means) are listed on an asset of their own, which opens them."""
+    doc = get(f"{demo_site}/v1/stac/collections/extended")
+    root = xr.open_zarr(doc["assets"]["zarr"]["href"])
+    assert set(doc["cube:variables"]) <= set(root.variables)
+    assert {"lstm", "noah", "lstm_spread"} <= set(doc["cube:variables"])
+    climatology = doc["assets"]["climatology"]
+    group = xr.open_zarr(climatology["href"])
+    assert set(climatology["cube:variables"]) == set(group.data_vars)
+    assert climatology["cube:variables"]["lstm_percentile"]["unit"] == "percent"
+    assert climatology["cube:variables"]["lstm_window_mean"]["unit"] == "m3 m-3"

@@ -395,7 +395,7 @@ function exportCsv() {
     rows.push([t, ...shown.map((p) => (body[p][i] == null ? "" : body[p][i]))].join(","));
   });
   const head = `# ${placeText(body.cell.lat, body.cell.lon)}, EASE2 row ${body.cell.row} col ${body.cell.col}, ` +
-    `cube ${state.cube.name}, ${body.units}\n`;
+    `cube ${state.cube.name}, units ${shown.map((p) => `${p} ${body.product_units[p]}`).join(", ")}\n`;
   download(exportName("csv"), new Blob([head + rows.join("\n") + "\n"], { type: "text/csv" }));
 }
 
