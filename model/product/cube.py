@@ -452,6 +452,7 @@ def open_cube(store: str | Path, storage_options: dict | None = None) -> xr.Data
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise InputError(f"cannot open cube {store}: {reason}") from exc
     ds = ds.assign({p: ds[p].astype(np.float32) for p in products(ds)})
+    ds.encoding["source"] = str(store)  # as xarray records a store opened by its path
     return with_climatology(ds, store, storage_options)
 
 
