@@ -3,7 +3,8 @@ PNG through a colormap of the one registry (service.colormaps), a TileJSON docum
 
 A tile is a gather: each pixel's centre is projected once to the EASE2 grid (pyproj) and the
 resulting cube cell index is cached per (cube, tile), so serving a tile is a lookup into the
-in-memory day field, a colormap table lookup and a PNG encode. Cells outside the region, and
+day's field (from the map layout where the cube has one, through the chunk cache), a colormap
+table lookup and a PNG encode. Cells outside the region, and
 missing values, are transparent. Handlers are `async` for the same reason as the series ones.
 Caching headers (ETag, Cache-Control) come from service.caching.
 """
