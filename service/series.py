@@ -2,8 +2,9 @@
 plain form, an OGC-EDR position query, and a batch of points in one POST.
 
 Handlers are `async`: each is about a millisecond of CPU on cached chunks (a cold read decodes
-a chunk per 4 years of the record), less than the hand-off to a worker thread would cost; a batch (up to 500 points, a body of up to
-SMAPX_MAX_BODY_BYTES) is parsed and encoded on a worker thread so it never stalls the loop.
+a chunk per 4 years of the record), less than the hand-off to a worker thread would cost; a
+batch (up to 500 points, a body of up to SMAPX_MAX_BODY_BYTES) is parsed and encoded on a worker
+thread so it never stalls the loop.
 A period reaching past the cube is clipped to it, and the answer says so (`clipped` in JSON,
 the `X-Period-Clipped` header in both formats)."""
 
