@@ -119,3 +119,29 @@ def test_ctrl_c_stops_a_training_within_5_s_and_says_so(demo_cube, tmp_path):
     assert time.monotonic() - began < 5
     assert proc.returncode == 130 and rest.decode().strip().endswith("aborted")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_second_demo_in_a_folder_stops_with_one_line(tmp_path):
+    command = [sys.executable, "-c", "from cli.main import main; main()", "demo"]
+    with demo.only_demo_in(tmp_path):
+        second = subprocess.run(
+            [*command, "--out", str(tmp_path), "--no-serve"], capture_output=True, text=True
+        )
+    assert second.returncode == 1
+    assert second.stderr.startswith(f"error: another smapx demo (pid {os.getpid()}) is running")
+    assert len(second.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # nothing else touched
+
+
+def test_a_live_demo_has_the_recipe_of_the_built_one(tmp_path):
+    built, live = demo.DemoConfig(out=tmp_path), demo.DemoConfig(out=tmp_path, live_days=5)
+    assert live.recipe() == built.recipe()  # so its world, model and cube are reused
+
+
+@pytest.mark.integration
+def test_a_built_cube_is_complete_for_a_live_demo_and_needs_growth_for_a_later_end(demo_cube):
+    region = {"bbox": (-99.0, 36.0, -96.0, 39.0), "max_epochs": 1}
+    live = demo.DemoConfig(out=demo_cube.parent, live_days=5, **region)
+    assert demo.cube_is_built(demo_cube, live)
+    later = demo.DemoConfig(out=demo_cube.parent, end="2021-01-31", **region)
+    assert not demo.cube_is_built(demo_cube, later)

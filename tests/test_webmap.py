@@ -480,3 +480,24 @@ def test_the_drought_analysts_path_on_the_demo_cube(demo_site, page, browser):
     page.wait_for_selector("body[data-chart='5']", timeout=15_000)  # one member: no band
     legend = [t.strip() for t in page.locator("#chart .u-legend th").all_inner_texts()]
     assert legend[1:] == ["smap", "lstm", "noah", "lsm2", "fused"]
+
+
+def test_the_map_follows_a_growing_cube(site, page):
+    """The map re-reads the catalogue, so days a growing cube adds can be chosen without a
+    reload (the catalogue's answer is moved a day on here; the page's clock is run forward)."""
+    grown = {}
+
+    def products(route):
+        body = route.fetch().json()
+        for served in body["cubes"].values():
+            served["extent"] |= grown
+        route.fulfill(json=body)
+
+    page.clock.install()
+    page.route("**/v1/products", products)
+    open_map(page, site)
+    assert page.get_attribute("#date", "max") == LAST_DAY
+    grown["end"] = "2016-12-31"
+    with page.expect_request("**/v1/products"):
+        page.clock.run_for(31_000)
+    page.wait_for_function("document.getElementById('date').max === '2016-12-31'")
