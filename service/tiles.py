@@ -30,10 +30,10 @@ from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import kinds
 from model.settings import get_settings
-from service import colormaps
+from service import colormaps, weekly
 from service.catalog import ServedCube
 from service.numbers import Integer, decimal
-from service.series import CubeName, Weight
+from service.series import CubeName, Period, Weight, product_codes
 
 router = APIRouter(prefix="/v1", tags=["tiles"])
 DEFAULT_COLORMAP = colormaps.DEFAULT
@@ -79,6 +79,7 @@ class TileStyle:
 
     weight: Weight = None
     cube: CubeName = None
+    period: Period = "day"
 
 
 Style = Annotated[TileStyle, Depends()]
@@ -177,9 +178,25 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
 
 
 def forget_cubes() -> None:
-    """Drop the pixel indices cached per served cube, after the catalogue swapped cubes: they
-    would keep the replaced cubes, and their memory, alive."""
+    """Drop the pixel indices and weekly maps cached per served cube, after the catalogue
+    swapped cubes: they would keep the replaced cubes, and their memory, alive."""
     _pixel_indices.clear()
+    _week_fields.clear()
+
+
+# weekly maps by (cube, product, Tuesday, weight): a week's percentile map reads every region
+# cell's record, so the tiles of one week share it
+_week_fields = cachetools.LRUCache(maxsize=16)
+
+
+@cachetools.cached(_week_fields, lock=threading.Lock())
+def week_field(cube: ServedCube, product: str, t: int, weight) -> np.ndarray:
+    return weekly.week_field(product_codes, cube, product, t, weight)
+
+
+def week_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
+    """As day_values, of the week (Wednesday..Tuesday) ending on day t."""
+    return kinds.kind_of(product).decode(week_field(cube, product, t, weight).ravel()[flat])
 
 
 def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
@@ -241,7 +258,8 @@ def render_tile(
         return empty_tile(matrix.tileHeight, matrix.tileWidth)
     flat, pixels, shape = index
     colors = np.full(shape[0] * shape[1], NO_DATA, np.int16)
-    values = day_values(cube, product, t, flat, style.weight)
+    values_of = week_values if style.period == "week" else day_values
+    values = values_of(cube, product, t, flat, style.weight)
     colors[pixels] = colormaps.paint(style.colormap, values, low, high)
     return encode_indexed(colors.reshape(shape), table)
 
@@ -314,6 +332,8 @@ def tilejson(request: Request, product: str, style: Style):
     parse_rescale(rescale)
     day = served.dates[served.day_index(parse_day(style.date))]
     query = f"date={day}&colormap={style.colormap}&rescale={rescale}&cube={served.name}"
+    if style.period != "day":
+        query += f"&period={style.period}"
     if style.weight is not None:
         query += f"&weight={style.weight}"
     base = str(request.base_url).rstrip("/")

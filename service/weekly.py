@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from model.errors import InputError, OutOfRangeError
+from model.product import cube as cubes
 from model.product import weekly
 from service.catalog import ServedCube
 
@@ -125,3 +126,11 @@ def day_codes(
     iy, ix = np.nonzero(served.reader.mask)
     week = week_ending(served, t)
     return iy, ix, weekly_codes(codes_of, served, product, iy, ix, week, weight)[:, 0]
+
+
+def week_field(codes_of: CodesOf, served: ServedCube, product: str, t: int, weight) -> np.ndarray:
+    """(y, x) codes of the week ending on day t, FILL outside the region: a weekly map."""
+    iy, ix, codes = day_codes(codes_of, served, product, t, weight)
+    field = np.full(served.reader.mask.shape, cubes.FILL, np.int32)
+    field[iy, ix] = codes
+    return field

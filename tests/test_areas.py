@@ -15,6 +15,7 @@ import shapely
 import zarr
 from PIL import Image
 from pyproj import Transformer
+from rio_tiler.colormap import cmap
 from shapely.geometry import box, shape
 
 from model import grid
@@ -516,3 +517,33 @@ def test_flash_drought_exports_equal_the_series(server, cube_path):
             np.testing.assert_allclose(
                 part[p].isel(point=k).values, as_array(body[p]), atol=1e-5, equal_nan=True
             )
+
+
+def test_weekly_tiles_paint_each_cells_weekly_value(server, stored):
+    ends, means, _ = direct_weekly(stored["codes"])
+    w = 40
+    iy, ix = (int(v[5]) for v in np.nonzero(stored["mask"]))
+    lat, lon = grid.rowcol_to_latlon(iy + stored["row0"], ix + stored["col0"])
+    tms = morecantile.tms.get("WebMercatorQuad")
+    tile = tms.tile(float(lon), float(lat), 9)
+    day = str(DAYS[ends[w]].date())
+    r = server.get(
+        f"/v1/tiles/lstm/9/{tile.x}/{tile.y}.png",
+        params={"date": day, "period": "week", "colormap": "greys", "rescale": "0,0.51"},
+    )
+    assert r.status_code == 200, r.text[:300]
+    image = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
+    left, bottom, right, top = tms.xy_bounds(tile)
+    x, y = tms.xy(float(lon), float(lat))
+    col, row = int((x - left) / (right - left) * 256), int((top - y) / (top - bottom) * 256)
+    index = int(np.clip(np.rint(np.rint(means[w, iy, ix]) / 10_000 * 255 / 0.51), 0, 255))
+    daily = server.get(
+        f"/v1/tiles/lstm/9/{tile.x}/{tile.y}.png",
+        params={"date": day, "colormap": "greys", "rescale": "0,0.51"},
+    )
+    assert daily.content != r.content  # the week's mean, not the day's value
+    assert tuple(image[row, col]) == tuple(cmap.get("greys")[index])
+    wednesday = server.get(
+        f"/v1/tiles/lstm/9/{tile.x}/{tile.y}.png", params={"date": "2010-06-02", "period": "week"}
+    )
+    assert wednesday.status_code == 422 and "Tuesdays" in wednesday.json()["detail"]
