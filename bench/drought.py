@@ -7,6 +7,12 @@ On the cell-days whose truth percentile is 5 or less, it prints the share where 
 percentile says D2 or worse (<= 10), before SMAP and in the SMAP era, with the share of
 cell-days of normal truth (30-70) that a product flags D2 or worse (false alarms).
 
+Flash droughts too: the truth's onsets (model.product.flash: the percentile falls from above 40
+to below 20 within 20 days; an event is the first day of a run of onset days) against each
+product's onset product: the share of truth events a product flags within ONSET_TOLERANCE days
+(hit rate), its median lead in days (positive: the product flags before the truth), and the
+share of the product's own events with no truth onset that near (false alarms).
+
     python bench/drought.py [--out data/drought] [--stride 2] [--max-epochs 10] [--ensemble 1]
 """
 
@@ -19,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from model.dataset import open_input
-from model.product import climatology, ranking
+from model.product import climatology, flash, ranking
 from model.product import cube as cubes
 from model.product.extend import extend
 from model.training import checkpoint
@@ -31,6 +37,7 @@ TRAIN = ("2015-04-01", "2017-03-31")
 SMAP_ERA = "2015-04-01"
 DROUGHT, FLAGGED = 500, 1000  # percentile codes (0.01 points): truth <= 5, product <= 10
 NORMAL = (3000, 7000)
+ONSET_TOLERANCE = 10  # days between a product's onset and the truth's that still match
 
 
 def build(out: Path, args) -> Path:
@@ -101,7 +108,58 @@ def figures(out: Path, cube_path: Path) -> dict:
         result["false_alarms_on_normal_truth"][product] = {
             e: round(float(flagged[m][normal[m]].mean()), 4) for e, m in eras.items()
         }
+    result["flash_drought_onsets"] = onset_figures(truth, stored, iy, ix, times)
     return result
+
+
+def onset_events(flags: np.ndarray) -> np.ndarray:
+    """(time, cell) True on the first day of each run of onset days."""
+    on = flags == 1
+    return on & ~np.vstack([np.zeros((1, on.shape[1]), bool), on[:-1]])
+
+
+def onset_figures(truth, stored, iy, ix, times) -> dict:
+    """Per product: truth onset events caught within ONSET_TOLERANCE days (hit rate), the
+    median lead of the catch (days, positive = earlier than the truth), and false alarms."""
+    pad = np.full((flash.ONSET_DAYS, truth.shape[1]), cubes.FILL, np.int16)
+    truth_flags = flash.onset(np.vstack([pad, truth]).T).T
+    truth_events = onset_events(truth_flags)
+    near_truth = _near(truth_flags == 1)
+    smap_era = np.asarray(times >= pd.Timestamp(SMAP_ERA))
+    figures = {"truth_events": int(truth_events.sum())}
+    for product in ("lstm", "noah", "fused"):
+        pct = stored[product][iy, ix, :]  # (cell, time)
+        flags = flash.onset(np.hstack([pad.T, pct])).T
+        events = onset_events(flags)
+        caught, leads = [], []
+        for t, cell in zip(*np.nonzero(truth_events), strict=True):
+            window = np.arange(
+                max(t - ONSET_TOLERANCE, 0), min(t + ONSET_TOLERANCE + 1, len(times))
+            )
+            hit = window[flags[window, cell] == 1]
+            caught.append(hit.size > 0)
+            if hit.size:
+                leads.append(int(t - hit[0]))
+        caught = np.array(caught, bool)
+        era = smap_era[np.nonzero(truth_events)[0]]
+        figures[product] = {
+            "events": int(events.sum()),
+            "hit_rate": round(float(caught.mean()), 4) if caught.size else None,
+            "hit_rate_before_smap": round(float(caught[~era].mean()), 4) if (~era).any() else None,
+            "hit_rate_smap_era": round(float(caught[era].mean()), 4) if era.any() else None,
+            "median_lead_days": float(np.median(leads)) if leads else None,
+            "false_alarms": round(float((events & ~near_truth).sum() / max(events.sum(), 1)), 4),
+        }
+    return figures
+
+
+def _near(flags: np.ndarray) -> np.ndarray:
+    """(time, cell) True within ONSET_TOLERANCE days of a True of `flags`."""
+    near = flags.copy()
+    for shift in range(1, ONSET_TOLERANCE + 1):
+        near[shift:] |= flags[:-shift]
+        near[:-shift] |= flags[shift:]
+    return near
 
 
 def main() -> None:
