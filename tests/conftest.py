@@ -39,11 +39,66 @@ INTEGRATION_TESTS = {  # the command line in a process of its own, or the whole 
 }
 
 
+# How `make test` runs the suite on two cores (pytest-xdist: `-n 2 --dist loadscope`): a module,
+# with its module-scoped servers, workers and cubes, runs whole on one worker process, slowest
+# modules first so that the two workers finish together. A module that takes more than ~15 s
+# (`pytest --durations`) belongs in this list, by its time.
+SLOWEST_FIRST = [
+    "test_inference",
+    "test_worker",
+    "test_liveness",
+    "test_webmap",
+    "test_growth",
+    "test_security",
+    "test_fuzz",
+    "test_nowcast",
+]
+# Modules that share an expensive session fixture run on the same worker, so it is built once.
+SHARING = {"test_demo": "demo_cube", "test_readme": "demo_cube", "test_webmap": "demo_cube"}
+
+
+def work_unit(nodeid: str) -> str:
+    """What a test runs with on one worker: its module, or its module's SHARING name."""
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return SHARING.get(module, module)
+
+
+def run_order(item: pytest.Item) -> int:
+    unit = work_unit(item.nodeid)
+    listed = [k for k, module in enumerate(SLOWEST_FIRST) if SHARING.get(module, module) == unit]
+    return min(listed, default=len(SLOWEST_FIRST))
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
         if module in INTEGRATION_MODULES or item.originalname in INTEGRATION_TESTS:
             item.add_marker(pytest.mark.integration)
+    items.sort(key=run_order)  # stable: a module's tests keep their order
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadscope, with the modules of one SHARING name as one unit of work."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """torch computes on one thread in the test process, whatever ran before (training sets its
+    own count and keeps it): two test processes on two cores must not spin against each other,
+    and a test's result must not depend on the order tests run in. A test that needs more
+    threads sets them itself."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
