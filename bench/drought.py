@@ -27,7 +27,7 @@ import pandas as pd
 from model.dataset import open_input
 from model.product import climatology, flash, ranking
 from model.product import cube as cubes
-from model.product.extend import extend
+from model.production.extend import extend
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
 from model.world import WorldConfig, build_world, open_truth, write_world

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from model.dataset import FORCING_VARIABLES, make_input_dataset, open_input, write_input
-from model.product.extend import extend
+from model.production.extend import extend
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM

@@ -19,10 +19,9 @@ import pandas as pd
 import xarray as xr
 from scipy import sparse
 
-from model import grid
+from model import grid, metrics
 from model.dataset import make_input_dataset
 from model.engine.inference import predict
-from model.evaluation import metrics
 from model.training.config import TrainConfig
 from model.training.train import train
 from model.world import WorldConfig, build_world

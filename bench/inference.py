@@ -33,11 +33,12 @@ import numpy as np
 import torch
 
 from model.dataset import open_input
-from model.engine import CPU_CELL_BLOCK, Engine, compute_threads, instruction_set, kernel, reference
+from model.engine import Engine, compute_threads, instruction_set, kernel
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
+from model.training.reference import CPU_CELL_BLOCK, reference
 
 N_FORCING, N_STATIC, HIDDEN = 7, 12, 256
 

@@ -275,7 +275,7 @@ def build_cube(
             progress=progress,
         )
     else:
-        from model.product.extend import extend as extend_here
+        from model.production.extend import extend as extend_here
 
         inputs = open_input(input_path)
         extend_here(checkpoint.load(model), inputs, config.start, end, cube_path, progress=progress)
@@ -302,7 +302,7 @@ def grow_while_serving(
     """Grow the served cube a day every live_seconds from its last day to the world's, in a
     thread beside the server, which follows it (its reload period made shorter than a day's
     step). A cube that already reaches the world's last day is served as it is."""
-    from model.product.extend import extend as extend_here
+    from model.production.extend import extend as extend_here
 
     settings = get_settings()
     settings.reload_seconds = min(settings.reload_seconds, config.live_seconds / 2)

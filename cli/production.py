@@ -84,7 +84,7 @@ def extend(
         from model.dataset import open_input
         from model.product import climatology as climatologies
         from model.product.cube import describe
-        from model.product.extend import extend as run_extension
+        from model.production.extend import extend as run_extension
         from model.training import checkpoint
 
     if workers or queue:
@@ -155,7 +155,7 @@ def daily(
     """The daily chain, for cron: ingest the files that arrived, grow every cube to the last
     day with forcing, and record the run as a job (`smapx jobs`). Safe to run twice (the second
     run does nothing) and after missed days (one run catches up)."""
-    from model.product.daily import DailyPlan, run_daily
+    from model.production.daily import DailyPlan, run_daily
     from worker import jobs
 
     _configure_threads(threads)
@@ -224,8 +224,8 @@ def nowcast_skill(
     """Skill against SMAP (median over cells of RMSE and R) of the nowcast, the projection and
     the baseline projection + last innovation * exp(-age / 4 days), over start..end."""
     from model.dataset import open_input
+    from model.production.nowcast import nowcast_skill as score
     from model.training import checkpoint
-    from model.training.nowcast import nowcast_skill as score
 
     _configure_threads(threads)
     skill = score(

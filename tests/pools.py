@@ -8,12 +8,12 @@ import pandas as pd
 import torch
 
 from model.dataset import make_input_dataset, write_input
-from model.engine import probe_references
 from model.product import cube as cubes
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
+from model.training.reference import probe_references
 
 CLUSTERS = [(100, 200), (100, 240), (140, 200), (140, 250)]  # four 32x32 spatial blocks
 START, END = "2011-01-01", "2015-06-30"  # 1642 days: two time blocks of the cube

@@ -8,6 +8,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("model", "worker", "service", "cli")  # each may import only those before it
+# model/'s floors (docs/architecture.md): a subpackage imports only floors below its own; its
+# top-level modules (settings, errors, grid, dataset, metrics, ...) are the ground
+MODEL_FLOORS = {
+    "ground": 0,
+    "sources": 1,
+    "world": 1,
+    "training": 2,
+    "engine": 3,
+    "product": 4,
+    "production": 5,
+    "evaluation": 5,
+}
 
 
 def module_name(path: Path) -> str:
@@ -53,6 +65,42 @@ def test_layers_import_only_the_layers_below(graph):
         if rank[target.split(".")[0]] > rank[module.split(".")[0]]
     ]
     assert not upward
+
+
+def model_floor(module: str) -> str:
+    """The floor of a model module: its subpackage, or the ground for model's own modules."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (ROOT / "model" / parts[-1]).is_dir() else "ground"
+
+
+def upward_in_model(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a model module from a floor of model/ not below its own."""
+    return [
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if module.startswith("model.")
+        for target in targets
+        if target.startswith("model")
+        and model_floor(target) != model_floor(module)
+        and MODEL_FLOORS[model_floor(target)] >= MODEL_FLOORS[model_floor(module)]
+    ]
+
+
+def test_model_subpackages_import_only_the_floors_below(graph):
+    assert not upward_in_model(graph)
+
+
+def test_every_model_subpackage_has_a_floor():
+    packages = {p.name for p in (ROOT / "model").iterdir() if (p / "__init__.py").exists()}
+    assert packages == set(MODEL_FLOORS) - {"ground"}
+
+
+def test_an_upward_import_inside_model_is_caught():
+    graph = {
+        "model.training.train": {"model.engine", "model.grid"},
+        "model.engine": {"model.training"},
+    }
+    assert upward_in_model(graph) == ["model.training.train imports model.engine"]
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -15,7 +15,7 @@ import xarray as xr
 from model.engine.inference import predict, predict_with_spread
 from model.product import climatology, kinds
 from model.product import cube as cubes
-from model.product.extend import extend
+from model.production.extend import extend
 from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer

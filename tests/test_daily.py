@@ -13,7 +13,7 @@ import pytest
 
 from model.dataset import open_input
 from model.product import cube as cubes
-from model.product.extend import extend
+from model.production.extend import extend
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
 from tests.real_formats import BBOX, DAYS
@@ -121,7 +121,7 @@ def test_a_second_daily_run_on_a_dataset_is_refused_while_one_holds_it(tmp_path)
     """The daily chain's lock is filelock's, as every other lock here: a run while another
     process holds it stops at once with one line, and the lock goes with its holder."""
     from model.errors import InputError
-    from model.product.daily import _one_run
+    from model.production.daily import _one_run
 
     dataset = tmp_path / "input.zarr"
     holder = subprocess.Popen(

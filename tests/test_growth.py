@@ -13,7 +13,7 @@ from model.errors import InputError
 from model.grid import parse_bbox
 from model.product import climatology
 from model.product import cube as cubes
-from model.product.extend import extend, plan
+from model.production.extend import extend, plan
 from model.training import checkpoint
 from model.world import WorldConfig, build_world
 from tests.twins import GROWTH_DAYS, START, WORLD, assert_same_cube, day, stored_bytes

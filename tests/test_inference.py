@@ -35,8 +35,6 @@ from model.engine import (
     kernel_arrays,
     kernel_ladder,
     open_kernel,
-    probe_references,
-    reference,
 )
 from model.engine.inference import predict
 from model.engine.kernels import (
@@ -52,6 +50,7 @@ from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
 from model.training.network import SoilMoistureLSTM
 from model.training.normalize import Normalizer
+from model.training.reference import probe_references, reference
 
 TARGET_STD = 0.124  # conus412's SMAP standard deviation, m3/m3
 KERNEL_MISSING = {

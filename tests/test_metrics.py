@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.evaluation import metrics
+from model import metrics
 
 
 def test_hand_computed_values():

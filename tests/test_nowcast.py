@@ -15,10 +15,10 @@ from model.dataset import make_input_dataset, write_input
 from model.errors import InputError
 from model.grid import parse_bbox
 from model.product import cube as cubes
-from model.product.extend import extend
+from model.production.extend import extend
+from model.production.nowcast import nowcast_skill
 from model.training import checkpoint
 from model.training.normalize import NO_OBSERVATION_AGE, Normalizer
-from model.training.nowcast import nowcast_skill
 from model.training.train import TrainConfig, train
 from model.world import WorldConfig, build_world
 from tests.served import start_server

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from model.product import cube as cubes
-from model.product.extend import extend
+from model.production.extend import extend
 from model.training import checkpoint
 from tests.served import start_server
 from tests.twins import GROWTH_DAYS, START, day

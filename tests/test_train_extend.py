@@ -14,14 +14,14 @@ import xarray as xr
 
 from model import grid
 from model.dataset import make_input_dataset, open_input, select_period, write_input
-from model.engine import probe_references
 from model.errors import InputError, OutOfRangeError
 from model.product import cube
-from model.product.extend import extend, plan, spinup_indices
+from model.production.extend import extend, plan, spinup_indices
 from model.training import checkpoint
 from model.training.budget import parse_duration
 from model.training.holdout import holdout
 from model.training.normalize import Normalizer
+from model.training.reference import probe_references
 from model.training.train import bagged, masked_cell_rmse, masked_mse, train
 from tests.twins import quick_config
 

@@ -19,8 +19,8 @@ from model.dataset import open_input, write_input
 from model.engine.inference import predict_with_spread
 from model.product import climatology
 from model.product import cube as cubes
-from model.product import extend as extension
-from model.product.extend import compute_block, compute_blocks, extend, plan
+from model.production import extend as extension
+from model.production.extend import compute_block, compute_blocks, extend, plan
 from model.settings import get_settings
 from model.training import checkpoint
 from tests.pools import END, START, local_files, make_world, request_for, store_files

@@ -1,5 +1,5 @@
 """An extension job split over workers: checked and planned once at submission, then run one
-cube block per task through model.product.extend.compute_block and
+cube block per task through model.production.extend.compute_block and
 model.product.cube.write_block, exactly as the in-process `smapx extend` does, so both give the
 same cube.
 
@@ -21,7 +21,7 @@ from model.dataset import open_input
 from model.errors import InputError
 from model.product import climatology
 from model.product import cube as cubes
-from model.product.extend import begin, compute_block, plan
+from model.production.extend import begin, compute_block, plan
 from model.training import checkpoint
 from model.training.checkpoint import Checkpoint
 
@@ -92,7 +92,7 @@ class ExtensionJob:
         return self.request["out"]
 
     def prepare(self) -> tuple[list[cubes.Block], set[str]]:
-        """Create the cube, or grow it (model.product.extend.begin), unless it already holds
+        """Create the cube, or grow it (model.production.extend.begin), unless it already holds
         this request; the cube's blocks and the names of those already written."""
         key = fingerprint(self.request)
         info = _read_job_info(self.out)

@@ -53,6 +53,7 @@ from model.engine.kernels import BUILDS, INSTRUCTION_SETS, KernelBuild, source_d
 from model.errors import InputError
 from model.settings import get_settings
 from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
+from model.training.reference import CPU_CELL_BLOCK, probe_references
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,7 @@ KERNEL_HIDDEN = 256
 KERNEL_ROW_CELLS = 16  # cells in one AMX tile row block: the smallest part worth a thread
 TOLERANCE = 1e-3  # m3/m3, against the float32 network
 PROBE_TOLERANCE = TOLERANCE / 2  # the probe is short; real inputs get the other half
-# cells per torch-path batch on CPU: oneDNN's LSTM ran 4,096 cells at 100k cell-days/s and
-# batches of 128-1,024 at 185-195k on the 2-core AMX Xeon
-CPU_CELL_BLOCK = 512
-GPU_CELL_BLOCK = 16384
+GPU_CELL_BLOCK = 16384  # cells per torch-path batch on a GPU (on a CPU: CPU_CELL_BLOCK)
 WIDE_ACTIVATION_LEVELS = 4095  # U_LEVELS and H_LEVELS of the 16-bit kernel
 INT32_MAX = 2**31 - 1
 SPLIT_WEIGHT_LEVELS = 32639  # 256 * 127 + 127: the largest q with q = 256 * hi + lo, hi and lo int8
@@ -589,20 +587,6 @@ class TorchMember:
         return out
 
 
-def reference(ckpt: Checkpoint, x: np.ndarray, warmup: int = 0) -> np.ndarray:
-    """Normalised output of the float32 torch.nn.LSTM network itself (the ensemble mean), in
-    batches of CPU_CELL_BLOCK cells, where it runs fastest."""
-    import torch
-
-    out = np.empty((x.shape[0], x.shape[1] - warmup), np.float32)
-    nets = ckpt.networks()
-    with torch.inference_mode():
-        for i in range(0, x.shape[0], CPU_CELL_BLOCK):
-            xt = torch.from_numpy(np.ascontiguousarray(x[i : i + CPU_CELL_BLOCK], np.float32))
-            out[i : i + CPU_CELL_BLOCK] = torch.stack([net(xt) for net in nets]).mean(0)[:, warmup:]
-    return out
-
-
 @dataclass(frozen=True)
 class MemberPath:
     """What runs one member: the kernel (a shared library, or the network module), its
@@ -728,22 +712,6 @@ def probe_inputs(normalizer) -> np.ndarray:
     n_forcing = len(normalizer.forcing_names)
     x[:, :, n_forcing:] = x[:, :1, n_forcing:]
     return x
-
-
-def probe_references(ckpt: Checkpoint, x: np.ndarray) -> np.ndarray:
-    """Each member's float32 output (member, cell, day) on the probe, members side by side on one
-    torch thread each: a 64-cell batch gains nothing from more threads, and on a busy machine
-    OpenMP threads waiting for each other made the probe 5-10x slower."""
-    import torch
-
-    singles = [ckpt.member(k) for k in range(len(ckpt.state_dicts))]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max(1, min(threads, len(singles)))) as pool:
-            return np.stack(list(pool.map(lambda single: reference(single, x), singles)))
-    finally:
-        torch.set_num_threads(threads)
 
 
 _ENGINES: dict[int, tuple[weakref.ref, tuple[str, str], Engine]] = {}

@@ -1,1 +1,2 @@
-"""Evaluation: in situ stations, skill metrics, the evaluation against probes and its report."""
+"""Evaluation: in situ stations, the evaluation against probes (skill metrics: model.metrics) and
+its report."""

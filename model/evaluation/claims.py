@@ -3,7 +3,7 @@ side the numbers blame when one fails."""
 
 import numpy as np
 
-from model.evaluation import metrics
+from model import metrics
 from model.evaluation.scores import json_number
 
 

@@ -3,7 +3,7 @@ characteristic time fitted per site in the training window."""
 
 import numpy as np
 
-from model.evaluation import metrics
+from model import metrics
 
 TC_CHOICES = (1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60, 90)
 

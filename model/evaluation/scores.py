@@ -4,7 +4,7 @@ trends, and how often one product beats another."""
 import numpy as np
 import pandas as pd
 
-from model.evaluation import metrics
+from model import metrics
 from model.evaluation.periods import years_from_window
 
 SCORES = ("bias", "rmse", "ubrmse", "r", "anomaly_r")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from model.evaluation import metrics
+from model import metrics
 
 
 def at_cells(cube: xr.Dataset, product: str, rows, cols) -> xr.DataArray:

@@ -1,1 +1,2 @@
-"""The product: the Zarr cube layout, extension into it, fusion, and subsets exported as files."""
+"""The product: the Zarr cube layout, the registry of product kinds, fusion, climatology,
+formats, and subsets exported as files."""

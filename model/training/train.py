@@ -21,18 +21,17 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from model import grid
+from model import grid, metrics
 from model.dataset import select_period
 from model.devices import gpu_available
-from model.engine import probe_references
 from model.errors import InputError
-from model.evaluation import metrics
 from model.training.budget import Budget
 from model.training.checkpoint import PROBE_CELLS, PROBE_DAYS, Checkpoint
 from model.training.config import TrainConfig
 from model.training.holdout import Holdout, every_day, holdout
 from model.training.network import SoilMoistureLSTM, from_state
 from model.training.normalize import Normalizer
+from model.training.reference import probe_references
 
 
 def pick_device(name: str) -> torch.device:

@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from model.dataset import open_input
 from model.errors import InputError
-from model.product.extend import extend
+from model.production.extend import extend
 from model.sources import HOURLY_SOURCES, ingest, nldas, smap
 from model.training import checkpoint
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from model import metrics
 from model.dataset import select_period
 from model.engine.inference import predict
 from model.errors import InputError
-from model.evaluation import metrics
-from model.product.extend import WARMUP_DAYS, spinup_indices
+from model.production.extend import WARMUP_DAYS, spinup_indices
 from model.training.checkpoint import Checkpoint
 from model.training.normalize import NO_OBSERVATION_AGE
 
