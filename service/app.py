@@ -20,8 +20,9 @@ from service.ratelimit import RateLimit
 
 STATIC = Path(__file__).parent / "static"
 DESCRIPTION = """Extended SMAP soil moisture: point series, map tiles, LSTM-Noah fusion on request,
-bulk jobs and Zarr access. Values are volumetric soil moisture (m3/m3) on the EASE-Grid 2.0 36 km
-grid; `fused` = w * lstm + (1 - w) * noah (w = 0.5, the per-cell estimate, or `weight`).
+bulk jobs and Zarr access. Values are volumetric soil moisture (m3/m3) on each cube's EASE-Grid
+2.0 grid (36 km, or 9 km; `/v1/products` says which); `fused` = w * lstm + (1 - w) * noah
+(w = 0.5, the per-cell estimate, or `weight`).
 
 Every error answers in one shape, `Problem`: `detail` (one line), `parameter` at fault, the cube's
 `extent` when a point or period falls outside it, the `limit` a request went over. Where the
