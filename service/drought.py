@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from model import grid
 from model.errors import InputError
-from model.product import shapes
+from model.product import geopackage, shapes
 from model.product.cube import FILL
 from service import weekly
 from service.catalog import ServedCube
@@ -22,6 +22,7 @@ from service.tiles import day_values, parse_day
 
 router = APIRouter(prefix="/v1/drought", tags=["drought"])
 GEOJSON = "application/geo+json"
+GEOPACKAGE = "application/geopackage+sqlite3"
 
 Product = Annotated[str, Query(description="A *_percentile product", examples=["lstm_percentile"])]
 Bbox = Annotated[
@@ -61,15 +62,15 @@ def week_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarr
     return iy + served.reader.row0, ix + served.reader.col0, percent
 
 
-def feature_collection(served: ServedCube, product: str, day: str, bbox, period: str) -> str:
+def class_features(served: ServedCube, product: str, day: str, bbox, period: str):
+    """(the day's name, [(properties, lon/lat geometry or None)] of D0..D4)."""
     t = served.day_index(parse_day(day))
     percentiles_of = week_percentiles if period == "week" else day_percentiles
     rows, cols, percent = percentiles_of(served, product, t)
     box = None if bbox is None else grid.parse_bbox(bbox)
     features = [
-        {
-            "type": "Feature",
-            "properties": {
+        (
+            {
                 "class": c.name,
                 "label": shapes.LABELS[c.name],
                 "percentile_above": None if np.isinf(c.lower) else c.lower,
@@ -79,17 +80,36 @@ def feature_collection(served: ServedCube, product: str, day: str, bbox, period:
                 "period": period,
                 "product": product,
             },
-            "geometry": None if c.geometry is None else json.loads(shapely.to_geojson(c.geometry)),
-        }
+            c.geometry,
+        )
         for c in shapes.class_shapes(percent, rows, cols, box, served.reader.grid)
     ]
+    return served.dates[t], features
+
+
+def feature_collection(served: ServedCube, product: str, day: str, bbox, period: str) -> str:
+    date, features = class_features(served, product, day, bbox, period)
     return json.dumps(
         {
             "type": "FeatureCollection",
-            "name": f"{served.name} {product} {served.dates[t]} drought classes",
-            "features": features,
+            "name": f"{served.name} {product} {date} drought classes",
+            "features": [
+                {
+                    "type": "Feature",
+                    "properties": properties,
+                    "geometry": None if g is None else json.loads(shapely.to_geojson(g)),
+                }
+                for properties, g in features
+            ],
         }
     )
+
+
+def package(served: ServedCube, product: str, day: str, bbox, period: str) -> tuple[str, bytes]:
+    """(file name, GeoPackage bytes) of the drought classes."""
+    date, features = class_features(served, product, day, bbox, period)
+    name = f"drought_{product}_{date}"
+    return f"{name}.gpkg", geopackage.write(name.replace("-", "_"), features)
 
 
 @router.get(
@@ -114,3 +134,28 @@ async def drought_geojson(
     served = request.app.state.catalog.get(cube)
     body = await run_in_threadpool(feature_collection, served, product, day, bbox, period)
     return Response(body, media_type=GEOJSON)
+
+
+@router.get(
+    "/{day}.gpkg",
+    summary="Drought classes of a day as a GeoPackage",
+    response_class=Response,
+    responses={200: {"content": {GEOPACKAGE: {}}}},
+)
+async def drought_geopackage(
+    request: Request,
+    day: str,
+    product: Product = "lstm_percentile",
+    bbox: Bbox = None,
+    cube: CubeName = None,
+    period: Period = "day",
+):
+    """The same shapes as the GeoJSON, as an OGC GeoPackage to download: one feature table
+    (MultiPolygon, EPSG:4326), a row per class."""
+    served = request.app.state.catalog.get(cube)
+    name, body = await run_in_threadpool(package, served, product, day, bbox, period)
+    return Response(
+        body,
+        media_type=GEOPACKAGE,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -5,6 +5,10 @@ EPSG:6933, numpy weighting), and every bad area answers one clear error."""
 
 import csv
 import io
+import shutil
+import sqlite3
+import struct
+import subprocess
 import warnings
 
 import httpx
@@ -547,3 +551,44 @@ def test_weekly_tiles_paint_each_cells_weekly_value(server, stored):
         f"/v1/tiles/lstm/9/{tile.x}/{tile.y}.png", params={"date": "2010-06-02", "period": "week"}
     )
     assert wednesday.status_code == 422 and "Tuesdays" in wednesday.json()["detail"]
+
+
+def test_drought_shapes_download_as_a_geopackage(server, tmp_path):
+    day = str(DAYS[300].date())
+    geojson = server.get(f"/v1/drought/{day}.geojson").json()
+    r = server.get(f"/v1/drought/{day}.gpkg")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geopackage+sqlite3"
+    assert f"drought_lstm_percentile_{day}.gpkg" in r.headers["content-disposition"]
+    path = tmp_path / "drought.gpkg"
+    path.write_bytes(r.content)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47
+    table = f"drought_lstm_percentile_{day.replace('-', '_')}"
+    assert db.execute("SELECT table_name, data_type, srs_id FROM gpkg_contents").fetchall() == [
+        (table, "features", 4326)
+    ]
+    assert db.execute("SELECT geometry_type_name FROM gpkg_geometry_columns").fetchone() == (
+        "MULTIPOLYGON",
+    )
+    rows = db.execute(f'SELECT class, cells, geom FROM "{table}" ORDER BY fid').fetchall()
+    db.close()
+    assert [(c, n) for c, n, _ in rows] == [
+        (f["properties"]["class"], f["properties"]["cells"]) for f in geojson["features"]
+    ]
+    for (_, _, blob), feature in zip(rows, geojson["features"], strict=True):
+        if feature["geometry"] is None:
+            assert blob is None
+            continue
+        assert blob[:2] == b"GP" and struct.unpack("<i", blob[4:8])[0] == 4326
+        geometry = shapely.from_wkb(blob[8 + 32 :])
+        assert geometry.geom_type == "MultiPolygon"
+        assert geometry.symmetric_difference(shape(feature["geometry"])).area < 1e-12
+        assert struct.unpack("<4d", blob[8:40]) == pytest.approx(
+            [geometry.bounds[0], geometry.bounds[2], geometry.bounds[1], geometry.bounds[3]]
+        )
+    if shutil.which("ogrinfo"):  # GDAL's own reader, where Debian's gdal-bin is installed
+        info = subprocess.run(
+            ["ogrinfo", "-al", "-so", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+        assert "using driver `GPKG' successful" in info
+        assert "Geometry: Multi Polygon" in info and "Feature Count: 5" in info

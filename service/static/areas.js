@@ -28,6 +28,7 @@
       <div class="area-tools"><button id="area-draw" title="click the corners, double-click the last">Draw a polygon</button>
         <button id="area-clear" title="remove the area">Clear</button></div>
       <a id="drought-shapes" href="#" download>The day's drought shapes (GeoJSON)</a>
+      <a id="drought-gpkg" href="#" download>… as a GeoPackage</a>
       <p id="area-status" aria-live="polite"></p>`;
     $("panel").insertBefore(box, $("message"));
     const chart = document.createElement("section");
@@ -182,11 +183,13 @@
   function shapesLink() {
     const v = view();
     const pct = products()[1];
-    const link = $("drought-shapes");
-    link.hidden = !pct || !v.date;
-    if (link.hidden) return;
-    link.href = `/v1/drought/${v.date}.geojson?product=${pct}` + (v.cube ? `&cube=${v.cube}` : "");
-    link.download = `drought-${pct}-${v.date}.geojson`;
+    for (const [id, ext] of [["drought-shapes", "geojson"], ["drought-gpkg", "gpkg"]]) {
+      const link = $(id);
+      link.hidden = !pct || !v.date;
+      if (link.hidden) continue;
+      link.href = `/v1/drought/${v.date}.${ext}?product=${pct}` + (v.cube ? `&cube=${v.cube}` : "");
+      link.download = `drought-${pct}-${v.date}.${ext}`;
+    }
   }
 
   async function start() {
@@ -200,7 +203,9 @@
     $("area-clear").addEventListener("click", clearArea);
     $("area-close").addEventListener("click", () => { $("area-panel").hidden = true; map.invalidateSize(); });
     // the map's day changes without an event: the link is made as it is pointed at or followed
-    for (const event of ["mouseenter", "focus", "click"]) $("drought-shapes").addEventListener(event, shapesLink);
+    for (const id of ["drought-shapes", "drought-gpkg"]) {
+      for (const event of ["mouseenter", "focus", "click"]) $(id).addEventListener(event, shapesLink);
+    }
     shapesLink();
     document.body.dataset.areas = "ready";
   }
