@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -498,3 +499,53 @@ def test_cli_train_and_extend_errors_are_one_line(trained, tmp_path):
         assert run.returncode == 1, run.stderr
         assert message in run.stderr and "Traceback" not in run.stderr
     assert open_input(tmp_path / "input.zarr").sizes["cell"] == 7
+
+
+def test_cli_train_reads_a_yaml_config_that_options_override_and_saves_it(trained, tmp_path):
+    """`smapx train --config FILE`: TrainConfig's fields from YAML, an option on the command line
+    over the file's value; the checkpoint keeps the run's train.yaml, which reruns it."""
+    import yaml
+
+    ds, path, _, _ = trained
+    saved = yaml.safe_load((path / "train.yaml").read_text())
+    config = json.loads((path / "config.json").read_text())
+    assert saved == {k: config[k] for k in saved} and saved["max_epochs"] == 6
+    write_input(ds, tmp_path / "input.zarr")
+    run_config = {
+        "start": "2015-01-01",
+        "end": "2016-01-31",
+        "hidden": 8,
+        "max_epochs": 1,
+        "iterations_per_epoch": 2,
+        "validation_days": 60,
+        "ensemble": 1,
+        "seed": 3,
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run_config))
+    args = [
+        "train",
+        "--input",
+        str(tmp_path / "input.zarr"),
+        "--config",
+        str(tmp_path / "run.yaml"),
+    ]
+    run = subprocess.run(
+        [*SMAPX, *args, "--seed", "7", "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    written = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert {k: written[k] for k in run_config} == {**run_config, "seed": 7}
+    rerun = yaml.safe_load((tmp_path / "m" / "train.yaml").read_text())
+    assert {k: rerun[k] for k in run_config} == {**run_config, "seed": 7}
+    (tmp_path / "bad.yaml").write_text("hiden: 8\n")
+    bad = subprocess.run(
+        [*SMAPX, "train", "--input", "x", "--out", "y", "--config", str(tmp_path / "bad.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1 and "unknown key(s) ['hiden']" in bad.stderr
+    assert "Traceback" not in bad.stderr

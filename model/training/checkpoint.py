@@ -9,7 +9,7 @@ torch state_dict) are still read, through torch."""
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from model.errors import InputError
 from model.grid import DEFAULT, Grid, named
+from model.training.config import TrainConfig
 from model.training.normalize import Normalizer
 
 PROBE_CELLS, PROBE_DAYS = 64, 365
@@ -80,11 +81,24 @@ class Checkpoint:
         ]
 
 
+RUN_CONFIG = "train.yaml"  # the run's TrainConfig, for `smapx train --config` to rerun it
+
+
+def run_config_yaml(config: dict) -> str:
+    """The TrainConfig fields of a checkpoint's config as YAML (as neuralhydrology keeps its
+    run's config.yml), in the config's order."""
+    import yaml
+
+    run = {f.name: config[f.name] for f in fields(TrainConfig) if f.name in config}
+    return yaml.safe_dump(run, sort_keys=False)
+
+
 def save(path: str | Path, ckpt: Checkpoint, log_csv: str = "") -> Path:
     """Write a checkpoint directory (created if needed)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps(ckpt.config, indent=2, default=str))
+    (path / RUN_CONFIG).write_text(run_config_yaml(ckpt.config))
     (path / "normalization.json").write_text(json.dumps(ckpt.normalizer.to_dict(), indent=2))
     (path / "validation.json").write_text(json.dumps(ckpt.validation, indent=2))
     for suffix in WEIGHTS_SUFFIXES:
