@@ -37,10 +37,7 @@ class Text:
         """Codes worth `scale` each, in decimal at the scale's precision (`49.24`, never the
         float32 `49.239998`)."""
         decimals = max(0, round(-np.log10(scale)))
-        json = np.array(
-            [f"{c * scale:.{decimals}f}".rstrip("0").rstrip(".") for c in _CODES.tolist()],
-            dtype=object,
-        )
+        json = np.array([_decimal(c * scale, decimals) for c in _CODES.tolist()], dtype=object)
         json[json == "-0"] = "0"
         json[cubes.FILL + _OFFSET] = "null"
         csv = json.copy()
@@ -50,6 +47,13 @@ class Text:
             np.array([t + "," for t in csv], dtype=object),
             np.array([t + "\n" for t in csv], dtype=object),
         )
+
+
+def _decimal(value: float, decimals: int) -> str:
+    """The value with `decimals` decimals, trailing zeros of the fraction dropped (never those
+    of a whole number: 10 stays 10)."""
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if decimals else text
 
 
 SOIL_MOISTURE = Text(JSON_TEXT, CSV_MIDDLE, CSV_LAST)
