@@ -1,7 +1,8 @@
 """Bulk jobs, as NASA AppEEARS runs them: submit (an id and a size estimate at once, 413 over
-the limit), poll state and percent, list the result files with sizes and sha256, download them.
-The work runs on the Celery workers (worker.submit / worker.tasks); records live in Redis and
-beside the results, and expire `job_expiry_hours` after they finish, their files with them.
+the limit), poll state and percent, list the result files with sizes and sha256, download them,
+cancel a job that runs or delete one that finished (its files with it). The work runs on the
+Celery workers (worker.submit / worker.tasks); records live in Redis and beside the results, and
+expire `job_expiry_hours` after they finish, their files with them.
 
 Owners: where API keys are configured (SMAPX_API_KEYS), every job belongs to the key that made it
 and a key lists, reads, downloads and cancels only its own jobs (another key's job is answered
@@ -95,12 +96,6 @@ def workers_listening() -> tuple[int | None, list[str]]:
     if not workers:
         return 0, [WAITING_HINT]
     return workers, []
-
-
-def sweep_expired(records) -> list[dict]:
-    """Delete the result folders whose manifest proves their job expired, and return the
-    records of the others that Redis has no record of (it may simply have lost them)."""
-    return records.unrecorded()
 
 
 def find_job(records, job_id: str) -> dict | None:
@@ -218,7 +213,7 @@ def accept_job(catalog, body: bytes, caller: Caller) -> JSONResponse:
     served = catalog.get(req.cube)
     size = check_size(served, req)
     records, submit = worker_layer()
-    sweep_expired(records)
+    records.unrecorded()  # sweeps the folders of expired jobs
     job_id = submit.submit_export(req, str(served.path), caller.owner)
     job = job_record(job_id, caller)
     return JSONResponse({**public(job), "estimate": size}, status_code=202)
@@ -231,7 +226,7 @@ def list_all(limit: Annotated[Integer, Query(ge=1, le=1000)] = 100, x_api_key: A
     own index: other keys' jobs cost nothing (on a worker thread, off the event loop)."""
     caller = Caller(x_api_key)
     records, _ = worker_layer()
-    lost = sweep_expired(records)
+    lost = records.unrecorded()  # the jobs Redis lost, expired folders swept on the way
     listed = records.list_jobs(limit, kind="export", owner=caller.index(records))
     listed += [j for j in lost if j["kind"] == "export" and caller.sees(j)]
     listed.sort(key=lambda j: j["created"], reverse=True)

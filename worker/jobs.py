@@ -26,7 +26,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -59,7 +59,7 @@ FIELDS = (
 )
 INDEX = "smapx:jobs"
 MANIFEST = "job.json"
-LOCK = ".job.lock"
+LOCKS = ".locks"
 EVERYONE = object()
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -152,13 +152,20 @@ def manifest_path(job_id: str) -> Path:
     return get_settings().jobs_dir / job_id / MANIFEST
 
 
+def lock_path(job_id: str) -> Path:
+    """A job's lock file: beside the job folders, not in one, so a folder holds only results."""
+    return get_settings().jobs_dir / LOCKS / f"{job_id}.lock"
+
+
 @contextmanager
 def _locked(job_id: str):
     """Held while a job's state changes in Redis and in its copy beside the results (export jobs,
     whose folder exists); a flock, so it serialises threads and processes alike."""
-    folder = manifest_path(job_id).parent
-    lock = FileLock(folder / LOCK) if JOB_ID.match(job_id) and folder.is_dir() else nullcontext()
-    with lock:
+    if not (JOB_ID.match(job_id) and manifest_path(job_id).parent.is_dir()):
+        yield
+        return
+    lock_path(job_id).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock_path(job_id)):
         yield
 
 
@@ -269,11 +276,11 @@ def list_jobs(limit: int = 100, kind: str | None = None, owner=EVERYONE) -> list
     return jobs[:limit]
 
 
-def unrecorded(jobs_dir: Path | None = None) -> list[dict]:
+def unrecorded() -> list[dict]:
     """The records, from beside their results, of the export jobs Redis has no record of
     (restarted without persistence); the folders whose record proves they expired are deleted
     on the way. One round trip to Redis for every folder, and a file read only for those."""
-    root = jobs_dir or get_settings().jobs_dir
+    root = get_settings().jobs_dir
     folders = [f.name for f in root.iterdir() if JOB_ID.match(f.name)] if root.is_dir() else []
     if not folders:
         return []
@@ -286,6 +293,7 @@ def unrecorded(jobs_dir: Path | None = None) -> list[dict]:
         job = read_manifest(job_id)
         if job is not None and expired(job):
             shutil.rmtree(root / job_id, ignore_errors=True)
+            lock_path(job_id).unlink(missing_ok=True)
         elif job is not None:
             lost.append(job)
     return lost
@@ -353,6 +361,7 @@ def delete_job(job_id: str) -> bool:
             pipe.execute()
         manifest_path(job_id).unlink(missing_ok=True)
     shutil.rmtree(manifest_path(job_id).parent, ignore_errors=True)
+    lock_path(job_id).unlink(missing_ok=True)
     return True
 
 
