@@ -88,8 +88,10 @@ def models(twin, tmp_path_factory):
         ensemble=1,
         threads=1,
         learning_rate=3e-3,
-        # with the default cosine schedule this small nowcast trails the decaying-innovation
-        # baseline (RMSE 0.0284 against 0.0278): a constant rate, as it was measured with
+        # the default cosine schedule anneals this small model's rate to nothing within its 15
+        # epochs: its nowcast then beats the projection (RMSE 0.0290 against 0.0307, r 0.934
+        # against 0.928) but trails the decaying-innovation baseline (0.0281); at a constant
+        # rate it beats both (0.0250 against 0.0262 and 0.0275), as measured on the twin world
         schedule="constant",
     )
     paths = []
@@ -129,7 +131,9 @@ def test_the_nowcast_beats_the_projection_and_the_baseline_on_an_unseen_year(twi
         < skill["decaying_innovation"]["rmse"]
         < skill["projection"]["rmse"]
     )
-    assert skill["nowcast"]["r"] > skill["decaying_innovation"]["r"]
+    assert skill["nowcast"]["r"] > max(skill["decaying_innovation"]["r"], skill["projection"]["r"])
+    # the nowcast's gain over the projection it improves on, not only its rank
+    assert skill["projection"]["rmse"] - skill["nowcast"]["rmse"] > 0.001
     assert skill["nowcast"]["rmse"] < 0.03
 
 

@@ -80,7 +80,7 @@ def test_server_follows_the_growing_cube(twin, tmp_path):  # noqa: F811
             extend(ckpt, inputs, START, day(offset), store, progress=False)
             grown = time.monotonic()
             while json.loads(get(f"{base}/v1/products")[2])["extent"]["end"] != day(offset):
-                assert time.monotonic() - grown < RELOAD_SECONDS + 10, f"{day(offset)} not shown"
+                assert time.monotonic() - grown < 3 * RELOAD_SECONDS, f"{day(offset)} not shown"
                 time.sleep(0.05)
             lags.append(time.monotonic() - grown)
         status, later_tile, _ = get(tile, {"If-None-Match": first_tile["ETag"]})
@@ -101,7 +101,9 @@ def test_server_follows_the_growing_cube(twin, tmp_path):  # noqa: F811
         finally:
             proc.terminate()
             proc.wait(30)
-    assert max(lags) < RELOAD_SECONDS + 10
+    # a poll period, then one generation's load (metadata only): 1.55 s at most measured on a
+    # busy 2-core machine with a 1 s period
+    assert max(lags) < 3 * RELOAD_SECONDS, lags
     final = cubes.open_cube(store)
     iy, ix = cubes.locate(final, *point)
     expected = {p: final[p].values[:, iy, ix] for p in ("lstm", "smap")}
