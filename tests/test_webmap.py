@@ -201,7 +201,7 @@ def test_date_picker_steps_and_play_move_the_map(site, page):
     page.select_option("#play-window", "30")
     page.select_option("#play-unit", "week")
     seen = set()
-    page.on("response", lambda r: seen.add(tile_date(r)) if "/v1/tiles/" in r.url else None)
+    page.on("request", lambda r: seen.add(tile_date(r)) if "/v1/tiles/" in r.url else None)
     page.click("#play")
     page.wait_for_function("document.getElementById('date').value !== '2015-06-02'")
     shown = page.evaluate(FEWEST_SHOWN_TILES, 3000)

@@ -43,13 +43,16 @@ const placeText = (lat, lon) => `${latText(lat)}, ${lonText(lon)}`;
 // ---- products ----
 const isPercentile = (p) => p.endsWith("_percentile");
 const isSpread = (p) => p.endsWith("_spread");
-const isAnomaly = (p) => p.endsWith("_anomaly");
-const baseProduct = (p) => p.replace(/_(percentile|spread|anomaly)$/, "");
+// Derived products are named <source>_<suffix> (model.product.kinds).
+const DERIVED = /_(percentile|spread|anomaly|change_\d+d|onset)$/;
+const baseProduct = (p) => p.replace(DERIVED, "");
 const colorOf = (p) => COLORS[baseProduct(p)] || "#444";
-const unitsOf = (p) => (isPercentile(p) ? "%" : "m³/m³");
+const UNIT_TEXT = { "m3 m-3": "m³/m³", percent: "%" };
+const unitsOf = (p) => { const u = state.cube.products[p]?.units ?? "m3 m-3"; return UNIT_TEXT[u] ?? u; };
 // A product's family: values (and their spread), percentiles, or anomalies.
-const kindOf = (p) => (isPercentile(p) ? "percentile" : isAnomaly(p) ? "anomaly" : "value");
-const KIND_LABELS = { value: "values", percentile: "percentiles", anomaly: "anomalies" };
+const kindOf = (p) => { const m = p.match(DERIVED); return !m || m[1] === "spread" ? "value" : m[1]; };
+const kindLabel = (k) => ({ value: "values", percentile: "percentiles", anomaly: "anomalies", onset: "onsets" }[k]
+  ?? k.replace(/^change_(\d+)d$/, "$1-day change"));
 
 // The colormaps a product can take: a classed one (drought) colours its own kind of product only.
 function colormapFits(name, product) {
@@ -67,11 +70,11 @@ function fillColormaps(product, wanted) {
 
 const classedColormap = () => $("colormap").value in state.colormaps.classed;
 
-function defaultRange(product) {
-  if (isPercentile(product)) return [0, 100];
-  if (isSpread(product)) return [0, 0.05];
-  if (isAnomaly(product)) return [-0.1, 0.1];
-  return [0, 0.5];
+// A product's default colour range: the server's, as its legend gives it.
+async function defaultRange(product) {
+  const r = await fetch(`/v1/legend?f=json&product=${product}`);
+  const legend = await r.json();
+  return r.ok && legend.rescale ? legend.rescale : [0, 0.5];
 }
 
 // The latest day with data of a product: SMAP stops where its retrievals stop.
@@ -244,7 +247,7 @@ function chartProducts() {
 function showKinds() {
   const kind = state.kind || kindOf($("product").value);
   $("chart-kind").innerHTML = chartKinds().map((k) =>
-    `<button data-kind="${k}" class="${k === kind ? "on" : ""}">${KIND_LABELS[k]}</button>`).join("");
+    `<button data-kind="${k}" class="${k === kind ? "on" : ""}">${kindLabel(k)}</button>`).join("");
 }
 
 function windowRange() {
@@ -476,7 +479,7 @@ function fillDownloadDates() {
 }
 
 // ---- cube choice and start-up ----
-function selectCube(name, restore = {}) {
+async function selectCube(name, restore = {}) {
   state.cube = { name, ...state.catalog.cubes[name] };
   const products = Object.keys(state.cube.products);
   const product = products.includes(restore.product) ? restore.product
@@ -491,7 +494,7 @@ function selectCube(name, restore = {}) {
   }
   showStyleFields();
   const range = (restore.range || "").split(",").map(Number);
-  [$("vmin").value, $("vmax").value] = range.length === 2 && range.every(Number.isFinite) ? range : defaultRange(product);
+  [$("vmin").value, $("vmax").value] = range.length === 2 && range.every(Number.isFinite) ? range : await defaultRange(product);
   const view = (restore.view || "").split(",").map(Number);
   if (view.length === 3 && view.every(Number.isFinite)) map.setView([view[0], view[1]], view[2]);
   else {
@@ -508,9 +511,9 @@ function selectCube(name, restore = {}) {
 
 function wireControls() {
   $("cube").addEventListener("change", (e) => selectCube(e.target.value));
-  $("product").addEventListener("change", () => {
+  $("product").addEventListener("change", async () => {
     const product = $("product").value;
-    [$("vmin").value, $("vmax").value] = defaultRange(product);
+    [$("vmin").value, $("vmax").value] = await defaultRange(product);
     fillColormaps(product, $("colormap").value);
     showStyleFields();
     refreshTiles();
