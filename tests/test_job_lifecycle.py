@@ -273,12 +273,12 @@ def test_random_submits_cancels_and_redis_restarts_keep_both_records_agreeing(
     empty, and racing a worker's start), run by a worker, and Redis restarts empty and the
     workers restore lost records, the record in Redis and the one beside the results agree
     after every step, and no job once cancelled is ever done. Seeded random sequences of 12
-    steps, as many as fit in 20 s (at least 10); the worker's side runs in this process."""
+    steps, as many as fit in 12 s (at least 20); the worker's side runs in this process."""
     url = database(redis_url, 12)
     db = redis.Redis.from_url(url, decode_responses=True)
     sequences, started = 0, time.monotonic()
     with pointed_at(url, tmp_path):
-        while sequences < 10 or time.monotonic() - started < 20:
+        while sequences < 20 or time.monotonic() - started < 12:
             random_steps(sequences, db, tmp_path, str(store))
             sequences += 1
     print(f"{sequences} random sequences of 12 steps in {time.monotonic() - started:.1f} s")
