@@ -79,7 +79,7 @@ def serve(
         "access_log": access_log,
         "log_level": "info",
         "proxy_headers": False,
-        "http": HeadTimeout,
+        "http": f"{__name__}:HeadTimeout",  # by name: worker processes died given the class
         "timeout_keep_alive": get_settings().keep_alive_seconds,
     }
     if workers <= 1:

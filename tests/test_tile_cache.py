@@ -8,10 +8,11 @@ import sys
 SCRIPT = """
 import numpy as np
 from types import SimpleNamespace
+from model import grid
 from service import tiles
 
 class Cube:
-    reader = SimpleNamespace(mask=np.ones((406, 964), bool), row0=0, col0=0)
+    reader = SimpleNamespace(mask=np.ones((406, 964), bool), row0=0, col0=0, grid=grid.M36)
 
 cube = Cube()
 first = tiles.pixel_index(cube, "WebMercatorQuad", 6, 10, 24)
