@@ -422,6 +422,13 @@ def test_bad_weeks_answer_one_clear_error(server, url, status, words):
     r = server.get(url)
     assert r.status_code == status, r.text[:300]
     assert words in r.json()["detail"]
+    batch = server.post(
+        "/v1/series",
+        params={"period": "week"},
+        content="id,lat,lon\na,38.5,-97.5\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert batch.status_code == 422 and "per point (GET) and per area" in batch.json()["detail"]
 
 
 def direct_change(pct: np.ndarray, t: int, lag: int) -> float:
