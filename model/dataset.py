@@ -39,6 +39,7 @@ FORCING_UNITS = {
     "psurf": "Pa",
 }
 LSM_VARIABLES = ("noah", "lsm2")
+CHUNK_CELLS = 1024  # cells per chunk of a written input dataset
 
 
 def make_input_dataset(
@@ -112,8 +113,9 @@ def _check_shape(name: str, got, want) -> None:
 
 
 def write_input(ds: xr.Dataset, path: str | Path) -> None:
-    """Write an input dataset as Zarr, chunked a year at a time over all cells."""
-    chunks = {"time": min(366, ds.sizes["time"])}
+    """Write an input dataset as Zarr, chunked a year by up to CHUNK_CELLS cells, so that the
+    extension reads a block's cells without decoding the rest of the region."""
+    chunks = {"time": min(366, ds.sizes["time"]), "cell": min(CHUNK_CELLS, ds.sizes["cell"])}
     encoding = {
         name: {"chunks": tuple(chunks.get(d, ds.sizes[d]) for d in ds[name].dims)}
         for name in ds.data_vars

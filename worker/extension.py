@@ -130,11 +130,11 @@ def _publish_when_complete(out: str, template: xr.Dataset, done: set[str]) -> No
 
 @lru_cache(maxsize=2)
 def _context(key: str, request_json: str) -> tuple[Checkpoint, xr.Dataset, xr.Dataset, list]:
-    """Per worker process and fingerprint (whatever the store): the checkpoint, the inputs (in
-    memory, as the in-process extension holds them: each block would otherwise re-read the time
-    chunks of every cell) and the blocks."""
+    """Per worker process and fingerprint (whatever the store): the checkpoint, the inputs
+    (opened, not loaded: each block reads its own cells and days, so a worker's memory is one
+    block's whatever the region's size) and the blocks."""
     ckpt, inputs, template = load(json.loads(request_json))
-    return ckpt, inputs.load(), template, cubes.blocks(template)
+    return ckpt, inputs, template, cubes.blocks(template)
 
 
 def run_block(request: dict, index: int) -> str:

@@ -5,7 +5,9 @@ its own cells and time chunk alone: a worker computes one block (`compute_block`
 extension runs the blocks of a time chunk together (`compute_blocks`), and both write the same
 cube. An extension into an existing cube of the same checkpoint, inputs and start grows it
 (`begin`): only the time chunks the new days touch are computed, so the grown cube is the one a
-single extension over the whole period writes.
+single extension over the whole period writes. The inputs are never loaded whole: each batch of
+blocks reads its own cells over its own days (and their spin-up) from the store, chunk by chunk,
+so a process's memory is bounded by a batch whatever the region's size.
 """
 
 import hashlib
@@ -159,12 +161,13 @@ def compute_blocks(
         block_days = pd.DatetimeIndex(cube.time.values[batch[0].time])
         first = int(input_days.get_loc(block_days[0]))
         days = spinup_indices(first, first + len(block_days), warmup)
-        x = ckpt.normalizer.inputs(inputs, cells, days)
+        part, held, day0 = read_cells(ckpt, inputs, cells, days)
+        x = ckpt.normalizer.inputs(part, held, days - day0)
         lstm, spread = predict_with_spread(
             ckpt, x, warmup=len(days) - len(block_days), groups=[len(c) for _, _, c in where]
         )
-        observed = inputs[list(copied.values())].isel(
-            cell=cells, time=slice(first, first + len(block_days))
+        observed = part[list(copied.values())].isel(
+            cell=held, time=slice(first - day0, first - day0 + len(block_days))
         )
         sources = {
             model_product(ckpt): lstm.T,
@@ -179,22 +182,19 @@ def compute_blocks(
             offset = part.stop
 
 
-def needed_inputs(
-    ckpt: Checkpoint,
-    inputs: xr.Dataset,
-    cube: xr.Dataset,
-    blocks: list[cubes.Block],
-    warmup: int = WARMUP_DAYS,
-) -> xr.Dataset:
-    """The days of the inputs that computing `blocks` reads: from the spin-up (and a nowcast's
-    look-back) of the first to the end of the last. Cut where the spin-up needs no cycling, so
-    the blocks get the bytes the whole record gives them; growing a 20-year cube by a day then
-    reads one time chunk of inputs, not twenty years."""
-    days = pd.DatetimeIndex(inputs.time.values)
-    first = int(days.get_loc(pd.Timestamp(cube.time.values[min(b.time.start for b in blocks)])))
-    stop = int(days.get_loc(pd.Timestamp(cube.time.values[max(b.time.stop for b in blocks) - 1])))
-    margin = warmup + ckpt.normalizer.observation_latency + ckpt.normalizer.observation_lookback
-    return inputs.isel(time=slice(max(first - margin, 0), stop + 1))
+def read_cells(
+    ckpt: Checkpoint, inputs: xr.Dataset, cells: np.ndarray, days: np.ndarray
+) -> tuple[xr.Dataset, np.ndarray, int]:
+    """The inputs of `cells` over the days `days` spans (and a nowcast's look-back before them),
+    read into memory chunk by chunk: all a batch needs, never the rest of the dataset. Returns
+    them, the cells' indices in them and the index of their first day among the inputs' days
+    (the days a nowcast's look-back would reach before the record's start are not read, as they
+    do not exist)."""
+    margin = ckpt.normalizer.observation_latency + ckpt.normalizer.observation_lookback
+    day0 = max(int(days.min()) - margin, 0)
+    held = np.unique(cells)
+    part = inputs.isel(cell=held, time=slice(day0, int(days.max()) + 1)).load()
+    return part, np.searchsorted(held, cells), day0
 
 
 def _block_cells(grid_cells: pd.MultiIndex, cube: xr.Dataset, block: cubes.Block):
@@ -240,8 +240,6 @@ def extend(
     (model.product.cube.open_cube reads it); the number of blocks computed."""
     template = plan(ckpt, inputs, start, end)
     todo = begin(template, out, storage_options)
-    if todo:
-        inputs = needed_inputs(ckpt, inputs, template, todo).load()
     with tqdm(total=len(todo), desc="extend", unit="block", disable=not progress) as bar:
         for block, values in compute_blocks(ckpt, inputs, template, todo):
             cubes.write_block(out, block, values, storage_options)
