@@ -1,4 +1,22 @@
-"""Shared fixtures: the real data samples, a real Redis, small input datasets."""
+"""Shared fixtures: the real data samples, a real Redis, small input datasets, and how the suite
+is spread over two worker processes.
+
+Reuse before building: a test that trains, extends, serves or starts workers anew costs seconds
+on two cores.
+- Session fixtures here: `redis_url` (one private redis-server; take a database of your own,
+  `redis_url.rsplit("/", 1)[0] + "/N"`), `twin` (a twin world and two trained checkpoints),
+  `files` (real-format SMAP, NLDAS-2, Noah and GeoTIFF files), `demo_cube` (the demo's own
+  cube, with a climatology), `shared_data` and `conus412` (the real samples).
+- Helpers: tests.served (`build_cube` of known values, `serving`/`start_server` a real server,
+  `start_worker` a real worker, `wait_done`), tests.twins (comparing cubes byte for byte),
+  tests.pools (the worker pool's world), tests.climatologies, tests.kansas, tests.tiny,
+  tests.real_formats.
+- Module-scoped servers and workers: start one per module and share it between its tests; a
+  test that needs other settings starts its own.
+- A module using an expensive session fixture of another module's (as `demo_cube`) goes in
+  SHARING below, so that `make test` builds the fixture once; a slow module goes in
+  SLOWEST_FIRST.
+"""
 
 import os
 from pathlib import Path
