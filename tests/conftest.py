@@ -62,14 +62,21 @@ INTEGRATION_TESTS = {  # the command line in a process of its own, or the whole 
 # modules first so that the two workers finish together. A module that takes more than ~15 s
 # (`pytest --durations`) belongs in this list, by its time.
 SLOWEST_FIRST = [
-    "test_inference",
+    "test_webmap",  # with test_demo and test_readme, which share its demo cube
     "test_worker",
     "test_liveness",
-    "test_webmap",
+    "test_climatology",
+    "test_inference",
+    "test_daily",
+    "test_fuzz",
     "test_growth",
     "test_security",
-    "test_fuzz",
+    "test_lazy",
+    "test_job_lifecycle",
     "test_nowcast",
+    "test_areas",
+    "test_reload",
+    "test_ingest_e2e",
 ]
 # Modules that share an expensive session fixture run on the same worker, so it is built once.
 SHARING = {"test_demo": "demo_cube", "test_readme": "demo_cube", "test_webmap": "demo_cube"}
