@@ -28,7 +28,13 @@ import zarr
 from tqdm import tqdm
 
 from model import grid
-from model.dataset import FORCING_UNITS, FORCING_VARIABLES, input_coords, sole_writer
+from model.dataset import (
+    FORCING_UNITS,
+    FORCING_VARIABLES,
+    input_coords,
+    rounded,
+    sole_writer,
+)
 from model.errors import InputError
 from model.sources import HOURLY_SOURCES, nldas, smap
 from model.sources.regrid import Regridder
@@ -136,7 +142,9 @@ def create(path: Path, box, first_day, on: grid.Grid = grid.DEFAULT) -> xr.Datas
 
 
 def _encoding(ds: xr.Dataset, names) -> dict:
-    enc = {n: {"chunks": _chunks(ds[n].dims, ds.sizes)} for n in names}
+    """The daily series `names` chunked (_chunks) and stored to KEEP_BITS significant bits, as
+    the blocked twin world stores its inputs (model.dataset.rounded)."""
+    enc = {n: {"chunks": _chunks(ds[n].dims, ds.sizes), **rounded()} for n in names}
     if "time" in ds.coords:
         enc["time"] = {
             "units": "days since 1970-01-01",
@@ -269,7 +277,7 @@ def ensure_variable(path: Path, name: str, attrs: dict) -> None:
         mode="a",
         compute=False,
         consolidated=True,
-        encoding={name: {"chunks": _chunks(("time", "cell"), ds.sizes)}},
+        encoding={name: {"chunks": _chunks(("time", "cell"), ds.sizes), **rounded()}},
     )
 
 

@@ -5,7 +5,7 @@ of `block_cells`: each block's weather is the whole world's there (model.world.w
 samplers draw per lattice node), its soil-water loop runs per cell, and its inputs and truth go
 straight into their own region of input.zarr and truth.zarr, chunked a year by one block. Memory
 holds one block's days and cells, whatever the region's size. The inputs are stored rounded to
-KEEP_BITS significant bits and compressed. Only the SMAP-like noise is drawn
+model.dataset.KEEP_BITS significant bits and compressed. Only the SMAP-like noise is drawn
 per block (each from its own seed), and the stations are gathered from the blocks their cells
 lie in: a world written in blocks is the world built whole but for that noise (and the inputs'
 rounding).
@@ -17,19 +17,15 @@ import dask.array
 import numpy as np
 import xarray as xr
 from tqdm import tqdm
-from zarr.codecs.numcodecs import BitRound
 
 from model import grid
-from model.dataset import cell_coords, input_coords, sole_writer
+from model.dataset import cell_coords, input_coords, rounded, sole_writer
 from model.world import Plan, plan_world, world_block
 from model.world.observe import station_records, station_sites, stations_dataarray
 from model.world.region import conus_cells
 
 BLOCK_CELLS = 1024
 CHUNK_DAYS = 366
-# significant bits the inputs keep on disk (float32 has 24): values within 1.2e-4 of themselves
-# (0.04 K, 12 Pa, 4e-5 m3/m3), 22 rather than 34 bytes per cell-day once compressed
-KEEP_BITS = 12
 ROUNDED = ("forcing", "target", "noah", "lsm2")
 IN_MEMORY_CELL_DAYS = 100_000_000  # a 36 km world up to this size is built whole, as it always was
 
@@ -123,7 +119,7 @@ def _create(store: Path, block: xr.Dataset, plan: Plan, block_cells: int, coords
     encoding = {
         name: {
             "chunks": tuple(chunks.get(d, sizes[d]) for d in var.dims),
-            **({"filters": [BitRound(keepbits=KEEP_BITS)]} if name in ROUNDED else {}),
+            **(rounded() if name in ROUNDED else {}),
         }
         for name, var in block.data_vars.items()
     }
