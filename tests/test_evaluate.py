@@ -21,7 +21,8 @@ from model.evaluation.periods import period_labels, years_from_window
 from model.evaluation.report import run, write_report
 from model.evaluation.rootzone import exponential_filter, fit_tc
 from model.product import cube as cubes
-from model.product import fusion
+from model.product import export, fusion
+from model.settings import get_settings
 from tests.tiny import COLS, ROWS, TIME, WINDOW, patterns, products, tiny_stations
 
 
@@ -264,6 +265,7 @@ def test_report_files_and_figures(result, tmp_path):
     assert weights.set_index(["row", "col"]).loc[(90, 220), "weight"] == pytest.approx(
         0.8, abs=0.02
     )
+    assert set(weights["grid"]) == {grid.DEFAULT.attr}
 
 
 def test_report_run_logs_to_its_file_and_leaves_logging_as_it_was(tiny_cube, tmp_path):
@@ -426,3 +428,30 @@ def test_twin_world_end_to_end(tmp_path):
     )
     assert summary["wins"]["lstm+noah>noah"] >= 0.5  # the truth-plus-noise lstm pulls noah in
     assert "fusion_beats_noah" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_weights_of_another_grid_are_refused_on_a_cube(tiny_cube, tmp_path, monkeypatch):
+    """A weights file records its grid: the cube's own apply, those of the 9 km grid on this
+    36 km cube are refused in one line that names both."""
+    own, other = tmp_path / "own.csv", tmp_path / "other.csv"
+    fusion.write_weights(own, [ROWS[0]], [COLS[0]], [0.8])
+    fusion.write_weights(other, [ROWS[0]], [COLS[0]], [0.8], grid.M09)
+    assert list(pd.read_csv(other)["grid"]) == ["EASE2 9 km EPSG:6933"]
+
+    def weight_map(path):
+        monkeypatch.setenv("SMAPX_WEIGHTS_PATH", str(path))
+        get_settings.cache_clear()
+        try:
+            return export.weight_map(tiny_cube, None)
+        finally:
+            monkeypatch.delenv("SMAPX_WEIGHTS_PATH")
+            get_settings.cache_clear()
+
+    at = (ROWS[0] - tiny_cube.attrs["row0"], COLS[0] - tiny_cube.attrs["col0"])
+    assert weight_map(own)[at] == 0.8
+    with pytest.raises(InputError) as refused:
+        weight_map(other)
+    assert str(refused.value) == (
+        f"fusion weights {other} is on the 9 km grid but cube {tiny_cube.encoding['source']} "
+        "is on the 36 km grid; use one grid throughout"
+    )

@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
+from model import grid
 from model.evaluation.claims import claims, lstm_vs_smap
 from model.evaluation.insitu import Stations
 from model.evaluation.matching import cell_series, match_sites, with_fusions
@@ -62,6 +63,7 @@ class Evaluation:
     weights: pd.DataFrame
     summary: dict
     problems: list[dict] = field(default_factory=list)
+    on: grid.Grid = grid.DEFAULT  # the cube's grid, which its weights' rows and cols are on
 
 
 def evaluate(cube: xr.Dataset, stations: Stations, options: Options | None = None) -> Evaluation:
@@ -150,6 +152,7 @@ def _evaluate(cube: xr.Dataset, stations: Stations, options: Options) -> Evaluat
         weights,
         _clean(summary),
         problems,
+        grid.of(cube.attrs),
     )
 
 

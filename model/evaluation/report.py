@@ -85,7 +85,11 @@ def write_report(evaluation: Evaluation, out: str | Path, title: str = "smapx ev
         out / "problems.csv", index=False
     )
     fusion.write_weights(
-        out / "fusion_weights.csv", ev.weights["row"], ev.weights["col"], ev.weights["weight"]
+        out / "fusion_weights.csv",
+        ev.weights["row"],
+        ev.weights["col"],
+        ev.weights["weight"],
+        ev.on,
     )
     (out / "summary.json").write_text(json.dumps(ev.summary, indent=2))
     plots = {

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
+from model import grid
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
 from model.product import fusion, kinds
@@ -132,9 +133,10 @@ def weight_map(cube: xr.Dataset, weight: float | None) -> np.ndarray:
     path = get_settings().weights_path
     if path is None:
         return np.full(shape, fusion.DEFAULT_WEIGHT, np.float64)
-    return fusion.weight_grid(
-        fusion.read_weights(path), int(cube.attrs["row0"]), int(cube.attrs["col0"]), shape
+    table = fusion.read_weights(
+        path, grid.of(cube.attrs), f"cube {cube.encoding.get('source', '')}".strip()
     )
+    return fusion.weight_grid(table, int(cube.attrs["row0"]), int(cube.attrs["col0"]), shape)
 
 
 def bbox_window(cube: xr.Dataset, bbox) -> tuple[slice, slice, np.ndarray]:

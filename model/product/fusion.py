@@ -1,7 +1,8 @@
 """LSTM-Noah fusion: fused = w * lstm + (1 - w) * noah, computed on request, never stored.
 
 w is 0.5 by default (the paper's simple average) or per cell, from a weights file that the
-evaluation writes: CSV with columns row, col, weight (EASE2 grid row/col; weight applies to lstm).
+evaluation writes: CSV with columns row, col, weight (EASE2 grid row/col; weight applies to lstm)
+and grid (the grid the rows and cols are on; a file without it is on the 36 km grid).
 """
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model import grid
 from model.errors import InputError
 from model.product import cube as cubes
 
@@ -34,8 +36,11 @@ def check_weight(weight: float) -> float:
     return float(weight)
 
 
-def read_weights(path: str | Path) -> pd.DataFrame:
-    """Per-cell weights (row, col, weight) as written by `smapx evaluate`."""
+def read_weights(
+    path: str | Path, on: grid.Grid | None = None, cube_name: str = "the cube"
+) -> pd.DataFrame:
+    """Per-cell weights (row, col, weight) as written by `smapx evaluate`; with `on` (the grid
+    of the cube named `cube_name`), refused unless the file's cells are on that grid."""
     try:
         table = pd.read_csv(path)
     except (OSError, pd.errors.ParserError) as exc:
@@ -43,22 +48,33 @@ def read_weights(path: str | Path) -> pd.DataFrame:
     missing = {"row", "col", "weight"} - set(table.columns)
     if missing:
         raise InputError(f"fusion weights {path} lack column(s) {sorted(missing)}")
+    if on is not None and len(table):
+        grid.check_same(weights_grid(table, path), f"fusion weights {path}", on, cube_name)
     return table
 
 
-def write_weights(path: str | Path, rows, cols, weights) -> None:
-    pd.DataFrame({"row": rows, "col": cols, "weight": np.clip(weights, 0, 1)}).to_csv(
-        path, index=False
-    )
+def weights_grid(table: pd.DataFrame, path) -> grid.Grid:
+    """The one grid a weights table records (36 km for a file from before grids were recorded)."""
+    recorded = {grid.of({"grid": g}) for g in table.get("grid", pd.Series()).dropna().unique()}
+    if len(recorded) > 1:
+        kms = " and ".join(sorted(str(g.km) for g in recorded))
+        raise InputError(f"fusion weights {path} mix the {kms} km grids; write them one grid apart")
+    return recorded.pop() if recorded else grid.DEFAULT
+
+
+def write_weights(path: str | Path, rows, cols, weights, on: grid.Grid = grid.DEFAULT) -> None:
+    """Write per-cell weights of cells (rows, cols) of grid `on`, which the file records."""
+    table = {"row": rows, "col": cols, "weight": np.clip(weights, 0, 1), "grid": on.attr}
+    pd.DataFrame(table).to_csv(path, index=False)
 
 
 def weight_grid(table: pd.DataFrame, row0: int, col0: int, shape, default: float = DEFAULT_WEIGHT):
     """A (y, x) array of weights over a cube window; cells without an estimate get `default`."""
-    grid = np.full(shape, default, np.float64)
+    weights = np.full(shape, default, np.float64)
     iy, ix = table["row"].to_numpy() - row0, table["col"].to_numpy() - col0
     inside = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < shape[1])
-    grid[iy[inside], ix[inside]] = table["weight"].to_numpy()[inside]
-    return grid
+    weights[iy[inside], ix[inside]] = table["weight"].to_numpy()[inside]
+    return weights
 
 
 def optimal_weight(error_var_lstm, error_var_noah, error_cov=0.0):
