@@ -67,8 +67,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+# Two worker processes (pytest-xdist) by default: on two cores the suite's waits for servers,
+# workers and browsers overlap with the other worker's computing. TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 2
 test: install browser emulators lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/pip install -e '.[bench]'
