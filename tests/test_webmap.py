@@ -422,7 +422,11 @@ def test_the_drought_analysts_path_on_the_demo_cube(demo_site, page, browser):
     classes = legend_classes(page)
     assert len(classes) == 11 and classes[2].split() == ["D2", "severe", "drought"]
     assert page.locator("#range-field").is_hidden()  # classes have no range
-    page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+    # the drought frame replaces the shown one only once its tiles are in
+    page.wait_for_function(
+        f"() => {{ const shown = ({SHOWN_TILE_URLS})();"
+        " return shown.length > 0 && shown.every((u) => u.includes('colormap=drought')); }"
+    )
     page.screenshot(path=str(ARTIFACTS / "analyst-drought.png"))
     shared = page.url
     assert "product=lstm_percentile" in shared and "colormap=drought" in shared
