@@ -20,6 +20,8 @@ CRS_EASE2 = CRS.from_epsg(EPSG)
 X_MIN = -17367530.45
 Y_MAX = 7314540.83
 REGIONS = {"conus": (-125.0, 24.5, -66.5, 49.5)}  # named lon/lat boxes, west, south, east, north
+# a number as people write one: Python's float() also takes "1_0", "nan" and "inf"
+DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 
 @lru_cache
@@ -175,13 +177,13 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     to be a box: the one parser of every --bbox and bbox= a user writes."""
     if text.strip().lower() in REGIONS:
         return REGIONS[text.strip().lower()]
-    try:
-        west, south, east, north = (float(v) for v in text.split(","))
-    except ValueError:
+    values = text.split(",")
+    if len(values) != 4 or not all(DECIMAL.fullmatch(v) for v in values):
         raise InputError(
-            f"bbox must be four numbers west,south,east,north or one of {', '.join(REGIONS)}, "
-            f"got {text!r}"
-        ) from None
+            f"bbox must be four numbers west,south,east,north (plain decimals, no '_' digit "
+            f"separators) or one of {', '.join(REGIONS)}, got {text!r}"
+        )
+    west, south, east, north = (float(v) for v in values)
     if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
         raise InputError(f"bbox {text} is not a lon/lat box with west < east and south < north")
     return west, south, east, north

@@ -52,11 +52,16 @@ def test_bbox_cells_cover_a_box():
 def test_parse_bbox_reads_numbers_and_region_names():
     assert grid.parse_bbox("-100,35,-95.5,40") == (-100.0, 35.0, -95.5, 40.0)
     assert grid.parse_bbox(" CONUS ") == grid.REGIONS["conus"]
+    assert grid.parse_bbox("-1e2, 35., -95.5 ,+40") == (-100.0, 35.0, -95.5, 40.0)
     for bad, message in [
         ("-100,35,-95", "four numbers"),
         ("a,b,c,d", "four numbers"),
         ("-95,35,-100,40", "west < east"),
         ("-100,35,-95,95", "not a lon/lat box"),
+        ("-100,35,-9_5,40", "no '_' digit separators"),
+        ("-1_00,35,-95,40", "no '_' digit separators"),
+        ("-100,nan,-95,40", "four numbers"),
+        ("-inf,35,-95,40", "four numbers"),
     ]:
         with pytest.raises(InputError, match=message):
             grid.parse_bbox(bad)
