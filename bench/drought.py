@@ -14,6 +14,10 @@ product's onset product: the share of truth events a product flags within ONSET_
 share of the product's own events with no truth onset that near (false alarms).
 
     python bench/drought.py [--out data/drought] [--stride 2] [--max-epochs 10] [--ensemble 1]
+                            [--bbox W,S,E,N] [--budget SECONDS]
+
+Under load, `--bbox -100,36,-96,39 --budget 300` keeps it to minutes: a smaller world and
+training that stops at its wall-clock budget (the cube and the figures are of that region).
 """
 
 import argparse
@@ -45,7 +49,7 @@ def build(out: Path, args) -> Path:
     world_dir, model_dir, cube_path = out / "world", out / "model", out / "extended.zarr"
     if not (world_dir / "input.zarr").exists():
         world = build_world(
-            WorldConfig(start=args.start, end=args.end, stride=args.stride, bbox=BBOX),
+            WorldConfig(start=args.start, end=args.end, stride=args.stride, bbox=args.bbox),
             progress=True,
         )
         write_world(world, world_dir)
@@ -57,6 +61,7 @@ def build(out: Path, args) -> Path:
             max_epochs=args.max_epochs,
             patience=4,
             ensemble=args.ensemble,
+            budget_seconds=args.budget,
         )
         ckpt, log = train(inputs, config)
         checkpoint.save(model_dir, ckpt, log)
@@ -162,6 +167,11 @@ def _near(flags: np.ndarray) -> np.ndarray:
     return near
 
 
+def bbox(text: str) -> tuple[float, float, float, float]:
+    west, south, east, north = (float(v) for v in text.split(","))
+    return west, south, east, north
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/drought"))
@@ -170,6 +180,12 @@ def main() -> None:
     parser.add_argument("--end", default="2020-12-31")
     parser.add_argument("--max-epochs", type=int, default=10)
     parser.add_argument("--ensemble", type=int, default=1)
+    parser.add_argument(
+        "--bbox", type=bbox, default=BBOX, help="W,S,E,N degrees: the world's region"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=0.0, help="training's wall clock in seconds (0: none)"
+    )
     args = parser.parse_args()
     began = time.perf_counter()
     cube_path = build(args.out, args)
