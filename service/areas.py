@@ -92,7 +92,7 @@ def check_size(served, cells, days: slice, names: list[str], week: bool) -> None
     reads its source's whole record."""
     record = len(served.dates)
     n_days = sum(
-        record if week and p.endswith("_percentile") else days.stop - days.start for p in names
+        record if week and kinds.is_percentile(p) else days.stop - days.start for p in names
     )
     limit = get_settings().area_max_cell_days
     if cells.weight.size * n_days > limit:

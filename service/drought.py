@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from model import grid
 from model.errors import InputError
-from model.product import geopackage, shapes
+from model.product import geopackage, kinds, shapes
 from model.product.cube import FILL
 from service import weekly
 from service.catalog import ServedCube
@@ -36,7 +36,7 @@ Bbox = Annotated[
 
 def check_percentile(served: ServedCube, product: str) -> None:
     served.check_products([product])
-    if not product.endswith("_percentile"):
+    if not kinds.is_percentile(product):
         raise InputError(
             f"product: drought classes are percentiles; use a *_percentile product, not {product!r}"
         )

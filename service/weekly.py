@@ -11,7 +11,7 @@ import pandas as pd
 
 from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
-from model.product import weekly
+from model.product import kinds, weekly
 from service.catalog import ServedCube
 
 # a product's codes at one cell over a slice of days (service.series.product_codes)
@@ -83,10 +83,10 @@ def weekly_codes(
     weight,
 ) -> np.ndarray:
     """(cells, weeks) codes of a product's weekly values at cells (iy, ix), FILL where missing."""
-    if not product.endswith("_percentile"):
+    if not kinds.is_percentile(product):
         codes = read(codes_of, served, product, iy, ix, weeks.days, weight)
         return weekly.mean_codes(weekly.weekly_means(codes, weeks.ends - weeks.days.start))
-    source = product.removesuffix("_percentile")
+    source = kinds.percentile_source(product)
     base = base_ends(served)
     times = served.reader.times
     doy, base_doy = weekly.week_doy(times, weeks.ends), weekly.week_doy(times, base)

@@ -33,7 +33,7 @@ STYLES = ("default", "drought")
 
 
 def styles_of(product: str) -> tuple[str, ...]:
-    return STYLES if product.endswith("_percentile") else STYLES[:1]
+    return STYLES if kinds.is_percentile(product) else STYLES[:1]
 
 
 def tile_style(product: str, style: str, time: str | None, cube: str | None) -> TileStyle:

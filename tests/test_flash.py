@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from model.product import cube as cubes
-from model.product import flash
+from model.product import flash, kinds
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +52,12 @@ def test_onset_bounds_are_strict():
     assert flash.onset(days[None])[0, 0] == 1
     days[-1] = 2000
     assert flash.onset(days[None])[0, 0] == 0  # 20 is not below 20
+
+
+def test_the_registry_says_which_products_are_percentiles():
+    """Drought classes and weekly ranking ask the registry, not the name's suffix: a flash
+    product of a percentile is no percentile, nor is a name whose source is not ranked."""
+    assert kinds.is_percentile("lstm_percentile") and kinds.is_percentile("fused_percentile")
+    assert kinds.percentile_source("fused_percentile") == "fused"
+    for name in ("lstm", "lstm_change_7d", "lstm_onset", "smap_percentile", "x_percentile"):
+        assert not kinds.is_percentile(name), name

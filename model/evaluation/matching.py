@@ -12,6 +12,7 @@ from model.evaluation.insitu import Stations
 from model.evaluation.scores import WEIGHTED
 from model.product import cube as cubes
 from model.product import fusion
+from model.product.kinds import estimates
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def cell_series(cube: xr.Dataset, iy, ix) -> dict[str, np.ndarray]:
         "y": xr.DataArray(np.asarray(iy), dims="point"),
         "x": xr.DataArray(np.asarray(ix), dims="point"),
     }
-    names = cubes.estimates(cube)
+    names = estimates(cube)
     loaded = cube[names].isel(points).load()
     return {p: loaded[p].transpose("time", "point").values.astype(np.float64) for p in names}
 

@@ -916,11 +916,6 @@ def _zarr_store(store, storage_options=None, read_only: bool = True):
     return zarr.storage.LocalStore(str(store), read_only=read_only)
 
 
-def estimates(cube: xr.Dataset) -> list[str]:
-    """The products that estimate soil moisture (not the ensemble's spread), in canonical order."""
-    return [p for p in products(cube) if not p.endswith("_spread")]
-
-
 # Climatology layout. A cube's climatology lives in its `climatology` group, beside the products:
 #     <p>_percentile (time, y, x)        percentile of each day's value among the base period's
 #                                        values of the cell near that day of year; int16 in units

@@ -451,6 +451,23 @@ def is_known(product: str) -> bool:
     return any(kind.names(product) for kind in KINDS.values())
 
 
+def is_percentile(product: str) -> bool:
+    """True for a percentile product (`<source>_percentile`): what drought classes and a week's
+    ranking read."""
+    return PERCENTILE.names(product)
+
+
+def percentile_source(product: str) -> str:
+    """The product a percentile product ranks (lstm of lstm_percentile)."""
+    return PERCENTILE.source(product)
+
+
+def estimates(cube: xr.Dataset) -> list[str]:
+    """The stored products that estimate soil moisture (not an ensemble's spread), in canonical
+    order."""
+    return [p for p in cubes.products(cube) if kind_of(p) is not SPREAD]
+
+
 def known() -> list[str]:
     """Every product name there can be, stored ones in the cube's order."""
     names = [*cubes.PRODUCTS, FUSED]
