@@ -137,6 +137,16 @@ def weekly_point_series(cube: ServedCube, lat: float, lon: float, query, names: 
     return cube.cell(iy, ix), times, weeks.dates, codes
 
 
+def any_series(cube: ServedCube, lat: float, lon: float, query, names: list[str]):
+    """(cell description, time slice, {product: codes}, week dates or None) for one point, per
+    day or per week as the query asks."""
+    if query.period == "week":
+        cell, times, weeks, codes = weekly_point_series(cube, lat, lon, query, names)
+        return cell, times, codes, weeks
+    cell, times, codes = point_series(cube, lat, lon, query.start, query.end, names, query.weight)
+    return cell, times, codes, None
+
+
 def clipped(cube: ServedCube, start, end, times: slice) -> str | None:
     """What was served, when a requested period reached past the cube's; else None."""
     first, last = cube.dates[times.start], cube.dates[times.stop - 1]
@@ -237,14 +247,7 @@ async def series(request: Request, lat: Lat, lon: Lon, query: SeriesParams):
     """The cell that holds (lat, lon): its row/col, centre and fused weight, and the daily
     values of each product (m3/m3, null where missing)."""
     served = request.app.state.catalog.get(query.cube)
-    names = split_products(query.products)
-    if query.period == "week":
-        cell, times, weeks, codes = weekly_point_series(served, lat, lon, query, names)
-    else:
-        weeks = None
-        cell, times, codes = point_series(
-            served, lat, lon, query.start, query.end, names, query.weight
-        )
+    cell, times, codes, weeks = any_series(served, lat, lon, query, split_products(query.products))
     clip = clipped(served, query.start, query.end, times)
     if query.format == "csv":
         return Response(
@@ -464,22 +467,29 @@ async def series_batch(request: Request, query: SeriesParams):
 def check_batch_size(served: ServedCube, n_points: int, query: SeriesQuery, names: list) -> None:
     """413 before any value is read when a batch asks for more than SMAPX_MAX_SERIES_VALUES:
     each point's series is read from its own chunks, so 500 points over 45 years would decode
-    gigabytes and hold the answer (tens of MB) in memory; a bulk job streams it to a file."""
+    gigabytes and hold the answer (tens of MB) in memory; a bulk job streams it to a file. A
+    weekly percentile reads its source's whole record."""
     times = served.period(query.start, query.end)
-    values = n_points * (times.stop - times.start) * len(names)
+    if query.period == "week":
+        times = weekly.weeks_of(served, times).days
+    n_days = sum(
+        len(served.dates)
+        if query.period == "week" and kinds.is_percentile(p)
+        else times.stop - times.start
+        for p in names
+    )
+    values = n_points * n_days
     limit = get_settings().max_series_values
     if values > limit:
         raise TooLarge(
-            f"body: {n_points} points x {times.stop - times.start} days x {len(names)} "
-            f"products is {values} values, over {limit}; ask for a shorter period or fewer "
-            "points, or use POST /v1/jobs",
+            f"body: {n_points} points x {n_days} days read for {len(names)} products is "
+            f"{values} values, over {limit}; ask for a shorter period or fewer points, or use "
+            "POST /v1/jobs",
             limit,
         )
 
 
 def answer_batch(served: ServedCube, body: bytes, content_type: str, query: SeriesQuery):
-    if query.period != "day":
-        raise InputError("period: weekly series are served per point (GET) and per area only")
     with parsing(body):
         points = parse_points(body, content_type)
     if len(points) > MAX_BATCH_POINTS:
@@ -488,18 +498,13 @@ def answer_batch(served: ServedCube, body: bytes, content_type: str, query: Seri
             "use POST /v1/jobs for more",
             MAX_BATCH_POINTS,
         )
-    names = split_products(query.products)
+    names = served.check_products(split_products(query.products))
     check_batch_size(served, len(points), query, names)
     answers = [
-        (
-            pid,
-            lat,
-            lon,
-            *point_series(served, lat, lon, query.start, query.end, names, query.weight),
-        )
-        for pid, lat, lon in points
+        (pid, lat, lon, *any_series(served, lat, lon, query, names)) for pid, lat, lon in points
     ]
     clip = clipped(served, query.start, query.end, answers[0][4])
+    weeks = answers[0][6]
     if query.format == "csv":
         parts = [
             series_csv(
@@ -508,8 +513,9 @@ def answer_batch(served: ServedCube, body: bytes, content_type: str, query: Seri
                 codes,
                 {"id": pid, "lat": lat, "lon": lon, "row": cell["row"], "col": cell["col"]},
                 header=i == 0,
+                weeks=weeks,
             )
-            for i, (pid, lat, lon, cell, times, codes) in enumerate(answers)
+            for i, (pid, lat, lon, cell, times, codes, _) in enumerate(answers)
         ]
         return Response("".join(parts), media_type=CSV_TYPE, headers=clip_headers(clip))
     items = [
@@ -519,8 +525,9 @@ def answer_batch(served: ServedCube, body: bytes, content_type: str, query: Seri
             times,
             codes,
             clip,
+            weeks,
         )
-        for pid, lat, lon, cell, times, codes in answers
+        for pid, lat, lon, cell, times, codes, _ in answers
     ]
     return Response(
         '{"series":[' + ",".join(items) + "]}", media_type=JSON_TYPE, headers=clip_headers(clip)

@@ -422,13 +422,36 @@ def test_bad_weeks_answer_one_clear_error(server, url, status, words):
     r = server.get(url)
     assert r.status_code == status, r.text[:300]
     assert words in r.json()["detail"]
-    batch = server.post(
-        "/v1/series",
-        params={"period": "week"},
-        content="id,lat,lon\na,38.5,-97.5\n",
-        headers={"Content-Type": "text/csv"},
+
+
+def test_weekly_batch_series_equal_each_points_weekly_series(server):
+    """POST /v1/series with period=week answers each point's weeks as GET /v1/series does, in
+    JSON and CSV."""
+    points = [("a", 38.5, -97.5), ("b", 37.2, -99.1)]
+    params = {"products": "lstm,lstm_percentile", "period": "week", "start": "2010-03-01"}
+    body = "id,lat,lon\n" + "".join(f"{p},{lat},{lon}\n" for p, lat, lon in points)
+    headers = {"Content-Type": "text/csv"}
+    batch = server.post("/v1/series", params=params, content=body, headers=headers)
+    assert batch.status_code == 200, batch.text[:300]
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                server.post(
+                    "/v1/series", params={**params, "format": "csv"}, content=body, headers=headers
+                ).text
+            )
+        )
     )
-    assert batch.status_code == 422 and "per point (GET) and per area" in batch.json()["detail"]
+    for (pid, lat, lon), got in zip(points, batch.json()["series"], strict=True):
+        one = server.get("/v1/series", params={**params, "lat": lat, "lon": lon}).json()
+        assert got["cell"]["id"] == pid and got["time"] == one["time"]
+        assert DAYS[DAYS.searchsorted(one["time"][0])].day_name() == "Tuesday"
+        assert got["lstm"] == one["lstm"] and got["lstm_percentile"] == one["lstm_percentile"]
+        mine = [r for r in rows if r["id"] == pid]
+        assert [r["time"] for r in mine] == one["time"]
+        assert [float(r["lstm_percentile"] or "nan") for r in mine] == pytest.approx(
+            as_array(one["lstm_percentile"]), nan_ok=True
+        )
 
 
 def direct_change(pct: np.ndarray, t: int, lag: int) -> float:
