@@ -2,8 +2,14 @@
 of a cube, the day as the `Time` dimension, styles `default` (the product's colormap and range)
 and `drought` (percentiles' US Drought Monitor classes), two tile matrix sets
 (GoogleMapsCompatible, Web Mercator; WGS1984Quad, lon/lat) and both encodings, RESTful and KVP.
-Tiles are the XYZ tiles' (service.tiles.render_tile); the matrix sets are morecantile's."""
+Tiles are the XYZ tiles' (service.tiles.render_tile); the matrix sets are morecantile's.
 
+A bad request is answered as WMTS clients read it, an OWS 1.1 ExceptionReport naming the
+exception code and the parameter at fault (the locator), with the HTTP status WMTS 1.0.0 gives
+the code (400, 501 for an operation this server does not offer), on both encodings."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from xml.sax.saxutils import escape, quoteattr
 
@@ -30,36 +36,108 @@ MATRIX_SETS = {
 }
 MAX_ZOOM = 12  # a 36 km cell spans ~1,000 pixels at zoom 12: deeper zooms add nothing
 STYLES = ("default", "drought")
+TILE_PARAMETERS = ("Layer", "TileMatrixSet", "TileMatrix", "TileRow", "TileCol")  # GetTile's
+# exception code -> HTTP status (WMTS 1.0.0, tables 21 and 24)
+EXCEPTION_STATUS = {
+    "MissingParameterValue": 400,
+    "InvalidParameterValue": 400,
+    "TileOutOfRange": 400,
+    "OperationNotSupported": 501,
+}
+
+
+class OwsException(Exception):
+    """A WMTS request's fault: an exception code of EXCEPTION_STATUS, the parameter at fault (or
+    operation not supported), and a sentence saying what is wrong."""
+
+    def __init__(self, code: str, locator: str | None, text: str):
+        super().__init__(text)
+        self.code, self.locator, self.text = code, locator, text
+
+
+def exception_report(exc: OwsException) -> Response:
+    """The OWS 1.1 ExceptionReport of a fault, with its code's HTTP status."""
+    locator = "" if exc.locator is None else f" locator={quoteattr(exc.locator)}"
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<ows:ExceptionReport version="1.1.0" xmlns:ows="http://www.opengis.net/ows/1.1" '
+        'xml:lang="en">'
+        f'<ows:Exception exceptionCode="{exc.code}"{locator}>'
+        f"<ows:ExceptionText>{escape(exc.text)}</ows:ExceptionText></ows:Exception>"
+        "</ows:ExceptionReport>"
+    )
+    return Response(body, status_code=EXCEPTION_STATUS[exc.code], media_type=XML)
+
+
+@contextmanager
+def parameter(locator: str | None) -> Iterator[None]:
+    """A user error raised inside, as InvalidParameterValue of the parameter `locator`."""
+    try:
+        yield
+    except (InputError, OutOfRangeError) as exc:
+        raise OwsException("InvalidParameterValue", locator, str(exc)) from None
+
+
+def whole_number(locator: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise OwsException(
+            "InvalidParameterValue", locator, f"{locator}: {text!r} is not a whole number"
+        ) from None
 
 
 def styles_of(product: str) -> tuple[str, ...]:
     return STYLES if kinds.is_percentile(product) else STYLES[:1]
 
 
-def tile_style(product: str, style: str, time: str | None, cube: str | None) -> TileStyle:
+def tile_style(served: ServedCube, product: str, style: str, time: str | None) -> TileStyle:
+    """The tile route's style of a WMTS layer, style and time, each checked."""
+    with parameter("Layer"):
+        served.check_products([product])
     if style not in styles_of(product):
-        raise InputError(
-            f"style: {style!r} is not a style of layer {product}; styles: "
-            f"{', '.join(styles_of(product))}"
+        raise OwsException(
+            "InvalidParameterValue",
+            "Style",
+            f"Style: {style!r} is not a style of layer {product}; styles: "
+            f"{', '.join(styles_of(product))}",
         )
     colormap = "drought" if style == "drought" else DEFAULT_COLORMAP
     day = None if time is None or time.lower() in ("default", "current") else time[:10]
-    return TileStyle(date=day, colormap=colormap, cube=cube)
+    with parameter("Time"):
+        served.day_index(parse_day(day))
+    return TileStyle(date=day, colormap=colormap, cube=served.name)
 
 
 def tile_png(served: ServedCube, layer, style, time, matrix_set_id, matrix, row, col) -> bytes:
+    """The PNG of a WMTS tile; OwsException naming the parameter at fault."""
     if matrix_set_id not in MATRIX_SETS:
-        raise OutOfRangeError(
-            f"TileMatrixSet: unknown {matrix_set_id!r}; known: {', '.join(MATRIX_SETS)}"
+        raise OwsException(
+            "InvalidParameterValue",
+            "TileMatrixSet",
+            f"TileMatrixSet: unknown {matrix_set_id!r}; known: {', '.join(MATRIX_SETS)}",
         )
-    try:
-        z, y, x = int(matrix), int(row), int(col)
-    except ValueError:
-        raise InputError("TileMatrix, TileRow and TileCol must be whole numbers") from None
+    z = whole_number("TileMatrix", matrix)
+    y, x = whole_number("TileRow", row), whole_number("TileCol", col)
     if not 0 <= z <= MAX_ZOOM:
-        raise OutOfRangeError(f"TileMatrix: {z} outside 0..{MAX_ZOOM}")
+        raise OwsException(
+            "InvalidParameterValue", "TileMatrix", f"TileMatrix: {z} outside 0..{MAX_ZOOM}"
+        )
     tms_id = MATRIX_SETS[matrix_set_id][0]
-    return render_tile(served, layer, tms_id, z, x, y, tile_style(layer, style, time, served.name))
+    tiles = matrix_set(tms_id).matrix(z)
+    for locator, value, size in (
+        ("TileRow", y, tiles.matrixHeight),
+        ("TileCol", x, tiles.matrixWidth),
+    ):
+        if not 0 <= value < size:
+            raise OwsException(
+                "TileOutOfRange",
+                locator,
+                f"{locator}: {value} outside 0..{size - 1} of TileMatrix {z} of {matrix_set_id}",
+            )
+    style_of_tile = tile_style(served, layer, style, time)
+    with parameter(None):
+        return render_tile(served, layer, tms_id, z, x, y, style_of_tile)
 
 
 @lru_cache(maxsize=4)
@@ -148,10 +226,16 @@ def describe(served: ServedCube, product: str) -> str:
 
 def capabilities_response(request: Request, cube: str | None, time: str | None) -> Response:
     catalog = request.app.state.catalog
-    served = catalog.get(cube)
+    served = served_cube(request, cube)
     base = str(request.base_url).rstrip("/")
-    day = served.dates[served.day_index(parse_day(time))]
+    with parameter("Time"):
+        day = served.dates[served.day_index(parse_day(time))]
     return Response(capabilities(served, base, served.name == catalog.default, day), media_type=XML)
+
+
+def served_cube(request: Request, cube: str | None) -> ServedCube:
+    with parameter("cube"):
+        return request.app.state.catalog.get(cube)
 
 
 @router.get(
@@ -163,7 +247,10 @@ def capabilities_response(request: Request, cube: str | None, time: str | None) 
 def rest_capabilities(request: Request, cube: CubeName = None, time: Day = None):
     """One layer per product, the day as the `Time` dimension; its default is the cube's last
     day, or `time` (for clients that read only a dimension's default, as GDAL does)."""
-    return capabilities_response(request, cube, time)
+    try:
+        return capabilities_response(request, cube, time)
+    except OwsException as exc:
+        return exception_report(exc)
 
 
 @router.get(
@@ -183,10 +270,13 @@ async def rest_tile(
     tile_col: str,
     cube: CubeName = None,
 ):
-    served = request.app.state.catalog.get(cube)
-    png = await run_in_threadpool(
-        tile_png, served, layer, style, time, tile_matrix_set, tile_matrix, tile_row, tile_col
-    )
+    try:
+        served = served_cube(request, cube)
+        png = await run_in_threadpool(
+            tile_png, served, layer, style, time, tile_matrix_set, tile_matrix, tile_row, tile_col
+        )
+    except OwsException as exc:
+        return exception_report(exc)
     return Response(png, media_type=PNG)
 
 
@@ -200,22 +290,41 @@ async def kvp(request: Request, cube: CubeName = None):
     """`SERVICE=WMTS&REQUEST=GetCapabilities`, or `REQUEST=GetTile&LAYER=..&STYLE=..&
     TILEMATRIXSET=..&TILEMATRIX=..&TILEROW=..&TILECOL=..&FORMAT=image/png[&TIME=YYYY-MM-DD]`
     (parameter names in any case)."""
+    try:
+        return await kvp_answer(request, cube)
+    except OwsException as exc:
+        return exception_report(exc)
+
+
+async def kvp_answer(request: Request, cube: str | None) -> Response:
     params = {k.upper(): v for k, v in request.query_params.items()}
     if params.get("SERVICE", "WMTS").upper() != "WMTS":
-        raise InputError(f"SERVICE: expected WMTS, got {params['SERVICE']!r}")
-    operation = params.get("REQUEST", "")
+        raise OwsException(
+            "InvalidParameterValue", "Service", f"Service: expected WMTS, got {params['SERVICE']!r}"
+        )
+    if "REQUEST" not in params:
+        raise OwsException(
+            "MissingParameterValue", "Request", "Request: give GetCapabilities or GetTile"
+        )
+    operation = params["REQUEST"]
     if operation.lower() == "getcapabilities":
         return capabilities_response(request, cube, params.get("TIME"))
     if operation.lower() != "gettile":
-        raise InputError(f"REQUEST: expected GetCapabilities or GetTile, got {operation!r}")
-    missing = [
-        p for p in ("LAYER", "TILEMATRIXSET", "TILEMATRIX", "TILEROW", "TILECOL") if p not in params
-    ]
+        raise OwsException(
+            "OperationNotSupported",
+            operation,
+            f"Request: {operation!r} is not offered here; GetCapabilities and GetTile are",
+        )
+    missing = [name for name in TILE_PARAMETERS if name.upper() not in params]
     if missing:
-        raise InputError(f"{missing[0]}: GetTile needs {', '.join(missing)}")
+        raise OwsException(
+            "MissingParameterValue", missing[0], f"{missing[0]}: GetTile needs {', '.join(missing)}"
+        )
     if params.get("FORMAT", "image/png") != "image/png":
-        raise InputError(f"FORMAT: only image/png, got {params['FORMAT']!r}")
-    served = request.app.state.catalog.get(cube)
+        raise OwsException(
+            "InvalidParameterValue", "Format", f"Format: only image/png, got {params['FORMAT']!r}"
+        )
+    served = served_cube(request, cube)
     png = await run_in_threadpool(
         tile_png,
         served,

@@ -1,6 +1,6 @@
 """WMTS 1.0.0 against a real uvicorn server, with GDAL's WMTS driver (rasterio's) as the client:
 a tile GDAL reads through the capabilities is the XYZ tile of the same day, in both tile matrix
-sets and both styles; KVP and REST answer the same; bad requests answer one clear error."""
+sets and both styles; KVP and REST answer the same; bad requests answer an OWS ExceptionReport."""
 
 import io
 import xml.etree.ElementTree as ET
@@ -139,34 +139,109 @@ def test_kvp_and_rest_tiles_are_the_same(server):
     assert xyz.content == rest.content
 
 
+REST = f"/v1/wmts/1.0.0/lstm/default/{DAY}/GoogleMapsCompatible"
+KVP = "/v1/wmts?SERVICE=WMTS&REQUEST=GetTile&FORMAT=image/png"
+
+
 @pytest.mark.parametrize(
-    ("url", "status", "words"),
+    ("url", "status", "code", "locator", "words"),
     [
-        (f"/v1/wmts/1.0.0/lstm/drought/{DAY}/GoogleMapsCompatible/6/24/14.png", 422, "style"),
-        (f"/v1/wmts/1.0.0/lstm/default/{DAY}/InspireCRS84Quad/6/24/14.png", 404, "TileMatrixSet"),
+        (
+            f"/v1/wmts/1.0.0/lstm/drought/{DAY}/GoogleMapsCompatible/6/24/14.png",
+            400,
+            "InvalidParameterValue",
+            "Style",
+            "not a style of layer lstm",
+        ),
+        (
+            f"/v1/wmts/1.0.0/lstm/default/{DAY}/InspireCRS84Quad/6/24/14.png",
+            400,
+            "InvalidParameterValue",
+            "TileMatrixSet",
+            "unknown 'InspireCRS84Quad'",
+        ),
         (
             "/v1/wmts/1.0.0/lstm/default/2030-01-01/GoogleMapsCompatible/6/24/14.png",
-            404,
+            400,
+            "InvalidParameterValue",
+            "Time",
             "outside the cube",
         ),
-        (f"/v1/wmts/1.0.0/lstm/default/{DAY}/GoogleMapsCompatible/13/24/14.png", 404, "TileMatrix"),
-        (
-            f"/v1/wmts/1.0.0/lstm/default/{DAY}/GoogleMapsCompatible/six/24/14.png",
-            422,
-            "whole numbers",
-        ),
+        (f"{REST}/13/24/14.png", 400, "InvalidParameterValue", "TileMatrix", "outside 0..12"),
+        (f"{REST}/six/24/14.png", 400, "InvalidParameterValue", "TileMatrix", "whole number"),
+        (f"{REST}/6/64/14.png", 400, "TileOutOfRange", "TileRow", "64 outside 0..63"),
+        (f"{REST}/6/24/-1.png", 400, "TileOutOfRange", "TileCol", "-1 outside 0..63"),
         (
             f"/v1/wmts/1.0.0/smap/default/{DAY}/GoogleMapsCompatible/6/24/14.png",
-            422,
+            400,
+            "InvalidParameterValue",
+            "Layer",
             "not available",
         ),
-        ("/v1/wmts?SERVICE=WMS&REQUEST=GetCapabilities", 422, "SERVICE"),
-        ("/v1/wmts?REQUEST=GetMap", 422, "REQUEST"),
-        ("/v1/wmts?REQUEST=GetTile&LAYER=lstm&TILEMATRIXSET=WGS1984Quad", 422, "TILEMATRIX"),
-        ("/v1/wmts/1.0.0/WMTSCapabilities.xml?time=2030-01-01", 404, "outside the cube"),
+        (f"{REST}/6/24/14.png?cube=nowhere", 400, "InvalidParameterValue", "cube", "not served"),
+        (
+            "/v1/wmts?SERVICE=WMS&REQUEST=GetCapabilities",
+            400,
+            "InvalidParameterValue",
+            "Service",
+            "expected WMTS",
+        ),
+        ("/v1/wmts?SERVICE=WMTS", 400, "MissingParameterValue", "Request", "GetCapabilities"),
+        ("/v1/wmts?REQUEST=GetMap", 501, "OperationNotSupported", "GetMap", "not offered"),
+        (
+            "/v1/wmts?REQUEST=GetTile&LAYER=lstm&TILEMATRIXSET=WGS1984Quad",
+            400,
+            "MissingParameterValue",
+            "TileMatrix",
+            "GetTile needs TileMatrix, TileRow, TileCol",
+        ),
+        (
+            f"{KVP}&LAYER=lstm&TILEMATRIXSET=WGS1984Quad&TILEMATRIX=2&TILEROW=4&TILECOL=1",
+            400,
+            "TileOutOfRange",
+            "TileRow",
+            "4 outside 0..3",
+        ),
+        (
+            f"{KVP}&LAYER=lstm&TILEMATRIXSET=WGS1984Quad&TILEMATRIX=2&TILEROW=1&TILECOL=1"
+            "&TIME=2010-13-01",
+            400,
+            "InvalidParameterValue",
+            "Time",
+            "not a YYYY-MM-DD day",
+        ),
+        (
+            f"{KVP}&LAYER=lstm&TILEMATRIXSET=WGS1984Quad&TILEMATRIX=2&TILEROW=1&TILECOL=1"
+            "&FORMAT=image/jpeg",
+            400,
+            "InvalidParameterValue",
+            "Format",
+            "only image/png",
+        ),
+        (
+            "/v1/wmts/1.0.0/WMTSCapabilities.xml?time=2030-01-01",
+            400,
+            "InvalidParameterValue",
+            "Time",
+            "outside the cube",
+        ),
     ],
 )
-def test_bad_wmts_requests_answer_one_clear_error(server, url, status, words):
+def test_bad_wmts_requests_answer_an_ows_exception_report(
+    server, url, status, code, locator, words
+):
+    """As WMTS 1.0.0 says (OWS Common 1.1's ExceptionReport, its codes' HTTP statuses), on the
+    RESTful and the KVP encoding alike."""
     r = server.get(url)
     assert r.status_code == status, r.text[:300]
-    assert words in r.json()["detail"]
+    assert r.headers["content-type"].startswith("application/xml")
+    report = ET.fromstring(r.content)
+    assert report.tag == f"{{{NS['ows']}}}ExceptionReport" and report.get("version") == "1.1.0"
+    (exception,) = report.findall("ows:Exception", NS)
+    assert (exception.get("exceptionCode"), exception.get("locator")) == (code, locator)
+    assert words in exception.findtext("ows:ExceptionText", namespaces=NS)
+
+
+def test_other_routes_keep_answering_problem_json(server):
+    r = server.get("/v1/tiles/lstm/13/99999/0.png")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
