@@ -69,14 +69,22 @@ def json_array(codes: np.ndarray, text: Text = SOIL_MOISTURE) -> str:
     return "[" + ",".join(text.json[codes.astype(np.int32) + _OFFSET]) + "]"
 
 
-def csv_rows(lead: np.ndarray, columns: list[np.ndarray], texts: list[Text] | None = None) -> str:
-    """CSV rows: `lead` holds each row's first cells with their trailing comma, then one column
-    of codes per product (in units of `texts`, default 1e-4 m3/m3). Cells are interleaved and
-    joined once, with no per-row strings."""
+def csv_rows(
+    lead: np.ndarray,
+    columns: list[np.ndarray],
+    texts: list[Text] | None = None,
+    repeated: str = "",
+) -> str:
+    """CSV rows: `repeated` (cells every row starts with, e.g. where a series is), `lead` (each
+    row's own first cells), both with their trailing comma, then one column of codes per product
+    (in units of `texts`, default 1e-4 m3/m3). Cells are interleaved and joined once, with no
+    per-row strings: the repeated cells are one string object on every row."""
     texts = texts or [SOIL_MOISTURE] * len(columns)
-    cells = np.empty((len(lead), 1 + len(columns)), dtype=object)
-    cells[:, 0] = lead
+    leads = [repeated, lead] if repeated else [lead]
+    cells = np.empty((len(lead), len(leads) + len(columns)), dtype=object)
+    for k, cell in enumerate(leads):
+        cells[:, k] = cell
     for k, (codes, text) in enumerate(zip(columns, texts, strict=True)):
         table = text.last if k == len(columns) - 1 else text.middle
-        cells[:, k + 1] = table[codes.astype(np.int32) + _OFFSET]
+        cells[:, len(leads) + k] = table[codes.astype(np.int32) + _OFFSET]
     return "".join(cells.ravel())

@@ -199,12 +199,11 @@ def series_csv(
 ) -> str:
     """One row per day (or per week, `weeks` their dates): [prefix columns,] time, products."""
     lead = cube.dates_csv[times] if weeks is None else np.array([f"{d}," for d in weeks], object)
-    if prefix:
-        lead = csv_cells(prefix.values()) + "," + lead
+    repeated = csv_cells(prefix.values()) + "," if prefix else ""
     names = [*(prefix or {}), "time", *codes]
     texts = [text(p) for p in codes]
     return (csv_cells(names) + "\n" if header else "") + encode.csv_rows(
-        lead, list(codes.values()), texts
+        lead, list(codes.values()), texts, repeated
     )
 
 
