@@ -13,8 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from model.errors import InputError, OutOfRangeError
-from model.product import areas, kinds
-from model.product import cube as cubes
+from model.product import area_series, areas, kinds
 from model.settings import get_settings
 from service import problems, weekly
 from service.bodylimit import parsing
@@ -28,13 +27,11 @@ from service.series import (
     clip_headers,
     clipped,
     csv_cells,
-    product_codes,
     split_products,
 )
 
 router = APIRouter(prefix="/v1/areas", tags=["areas"])
 ATLAS_DIR = Path(__file__).parent / "static" / "vendor"
-CHUNK_VALUES = 4_000_000  # cell-days decoded at once: bounds a request's memory to tens of MB
 POLYGON_BODY = {
     "requestBody": {
         "required": True,
@@ -52,93 +49,45 @@ POLYGON_BODY = {
 }
 
 
-def area_series(
+def area_statistics(
     served: ServedCube, area: dict, geometry, query: SeriesQuery
 ) -> tuple[slice, list[str], dict, dict]:
     """(time slice, dates, area description, {product: {statistic: float64 values}}) of an
-    area, per day or per week (Wednesday..Tuesday)."""
+    area, per day or per week (Wednesday..Tuesday): model.product.area_series computes them."""
     names = served.check_products(split_products(query.products))
     times = served.period(query.start, query.end)
     reader = served.reader
-    cells = areas.cell_weights(geometry, reader.row0, reader.col0, reader.mask, reader.grid)
-    if cells.weight.size == 0:
-        raise OutOfRangeError(
-            f"area: {area['id']} covers no cell of cube {served.name}", served.extent
-        )
+    try:
+        covered = area_series.covering(reader, area["id"], area.get("name"), geometry)
+    except OutOfRangeError as exc:
+        raise OutOfRangeError(f"{exc} {served.name}", served.extent) from None
     weeks = weekly.weeks_of(served, times) if query.period == "week" else None
-    check_size(served, cells, times if weeks is None else weeks.days, names, weeks is not None)
-    area = {
-        **area,
-        "area_km2": round(areas.to_ease(geometry).area / 1e6, 1),
-        "covered_km2": round(cells.area_km2, 1),  # of the cube's region cells
-        "cells": int(cells.weight.size),
-    }
-    if weeks is None:
-        stats = {p: product_statistics(served, p, cells, times, query.weight) for p in names}
-        return times, served.dates[times], area, stats
+    check_size(served, covered, times if weeks is None else weeks.days, names, weeks is not None)
+    codes_of = kinds.cell_codes(reader, served.weights, query.weight)
     stats = {
-        p: statistics(
-            weekly.weekly_codes(product_codes, served, p, cells.iy, cells.ix, weeks, query.weight),
-            p,
-            cells,
-        )
+        p: area_series.product_statistics(reader, codes_of, p, covered.cells, times, weeks)
         for p in names
     }
-    return times, weeks.dates, area, stats
+    dates = served.dates[times] if weeks is None else weeks.dates
+    return times, dates, covered.describe(), stats
 
 
-def check_size(served, cells, days: slice, names: list[str], week: bool) -> None:
+def check_size(served, area: area_series.Area, days: slice, names: list[str], week: bool) -> None:
     """TooLarge (413) when an area would read more cell-days than allowed; a weekly percentile
     reads its source's whole record."""
-    record = len(served.dates)
-    n_days = sum(
-        record if week and kinds.is_percentile(p) else days.stop - days.start for p in names
-    )
+    read = area_series.cell_days(area, names, days, len(served.dates), week)
     limit = get_settings().area_max_cell_days
-    if cells.weight.size * n_days > limit:
+    if read > limit:
+        cells = area.cells.weight.size
         raise problems.TooLarge(
-            f"area: {cells.weight.size} cells x {n_days} days read for {len(names)} products "
+            f"area: {cells} cells x {read // cells} days read for {len(names)} products "
             f"is over {limit} cell-days; ask for a shorter period or fewer products",
             limit,
         )
 
 
-def product_statistics(
-    served: ServedCube, product: str, cells: areas.CellWeights, times: slice, weight
-) -> dict[str, np.ndarray]:
-    """The daily mean (and class shares of a percentile) of a product, a chunk of days at a
-    time."""
-    step = max(1, CHUNK_VALUES // cells.weight.size)
-    parts = []
-    for first in range(times.start, times.stop, step):
-        chunk = slice(first, min(first + step, times.stop))
-        codes = weekly.read(product_codes, served, product, cells.iy, cells.ix, chunk, weight)
-        parts.append(statistics(codes, product, cells))
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def statistics(codes: np.ndarray, product: str, cells: areas.CellWeights) -> dict:
-    """The area mean of (cells, days) codes, and a percentile's cumulative class shares."""
-    values = decode(codes, kinds.kind_of(product).scale)
-    stats = {"mean": areas.weighted_mean(values, cells.weight)}
-    if kinds.kind_of(product) is kinds.PERCENTILE:
-        stats.update(areas.class_shares(values, cells.weight))
-    return stats
-
-
-def decode(codes: np.ndarray, scale: float) -> np.ndarray:
-    """Float64 values of codes of a kind's scale, NaN where missing; as code / (1 / scale) so
-    that percentiles' class bounds (30.0, 20.0 ...) compare exactly."""
-    return np.where(codes == cubes.FILL, np.nan, codes / round(1 / scale))
-
-
-def rounded(values: np.ndarray, percentile_share: bool) -> list:
-    digits = 4 if percentile_share else 6
-    return [None if np.isnan(v) else v for v in np.round(values, digits).tolist()]
-
-
 def answer(served: ServedCube, area: dict, geometry, query: SeriesQuery) -> Response:
-    times, dates, area, stats = area_series(served, area, geometry, query)
+    times, dates, area, stats = area_statistics(served, area, geometry, query)
     clip = clipped(served, query.start, query.end, times)
     if query.format == "csv":
         columns = {f"{p}_{k}": v for p, s in stats.items() for k, v in s.items()}
@@ -153,7 +102,7 @@ def answer(served: ServedCube, area: dict, geometry, query: SeriesQuery) -> Resp
         "units": {p: kinds.kind_of(p).units for p in stats},
         "period": query.period,
         "dates": dates,
-        **{p: {k: rounded(v, k != "mean") for k, v in s.items()} for p, s in stats.items()},
+        **{p: {k: area_series.rounded(v, k) for k, v in s.items()} for p, s in stats.items()},
     }
     if clip:
         body["clipped"] = clip

@@ -17,7 +17,7 @@ from model.product import geopackage, kinds, shapes
 from model.product.cube import FILL
 from service import weekly
 from service.catalog import ServedCube
-from service.series import CubeName, Period, product_codes
+from service.series import CubeName, Period
 from service.tiles import day_values, parse_day
 
 router = APIRouter(prefix="/v1/drought", tags=["drought"])
@@ -57,7 +57,7 @@ def day_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarra
 def week_percentiles(served: ServedCube, product: str, t: int) -> tuple[np.ndarray, ...]:
     """As day_percentiles, of the week (Wednesday..Tuesday) ending on day t."""
     check_percentile(served, product)
-    iy, ix, codes = weekly.day_codes(product_codes, served, product, t, None)
+    iy, ix, codes = weekly.day_codes(served, product, t, None)
     percent = np.where(codes == FILL, np.nan, codes / 100)
     return iy + served.reader.row0, ix + served.reader.col0, percent
 

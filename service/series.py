@@ -99,8 +99,7 @@ def product_codes(
 ) -> np.ndarray:
     """Codes (FILL where missing) of one product, read through its kind; fused and what derives
     from it at the request's weight, else the cell's."""
-    w = cube.weights[iy, ix] if weight is None else weight
-    return kinds.kind_of(product).series(cube.reader, product, iy, ix, times, w)
+    return kinds.cell_codes(cube.reader, cube.weights, weight)(product, iy, ix, times)
 
 
 def text(product: str) -> encode.Text:
@@ -129,9 +128,7 @@ def weekly_point_series(cube: ServedCube, lat: float, lon: float, query, names: 
     weeks = weekly.weeks_of(cube, times)
     iy, ix = cube.locate(lat, lon)
     codes = {
-        p: weekly.weekly_codes(
-            product_codes, cube, p, np.array([iy]), np.array([ix]), weeks, query.weight
-        )[0]
+        p: weekly.weekly_codes(cube, p, np.array([iy]), np.array([ix]), weeks, query.weight)[0]
         for p in names
     }
     return cube.cell(iy, ix), times, weeks.dates, codes

@@ -33,7 +33,7 @@ from model.settings import get_settings
 from service import colormaps, weekly
 from service.catalog import ServedCube
 from service.numbers import Integer, decimal
-from service.series import CubeName, Period, Weight, product_codes
+from service.series import CubeName, Period, Weight
 
 router = APIRouter(prefix="/v1", tags=["tiles"])
 DEFAULT_COLORMAP = colormaps.DEFAULT
@@ -191,7 +191,7 @@ _week_fields = cachetools.LRUCache(maxsize=16)
 
 @cachetools.cached(_week_fields, lock=threading.Lock())
 def week_field(cube: ServedCube, product: str, t: int, weight) -> np.ndarray:
-    return weekly.week_field(product_codes, cube, product, t, weight)
+    return weekly.week_field(cube, product, t, weight)
 
 
 def week_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:

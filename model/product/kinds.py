@@ -462,6 +462,18 @@ def percentile_source(product: str) -> str:
     return PERCENTILE.source(product)
 
 
+def cell_codes(reader: Reader, weights: np.ndarray, weight: float | None):
+    """A function of (product, iy, ix, days): one cell's codes over the days, read through the
+    product's kind; fused and what derives from it at `weight`, else the cell's of the (y, x)
+    `weights`."""
+
+    def codes(product: str, iy: int, ix: int, days: slice) -> np.ndarray:
+        w = weights[iy, ix] if weight is None else weight
+        return kind_of(product).series(reader, product, iy, ix, days, w)
+
+    return codes
+
+
 def estimates(cube: xr.Dataset) -> list[str]:
     """The stored products that estimate soil moisture (not an ensemble's spread), in canonical
     order."""

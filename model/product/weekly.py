@@ -11,15 +11,121 @@ Definitions (on a product's stored codes):
                     rounded up (as the daily percentiles, model.product.ranking)
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from model.errors import InputError, OutOfRangeError
 from model.product import cube as cubes
-from model.product import ranking
+from model.product import kinds, ranking
 
 TUESDAY = 1  # pandas: Monday = 0
 DAYS = 7
 SAME_WEEK_DAYS = 3
+CELLS_AT_ONCE = 256  # cells whose whole record a percentile reads at once: ~10 MB for 40 years
+# a product's codes at one cell (iy, ix) over a slice of days, FILL where missing
+CellCodes = Callable[[str, int, int, slice], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Weeks:
+    """The weeks a request asked for: their Tuesdays as cube day indices, and their dates."""
+
+    ends: np.ndarray
+    dates: list[str]
+
+    @property
+    def days(self) -> slice:
+        """The cube days the weeks span."""
+        return slice(int(self.ends[0]) - DAYS + 1, int(self.ends[-1]) + 1)
+
+
+def day_text(times: pd.DatetimeIndex, t: int) -> str:
+    return str(times[t].date())
+
+
+def weeks_within(times: pd.DatetimeIndex, days: slice) -> Weeks:
+    """The whole weeks of a cube's days `times` ending (Tuesday) within the days `days`;
+    OutOfRangeError where there is none."""
+    ends = week_ends(times)
+    ends = ends[(ends >= days.start) & (ends < days.stop)]
+    if ends.size == 0:
+        raise OutOfRangeError(
+            f"period: no whole week (Wednesday..Tuesday) of the cube ends within "
+            f"{day_text(times, days.start)}..{day_text(times, days.stop - 1)}"
+        )
+    return Weeks(ends, [day_text(times, t) for t in ends])
+
+
+def week_ending(times: pd.DatetimeIndex, t: int) -> Weeks:
+    """The week ending on day t: InputError unless a Tuesday, OutOfRangeError unless the whole
+    week is in the cube."""
+    day = times[t]
+    if day.day_of_week != TUESDAY:
+        tuesday = day + pd.Timedelta(days=(TUESDAY - day.day_of_week) % 7)
+        raise InputError(
+            f"date: {day_text(times, t)} is a {day.day_name()}; weeks end on Tuesdays (the week "
+            f"holding it ends {tuesday.date()})"
+        )
+    if t < DAYS - 1:
+        raise OutOfRangeError(
+            f"date: the week ending {day_text(times, t)} does not lie wholly in the cube "
+            f"({day_text(times, 0)}..{day_text(times, len(times) - 1)})"
+        )
+    return Weeks(np.array([t]), [day_text(times, t)])
+
+
+def base_ends(times: pd.DatetimeIndex, climatology_info: dict) -> np.ndarray:
+    """The Tuesdays of the weeks wholly inside the climatology's base period."""
+    days = times.values.astype("datetime64[D]")
+    first = int(days.searchsorted(np.datetime64(climatology_info["base_start"], "D")))
+    last = int(days.searchsorted(np.datetime64(climatology_info["base_end"], "D")))
+    ends = week_ends(times)
+    return ends[(ends - DAYS + 1 >= first) & (ends <= last)]
+
+
+def read(codes_of: CellCodes, product: str, iy, ix, days: slice) -> np.ndarray:
+    """(cells, days) codes of a product at cells (iy, ix)."""
+    if len(iy) == 0:
+        return np.empty((0, days.stop - days.start), np.int32)
+    return np.stack(
+        [
+            codes_of(product, y, x, days)
+            for y, x in zip(np.asarray(iy).tolist(), np.asarray(ix).tolist(), strict=True)
+        ]
+    ).astype(np.int32)
+
+
+def weekly_codes(
+    codes_of: CellCodes, reader: kinds.Reader, product: str, iy, ix, weeks: Weeks
+) -> np.ndarray:
+    """(cells, weeks) codes of a product's weekly values at cells (iy, ix), FILL where missing:
+    a product's weekly mean, a percentile's rank of its source's weekly mean."""
+    if not kinds.is_percentile(product):
+        codes = read(codes_of, product, iy, ix, weeks.days)
+        return mean_codes(weekly_means(codes, weeks.ends - weeks.days.start))
+    source = kinds.percentile_source(product)
+    times = reader.times
+    base = base_ends(times, reader.climatology_info)
+    doy, base_doy = week_doy(times, weeks.ends), week_doy(times, base)
+    parts = []
+    for first in range(0, len(iy), CELLS_AT_ONCE):
+        cells = slice(first, first + CELLS_AT_ONCE)
+        record = read(codes_of, source, iy[cells], ix[cells], slice(0, len(times)))
+        parts.append(
+            weekly_percentiles(
+                weekly_means(record, weeks.ends), doy, weekly_means(record, base), base_doy
+            )
+        )
+    return np.concatenate(parts)
+
+
+def days_read(product: str, days: int, record: int, week: bool) -> int:
+    """Days of a cell a product's values over `days` days read: a weekly percentile ranks
+    against its source's whole `record`."""
+    return record if week and kinds.is_percentile(product) else days
 
 
 def week_ends(times: pd.DatetimeIndex) -> np.ndarray:
