@@ -13,6 +13,7 @@ on SMAPX_PUBLIC_URL; records never show a server path.
 """
 
 import hmac
+import json
 from typing import Annotated
 
 import redis
@@ -23,9 +24,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 
 from model.errors import OutOfRangeError
-from model.product import export
+from model.product import area_export, areas, export
 from model.settings import get_settings
 from service import problems
+from service.areas import ATLAS_DIR
 from service.bodylimit import parsing
 from service.catalog import cube_name
 from service.numbers import Integer
@@ -41,6 +43,12 @@ ApiKey = Annotated[
 
 class JobRequest(export.ExportRequest):
     """An export request and, optionally, which served cube it reads."""
+
+    cube: str | None = None
+
+
+class AreaJobRequest(area_export.AreaRequest):
+    """A bulk area request and, optionally, which served cube it reads."""
 
     cube: str | None = None
 
@@ -131,10 +139,12 @@ def public(job: dict, listed: bool = False, idle: bool | None = None) -> dict:
     if queued and (idle if idle is not None else workers_listening()[0] == 0):
         out["stage"], out["hint"] = WAITING, WAITING_HINT
     request = dict(job.get("request") or {})
+    request.pop("atlas", None)  # a server path
     if "cube" in request:
         request["cube"] = cube_name(request["cube"])
-    if listed and request.get("points") is not None:
-        request["points"] = len(request["points"])
+    for many in ("points", "areas"):
+        if listed and request.get(many) is not None:
+            request[many] = len(request[many])
     out["request"] = request
     out["links"] = {
         "self": link(f"/v1/jobs/{job['id']}"),
@@ -170,46 +180,73 @@ def check_size(served, req: export.ExportRequest) -> dict:
 @router.post(
     "/jobs",
     status_code=202,
-    summary="Submit a bulk export job",
+    summary="Submit a bulk export or area job",
     responses=problems.responses(413),
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": JobRequest.model_json_schema()}},
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            JobRequest.model_json_schema(),
+                            AreaJobRequest.model_json_schema(),
+                        ]
+                    }
+                }
+            },
         }
     },
 )
 async def submit_job(request: Request, x_api_key: ApiKey = None):
-    """Points (`[[lat, lon], ...]`) or a bbox (`[west, south, east, north]`), a period,
-    products (fused included) and a format (zarr, netcdf, csv, geotiff). Answers at once with
-    the job id and an estimate of its size; everything is checked before anything is queued."""
+    """An export: points (`[[lat, lon], ...]`) or a bbox (`[west, south, east, north]`), a
+    period, products (fused included) and a format (zarr, netcdf, csv, geotiff). Or statistics
+    over many areas (`areas`: `state:FIPS`, `county:FIPS`, GeoJSON polygons), as the area routes
+    answer them, per day or week, into one long CSV (area, date, product, mean, D0..D4) and/or
+    JSON, with progress per area. Answers at once with the job id and an estimate of its size;
+    everything, every area included, is checked before anything is queued."""
     caller = Caller(x_api_key)
     body = await request.body()
     return await run_in_threadpool(accept_job, request.app.state.catalog, body, caller)
 
 
-def parse_job(body: bytes) -> JobRequest:
+def parse_job(body: bytes) -> JobRequest | AreaJobRequest:
     """The request from its JSON text, parsed off the event loop (a 2 MB body of points takes
     ~50 ms, holding the interpreter lock); an invalid one is 422 naming the field, as for any
     other parameter. A body with more arrays than a job may have points (plus the point list,
-    bbox and products) is 413 before any parsing: counting them takes 2 ms."""
+    bbox and products) is 413 before any parsing: counting them takes 2 ms. A body with
+    `areas` is an area job's, bounded by the body limit and by its areas' vertices."""
+    model = AreaJobRequest if is_area_job(body) else JobRequest
     limit = get_settings().max_job_points
     arrays = body.count(b"[")
-    if arrays > limit + 3:
+    if model is JobRequest and arrays > limit + 3:
         raise problems.TooLarge(
             f"points: the body holds {arrays} arrays; a job has at most {limit} points", limit
         )
     try:
         with parsing(body):
-            return JobRequest.model_validate_json(body)
+            return model.model_validate_json(body)
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         raise RequestValidationError(errors) from None
 
 
+def is_area_job(body: bytes) -> bool:
+    """Whether a job's JSON body is a bulk area request: an object with `areas`."""
+    if b'"areas"' not in body:
+        return False
+    with parsing(body):
+        try:
+            return "areas" in json.loads(body)
+        except (ValueError, RecursionError, TypeError):
+            return False
+
+
 def accept_job(catalog, body: bytes, caller: Caller) -> JSONResponse:
     """Check a job request against its cube and the limits, then queue it; the 202 answer."""
     req = parse_job(body)  # a JobRequest is an ExportRequest: checked once, passed on as it is
+    if isinstance(req, AreaJobRequest):
+        return accept_area_job(catalog, req, caller)
     served = catalog.get(req.cube)
     size = check_size(served, req)
     records, submit = worker_layer()
@@ -217,6 +254,42 @@ def accept_job(catalog, body: bytes, caller: Caller) -> JSONResponse:
     job_id = submit.submit_export(req, str(served.path), caller.owner)
     job = job_record(job_id, caller)
     return JSONResponse({**public(job), "estimate": size}, status_code=202)
+
+
+def accept_area_job(catalog, req: AreaJobRequest, caller: Caller) -> JSONResponse:
+    """Plan a bulk area job against its cube (every area resolved and covering cells; 4xx
+    naming the first bad one) and the limits, then queue it; the 202 answer."""
+    served = catalog.get(req.cube)
+    settings = get_settings()
+    if len(req.areas) > settings.max_job_points:
+        raise problems.TooLarge(
+            f"areas: {len(req.areas)} areas; at most {settings.max_job_points} per job",
+            settings.max_job_points,
+        )
+    request = req.model_dump(mode="json", exclude={"cube"})
+    try:
+        plan = area_export.plan(served.reader, request, ATLAS_DIR, settings.area_max_vertices)
+    except areas.TooManyVertices as exc:
+        raise problems.TooLarge(str(exc), settings.area_max_vertices) from None
+    except OutOfRangeError as exc:
+        raise OutOfRangeError(str(exc), served.extent) from None
+    if plan.cell_days > settings.max_job_values:
+        raise problems.TooLarge(
+            f"the job reads {plan.cell_days} cell-days (cells x days x products over its "
+            f"areas); the limit is {settings.max_job_values}",
+            settings.max_job_values,
+        )
+    records, submit = worker_layer()
+    records.unrecorded()
+    job_id = submit.submit_area_export(request, str(served.path), str(ATLAS_DIR), caller.owner)
+    estimate = {
+        "areas": len(plan.areas),
+        "cells": sum(int(a.cells.weight.size) for a in plan.areas),
+        "days": plan.days.stop - plan.days.start,
+        "products": len(req.products),
+        "values": plan.cell_days,
+    }
+    return JSONResponse({**public(job_record(job_id, caller)), "estimate": estimate}, 202)
 
 
 @router.get("/jobs", summary="Your recent bulk jobs")

@@ -82,8 +82,13 @@ def requeue_export(job: dict) -> str:
         raise InputError(f"job {job_id} is done; its files are listed by smapx job {job_id}")
     jobs.restore_job(job_id)
     jobs.reopen_job(job_id)
-    tasks.export.apply_async((job_id,))
+    export_task(job["request"]).apply_async((job_id,))
     return job_id
+
+
+def export_task(request: dict):
+    """The task that writes an export-like job's files: a bulk area job's, or a subset's."""
+    return tasks.area_export if "areas" in request else tasks.export
 
 
 def requeue_lost_exports() -> list[str]:
@@ -102,7 +107,7 @@ def requeue_lost_exports() -> list[str]:
     for job_id, exists in zip(folders, known, strict=True):
         job = None if exists else jobs.restore_job(job_id)
         if job is not None and job["state"] not in jobs.FINAL:
-            tasks.export.apply_async((job_id,))
+            export_task(job["request"]).apply_async((job_id,))
             queued.append(job_id)
     return queued
 
@@ -126,6 +131,20 @@ def submit_export(
         "export", {**parsed.model_dump(mode="json"), "cube": cube_path}, owner=owner
     )
     tasks.export.apply_async((job_id,))
+    return job_id
+
+
+def submit_area_export(
+    request: dict, cube_path: str, atlas_dir: str, owner: str | None = None
+) -> str:
+    """Enqueue a bulk area job the caller has planned (model.product.area_export.plan) against
+    its cube; the job id. Its record is an export's, so it lists, cancels, restores and
+    downloads as one; `atlas_dir` is where the worker finds the states and counties."""
+    jobs.ensure_reachable()
+    job_id = jobs.create_job(
+        "export", {**request, "cube": cube_path, "atlas": atlas_dir}, owner=owner
+    )
+    tasks.area_export.apply_async((job_id,))
     return job_id
 
 

@@ -56,11 +56,32 @@ def export(job_id: str) -> None:
     stops the export."""
     from model.product.export import export_subset
 
+    def write(request: dict, out_dir: Path, progress) -> list:
+        return export_subset(request.pop("cube"), request, out_dir, progress)
+
+    _run_export(job_id, write)
+
+
+@app.task(base=JobTask, name="smapx.area_export", **RETRY)
+def area_export(job_id: str) -> None:
+    """Write a bulk area job's statistics (model.product.area_export), a file per format, with
+    progress per area and the same stops and restores as an export."""
+    from model.product.area_export import export_areas
+
+    def write(request: dict, out_dir: Path, progress) -> list:
+        cube_path, atlas = request.pop("cube"), Path(request.pop("atlas"))
+        limit = get_settings().area_max_vertices
+        return export_areas(cube_path, atlas, request, out_dir, limit, progress)
+
+    _run_export(job_id, write)
+
+
+def _run_export(job_id: str, write) -> None:
+    """Run an export-like job: `write(request, out_dir, progress)` writes its files, told the
+    percent between two blocks; a cancelled, deleted or finished job stops it there."""
     job = jobs.recorded(job_id)
     if job is None or not jobs.start_job(job_id, "reading"):
         return
-    request = dict(job["request"])
-    cube_path = request.pop("cube")
 
     def progress(percent: float, stage: str) -> None:
         try:
@@ -74,7 +95,7 @@ def export(job_id: str) -> None:
             raise Cancelled(f"job {job_id} is {state or 'gone'}: its export stops")
 
     try:
-        files = export_subset(cube_path, request, get_settings().jobs_dir / job_id, progress)
+        files = write(dict(job["request"]), get_settings().jobs_dir / job_id, progress)
     except Cancelled:
         return
     jobs.recorded(job_id)
