@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     max_job_values: int = Field(
         200_000_000, description="Largest bulk job, in cell-days x products."
     )
-    max_job_points: int = Field(10_000, description="Most points in one bulk job.")
+    max_job_points: int = Field(10_000, description="Most points, or areas, in one bulk job.")
     max_job_bytes: int = Field(
         1_000_000_000,
         description="Largest bulk job, in the estimated bytes of its files (a CSV's text "

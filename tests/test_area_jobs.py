@@ -13,6 +13,8 @@ import httpx
 import pytest
 import redis
 
+from model.product import area_export
+from service.areas import ATLAS_DIR
 from tests import kansas
 from tests.served import start_server, start_worker, wait_done
 
@@ -43,9 +45,13 @@ CLASSES = ("D0", "D1", "D2", "D3", "D4")
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, redis_url):
+def store(tmp_path_factory):
+    return kansas.build(tmp_path_factory.mktemp("area-cube") / "kansas.zarr")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, redis_url, store):
     folder = tmp_path_factory.mktemp("area-jobs")
-    store = kansas.build(folder / "kansas.zarr")
     url = redis_url.rsplit("/", 1)[0] + "/13"
     redis.Redis.from_url(url).flushdb()
     env = {
@@ -156,6 +162,30 @@ def test_an_area_job_is_its_owners(stack):
     assert other.get(f"/v1/jobs/{job['id']}").status_code == 404
     listed = {j["id"]: j for j in stack.get("/v1/jobs").json()["jobs"]}
     assert listed[job["id"]]["request"]["areas"] == 1  # a list shows how many areas
+
+
+def test_progress_is_reported_per_area_and_can_stop_the_job(store, tmp_path):
+    """The worker's progress callback hears each area in turn, percent rising to 100; raising
+    there stops the job and leaves no result file behind."""
+    request = {**REQUEST, "areas": ["state:20", "county:20161"], "formats": ["csv"]}
+    heard = []
+    files = area_export.export_areas(
+        str(store), ATLAS_DIR, request, tmp_path / "out", 200, lambda p, s: heard.append((p, s))
+    )
+    assert [f.name for f in files] == ["areas.csv"]
+    stages = [s for _, s in heard]
+    assert stages[0] == "area 1 of 2: state:20" and "area 2 of 2: county:20161" in stages
+    assert stages[-1] == "done" and heard[-1][0] == 100.0
+    percents = [p for p, _ in heard]
+    assert percents == sorted(percents) and percents[0] == 0.0
+
+    def stop(percent, stage):
+        if stage.startswith("area 2"):
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        area_export.export_areas(str(store), ATLAS_DIR, request, tmp_path / "stopped", 200, stop)
+    assert list((tmp_path / "stopped").iterdir()) == []
 
 
 BOWTIE = {
