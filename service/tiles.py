@@ -4,8 +4,11 @@ PNG through a colormap of the one registry (service.colormaps), a TileJSON docum
 A tile is a gather: each pixel's centre is projected once to the EASE2 grid (pyproj) and the
 resulting cube cell index is cached per (cube, tile), so serving a tile is a lookup into the
 day's field (from the map layout where the cube has one, through the chunk cache), a colormap
-table lookup and a PNG encode. Cells outside the region, and
-missing values, are transparent. Handlers are `async` for the same reason as the series ones.
+table lookup and a PNG encode. Where a pixel spans several cells (low zooms), the field is read
+from the coarsest overview of the map layout that still has a cell per pixel (a day of CONUS
+at 9 km: one chunk at zoom 0-2, where the full level decodes fifteen). Cells outside the region,
+and missing values, are transparent. Handlers are `async` and render on a worker thread, as the
+series ones read.
 Caching headers (ETag, Cache-Control) come from service.caching.
 """
 
@@ -20,6 +23,7 @@ import cachetools
 import morecantile
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from morecantile.errors import InvalidIdentifier
 from PIL import Image
@@ -153,8 +157,8 @@ _pixel_indices = cachetools.LRUCache(
 
 @cachetools.cached(_pixel_indices, lock=threading.Lock())
 def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
-    """(flat cube indices of the covered pixels, their positions in the tile) or None if the
-    tile misses the region."""
+    """(flat cube indices of the covered pixels, their positions in the tile, the tile's shape,
+    the pixels' spacing in cube cells) or None if the tile misses the region."""
     tms = matrix_set(tms_id)
     matrix = tms.matrix(z)
     width, height = matrix.tileWidth, matrix.tileHeight
@@ -162,6 +166,10 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     px = bounds.left + (np.arange(width) + 0.5) * (bounds.right - bounds.left) / width
     py = bounds.top - (np.arange(height) + 0.5) * (bounds.top - bounds.bottom) / height
     ex, ey = _pixel_centres_in_ease(tms_id, px, py)
+    spacing = min(
+        np.median(np.abs(np.diff(ex.reshape(height, width), axis=1))),
+        np.median(np.abs(np.diff(ey.reshape(height, width), axis=0))),
+    )
     rows, cols = cube.reader.grid.xy_to_rowcol(ex, ey)
     mask = cube.reader.mask
     iy, ix = rows - cube.reader.row0, cols - cube.reader.col0
@@ -174,6 +182,7 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
         (iy[pixels] * mask.shape[1] + ix[pixels]).astype(np.int32),
         pixels.astype(np.int32),
         (height, width),
+        float(spacing / cube.reader.grid.cell_size),
     )
 
 
@@ -197,6 +206,17 @@ def week_field(cube: ServedCube, product: str, t: int, weight) -> np.ndarray:
 def week_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
     """As day_values, of the week (Wednesday..Tuesday) ending on day t."""
     return kinds.kind_of(product).decode(week_field(cube, product, t, weight).ravel()[flat])
+
+
+def overview_values(
+    cube: ServedCube, product: str, t: int, flat: np.ndarray, factor: int
+) -> np.ndarray:
+    """As day_values, from the map layout's level coarsened `factor` times: each flat cell
+    index read at the coarse cell that covers it."""
+    n_x = cube.reader.mask.shape[1]
+    coarse = (flat // n_x // factor) * -(-n_x // factor) + flat % n_x // factor
+    codes = cube.reader.overview_day(product, t, factor)
+    return kinds.kind_of(product).decode(codes.ravel()[coarse])
 
 
 def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
@@ -256,10 +276,15 @@ def render_tile(
     index = pixel_index(cube, tms_id, z, x, y)
     if index is None:
         return empty_tile(matrix.tileHeight, matrix.tileWidth)
-    flat, pixels, shape = index
+    flat, pixels, shape, cells_per_pixel = index
     colors = np.full(shape[0] * shape[1], NO_DATA, np.int16)
-    values_of = week_values if style.period == "week" else day_values
-    values = values_of(cube, product, t, flat, style.weight)
+    factor = cube.reader.overview_factor(product, cells_per_pixel)
+    if style.period == "week":
+        values = week_values(cube, product, t, flat, style.weight)
+    elif factor > 1:
+        values = overview_values(cube, product, t, flat, factor)
+    else:
+        values = day_values(cube, product, t, flat, style.weight)
     colors[pixels] = colormaps.paint(style.colormap, values, low, high)
     return encode_indexed(colors.reshape(shape), table)
 
@@ -294,7 +319,7 @@ async def tms_tile(
 ):
     """The same tile in any TileMatrixSet morecantile knows (see /v1/tileMatrixSets)."""
     served = request.app.state.catalog.get(style.cube)
-    png = render_tile(served, product, tileMatrixSetId, z, x, y, style)
+    png = await run_in_threadpool(render_tile, served, product, tileMatrixSetId, z, x, y, style)
     return Response(png, media_type=PNG)
 
 

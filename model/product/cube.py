@@ -52,6 +52,7 @@ CHUNK_X = 32
 MARKERS = "_blocks"
 MAPS = "maps"
 MAP_SIDE = 128
+MULTISCALES = "multiscales"
 MAPS_FROM_MB = 16
 GRID_MAPPING = "spatial_ref"
 JOB_INFO = "_job.json"
@@ -287,33 +288,115 @@ def write_maps(
     """Copy the products' days from the time chunk holding day `days_before` on into the map
     layout (group `maps`): chunks of one day by MAP_SIDE x MAP_SIDE cells, so a tile decodes
     tens of kB where the time layout makes it decode a 1461-day chunk per 32 x 32 cells;
-    sharded one time chunk by MAP_SIDE x MAP_SIDE cells per file. A strip of MAP_SIDE rows is
-    copied at a time (a time chunk of CONUS at 9 km: ~240 MB), aligned to whole shards, and
-    from the time layout, so a grown cube's maps are byte for byte those of one written at once."""
+    sharded one time chunk by MAP_SIDE x MAP_SIDE cells per file. Beside it, its overviews
+    (`overview_factors`: the same layout coarsened 2, 4, ... times), from the same reads. A
+    strip of MAP_SIDE rows is copied at a time (a time chunk of CONUS at 9 km: ~240 MB), and
+    an overview's rows are held until they fill a row of its shards, so every shard is
+    written whole, once; all from the time layout, so a grown cube's maps are byte for byte
+    those of one written at once."""
     root = zarr.open_group(_zarr_store(store, storage_options, False), use_consolidated=False)
     maps = root.require_group(MAPS)
     n_y, n_x = root["mask"].shape
+    factors = overview_factors((n_y, n_x))
+    maps.attrs[MULTISCALES] = _multiscales(factors, grid.of(dict(root.attrs)))
     for name in [p for p in PRODUCTS if p in root]:
-        if name not in maps:
-            maps.create_array(
-                name,
-                shape=(n_days, n_y, n_x),
-                chunks=(1, MAP_SIDE, MAP_SIDE),
-                shards=(CHUNK_TIME, MAP_SIDE, MAP_SIDE),
-                dtype="int16",
-                fill_value=FILL,
-                dimension_names=("time", "y", "x"),
-                attributes=dict(root[name].attrs),
-            )
-        target, source = maps[name], root[name]
-        if target.shape[0] != n_days:
-            target.resize((n_days, n_y, n_x))
+        source = root[name]
+        levels = {
+            f: _map_array(maps if f == 1 else maps.require_group(str(f)), name, source, n_days, f)
+            for f in (1, *factors)
+        }
         with zarr.config.set({"array.write_empty_chunks": True}):  # absent = damage, as above
             for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
                 times = slice(t0, min(t0 + CHUNK_TIME, n_days))
+                held = {f: [] for f in factors}
                 for y0 in range(0, n_y, MAP_SIDE):
-                    rows = slice(y0, min(y0 + MAP_SIDE, n_y))
-                    target[times, rows, :] = source[times, rows, :]
+                    strip = source[times, y0 : y0 + MAP_SIDE, :]
+                    levels[1][times, y0 : y0 + MAP_SIDE, :] = strip
+                    for f in factors:
+                        held[f].append(coarsen(strip, f))
+                        if y0 + MAP_SIDE >= n_y or (y0 + MAP_SIDE) % (MAP_SIDE * f) == 0:
+                            rows = np.concatenate(held[f], axis=1)
+                            first = y0 // (MAP_SIDE * f) * MAP_SIDE
+                            levels[f][times, first : first + rows.shape[1], :] = rows
+                            held[f] = []
+
+
+def _map_array(group: zarr.Group, name: str, source: zarr.Array, n_days: int, factor: int):
+    """The map layout's array of a product at one level: created, or resized to n_days."""
+    shape = (n_days, -(-source.shape[1] // factor), -(-source.shape[2] // factor))
+    if name not in group:
+        return group.create_array(
+            name,
+            shape=shape,
+            chunks=(1, MAP_SIDE, MAP_SIDE),
+            shards=(CHUNK_TIME, MAP_SIDE, MAP_SIDE),
+            dtype="int16",
+            fill_value=FILL,
+            dimension_names=("time", "y", "x"),
+            attributes=dict(source.attrs),
+        )
+    array = group[name]
+    if array.shape != shape:
+        array.resize(shape)
+    return array
+
+
+def overview_factors(shape_yx: tuple[int, int]) -> list[int]:
+    """The map layout's coarsening factors (2, 4, ...), until a day fits one MAP_SIDE chunk:
+    CONUS at 9 km (282 x 627 cells) gets 2, 4 and 8 (36 x 79 cells), at 36 km 2."""
+    factors, f = [], 1
+    while max(shape_yx) > MAP_SIDE * f and f < MAP_SIDE:
+        f *= 2
+        factors.append(f)
+    return factors
+
+
+def _multiscales(factors: list[int], on: grid.Grid) -> dict:
+    """GeoZarr-style multiscales of the map layout: its levels, finest first, each a group
+    (`path` under `maps`) of the same arrays coarsened `factor` times, and how."""
+    return {
+        "resampling_method": "average",
+        "levels": [
+            {"path": "." if f == 1 else str(f), "factor": f, "cell_size_m": on.cell_size * f}
+            for f in (1, *factors)
+        ],
+    }
+
+
+def coarsen(codes: np.ndarray, factor: int) -> np.ndarray:
+    """int16 codes (..., y, x) coarsened `factor` times in y and x: each cell the mean of the
+    valid codes (not FILL) of the factor x factor cells it covers, rounded half to even, FILL
+    where none is; the edges padded with FILL. A day at a time, so the temporaries stay a
+    day's size."""
+    *lead, n_y, n_x = codes.shape
+    days = [_coarsen_day(day, factor) for day in codes.reshape(-1, n_y, n_x)]
+    return np.stack(days).reshape(*lead, *days[0].shape)
+
+
+def _coarsen_day(codes: np.ndarray, factor: int) -> np.ndarray:
+    n_y, n_x = -(-codes.shape[0] // factor), -(-codes.shape[1] // factor)
+    padded = np.full((n_y * factor, n_x * factor), FILL, np.int16)
+    padded[: codes.shape[0], : codes.shape[1]] = codes
+    blocks = padded.reshape(n_y, factor, n_x, factor)
+    valid = blocks != FILL
+    total = np.where(valid, blocks, 0).sum(axis=(1, 3), dtype=np.int64)
+    count = valid.sum(axis=(1, 3))
+    mean = np.rint(total / np.maximum(count, 1))
+    return np.where(count > 0, mean, FILL).astype(np.int16)
+
+
+def map_levels(group: zarr.Group) -> dict[int, zarr.Group]:
+    """The groups of a cube's map layout by coarsening factor (1: the full layout), as its
+    multiscales attribute lists them; empty for a cube without one."""
+    maps = group.get(MAPS)
+    if maps is None:
+        return {}
+    levels = maps.attrs.get(MULTISCALES, {"levels": [{"path": ".", "factor": 1}]})["levels"]
+    return {
+        level["factor"]: maps if level["path"] == "." else maps[level["path"]]
+        for level in levels
+        if level["path"] == "." or level["path"] in maps
+    }
 
 
 def republish(store: str | Path, storage_options: dict | None = None) -> int:
@@ -595,6 +678,10 @@ class MemoryCube:
         self.times = pd.DatetimeIndex(self.dataset.time.values)
         self.row0, self.col0 = int(self.dataset.attrs["row0"]), int(self.dataset.attrs["col0"])
         self.grid = grid.of(self.dataset.attrs)
+        self._levels = {
+            f: [p for p in self.raw if p in level and level[p].shape[0] == len(self.times)]
+            for f, level in map_levels(group).items()
+        }
         stored = read_climatology(store, storage_options)
         self.climatology_info = stored and stored["info"]
         self._percentiles, self._means = {}, {}
@@ -612,6 +699,14 @@ class MemoryCube:
     def day(self, product: str, t: int) -> np.ndarray:
         """Raw int16 (y, x) field of one day."""
         return self.raw[product][:, :, t]
+
+    def overview_factor(self, product: str, cells_per_pixel: float) -> int:
+        """As LazyCube's: the levels the store publishes."""
+        return _overview_factor(self._levels, product, cells_per_pixel)
+
+    def overview_day(self, product: str, t: int, factor: int) -> np.ndarray:
+        """As LazyCube's, coarsened here from the day held in memory."""
+        return coarsen(self.day(product, t), factor)
 
     def percentiles(self, product: str, iy: int, ix: int, times: slice) -> np.ndarray:
         """Percentile codes (0.01 points) of one cell over a slice of days, FILL unranked."""
@@ -734,13 +829,17 @@ class LazyCube:
         group = _open_strict(store, storage_options)
         self._products = {p: _ChunkedArray(group[p], (*where, p)) for p in products(self.dataset)}
         self.occupied = _occupied(self.mask)
-        maps = group.get(MAPS, {}) if use_maps else {}
         self._maps = {
-            p: _ChunkedArray(maps[p], (*where, MAPS, p))
-            for p in self._products
-            if p in maps and maps[p].shape[0] == len(self.times)
+            f: {
+                p: _ChunkedArray(level[p], (*where, MAPS, f, p))
+                for p in self._products
+                if p in level and level[p].shape[0] == len(self.times)
+            }
+            for f, level in (map_levels(group) if use_maps else {}).items()
         }
-        self.map_occupied = _occupied(self.mask, MAP_SIDE, MAP_SIDE)
+        self.map_occupied = {
+            f: _occupied(_occupied(self.mask, f, f), MAP_SIDE, MAP_SIDE) for f in self._maps
+        }
         self.climatology_info = climatology_info(store, storage_options)
         self._percentiles, self._means = {}, {}
         if self.climatology_info is not None:
@@ -757,9 +856,20 @@ class LazyCube:
 
     def day(self, product: str, t: int) -> np.ndarray:
         """Raw int16 (y, x) field of one day, from the map layout where the cube has one."""
-        if product in self._maps:
-            return self._maps[product].plane(t, self.map_occupied, FILL)
+        if product in self._maps.get(1, {}):
+            return self._maps[1][product].plane(t, self.map_occupied[1], FILL)
         return self._products[product].plane(t, self.occupied, FILL)
+
+    def overview_factor(self, product: str, cells_per_pixel: float) -> int:
+        """The coarsest level of the map layout holding the product that still has a cell per
+        pixel of a tile whose pixels are `cells_per_pixel` cells apart; 1: the full level."""
+        return _overview_factor(self._maps, product, cells_per_pixel)
+
+    def overview_day(self, product: str, t: int, factor: int) -> np.ndarray:
+        """Raw int16 field of one day at a level of the map layout (`coarsen`'s cells)."""
+        if factor == 1:
+            return self.day(product, t)
+        return self._maps[factor][product].plane(t, self.map_occupied[factor], FILL)
 
     def percentiles(self, product: str, iy: int, ix: int, times: slice) -> np.ndarray:
         """Percentile codes (0.01 points) of one cell over a slice of days, FILL unranked."""
@@ -809,6 +919,13 @@ class LazyCube:
         return None
 
 
+def _overview_factor(levels: dict, product: str, cells_per_pixel: float) -> int:
+    """The largest factor of `levels` (factor: products held) holding the product that is
+    at most cells_per_pixel; 1 without one."""
+    fitting = [f for f, held in levels.items() if product in held and f <= cells_per_pixel]
+    return max(fitting, default=1)
+
+
 def _occupied(mask: np.ndarray, cy: int = CHUNK_Y, cx: int = CHUNK_X) -> np.ndarray:
     """(y chunks, x chunks) of cy x cx cells: True where a chunk holds a region cell."""
     ny, nx = -(-mask.shape[0] // cy), -(-mask.shape[1] // cx)
@@ -856,16 +973,17 @@ class _StrictStore(zarr.storage.WrapperStore):
 
 def _expected_chunks(group: zarr.Group) -> frozenset:
     """Keys of the chunks a published cube must hold: each product's chunks of its region
-    blocks, and its map layout's shards over region cells, where it has one."""
+    blocks, and its map layout's shards over region cells at every level, where it has one."""
     mask = np.asarray(group["mask"][...], bool)
     n_time = group["time"].shape[0]
-    maps = group.get(MAPS, {})
     arrays = [(p, group[p], _occupied(mask)) for p in PRODUCTS if p in group]
-    arrays += [
-        (f"{MAPS}/{p}", maps[p], _occupied(mask, MAP_SIDE, MAP_SIDE))
-        for p in PRODUCTS
-        if p in maps and maps[p].shape[0] == n_time
-    ]
+    for f, level in map_levels(group).items():
+        occupied = _occupied(_occupied(mask, f, f), MAP_SIDE, MAP_SIDE)
+        arrays += [
+            (level[p].path, level[p], occupied)
+            for p in PRODUCTS
+            if p in level and level[p].shape[0] == n_time
+        ]
     keys = set()
     for path, array, occupied in arrays:
         for k in range(-(-n_time // CHUNK_TIME)):
