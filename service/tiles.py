@@ -166,10 +166,6 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
     px = bounds.left + (np.arange(width) + 0.5) * (bounds.right - bounds.left) / width
     py = bounds.top - (np.arange(height) + 0.5) * (bounds.top - bounds.bottom) / height
     ex, ey = _pixel_centres_in_ease(tms_id, px, py)
-    spacing = min(
-        np.median(np.abs(np.diff(ex.reshape(height, width), axis=1))),
-        np.median(np.abs(np.diff(ey.reshape(height, width), axis=0))),
-    )
     rows, cols = cube.reader.grid.xy_to_rowcol(ex, ey)
     mask = cube.reader.mask
     iy, ix = rows - cube.reader.row0, cols - cube.reader.col0
@@ -182,8 +178,17 @@ def pixel_index(cube: ServedCube, tms_id: str, z: int, x: int, y: int):
         (iy[pixels] * mask.shape[1] + ix[pixels]).astype(np.int32),
         pixels.astype(np.int32),
         (height, width),
-        float(spacing / cube.reader.grid.cell_size),
+        _cells_per_pixel(ex, ey, (height, width), pixels) / cube.reader.grid.cell_size,
     )
+
+
+def _cells_per_pixel(ex, ey, shape, pixels) -> float:
+    """The median, over the pixels on region cells, of the distance (EASE2 m) between a pixel
+    centre and its neighbours', the shorter of across and down: a low-zoom tile's pixels
+    near the pole are much closer in EASE2 y than those over the region."""
+    across = np.abs(np.gradient(ex.reshape(shape), axis=1)).ravel()[pixels]
+    down = np.abs(np.gradient(ey.reshape(shape), axis=0)).ravel()[pixels]
+    return float(np.median(np.minimum(across, down)))
 
 
 def forget_cubes() -> None:

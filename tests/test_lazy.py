@@ -3,21 +3,29 @@ bytes as from the cube held whole in memory, the cache stays within SMAPX_CACHE_
 that lost a chunk is refused at start or answered as damage (500, health check failing) by
 series, subsets and jobs alike, never as missing values."""
 
+import asyncio
 import os
 import shutil
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import uvicorn
+import xarray as xr
 import zarr
 
 from model import grid
 from model.errors import DamagedStore, InputError
 from model.product import climatology
 from model.product import cube as cubes
+from model.settings import get_settings
+from service import catalog, tiles
+from service.app import create_app
 from tests.served import (
     DAYS,
     POINT,
@@ -306,3 +314,147 @@ def test_a_reload_swaps_without_a_second_copy_and_memory_stays_bounded(tmp_path)
         server.wait(30)
     one_copy_mb = whole["mask"].size * len(DAYS) * len(products) * 2 / 2**20
     assert one_copy_mb > 75 and grown_by < one_copy_mb / 3, (grown_by, one_copy_mb)
+
+
+WIDE_PRODUCTS = ("smap", "lstm")
+WIDE_DAYS = DAYS[:12]
+
+
+@pytest.fixture(scope="module")
+def wide_cube(tmp_path_factory):
+    """300 x 290 cells at 9 km, 12 days: wide enough for a map layout with overviews (x2, x4),
+    published as a grown cube is; values textured cell to cell, so a coarsened tile differs."""
+    store = tmp_path_factory.mktemp("wide") / "wide.zarr"
+    rows, cols = np.meshgrid(np.arange(300, 600), np.arange(1000, 1290), indexing="ij")
+    region = (rows + cols) % 11 != 0
+    template = cubes.template(WIDE_DAYS, rows[region], cols[region], WIDE_PRODUCTS, on=grid.M09)
+    cubes.create(store, template)
+    for block in cubes.blocks(template):
+        t, iy, ix = np.ogrid[block.time, block.y, block.x]
+        lstm = 0.05 + 0.4 * ((iy * 7 + ix * 13 + t) % 97) / 97
+        inside = template["mask"].values[block.y, block.x][None]
+        values = {"lstm": lstm, "smap": np.where((iy + ix + t) % 3 == 0, lstm + 0.01, np.nan)}
+        cubes.write_block(store, block, {p: np.where(inside, v, np.nan) for p, v in values.items()})
+    cubes.publish(store, WIDE_DAYS[:5])
+    cubes.publish(store, WIDE_DAYS)
+    return store
+
+
+def test_overviews_are_the_full_level_coarsened_to_the_mean_of_valid_cells(wide_cube):
+    lazy = cubes.LazyCube(wide_cube)
+    assert sorted(lazy._maps) == [1, 2, 4]
+    for product in WIDE_PRODUCTS:
+        full = lazy.day(product, 9).astype(float)
+        full[full == cubes.FILL] = np.nan
+        for factor in (2, 4):
+            means = (
+                xr.DataArray(full, dims=("y", "x"))
+                .coarsen(y=factor, x=factor, boundary="pad")
+                .mean()
+                .values
+            )
+            got = lazy.overview_day(product, 9, factor).astype(float)
+            assert ((got == cubes.FILL) == np.isnan(means)).all()
+            valid = ~np.isnan(means)
+            assert np.abs(got[valid] - means[valid]).max() <= 0.5  # rounded to the nearest code
+
+
+def test_a_low_zoom_tile_reads_an_overview_far_smaller_than_the_full_level(wide_cube, monkeypatch):
+    """z1 over the cube: pixels ~7.5 cells apart, so the x4 overview (one chunk of the day)
+    answers where the full level decodes nine; the tile is the full level coarsened the same
+    way, as the server holding the cube in memory coarsens it (same bytes)."""
+    served = catalog.load_cube("wide", str(wide_cube))
+    reads = []
+
+    async def counted(self, key, prototype, byte_range=None):
+        found = await get(self, key, prototype, byte_range)
+        if "/c/" in key and found is not None:
+            reads.append(len(found.to_bytes()))
+        return found
+
+    get = cubes._StrictStore.get
+    monkeypatch.setattr(cubes._StrictStore, "get", counted)
+    style = tiles.TileStyle(date=str(WIDE_DAYS[9].date()))
+
+    def tile(factor: int | None) -> tuple[bytes, int, int]:
+        cubes.chunk_cache.cache_clear()
+        reads.clear()
+        if factor is not None:
+            monkeypatch.setattr(served.reader, "overview_factor", lambda *_: factor)
+        png = tiles.render_tile(served, "lstm", "WebMercatorQuad", 1, 0, 0, style)
+        return png, len(reads), sum(reads)
+
+    overview, overview_reads, overview_bytes = tile(None)
+    full, full_reads, full_bytes = tile(1)
+    assert overview != full
+    assert overview_reads * 4 <= full_reads and overview_bytes * 4 <= full_bytes, (
+        overview_reads,
+        full_reads,
+        overview_bytes,
+        full_bytes,
+    )
+    env = {"SMAPX_RATE_LIMIT_PER_MINUTE": "0", "SMAPX_RELOAD_SECONDS": "0"}
+    urls = [
+        ("/v1/tiles/lstm/1/0/0.png", {}),
+        ("/v1/tiles/lstm/2/1/1.png", {}),
+        ("/v1/tiles/smap/2/1/1.png", {"colormap": "plasma"}),
+        ("/v1/tiles/lstm/6/17/25.png", {}),
+    ]
+    answers = {}
+    for how, setting in (("lazy", {}), ("memory", {"SMAPX_SERVE_IN_MEMORY": "true"})):
+        with serving([wide_cube], {**env, **setting}) as base, httpx.Client(base_url=base) as c:
+            answers[how] = [c.get(u, params={"date": style.date, **p}) for u, p in urls]
+    assert [a.status_code for a in answers["lazy"]] == [200] * len(urls)
+    assert [a.content for a in answers["lazy"]] == [a.content for a in answers["memory"]]
+    assert answers["lazy"][0].content == overview
+
+
+def test_a_slow_cold_read_does_not_stall_the_health_check(wide_cube, monkeypatch):
+    """Reads of the map layout made slow (an object store far away): while a cold tile waits
+    on them, /healthz answers in a small share of that wait."""
+    delay = 1.0
+
+    async def slow(self, key, prototype, byte_range=None):
+        if key.startswith(cubes.MAPS) and "/c/" in key:
+            await asyncio.sleep(delay)
+        return await get(self, key, prototype, byte_range)
+
+    get = cubes._StrictStore.get
+    monkeypatch.setattr(cubes._StrictStore, "get", slow)
+    monkeypatch.setenv("SMAPX_RATE_LIMIT_PER_MINUTE", "0")
+    monkeypatch.setenv("SMAPX_RELOAD_SECONDS", "0")
+    get_settings.cache_clear()
+    cubes.chunk_cache.cache_clear()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app([wide_cube]), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            idle = timed(client, "/healthz")
+            with ThreadPoolExecutor(1) as pool:
+                began = time.perf_counter()
+                cold = pool.submit(
+                    client.get, "/v1/tiles/lstm/6/17/25.png", params={"date": "2014-01-05"}
+                )
+                time.sleep(delay / 4)
+                busy = timed(client, "/healthz")
+                assert cold.result().status_code == 200
+                tile_s = time.perf_counter() - began
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        get_settings.cache_clear()
+    assert tile_s >= delay
+    assert busy < tile_s / 4, (
+        f"healthz {busy:.3f} s (idle {idle:.3f} s) during a {tile_s:.1f} s read"
+    )
+
+
+def timed(client: httpx.Client, url: str) -> float:
+    began = time.perf_counter()
+    assert client.get(url).status_code == 200
+    return time.perf_counter() - began
