@@ -55,7 +55,7 @@ class ServedCube:
         self.day_of_year = ranking.day_of_year(self.reader.times)
         self.extent = cubes.extent(self.dataset)
         self.products = export.available_products(self.dataset)
-        self.smap_period = smap_period(self.reader)
+        self.smap_period = smap_period(self.reader, self.generation)
 
     @property
     def dataset(self) -> xr.Dataset:
@@ -155,10 +155,14 @@ class ServedCube:
         }
 
 
-def smap_period(reader: cubes.LazyCube | cubes.MemoryCube) -> dict | None:
-    """First and last day with any SMAP observation (the web map shades it)."""
+def smap_period(reader: cubes.LazyCube | cubes.MemoryCube, generation: dict) -> dict | None:
+    """First and last day with any SMAP observation (the web map shades it), as the cube's
+    generation records it; scanned from the cube's chunks only for a cube published before
+    generations recorded it (CONUS at 9 km: ~1,800 chunks decoded, tens of seconds)."""
     if "smap" not in cubes.products(reader.dataset):
         return None
+    if "observed" in generation:
+        return generation["observed"].get("smap")
     days = reader.observed_days("smap")
     if days is None:
         return None

@@ -4,6 +4,7 @@ that lost a chunk is refused at start or answered as damage (500, health check f
 series, subsets and jobs alike, never as missing values."""
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -458,3 +459,25 @@ def timed(client: httpx.Client, url: str) -> float:
     began = time.perf_counter()
     assert client.get(url).status_code == 200
     return time.perf_counter() - began
+
+
+def test_each_generation_records_the_smap_period_servers_read_without_a_scan(
+    wide_cube, tmp_path, monkeypatch
+):
+    record = cubes.generation(wide_cube)["observed"]
+    assert record == {"smap": {"start": "2014-01-01", "end": "2014-01-12"}}
+
+    def scan(*_):
+        raise AssertionError("scanned the cube's chunks for the SMAP period")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cubes.LazyCube, "observed_days", scan)
+        assert catalog.load_cube("wide", str(wide_cube)).smap_period == record["smap"]
+    old = tmp_path / "old.zarr"  # published before generations kept the period: scanned
+    shutil.copytree(wide_cube, old)
+    published = cubes.generation(old)
+    del published["observed"]
+    (old / cubes.GENERATION).write_text(json.dumps(published))
+    assert catalog.load_cube("old", str(old)).smap_period == record["smap"]
+    cubes.republish(old)
+    assert cubes.generation(old)["observed"] == record

@@ -53,6 +53,7 @@ MARKERS = "_blocks"
 MAPS = "maps"
 MAP_SIDE = 128
 MULTISCALES = "multiscales"
+OBSERVED = ("smap",)  # products whose observed period each generation records
 MAPS_FROM_MB = 16
 GRID_MAPPING = "spatial_ref"
 JOB_INFO = "_job.json"
@@ -263,13 +264,59 @@ def publish(store: str | Path, time, storage_options: dict | None = None) -> int
     if needs_maps(store, storage_options):
         write_maps(store, current["days"] or 0, len(days), storage_options)
     zstore = _zarr_store(store, storage_options, False)
-    axis = zarr.open_group(zstore, use_consolidated=False)["time"]
+    root = zarr.open_group(zstore, use_consolidated=False)
+    observed = _observed(root, days, current)
+    axis = root["time"]
     if axis.shape != days.shape:
         axis.resize(days.shape)
     axis[:] = days
     zarr.consolidate_metadata(zstore)
     end = str(pd.Timestamp(time[-1]).date())
-    return _next_generation(store, current["generation"], len(days), end, storage_options)
+    return _next_generation(store, current["generation"], len(days), end, observed, storage_options)
+
+
+def _observed(root: zarr.Group, days: np.ndarray, current: dict) -> dict:
+    """{product: {start, end} or None} of the days (numbers since EPOCH) with any value of
+    the OBSERVED products, for the generation's record: the last record's start carried, the
+    time chunks of the days published since scanned (every chunk where the last generation
+    has no record), so a server reads the period instead of scanning the cube at start."""
+    known = current.get("observed")
+    since = current["days"] if known is not None else 0
+    occupied = _occupied(np.asarray(root["mask"][...], bool))
+    out = {}
+    for name in [p for p in OBSERVED if p in root]:
+        held = (known or {}).get(name)
+        found = scan_observed(root[name], occupied, len(days), since // CHUNK_TIME)
+        if found is None:
+            out[name] = held
+            continue
+        start, end = (str(EPOCH + int(days[k])) for k in found)
+        out[name] = {"start": held["start"] if held else start, "end": end}
+    return out
+
+
+def scan_observed(
+    array: zarr.Array, occupied: np.ndarray, n_days: int, from_chunk: int = 0
+) -> tuple[int, int] | None:
+    """Indices of the first and last of the first n_days with any value of a (time, y, x)
+    array, in its time chunks from `from_chunk` on, None if none: chunks are scanned from
+    each end until one holds a value."""
+    step = array.chunks[0]
+    cells = [(int(by), int(bx)) for by, bx in np.argwhere(occupied)]
+
+    def days_with_values(k: int) -> np.ndarray:
+        seen = np.zeros(min(step, n_days - k * step), bool)
+        for by, bx in cells:
+            codes = array.get_block_selection((k, by, bx))[: seen.size]
+            seen |= (codes != FILL).any(axis=(1, 2))
+        return np.nonzero(seen)[0] + k * step
+
+    chunks = range(from_chunk, -(-n_days // step))
+    first = next((found for k in chunks if (found := days_with_values(k)).size), None)
+    if first is None:
+        return None
+    last = next(found for k in reversed(chunks) if (found := days_with_values(k)).size)
+    return int(first[0]), int(last[-1])
 
 
 def needs_maps(store: str | Path, storage_options: dict | None = None) -> bool:
@@ -406,25 +453,33 @@ def republish(store: str | Path, storage_options: dict | None = None) -> int:
     current = generation(store, storage_options)
     if not current["generation"]:
         return 0
+    observed = current.get("observed")
+    if observed is None:  # published before generations recorded it
+        root = zarr.open_group(_zarr_store(store, storage_options), mode="r")
+        observed = _observed(root, root["time"][...], current)
     return _next_generation(
-        store, current["generation"], current["days"], current["end"], storage_options
+        store, current["generation"], current["days"], current["end"], observed, storage_options
     )
 
 
-def _next_generation(store, number: int, days: int, end: str, storage_options=None) -> int:
+def _next_generation(
+    store, number: int, days: int, end: str, observed: dict, storage_options=None
+) -> int:
     record = {
         "generation": number + 1,
         "days": days,
         "end": end,
         "published": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "observed": observed,
     }
     _write_atomic(store, GENERATION, json.dumps(record).encode(), storage_options)
     return record["generation"]
 
 
 def generation(store: str | Path, storage_options: dict | None = None) -> dict:
-    """{generation, days, end, published} of a cube: 0 and None for one never published (a
-    cube written before generations, or still being created)."""
+    """{generation, days, end, published, observed} of a cube (observed: `_observed`'s record,
+    absent from a generation published before it was kept): 0 and None for one never
+    published (a cube written before generations, or still being created)."""
     try:
         raw = _fs(store, storage_options).cat_file(f"{str(store).rstrip('/')}/{GENERATION}")
         return json.loads(raw)
@@ -895,28 +950,7 @@ class LazyCube:
     def observed_days(self, product: str) -> tuple[int, int] | None:
         """Indices of the first and last day with any value of a product, None if none: time
         chunks are scanned from each end, outside the cache, until one holds a value."""
-        stored = self._products[product]
-        step, cy, cx = stored.chunks
-        cells = [(int(by), int(bx)) for by, bx in np.argwhere(self.occupied)]
-
-        def days_with_values(k: int) -> np.ndarray:
-            seen = np.zeros(min(step, len(self.times) - k * step), bool)
-            for by, bx in cells:
-                seen |= (stored.array.get_block_selection((k, by, bx)) != FILL).any(axis=(1, 2))
-            return np.nonzero(seen)[0] + k * step
-
-        n_chunks = -(-len(self.times) // step)
-        for k in range(n_chunks):
-            first = days_with_values(k)
-            if first.size:
-                break
-        else:
-            return None
-        for k in range(n_chunks - 1, -1, -1):
-            last = days_with_values(k)
-            if last.size:
-                return int(first[0]), int(last[-1])
-        return None
+        return scan_observed(self._products[product].array, self.occupied, len(self.times))
 
 
 def _overview_factor(levels: dict, product: str, cells_per_pixel: float) -> int:
