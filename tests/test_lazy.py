@@ -250,7 +250,7 @@ def test_a_batch_that_would_read_too_much_is_refused_before_reading(cube_path):
     assert refused.status_code == 413, refused.text
     problem = refused.json()
     assert problem["limit"] == 2 * len(DAYS) and "POST /v1/jobs" in problem["detail"]
-    assert f"3 points x {len(DAYS)} days x 1 products" in problem["detail"]
+    assert f"3 points x {len(DAYS)} days read for 1 products" in problem["detail"]
     assert served.status_code == 200 and len(served.json()["series"]) == 2
 
 
