@@ -1,7 +1,8 @@
 """`smapx daily` through the real CLI and a real Redis: files arrive in the watched folders,
 the daily run ingests them and grows the cube; run twice it does nothing the second time; after
 three missed days one run catches up; with --queue the growth runs on the worker pool; every run
-is a job."""
+is a job. The first daily run is a process of its own; the other commands run in this one
+(tests.inprocess)."""
 
 import json
 import os
@@ -16,6 +17,7 @@ from model.product import cube as cubes
 from model.production.extend import extend
 from model.training import checkpoint
 from model.training.train import TrainConfig, train
+from tests.inprocess import smapx
 from tests.real_formats import BBOX, DAYS
 from tests.served import start_worker
 from tests.twins import assert_same_cube
@@ -26,7 +28,7 @@ SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
 FOLDERS = {"smap": "smap", "fora": "forcing", "noah": "noah"}
 
 
-def smapx(*args, env: dict) -> str:
+def smapx_process(*args, env: dict) -> str:
     run = subprocess.run(
         [*SMAPX, *map(str, args)],
         capture_output=True,
@@ -86,7 +88,7 @@ def test_daily_ingests_grows_and_catches_up(files, tmp_path, redis_url):  # noqa
         "--min-hours",
         1,
     ]
-    first = smapx(*daily, env=env)
+    first = smapx_process(*daily, env=env)
     assert f"ends {DAYS[119].date()}" in first
     deliver(files, inbox, 120, 123)
     caught_up = smapx(*daily, env=env)
