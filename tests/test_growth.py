@@ -2,8 +2,7 @@
 extended at once over the whole period, a repeated request does nothing, and a cube refuses a
 checkpoint or input dataset that did not make it."""
 
-import subprocess
-import sys
+import os
 
 import numpy as np
 import pandas as pd
@@ -16,11 +15,12 @@ from model.product import cube as cubes
 from model.production.extend import extend, plan
 from model.training import checkpoint
 from model.world import WorldConfig, build_world
+from tests.inprocess import settings, smapx
+from tests.served import start_worker
 from tests.twins import GROWTH_DAYS, START, WORLD, assert_same_cube, day, stored_bytes
+from worker.submit import run_extend
 
 pytestmark = pytest.mark.integration
-
-SMAPX = [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 def test_a_live_demo_grows_its_served_cube_a_day_at_a_time(twin, tmp_path, monkeypatch):
@@ -98,34 +98,34 @@ def test_a_cube_refuses_another_checkpoint_input_or_a_shorter_end(twin, tmp_path
     assert stored_bytes(out) == before
 
 
-def _cli_extend(model, input_path, end, out, *extra) -> subprocess.CompletedProcess:
-    args = ["extend", "--model", str(model), "--input", str(input_path), "--start", START]
-    return subprocess.run(
-        [*SMAPX, *args, "--end", end, "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def test_cli_grows_on_two_workers_as_one_process_extends(twin, tmp_path, monkeypatch):
-    """`smapx extend --workers 2` (a private Redis and two worker processes) grows the cube, in
-    steps of five days, into the cube one process writes at once."""
-    monkeypatch.setenv("SMAPX_TORCH_THREADS", "1")
-    inputs, input_path, model, _ = twin
+def test_cli_grows_on_a_worker_pool_as_one_process_extends(twin, tmp_path, redis_url):
+    """`smapx extend --queue` on one pool of two worker processes grows the cube, in steps of
+    five days, into the cube one process writes at once (the pool `--workers N` starts for one
+    command is test_worker's). The commands run in this process (tests.inprocess)."""
+    inputs, input_path, model, other_model = twin
+    env = {"SMAPX_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/14", "SMAPX_TORCH_THREADS": "1"}
     grown, fresh = tmp_path / "grown.zarr", tmp_path / "fresh.zarr"
-    for offset in range(0, GROWTH_DAYS + 1, 5):
-        run = _cli_extend(model, input_path, day(offset), grown, "--workers", "2")
-        assert run.returncode == 0, run.stderr
-    again = _cli_extend(model, input_path, day(GROWTH_DAYS), grown)
-    assert again.returncode == 0 and "nothing to do" in again.stdout
+    args = ["extend", "--input", input_path, "--start", START]
+    workers = [start_worker(env, f"growth-{k}-{os.getpid()}@%h") for k in range(2)]
+    try:
+        for offset in range(0, GROWTH_DAYS + 1, 5):
+            smapx(*args, "--model", model, "--end", day(offset), "--out", grown, "--queue", env=env)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(30)
+    again = smapx(*args, "--model", model, "--end", day(GROWTH_DAYS), "--out", grown, env=env)
+    assert "nothing to do" in again
     base = f"{START}/{day(0)}"  # the climatology the grown cube was given at its creation
-    run = _cli_extend(model, input_path, day(GROWTH_DAYS), fresh, "--base", base)
-    assert run.returncode == 0, run.stderr
+    smapx(
+        *args, "--model", model, "--end", day(GROWTH_DAYS), "--out", fresh, "--base", base, env=env
+    )
     assert_same_cube(grown, fresh)
     assert cubes.generation(grown)["end"] == day(GROWTH_DAYS)
-    mixed = _cli_extend(twin[3], input_path, day(GROWTH_DAYS + 1), grown, "--workers", "2")
-    assert mixed.returncode == 1 and "another checkpoint" in mixed.stderr
+    mixed = {"model": other_model, "input": input_path, "start": START, "out": grown}
+    with settings(env), pytest.raises(InputError, match="another checkpoint"):
+        run_extend({**mixed, "end": day(GROWTH_DAYS + 1)}, progress=False)
 
 
 def test_growth_ranks_added_days_against_the_same_base(twin, tmp_path):
