@@ -24,6 +24,7 @@ from tests.served import NO_REDIS, POINT, build_cube, serving, start_server
 pytestmark = pytest.mark.integration
 BODY_LIMIT = 100_000
 POINT_LIMIT = 10
+STALL_FLOOR_MS = 150
 JOB = {
     "products": ["lstm"],
     "start": "2015-01-01",
@@ -94,15 +95,22 @@ def test_deep_json_is_422_not_500(api, problem_schema):
         assert "nested" in assert_problem(r, 422, problem_schema)["detail"]
 
 
-@pytest.mark.parametrize(("points", "status"), [(10_000, 503), (80_000, 413)])
-def test_large_job_bodies_are_parsed_without_stalling_the_server(store, points, status):
-    """Four 2 MB job bodies at once, with the default limits: /healthz answers all the while.
-    Parsed and checked on the event loop they held it 0.7-0.9 s; off it, ~50-70 ms."""
-    env = {"SMAPX_REDIS_URL": NO_REDIS, "SMAPX_CUBES": "[]"}
+@pytest.mark.parametrize(
+    ("points", "limit", "status"), [(50_000, 50_000, 503), (80_000, 10_000, 413)]
+)
+def test_large_job_bodies_are_parsed_without_stalling_the_server(store, points, limit, status):
+    """Four 1-2 MB job bodies at once: /healthz answers all the while. 50,000 points under a
+    limit of 50,000 are parsed, checked and refused with 503 (no job queue here): parsed on the
+    event loop they held /healthz ~90% of the time the posts took (1.2-1.9 s under load); off
+    it, ~20%. 80,000 points under the default limit (10,000) are 413 from their count alone.
+    The stall is measured against the posts' own time in the same run, so that a loaded machine
+    slows both alike (an idle /healthz is too noisy a yardstick under load); the floor keeps a
+    scheduler's hiccup on fast posts from failing it."""
+    env = {"SMAPX_REDIS_URL": NO_REDIS, "SMAPX_CUBES": "[]", "SMAPX_MAX_JOB_POINTS": str(limit)}
     with serving([store], env) as url:
         figures = asyncio.run(measure(url, points, concurrent=4))
     assert figures["statuses"] == [status], figures
-    assert figures["healthz_busy_max_ms"] < 300, figures
+    assert figures["healthz_busy_max_ms"] < max(STALL_FLOOR_MS, 0.5 * figures["posts_ms"]), figures
 
 
 @pytest.mark.parametrize(
