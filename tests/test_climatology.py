@@ -146,7 +146,8 @@ def test_climatology_records_its_base_and_products(twin):
 def test_growing_the_cube_keeps_the_climatology(twin, world_values, tmp_path):
     """A cube ranked over its first 4 years, then grown by a year: the days it had keep their
     percentiles and means, the new days rank against the same base, as if computed at once (the
-    module's cube: the same values ranked over the same base)."""
+    module's cube: the same values ranked over the same base); the growth writes the new days'
+    percentiles alone (not a file of the means or of the earlier time chunk is written again)."""
     world, values = world_values
     short, grown = tmp_path / "short.zarr", tmp_path / "grown.zarr"
     write_cube(short, world, values, n_days=1461)
@@ -155,7 +156,16 @@ def test_growing_the_cube_keeps_the_climatology(twin, world_values, tmp_path):
     assert (attrs["base_start"], attrs["base_end"]) == ("2009-01-01", "2012-12-31")
     assert climatology.rank_grown(grown, world.inputs.time.values) == 0, "no climatology yet"
     shutil.copytree(short / cubes.CLIMATOLOGY, grown / cubes.CLIMATOLOGY)
+    kept = {
+        p: p.stat().st_mtime_ns
+        for p in (grown / cubes.CLIMATOLOGY).rglob("*")
+        if p.is_file() and ("_window_mean/c/" in str(p) or "_percentile/c/0/" in str(p))
+    }
+    assert {p.parts[-5] for p in kept} == {
+        f"{p}_{a}" for p in RANKED for a in ("percentile", "window_mean")
+    }
     assert climatology.rank_grown(grown, world.inputs.time.values) == 365
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert climatology.update(grown, progress=False) == 0
     assert cubes.climatology_info(twin)["base_end"] == attrs["base_end"]
     before, after, at_once = (cubes.read_climatology(s) for s in (short, grown, twin))

@@ -17,9 +17,11 @@ consolidated metadata: growing arrays changes them only in each array's own meta
 number the service polls), so a reader never sees a half-grown cube.
 """
 
+import ctypes
 import functools
 import json
 import os
+import shutil
 import threading
 import warnings
 from dataclasses import dataclass
@@ -1076,7 +1078,13 @@ def _zarr_store(store, storage_options=None, read_only: bool = True):
 #     time                               the days it covers: the cube's first days (growing the
 #                                        cube adds days the climatology has yet to rank)
 # `xarray.open_zarr(store, group="climatology")` reads it; open_cube merges it into the products.
+# A climatology is computed into the group `_climatology_staged`, a window group of cells at a
+# time (each leaving a marker under `_climatology_windows/`, beside the plan it follows), and
+# swapped in for the served one once every window is written (`publish_climatology`).
 CLIMATOLOGY = "climatology"
+CLIMATOLOGY_STAGED = "_climatology_staged"
+CLIMATOLOGY_WINDOWS = "_climatology_windows"
+CLIMATOLOGY_PLAN = "plan.json"
 CLIMATOLOGY_BASE = "climatology_base"  # attributes open_cube gives a cube with its climatology
 CLIMATOLOGY_FUSED_WEIGHT = "climatology_fused_weight"
 PERCENTILE_SCALE = 0.01
@@ -1090,8 +1098,10 @@ def create_climatology(
     products: list[str],
     attrs: dict,
     storage_options: dict | None = None,
+    group: str = CLIMATOLOGY,
 ) -> None:
-    """Write an empty climatology group (replacing any) for `products` over the days `time`."""
+    """Write an empty climatology group (replacing any) for `products` over the days `time`;
+    `group`: CLIMATOLOGY_STAGED for one to publish when complete."""
     shape = (len(time), *shape_yx)
     data_vars = {}
     for p in products:
@@ -1129,25 +1139,31 @@ def create_climatology(
     encoding["time"] = _encoding(ds)["time"]
     ds.to_zarr(
         str(store),
-        group=CLIMATOLOGY,
+        group=group,
         mode="w",
         compute=False,
         encoding=encoding,
         zarr_format=3,
-        consolidated=True,
+        consolidated=False,  # the root's lists the climatology once published, not staged
         storage_options=store_options(store, storage_options),
     )
-    group = _climatology_group(store, storage_options, mode="r+")
-    zarr.consolidate_metadata(group.store, CLIMATOLOGY)
+    written = _climatology_group(store, storage_options, mode="r+", path=group)
+    zarr.consolidate_metadata(written.store, group)
 
 
 def read_codes(
-    store: str | Path, product: str, ys: slice, xs: slice, storage_options: dict | None = None
+    store: str | Path,
+    product: str,
+    ys: slice,
+    xs: slice,
+    storage_options: dict | None = None,
+    times: slice = slice(None),
 ) -> np.ndarray:
-    """Stored int16 codes (time, y, x) of a product over a window of cells, every day written,
-    published or not (the arrays' own metadata, not the consolidated copy)."""
+    """Stored int16 codes (time, y, x) of a product over a window of cells and the days
+    `times` (default every day written, published or not: the arrays' own metadata, not the
+    consolidated copy)."""
     group = zarr.open_group(_zarr_store(store, storage_options), mode="r", use_consolidated=False)
-    return np.asarray(group[product][:, ys, xs], np.int16)
+    return np.asarray(group[product][times, ys, xs], np.int16)
 
 
 def write_climatology_block(
@@ -1158,10 +1174,11 @@ def write_climatology_block(
     percentiles: dict[str, np.ndarray],
     means: dict[str, np.ndarray] | None = None,
     storage_options: dict | None = None,
+    into: str = CLIMATOLOGY,
 ) -> None:
     """Write int16 percentile codes (time, y, x) of the days `times`, and the window means
-    (dayofyear, y, x), of a chunk-aligned window of cells."""
-    group = _climatology_group(store, storage_options, mode="r+")
+    (dayofyear, y, x), of a chunk-aligned window of cells, into the group `into`."""
+    group = _climatology_group(store, storage_options, mode="r+", path=into)
     for p, codes in percentiles.items():
         group[f"{p}_percentile"][times, ys, xs] = np.asarray(codes, np.int16)
     for p, mean in (means or {}).items():
@@ -1183,11 +1200,7 @@ def grow_climatology(store: str | Path, time, storage_options: dict | None = Non
 
 def climatology_info(store: str | Path, storage_options: dict | None = None) -> dict | None:
     """The climatology's attributes (base period, products, ...) and its days, or None."""
-    try:
-        group = _climatology_group(store, storage_options)
-    except FileNotFoundError:
-        return None
-    return {**dict(group.attrs), "days": group["time"].shape[0]}
+    return climatology_info_of(store, CLIMATOLOGY, storage_options)
 
 
 def read_climatology(store: str | Path, storage_options: dict | None = None) -> dict | None:
@@ -1246,12 +1259,128 @@ def with_climatology(
     )
 
 
-def _climatology_group(store, storage_options=None, mode: str = "r") -> zarr.Group:
+def _climatology_group(
+    store, storage_options=None, mode: str = "r", path: str = CLIMATOLOGY
+) -> zarr.Group:
     """The group opened by its own path: the root's consolidated metadata predates it."""
     where = _zarr_store(store, storage_options, read_only=mode == "r")
     try:
         if mode == "r":
-            return zarr.open_group(where, path=CLIMATOLOGY, mode="r")
-        return zarr.open_group(where, path=CLIMATOLOGY, mode="r+", use_consolidated=False)
+            return zarr.open_group(where, path=path, mode="r")
+        return zarr.open_group(where, path=path, mode="r+", use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        raise FileNotFoundError(f"{store} has no {CLIMATOLOGY}") from None
+        raise FileNotFoundError(f"{store} has no {path}") from None
+
+
+def staged_plan(store: str | Path, storage_options: dict | None = None) -> dict | None:
+    """The plan the staged climatology follows (as stage_climatology wrote it), or None."""
+    raw = read_key(store, f"{CLIMATOLOGY_WINDOWS}/{CLIMATOLOGY_PLAN}", storage_options)
+    if raw is None or climatology_info_of(store, CLIMATOLOGY_STAGED, storage_options) is None:
+        return None
+    return json.loads(raw)
+
+
+def stage_climatology(
+    store: str | Path,
+    time,
+    shape_yx: tuple[int, int],
+    plan: dict,
+    storage_options: dict | None = None,
+) -> None:
+    """An empty staged climatology for `plan` (its `attrs` and `products`), its window markers
+    cleared, the plan recorded last (so a plan on record means its group is there)."""
+    fs = _fs(store, storage_options)
+    windows = f"{str(store).rstrip('/')}/{CLIMATOLOGY_WINDOWS}"
+    if fs.exists(windows):
+        fs.rm(windows, recursive=True)
+    create_climatology(
+        store, time, shape_yx, plan["products"], plan["attrs"], storage_options, CLIMATOLOGY_STAGED
+    )
+    fs.makedirs(windows, exist_ok=True)
+    _write_atomic(
+        store,
+        f"{CLIMATOLOGY_WINDOWS}/{CLIMATOLOGY_PLAN}",
+        json.dumps(plan).encode(),
+        storage_options,
+    )
+
+
+def climatology_info_of(
+    store: str | Path, group: str, storage_options: dict | None = None
+) -> dict | None:
+    """climatology_info of the served (CLIMATOLOGY) or the staged group."""
+    try:
+        opened = _climatology_group(store, storage_options, path=group)
+    except FileNotFoundError:
+        return None
+    return {**dict(opened.attrs), "days": opened["time"].shape[0]}
+
+
+def climatology_windows_done(store: str | Path, storage_options: dict | None = None) -> set[str]:
+    """Names of the staged climatology's window groups written so far."""
+    fs = _fs(store, storage_options)
+    windows = f"{str(store).rstrip('/')}/{CLIMATOLOGY_WINDOWS}"
+    fs.invalidate_cache(windows)
+    if not fs.exists(windows):
+        return set()
+    return {Path(p).name for p in fs.ls(windows, detail=False)} - {CLIMATOLOGY_PLAN}
+
+
+def mark_climatology_window(store: str | Path, name: str, storage_options=None) -> None:
+    _fs(store, storage_options).pipe(
+        f"{str(store).rstrip('/')}/{CLIMATOLOGY_WINDOWS}/{name}", b"done"
+    )
+
+
+def publish_climatology(store: str | Path, storage_options: dict | None = None) -> bool:
+    """Swap the complete staged climatology in for the served one, in one step on a local store
+    (readers see the old group or the new, never a mix), list it in the root's consolidated
+    metadata, then drop the markers. True if this
+    call published it; False when another process already had (of processes finishing the last
+    windows together, one publishes). An object store has no rename: the group is copied."""
+    root = str(store).rstrip("/")
+    staged, served = f"{root}/{CLIMATOLOGY_STAGED}", f"{root}/{CLIMATOLOGY}"
+    if "://" in root:
+        fs = _fs(store, storage_options)
+        if not fs.exists(staged):
+            return False
+        if fs.exists(served):
+            fs.rm(served, recursive=True)
+        fs.copy(staged, served, recursive=True)
+        fs.rm(staged, recursive=True)
+    else:
+        claimed = f"{root}/{CLIMATOLOGY_STAGED}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            os.rename(staged, claimed)
+        except FileNotFoundError:
+            return False
+        _exchange_or_replace(claimed, served)
+    zarr.consolidate_metadata(_zarr_store(store, storage_options, False))
+    _fs(store, storage_options).rm(f"{root}/{CLIMATOLOGY_WINDOWS}", recursive=True)
+    return True
+
+
+def _exchange_or_replace(new: str, served: str) -> None:
+    """Put the folder `new` at `served`: atomically exchanged with the one there where Linux's
+    renameat2 can (the old one then deleted), else the old one moved aside first."""
+    if os.path.exists(served) and _renameat2_exchange(new, served):
+        shutil.rmtree(new)
+        return
+    if os.path.exists(served):
+        aside = f"{new}.old"
+        os.rename(served, aside)
+        os.rename(new, served)
+        shutil.rmtree(aside)
+    else:
+        os.rename(new, served)
+
+
+def _renameat2_exchange(a: str, b: str) -> bool:
+    """Exchange two paths in one system call (Linux >= 3.15); False where it cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd, exchange = -100, 2  # AT_FDCWD, RENAME_EXCHANGE
+    return call(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), exchange) == 0
