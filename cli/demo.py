@@ -261,24 +261,25 @@ def _cpu_times() -> list[int]:
 def build_cube(
     model: Path, input_path: Path, config: DemoConfig, cube_path: Path, progress: bool = True
 ) -> None:
-    """The cube as `smapx extend` makes it: extended to the live start on local worker
-    processes (with a private Redis when none is configured) or in-process, then its
-    climatology, so that percentiles and anomalies are served."""
+    """The cube as `smapx extend` makes it: extended to the live start, then its climatology
+    (so that percentiles and anomalies are served), on local worker processes (with a private
+    Redis when none is configured) or in-process."""
     end = live_start(config)
     if config.workers:
-        from worker.submit import run_extend
+        from worker.submit import run_extend_and_rank
 
         request = {"model": str(model), "input": str(input_path), "start": config.start}
-        run_extend(
+        _, ranked = run_extend_and_rank(
             {**request, "end": end, "out": str(cube_path)},
             workers=config.workers,
             progress=progress,
         )
-    else:
-        from model.production.extend import extend as extend_here
+        say(f"    {ranked}")
+        return
+    from model.production.extend import extend as extend_here
 
-        inputs = open_input(input_path)
-        extend_here(checkpoint.load(model), inputs, config.start, end, cube_path, progress=progress)
+    inputs = open_input(input_path)
+    extend_here(checkpoint.load(model), inputs, config.start, end, cube_path, progress=progress)
     say(f"    {climatology.after_extension(cube_path, progress=progress)}")
 
 

@@ -83,30 +83,36 @@ def extend(
     with _collector_paused():
         from model.dataset import open_input
         from model.product import climatology as climatologies
-        from model.product.cube import describe
         from model.production.extend import extend as run_extension
         from model.training import checkpoint
 
     if workers or queue:
-        from worker.submit import run_extend
+        from worker.submit import run_extend_and_rank
 
         request = {"model": model, "input": input, "start": start, "end": end, "out": out}
-        job = run_extend(request, workers=workers, threads=threads)
-        written = describe(job["request"]["out"])
-    else:
-        _configure_threads(threads)
-        ckpt = checkpoint.load(model)
-        computed = run_extension(ckpt, open_input(input), start, end, out)
-        _echo_engine(ckpt)
-        written = describe(out)
-        if not computed:
-            typer.echo(f"{out} already holds {start}..{end}: nothing to do")
-            return
+        job, ranked = run_extend_and_rank(request, base, workers=workers, threads=threads)
+        _echo_written(job["request"]["out"])
+        typer.echo(ranked)
+        return
+    _configure_threads(threads)
+    ckpt = checkpoint.load(model)
+    computed = run_extension(ckpt, open_input(input), start, end, out)
+    _echo_engine(ckpt)
+    if not computed:
+        typer.echo(f"{out} already holds {start}..{end}: nothing to do")
+        return
+    _echo_written(out)
+    typer.echo(climatologies.after_extension(out, base))
+
+
+def _echo_written(out: str) -> None:
+    from model.product.cube import describe
+
+    written = describe(out)
     typer.echo(
         f"wrote {out}: {', '.join(written['products'])} over {written['days']} days x "
         f"{written['cells']} cells"
     )
-    typer.echo(climatologies.after_extension(out, base))
 
 
 @commands.command()
@@ -120,13 +126,35 @@ def climatology(
             "without gets one over its whole record"
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Rank on N local worker processes, a window group of cells per task (with a "
+            "private Redis if none is configured); 0 = in this process"
+        ),
+    ] = 0,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue", help="Submit to the running worker pool (SMAPX_REDIS_URL) and follow it"
+        ),
+    ] = False,
+    threads: Annotated[int, typer.Option(help="Threads per worker; 0 = the cores shared")] = 0,
 ):
     """(Re)compute the cube's climatology: each day's percentile and the window means its
-    anomalies subtract, for every product but smap and lstm_spread. A change publishes a new
-    generation of the cube, which servers follow."""
+    anomalies subtract, for every product but smap and lstm_spread. It is computed beside the
+    served one and swapped in once complete; a stopped computation resumes where it stopped.
+    A change publishes a new generation of the cube, which servers follow."""
     from model.product import climatology as climatologies
 
-    typer.echo(climatologies.after_extension(cube, base))
+    recompute = None
+    if workers or queue:
+        from worker.submit import run_climatology
+
+        def recompute(store, base):
+            return run_climatology(store, base, workers, threads)
+
+    typer.echo(climatologies.after_extension(cube, base, recompute=recompute))
 
 
 @commands.command()

@@ -699,14 +699,14 @@ def test_cli_queue_and_jobs_commands(world, ranked_reference, pointed, steady, t
     queued = smapx("extend", *[f"--{k}={v}" for k, v in request.items()], "--queue")
     assert queued.returncode == 0, queued.stderr[-2000:]
     assert local_files(out) == local_files(ranked_reference)
-    newest = jobs.list_jobs(1)[0]
+    ranking, newest = jobs.list_jobs(2)  # the extension, then its climatology on the pool
     assert newest["request"]["out"] == str(out) and newest["state"] == "done"
+    assert ranking["kind"] == "climatology" and ranking["request"]["cube"] == str(out)
+    assert ranking["state"] == "done"
     listing = smapx("jobs")
     assert listing.returncode == 0
-    assert listing.stdout.splitlines()[1].split()[:3] == [
-        newest["id"],
-        newest["kind"],
-        newest["state"],
+    assert [line.split()[:3] for line in listing.stdout.splitlines()[1:3]] == [
+        [job["id"], job["kind"], job["state"]] for job in (ranking, newest)
     ]
     assert json.loads(smapx("job", newest["id"]).stdout) == jobs.get_job(newest["id"])
     missing = smapx("job", "nope")
@@ -826,3 +826,48 @@ def test_private_redis_lives_only_inside_its_context():
         port = client.connection_pool.connection_kwargs["port"]
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=port, socket_connect_timeout=1).ping()
+
+
+def test_climatology_on_the_pool_resumes_and_publishes_whole_as_one_process_ranks(
+    world, ranked_reference, pointed, steady, tmp_path, monkeypatch
+):
+    """A climatology job, one window of cells per task: a computation that stopped with one
+    window group written resumes without writing it again, the served climatology (of another
+    base) stays until every group is written, and the one published in its place holds the
+    bytes of the in-process climatology."""
+    from worker import climatology as pool_climatology
+    from worker import jobs
+    from worker.submit import follow, submit_climatology
+
+    out = tmp_path / "ranked.zarr"
+    shutil.copytree(world["reference"], out)
+    climatology.compute(out, "2011-01-01/2012-12-31", progress=False)
+    monkeypatch.setattr(climatology, "BATCH_COLUMNS", 36)  # a 12-cell window x 3 products
+    request = pool_climatology.checked(out)
+    template = cubes.open_cube(out)
+    windows = climatology.window_groups(template, request["plan"])
+    assert len(windows) == 4
+    climatology.begin(out, template, request["plan"])
+    climatology.rank_window_group(out, template, request["plan"], 2)  # then it stopped
+    ((ys, xs),) = windows[2]
+    mine = f"/{ys.start // cubes.CHUNK_Y}/{xs.start // cubes.CHUNK_X}"
+    staged = out / cubes.CLIMATOLOGY_STAGED
+    written = {
+        p.relative_to(staged): p.stat().st_mtime_ns
+        for p in staged.rglob("*")
+        if p.is_file() and p.as_posix().endswith(mine)
+    }
+    assert len(written) == 9  # 3 products: percentiles of 2 time chunks, window means
+    generation = cubes.generation(out)["generation"]
+    wait_drained(pointed)
+    with paused("steady"):
+        job_id = submit_climatology(request)
+        assert jobs.get_job(job_id)["blocks_done"] == 1 and queue_length(pointed) == 3
+        assert cubes.climatology_info(out)["base_end"] == "2012-12-31"
+    job = follow(job_id, progress=False)
+    assert (job["kind"], job["blocks_done"], job["blocks_total"]) == ("climatology", 4, 4)
+    assert cubes.climatology_info(out)["base_end"] == "2015-06-30"
+    assert cubes.generation(out)["generation"] == generation + 1
+    served = out / cubes.CLIMATOLOGY
+    assert {p: (served / p).stat().st_mtime_ns for p in written} == written
+    assert local_files(out) == local_files(ranked_reference)

@@ -2,7 +2,8 @@
 about long work, and how workers report progress and see a cancellation.
 
 A record is a hash `smapx:job:<id>` whose fields hold JSON values:
-    id, kind (extend | export | train), owner (a digest of the API key that made it, or null),
+    id, kind (extend | climatology | export | train), owner (a digest of the API key that made
+    it, or null),
     request (the JSON that made the job, so it can be re-run),
     state (queued | running | done | failed | cancelled), percent, stage,
     blocks_done, blocks_total, created, started, finished, expires (ISO 8601 UTC), error, result.

@@ -5,13 +5,16 @@ instead of inside a worker an hour later."""
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from model.errors import InputError, SmapxError
 from model.settings import get_settings
-from worker import extension, jobs, tasks
+from worker import climatology, extension, jobs, tasks
 from worker.app import app, redis_url
 
 if TYPE_CHECKING:
@@ -60,6 +63,38 @@ def queue_extension(job: extension.ExtensionJob, requeue: bool = False) -> str:
     return job_id
 
 
+def submit_climatology(request: dict, requeue: bool = False) -> str:
+    """Queue a planned climatology request (worker.climatology.checked): stage it (or keep the
+    groups already staged for the same plan), enqueue one task per window group not yet
+    written, and return the job id. As for extensions, the same request while its job runs
+    returns that job (with `requeue`, its unwritten groups queued again), and a cube being
+    written by another job is refused."""
+    jobs.ensure_reachable()
+    r = jobs.client()
+    store = request["cube"]
+    with r.lock(f"smapx:lock:{store}", timeout=600, blocking_timeout=600):
+        active = jobs.get_job(r.get(_store_key(store)) or "")
+        running = active is not None and active["state"] not in jobs.FINAL
+        if running and active["request"] != request:
+            raise InputError(
+                f"{store} is being written by job {active['id']}; "
+                f"cancel it first (smapx job {active['id']} --cancel)"
+            )
+        if running and not requeue:
+            return active["id"]
+        names, done = climatology.prepare(request)
+        if running:
+            job_id = active["id"]
+        else:
+            job_id = jobs.create_job("climatology", request, blocks_total=len(names))
+            r.set(_store_key(store), job_id)
+        jobs.add_blocks_done(job_id, sorted(done & set(names)))
+        for index, name in enumerate(names):
+            if name not in done:
+                tasks.climatology_group.apply_async((job_id, index))
+    return job_id
+
+
 def resume_job(job_id: str) -> str:
     """Run again what a job left undone; the id of the job that now does it. An extension runs
     the blocks it left unwritten: a finished job's (cancelled, failed) as a new job on the same
@@ -68,8 +103,13 @@ def resume_job(job_id: str) -> str:
     job = jobs.require_job(job_id)
     if job["kind"] == "export":
         return requeue_export(job)
+    if job["kind"] == "climatology":
+        return submit_climatology(job["request"], requeue=True)
     if job["kind"] != "extend":
-        raise InputError(f"job {job_id} is a {job['kind']} job; only extensions and exports resume")
+        raise InputError(
+            f"job {job_id} is a {job['kind']} job; only extensions, climatologies and exports "
+            "resume"
+        )
     return submit_extend(job["request"], requeue=True)
 
 
@@ -196,20 +236,73 @@ def follow(job_id: str, progress: bool = True) -> dict:
     return job
 
 
+@contextmanager
+def on_pool(workers: int = 0, threads: int = 0) -> Iterator[None]:
+    """Inside: jobs run on `workers` local worker processes started for them (and a private
+    Redis if none is configured), or with workers=0 on the running pool."""
+    if not workers:
+        yield
+        return
+    from worker.pool import local_pool
+
+    with local_pool(workers, threads):
+        yield
+
+
+def _warn_without_workers(job_id: str) -> None:
+    if not app.control.ping(timeout=1.0):
+        tqdm.write(
+            f"no worker answers on {redis_url()}; job {job_id} waits for one "
+            f"(start one with: smapx worker)",
+            file=sys.stderr,
+        )
+
+
 def run_extend(request: dict, workers: int = 0, threads: int = 0, progress: bool = True) -> dict:
     """Extend on the running pool (workers=0) or on `workers` local worker processes started
     for this job (and a private Redis if none is configured); the finished job's record."""
-    from worker.pool import local_pool
+    job = extension.ExtensionJob.checked(request)
+    with on_pool(workers, threads):
+        job_id = queue_extension(job)
+        _warn_without_workers(job_id)
+        return follow(job_id, progress)
+
+
+def run_climatology(
+    cube: str | Path,
+    base: str | None = None,
+    workers: int = 0,
+    threads: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Compute the cube's climatology over `base` on the pool (as run_extend: the running one,
+    or `workers` local processes), one task per window group; its attributes once published."""
+    request = climatology.checked(cube, base)
+    with on_pool(workers, threads):
+        job_id = submit_climatology(request)
+        _warn_without_workers(job_id)
+        follow(job_id, progress)
+    return request["plan"]["attrs"]
+
+
+def run_extend_and_rank(
+    request: dict,
+    base: str | None = None,
+    workers: int = 0,
+    threads: int = 0,
+    progress: bool = True,
+) -> tuple[dict, str]:
+    """An extension on the pool chained into its climatology on the same pool, as `smapx
+    extend` does in one process (model.product.climatology.after_extension): the extension
+    job's record and the line saying what the climatology did."""
+    from model.product.climatology import after_extension
 
     job = extension.ExtensionJob.checked(request)
-    if not workers:
+    with on_pool(workers, threads):
         job_id = queue_extension(job)
-        if not app.control.ping(timeout=1.0):
-            tqdm.write(
-                f"no worker answers on {redis_url()}; job {job_id} waits for one "
-                f"(start one with: smapx worker)",
-                file=sys.stderr,
-            )
-        return follow(job_id, progress)
-    with local_pool(workers, threads):
-        return follow(queue_extension(job), progress)
+        _warn_without_workers(job_id)
+        record = follow(job_id, progress)
+        line = after_extension(
+            job.out, base, progress, recompute=lambda s, b: run_climatology(s, b, 0, 0, progress)
+        )
+    return record, line

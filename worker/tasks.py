@@ -14,7 +14,7 @@ from celery import Task
 
 from model.errors import SmapxError
 from model.settings import get_settings
-from worker import extension, jobs
+from worker import climatology, extension, jobs
 from worker.app import app
 
 RETRY = {
@@ -45,6 +45,15 @@ def extend_block(job_id: str, index: int) -> None:
     if job is None or not jobs.start_job(job_id, "extending"):
         return
     jobs.add_blocks_done(job_id, [extension.run_block(job["request"], index)])
+
+
+@app.task(base=JobTask, name="smapx.climatology_group", **RETRY)
+def climatology_group(job_id: str, index: int) -> None:
+    """Rank and write window group `index` of a climatology job (worker.climatology)."""
+    job = jobs.get_job(job_id)
+    if job is None or not jobs.start_job(job_id, "ranking"):
+        return
+    jobs.add_blocks_done(job_id, [climatology.run_group(job["request"], index)])
 
 
 @app.task(base=JobTask, name="smapx.export", **RETRY)
