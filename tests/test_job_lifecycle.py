@@ -283,3 +283,33 @@ def test_random_submits_cancels_and_redis_restarts_keep_both_records_agreeing(
         for seed in range(SEQUENCES):
             random_steps(seed, db, tmp_path, str(store))
     print(f"{SEQUENCES} random sequences of 12 steps in {time.monotonic() - started:.1f} s")
+
+
+def test_redis_shows_a_new_state_only_once_the_copy_beside_the_results_holds_it(
+    store, redis_url, tmp_path, monkeypatch
+):
+    """Whoever sees a job's new state in Redis finds its copy beside the results final: a look
+    at a finished job's folder never meets the copy in flight, and a Redis lost just then puts
+    back the finished record, not a running one that would run again over its files (a result
+    once seemed lost so in the service's test of results outliving Redis)."""
+    from worker import jobs, submit, tasks
+
+    transition, seen = jobs._transition, []
+
+    def watched(job_id, to_state, from_states, **fields):
+        changed = transition(job_id, to_state, from_states, **fields)
+        if changed and to_state is not None:
+            seen.append((to_state, jobs.read_manifest(job_id)["state"]))
+        return changed
+
+    monkeypatch.setattr(jobs, "_transition", watched)
+    url = database(redis_url, 15)
+    redis.Redis.from_url(url).flushdb()
+    request = {**SMALL, "end": "2016-01-03"}
+    with pointed_at(url, tmp_path):
+        done = submit.submit_export(request, str(store), owner="o")
+        tasks.export(done)
+        jobs.cancel_job(submit.submit_export(request, str(store), owner="o"))
+        assert jobs.require_job(done)["state"] == "done"
+    assert [state for state, _ in seen] == ["running", "done", "cancelled"], seen
+    assert all(state == copy for state, copy in seen), seen

@@ -15,8 +15,8 @@ An export job's record is also written beside its results (`<jobs_dir>/<id>/job.
 change of state, so its owner, state and expiry outlive Redis: a job whose record Redis lost
 (restarted without persistence) is put back from there (`restore_job`), and only a folder whose
 manifest proves it expired is deleted. A change of state and the copy it writes happen under the
-job's file lock, the copy made from the record as Redis then holds it, and a restore reads the
-copy under the same lock: the two never disagree, and a cancelled job stays cancelled through a
+job's file lock, the copy written before Redis shows the change, and a restore reads the copy
+under the same lock: the two never disagree, and a cancelled job stays cancelled through a
 Redis restart and the workers' restores.
 """
 
@@ -384,12 +384,24 @@ def add_blocks_done(job_id: str, names: list[str]) -> dict:
 
 
 def _change(job_id: str, to_state: str, from_states, expire: int | None = None, **fields) -> bool:
-    """A change of state, in Redis and in the copy beside the results alike: under the job's
-    lock, the copy written from the record as Redis holds it once changed (or, where Redis lost
-    it meanwhile, the old copy with the change). `expire`: seconds the record then lives, 0 for
-    ever, None as it was. True if the job was in one of from_states."""
+    """A change of state, in Redis and in the copy beside the results alike, under the job's
+    lock: the copy first, so that once Redis shows a job finished its copy is final too (a
+    reader of its folder never meets the copy in flight, and a Redis lost just then puts back
+    the finished record, not a running one that would run again over its files); the old copy
+    again if Redis refuses the change. `expire`: seconds the record then lives, 0 for ever,
+    None as it was. True if the job was in one of from_states."""
     with _locked(job_id):
+        copy = read_manifest(job_id)
+        changed = None
+        if copy is not None:
+            record = get_job(job_id)
+            if record is None or record["state"] not in from_states:
+                return False
+            changed = {**record, **fields, "state": to_state}
+            write_manifest(changed)
         if not _transition(job_id, to_state, from_states, **fields):
+            if copy is not None:
+                write_manifest(copy)
             return False
         if expire is not None:
             for key in (job_key(job_id), _blocks_key(job_id)):
@@ -397,9 +409,8 @@ def _change(job_id: str, to_state: str, from_states, expire: int | None = None, 
                     client().expire(key, expire)
                 else:
                     client().persist(key)
-        copy = read_manifest(job_id)
-        if copy is not None:
-            write_manifest(get_job(job_id) or {**copy, **fields, "state": to_state})
+        if changed is not None and (now_held := get_job(job_id)) not in (None, changed):
+            write_manifest(now_held)  # progress a worker set meanwhile (not under the lock)
         return True
 
 
