@@ -17,6 +17,7 @@ import redis
 
 from model.errors import InputError
 from model.product import cube as cubes
+from tests import inprocess
 from tests.served import (
     REGION,
     SMAPX,
@@ -316,8 +317,13 @@ def test_a_damaged_cube_is_refused_in_one_line(tmp_path, damage):
     with pytest.raises(InputError) as caught:
         Catalog([str(store)])
     assert "\n" not in str(caught.value) and str(store) in str(caught.value)
+    args = ["serve", "--cube", str(store), "--port", "9"]
+    if damage != "missing-chunk":  # the others in this process (tests.inprocess)
+        code, _, err = inprocess.run(*args, env={"SMAPX_CUBES": "[]"})
+        assert code != 0 and len(err.strip().splitlines()) == 1, err
+        return
     served = subprocess.run(
-        [SMAPX, "serve", "--cube", str(store), "--port", "9"],
+        [SMAPX, *args],
         capture_output=True,
         text=True,
         timeout=120,
