@@ -55,6 +55,17 @@ class OwsException(Exception):
         self.code, self.locator, self.text = code, locator, text
 
 
+# The ExceptionReports a route answers, in its OpenAPI document (the schema fuzz holds the
+# service to it).
+EXCEPTION_REPORTS = {
+    status: {"description": f"OWS 1.1 ExceptionReport ({', '.join(codes)})", "content": {XML: {}}}
+    for status, codes in {
+        400: ("MissingParameterValue", "InvalidParameterValue", "TileOutOfRange"),
+        501: ("OperationNotSupported",),
+    }.items()
+}
+
+
 def exception_report(exc: OwsException) -> Response:
     """The OWS 1.1 ExceptionReport of a fault, with its code's HTTP status."""
     locator = "" if exc.locator is None else f" locator={quoteattr(exc.locator)}"
@@ -242,7 +253,7 @@ def served_cube(request: Request, cube: str | None) -> ServedCube:
     "/1.0.0/WMTSCapabilities.xml",
     summary="WMTS capabilities (RESTful)",
     response_class=Response,
-    responses={200: {"content": {XML: {}}}},
+    responses={200: {"content": {XML: {}}}, **EXCEPTION_REPORTS},
 )
 def rest_capabilities(request: Request, cube: CubeName = None, time: Day = None):
     """One layer per product, the day as the `Time` dimension; its default is the cube's last
@@ -257,7 +268,7 @@ def rest_capabilities(request: Request, cube: CubeName = None, time: Day = None)
     "/1.0.0/{layer}/{style}/{time}/{tile_matrix_set}/{tile_matrix}/{tile_row}/{tile_col}.png",
     summary="WMTS tile (RESTful)",
     response_class=Response,
-    responses={200: {"content": {PNG: {}}}},
+    responses={200: {"content": {PNG: {}}}, **EXCEPTION_REPORTS},
 )
 async def rest_tile(
     request: Request,
@@ -284,7 +295,7 @@ async def rest_tile(
     "",
     summary="WMTS, KVP encoding: GetCapabilities and GetTile",
     response_class=Response,
-    responses={200: {"content": {XML: {}, PNG: {}}}},
+    responses={200: {"content": {XML: {}, PNG: {}}}, **EXCEPTION_REPORTS},
 )
 async def kvp(request: Request, cube: CubeName = None):
     """`SERVICE=WMTS&REQUEST=GetCapabilities`, or `REQUEST=GetTile&LAYER=..&STYLE=..&
