@@ -13,11 +13,11 @@ def list_jobs_text(limit: int = 20, as_json: bool = False) -> str:
         return json.dumps(records, indent=2)
     if not records:
         return "no jobs"
-    lines = [f"{'id':16}  {'kind':6}  {'state':9}  {'percent':>7}  {'blocks':>9}  created"]
+    lines = [f"{'id':16}  {'kind':11}  {'state':9}  {'percent':>7}  {'blocks':>9}  created"]
     for job in records:
         blocks = f"{job['blocks_done']}/{job['blocks_total']}" if job["blocks_total"] else "-"
         line = (
-            f"{job['id']:16}  {job['kind']:6}  {job['state']:9}  {job['percent']:6.1f}%  "
+            f"{job['id']:16}  {job['kind']:11}  {job['state']:9}  {job['percent']:6.1f}%  "
             f"{blocks:>9}  {job['created']}"
         )
         if job["error"]:
