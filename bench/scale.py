@@ -118,7 +118,7 @@ def write(store: Path, template, blocks, with_means: bool = False) -> None:
         cubes.write_climatology_block(
             store, block.y, block.x, block.time, {"lstm": percentile_codes(values["lstm"])}, means
         )
-    cubes.publish(store, days)
+    cubes.publish(store, days, processes=os.cpu_count())
 
 
 def grow_one_day(store: Path, on: grid.Grid, cache_mb: int) -> dict:

@@ -122,7 +122,7 @@ def test_maps_of_a_grown_cube_are_those_of_one_written_at_once(cube_path, tmp_pa
     shutil.copytree(cube_path, grown)
     shutil.rmtree(grown / cubes.MAPS)
     cubes.write_maps(grown, 0, 500)
-    cubes.write_maps(grown, 500, len(DAYS))
+    cubes.write_maps(grown, 500, len(DAYS), processes=2)
     for product in PRODUCTS:
         whole, parts = (
             zarr.open_group(str(store), path=cubes.MAPS, mode="r")[product][...]

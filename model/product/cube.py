@@ -20,10 +20,12 @@ number the service polls), so a reader never sees a half-grown cube.
 import ctypes
 import functools
 import json
+import multiprocessing
 import os
 import shutil
 import threading
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,17 +256,19 @@ def grow(
     return touched
 
 
-def publish(store: str | Path, time, storage_options: dict | None = None) -> int:
+def publish(
+    store: str | Path, time, storage_options: dict | None = None, processes: int = 1
+) -> int:
     """Make written days visible, in the order that keeps readers consistent: the map layout
-    of the days written since the last generation, the time axis, the consolidated metadata,
-    then the generation. Idempotent: a cube already published over these days keeps its
-    generation. The generation now current."""
+    of the days written since the last generation (its products on up to `processes`
+    processes), the time axis, the consolidated metadata, then the generation. Idempotent: a
+    cube already published over these days keeps its generation. The generation now current."""
     days = (pd.DatetimeIndex(time).values.astype("datetime64[D]") - EPOCH).astype(np.int32)
     current = generation(store, storage_options)
     if current["days"] == len(days):
         return current["generation"]
     if needs_maps(store, storage_options):
-        write_maps(store, current["days"] or 0, len(days), storage_options)
+        write_maps(store, current["days"] or 0, len(days), storage_options, processes)
     zstore = _zarr_store(store, storage_options, False)
     root = zarr.open_group(zstore, use_consolidated=False)
     observed = _observed(root, days, current)
@@ -332,42 +336,68 @@ def needs_maps(store: str | Path, storage_options: dict | None = None) -> bool:
 
 
 def write_maps(
-    store: str | Path, days_before: int, n_days: int, storage_options: dict | None = None
+    store: str | Path,
+    days_before: int,
+    n_days: int,
+    storage_options: dict | None = None,
+    processes: int = 1,
 ) -> None:
     """Copy the products' days from the time chunk holding day `days_before` on into the map
     layout (group `maps`): chunks of one day by MAP_SIDE x MAP_SIDE cells, so a tile decodes
     tens of kB where the time layout makes it decode a 1461-day chunk per 32 x 32 cells;
     sharded one time chunk by MAP_SIDE x MAP_SIDE cells per file. Beside it, its overviews
-    (`overview_factors`: the same layout coarsened 2, 4, ... times), from the same reads. A
-    strip of MAP_SIDE rows is copied at a time (a time chunk of CONUS at 9 km: ~240 MB), and
-    an overview's rows are held until they fill a row of its shards, so every shard is
-    written whole, once; all from the time layout, so a grown cube's maps are byte for byte
-    those of one written at once."""
+    (`overview_factors`: the same layout coarsened 2, 4, ... times), from the same reads.
+    Products are independent: with `processes` > 1 they are written on that many processes
+    (zarr spends most of a shard's write encoding its 1461 inner chunks one by one, in Python).
+    """
     root = zarr.open_group(_zarr_store(store, storage_options, False), use_consolidated=False)
     maps = root.require_group(MAPS)
-    n_y, n_x = root["mask"].shape
-    factors = overview_factors((n_y, n_x))
+    factors = overview_factors(root["mask"].shape)
     maps.attrs[MULTISCALES] = _multiscales(factors, grid.of(dict(root.attrs)))
-    for name in [p for p in PRODUCTS if p in root]:
-        source = root[name]
-        levels = {
-            f: _map_array(maps if f == 1 else maps.require_group(str(f)), name, source, n_days, f)
-            for f in (1, *factors)
-        }
-        with zarr.config.set({"array.write_empty_chunks": True}):  # absent = damage, as above
-            for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
-                times = slice(t0, min(t0 + CHUNK_TIME, n_days))
-                held = {f: [] for f in factors}
-                for y0 in range(0, n_y, MAP_SIDE):
-                    strip = source[times, y0 : y0 + MAP_SIDE, :]
-                    levels[1][times, y0 : y0 + MAP_SIDE, :] = strip
-                    for f in factors:
-                        held[f].append(coarsen(strip, f))
-                        if y0 + MAP_SIDE >= n_y or (y0 + MAP_SIDE) % (MAP_SIDE * f) == 0:
-                            rows = np.concatenate(held[f], axis=1)
-                            first = y0 // (MAP_SIDE * f) * MAP_SIDE
-                            levels[f][times, first : first + rows.shape[1], :] = rows
-                            held[f] = []
+    for f in factors:
+        maps.require_group(str(f))
+    names = [p for p in PRODUCTS if p in root]
+    write = functools.partial(
+        _write_product_maps, str(store), days_before, n_days, storage_options=storage_options
+    )
+    if processes <= 1:
+        for name in names:
+            write(name)
+        return
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(processes, len(names)), mp_context=spawn) as pool:
+        list(pool.map(write, names))
+
+
+def _write_product_maps(
+    store: str, days_before: int, n_days: int, name: str, storage_options=None
+) -> None:
+    """One product's map layout and overviews. A strip of MAP_SIDE rows is copied at a time
+    (a time chunk of CONUS at 9 km: ~240 MB), and an overview's rows are held until they fill
+    a row of its shards, so every shard is written whole, once; all from the time layout, so
+    a grown cube's maps are byte for byte those of one written at once."""
+    root = zarr.open_group(_zarr_store(store, storage_options, False), use_consolidated=False)
+    maps, source = root[MAPS], root[name]
+    n_y = source.shape[1]
+    factors = overview_factors(source.shape[1:])
+    levels = {
+        f: _map_array(maps if f == 1 else maps[str(f)], name, source, n_days, f)
+        for f in (1, *factors)
+    }
+    with zarr.config.set({"array.write_empty_chunks": True}):  # absent = damage, as above
+        for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
+            times = slice(t0, min(t0 + CHUNK_TIME, n_days))
+            held = {f: [] for f in factors}
+            for y0 in range(0, n_y, MAP_SIDE):
+                strip = source[times, y0 : y0 + MAP_SIDE, :]
+                levels[1][times, y0 : y0 + MAP_SIDE, :] = strip
+                for f in factors:
+                    held[f].append(coarsen(strip, f))
+                    if y0 + MAP_SIDE >= n_y or (y0 + MAP_SIDE) % (MAP_SIDE * f) == 0:
+                        rows = np.concatenate(held[f], axis=1)
+                        first = y0 // (MAP_SIDE * f) * MAP_SIDE
+                        levels[f][times, first : first + rows.shape[1], :] = rows
+                        held[f] = []
 
 
 def _map_array(group: zarr.Group, name: str, source: zarr.Array, n_days: int, factor: int):
