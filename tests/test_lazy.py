@@ -28,8 +28,11 @@ from model.settings import get_settings
 from service import catalog, tiles
 from service.app import create_app
 from tests.served import (
+    COLS,
     DAYS,
     POINT,
+    REGION,
+    ROWS,
     SMAPX,
     build_cube,
     free_port,
@@ -481,3 +484,20 @@ def test_each_generation_records_the_smap_period_servers_read_without_a_scan(
     assert catalog.load_cube("old", str(old)).smap_period == record["smap"]
     cubes.republish(old)
     assert cubes.generation(old)["observed"] == record
+
+
+def test_a_product_without_a_value_for_a_whole_shard_still_has_its_map_shards(tmp_path):
+    """smap before its launch: its map layout's shards hold no value, and are written all the
+    same, so that an absent shard still means damage."""
+    store = tmp_path / "early.zarr"
+    template = cubes.template(DAYS[:30], ROWS[REGION], COLS[REGION], ("smap", "lstm"))
+    cubes.create(store, template)
+    for block in cubes.blocks(template):
+        shape = [s.stop - s.start for s in (block.time, block.y, block.x)]
+        cubes.write_block(
+            store, block, {"smap": np.full(shape, np.nan), "lstm": np.full(shape, 0.2)}
+        )
+    cubes.write_maps(store, 0, 30)
+    zarr.consolidate_metadata(str(store))
+    cubes.verify(store)
+    assert chunk_files(store, "maps/smap")

@@ -384,27 +384,29 @@ def _write_product_maps(
         f: _map_array(maps if f == 1 else maps[str(f)], name, source, n_days, f)
         for f in (1, *factors)
     }
-    with zarr.config.set({"array.write_empty_chunks": True}):  # absent = damage, as above
-        for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
-            times = slice(t0, min(t0 + CHUNK_TIME, n_days))
-            held = {f: [] for f in factors}
-            for y0 in range(0, n_y, MAP_SIDE):
-                strip = source[times, y0 : y0 + MAP_SIDE, :]
-                levels[1][times, y0 : y0 + MAP_SIDE, :] = strip
-                for f in factors:
-                    held[f].append(coarsen(strip, f))
-                    if y0 + MAP_SIDE >= n_y or (y0 + MAP_SIDE) % (MAP_SIDE * f) == 0:
-                        rows = np.concatenate(held[f], axis=1)
-                        first = y0 // (MAP_SIDE * f) * MAP_SIDE
-                        levels[f][times, first : first + rows.shape[1], :] = rows
-                        held[f] = []
+    for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
+        times = slice(t0, min(t0 + CHUNK_TIME, n_days))
+        held = {f: [] for f in factors}
+        for y0 in range(0, n_y, MAP_SIDE):
+            strip = source[times, y0 : y0 + MAP_SIDE, :]
+            levels[1][times, y0 : y0 + MAP_SIDE, :] = strip
+            for f in factors:
+                held[f].append(coarsen(strip, f))
+                if y0 + MAP_SIDE >= n_y or (y0 + MAP_SIDE) % (MAP_SIDE * f) == 0:
+                    rows = np.concatenate(held[f], axis=1)
+                    first = y0 // (MAP_SIDE * f) * MAP_SIDE
+                    levels[f][times, first : first + rows.shape[1], :] = rows
+                    held[f] = []
 
 
 def _map_array(group: zarr.Group, name: str, source: zarr.Array, n_days: int, factor: int):
-    """The map layout's array of a product at one level: created, or resized to n_days."""
+    """The map layout's array of a product at one level, created or resized to n_days, that
+    writes every shard, even one with no value (smap before its launch): absent means damage.
+    (An array keeps the write_empty_chunks it was opened with; zarr.config set around the
+    writes does not reach it.)"""
     shape = (n_days, -(-source.shape[1] // factor), -(-source.shape[2] // factor))
     if name not in group:
-        return group.create_array(
+        group.create_array(
             name,
             shape=shape,
             chunks=(1, MAP_SIDE, MAP_SIDE),
@@ -417,7 +419,7 @@ def _map_array(group: zarr.Group, name: str, source: zarr.Array, n_days: int, fa
     array = group[name]
     if array.shape != shape:
         array.resize(shape)
-    return array
+    return array.with_config({"write_empty_chunks": True})
 
 
 def overview_factors(shape_yx: tuple[int, int]) -> list[int]:
