@@ -15,11 +15,11 @@ region cells, tiles for random days at zooms 3-9 over region cells.
 
 Ends with one line: cube_gb=.. rss_peak_mb=.. series_p50_ms=.. series_cold_p50_ms=..
 tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. and the same keys prefixed `mem36_` for
-the 36 km cube held in memory, plus build_s (0 when reused), whether the cube has a map
-layout (`maps`), and `layout_*`: day fields read in process from the time layout and from the map
-layout, cold and warm, and whole-record series reads. `--grow` then grows the 9 km cube by a day
-under a server started before: grow_day_s, grow_followed_s, grow_rss_peak_mb (a grown cube is
-reused by later runs).
+the 36 km cube held in memory, plus build_s (0 when reused), store_files and store_disk_gb,
+whether the cube has a map layout (`maps`), and `layout_*`: day fields read in process from the
+time layout, from the map layout and from its overviews, cold and warm, and whole-record series
+reads. `--grow` then grows the 9 km cube by a day under a server started before: grow_day_s,
+grow_followed_s, grow_rss_peak_mb (a grown cube is reused by later runs).
 """
 
 import argparse
@@ -160,6 +160,13 @@ def grow_one_day(store: Path, on: grid.Grid, cache_mb: int) -> dict:
     }
 
 
+def on_disk(store: Path) -> dict:
+    """The store's files and their size on disk (what `du` counts)."""
+    files = [Path(d) / f for d, _, names in os.walk(store) for f in names]
+    used = sum(f.stat().st_blocks * 512 for f in files)
+    return {"store_files": len(files), "store_disk_gb": round(used / 1e9, 2)}
+
+
 def stored_gb(store: Path) -> float:
     """Products and percentiles as int16, before compression."""
     described = cubes.describe(store)
@@ -286,6 +293,9 @@ def layouts(store: Path, n: int) -> dict:
         day = functools.partial(reader.day, "lstm")
         out[f"day_{name}_layout_cold_ms"] = p50_ms(day, days, cold=True)
         out[f"day_{name}_layout_ms"] = p50_ms(day, days, cold=False)
+    for factor in sorted(readers["map"]._maps)[1:]:
+        day = functools.partial(readers["map"].overview_day, "lstm", factor=factor)
+        out[f"day_overview{factor}_cold_ms"] = p50_ms(day, days, cold=True)
     every_day = slice(0, n_days)
     series = functools.partial(readers["time"].series, "lstm")
     out["series_read_cold_ms"] = p50_ms(lambda c: series(*c, every_day), cells, cold=True)
@@ -311,7 +321,7 @@ def main() -> None:
     fine, coarse = args.out / "conus9km.zarr", args.out / "conus36km.zarr"
     build_s = build(fine, grid.M09, bbox, args.start, args.end)
     build(coarse, grid.M36, bbox, args.start, args.end)
-    result = {"cube_gb": round(stored_gb(fine), 2), "build_s": round(build_s, 1)}
+    result = {"cube_gb": round(stored_gb(fine), 2), "build_s": round(build_s, 1)} | on_disk(fine)
     result |= {"maps": cubes.needs_maps(fine)} | layouts(fine, args.requests)
     result |= measure(fine, {"SMAPX_CACHE_MB": str(args.cache_mb)}, args.requests)
     result |= measure(coarse, {"SMAPX_SERVE_IN_MEMORY": "true"}, args.requests, "mem36_")
