@@ -501,3 +501,29 @@ def test_a_product_without_a_value_for_a_whole_shard_still_has_its_map_shards(tm
     zarr.consolidate_metadata(str(store))
     cubes.verify(store)
     assert chunk_files(store, "maps/smap")
+
+
+def test_map_shards_are_the_bytes_zarr_itself_writes(tmp_path):
+    """The map layout's shards are encoded by model.product.cube.write_shards, not zarr: the
+    same bytes, for a whole shard, one cut by the array's end in time and x, and no value."""
+    rng = np.random.default_rng(0)
+    group = zarr.open_group(str(tmp_path / "maps.zarr"), mode="w")
+    for n_days in (cubes.CHUNK_TIME, 731):
+        codes = (2000 + rng.integers(0, 50, (n_days, cubes.MAP_SIDE, 300))).astype(np.int16)
+        codes[:, :, :20] = codes[:100] = cubes.FILL
+        source = group.create_array(
+            f"source{n_days}", shape=codes.shape, chunks=(n_days, 32, 32), dtype="int16"
+        )
+        ours, theirs = (
+            cubes._map_array(group, f"{name}{n_days}", source, n_days, 1)
+            for name in ("ours", "zarr")
+        )
+        cubes.write_shards(ours, 0, 0, codes)
+        theirs[...] = codes
+        for array in (ours, theirs):
+            np.testing.assert_array_equal(array[...], codes)
+        for bx in range(3):
+            key = f"c/0/0/{bx}"
+            assert (tmp_path / "maps.zarr" / ours.path / key).read_bytes() == (
+                tmp_path / "maps.zarr" / theirs.path / key
+            ).read_bytes()
