@@ -104,10 +104,13 @@ def test_ctrl_c_stops_a_training_within_5_s_and_says_so(demo_cube, tmp_path):
     command = [sys.executable, "-c", "from cli.main import main; main()", "train"]
     inputs = str(demo_cube.parent / "world" / "input.zarr")
     args = ["--input", inputs, "--start", "2015-04-01", "--end", "2017-03-31"]
+    # One torch thread: beside the suite's other worker, two spinning threads per process made
+    # one validation pass (a single oneDNN call, where no signal is seen) outlast 60 s.
     proc = subprocess.Popen(
         [*command, *args, "--out", str(tmp_path / "m"), "--max-epochs", "200"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, "SMAPX_TORCH_THREADS": "1"},
     )
     seen, deadline = b"", time.monotonic() + 120
     while b"train seed" not in seen:  # the progress bar: epochs are running
