@@ -249,8 +249,10 @@ def on_pool(workers: int = 0, threads: int = 0) -> Iterator[None]:
         yield
 
 
-def _warn_without_workers(job_id: str) -> None:
-    if not app.control.ping(timeout=1.0):
+def _warn_without_workers(job_id: str, local_workers: int) -> None:
+    """Say so when no worker listens on the running pool; workers started for the job (local)
+    are still importing at first and answer soon."""
+    if not local_workers and not app.control.ping(timeout=1.0):
         tqdm.write(
             f"no worker answers on {redis_url()}; job {job_id} waits for one "
             f"(start one with: smapx worker)",
@@ -264,7 +266,7 @@ def run_extend(request: dict, workers: int = 0, threads: int = 0, progress: bool
     job = extension.ExtensionJob.checked(request)
     with on_pool(workers, threads):
         job_id = queue_extension(job)
-        _warn_without_workers(job_id)
+        _warn_without_workers(job_id, workers)
         return follow(job_id, progress)
 
 
@@ -280,7 +282,7 @@ def run_climatology(
     request = climatology.checked(cube, base)
     with on_pool(workers, threads):
         job_id = submit_climatology(request)
-        _warn_without_workers(job_id)
+        _warn_without_workers(job_id, workers)
         follow(job_id, progress)
     return request["plan"]["attrs"]
 
@@ -300,7 +302,7 @@ def run_extend_and_rank(
     job = extension.ExtensionJob.checked(request)
     with on_pool(workers, threads):
         job_id = queue_extension(job)
-        _warn_without_workers(job_id)
+        _warn_without_workers(job_id, workers)
         record = follow(job_id, progress)
         line = after_extension(
             job.out, base, progress, recompute=lambda s, b: run_climatology(s, b, 0, 0, progress)
