@@ -182,10 +182,15 @@ def steady(pointed, s3, jobs_dir):
 @contextmanager
 def paused(worker_name: str):
     """The worker takes no task from the queue inside the context."""
+    from kombu.transport.redis import Transport
+
     from worker.app import QUEUE, app
 
     destination = [f"{worker_name}@test"]
     assert app.control.cancel_consumer(QUEUE, destination=destination, reply=True)
+    # A BRPOP the worker sent before it stopped consuming is still waiting in Redis; a task it
+    # pops is handed back to the queue, but only after the test may have counted the queue.
+    time.sleep(Transport.brpop_timeout + 0.5)
     try:
         yield
     finally:
@@ -343,10 +348,7 @@ def test_killed_worker_job_completes_and_equals_in_process(world, pointed, stead
         doomed = start_worker(pointed, "doomed")
         ready([doomed], ["doomed"])
         job_id = submit_extend(request_for(world, out))
-        deadline = time.monotonic() + 120
-        while not (cubes.blocks_done(out) and r.hlen("unacked") == 1):
-            assert time.monotonic() < deadline, "the worker never got going"
-            time.sleep(0.01)
+        holding_a_block(doomed, out, r, 1)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()
         assert r.hlen("unacked") == 1, "the killed worker must leave a block unacknowledged"
@@ -479,6 +481,21 @@ def test_resume_requeues_a_stuck_job(world, pointed, steady, tmp_path):
     done = follow(job_id, progress=False)
     assert done["state"] == "done" and done["blocks_done"] == 8
     assert local_files(out) == local_files(world["reference"])
+
+
+def holding_a_block(proc: subprocess.Popen, out: Path, r, unacked: int) -> None:
+    """Stop `proc` (SIGSTOP) once it has written a block and holds `unacked` more: between
+    acknowledging one block and taking the next a worker holds none, so the state is checked
+    while the process cannot move."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline, "the worker never got going"
+        if cubes.blocks_done(out) and r.hlen("unacked") == unacked:
+            proc.send_signal(signal.SIGSTOP)
+            if r.hlen("unacked") == unacked:
+                return
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
 
 
 def queue_length(url: str) -> int:
