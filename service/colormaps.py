@@ -18,6 +18,7 @@ from rio_tiler.errors import InvalidColorMapName
 
 from model.errors import InputError
 from model.product import cube as cubes
+from model.product import kinds
 
 NO_DATA = 256
 DEFAULT = "ylgnbu"
@@ -27,11 +28,11 @@ BAR_WIDTH, BAR_HEIGHT, MARGIN = 256, 16, 12
 @dataclass(frozen=True)
 class Classes:
     """A classed colormap: class rows (name, label, range, colour), the upper bound of every
-    class but the last (in the product's decoded values), and the product suffix it colours."""
+    class but the last (in the product's decoded values). Which products it colours, the
+    product registry says (`kinds.colormap_of`)."""
 
     rows: tuple[tuple[str, str, str, str], ...]
     upper: np.ndarray
-    suffix: str
     units: str
 
 
@@ -54,7 +55,6 @@ DROUGHT = Classes(
     # upper bounds as tiles decode stored percentiles (code * 0.01 in float32), so a class is exact
     upper=np.array([200, 500, 1000, 2000, 3000, 7000, 8000, 9000, 9500, 9800], np.float32)
     * np.float32(cubes.PERCENTILE_SCALE),
-    suffix="_percentile",
     units="percent",
 )
 # flash-drought onset (model.product.flash): a flag
@@ -64,7 +64,6 @@ ONSET = Classes(
         ("onset", "flash-drought onset", "1", "#b2182b"),
     ),
     upper=np.array([0.5], np.float32),
-    suffix="_onset",
     units="1 = flash-drought onset",
 )
 CLASSED = {"drought": DROUGHT, "onset": ONSET}
@@ -81,7 +80,7 @@ def catalogue() -> dict:
     return {
         "colormaps": names(),
         "default": DEFAULT,
-        "classed": {name: {"products": f"*{c.suffix}"} for name, c in CLASSED.items()},
+        "classed": {name: {"products": kinds.coloured_by(name)} for name in CLASSED},
     }
 
 
@@ -113,11 +112,12 @@ def table(name: str) -> np.ndarray:
 def check(name: str, product: str | None) -> None:
     """A known colormap that can colour the product (a classed one colours one kind only)."""
     table(name)
-    classed = classes_of(name)
-    if classed is not None and product is not None and not product.endswith(classed.suffix):
+    classed = name.lower() if classes_of(name) is not None else None
+    if classed is not None and product is not None and kinds.colormap_of(product) != classed:
+        pattern = kinds.coloured_by(classed)
         raise InputError(
-            f"colormap: {name} colours *{classed.suffix} products, not {product!r}; choose "
-            f"{product}{classed.suffix} or a continuous colormap such as {DEFAULT}"
+            f"colormap: {name} colours {pattern} products, not {product!r}; choose "
+            f"{pattern.replace('*', product)} or a continuous colormap such as {DEFAULT}"
         )
 
 

@@ -88,6 +88,7 @@ class Kind:
     rescale: tuple[float, float] = (0.0, 0.5)
     ranked: bool = False  # gets a climatology (percentiles, anomalies)
     weighted: bool = False  # its values depend on the fusion weight
+    colormap: str | None = None  # the classed colormap that colours its products alone
 
     def names(self, product: str) -> bool:
         """True when `product` is one of this kind's."""
@@ -407,6 +408,7 @@ PERCENTILE = Percentile(
     scale=cubes.PERCENTILE_SCALE,
     rescale=(0.0, 100.0),
     suffix="_percentile",
+    colormap="drought",
 )
 ANOMALY = Anomaly("anomaly", rescale=(-0.1, 0.1), suffix="_anomaly")
 CHANGES = tuple(
@@ -427,6 +429,7 @@ ONSET = Flash(
     rescale=(0.0, 1.0),
     suffix="_onset",
     look_back=flash.ONSET_DAYS,
+    colormap="onset",
 )
 
 KINDS = {
@@ -455,6 +458,17 @@ def is_percentile(product: str) -> bool:
     """True for a percentile product (`<source>_percentile`): what drought classes and a week's
     ranking read."""
     return PERCENTILE.names(product)
+
+
+def colormap_of(product: str) -> str | None:
+    """The classed colormap that colours a product (drought: a percentile), None if none."""
+    return kind_of(product).colormap if is_known(product) else None
+
+
+def coloured_by(colormap: str) -> str:
+    """The products a classed colormap colours, as a name pattern (`*_percentile`)."""
+    (kind,) = [k for k in KINDS.values() if k.colormap == colormap]
+    return f"*{kind.suffix}"
 
 
 def percentile_source(product: str) -> str:
