@@ -15,7 +15,8 @@ region cells, tiles for random days at zooms 3-9 over region cells.
 
 Ends with one line: cube_gb=.. rss_peak_mb=.. series_p50_ms=.. series_cold_p50_ms=..
 tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. and the same keys prefixed `mem36_` for
-the 36 km cube held in memory, plus build_s (0 when reused), store_files and store_disk_gb,
+the 36 km cube held in memory (and `blocks_` for the 9 km cube in the layout before series
+columns, with --block-columns), plus build_s (0 when reused), store_files and store_disk_gb,
 whether the cube has a map layout (`maps`), and `layout_*`: day fields read in process from the
 time layout, from the map layout and from its overviews, cold and warm, and whole-record series
 reads. `--grow` then grows the 9 km cube by a day under a server started before: grow_day_s,
@@ -306,6 +307,20 @@ def layouts(store: Path, n: int) -> dict:
     return {f"layout_{k}": round(v, 2) for k, v in out.items()}
 
 
+def block_columns(args, bbox, store: Path) -> dict:
+    """The same 9 km cube with each shard one column of its block's 32 x 32 cells (what a
+    whole-record series decoded before series columns), served the same way: `blocks_` keys."""
+    narrow = cubes.SERIES_SIDE
+    cubes.SERIES_SIDE = cubes.CHUNK_Y
+    try:
+        build(store, grid.M09, bbox, args.start, args.end)
+    finally:
+        cubes.SERIES_SIDE = narrow
+    reads = {k: v for k, v in layouts(store, args.requests).items() if "series" in k}
+    measured = measure(store, {"SMAPX_CACHE_MB": str(args.cache_mb)}, args.requests, "blocks_")
+    return {f"blocks_{k}": v for k, v in reads.items()} | measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder of the cubes")
@@ -317,6 +332,11 @@ def main() -> None:
     parser.add_argument(
         "--grow", action="store_true", help="then grow the 9 km cube by a day while served"
     )
+    parser.add_argument(
+        "--block-columns",
+        action="store_true",
+        help="also the 9 km cube with whole-block columns (the layout before series columns)",
+    )
     args = parser.parse_args()
     bbox = grid.parse_bbox(args.bbox)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -327,6 +347,8 @@ def main() -> None:
     result |= {"maps": cubes.needs_maps(fine)} | layouts(fine, args.requests)
     result |= measure(fine, {"SMAPX_CACHE_MB": str(args.cache_mb)}, args.requests)
     result |= measure(coarse, {"SMAPX_SERVE_IN_MEMORY": "true"}, args.requests, "mem36_")
+    if args.block_columns:
+        result |= block_columns(args, bbox, fine.parent / "conus9km-blocks.zarr")
     if args.grow:
         result |= grow_one_day(fine, grid.M09, args.cache_mb)
     print(" ".join(f"{k}={v}" for k, v in result.items()))

@@ -344,6 +344,42 @@ def wide_cube(tmp_path_factory):
     return store
 
 
+def test_a_wide_cube_reads_a_cells_record_from_narrow_columns(wide_cube, cube_path, tmp_path):
+    """A wide cube's time layout is shards of a block's 32 x 32 cells, each of 8 x 8-cell
+    columns: a cell's series decodes one column per time chunk (1/16 of the block), and equals
+    the cube's; day fields read from it equal the cube's too; its climatology is chunked the
+    same. A narrow cube (the tests', the demo's) keeps whole-block chunks."""
+    series_layout = (cubes.CHUNK_TIME, cubes.SERIES_SIDE, cubes.SERIES_SIDE)
+    group = zarr.open_group(str(wide_cube), mode="r")
+    for product in WIDE_PRODUCTS:
+        assert group[product].shards == (cubes.CHUNK_TIME, cubes.CHUNK_Y, cubes.CHUNK_X)
+        assert group[product].chunks == series_layout
+    assert zarr.open_group(str(cube_path), mode="r")["lstm"].shards is None
+
+    lazy, memory = cubes.LazyCube(wide_cube, use_maps=False), cubes.MemoryCube(wide_cube)
+    every = slice(0, len(WIDE_DAYS))
+    cells = np.argwhere(lazy.mask)
+    for iy, ix in cells[:: len(cells) // 7]:
+        cubes.chunk_cache.cache_clear()
+        for product in WIDE_PRODUCTS:
+            got = lazy.series(product, int(iy), int(ix), every)
+            assert np.array_equal(got, memory.series(product, int(iy), int(ix), every))
+        side = cubes.SERIES_SIDE
+        rows, cols = (min(side, n - i // side * side) for i, n in zip((iy, ix), lazy.mask.shape))
+        column = len(WIDE_DAYS) * rows * cols * np.dtype(np.int16).itemsize  # clipped at edges
+        assert cubes.chunk_cache().bytes == len(WIDE_PRODUCTS) * column
+    for t in (0, len(WIDE_DAYS) - 1):
+        assert np.array_equal(lazy.day("smap", t), memory.day("smap", t))
+
+    copy = tmp_path / "wide.zarr"
+    shutil.copytree(wide_cube, copy)
+    cubes.create_climatology(copy, WIDE_DAYS, lazy.mask.shape, ["lstm"], {})
+    clim = zarr.open_group(str(copy), path=cubes.CLIMATOLOGY, mode="r")
+    assert clim["lstm_percentile"].chunks == series_layout
+    assert clim["lstm_window_mean"].chunks == (cubes.DAYS_OF_YEAR, *series_layout[1:])
+    assert clim["lstm_window_mean"].shards == (cubes.DAYS_OF_YEAR, cubes.CHUNK_Y, cubes.CHUNK_X)
+
+
 def test_overviews_are_the_full_level_coarsened_to_the_mean_of_valid_cells(wide_cube):
     lazy = cubes.LazyCube(wide_cube)
     assert sorted(lazy._maps) == [1, 2, 4]

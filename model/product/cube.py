@@ -7,7 +7,10 @@ A cube is a Zarr store with dims (time, y, x) over the bounding box of a region'
             read it, as rioxarray writes it)
 It is written in blocks: one spatial chunk (CHUNK_Y x CHUNK_X cells) by one time chunk. Blocks are
 chunk-aligned, so two writers never touch the same chunk, and a finished block leaves a marker
-under `_blocks/` so a job can resume where it stopped.
+under `_blocks/` so a job can resume where it stopped. A wide cube (`_is_wide`: CONUS at 36 or 9
+km) stores each block as one shard of 8 x 8-cell columns, so a cell's record is read narrowly
+(`_layout`), and adds a map layout (`maps/`: shards of days of 128 x 128 cells, and overviews)
+for day fields.
 
 A cube grows in place (`grow`, then the touched blocks, then `publish`). Time chunks are always
 CHUNK_TIME days long, whatever the cube's length, so a grown cube is chunked, and stored, byte for
@@ -58,6 +61,7 @@ CHUNK_X = 32
 MARKERS = "_blocks"
 MAPS = "maps"
 MAP_SIDE = 128
+SERIES_SIDE = 8
 MULTISCALES = "multiscales"
 MAX_UINT_64 = 2**64 - 1  # a shard index's offset and length of an absent inner chunk
 OBSERVED = ("smap",)  # products whose observed period each generation records
@@ -66,6 +70,12 @@ GRID_MAPPING = "spatial_ref"
 JOB_INFO = "_job.json"
 GENERATION = "_generation.json"
 EPOCH = np.datetime64("1970-01-01", "D")
+TIME_ENCODING = {
+    "units": "days since 1970-01-01",
+    "calendar": "proleptic_gregorian",
+    "dtype": "int32",
+    "chunks": (CHUNK_TIME,),
+}
 DESCRIPTIONS = {
     "smap": "SMAP L3 surface soil moisture as observed (0-5 cm)",
     "lstm": "LSTM-extended SMAP surface soil moisture",
@@ -159,8 +169,30 @@ def _chunks(shape) -> tuple[int, int, int]:
     return CHUNK_TIME, CHUNK_Y, CHUNK_X
 
 
+def _layout(shape, wide: bool) -> dict:
+    """Chunks of a product (or climatology) array. A wide cube's are shards of a block's
+    cells, each of columns of SERIES_SIDE x SERIES_SIDE cells: its day fields come from the map
+    layout, so the time layout serves series, and a whole record of a cell then decodes 12
+    columns of 1461 x 8 x 8 (2.2 MB), not 12 chunks of 1461 x 32 x 32 (36 MB). A block is
+    still one shard, written whole by one writer."""
+    if not wide:
+        return {"chunks": _chunks(shape)}
+    return {"chunks": (shape[0], SERIES_SIDE, SERIES_SIDE), "shards": shape}
+
+
+def _is_wide(mask: np.ndarray) -> bool:
+    """Whether a day read from the time layout would decode more than MAPS_FROM_MB (the region
+    spans over five 32 x 32 chunks of 1461 days): such a cube gets a map layout for its days
+    and a series layout for its cells. CONUS at 36 km spans 18 (55 MB a day, and 45 years of
+    it outgrow a 512 MB cache), at 9 km ~200 (~600 MB a day); the tests' and the demo's
+    regions span one to four, and do without."""
+    chunk_bytes = CHUNK_TIME * CHUNK_Y * CHUNK_X * np.dtype(np.int16).itemsize
+    return int(_occupied(mask).sum()) * chunk_bytes > MAPS_FROM_MB * 2**20
+
+
 def _encoding(ds: xr.Dataset) -> dict:
     enc = {}
+    wide = _is_wide(np.asarray(ds["mask"].values, bool))
     for name in ds.data_vars:
         if name in PRODUCTS:
             enc[name] = {
@@ -169,15 +201,10 @@ def _encoding(ds: xr.Dataset) -> dict:
                 "add_offset": np.float32(0.0),
                 "_FillValue": FILL,
                 "fill_value": FILL,
-                "chunks": _chunks(ds[name].shape),
+                **_layout(_chunks(ds[name].shape), wide),
                 "grid_mapping": GRID_MAPPING,
             }
-    enc["time"] = {
-        "units": "days since 1970-01-01",
-        "calendar": "proleptic_gregorian",
-        "dtype": "int32",
-        "chunks": (CHUNK_TIME,),
-    }
+    enc["time"] = TIME_ENCODING
     return enc
 
 
@@ -329,13 +356,9 @@ def scan_observed(
 
 
 def needs_maps(store: str | Path, storage_options: dict | None = None) -> bool:
-    """Whether a day read from the time layout would decode more than MAPS_FROM_MB (its region
-    spans over five 32 x 32 chunks of 1461 days): then the cube gets a map layout. CONUS at 36
-    km spans 18 (55 MB a day, and 45 years of it outgrow a 512 MB cache), at 9 km ~200 (~600 MB
-    a day); the tests' and the demo's regions span one to four, and do without."""
+    """Whether the cube is wide enough for a map layout (`_is_wide`)."""
     root = zarr.open_group(_zarr_store(store, storage_options), mode="r", use_consolidated=False)
-    chunk_bytes = CHUNK_TIME * CHUNK_Y * CHUNK_X * np.dtype(np.int16).itemsize
-    return int(_occupied(root["mask"][...]).sum()) * chunk_bytes > MAPS_FROM_MB * 2**20
+    return _is_wide(np.asarray(root["mask"][...], bool))
 
 
 def write_maps(
@@ -904,7 +927,8 @@ class _ChunkedArray:
 
     def __init__(self, array: zarr.Array, key: tuple, decode=None):
         self.array, self.key, self.decode = array, key, decode
-        self.shape, self.chunks = array.shape, array.chunks
+        self.shape, self.chunks = array.shape, array.chunks  # inner chunks where sharded
+        self.outer = array.shards or array.chunks
 
     def chunk(self, coords: tuple[int, int, int]) -> np.ndarray:
         """One chunk (inner chunk of a sharded array), clipped at the array's edges."""
@@ -930,15 +954,19 @@ class _ChunkedArray:
         return np.concatenate(parts) if parts else np.empty(0, self.array.dtype)
 
     def plane(self, t: int, occupied: np.ndarray, fill) -> np.ndarray:
-        """The (y, x) field at index t of the leading axis; chunks without a region cell
-        (`occupied` False) are not read and hold `fill`."""
+        """The (y, x) field at index t of the leading axis; shards (chunks where unsharded)
+        without a region cell (`occupied` False) are not read and hold `fill`."""
         step, cy, cx = self.chunks
+        ry, rx = self.outer[1] // cy, self.outer[2] // cx
+        ny, nx = -(-self.shape[1] // cy), -(-self.shape[2] // cx)
         out = None
         for by, bx in np.argwhere(occupied):
-            part = self.chunk((t // step, int(by), int(bx)))[t % step]
-            if out is None:
-                out = np.full(self.shape[1:], fill, part.dtype)
-            out[by * cy : by * cy + part.shape[0], bx * cx : bx * cx + part.shape[1]] = part
+            for iy in range(by * ry, min((by + 1) * ry, ny)):
+                for ix in range(bx * rx, min((bx + 1) * rx, nx)):
+                    part = self.chunk((t // step, iy, ix))[t % step]
+                    if out is None:
+                        out = np.full(self.shape[1:], fill, part.dtype)
+                    out[iy * cy : iy * cy + part.shape[0], ix * cx : ix * cx + part.shape[1]] = part
         return out
 
 
@@ -1176,8 +1204,10 @@ def create_climatology(
     group: str = CLIMATOLOGY,
 ) -> None:
     """Write an empty climatology group (replacing any) for `products` over the days `time`;
-    `group`: CLIMATOLOGY_STAGED for one to publish when complete."""
+    `group`: CLIMATOLOGY_STAGED for one to publish when complete. Chunked as the cube's products
+    (`_layout`), so a wide cube's percentiles of a cell are read as narrowly as its values."""
     shape = (len(time), *shape_yx)
+    wide = needs_maps(store, storage_options)
     data_vars = {}
     for p in products:
         data_vars[f"{p}_percentile"] = (
@@ -1207,11 +1237,13 @@ def create_climatology(
             "add_offset": np.float32(0.0),
             "_FillValue": FILL,
             "fill_value": FILL,
-            "chunks": _chunks(shape),
+            **_layout(_chunks(shape), wide),
         }
         for p in products
     }
-    encoding["time"] = _encoding(ds)["time"]
+    means = _layout((DAYS_OF_YEAR, CHUNK_Y, CHUNK_X), wide)
+    encoding |= {f"{p}_window_mean": means for p in products}
+    encoding["time"] = TIME_ENCODING
     ds.to_zarr(
         str(store),
         group=group,
