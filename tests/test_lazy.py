@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import google_crc32c
 import httpx
 import numpy as np
 import pytest
@@ -346,9 +347,10 @@ def wide_cube(tmp_path_factory):
 
 def test_a_wide_cube_reads_a_cells_record_from_narrow_columns(wide_cube, cube_path, tmp_path):
     """A wide cube's time layout is shards of a block's 32 x 32 cells, each of 8 x 8-cell
-    columns: a cell's series decodes one column per time chunk (1/16 of the block), and equals
-    the cube's; day fields read from it equal the cube's too; its climatology is chunked the
-    same. A narrow cube (the tests', the demo's) keeps whole-block chunks."""
+    columns: a cell's series decodes one column per time chunk (1/16 of the block; the shard's
+    index is kept too), and equals the cube's; day fields read from it equal the cube's too;
+    its climatology is chunked the same. A narrow cube (the tests', the demo's) keeps
+    whole-block chunks."""
     series_layout = (cubes.CHUNK_TIME, cubes.SERIES_SIDE, cubes.SERIES_SIDE)
     group = zarr.open_group(str(wide_cube), mode="r")
     for product in WIDE_PRODUCTS:
@@ -367,7 +369,8 @@ def test_a_wide_cube_reads_a_cells_record_from_narrow_columns(wide_cube, cube_pa
         side = cubes.SERIES_SIDE
         rows, cols = (min(side, n - i // side * side) for i, n in zip((iy, ix), lazy.mask.shape))
         column = len(WIDE_DAYS) * rows * cols * np.dtype(np.int16).itemsize  # clipped at edges
-        assert cubes.chunk_cache().bytes == len(WIDE_PRODUCTS) * column
+        index = (cubes.CHUNK_Y // side) ** 2 * 16  # the shard's (offset, length) per column
+        assert cubes.chunk_cache().bytes == len(WIDE_PRODUCTS) * (column + index)
     for t in (0, len(WIDE_DAYS) - 1):
         assert np.array_equal(lazy.day("smap", t), memory.day("smap", t))
 
@@ -378,6 +381,49 @@ def test_a_wide_cube_reads_a_cells_record_from_narrow_columns(wide_cube, cube_pa
     assert clim["lstm_percentile"].chunks == series_layout
     assert clim["lstm_window_mean"].chunks == (cubes.DAYS_OF_YEAR, *series_layout[1:])
     assert clim["lstm_window_mean"].shards == (cubes.DAYS_OF_YEAR, cubes.CHUNK_Y, cubes.CHUNK_X)
+
+
+def rewritten_shard_index(shard: Path, change) -> None:
+    """Rewrite the index at the end of a shard file (16 columns of 32 x 32 cells) with `change`
+    applied to its (offset, length) rows, its crc32c recomputed."""
+    data = shard.read_bytes()
+    index = np.frombuffer(data[-260:-4], "<u8").reshape(-1, 2).copy()
+    change(index)
+    raw = index.astype("<u8").tobytes()
+    shard.write_bytes(
+        data[:-260] + raw + np.uint32(google_crc32c.value(raw)).astype("<u4").tobytes()
+    )
+
+
+def test_a_shard_index_that_fails_its_checksum_is_damage(wide_cube, tmp_path):
+    copy = tmp_path / "wide.zarr"
+    shutil.copytree(wide_cube, copy)
+    shard = copy / "lstm" / "c" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[-20] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    cubes.chunk_cache.cache_clear()
+    lazy = cubes.LazyCube(copy, use_maps=False)
+    assert lazy.mask[0, 0]
+    with pytest.raises(DamagedStore, match="fails its index checksum"):
+        lazy.series("lstm", 0, 0, slice(0, len(WIDE_DAYS)))
+
+
+def test_a_column_absent_from_its_shard_reads_as_zarr_reads_it(wide_cube, tmp_path):
+    """An inner chunk the shard's index marks absent (zarr leaves out one that holds no value)
+    reads as missing values, as zarr itself reads it; its neighbours are untouched."""
+    copy = tmp_path / "wide.zarr"
+    shutil.copytree(wide_cube, copy)
+    rewritten_shard_index(
+        copy / "lstm" / "c" / "0" / "0" / "0", lambda index: index.__setitem__(0, 2**64 - 1)
+    )
+    cubes.chunk_cache.cache_clear()
+    lazy, every = cubes.LazyCube(copy, use_maps=False), slice(0, len(WIDE_DAYS))
+    stored = zarr.open_group(str(copy), mode="r")["lstm"]
+    assert (lazy.series("lstm", 0, 0, every) == cubes.FILL).all()
+    assert np.array_equal(lazy.series("lstm", 0, 0, every), stored[:, 0, 0])
+    assert np.array_equal(lazy.series("lstm", 0, 10, every), stored[:, 0, 10])
+    assert (stored[:, 0, 10] != cubes.FILL).all()
 
 
 def test_overviews_are_the_full_level_coarsened_to_the_mean_of_valid_cells(wide_cube):

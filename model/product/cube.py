@@ -20,6 +20,7 @@ consolidated metadata: growing arrays changes them only in each array's own meta
 number the service polls), so a reader never sees a half-grown cube.
 """
 
+import asyncio
 import ctypes
 import functools
 import json
@@ -42,6 +43,7 @@ import pandas as pd
 import pyproj
 import xarray as xr
 import zarr
+from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 
 from model import grid
 from model.errors import DamagedStore, InputError, OutOfRangeError
@@ -893,17 +895,20 @@ class ChunkCache:
         self._chunks = cachetools.LRUCache(maxsize=max_bytes, getsizeof=lambda a: a.nbytes)
         self._lock = threading.Lock()
 
-    def get(self, key, read) -> np.ndarray:
+    def find(self, key) -> np.ndarray | None:
         with self._lock:
-            found = self._chunks.get(key)
-        if found is not None:
-            return found
-        found = read()
+            return self._chunks.get(key)
+
+    def keep(self, key, found: np.ndarray) -> np.ndarray:
         found.flags.writeable = False
         if found.nbytes <= self._chunks.maxsize:
             with self._lock:
                 self._chunks[key] = found
         return found
+
+    def get(self, key, read) -> np.ndarray:
+        found = self.find(key)
+        return found if found is not None else self.keep(key, read())
 
     @property
     def bytes(self) -> int:
@@ -922,34 +927,41 @@ def chunk_cache() -> ChunkCache:
 
 
 class _ChunkedArray:
-    """One stored (time-like, y, x) array read chunk by chunk through the chunk cache; `decode`
-    turns a chunk as stored into what is kept (e.g. float means into int32 codes)."""
+    """One stored (time-like, y, x) array read chunk by chunk (inner chunk where sharded)
+    through the chunk cache; `decode` turns a chunk as stored into what is kept (e.g. float
+    means into int32 codes). The chunks a read lacks are fetched together; those of a sharded
+    array in this module's codec chain straight from their byte ranges (`_ShardReads`)."""
 
     def __init__(self, array: zarr.Array, key: tuple, decode=None):
         self.array, self.key, self.decode = array, key, decode
         self.shape, self.chunks = array.shape, array.chunks  # inner chunks where sharded
         self.outer = array.shards or array.chunks
+        self.shard_reads = _ShardReads.of(array, key)
 
-    def chunk(self, coords: tuple[int, int, int]) -> np.ndarray:
-        """One chunk (inner chunk of a sharded array), clipped at the array's edges."""
+    def read(self, coords: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """Chunks at chunk coordinates, clipped at the array's edges, from the cache or read."""
+        cache = chunk_cache()
+        found = {c: cache.find((*self.key, c)) for c in coords}
+        missing = [c for c, chunk in found.items() if chunk is None]
+        if self.shard_reads is not None:
+            raws = self.shard_reads.chunks(missing)
+        else:
+            raws = [self.array[self._window(c)] for c in missing]
+        for c, raw in zip(missing, raws, strict=True):
+            found[c] = cache.keep((*self.key, c), raw if self.decode is None else self.decode(raw))
+        return [found[c] for c in coords]
 
-        def read():
-            window = tuple(
-                slice(k * n, (k + 1) * n) for k, n in zip(coords, self.chunks, strict=True)
-            )
-            raw = self.array[window]
-            return raw if self.decode is None else self.decode(raw)
-
-        return chunk_cache().get((*self.key, coords), read)
+    def _window(self, coords: tuple[int, int, int]) -> tuple[slice, ...]:
+        return tuple(slice(k * n, (k + 1) * n) for k, n in zip(coords, self.chunks, strict=True))
 
     def series(self, iy: int, ix: int, first: int, stop: int) -> np.ndarray:
         """Values of one cell over indices first..stop of the leading axis."""
         step, cy, cx = self.chunks
+        ks = range(first // step, -(-stop // step))
+        chunks = self.read([(k, iy // cy, ix // cx) for k in ks])
         parts = [
-            self.chunk((k, iy // cy, ix // cx))[
-                max(first - k * step, 0) : stop - k * step, iy % cy, ix % cx
-            ]
-            for k in range(first // step, -(-stop // step))
+            chunk[max(first - k * step, 0) : stop - k * step, iy % cy, ix % cx]
+            for k, chunk in zip(ks, chunks, strict=True)
         ]
         return np.concatenate(parts) if parts else np.empty(0, self.array.dtype)
 
@@ -959,15 +971,115 @@ class _ChunkedArray:
         step, cy, cx = self.chunks
         ry, rx = self.outer[1] // cy, self.outer[2] // cx
         ny, nx = -(-self.shape[1] // cy), -(-self.shape[2] // cx)
+        coords = [
+            (t // step, iy, ix)
+            for by, bx in np.argwhere(occupied)
+            for iy in range(by * ry, min((by + 1) * ry, ny))
+            for ix in range(bx * rx, min((bx + 1) * rx, nx))
+        ]
         out = None
-        for by, bx in np.argwhere(occupied):
-            for iy in range(by * ry, min((by + 1) * ry, ny)):
-                for ix in range(bx * rx, min((bx + 1) * rx, nx)):
-                    part = self.chunk((t // step, iy, ix))[t % step]
-                    if out is None:
-                        out = np.full(self.shape[1:], fill, part.dtype)
-                    out[iy * cy : iy * cy + part.shape[0], ix * cx : ix * cx + part.shape[1]] = part
+        for (_, iy, ix), chunk in zip(coords, self.read(coords), strict=True):
+            part = chunk[t % step]
+            if out is None:
+                out = np.full(self.shape[1:], fill, part.dtype)
+            out[iy * cy : iy * cy + part.shape[0], ix * cx : ix * cx + part.shape[1]] = part
         return out
+
+
+class _ShardReads:
+    """Inner chunks of a sharded array read from their byte ranges: each shard's index read
+    once (and kept in the chunk cache, 260 bytes), then every chunk a read lacks fetched at once
+    and decoded here. zarr-python reads an inner chunk in ~1.2 ms, the index again each time; a
+    whole-record series of 12 chunks takes ~4 ms this way against ~15 ms (CONUS 9 km, in
+    process). Only the codec chain this module writes (bytes, zstd; index bytes, crc32c, at
+    the end): `of` answers None for any other."""
+
+    def __init__(self, array: zarr.Array, key: tuple, zstd: numcodecs.zstd.Zstd):
+        self.array, self.key, self.zstd = array, key, zstd
+        self.store = array.store_path.store
+        self.dtype = np.dtype(array.dtype).newbyteorder("<")
+        inner, outer = array.chunks, array.shards
+        self.per_shard = tuple(o // i for o, i in zip(outer, inner, strict=True))
+        self.index_bytes = int(np.prod(self.per_shard)) * 16 + 4
+
+    @classmethod
+    def of(cls, array: zarr.Array, key: tuple) -> "_ShardReads | None":
+        if array.shards is None:
+            return None
+        try:
+            return cls(array, key, numcodecs.zstd.Zstd(**_inner_zstd(array)))
+        except ValueError:
+            return None
+
+    def chunks(self, coords: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """Decoded inner chunks at chunk coordinates, clipped at the array's edges."""
+        if not coords:
+            return []
+        shard_of = {
+            c: tuple(k // n for k, n in zip(c, self.per_shard, strict=True)) for c in coords
+        }
+        indexes = self._indexes(set(shard_of.values()))
+        ranges = []
+        for c in coords:
+            within = tuple(k % n for k, n in zip(c, self.per_shard, strict=True))
+            offset, length = indexes[shard_of[c]][np.ravel_multi_index(within, self.per_shard)]
+            absent = offset == MAX_UINT_64
+            ranges.append(
+                None
+                if absent
+                else (shard_of[c], RangeByteRequest(int(offset), int(offset + length)))
+            )
+        blobs = self._fetch(ranges)
+        return [self._decoded(c, blob) for c, blob in zip(coords, blobs, strict=True)]
+
+    def _indexes(self, shards: set[tuple]) -> dict[tuple, np.ndarray]:
+        cache = chunk_cache()
+        found = {s: cache.find((*self.key, "index", s)) for s in shards}
+        missing = [s for s, index in found.items() if index is None]
+        request = SuffixByteRequest(self.index_bytes)
+        for shard, blob in zip(missing, self._fetch([(s, request) for s in missing]), strict=True):
+            found[shard] = cache.keep((*self.key, "index", shard), self._index(shard, blob))
+        return found
+
+    def _index(self, shard: tuple, blob: bytes | None) -> np.ndarray:
+        """A shard's (offset, length) per inner chunk; all absent for an absent shard (the
+        strict store has raised already where the shard must be there)."""
+        if blob is None:
+            return np.full((int(np.prod(self.per_shard)), 2), MAX_UINT_64, np.uint64)
+        index, crc = blob[:-4], blob[-4:]
+        if np.uint32(google_crc32c.value(index)).astype("<u4").tobytes() != crc:
+            raise DamagedStore(
+                f"cube {self.key[0]}: shard {self._key(shard)} fails its index checksum; the "
+                "store is damaged, rewrite it with smapx extend",
+                self.key[0],
+            )
+        return np.frombuffer(index, "<u8").reshape(-1, 2)
+
+    def _key(self, shard: tuple) -> str:
+        return f"{self.array.path}/{self.array.metadata.encode_chunk_key(shard)}"
+
+    def _fetch(self, ranges: list) -> list[bytes | None]:
+        prototype = zarr.core.buffer.default_buffer_prototype()
+
+        async def one(found):
+            if found is None:
+                return None
+            buffer = await self.store.get(self._key(found[0]), prototype, found[1])
+            return None if buffer is None else buffer.to_bytes()
+
+        async def every():
+            return await asyncio.gather(*(one(r) for r in ranges))
+
+        return zarr.core.sync.sync(every())
+
+    def _decoded(self, coords: tuple, blob: bytes | None) -> np.ndarray:
+        inner = self.array.chunks
+        if blob is None:
+            full = np.full(inner, self.array.fill_value, self.dtype)
+        else:
+            full = np.frombuffer(self.zstd.decode(blob), self.dtype).reshape(inner)
+        edges = (n - k * c for n, k, c in zip(self.array.shape, coords, inner, strict=True))
+        return full[tuple(slice(0, e) for e in edges)].astype(self.array.dtype, copy=False)
 
 
 class LazyCube:
