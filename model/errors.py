@@ -25,3 +25,18 @@ class DamagedStore(SmapxError):
     def __init__(self, message: str, store: str | None = None):
         super().__init__(message)
         self.store = store
+
+
+def validated(model, request):
+    """`request` (a dict, or already a `model`) as the pydantic `model`; InputError naming the
+    offending field otherwise."""
+    from pydantic import ValidationError
+
+    if isinstance(request, model):
+        return request
+    try:
+        return model.model_validate(request)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "request"
+        raise InputError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None

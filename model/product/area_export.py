@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from model.errors import InputError, OutOfRangeError
+from model.errors import InputError, OutOfRangeError, validated
 from model.product import area_series, areas, export, kinds, weekly
 from model.product import cube as cubes
 from model.product.areas import CLASSES
@@ -107,14 +107,7 @@ class Plan:
 
 def parse_request(request: dict | AreaRequest) -> AreaRequest:
     """The validated request; InputError naming the offending field otherwise."""
-    if isinstance(request, AreaRequest):
-        return request
-    try:
-        return AreaRequest.model_validate(request)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "request"
-        raise InputError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+    return validated(AreaRequest, request)
 
 
 def resolve(area: str | dict, index: int, atlas_dir: Path, max_vertices: int) -> tuple:

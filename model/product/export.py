@@ -17,10 +17,10 @@ from typing import Annotated
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from model import grid
-from model.errors import InputError, OutOfRangeError
+from model.errors import InputError, OutOfRangeError, validated
 from model.product import cube as cubes
 from model.product import fusion, kinds
 from model.product.formats import FORMATS, FormatName
@@ -99,14 +99,7 @@ class ExportRequest(BaseModel):
 
 def parse_request(request: dict | ExportRequest) -> ExportRequest:
     """The validated request; InputError naming the offending field otherwise."""
-    if isinstance(request, ExportRequest):
-        return request
-    try:
-        return ExportRequest.model_validate(request)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "request"
-        raise InputError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+    return validated(ExportRequest, request)
 
 
 def check_products(cube: xr.Dataset, products: list[str]) -> None:
