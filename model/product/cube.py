@@ -453,8 +453,9 @@ def write_shards(array: zarr.Array, k: int, row: int, codes: np.ndarray) -> None
 
 
 def _inner_zstd(array: zarr.Array) -> dict:
-    """The zstd settings of a map-layout array's inner chunks; ValueError for another codec
-    chain than the one write_shards encodes (bytes little-endian, zstd; index bytes, crc32c)."""
+    """The zstd settings of a sharded array's inner chunks; ValueError for another codec chain
+    than the one write_shards encodes and _ShardReads decodes (bytes little-endian, zstd;
+    index bytes, crc32c, at the end)."""
     sharding = array.metadata.to_dict()["codecs"][0]["configuration"]
     inner = [c["name"] for c in sharding["codecs"]]
     index = [c["name"] for c in sharding["index_codecs"]]
@@ -463,7 +464,7 @@ def _inner_zstd(array: zarr.Array) -> dict:
         ["bytes", "crc32c"],
         "end",
     ):
-        raise ValueError(f"{array.path}: codecs {inner}, index {index}: not the map layout's")
+        raise ValueError(f"{array.path}: codecs {inner}, index {index}: not the cube's own")
     return sharding["codecs"][1]["configuration"]
 
 
@@ -905,10 +906,6 @@ class ChunkCache:
             with self._lock:
                 self._chunks[key] = found
         return found
-
-    def get(self, key, read) -> np.ndarray:
-        found = self.find(key)
-        return found if found is not None else self.keep(key, read())
 
     @property
     def bytes(self) -> int:
