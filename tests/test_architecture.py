@@ -2,6 +2,7 @@
 itself back through others: read from the source, so a violation fails here before it tangles."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,16 @@ def test_benchmarks_import_what_the_test_helpers_define():
         if not hasattr(importlib.import_module(node.module), alias.name)
     ]
     assert not missing
+
+
+def test_every_test_module_takes_a_redis_database_of_its_own():
+    """Where SMAPX_REDIS_URL is set, both pytest workers share one Redis: two modules on one
+    database number would consume, and flush, each other's queues."""
+    pattern = re.compile(r'rsplit\("/", 1\)\[0\] \+ "/(\d+)"|database\(redis_url, (\d+)\)')
+    taken: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for match in pattern.finditer(path.read_text()):
+            taken.setdefault(match.group(1) or match.group(2), []).append(path.name)
+    assert taken, "no database found: the pattern no longer matches how tests take one"
+    shared = {n: names for n, names in taken.items() if len(set(names)) > 1}
+    assert not shared, f"databases taken by more than one module: {shared}"

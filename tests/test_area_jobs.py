@@ -52,7 +52,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, redis_url, store):
     folder = tmp_path_factory.mktemp("area-jobs")
-    url = redis_url.rsplit("/", 1)[0] + "/13"
+    url = redis_url.rsplit("/", 1)[0] + "/6"
     redis.Redis.from_url(url).flushdb()
     env = {
         "SMAPX_REDIS_URL": url,

@@ -125,11 +125,13 @@ def test_a_cancel_stops_a_running_export_within_seconds(stack):
 def test_a_cancelled_job_never_comes_back_after_redis_restarts(stack):
     """A queued job and a running one are cancelled; Redis then restarts empty (its queue with
     it). The worker's heartbeat puts both records back from disk, cancelled, queues neither,
-    and a cancel sent while Redis holds nothing reaches the job all the same."""
+    and a cancel sent while Redis holds nothing reaches the job all the same. Every job is a
+    long one: once the running job stops, the worker takes the next, and a short one could be
+    done before its cancel arrives (seen on a fast CPU)."""
     client, db, results = stack
     running = submit(client, BIG)
     until(lambda: client.get(f"/v1/jobs/{running}").json()["state"] == "running")
-    queued, later = submit(client, SMALL), submit(client, SMALL)
+    queued, later = submit(client, BIG), submit(client, BIG)
     for job_id in (running, queued):
         assert client.delete(f"/v1/jobs/{job_id}").json()["state"] == "cancelled"
     db.flushdb()

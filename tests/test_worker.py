@@ -291,7 +291,7 @@ def test_cli_pool_worker_killed_mid_extension_is_replaced_and_redone_within_a_mi
     ends within a minute of the kill with the in-process cube's bytes."""
     import redis
 
-    url = redis_url.rsplit("/", 1)[0] + "/11"
+    url = redis_url.rsplit("/", 1)[0] + "/4"
     r = redis.Redis.from_url(url)
     r.flushdb()
     out = tmp_path / "survived.zarr"
