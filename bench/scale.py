@@ -14,8 +14,9 @@ still hold the files), then the same again (warm). Series ask for the whole reco
 region cells, tiles for random days at zooms 3-9 over region cells.
 
 Ends with one line: cube_gb=.. rss_peak_mb=.. series_p50_ms=.. series_cold_p50_ms=..
-tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. and the same keys prefixed `mem36_` for
-the 36 km cube held in memory (and `blocks_` for the 9 km cube in the layout before series
+tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. percentile_tile_p50_ms=..
+(lstm_percentile in the drought colormap, z6) and the same keys prefixed `mem36_` for the 36 km
+cube held in memory (and `blocks_` for the 9 km cube in the layout before series
 columns, with --block-columns), plus build_s (0 when reused), store_files and store_disk_gb,
 whether the cube has a map layout (`maps`), and `layout_*`: day fields read in process from the
 time layout, from the map layout and from its overviews, cold and warm, and whole-record series
@@ -120,6 +121,7 @@ def write(store: Path, template, blocks, with_means: bool = False) -> None:
         cubes.write_climatology_block(
             store, block.y, block.x, block.time, {"lstm": percentile_codes(values["lstm"])}, means
         )
+    cubes.write_percentile_maps(store, min(b.time.start for b in blocks))
     cubes.publish(store, days, processes=os.cpu_count())
 
 
@@ -259,6 +261,11 @@ def measure(store: Path, env: dict, n: int, prefix: str = "") -> dict:
             out["tile_p50_ms"] = p50(client, every_tile)
             for z in ZOOMS:
                 out[f"tile_z{z}_p50_ms"] = p50(client, tiles[z])
+            drought = [
+                f"{u.replace('/lstm/', '/lstm_percentile/')}&colormap=drought" for u in tiles[6]
+            ]
+            out["percentile_tile_cold_p50_ms"] = p50(client, drought)
+            out["percentile_tile_p50_ms"] = p50(client, drought)
         out["rss_peak_mb"] = peak_rss_mb(proc.pid)
     finally:
         proc.terminate()

@@ -426,6 +426,44 @@ def test_a_column_absent_from_its_shard_reads_as_zarr_reads_it(wide_cube, tmp_pa
     assert (stored[:, 0, 10] != cubes.FILL).all()
 
 
+def test_a_wide_cubes_percentile_days_come_from_their_map_layout(wide_cube, tmp_path, monkeypatch):
+    """A climatology staged and published as `smapx climatology` publishes one gets, on a wide
+    cube, a map layout of its percentiles: a percentile day reads only that layout's shards
+    and equals the percentiles written (and the day read from the time layout)."""
+    copy = tmp_path / "wide.zarr"
+    shutil.copytree(wide_cube, copy)
+    mask = zarr.open_group(str(copy), mode="r")["mask"][...]
+    attrs = {"base_start": "2015-01-01", "base_end": "2015-01-12", "products": ["lstm"]}
+    attrs |= {"window_days": 15, "fused_weight": 0.5}
+    cubes.stage_climatology(copy, WIDE_DAYS, mask.shape, {"products": ["lstm"], "attrs": attrs})
+    rng = np.random.default_rng(4)
+    codes = np.where(mask, rng.integers(0, 10_001, (len(WIDE_DAYS), *mask.shape)), cubes.FILL)
+    for y0 in range(0, mask.shape[0], cubes.CHUNK_Y):
+        for x0 in range(0, mask.shape[1], cubes.CHUNK_X):
+            ys, xs = slice(y0, y0 + cubes.CHUNK_Y), slice(x0, x0 + cubes.CHUNK_X)
+            block = {"lstm": codes[:, ys, xs]}
+            into = cubes.CLIMATOLOGY_STAGED
+            cubes.write_climatology_block(copy, ys, xs, slice(0, len(WIDE_DAYS)), block, into=into)
+    assert cubes.publish_climatology(copy)
+
+    reads = []
+
+    def counted(self, coords):
+        reads.append(self.array.path)
+        return chunks(self, coords)
+
+    chunks = cubes._ShardReads.chunks
+    monkeypatch.setattr(cubes._ShardReads, "chunks", counted)
+    cubes.chunk_cache.cache_clear()
+    lazy, plain = cubes.LazyCube(copy), cubes.LazyCube(copy, use_maps=False)
+    for t in (0, 5, len(WIDE_DAYS) - 1):
+        reads.clear()
+        day = lazy.percentile_day("lstm", t)
+        assert reads == [f"{cubes.CLIMATOLOGY}/{cubes.MAPS}/lstm_percentile"]
+        assert np.array_equal(day[mask], codes[t][mask])
+        assert np.array_equal(day[mask], plain.percentile_day("lstm", t)[mask])
+
+
 def test_overviews_are_the_full_level_coarsened_to_the_mean_of_valid_cells(wide_cube):
     lazy = cubes.LazyCube(wide_cube)
     assert sorted(lazy._maps) == [1, 2, 4]

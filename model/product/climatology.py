@@ -222,6 +222,7 @@ def update(store: str | Path, time=None, progress: bool = True) -> int:
             window = base_values[window_days(doy[base], day)]
             pct[k] = rank_day(window, added[k])[0]
         _write_group(store, batch, cells, products, new, pct, None, cubes.CLIMATOLOGY)
+    cubes.write_percentile_maps(store, new.start)
     return new.stop - new.start
 
 

@@ -426,6 +426,33 @@ def _write_product_maps(
                     held[f] = []
 
 
+def write_percentile_maps(
+    store: str | Path,
+    days_before: int,
+    storage_options: dict | None = None,
+    group: str | None = None,
+) -> None:
+    """The map layout of a wide cube's percentiles (group `<climatology>/maps`, full level
+    only), from the time chunk holding day `days_before` on: a percentile tile then decodes
+    tens of kB, not a day of every block's columns (~600 MB for CONUS at 9 km). Written where
+    the climatology is published and where growth ranks new days; none for a narrow cube."""
+    if not needs_maps(store, storage_options):
+        return
+    where, group = _zarr_store(store, storage_options, False), group or CLIMATOLOGY
+    clim = zarr.open_group(where, path=group, mode="r+", use_consolidated=False)
+    maps = clim.require_group(MAPS)
+    for name in [n for n in clim.array_keys() if n.endswith("_percentile")]:
+        source = clim[name]
+        n_days = source.shape[0]
+        level = _map_array(maps, name, source, n_days, 1)
+        for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
+            times = slice(t0, min(t0 + CHUNK_TIME, n_days))
+            for y0 in range(0, source.shape[1], MAP_SIDE):
+                strip = source[times, y0 : y0 + MAP_SIDE, :]
+                write_shards(level, t0 // CHUNK_TIME, y0 // MAP_SIDE, strip)
+    zarr.consolidate_metadata(where, group)
+
+
 def write_shards(array: zarr.Array, k: int, row: int, codes: np.ndarray) -> None:
     """Write int16 codes (days, rows, every x) as the whole shards of row `row` of time chunk k
     of a map-layout array: every inner chunk within the array encoded (none skipped, as
@@ -1110,12 +1137,15 @@ class LazyCube:
             f: _occupied(_occupied(self.mask, f, f), MAP_SIDE, MAP_SIDE) for f in self._maps
         }
         self.climatology_info = climatology_info(store, storage_options)
-        self._percentiles, self._means = {}, {}
+        self._percentiles, self._means, self._percentile_maps = {}, {}, {}
         if self.climatology_info is not None:
             clim = _climatology_group(store, storage_options)
+            maps = clim[MAPS] if MAPS in clim.group_keys() else {}
             for p in self.climatology_info["products"]:
                 name = f"{p}_percentile"
                 self._percentiles[p] = _ChunkedArray(clim[name], (*where, name))
+                if use_maps and name in maps and maps[name].shape == clim[name].shape:
+                    self._percentile_maps[p] = _ChunkedArray(maps[name], (*where, MAPS, name))
                 name = f"{p}_window_mean"
                 self._means[p] = _ChunkedArray(clim[name], (*where, name), _mean_codes)
 
@@ -1152,6 +1182,9 @@ class LazyCube:
         stored = self._percentiles[product]
         if t >= stored.shape[0]:
             return np.full(self.mask.shape, FILL, np.int16)
+        if product in self._percentile_maps:
+            occupied = _occupied(self.mask, MAP_SIDE, MAP_SIDE)
+            return self._percentile_maps[product].plane(t, occupied, FILL)
         return stored.plane(t, self.occupied, FILL)
 
     def mean_codes(self, product: str, iy: int, ix: int, doy: np.ndarray) -> np.ndarray:
@@ -1551,8 +1584,9 @@ def mark_climatology_window(store: str | Path, name: str, storage_options=None) 
 def publish_climatology(store: str | Path, storage_options: dict | None = None) -> bool:
     """Swap the complete staged climatology in for the served one, in one step on a local store
     (readers see the old group or the new, never a mix), list it in the root's consolidated
-    metadata, then drop the markers. True if this
-    call published it; False when another process already had (of processes finishing the last
+    metadata, then drop the markers; a wide cube's percentiles get their map layout on the way
+    (`write_percentile_maps`, by the process that claimed the group). True if this call
+    published it; False when another process already had (of processes finishing the last
     windows together, one publishes). An object store has no rename: the group is copied."""
     root = str(store).rstrip("/")
     staged, served = f"{root}/{CLIMATOLOGY_STAGED}", f"{root}/{CLIMATOLOGY}"
@@ -1560,6 +1594,7 @@ def publish_climatology(store: str | Path, storage_options: dict | None = None) 
         fs = _fs(store, storage_options)
         if not fs.exists(staged):
             return False
+        write_percentile_maps(store, 0, storage_options, CLIMATOLOGY_STAGED)
         if fs.exists(served):
             fs.rm(served, recursive=True)
         fs.copy(staged, served, recursive=True)
@@ -1570,6 +1605,7 @@ def publish_climatology(store: str | Path, storage_options: dict | None = None) 
             os.rename(staged, claimed)
         except FileNotFoundError:
             return False
+        write_percentile_maps(store, 0, storage_options, claimed.rsplit("/", 1)[1])
         _exchange_or_replace(claimed, served)
     zarr.consolidate_metadata(_zarr_store(store, storage_options, False))
     _fs(store, storage_options).rm(f"{root}/{CLIMATOLOGY_WINDOWS}", recursive=True)
