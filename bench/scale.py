@@ -16,12 +16,13 @@ region cells, tiles for random days at zooms 3-9 over region cells.
 Ends with one line: cube_gb=.. rss_peak_mb=.. series_p50_ms=.. series_cold_p50_ms=..
 tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. percentile_tile_p50_ms=..
 (lstm_percentile in the drought colormap, z6) and the same keys prefixed `mem36_` for the 36 km
-cube held in memory (and `blocks_` for the 9 km cube in the layout before series
-columns, with --block-columns), plus build_s (0 when reused), store_files and store_disk_gb,
-whether the cube has a map layout (`maps`), and `layout_*`: day fields read in process from the
-time layout, from the map layout and from its overviews, cold and warm, and whole-record series
-reads. `--grow` then grows the 9 km cube by a day under a server started before: grow_day_s,
-grow_followed_s, grow_rss_peak_mb (a grown cube is reused by later runs).
+cube held in memory (and `blocks_` for the 9 km cube in the layout before series columns, with
+--block-columns; `workers<N>_series_per_s` and `workers<N>_rss_peak_mb` for 4 clients on `smapx
+serve --workers N`, with --workers N ...), plus build_s (0 when reused), store_files and
+store_disk_gb, whether the cube has a map layout (`maps`), and `layout_*`: day fields read in
+process from the time layout, from the map layout and from its overviews, cold and warm, and
+whole-record series reads. `--grow` then grows the 9 km cube by a day under a server started
+before: grow_day_s, grow_followed_s, grow_rss_peak_mb (a grown cube is reused by later runs).
 """
 
 import argparse
@@ -30,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -179,13 +181,13 @@ def stored_gb(store: Path) -> float:
     return (len(described["products"]) + 1) * described["days"] * cells * 2 / 1e9
 
 
-def serve(store: Path, env: dict) -> tuple[subprocess.Popen, str]:
+def serve(store: Path, env: dict, workers: int = 1) -> tuple[subprocess.Popen, str]:
     from tests.served import free_port, wait_for_port
 
     port = free_port()
     smapx = str(Path(sys.executable).parent / "smapx")
     proc = subprocess.Popen(
-        [smapx, "serve", "--cube", str(store), "--port", str(port)],
+        [smapx, "serve", "--cube", str(store), "--port", str(port), "--workers", str(workers)],
         cwd=ROOT,
         env={
             **os.environ,
@@ -273,6 +275,35 @@ def measure(store: Path, env: dict, n: int, prefix: str = "") -> dict:
     return {f"{prefix}{k}": round(v, 2) for k, v in out.items()}
 
 
+def throughput(store: Path, cache_mb: int, workers: int, n: int, clients: int = 4) -> dict:
+    """Whole-record series per second from `clients` concurrent clients on `smapx serve
+    --workers N` (the third pass over the same cells: each API process has its own cache), and
+    the largest peak RSS of its processes."""
+    series, _ = queries(store, n, seed=4)
+    proc, base = serve(store, {"SMAPX_CACHE_MB": str(cache_mb)}, workers)
+    try:
+        limits = httpx.Limits(max_connections=clients)
+        with (
+            httpx.Client(base_url=base, timeout=600, limits=limits) as client,
+            ThreadPoolExecutor(clients) as pool,
+        ):
+            for _ in range(2):
+                list(pool.map(client.get, series))
+            began = time.perf_counter()
+            answers = list(pool.map(client.get, series))
+            took = time.perf_counter() - began
+        assert {a.status_code for a in answers} == {200}
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        rss = max(peak_rss_mb(int(pid)) for pid in [proc.pid, *children])
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return {
+        f"workers{workers}_series_per_s": round(n / took, 1),
+        f"workers{workers}_rss_peak_mb": rss,
+    }
+
+
 def layouts(store: Path, n: int) -> dict:
     """Day fields read from the time layout and from the map layout, and whole-record series,
     in this process, each on an empty chunk cache (cold) and on the cache they fill (warm):
@@ -340,6 +371,13 @@ def main() -> None:
         "--grow", action="store_true", help="then grow the 9 km cube by a day while served"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="series per second of 4 clients on `smapx serve --workers N`, for each N given",
+    )
+    parser.add_argument(
         "--block-columns",
         action="store_true",
         help="also the 9 km cube with whole-block columns (the layout before series columns)",
@@ -354,6 +392,8 @@ def main() -> None:
     result |= {"maps": cubes.needs_maps(fine)} | layouts(fine, args.requests)
     result |= measure(fine, {"SMAPX_CACHE_MB": str(args.cache_mb)}, args.requests)
     result |= measure(coarse, {"SMAPX_SERVE_IN_MEMORY": "true"}, args.requests, "mem36_")
+    for workers in args.workers:
+        result |= throughput(fine, args.cache_mb, workers, args.requests)
     if args.block_columns:
         result |= block_columns(args, bbox, fine.parent / "conus9km-blocks.zarr")
     if args.grow:

@@ -927,6 +927,11 @@ class ChunkCache:
         with self._lock:
             return self._chunks.get(key)
 
+    def find_many(self, keys: list) -> list[np.ndarray | None]:
+        """find for many keys under one hold of the lock (a whole record: 12 chunks)."""
+        with self._lock:
+            return [self._chunks.get(key) for key in keys]
+
     def keep(self, key, found: np.ndarray) -> np.ndarray:
         found.flags.writeable = False
         if found.nbytes <= self._chunks.maxsize:
@@ -965,8 +970,10 @@ class _ChunkedArray:
     def read(self, coords: list[tuple[int, int, int]]) -> list[np.ndarray]:
         """Chunks at chunk coordinates, clipped at the array's edges, from the cache or read."""
         cache = chunk_cache()
-        found = {c: cache.find((*self.key, c)) for c in coords}
+        found = dict(zip(coords, cache.find_many([(*self.key, c) for c in coords]), strict=True))
         missing = [c for c, chunk in found.items() if chunk is None]
+        if not missing:
+            return list(found.values())
         if self.shard_reads is not None:
             raws = self.shard_reads.chunks(missing)
         else:
