@@ -961,8 +961,12 @@ class _ChunkedArray:
     means into int32 codes). The chunks a read lacks are fetched together; those of a sharded
     array in this module's codec chain straight from their byte ranges (`_ShardReads`)."""
 
-    def __init__(self, array: zarr.Array, key: tuple, decode=None):
+    def __init__(self, array: zarr.Array, key: tuple, decode=None, cells_first: bool = False):
+        """`cells_first`: chunks are kept as (y, x, time), each cell's days contiguous, for an
+        array read mostly by series: a warm 45-year record then gathers 12 runs of memory
+        instead of 16,802 values a cache line apart (~30 against ~180 microseconds)."""
         self.array, self.key, self.decode = array, key, decode
+        self.cells_first = cells_first
         self.shape, self.chunks = array.shape, array.chunks  # inner chunks where sharded
         self.outer = array.shards or array.chunks
         self.shard_reads = _ShardReads.of(array, key)
@@ -979,7 +983,10 @@ class _ChunkedArray:
         else:
             raws = [self.array[self._window(c)] for c in missing]
         for c, raw in zip(missing, raws, strict=True):
-            found[c] = cache.keep((*self.key, c), raw if self.decode is None else self.decode(raw))
+            kept = raw if self.decode is None else self.decode(raw)
+            if self.cells_first:
+                kept = np.ascontiguousarray(kept.transpose(1, 2, 0))
+            found[c] = cache.keep((*self.key, c), kept)
         return [found[c] for c in coords]
 
     def _window(self, coords: tuple[int, int, int]) -> tuple[slice, ...]:
@@ -990,8 +997,11 @@ class _ChunkedArray:
         step, cy, cx = self.chunks
         ks = range(first // step, -(-stop // step))
         chunks = self.read([(k, iy // cy, ix // cx) for k in ks])
+        cell = (iy % cy, ix % cx)
         parts = [
-            chunk[max(first - k * step, 0) : stop - k * step, iy % cy, ix % cx]
+            (chunk[cell] if self.cells_first else chunk[:, cell[0], cell[1]])[
+                max(first - k * step, 0) : stop - k * step
+            ]
             for k, chunk in zip(ks, chunks, strict=True)
         ]
         return np.concatenate(parts) if parts else np.empty(0, self.array.dtype)
@@ -1010,7 +1020,7 @@ class _ChunkedArray:
         ]
         out = None
         for (_, iy, ix), chunk in zip(coords, self.read(coords), strict=True):
-            part = chunk[t % step]
+            part = chunk[:, :, t % step] if self.cells_first else chunk[t % step]
             if out is None:
                 out = np.full(self.shape[1:], fill, part.dtype)
             out[iy * cy : iy * cy + part.shape[0], ix * cx : ix * cx + part.shape[1]] = part
@@ -1130,7 +1140,10 @@ class LazyCube:
         self.grid = grid.of(self.dataset.attrs)
         where = (str(store), generation(store, storage_options)["generation"])
         group = _open_strict(store, storage_options)
-        self._products = {p: _ChunkedArray(group[p], (*where, p)) for p in products(self.dataset)}
+        self._products = {
+            p: _ChunkedArray(group[p], (*where, p), cells_first=True)
+            for p in products(self.dataset)
+        }
         self.occupied = _occupied(self.mask)
         self._maps = {
             f: {
@@ -1150,11 +1163,11 @@ class LazyCube:
             maps = clim[MAPS] if MAPS in clim.group_keys() else {}
             for p in self.climatology_info["products"]:
                 name = f"{p}_percentile"
-                self._percentiles[p] = _ChunkedArray(clim[name], (*where, name))
+                self._percentiles[p] = _ChunkedArray(clim[name], (*where, name), cells_first=True)
                 if use_maps and name in maps and maps[name].shape == clim[name].shape:
                     self._percentile_maps[p] = _ChunkedArray(maps[name], (*where, MAPS, name))
                 name = f"{p}_window_mean"
-                self._means[p] = _ChunkedArray(clim[name], (*where, name), _mean_codes)
+                self._means[p] = _ChunkedArray(clim[name], (*where, name), _mean_codes, True)
 
     def series(self, product: str, iy: int, ix: int, times: slice) -> np.ndarray:
         """Raw int16 values of one cell over a slice of days (FILL where missing)."""
