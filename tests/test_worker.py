@@ -889,3 +889,16 @@ def test_climatology_on_the_pool_resumes_and_publishes_whole_as_one_process_rank
     served = out / cubes.CLIMATOLOGY
     assert {p: (served / p).stat().st_mtime_ns for p in written} == written
     assert local_files(out) == local_files(ranked_reference)
+
+
+def test_jobs_made_within_one_second_are_listed_newest_first(pointed):
+    """The job index orders by creation to the millisecond: ordered by the second, jobs made
+    together (a daily run's chain, a bulk submission) listed in random order."""
+    from worker import jobs
+
+    made = []
+    for k in range(6):
+        made.append(jobs.create_job("extend", {"test": "order", "k": k}))
+        time.sleep(0.002)
+    listed = [j["id"] for j in jobs.list_jobs(50, kind="extend") if j["id"] in made]
+    assert listed == made[::-1]

@@ -96,8 +96,8 @@ def ensure_reachable() -> None:
         raise SmapxError(f"cannot reach Redis at {redis_url()} ({exc})") from exc
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def now(timespec: str = "seconds") -> str:
+    return datetime.now(UTC).isoformat(timespec=timespec)
 
 
 def _encode(fields: dict) -> dict:
@@ -125,7 +125,7 @@ def create_job(kind: str, request: dict, blocks_total: int = 0, owner: str | Non
         "stage": "queued",
         "blocks_done": 0,
         "blocks_total": blocks_total,
-        "created": now(),
+        "created": now("milliseconds"),  # orders the job indexes: jobs a second apart are common
         "started": None,
         "finished": None,
         "expires": None,
