@@ -444,9 +444,8 @@ def test_the_drought_analysts_path_on_the_demo_cube(demo_site, page, browser):
         assert other.input_value("#date") == page.input_value("#date")
         assert legend_classes(other) == classes
         assert other.evaluate(CENTRE_AND_ZOOM) == pytest.approx(view, abs=1e-3)
-        other.wait_for_function(
-            "(z) => document.querySelectorAll("
-            "`.leaflet-tile-pane img.leaflet-tile-loaded[src*='/${z}/']`).length >= 4",
+        other.wait_for_function(  # the frame shown, not one still loading hidden beneath it
+            f"(z) => ({SHOWN_TILE_URLS})().filter((u) => u.includes(`/${{z}}/`)).length >= 4",
             arg=view[2],
         )
         tiles = set(other.evaluate(SHOWN_TILE_URLS))
