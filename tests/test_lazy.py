@@ -629,7 +629,8 @@ def test_map_shards_are_the_bytes_zarr_itself_writes(tmp_path):
     rng = np.random.default_rng(0)
     group = zarr.open_group(str(tmp_path / "maps.zarr"), mode="w")
     for n_days in (cubes.CHUNK_TIME, 731):
-        codes = (2000 + rng.integers(0, 50, (n_days, cubes.MAP_SIDE, 300))).astype(np.int16)
+        width = cubes.MAP_SIDE + 12  # one whole shard in x, one cut by the array's end
+        codes = (2000 + rng.integers(0, 50, (n_days, cubes.MAP_SIDE, width))).astype(np.int16)
         codes[:, :, :20] = codes[:100] = cubes.FILL
         source = group.create_array(
             f"source{n_days}", shape=codes.shape, chunks=(n_days, 32, 32), dtype="int16"
@@ -640,9 +641,8 @@ def test_map_shards_are_the_bytes_zarr_itself_writes(tmp_path):
         )
         cubes.write_shards(ours, 0, 0, codes)
         theirs[...] = codes
-        for array in (ours, theirs):
-            np.testing.assert_array_equal(array[...], codes)
-        for bx in range(3):
+        np.testing.assert_array_equal(ours[::50], codes[::50])  # equal bytes: theirs too
+        for bx in range(2):
             key = f"c/0/0/{bx}"
             assert (tmp_path / "maps.zarr" / ours.path / key).read_bytes() == (
                 tmp_path / "maps.zarr" / theirs.path / key
