@@ -131,6 +131,14 @@ SHOWN_TILE_URLS = """() => [...document.querySelectorAll('.leaflet-tile-pane .le
   .flatMap((layer) => [...layer.querySelectorAll('img.leaflet-tile-loaded')].map((i) => i.src))"""
 
 
+def uncovered(element) -> bool:
+    """Whether the element is the one a click at its centre reaches."""
+    return element.evaluate(
+        "(e) => { const b = e.getBoundingClientRect();"
+        " return e.contains(document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2)); }"
+    )
+
+
 def test_colours_are_the_reports():
     text = (ROOT / "service" / "static" / "app.js").read_text()
     colours = dict(
@@ -478,6 +486,10 @@ def test_the_drought_analysts_path_on_the_demo_cube(demo_site, page, browser):
         demo_site, f"/v1/series?lat={lat}&lon={lon}&start={day}&end={day}&products=lstm_percentile"
     )
     assert shown == f"{cell['lstm_percentile'][0]:.0f}"
+    panel = page.locator("#panel").bounding_box()
+    assert panel["y"] + panel["height"] <= page.locator("#chart-panel").bounding_box()["y"] + 1
+    for tool in page.locator("#chart-panel header button").all():  # none under the panel
+        assert uncovered(tool), tool.inner_text()
     page.screenshot(path=str(ARTIFACTS / "analyst-chart.png"))
 
     page.click("#chart-kind button[data-kind='value']")
