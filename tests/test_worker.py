@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from model.settings import get_settings
 from model.training import checkpoint
 from tests.pools import END, START, local_files, make_world, request_for, store_files
 from tests.served import free_port, wait_for_port
+from worker import heartbeat, pool
 
 SMAPX = str(Path(sys.executable).with_name("smapx"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,6 +285,29 @@ def test_cli_two_workers_equal_in_process_cube(world, ranked_reference, tmp_path
     assert len(cubes.blocks_done(out)) == 8
 
 
+def test_release_hands_back_only_what_a_dead_worker_held(redis_url):
+    """A dead worker's held tags go to the epoch in the broker's index, so the next sweep
+    delivers them again; an acknowledged tag (gone from the index) is not put back, another
+    worker's tags are not touched, and a record past its lifetime hands back nothing."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + "/4"
+    r = redis.Redis.from_url(url, decode_responses=True)
+    r.flushdb()
+    r.zadd(heartbeat.UNACKED_INDEX, {"held": 100.0, "other": 100.0})
+    r.sadd(heartbeat.HELD_KEY + "dead@host", "held", "acknowledged")
+    r.sadd(heartbeat.HELD_KEY + "live@host", "other")
+    r.set(heartbeat.WORKER_KEY + "dead@host", 1.0)
+    with pool.pointing_at(url):
+        assert heartbeat.release("dead@host") == 1
+        assert heartbeat.release("gone@host") == 0  # no record: the timeout still applies
+    assert r.zrange(heartbeat.UNACKED_INDEX, 0, -1, withscores=True) == [
+        ("held", 0.0),
+        ("other", 100.0),
+    ]
+    assert r.keys("smapx:*") == [heartbeat.HELD_KEY + "live@host"]
+
+
 def test_cli_pool_worker_killed_mid_extension_is_replaced_and_redone_within_a_minute(
     world, ranked_reference, redis_url, tmp_path
 ):
@@ -318,6 +343,9 @@ def test_cli_pool_worker_killed_mid_extension_is_replaced_and_redone_within_a_mi
                     break
                 os.kill(worker, signal.SIGCONT)
             time.sleep(0.005)
+        name = f"smapx-{command.pid}-0@{socket.gethostname()}"
+        held = {t.decode() for t in r.hkeys("unacked")}
+        assert held <= {t.decode() for t in r.smembers(heartbeat.HELD_KEY + name)}  # recorded
         os.kill(worker, signal.SIGKILL)
         killed = time.monotonic()
         assert len(cubes.blocks_done(out)) < 8
@@ -326,7 +354,7 @@ def test_cli_pool_worker_killed_mid_extension_is_replaced_and_redone_within_a_mi
     finally:
         command.kill()
     assert command.returncode == 0, stderr[-3000:]
-    assert "starting another" in stderr
+    assert "starting another (1 task(s) it held handed back)" in stderr
     assert took < 60, f"the extension ended {took:.0f} s after its worker was killed"
     reference, made = local_files(ranked_reference), local_files(out)
     assert made.keys() == reference.keys()

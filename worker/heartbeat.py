@@ -10,6 +10,10 @@ timeout (SMAPX_TASK_VISIBILITY_TIMEOUT, 20 s) and is delivered again, within a m
 Tasks are idempotent (a block writes its own region, an export rewrites its folder), so a
 delivery twice costs time, never data.
 
+A pool that sees its own worker process exit (worker.pool) need not wait that long: each process
+keeps the tags it holds under its name (`smapx:held:<hostname>`, from receipt and at every beat),
+and `release` hands them back to the next sweep of the broker's visibility check, within seconds.
+
 The same beat notices a Redis that restarted without persistence: an export's record kept
 beside its results but gone from Redis is put back, and queued again if it had not finished
 (worker.submit.requeue_lost_exports).
@@ -29,6 +33,7 @@ from worker import jobs
 
 UNACKED_INDEX = "unacked_index"
 WORKER_KEY = "smapx:worker:"
+HELD_KEY = "smapx:held:"
 log = logging.getLogger(__name__)
 _stopping = threading.Event()
 _beating: list[str] = []  # the hostname this process beats for, once it has started
@@ -44,15 +49,53 @@ def held_tags() -> list[str]:
     return [r.message.delivery_tag for r in held if r.message is not None]
 
 
+def lifetime() -> int:
+    """Seconds a worker's beat (its key, its held tags) outlives it: three intervals, shorter
+    than the visibility timeout, so a dead worker's held tags are gone before another worker
+    can have been handed them again."""
+    return max(2, int(3 * interval()))
+
+
 def beat(hostname: str) -> None:
-    """Say this worker lives, and mark every message it holds as just delivered (only those
-    still unacknowledged)."""
-    r = jobs.client()
-    r.set(WORKER_KEY + hostname, time.time(), ex=max(2, int(3 * interval())))
-    tags = held_tags()
+    """Say this worker lives, mark every message it holds as just delivered (only those still
+    unacknowledged), and record which they are."""
+    tags, now = held_tags(), time.time()
+    pipe = jobs.client().pipeline()
+    pipe.set(WORKER_KEY + hostname, now, ex=lifetime())
+    pipe.delete(HELD_KEY + hostname)
     if tags:
-        now = time.time()
-        r.zadd(UNACKED_INDEX, {tag: now for tag in tags}, xx=True)
+        pipe.zadd(UNACKED_INDEX, {tag: now for tag in tags}, xx=True)
+        pipe.sadd(HELD_KEY + hostname, *tags)
+        pipe.expire(HELD_KEY + hostname, lifetime())
+    pipe.execute()
+
+
+@signals.task_received.connect
+def hold(request=None, **_) -> None:
+    """Record a message as this worker's the moment it arrives, not at the next beat, so a
+    worker killed seconds after taking a task still has it released at once."""
+    if not _beating or request is None or request.message is None:
+        return
+    key = HELD_KEY + _beating[0]
+    try:
+        jobs.client().pipeline().sadd(key, request.message.delivery_tag).expire(
+            key, lifetime()
+        ).execute()
+    except redis.RedisError as exc:
+        log.warning("could not record a received task: %s", exc)
+
+
+def release(hostname: str) -> int:
+    """Hand back the messages a worker process that has exited held at its last beat: their
+    delivery time goes to the epoch, so the next sweep of a live worker (every quarter of the
+    visibility timeout) delivers them again instead of waiting the timeout out. Only for a
+    process seen exiting (a pool's own child), and only while its record lives (`lifetime`),
+    so no message another worker was handed since is touched. Returns how many."""
+    r = jobs.client()
+    tags = r.smembers(HELD_KEY + hostname)
+    handed = r.zadd(UNACKED_INDEX, dict.fromkeys(tags, 0), xx=True, ch=True) if tags else 0
+    r.delete(HELD_KEY + hostname, WORKER_KEY + hostname)
+    return handed
 
 
 def run(hostname: str) -> None:
@@ -92,6 +135,6 @@ def stop(**_) -> None:
     _stopping.set()
     for hostname in _beating:
         try:
-            jobs.client().delete(WORKER_KEY + hostname)
+            jobs.client().delete(WORKER_KEY + hostname, HELD_KEY + hostname)
         except redis.RedisError as exc:
             log.warning("could not say this worker stopped: %s", exc)

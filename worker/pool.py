@@ -23,6 +23,7 @@ import redis
 from model.errors import SmapxError
 from model.settings import get_settings
 from worker import app as celery_app
+from worker import heartbeat
 from worker.app import DEFAULT_REDIS_URL, app, configure
 
 READY_SECONDS = 120.0
@@ -231,12 +232,19 @@ def start_worker(name: str, threads: int, env: dict, logdir: Path) -> subprocess
 def replace_dead(
     procs: list, names: list[str], threads: int, env: dict, logdir: Path, done: threading.Event
 ) -> None:
-    """Until `done`: reap each worker that exited and start another under its name."""
+    """Until `done`: reap each worker that exited, hand back the tasks it held (so they are
+    delivered again within seconds, not after the visibility timeout) and start another under
+    its name."""
     while not done.wait(SUPERVISE_SECONDS):
         for k, proc in enumerate(procs):
             if proc.poll() is not None:
+                try:
+                    held = f"{heartbeat.release(names[k])} task(s) it held handed back"
+                except redis.RedisError as exc:
+                    held = f"its tasks come back after the visibility timeout: {exc}"
                 print(
-                    f"worker {names[k]} exited with code {proc.returncode}; starting another",
+                    f"worker {names[k]} exited with code {proc.returncode}; starting another"
+                    f" ({held})",
                     file=sys.stderr,
                 )
                 procs[k] = start_worker(names[k], threads, env, logdir)
