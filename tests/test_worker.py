@@ -26,7 +26,7 @@ from model.settings import get_settings
 from model.training import checkpoint
 from tests.pools import END, START, local_files, make_world, request_for, store_files
 from tests.served import free_port, wait_for_port
-from worker import heartbeat, pool
+from worker import held, pool
 
 SMAPX = str(Path(sys.executable).with_name("smapx"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,18 +294,18 @@ def test_release_hands_back_only_what_a_dead_worker_held(redis_url):
     url = redis_url.rsplit("/", 1)[0] + "/4"
     r = redis.Redis.from_url(url, decode_responses=True)
     r.flushdb()
-    r.zadd(heartbeat.UNACKED_INDEX, {"held": 100.0, "other": 100.0})
-    r.sadd(heartbeat.HELD_KEY + "dead@host", "held", "acknowledged")
-    r.sadd(heartbeat.HELD_KEY + "live@host", "other")
-    r.set(heartbeat.WORKER_KEY + "dead@host", 1.0)
+    r.zadd(held.UNACKED_INDEX, {"held": 100.0, "other": 100.0})
+    r.sadd(held.HELD_KEY + "dead@host", "held", "acknowledged")
+    r.sadd(held.HELD_KEY + "live@host", "other")
+    r.set(held.WORKER_KEY + "dead@host", 1.0)
     with pool.pointing_at(url):
-        assert heartbeat.release("dead@host") == 1
-        assert heartbeat.release("gone@host") == 0  # no record: the timeout still applies
-    assert r.zrange(heartbeat.UNACKED_INDEX, 0, -1, withscores=True) == [
+        assert held.release("dead@host") == 1
+        assert held.release("gone@host") == 0  # no record: the timeout still applies
+    assert r.zrange(held.UNACKED_INDEX, 0, -1, withscores=True) == [
         ("held", 0.0),
         ("other", 100.0),
     ]
-    assert r.keys("smapx:*") == [heartbeat.HELD_KEY + "live@host"]
+    assert r.keys("smapx:*") == [held.HELD_KEY + "live@host"]
 
 
 def test_cli_pool_worker_killed_mid_extension_is_replaced_and_redone_within_a_minute(
@@ -344,8 +344,8 @@ def test_cli_pool_worker_killed_mid_extension_is_replaced_and_redone_within_a_mi
                 os.kill(worker, signal.SIGCONT)
             time.sleep(0.005)
         name = f"smapx-{command.pid}-0@{socket.gethostname()}"
-        held = {t.decode() for t in r.hkeys("unacked")}
-        assert held <= {t.decode() for t in r.smembers(heartbeat.HELD_KEY + name)}  # recorded
+        holding = {t.decode() for t in r.hkeys("unacked")}
+        assert holding <= {t.decode() for t in r.smembers(held.HELD_KEY + name)}  # recorded
         os.kill(worker, signal.SIGKILL)
         killed = time.monotonic()
         assert len(cubes.blocks_done(out)) < 8

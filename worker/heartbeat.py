@@ -11,8 +11,8 @@ Tasks are idempotent (a block writes its own region, an export rewrites its fold
 delivery twice costs time, never data.
 
 A pool that sees its own worker process exit (worker.pool) need not wait that long: each process
-keeps the tags it holds under its name (`smapx:held:<hostname>`, from receipt and at every beat),
-and `release` hands them back to the next sweep of the broker's visibility check, within seconds.
+keeps the tags it holds under its name (`smapx:held:<hostname>`, from receipt and at every
+beat), and `held.release` hands them back to the next sweep of the visibility check.
 
 The same beat notices a Redis that restarted without persistence: an export's record kept
 beside its results but gone from Redis is put back, and queued again if it had not finished
@@ -29,11 +29,9 @@ from celery import signals
 from celery.worker import state
 
 from model.settings import get_settings
-from worker import jobs
+from worker import held, jobs
 
-UNACKED_INDEX = "unacked_index"
-WORKER_KEY = "smapx:worker:"
-HELD_KEY = "smapx:held:"
+WORKER_KEY = held.WORKER_KEY
 log = logging.getLogger(__name__)
 _stopping = threading.Event()
 _beating: list[str] = []  # the hostname this process beats for, once it has started
@@ -62,11 +60,9 @@ def beat(hostname: str) -> None:
     tags, now = held_tags(), time.time()
     pipe = jobs.client().pipeline()
     pipe.set(WORKER_KEY + hostname, now, ex=lifetime())
-    pipe.delete(HELD_KEY + hostname)
     if tags:
-        pipe.zadd(UNACKED_INDEX, {tag: now for tag in tags}, xx=True)
-        pipe.sadd(HELD_KEY + hostname, *tags)
-        pipe.expire(HELD_KEY + hostname, lifetime())
+        pipe.zadd(held.UNACKED_INDEX, {tag: now for tag in tags}, xx=True)
+    held.record(pipe, hostname, tags, lifetime())
     pipe.execute()
 
 
@@ -76,26 +72,10 @@ def hold(request=None, **_) -> None:
     worker killed seconds after taking a task still has it released at once."""
     if not _beating or request is None or request.message is None:
         return
-    key = HELD_KEY + _beating[0]
     try:
-        jobs.client().pipeline().sadd(key, request.message.delivery_tag).expire(
-            key, lifetime()
-        ).execute()
+        held.add(_beating[0], request.message.delivery_tag, lifetime())
     except redis.RedisError as exc:
         log.warning("could not record a received task: %s", exc)
-
-
-def release(hostname: str) -> int:
-    """Hand back the messages a worker process that has exited held at its last beat: their
-    delivery time goes to the epoch, so the next sweep of a live worker (every quarter of the
-    visibility timeout) delivers them again instead of waiting the timeout out. Only for a
-    process seen exiting (a pool's own child), and only while its record lives (`lifetime`),
-    so no message another worker was handed since is touched. Returns how many."""
-    r = jobs.client()
-    tags = r.smembers(HELD_KEY + hostname)
-    handed = r.zadd(UNACKED_INDEX, dict.fromkeys(tags, 0), xx=True, ch=True) if tags else 0
-    r.delete(HELD_KEY + hostname, WORKER_KEY + hostname)
-    return handed
 
 
 def run(hostname: str) -> None:
@@ -135,6 +115,6 @@ def stop(**_) -> None:
     _stopping.set()
     for hostname in _beating:
         try:
-            jobs.client().delete(WORKER_KEY + hostname, HELD_KEY + hostname)
+            jobs.client().delete(WORKER_KEY + hostname, held.HELD_KEY + hostname)
         except redis.RedisError as exc:
             log.warning("could not say this worker stopped: %s", exc)

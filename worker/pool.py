@@ -23,7 +23,7 @@ import redis
 from model.errors import SmapxError
 from model.settings import get_settings
 from worker import app as celery_app
-from worker import heartbeat
+from worker import held
 from worker.app import DEFAULT_REDIS_URL, app, configure
 
 READY_SECONDS = 120.0
@@ -239,12 +239,12 @@ def replace_dead(
         for k, proc in enumerate(procs):
             if proc.poll() is not None:
                 try:
-                    held = f"{heartbeat.release(names[k])} task(s) it held handed back"
+                    handed = f"{held.release(names[k])} task(s) it held handed back"
                 except redis.RedisError as exc:
-                    held = f"its tasks come back after the visibility timeout: {exc}"
+                    handed = f"its tasks come back after the visibility timeout: {exc}"
                 print(
                     f"worker {names[k]} exited with code {proc.returncode}; starting another"
-                    f" ({held})",
+                    f" ({handed})",
                     file=sys.stderr,
                 )
                 procs[k] = start_worker(names[k], threads, env, logdir)
