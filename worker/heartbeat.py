@@ -43,8 +43,8 @@ def interval() -> float:
 
 def held_tags() -> list[str]:
     """Delivery tags of the messages this worker process holds (reserved, scheduled, running)."""
-    held = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
-    return [r.message.delivery_tag for r in held if r.message is not None]
+    requests = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
+    return [r.message.delivery_tag for r in requests if r.message is not None]
 
 
 def lifetime() -> int:
