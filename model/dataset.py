@@ -136,6 +136,15 @@ def rounded() -> dict:
     return {"filters": [BitRound(keepbits=KEEP_BITS)]}
 
 
+def unwritten(shape, dtype=np.float32, chunks="auto", fill=np.nan):
+    """A lazy array of `fill`: the template of a variable whose metadata a `compute=False` write
+    lays down. dask is imported here, on use: at module level it cost every worker, server and
+    command ~0.3 s of start-up (with the scipy it pulls in), and only these templates need it."""
+    import dask.array
+
+    return dask.array.full(shape, fill, dtype=dtype, chunks=chunks)
+
+
 @contextmanager
 def sole_writer(path: str | Path) -> Iterator[None]:
     """Hold a local input dataset for one writer, or fail at once with a clear message: two

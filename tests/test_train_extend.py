@@ -360,6 +360,8 @@ def test_extension_writes_a_cube_on_the_grid(trained, tmp_path):
     }
     assert out.sizes["time"] == 341
     assert set(cube.products(out)) == {"lstm", "smap", "noah", "lstm_spread"}
+    import rioxarray  # noqa: F401  (the .rio accessor reads the CRS open_cube keeps)
+
     assert out.rio.crs.to_epsg() == grid.EPSG
     stored = xr.open_zarr(tmp_path / "cube.zarr", decode_coords=False)
     assert all(

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cachetools
-import dask.array
 import fsspec
 import google_crc32c
 import numcodecs.zstd
@@ -46,6 +45,7 @@ import zarr
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 
 from model import grid
+from model.dataset import unwritten
 from model.errors import DamagedStore, InputError, OutOfRangeError
 from model.settings import get_settings
 
@@ -130,7 +130,7 @@ def template(
     data_vars = {
         p: (
             ("time", "y", "x"),
-            dask.array.full(shape, np.nan, np.float32, chunks=_chunks(shape)),
+            unwritten(shape, chunks=_chunks(shape)),
             {"units": UNITS, "long_name": DESCRIPTIONS[p]},
         )
         for p in products
@@ -707,9 +707,9 @@ def _fs(store, storage_options=None) -> fsspec.AbstractFileSystem:
 
 def open_cube(store: str | Path, storage_options: dict | None = None) -> xr.Dataset:
     """Open a cube lazily; products decode to float32 m3/m3 with NaN where missing; reading
-    a region chunk the store lost raises DamagedStore (model.errors)."""
-    import rioxarray  # noqa: F401  (the .rio accessor for readers of the cube)
-
+    a region chunk the store lost raises DamagedStore (model.errors). Its CRS is in `spatial_ref`
+    as rioxarray writes it: a reader that imports rioxarray gets the `.rio` accessor (imported here
+    it cost every process that opens a cube ~0.5 s: rasterio, boto3, dask)."""
     if "://" not in str(store) and not Path(store).exists():
         raise InputError(f"cube not found: {store}")
     try:
@@ -1374,17 +1374,12 @@ def create_climatology(
     for p in products:
         data_vars[f"{p}_percentile"] = (
             ("time", "y", "x"),
-            dask.array.full(shape, np.nan, np.float32, chunks=_chunks(shape)),
+            unwritten(shape, chunks=_chunks(shape)),
             {"units": "percent", "long_name": f"percentile of {p} in its climatology"},
         )
         data_vars[f"{p}_window_mean"] = (
             ("dayofyear", "y", "x"),
-            dask.array.full(
-                (DAYS_OF_YEAR, *shape_yx),
-                np.nan,
-                np.float32,
-                chunks=(DAYS_OF_YEAR, *_chunks(shape)[1:]),
-            ),
+            unwritten((DAYS_OF_YEAR, *shape_yx), chunks=(DAYS_OF_YEAR, *_chunks(shape)[1:])),
             {"units": UNITS, "long_name": f"climatological mean of {p}"},
         )
     ds = xr.Dataset(

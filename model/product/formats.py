@@ -73,6 +73,8 @@ def to_table(ds: xr.Dataset) -> pd.DataFrame:
 
 def write_geotiff(ds: xr.Dataset, out_dir: Path) -> list[Path]:
     """One GeoTIFF per product, one band per day (band descriptions are the dates)."""
+    import rioxarray  # noqa: F401  (the .rio accessor; on use, as only this format needs it)
+
     files = []
     dates = [str(pd.Timestamp(t).date()) for t in ds.time.values]
     for p in ds.data_vars:

@@ -20,7 +20,6 @@ from functools import wraps
 from itertools import groupby
 from pathlib import Path
 
-import dask.array
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -34,6 +33,7 @@ from model.dataset import (
     input_coords,
     rounded,
     sole_writer,
+    unwritten,
 )
 from model.errors import InputError
 from model.sources import HOURLY_SOURCES, nldas, smap
@@ -115,7 +115,7 @@ def create(path: Path, box, first_day, on: grid.Grid = grid.DEFAULT) -> xr.Datas
     n_cell, n_var = len(rows), len(FORCING_VARIABLES)
 
     def empty(*shape):
-        return dask.array.full(shape, np.nan, dtype=np.float32)
+        return unwritten(shape)
 
     ds = xr.Dataset(
         {
@@ -234,9 +234,7 @@ def _nan_days(var: xr.DataArray, n_have: int, n_new: int) -> xr.Variable:
     head = min(n_new, step - n_have % step)
     steps = (head,) + (step,) * ((n_new - head) // step)
     steps += (n_new - sum(steps),) if n_new > sum(steps) else ()
-    values = dask.array.full(
-        (n_new, *var.shape[1:]), np.nan, dtype=np.float32, chunks=(steps, *store_chunks[1:])
-    )
+    values = unwritten((n_new, *var.shape[1:]), chunks=(steps, *store_chunks[1:]))
     return xr.Variable(var.dims, values)
 
 
@@ -269,7 +267,7 @@ def ensure_variable(path: Path, name: str, attrs: dict) -> None:
         return
     shape = (ds.sizes["time"], ds.sizes["cell"])
     part = xr.Dataset(
-        {name: (("time", "cell"), dask.array.full(shape, np.nan, dtype=np.float32), attrs)},
+        {name: (("time", "cell"), unwritten(shape), attrs)},
         attrs=ds.attrs,
     )
     part.to_zarr(

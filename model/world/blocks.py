@@ -13,13 +13,12 @@ rounding).
 
 from pathlib import Path
 
-import dask.array
 import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
 from model import grid
-from model.dataset import cell_coords, input_coords, rounded, sole_writer
+from model.dataset import cell_coords, input_coords, rounded, sole_writer, unwritten
 from model.world import Plan, plan_world, world_block
 from model.world.observe import station_records, station_sites, stations_dataarray
 from model.world.region import conus_cells
@@ -110,7 +109,7 @@ def _create(store: Path, block: xr.Dataset, plan: Plan, block_cells: int, coords
     data = {
         name: (
             var.dims,
-            dask.array.zeros(tuple(sizes[d] for d in var.dims), dtype=var.dtype),
+            unwritten(tuple(sizes[d] for d in var.dims), var.dtype, fill=0),
             var.attrs,
         )
         for name, var in block.data_vars.items()
