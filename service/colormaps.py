@@ -6,15 +6,15 @@ one (`drought`, the US Drought Monitor's classes) paints fixed classes of one ki
 A legend carries its ticks where their values fall on the bar (a fraction of its width) and the
 unit of the product it colours, so the map can place labels under the colours they name."""
 
+import importlib.util
 import io
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from rio_tiler.colormap import cmap as rio_colormaps
-from rio_tiler.errors import InvalidColorMapName
 
 from model.errors import InputError
 from model.product import cube as cubes
@@ -69,9 +69,19 @@ ONSET = Classes(
 CLASSED = {"drought": DROUGHT, "onset": ONSET}
 
 
+@lru_cache(maxsize=1)
+def continuous() -> dict[str, Path]:
+    """rio-tiler's colormaps by name: the files its `cmap` loads (256 RGBA rows of uint8 each),
+    found without importing rio_tiler, whose package (rasterio, rioxarray, dask, scipy) cost
+    every API process ~0.8 s of its start for these tables (tests.test_service checks that they
+    equal rio_tiler.colormap.cmap's)."""
+    package = importlib.util.find_spec("rio_tiler").submodule_search_locations[0]
+    return {path.stem: path for path in (Path(package) / "cmap_data").glob("*.npy")}
+
+
 def names() -> list[str]:
     """Every colormap name the service knows, classed ones included."""
-    return sorted([*rio_colormaps.list(), *CLASSED])
+    return sorted([*continuous(), *CLASSED])
 
 
 def catalogue() -> dict:
@@ -91,20 +101,19 @@ def classes_of(name: str) -> Classes | None:
 @lru_cache(maxsize=64)
 def table(name: str) -> np.ndarray:
     """(257, 4) uint8 RGBA of a colormap, plus a transparent entry 256 for no data. Cached and
-    read-only: rio-tiler deep-copies a colormap on every lookup."""
+    read-only."""
     rgba = np.zeros((NO_DATA + 1, 4), np.uint8)
     classed = classes_of(name)
     if classed is not None:
         for k, (*_, colour) in enumerate(classed.rows):
             rgba[k] = [*bytes.fromhex(colour[1:]), 255]
     else:
-        try:
-            colours = rio_colormaps.get(name.lower())
-        except InvalidColorMapName:
+        path = continuous().get(name.lower())
+        if path is None:
             raise InputError(
                 f"colormap: unknown {name!r}; e.g. viridis, ylgnbu, drought, see /v1/colormaps"
-            ) from None
-        rgba[:NO_DATA] = [colours[i] for i in range(256)]
+            )
+        rgba[:NO_DATA] = np.load(path)
     rgba.flags.writeable = False
     return rgba
 

@@ -26,6 +26,7 @@ from tests.served import (
     start_server,
     start_worker,
 )
+from worker.held import HELD_KEY
 
 pytestmark = pytest.mark.integration
 LONG_DAYS = pd.date_range("1986-01-01", "2016-12-31")
@@ -37,6 +38,8 @@ LONG_EXPORT = {
     "bbox": [-180, -90, 180, 90],
     "format": "csv",
 }
+REDONE_DAYS = pd.date_range("2013-01-01", "2016-12-31")  # frozen mid-way, so it can be short
+REDONE_EXPORT = {**LONG_EXPORT, "start": "2013-01-01"}
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +71,6 @@ def liveness(tmp_path_factory, redis_url, long_cube):
         server.wait(30)
 
 
-def holder(names: list[str], procs: list) -> subprocess.Popen | None:
-    """The worker process among `procs` running a task now: a solo worker busy with a task
-    answers no ping until it is done; asked twice, so a slow answer is not taken for one."""
-    from worker.app import app
-
-    silent = set(names)
-    for _ in range(2):
-        for reply in app.control.ping(destination=names, timeout=1.0) or []:
-            silent -= set(reply)
-    return procs[names.index(sorted(silent)[0])] if silent else None
-
-
 @contextmanager
 def two_workers(env: dict, label: str):
     """Two ready workers on the env's Redis, this process pointed at it too; stopped after."""
@@ -95,11 +86,21 @@ def two_workers(env: dict, label: str):
         stop(procs)
 
 
-def kill_holder(names, procs, still_running) -> float:
-    """SIGKILL the worker that runs the task as soon as it runs; the time of the kill."""
+def kill_holder(names, procs, url: str, running) -> float:
+    """SIGKILL the worker that runs the task; the time of the kill. The worker whose record
+    (worker.held, written at receipt) holds a task is frozen (SIGSTOP) once the task runs, so even
+    a short task cannot end before it is seen running and killed."""
+    r = redis.Redis.from_url(url)
     deadline = time.monotonic() + 180
-    while (doomed := holder(names, procs)) is None or not still_running():
+    while True:
         assert time.monotonic() < deadline, "the task never started"
+        holders = [k for k, name in enumerate(names) if r.exists(HELD_KEY + name)]
+        if len(holders) == 1 and running():
+            doomed = procs[holders[0]]
+            break
+        time.sleep(0.02)
+    doomed.send_signal(signal.SIGSTOP)
+    assert running(), "the task ended before its worker was frozen: make it longer"
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     return time.monotonic()
@@ -110,20 +111,19 @@ def test_sigkilled_worker_mid_export_is_redone_within_a_minute(liveness):
     redoes it within a minute, and the file is whole with the sha256 the job reports."""
     client, env, results = liveness
     with two_workers(env, "export") as (names, procs):
-        job_id = client.post("/v1/jobs", json=LONG_EXPORT).json()["id"]
+        job_id = client.post("/v1/jobs", json=REDONE_EXPORT).json()["id"]
 
         def running() -> bool:
             return client.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
 
-        killed = kill_holder(names, procs, running)
-        assert running(), "the export ended before its worker was killed: make it longer"
+        killed = kill_holder(names, procs, env["SMAPX_REDIS_URL"], running)
         while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] == "running":
             assert time.monotonic() - killed < REDO_SECONDS, f"not redone in time: {job}"
             time.sleep(0.5)
         took = time.monotonic() - killed
     assert job["state"] == "done", job
     data = downloaded(client, job_id)
-    assert data.count(b"\n") == 1 + len(LONG_DAYS) * int(REGION.sum())
+    assert data.count(b"\n") == 1 + len(REDONE_DAYS) * int(REGION.sum())
     assert sorted(p.name for p in (results / job_id).iterdir()) == ["job.json", "subset.csv"]
     print(f"export redone {took:.1f} s after its worker was killed")
 

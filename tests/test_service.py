@@ -516,6 +516,21 @@ def test_tile_png_with_every_colour_and_no_data_falls_back_to_rgba():
     np.testing.assert_array_equal(decoded, table[few])
 
 
+def test_continuous_colormaps_are_rio_tilers_own():
+    """The service reads rio-tiler's colormap files itself (a server starts ~0.8 s sooner without
+    importing rio_tiler): the same names and colours as rio_tiler.colormap.cmap."""
+    from rio_tiler.colormap import cmap
+
+    from service import colormaps
+    from service.colormaps import NO_DATA
+
+    assert sorted(colormaps.continuous()) == sorted(cmap.list())
+    for name in cmap.list():
+        colours = cmap.get(name)
+        expected = np.array([colours[i] for i in range(256)], np.uint8)
+        np.testing.assert_array_equal(colormaps.table(name)[:NO_DATA], expected, err_msg=name)
+
+
 def test_rate_limit_answers_429(world):
     proc, url = start_server(
         [world["store"]], {"SMAPX_RATE_LIMIT_PER_MINUTE": "5", "SMAPX_CUBES": "[]"}
