@@ -79,7 +79,13 @@ SLOWEST_FIRST = [  # by seconds on one worker (wall: computing and waits), measu
     "test_ingest_e2e",
 ]
 # Modules that share an expensive session fixture run on the same worker, so it is built once.
-SHARING = {"test_demo": "demo_cube", "test_readme": "demo_cube", "test_webmap": "demo_cube"}
+SHARING = {
+    "test_demo": "demo_cube",
+    "test_readme": "demo_cube",
+    "test_stac": "demo_cube",
+    "test_webmap": "demo_cube",
+}
+SHARED_FIXTURES = {"demo_cube"}  # expensive session fixtures: their users must be in SHARING
 
 
 def work_unit(nodeid: str) -> str:

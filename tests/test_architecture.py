@@ -227,3 +227,37 @@ def test_every_test_module_takes_a_redis_database_of_its_own():
     assert taken, "no database found: the pattern no longer matches how tests take one"
     shared = {n: names for n, names in taken.items() if len(set(names)) > 1}
     assert not shared, f"databases taken by more than one module: {shared}"
+
+
+def fixtures_asked_for(path: Path) -> set[str]:
+    """The names a test module's functions take as arguments: the fixtures it asks for."""
+    functions = (
+        node
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    )
+    return {arg.arg for f in functions for arg in f.args.args}
+
+
+def conftest_value(name: str):
+    """A literal assigned in tests/conftest.py, read from its source (no test imports it)."""
+    tree = ast.parse((ROOT / "tests" / "conftest.py").read_text())
+    (value,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == [name]
+    ]
+    return ast.literal_eval(value)
+
+
+def test_every_user_of_an_expensive_session_fixture_shares_a_worker():
+    """A module using the demo cube outside SHARING runs on the other pytest worker, which
+    builds the cube a second time (15-25 s; test_stac did)."""
+    shared, sharing = conftest_value("SHARED_FIXTURES"), conftest_value("SHARING")
+    users = {
+        path.stem
+        for path in (ROOT / "tests").glob("test_*.py")
+        if fixtures_asked_for(path) & shared
+    }
+    assert users, "no user found: the fixtures' names no longer match"
+    assert users <= set(sharing), f"add to SHARING in tests/conftest.py: {users - set(sharing)}"
