@@ -84,8 +84,16 @@ SHARING = {
     "test_readme": "demo_cube",
     "test_stac": "demo_cube",
     "test_webmap": "demo_cube",
+    "test_area_jobs": "files",
+    "test_daily": "files",
+    "test_ingest_e2e": "files",
+    "test_climatology": "twin",
+    "test_growth": "twin",
+    "test_nowcast": "twin",
+    "test_reload": "twin",
 }
-SHARED_FIXTURES = {"demo_cube"}  # expensive session fixtures: their users must be in SHARING
+# expensive session fixtures (demo_cube ~15 s, files ~4 s, twin ~2 s): their users are in SHARING
+SHARED_FIXTURES = {"demo_cube", "files", "twin"}
 
 
 def work_unit(nodeid: str) -> str:
