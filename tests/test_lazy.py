@@ -426,10 +426,10 @@ def test_a_column_absent_from_its_shard_reads_as_zarr_reads_it(wide_cube, tmp_pa
     assert (stored[:, 0, 10] != cubes.FILL).all()
 
 
-def test_a_wide_cubes_percentile_days_come_from_their_map_layout(wide_cube, tmp_path, monkeypatch):
-    """A climatology staged and published as `smapx climatology` publishes one gets, on a wide
-    cube, a map layout of its percentiles: a percentile day reads only that layout's shards
-    and equals the percentiles written (and the day read from the time layout)."""
+def with_percentiles(wide_cube, tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A copy of the wide cube with an lstm climatology staged and published as `smapx
+    climatology` publishes one (which, on a wide cube, writes its percentiles' map layout); the
+    copy, its mask and the percentile codes written."""
     copy = tmp_path / "wide.zarr"
     shutil.copytree(wide_cube, copy)
     mask = zarr.open_group(str(copy), mode="r")["mask"][...]
@@ -445,7 +445,13 @@ def test_a_wide_cubes_percentile_days_come_from_their_map_layout(wide_cube, tmp_
             into = cubes.CLIMATOLOGY_STAGED
             cubes.write_climatology_block(copy, ys, xs, slice(0, len(WIDE_DAYS)), block, into=into)
     assert cubes.publish_climatology(copy)
+    return copy, mask, codes
 
+
+def test_a_wide_cubes_percentile_days_come_from_their_map_layout(wide_cube, tmp_path, monkeypatch):
+    """On a wide cube a percentile day reads only its map layout's shards and equals the
+    percentiles written (and the day read from the time layout)."""
+    copy, mask, codes = with_percentiles(wide_cube, tmp_path)
     reads = []
 
     def counted(self, coords):
@@ -462,6 +468,26 @@ def test_a_wide_cubes_percentile_days_come_from_their_map_layout(wide_cube, tmp_
         assert reads == [f"{cubes.CLIMATOLOGY}/{cubes.MAPS}/lstm_percentile"]
         assert np.array_equal(day[mask], codes[t][mask])
         assert np.array_equal(day[mask], plain.percentile_day("lstm", t)[mask])
+
+
+def test_a_lost_percentile_map_shard_is_damage_not_unranked_days(wide_cube, tmp_path):
+    """A shard of the percentiles' map layout gone from a published climatology: refused at
+    start, and, lost while serving, a percentile day raises DamagedStore instead of answering
+    'not ranked' (the time layout still reads)."""
+    from service.catalog import Catalog
+
+    copy, mask, codes = with_percentiles(wide_cube, tmp_path)
+    lazy = cubes.LazyCube(copy)
+    shards = copy / cubes.CLIMATOLOGY / cubes.MAPS / "lstm_percentile" / "c"
+    lost = sorted(p for p in shards.rglob("*") if p.is_file())[0]
+    lost.unlink()
+    cubes.chunk_cache.cache_clear()
+    with pytest.raises(DamagedStore, match="lstm_percentile/c/0/0/0 is missing"):
+        lazy.percentile_day("lstm", 0)
+    plain = cubes.LazyCube(copy, use_maps=False).percentile_day("lstm", 0)
+    assert np.array_equal(plain[mask], codes[0][mask])
+    with pytest.raises(InputError, match="missing .first climatology/maps/lstm_percentile/c/"):
+        Catalog([str(copy)])
 
 
 def test_overviews_are_the_full_level_coarsened_to_the_mean_of_valid_cells(wide_cube):

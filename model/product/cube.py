@@ -817,6 +817,9 @@ def verify(store: str | Path, storage_options: dict | None = None) -> None:
         )
     group = zarr.open_group(_zarr_store(store, storage_options), mode="r")
     expected = _expected_chunks(group)
+    if climatology_info(store, storage_options) is not None:
+        clim = _climatology_group(store, storage_options)
+        expected |= _expected_percentile_maps(clim, ds["mask"].values, ds.sizes["time"])
     arrays = {key.split("/c/")[0] for key in expected}
     absent = sorted(expected - _stored_keys(store, arrays, storage_options))
     if absent:
@@ -1159,7 +1162,7 @@ class LazyCube:
         self.climatology_info = climatology_info(store, storage_options)
         self._percentiles, self._means, self._percentile_maps = {}, {}, {}
         if self.climatology_info is not None:
-            clim = _climatology_group(store, storage_options)
+            clim = _strict_climatology(store, storage_options, self.mask, len(self.times))
             maps = clim[MAPS] if MAPS in clim.group_keys() else {}
             for p in self.climatology_info["products"]:
                 name = f"{p}_percentile"
@@ -1291,6 +1294,32 @@ def _expected_chunks(group: zarr.Group) -> frozenset:
             for by, bx in np.argwhere(occupied):
                 keys.add(f"{path}/{array.metadata.encode_chunk_key((k, int(by), int(bx)))}")
     return frozenset(keys)
+
+
+def _expected_percentile_maps(clim: zarr.Group, mask: np.ndarray, n_time: int) -> frozenset:
+    """Keys of the shards the climatology's percentile map layout must hold over the cube's
+    `n_time` published days: write_percentile_maps writes every shard of each time chunk it
+    covers, so an absent one over region cells is damage, not days left unranked."""
+    if MAPS not in clim.group_keys():
+        return frozenset()
+    occupied = np.argwhere(_occupied(mask, MAP_SIDE, MAP_SIDE))
+    keys = set()
+    for array in clim[MAPS].array_values():
+        for k in range(-(-min(array.shape[0], n_time) // CHUNK_TIME)):
+            keys.update(
+                f"{array.path}/{array.metadata.encode_chunk_key((k, int(by), int(bx)))}"
+                for by, bx in occupied
+            )
+    return frozenset(keys)
+
+
+def _strict_climatology(store, storage_options, mask: np.ndarray, n_time: int) -> zarr.Group:
+    """The climatology group on a store where a percentile-map shard it must hold raises
+    DamagedStore if absent, instead of reading as percentiles never ranked."""
+    clim = _climatology_group(store, storage_options)
+    expected = _expected_percentile_maps(clim, mask, n_time)
+    strict = _StrictStore(_zarr_store(store, storage_options), expected, str(store))
+    return zarr.open_group(strict, path=CLIMATOLOGY, mode="r")
 
 
 def _open_strict(store, storage_options=None) -> zarr.Group:
