@@ -214,22 +214,26 @@ def week_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight
 
 
 def overview_values(
-    cube: ServedCube, product: str, t: int, flat: np.ndarray, factor: int
+    cube: ServedCube, product: str, t: int, flat: np.ndarray, factor: int, weight
 ) -> np.ndarray:
     """As day_values, from the map layout's level coarsened `factor` times: each flat cell
     index read at the coarse cell that covers it."""
-    n_x = cube.reader.mask.shape[1]
+    kind, n_x = kinds.kind_of(product), cube.reader.mask.shape[1]
     coarse = (flat // n_x // factor) * -(-n_x // factor) + flat % n_x // factor
-    codes = cube.reader.overview_day(product, t, factor)
-    return kinds.kind_of(product).decode(codes.ravel()[coarse])
+    codes = kind.overview_day(cube.reader, product, t, factor, _weight(cube, weight))
+    return kind.decode(codes.ravel()[coarse])
 
 
 def day_values(cube: ServedCube, product: str, t: int, flat: np.ndarray, weight) -> np.ndarray:
     """Float32 values at the given flat cell indices on day t (NaN where missing), in the
     product's units; fused and what derives from it at the request's weight, else the cells'."""
     kind = kinds.kind_of(product)
-    w = cube.weights if weight is None else weight
-    return kind.decode(kind.day(cube.reader, product, t, w).ravel()[flat])
+    return kind.decode(kind.day(cube.reader, product, t, _weight(cube, weight)).ravel()[flat])
+
+
+def _weight(cube: ServedCube, weight):
+    """The request's fusion weight, else the cube's per-cell ones."""
+    return cube.weights if weight is None else weight
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
@@ -283,11 +287,12 @@ def render_tile(
         return empty_tile(matrix.tileHeight, matrix.tileWidth)
     flat, pixels, shape, cells_per_pixel = index
     colors = np.full(shape[0] * shape[1], NO_DATA, np.int16)
-    factor = cube.reader.overview_factor(product, cells_per_pixel)
+    kind, weight = kinds.kind_of(product), _weight(cube, style.weight)
+    factor = kind.overview_factor(cube.reader, product, cells_per_pixel, weight)
     if style.period == "week":
         values = week_values(cube, product, t, flat, style.weight)
     elif factor > 1:
-        values = overview_values(cube, product, t, flat, factor)
+        values = overview_values(cube, product, t, flat, factor, style.weight)
     else:
         values = day_values(cube, product, t, flat, style.weight)
     colors[pixels] = colormaps.paint(style.colormap, values, low, high)

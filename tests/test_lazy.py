@@ -490,6 +490,80 @@ def test_a_lost_percentile_map_shard_is_damage_not_unranked_days(wide_cube, tmp_
         Catalog([str(copy)])
 
 
+def test_sampling_keeps_the_valid_cell_nearest_each_blocks_centre():
+    F = cubes.FILL
+    codes = np.array(
+        [
+            [1, 2, 3, 4, 5],
+            [6, 7, 8, 9, F],
+            [F, F, F, F, F],
+            [F, 9, F, F, F],
+        ],
+        np.int16,
+    )
+    # 2 x 2: equally near the centre, the first valid in row-major order; 4 x 4: the four
+    # centre cells (7, 8 valid) come first
+    assert cubes.sample(codes, 2).tolist() == [[1, 3, 5], [9, F, F]]
+    assert cubes.sample(codes, 4).tolist() == [[7, 5]]
+    assert cubes.sample(np.stack([codes, codes]), 4).shape == (2, 1, 2)
+
+
+def test_percentile_overviews_sample_the_percentiles_written(wide_cube, tmp_path):
+    """The percentiles' map layout has the products' overview levels, each a sample of the
+    percentiles written (a real cell's rank, never a mean of ranks), and the server holding
+    the cube in memory samples the same cells."""
+    copy, mask, codes = with_percentiles(wide_cube, tmp_path)
+    lazy, memory = cubes.LazyCube(copy), cubes.MemoryCube(copy)
+    assert sorted(lazy._percentile_maps) == sorted(lazy._maps) == [1, 2, 4]
+    attrs = zarr.open_group(str(copy / cubes.CLIMATOLOGY / cubes.MAPS), mode="r").attrs
+    assert attrs[cubes.MULTISCALES]["resampling_method"] == "nearest"
+    written = np.where(mask, codes, cubes.FILL)
+    for factor in (2, 4):
+        assert lazy.percentile_overview_factor("lstm", factor + 1) == factor
+        for t in (0, len(WIDE_DAYS) - 1):
+            got = lazy.percentile_day("lstm", t, factor)
+            assert np.array_equal(got, cubes.sample(written[t], factor))
+            assert np.array_equal(got, memory.percentile_day("lstm", t, factor))
+            blocks = {
+                (y // factor, x // factor): set() for y, x in zip(*np.nonzero(mask), strict=True)
+            }
+            for y, x in zip(*np.nonzero(mask), strict=True):
+                blocks[y // factor, x // factor].add(int(written[t, y, x]))
+            assert all(got[b] in ranks for b, ranks in blocks.items())
+            assert (got != cubes.FILL).sum() == len(blocks)
+    level = copy / cubes.CLIMATOLOGY / cubes.MAPS / "4" / "lstm_percentile" / "c"
+    next(p for p in level.rglob("*") if p.is_file()).unlink()
+    with pytest.raises(InputError, match="maps/4/lstm_percentile/c/"):
+        cubes.verify(copy)
+
+
+def test_a_low_zoom_percentile_tile_reads_a_percentile_overview(wide_cube, tmp_path, monkeypatch):
+    """A z1 drought tile of lstm_percentile reads the sampled x4 level of the percentiles, not
+    the full one, and is the same PNG the server holding the cube in memory renders."""
+    copy, _, _ = with_percentiles(wide_cube, tmp_path)
+    reads = []
+
+    def counted(self, coords):
+        reads.append(self.array.path)
+        return chunks(self, coords)
+
+    chunks = cubes._ShardReads.chunks
+    monkeypatch.setattr(cubes._ShardReads, "chunks", counted)
+    style = tiles.TileStyle(date=str(WIDE_DAYS[9].date()), colormap="drought")
+    pngs = []
+    for in_memory in ("false", "true"):
+        monkeypatch.setenv("SMAPX_SERVE_IN_MEMORY", in_memory)
+        get_settings.cache_clear()
+        cubes.chunk_cache.cache_clear()
+        served = catalog.load_cube("wide", str(copy))
+        reads.clear()
+        pngs.append(tiles.render_tile(served, "lstm_percentile", "WebMercatorQuad", 1, 0, 0, style))
+        if in_memory == "false":
+            assert reads == [f"{cubes.CLIMATOLOGY}/{cubes.MAPS}/4/lstm_percentile"]
+    get_settings.cache_clear()
+    assert pngs[0] == pngs[1]
+
+
 def test_overviews_are_the_full_level_coarsened_to_the_mean_of_valid_cells(wide_cube):
     lazy = cubes.LazyCube(wide_cube)
     assert sorted(lazy._maps) == [1, 2, 4]
@@ -662,7 +736,7 @@ def test_map_shards_are_the_bytes_zarr_itself_writes(tmp_path):
             f"source{n_days}", shape=codes.shape, chunks=(n_days, 32, 32), dtype="int16"
         )
         ours, theirs = (
-            cubes._map_array(group, f"{name}{n_days}", source, n_days, 1)
+            cubes._map_array(group, f"{name}{n_days}", source, 1, n_days)
             for name in ("ours", "zarr")
         )
         cubes.write_shards(ours, 0, 0, codes)

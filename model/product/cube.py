@@ -65,6 +65,7 @@ MAPS = "maps"
 MAP_SIDE = 128
 SERIES_SIDE = 8
 MULTISCALES = "multiscales"
+PERCENTILE = "_percentile"  # a ranked product's percentiles: <product>_percentile
 MAX_UINT_64 = 2**64 - 1  # a shard index's offset and length of an absent inner chunk
 OBSERVED = ("smap",)  # products whose observed period each generation records
 MAPS_FROM_MB = 16
@@ -400,18 +401,25 @@ def write_maps(
 def _write_product_maps(
     store: str, days_before: int, n_days: int, name: str, storage_options=None
 ) -> None:
-    """One product's map layout and overviews. A strip of MAP_SIDE rows is copied at a time
-    (a time chunk of CONUS at 9 km: ~240 MB), and an overview's rows are held until they fill
-    a row of its shards, so every shard is written whole, once; all from the time layout, so
-    a grown cube's maps are byte for byte those of one written at once."""
+    """One product's map layout and overviews (`write_levels`, averaged), all from the time
+    layout, so a grown cube's maps are byte for byte those of one written at once."""
     root = zarr.open_group(_zarr_store(store, storage_options, False), use_consolidated=False)
     maps, source = root[MAPS], root[name]
-    n_y = source.shape[1]
-    factors = overview_factors(source.shape[1:])
     levels = {
-        f: _map_array(maps if f == 1 else maps[str(f)], name, source, n_days, f)
-        for f in (1, *factors)
+        f: _map_array(maps if f == 1 else maps[str(f)], name, source, f, n_days)
+        for f in (1, *overview_factors(source.shape[1:]))
     }
+    write_levels(source, levels, days_before, coarsen)
+
+
+def write_levels(source: zarr.Array, levels: dict, days_before: int, shrink) -> None:
+    """Copy a time-layout array from the time chunk holding day `days_before` on into its map
+    layout's levels (factor: array; 1 the full level), each coarser level made by
+    `shrink(codes, factor)`. A strip of MAP_SIDE rows is copied at a time (a time chunk of CONUS
+    at 9 km: ~240 MB), and a coarser level's rows are held until they fill a row of its
+    shards, so every shard is written whole, once."""
+    n_days, n_y = levels[1].shape[0], source.shape[1]
+    factors = [f for f in levels if f > 1]
     for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
         times = slice(t0, min(t0 + CHUNK_TIME, n_days))
         held = {f: [] for f in factors}
@@ -419,7 +427,7 @@ def _write_product_maps(
             strip = source[times, y0 : y0 + MAP_SIDE, :]
             write_shards(levels[1], t0 // CHUNK_TIME, y0 // MAP_SIDE, strip)
             for f in factors:
-                held[f].append(coarsen(strip, f))
+                held[f].append(shrink(strip, f))
                 if y0 + MAP_SIDE >= n_y or (y0 + MAP_SIDE) % (MAP_SIDE * f) == 0:
                     rows = np.concatenate(held[f], axis=1)
                     write_shards(levels[f], t0 // CHUNK_TIME, y0 // (MAP_SIDE * f), rows)
@@ -432,24 +440,26 @@ def write_percentile_maps(
     storage_options: dict | None = None,
     group: str | None = None,
 ) -> None:
-    """The map layout of a wide cube's percentiles (group `<climatology>/maps`, full level
-    only), from the time chunk holding day `days_before` on: a percentile tile then decodes
-    tens of kB, not a day of every block's columns (~600 MB for CONUS at 9 km). Written where
-    the climatology is published and where growth ranks new days; none for a narrow cube."""
+    """The map layout of a wide cube's percentiles (group `<climatology>/maps`), from the time
+    chunk holding day `days_before` on: a percentile tile then decodes tens of kB, not a day of
+    every block's columns (~600 MB for CONUS at 9 km). Its overviews `sample` a cell, where the
+    products' average: the mean of percentiles is not a percentile. Written where the
+    climatology is published and where growth ranks new days; none for a narrow cube."""
     if not needs_maps(store, storage_options):
         return
     where, group = _zarr_store(store, storage_options, False), group or CLIMATOLOGY
+    root = zarr.open_group(where, mode="r", use_consolidated=False)
     clim = zarr.open_group(where, path=group, mode="r+", use_consolidated=False)
     maps = clim.require_group(MAPS)
-    for name in [n for n in clim.array_keys() if n.endswith("_percentile")]:
+    factors = overview_factors(root["mask"].shape)
+    maps.attrs[MULTISCALES] = _multiscales(factors, grid.of(dict(root.attrs)), "nearest")
+    for name in [n for n in clim.array_keys() if n.endswith(PERCENTILE)]:
         source = clim[name]
-        n_days = source.shape[0]
-        level = _map_array(maps, name, source, n_days, 1)
-        for t0 in range(days_before // CHUNK_TIME * CHUNK_TIME, n_days, CHUNK_TIME):
-            times = slice(t0, min(t0 + CHUNK_TIME, n_days))
-            for y0 in range(0, source.shape[1], MAP_SIDE):
-                strip = source[times, y0 : y0 + MAP_SIDE, :]
-                write_shards(level, t0 // CHUNK_TIME, y0 // MAP_SIDE, strip)
+        levels = {
+            f: _map_array(maps.require_group(str(f)) if f > 1 else maps, name, source, f)
+            for f in (1, *factors)
+        }
+        write_levels(source, levels, days_before, sample)
     zarr.consolidate_metadata(where, group)
 
 
@@ -495,11 +505,15 @@ def _inner_zstd(array: zarr.Array) -> dict:
     return sharding["codecs"][1]["configuration"]
 
 
-def _map_array(group: zarr.Group, name: str, source: zarr.Array, n_days: int, factor: int):
-    """The map layout's array of a product at one level, created or resized to n_days, that
+def _map_array(
+    group: zarr.Group, name: str, source: zarr.Array, factor: int, n_days: int | None = None
+):
+    """The map layout's array of a product at one level, created or resized to n_days (the
+    source's by default), that
     writes every shard, even one with no value (smap before its launch): absent means damage.
     (An array keeps the write_empty_chunks it was opened with; zarr.config set around the
     writes does not reach it.)"""
+    n_days = source.shape[0] if n_days is None else n_days
     shape = (n_days, -(-source.shape[1] // factor), -(-source.shape[2] // factor))
     if name not in group:
         group.create_array(
@@ -528,11 +542,11 @@ def overview_factors(shape_yx: tuple[int, int]) -> list[int]:
     return factors
 
 
-def _multiscales(factors: list[int], on: grid.Grid) -> dict:
-    """GeoZarr-style multiscales of the map layout: its levels, finest first, each a group
+def _multiscales(factors: list[int], on: grid.Grid, resampling: str = "average") -> dict:
+    """GeoZarr-style multiscales of a map layout: its levels, finest first, each a group
     (`path` under `maps`) of the same arrays coarsened `factor` times, and how."""
     return {
-        "resampling_method": "average",
+        "resampling_method": resampling,
         "levels": [
             {"path": "." if f == 1 else str(f), "factor": f, "cell_size_m": on.cell_size * f}
             for f in (1, *factors)
@@ -560,6 +574,35 @@ def _coarsen_day(codes: np.ndarray, factor: int) -> np.ndarray:
     count = valid.sum(axis=(1, 3))
     mean = np.rint(total / np.maximum(count, 1))
     return np.where(count > 0, mean, FILL).astype(np.int16)
+
+
+def sample(codes: np.ndarray, factor: int) -> np.ndarray:
+    """int16 codes (..., y, x) coarsened `factor` times in y and x by sampling: each cell takes
+    the valid code (not FILL) nearest the centre of the factor x factor cells it covers (ties
+    in row-major order), FILL where none is; the edges padded with FILL. For percentiles, whose
+    mean is not a percentile: a coarse cell shows one real cell's rank, as a nearest-neighbour
+    tile of the full level would."""
+    *lead, n_y, n_x = codes.shape
+    days = [_sample_day(day, factor) for day in codes.reshape(-1, n_y, n_x)]
+    return np.stack(days).reshape(*lead, *days[0].shape)
+
+
+def _sample_day(codes: np.ndarray, factor: int) -> np.ndarray:
+    n_y, n_x = -(-codes.shape[0] // factor), -(-codes.shape[1] // factor)
+    padded = np.full((n_y * factor, n_x * factor), FILL, np.int16)
+    padded[: codes.shape[0], : codes.shape[1]] = codes
+    blocks = padded.reshape(n_y, factor, n_x, factor).transpose(0, 2, 1, 3)
+    ordered = blocks.reshape(n_y, n_x, factor * factor)[:, :, _centre_first(factor)]
+    first = (ordered != FILL).argmax(axis=2)
+    return np.take_along_axis(ordered, first[:, :, None], axis=2)[:, :, 0]
+
+
+@functools.cache
+def _centre_first(factor: int) -> np.ndarray:
+    """Offsets of a factor x factor block's cells (row-major), nearest its centre first."""
+    y, x = np.divmod(np.arange(factor * factor), factor)
+    centre = (factor - 1) / 2
+    return np.lexsort((np.arange(factor * factor), (y - centre) ** 2 + (x - centre) ** 2))
 
 
 def map_levels(group: zarr.Group) -> dict[int, zarr.Group]:
@@ -872,6 +915,12 @@ class MemoryCube:
         }
         stored = read_climatology(store, storage_options)
         self.climatology_info = stored and stored["info"]
+        self._percentile_levels = {
+            f: list(held)
+            for f, held in (
+                _percentile_levels(_climatology_group(store, storage_options)) if stored else {}
+            ).items()
+        }
         self._percentiles, self._means = {}, {}
         for p, codes in (stored or {}).get("percentiles", {}).items():
             padded = np.full((*codes.shape[:2], len(self.times)), FILL, np.int16)
@@ -900,8 +949,14 @@ class MemoryCube:
         """Percentile codes (0.01 points) of one cell over a slice of days, FILL unranked."""
         return self._percentiles[product][iy, ix, times]
 
-    def percentile_day(self, product: str, t: int) -> np.ndarray:
-        return self._percentiles[product][:, :, t]
+    def percentile_overview_factor(self, product: str, cells_per_pixel: float) -> int:
+        """As LazyCube's: the levels the store publishes."""
+        return _overview_factor(self._percentile_levels, product, cells_per_pixel)
+
+    def percentile_day(self, product: str, t: int, factor: int = 1) -> np.ndarray:
+        """As LazyCube's, sampled here from the day held in memory."""
+        day = self._percentiles[product][:, :, t]
+        return day if factor == 1 else sample(day, factor)
 
     def mean_codes(self, product: str, iy: int, ix: int, doy: np.ndarray) -> np.ndarray:
         """Climatological mean codes (int32, 1e-4 m3/m3, FILL unknown) of a cell on days of year."""
@@ -1163,12 +1218,14 @@ class LazyCube:
         self._percentiles, self._means, self._percentile_maps = {}, {}, {}
         if self.climatology_info is not None:
             clim = _strict_climatology(store, storage_options, self.mask, len(self.times))
-            maps = clim[MAPS] if MAPS in clim.group_keys() else {}
+            for f, held in (_percentile_levels(clim) if use_maps else {}).items():
+                self._percentile_maps[f] = {
+                    p: _ChunkedArray(array, (*where, CLIMATOLOGY, MAPS, f, p))
+                    for p, array in held.items()
+                }
             for p in self.climatology_info["products"]:
-                name = f"{p}_percentile"
+                name = f"{p}{PERCENTILE}"
                 self._percentiles[p] = _ChunkedArray(clim[name], (*where, name), cells_first=True)
-                if use_maps and name in maps and maps[name].shape == clim[name].shape:
-                    self._percentile_maps[p] = _ChunkedArray(maps[name], (*where, MAPS, name))
                 name = f"{p}_window_mean"
                 self._means[p] = _ChunkedArray(clim[name], (*where, name), _mean_codes, True)
 
@@ -1201,14 +1258,19 @@ class LazyCube:
         out[: ranked.size] = ranked
         return out
 
-    def percentile_day(self, product: str, t: int) -> np.ndarray:
+    def percentile_overview_factor(self, product: str, cells_per_pixel: float) -> int:
+        """As overview_factor, of the percentiles' map layout."""
+        return _overview_factor(self._percentile_maps, product, cells_per_pixel)
+
+    def percentile_day(self, product: str, t: int, factor: int = 1) -> np.ndarray:
+        """Percentile codes of day t, at a level of their map layout (`sample`'s cells)."""
         stored = self._percentiles[product]
         if t >= stored.shape[0]:
-            return np.full(self.mask.shape, FILL, np.int16)
-        if product in self._percentile_maps:
-            occupied = _occupied(self.mask, MAP_SIDE, MAP_SIDE)
-            return self._percentile_maps[product].plane(t, occupied, FILL)
-        return stored.plane(t, self.occupied, FILL)
+            return np.full(_level_shape(self.mask.shape, factor), FILL, np.int16)
+        if product in self._percentile_maps.get(factor, {}):
+            occupied = _occupied(_occupied(self.mask, factor, factor), MAP_SIDE, MAP_SIDE)
+            return self._percentile_maps[factor][product].plane(t, occupied, FILL)
+        return sample(stored.plane(t, self.occupied, FILL), factor)
 
     def mean_codes(self, product: str, iy: int, ix: int, doy: np.ndarray) -> np.ndarray:
         """Climatological mean codes (int32, 1e-4 m3/m3, FILL unknown) of a cell on days of year."""
@@ -1221,6 +1283,23 @@ class LazyCube:
         """Indices of the first and last day with any value of a product, None if none: time
         chunks are scanned from each end, outside the cache, until one holds a value."""
         return scan_observed(self._products[product].array, self.occupied, len(self.times))
+
+
+def _percentile_levels(clim: zarr.Group) -> dict[int, dict[str, zarr.Array]]:
+    """The percentiles' map layout by level (factor: {product: array}), of the products whose
+    array there spans their percentiles' days (one a crash left short is not read)."""
+    return {
+        f: {
+            name.removesuffix(PERCENTILE): level[name]
+            for name in level.array_keys()
+            if level[name].shape[0] == clim[name].shape[0]
+        }
+        for f, level in map_levels(clim).items()
+    }
+
+
+def _level_shape(shape_yx: tuple[int, int], factor: int) -> tuple[int, int]:
+    return -(-shape_yx[0] // factor), -(-shape_yx[1] // factor)
 
 
 def _overview_factor(levels: dict, product: str, cells_per_pixel: float) -> int:
@@ -1298,18 +1377,17 @@ def _expected_chunks(group: zarr.Group) -> frozenset:
 
 def _expected_percentile_maps(clim: zarr.Group, mask: np.ndarray, n_time: int) -> frozenset:
     """Keys of the shards the climatology's percentile map layout must hold over the cube's
-    `n_time` published days: write_percentile_maps writes every shard of each time chunk it
-    covers, so an absent one over region cells is damage, not days left unranked."""
-    if MAPS not in clim.group_keys():
-        return frozenset()
-    occupied = np.argwhere(_occupied(mask, MAP_SIDE, MAP_SIDE))
+    `n_time` published days, at every level: write_percentile_maps writes every shard of each
+    time chunk it covers, so an absent one over region cells is damage, not days left unranked."""
     keys = set()
-    for array in clim[MAPS].array_values():
-        for k in range(-(-min(array.shape[0], n_time) // CHUNK_TIME)):
-            keys.update(
-                f"{array.path}/{array.metadata.encode_chunk_key((k, int(by), int(bx)))}"
-                for by, bx in occupied
-            )
+    for f, level in map_levels(clim).items():
+        occupied = np.argwhere(_occupied(_occupied(mask, f, f), MAP_SIDE, MAP_SIDE))
+        for array in level.array_values():
+            for k in range(-(-min(array.shape[0], n_time) // CHUNK_TIME)):
+                keys.update(
+                    f"{array.path}/{array.metadata.encode_chunk_key((k, int(by), int(bx)))}"
+                    for by, bx in occupied
+                )
     return frozenset(keys)
 
 
@@ -1401,7 +1479,7 @@ def create_climatology(
     wide = needs_maps(store, storage_options)
     data_vars = {}
     for p in products:
-        data_vars[f"{p}_percentile"] = (
+        data_vars[f"{p}{PERCENTILE}"] = (
             ("time", "y", "x"),
             unwritten(shape, chunks=_chunks(shape)),
             {"units": "percent", "long_name": f"percentile of {p} in its climatology"},
@@ -1417,7 +1495,7 @@ def create_climatology(
         attrs=attrs,
     )
     encoding = {
-        f"{p}_percentile": {
+        f"{p}{PERCENTILE}": {
             "dtype": "int16",
             "scale_factor": np.float32(PERCENTILE_SCALE),
             "add_offset": np.float32(0.0),
@@ -1473,7 +1551,7 @@ def write_climatology_block(
     (dayofyear, y, x), of a chunk-aligned window of cells, into the group `into`."""
     group = _climatology_group(store, storage_options, mode="r+", path=into)
     for p, codes in percentiles.items():
-        group[f"{p}_percentile"][times, ys, xs] = np.asarray(codes, np.int16)
+        group[f"{p}{PERCENTILE}"][times, ys, xs] = np.asarray(codes, np.int16)
     for p, mean in (means or {}).items():
         group[f"{p}_window_mean"][:, ys, xs] = np.asarray(mean, np.float32)
 
@@ -1482,7 +1560,7 @@ def grow_climatology(store: str | Path, time, storage_options: dict | None = Non
     """Lengthen the climatology's time axis to `time` (the cube's days), new days unknown."""
     group = _climatology_group(store, storage_options, mode="r+")
     for name in climatology_info(store, storage_options)["products"]:
-        array = group[f"{name}_percentile"]
+        array = group[f"{name}{PERCENTILE}"]
         array.resize((len(time), *array.shape[1:]))
     days = (pd.DatetimeIndex(time) - pd.Timestamp("1970-01-01")).days.values.astype(np.int32)
     days_array = group["time"]
@@ -1507,7 +1585,7 @@ def read_climatology(store: str | Path, storage_options: dict | None = None) -> 
         "info": info,
         "percentiles": {
             p: np.ascontiguousarray(
-                np.asarray(group[f"{p}_percentile"][...], np.int16).transpose(1, 2, 0)
+                np.asarray(group[f"{p}{PERCENTILE}"][...], np.int16).transpose(1, 2, 0)
             )
             for p in info["products"]
         },

@@ -43,7 +43,13 @@ class Reader(Protocol):
 
     def percentiles(self, product: str, iy: int, ix: int, times: slice) -> np.ndarray: ...
 
-    def percentile_day(self, product: str, t: int) -> np.ndarray: ...
+    def percentile_day(self, product: str, t: int, factor: int = 1) -> np.ndarray: ...
+
+    def overview_factor(self, product: str, cells_per_pixel: float) -> int: ...
+
+    def overview_day(self, product: str, t: int, factor: int) -> np.ndarray: ...
+
+    def percentile_overview_factor(self, product: str, cells_per_pixel: float) -> int: ...
 
     def mean_codes(self, product: str, iy: int, ix: int, doy: np.ndarray) -> np.ndarray: ...
 
@@ -118,6 +124,16 @@ class Kind:
         """(y, x) codes of day t; `weight` a scalar or the (y, x) weights."""
         return self.codes(lambda p: reader.day(p, t), product, weight)
 
+    def overview_factor(self, reader: Reader, product: str, cells_per_pixel: float, weight):
+        """The coarsest level of the map layout with the product's day maps at `weight` that
+        still has a cell per pixel of a tile whose pixels are `cells_per_pixel` cells apart;
+        1 (the full level, `day`) where it has none."""
+        return 1
+
+    def overview_day(self, reader: Reader, product: str, t: int, factor: int, weight):
+        """(y, x) codes of day t at a level `overview_factor` gave."""
+        return self.day(reader, product, t, weight)
+
     def block(self, window: xr.Dataset, product: str, weights: xr.DataArray, times: slice):
         """Float32 values over the days `times` of a window of cells (a cube opened with its
         climatology, every day, some cells), lazily where it can."""
@@ -151,6 +167,12 @@ class Stored(Kind):
 
     def codes(self, read, product, weight):
         return read(product)
+
+    def overview_factor(self, reader, product, cells_per_pixel, weight):
+        return reader.overview_factor(product, cells_per_pixel)
+
+    def overview_day(self, reader, product, t, factor, weight):
+        return reader.overview_day(product, t, factor)
 
     def block(self, window, product, weights, times):
         return window[product].isel(time=times)
@@ -278,6 +300,17 @@ class Percentile(Derived):
         if self._stale(source, calendar(reader).fused_weight, weight):
             return self._ranked_day(reader, source, t, weight)[0]
         return reader.percentile_day(source, t)
+
+    def overview_factor(self, reader, product, cells_per_pixel, weight):
+        source = self.source(product)
+        if self._stale(source, calendar(reader).fused_weight, weight):
+            return 1
+        return reader.percentile_overview_factor(source, cells_per_pixel)
+
+    def overview_day(self, reader, product, t, factor, weight):
+        if factor == 1:
+            return self.day(reader, product, t, weight)
+        return reader.percentile_day(self.source(product), t, factor)
 
     def block(self, window, product, weights, times):
         source = self.source(product)
@@ -407,7 +440,7 @@ PERCENTILE = Percentile(
     units=PERCENT,
     scale=cubes.PERCENTILE_SCALE,
     rescale=(0.0, 100.0),
-    suffix="_percentile",
+    suffix=cubes.PERCENTILE,
     colormap="drought",
 )
 ANOMALY = Anomaly("anomaly", rescale=(-0.1, 0.1), suffix="_anomaly")
