@@ -15,7 +15,8 @@ region cells, tiles for random days at zooms 3-9 over region cells.
 
 Ends with one line: cube_gb=.. rss_peak_mb=.. series_p50_ms=.. series_cold_p50_ms=..
 tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. percentile_tile_p50_ms=..
-(lstm_percentile in the drought colormap, z6) and the same keys prefixed `mem36_` for the 36 km
+(lstm_percentile in the drought colormap, z6; percentile_tile_z3_*: z3, from the percentiles'
+overviews) and the same keys prefixed `mem36_` for the 36 km
 cube held in memory (and `blocks_` for the 9 km cube in the layout before series columns, with
 --block-columns; `workers<N>_series_per_s` and `workers<N>_rss_peak_mb` for 4 clients on `smapx
 serve --workers N`, with --workers N ...), plus build_s (0 when reused), store_files and
@@ -263,11 +264,12 @@ def measure(store: Path, env: dict, n: int, prefix: str = "") -> dict:
             out["tile_p50_ms"] = p50(client, every_tile)
             for z in ZOOMS:
                 out[f"tile_z{z}_p50_ms"] = p50(client, tiles[z])
-            drought = [
-                f"{u.replace('/lstm/', '/lstm_percentile/')}&colormap=drought" for u in tiles[6]
-            ]
-            out["percentile_tile_cold_p50_ms"] = p50(client, drought)
-            out["percentile_tile_p50_ms"] = p50(client, drought)
+            for z, key in ((6, "percentile_tile"), (3, "percentile_tile_z3")):
+                drought = [
+                    f"{u.replace('/lstm/', '/lstm_percentile/')}&colormap=drought" for u in tiles[z]
+                ]
+                out[f"{key}_cold_p50_ms"] = p50(client, drought)
+                out[f"{key}_p50_ms"] = p50(client, drought)
         out["rss_peak_mb"] = peak_rss_mb(proc.pid)
     finally:
         proc.terminate()
