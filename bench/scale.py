@@ -15,7 +15,7 @@ region cells, tiles for random days at zooms 3-9 over region cells.
 
 Ends with one line: cube_gb=.. rss_peak_mb=.. series_p50_ms=.. series_cold_p50_ms=..
 tile_p50_ms=.. tile_cold_p50_ms=.. tile_z<k>_p50_ms=.. percentile_tile_p50_ms=..
-(lstm_percentile in the drought colormap, z6; percentile_tile_z3_*: z3, from the percentiles'
+(lstm_percentile in the drought colormap, z6; percentile_tile_z1_*: z1, from the percentiles'
 overviews) and the same keys prefixed `mem36_` for the 36 km
 cube held in memory (and `blocks_` for the 9 km cube in the layout before series columns, with
 --block-columns; `workers<N>_series_per_s` and `workers<N>_rss_peak_mb` for 4 clients on `smapx
@@ -52,6 +52,7 @@ from model.product.fusion import DEFAULT_WEIGHT  # noqa: E402
 PRODUCTS = ("smap", "lstm", "noah", "lstm_spread")
 SMAP_LAUNCH = pd.Timestamp("2015-04-01")
 ZOOMS = range(3, 10)
+OVERVIEW_ZOOM = 1  # a 9 km tile reads an overview at zooms 0-2 (docs/performance.md)
 TIME_LAYOUT_DAYS = 10  # a CONUS 9 km day from the time layout decodes ~600 MB: a few suffice
 
 
@@ -230,7 +231,7 @@ def queries(store: Path, n: int, seed: int) -> tuple[list[str], dict[int, list[s
     ]
     tms = morecantile.tms.get("WebMercatorQuad")
     tiles = {}
-    for z in ZOOMS:
+    for z in (OVERVIEW_ZOOM, *ZOOMS):
         tiles[z] = []
         for lat, lon in zip(lats, lons, strict=True):
             tile = tms.tile(float(lon), float(lat), z)
@@ -264,7 +265,7 @@ def measure(store: Path, env: dict, n: int, prefix: str = "") -> dict:
             out["tile_p50_ms"] = p50(client, every_tile)
             for z in ZOOMS:
                 out[f"tile_z{z}_p50_ms"] = p50(client, tiles[z])
-            for z, key in ((6, "percentile_tile"), (3, "percentile_tile_z3")):
+            for z, key in ((6, "percentile_tile"), (OVERVIEW_ZOOM, "percentile_tile_z1")):
                 drought = [
                     f"{u.replace('/lstm/', '/lstm_percentile/')}&colormap=drought" for u in tiles[z]
                 ]
