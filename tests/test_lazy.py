@@ -426,11 +426,12 @@ def test_a_column_absent_from_its_shard_reads_as_zarr_reads_it(wide_cube, tmp_pa
     assert (stored[:, 0, 10] != cubes.FILL).all()
 
 
-def with_percentiles(wide_cube, tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
+@pytest.fixture(scope="module")
+def ranked_wide(wide_cube, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     """A copy of the wide cube with an lstm climatology staged and published as `smapx
     climatology` publishes one (which, on a wide cube, writes its percentiles' map layout); the
     copy, its mask and the percentile codes written."""
-    copy = tmp_path / "wide.zarr"
+    copy = tmp_path_factory.mktemp("ranked") / "wide.zarr"
     shutil.copytree(wide_cube, copy)
     mask = zarr.open_group(str(copy), mode="r")["mask"][...]
     attrs = {"base_start": "2015-01-01", "base_end": "2015-01-12", "products": ["lstm"]}
@@ -448,10 +449,10 @@ def with_percentiles(wide_cube, tmp_path) -> tuple[Path, np.ndarray, np.ndarray]
     return copy, mask, codes
 
 
-def test_a_wide_cubes_percentile_days_come_from_their_map_layout(wide_cube, tmp_path, monkeypatch):
+def test_a_wide_cubes_percentile_days_come_from_their_map_layout(ranked_wide, monkeypatch):
     """On a wide cube a percentile day reads only its map layout's shards and equals the
     percentiles written (and the day read from the time layout)."""
-    copy, mask, codes = with_percentiles(wide_cube, tmp_path)
+    copy, mask, codes = ranked_wide
     reads = []
 
     def counted(self, coords):
@@ -470,23 +471,30 @@ def test_a_wide_cubes_percentile_days_come_from_their_map_layout(wide_cube, tmp_
         assert np.array_equal(day[mask], plain.percentile_day("lstm", t)[mask])
 
 
-def test_a_lost_percentile_map_shard_is_damage_not_unranked_days(wide_cube, tmp_path):
-    """A shard of the percentiles' map layout gone from a published climatology: refused at
-    start, and, lost while serving, a percentile day raises DamagedStore instead of answering
-    'not ranked' (the time layout still reads)."""
+def test_a_lost_percentile_map_shard_is_damage_not_unranked_days(ranked_wide, tmp_path):
+    """A shard of the percentiles' map layout (or of an overview) gone from a published
+    climatology: refused at start, and, lost while serving, a percentile day raises
+    DamagedStore instead of answering 'not ranked' (the time layout still reads)."""
     from service.catalog import Catalog
 
-    copy, mask, codes = with_percentiles(wide_cube, tmp_path)
+    _, mask, codes = ranked_wide
+    copy = tmp_path / "wide.zarr"
+    shutil.copytree(ranked_wide[0], copy)
     lazy = cubes.LazyCube(copy)
     shards = copy / cubes.CLIMATOLOGY / cubes.MAPS / "lstm_percentile" / "c"
     lost = sorted(p for p in shards.rglob("*") if p.is_file())[0]
-    lost.unlink()
+    lost.rename(tmp_path / "kept")
     cubes.chunk_cache.cache_clear()
     with pytest.raises(DamagedStore, match="lstm_percentile/c/0/0/0 is missing"):
         lazy.percentile_day("lstm", 0)
     plain = cubes.LazyCube(copy, use_maps=False).percentile_day("lstm", 0)
     assert np.array_equal(plain[mask], codes[0][mask])
     with pytest.raises(InputError, match="missing .first climatology/maps/lstm_percentile/c/"):
+        Catalog([str(copy)])
+    (tmp_path / "kept").rename(lost)
+    overview = copy / cubes.CLIMATOLOGY / cubes.MAPS / "4" / "lstm_percentile" / "c"
+    next(p for p in overview.rglob("*") if p.is_file()).unlink()
+    with pytest.raises(InputError, match="climatology/maps/4/lstm_percentile/c/"):
         Catalog([str(copy)])
 
 
@@ -508,11 +516,11 @@ def test_sampling_keeps_the_valid_cell_nearest_each_blocks_centre():
     assert cubes.sample(np.stack([codes, codes]), 4).shape == (2, 1, 2)
 
 
-def test_percentile_overviews_sample_the_percentiles_written(wide_cube, tmp_path):
+def test_percentile_overviews_sample_the_percentiles_written(ranked_wide):
     """The percentiles' map layout has the products' overview levels, each a sample of the
     percentiles written (a real cell's rank, never a mean of ranks), and the server holding
     the cube in memory samples the same cells."""
-    copy, mask, codes = with_percentiles(wide_cube, tmp_path)
+    copy, mask, codes = ranked_wide
     lazy, memory = cubes.LazyCube(copy), cubes.MemoryCube(copy)
     assert sorted(lazy._percentile_maps) == sorted(lazy._maps) == [1, 2, 4]
     attrs = zarr.open_group(str(copy / cubes.CLIMATOLOGY / cubes.MAPS), mode="r").attrs
@@ -531,16 +539,12 @@ def test_percentile_overviews_sample_the_percentiles_written(wide_cube, tmp_path
                 blocks[y // factor, x // factor].add(int(written[t, y, x]))
             assert all(got[b] in ranks for b, ranks in blocks.items())
             assert (got != cubes.FILL).sum() == len(blocks)
-    level = copy / cubes.CLIMATOLOGY / cubes.MAPS / "4" / "lstm_percentile" / "c"
-    next(p for p in level.rglob("*") if p.is_file()).unlink()
-    with pytest.raises(InputError, match="maps/4/lstm_percentile/c/"):
-        cubes.verify(copy)
 
 
-def test_a_low_zoom_percentile_tile_reads_a_percentile_overview(wide_cube, tmp_path, monkeypatch):
+def test_a_low_zoom_percentile_tile_reads_a_percentile_overview(ranked_wide, monkeypatch):
     """A z1 drought tile of lstm_percentile reads the sampled x4 level of the percentiles, not
     the full one, and is the same PNG the server holding the cube in memory renders."""
-    copy, _, _ = with_percentiles(wide_cube, tmp_path)
+    copy, _, _ = ranked_wide
     reads = []
 
     def counted(self, coords):
