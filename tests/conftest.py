@@ -23,9 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.real_formats import write_products
-from tests.twins import make_twin
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -173,6 +170,8 @@ def redis_url():
 @pytest.fixture(scope="session")
 def twin(tmp_path_factory):
     """A small twin world and two quickly trained checkpoints (tests.twins.make_twin)."""
+    from tests.twins import make_twin
+
     return make_twin(tmp_path_factory.mktemp("twin"))
 
 
@@ -180,6 +179,8 @@ def twin(tmp_path_factory):
 def files(tmp_path_factory):
     """150 days of SMAP, NLDAS-2 forcing and Noah files and a sand GeoTIFF in their real formats
     (tests.real_formats.write_products)."""
+    from tests.real_formats import write_products
+
     return write_products(tmp_path_factory.mktemp("products"))
 
 
