@@ -150,11 +150,13 @@ def test_a_live_worker_keeps_a_task_longer_than_the_visibility_timeout(liveness)
     assert max(ages) < 2, f"a held task aged {max(ages):.1f} s"
 
 
-def wait_state(client: httpx.Client, job_id: str, states: set[str], seconds: float) -> dict:
+def wait_state(
+    client: httpx.Client, job_id: str, states: set[str], seconds: float, poll: float = 0.2
+) -> dict:
     deadline = time.monotonic() + seconds
     while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] not in states:
         assert time.monotonic() < deadline, f"job not {states} in {seconds} s: {job}"
-        time.sleep(0.2)
+        time.sleep(poll)
     return job
 
 
@@ -198,7 +200,8 @@ def test_resume_requeues_a_stuck_export_and_reruns_a_cancelled_one(liveness):
 def test_a_redis_restarted_without_persistence_mid_export_loses_no_result(long_cube, tmp_path):
     """A private Redis without persistence, killed while an export runs and started again
     empty: the finished job's files stay listed and downloadable, the running export is put back
-    from disk and finishes with the checksums it reports, and no file on disk is deleted."""
+    from disk and finishes with the checksums it reports, and no file on disk is deleted. The
+    worker is frozen (SIGSTOP) through the restart, so even a short export is still mid-way."""
     from worker.pool import pointing_at, private_redis, wait_ready
 
     port = free_port()
@@ -221,20 +224,25 @@ def test_a_redis_restarted_without_persistence_mid_export_loses_no_result(long_c
         finished = client.post("/v1/jobs", json=small).json()["id"]
         wait_state(client, finished, {"done"}, 60)
         kept = downloaded(client, finished)
-        running = client.post("/v1/jobs", json=LONG_EXPORT).json()["id"]
-        wait_state(client, running, {"running"}, 60)
+        running = client.post("/v1/jobs", json=REDONE_EXPORT).json()["id"]
+        wait_state(client, running, {"running"}, 60, poll=0.01)
+        worker.send_signal(signal.SIGSTOP)
+        assert client.get(f"/v1/jobs/{running}").json()["state"] == "running"
         on_disk = [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
         life.close()  # Redis gone, and all it held
         life.enter_context(private_redis(port))
         client = life.enter_context(httpx.Client(base_url=base, timeout=30))
         assert finished in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
         assert downloaded(client, finished) == kept
+        assert client.get(f"/v1/jobs/{running}").json()["state"] == "running"
+        worker.send_signal(signal.SIGCONT)
         done = wait_state(client, running, {"done", "failed"}, 120)
         assert done["state"] == "done", done
         data = downloaded(client, running)
-        assert data.count(b"\n") == 1 + len(LONG_DAYS) * int(REGION.sum())
+        assert data.count(b"\n") == 1 + len(REDONE_DAYS) * int(REGION.sum())
         assert all(p.exists() for p in on_disk if p.name == "job.json" or finished in str(p))
     finally:
+        worker.send_signal(signal.SIGCONT)
         worker.terminate()
         worker.wait(30)
         server.terminate()
