@@ -1,5 +1,5 @@
 """Shared fixtures: the real data samples, a real Redis, small input datasets, and how the suite
-is spread over two worker processes.
+is spread over three worker processes.
 
 Reuse before building: a test that trains, extends, serves or starts workers anew costs seconds
 on two cores.
@@ -54,9 +54,9 @@ INTEGRATION_TESTS = {  # the command line in a process of its own, or the whole 
 }
 
 
-# How `make test` runs the suite on two cores (pytest-xdist: `-n 2 --dist loadscope`): a module,
+# How `make test` runs the suite on two cores (pytest-xdist: `-n 3 --dist loadscope`): a module,
 # with its module-scoped servers, workers and cubes, runs whole on one worker process, slowest
-# modules first so that the two workers finish together. A module that takes more than ~15 s
+# modules first so that the workers finish together. A module that takes more than ~15 s
 # (`pytest --durations`) belongs in this list, by its time.
 SLOWEST_FIRST = [  # by seconds on one worker (wall: computing and waits), measured at load 6-9
     "test_webmap",  # with test_demo and test_readme, which share its demo cube
