@@ -47,11 +47,11 @@ class ServedCube:
     damage: str | None = field(default=None, init=False)  # what a read found broken, if any
 
     def __post_init__(self):
-        self.dates = [str(d.date()) for d in self.reader.times]
+        self.day_values = self.reader.times.values.astype("datetime64[D]")
+        self.dates = self.day_values.astype(str).tolist()
         self.dates_json = ",".join(f'"{d}"' for d in self.dates)
         self.dates_csv = np.array([f"{d}," for d in self.dates], dtype=object)
         self.day_numbers = {d: t for t, d in enumerate(self.dates)}
-        self.day_values = self.reader.times.values.astype("datetime64[D]")
         self.day_of_year = ranking.day_of_year(self.reader.times)
         self.extent = cubes.extent(self.dataset)
         self.products = export.available_products(self.dataset)
