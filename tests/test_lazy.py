@@ -541,6 +541,25 @@ def test_percentile_overviews_sample_the_percentiles_written(ranked_wide):
             assert (got != cubes.FILL).sum() == len(blocks)
 
 
+def test_percentile_maps_rewritten_from_a_later_day_are_the_same_bytes(ranked_wide, tmp_path):
+    """Growth rewrites the percentiles' map layout, overviews included, from the time chunk
+    holding its first new day: the files equal those written at once."""
+    copy = tmp_path / "wide.zarr"
+    shutil.copytree(ranked_wide[0], copy)
+    maps = copy / cubes.CLIMATOLOGY / cubes.MAPS
+
+    def files() -> dict:
+        return {str(p.relative_to(maps)): p.read_bytes() for p in maps.rglob("*") if p.is_file()}
+
+    written = files()
+    assert {k.split("/")[0] for k in written if "/c/" in k} == {"lstm_percentile", "2", "4"}
+    shutil.rmtree(maps)
+    cubes.write_percentile_maps(copy, 0)
+    assert files() == written
+    cubes.write_percentile_maps(copy, len(WIDE_DAYS) - 1)
+    assert files() == written
+
+
 def test_a_low_zoom_percentile_tile_reads_a_percentile_overview(ranked_wide, monkeypatch):
     """A z1 drought tile of lstm_percentile reads the sampled x4 level of the percentiles, not
     the full one, and is the same PNG the server holding the cube in memory renders."""
