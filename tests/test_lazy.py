@@ -426,6 +426,20 @@ def test_a_column_absent_from_its_shard_reads_as_zarr_reads_it(wide_cube, tmp_pa
     assert (stored[:, 0, 10] != cubes.FILL).all()
 
 
+@pytest.fixture
+def shard_reads(monkeypatch) -> list[str]:
+    """The paths of the sharded arrays read from (one entry a batch of chunk reads)."""
+    reads = []
+
+    def counted(self, coords):
+        reads.append(self.array.path)
+        return chunks(self, coords)
+
+    chunks = cubes._ShardReads.chunks
+    monkeypatch.setattr(cubes._ShardReads, "chunks", counted)
+    return reads
+
+
 @pytest.fixture(scope="module")
 def ranked_wide(wide_cube, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     """A copy of the wide cube with an lstm climatology staged and published as `smapx
@@ -449,24 +463,16 @@ def ranked_wide(wide_cube, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarr
     return copy, mask, codes
 
 
-def test_a_wide_cubes_percentile_days_come_from_their_map_layout(ranked_wide, monkeypatch):
+def test_a_wide_cubes_percentile_days_come_from_their_map_layout(ranked_wide, shard_reads):
     """On a wide cube a percentile day reads only its map layout's shards and equals the
     percentiles written (and the day read from the time layout)."""
     copy, mask, codes = ranked_wide
-    reads = []
-
-    def counted(self, coords):
-        reads.append(self.array.path)
-        return chunks(self, coords)
-
-    chunks = cubes._ShardReads.chunks
-    monkeypatch.setattr(cubes._ShardReads, "chunks", counted)
     cubes.chunk_cache.cache_clear()
     lazy, plain = cubes.LazyCube(copy), cubes.LazyCube(copy, use_maps=False)
     for t in (0, 5, len(WIDE_DAYS) - 1):
-        reads.clear()
+        shard_reads.clear()
         day = lazy.percentile_day("lstm", t)
-        assert reads == [f"{cubes.CLIMATOLOGY}/{cubes.MAPS}/lstm_percentile"]
+        assert shard_reads == [f"{cubes.CLIMATOLOGY}/{cubes.MAPS}/lstm_percentile"]
         assert np.array_equal(day[mask], codes[t][mask])
         assert np.array_equal(day[mask], plain.percentile_day("lstm", t)[mask])
 
@@ -560,18 +566,12 @@ def test_percentile_maps_rewritten_from_a_later_day_are_the_same_bytes(ranked_wi
     assert files() == written
 
 
-def test_a_low_zoom_percentile_tile_reads_a_percentile_overview(ranked_wide, monkeypatch):
+def test_a_low_zoom_percentile_tile_reads_a_percentile_overview(
+    ranked_wide, shard_reads, monkeypatch
+):
     """A z1 drought tile of lstm_percentile reads the sampled x4 level of the percentiles, not
     the full one, and is the same PNG the server holding the cube in memory renders."""
     copy, _, _ = ranked_wide
-    reads = []
-
-    def counted(self, coords):
-        reads.append(self.array.path)
-        return chunks(self, coords)
-
-    chunks = cubes._ShardReads.chunks
-    monkeypatch.setattr(cubes._ShardReads, "chunks", counted)
     style = tiles.TileStyle(date=str(WIDE_DAYS[9].date()), colormap="drought")
     pngs = []
     for in_memory in ("false", "true"):
@@ -579,10 +579,10 @@ def test_a_low_zoom_percentile_tile_reads_a_percentile_overview(ranked_wide, mon
         get_settings.cache_clear()
         cubes.chunk_cache.cache_clear()
         served = catalog.load_cube("wide", str(copy))
-        reads.clear()
+        shard_reads.clear()
         pngs.append(tiles.render_tile(served, "lstm_percentile", "WebMercatorQuad", 1, 0, 0, style))
         if in_memory == "false":
-            assert reads == [f"{cubes.CLIMATOLOGY}/{cubes.MAPS}/4/lstm_percentile"]
+            assert shard_reads == [f"{cubes.CLIMATOLOGY}/{cubes.MAPS}/4/lstm_percentile"]
     get_settings.cache_clear()
     assert pngs[0] == pngs[1]
 

@@ -557,18 +557,24 @@ def _multiscales(factors: list[int], on: grid.Grid, resampling: str = "average")
 def coarsen(codes: np.ndarray, factor: int) -> np.ndarray:
     """int16 codes (..., y, x) coarsened `factor` times in y and x: each cell the mean of the
     valid codes (not FILL) of the factor x factor cells it covers, rounded half to even, FILL
-    where none is; the edges padded with FILL. A day at a time, so the temporaries stay a
-    day's size."""
+    where none is; the edges padded with FILL."""
+    return _day_by_day(_coarsen_day, codes, factor)
+
+
+def _day_by_day(shrink, codes: np.ndarray, factor: int) -> np.ndarray:
+    """`shrink(day blocks (n_y, factor, n_x, factor), factor)` over codes (..., y, x), a day
+    at a time, so the temporaries stay a day's size; the edges padded with FILL."""
     *lead, n_y, n_x = codes.shape
-    days = [_coarsen_day(day, factor) for day in codes.reshape(-1, n_y, n_x)]
-    return np.stack(days).reshape(*lead, *days[0].shape)
+    ny, nx = -(-n_y // factor), -(-n_x // factor)
+    padded = np.full((ny * factor, nx * factor), FILL, np.int16)
+    days = []
+    for day in codes.reshape(-1, n_y, n_x):
+        padded[:n_y, :n_x] = day
+        days.append(shrink(padded.reshape(ny, factor, nx, factor), factor))
+    return np.stack(days).reshape(*lead, ny, nx)
 
 
-def _coarsen_day(codes: np.ndarray, factor: int) -> np.ndarray:
-    n_y, n_x = -(-codes.shape[0] // factor), -(-codes.shape[1] // factor)
-    padded = np.full((n_y * factor, n_x * factor), FILL, np.int16)
-    padded[: codes.shape[0], : codes.shape[1]] = codes
-    blocks = padded.reshape(n_y, factor, n_x, factor)
+def _coarsen_day(blocks: np.ndarray, factor: int) -> np.ndarray:
     valid = blocks != FILL
     total = np.where(valid, blocks, 0).sum(axis=(1, 3), dtype=np.int64)
     count = valid.sum(axis=(1, 3))
@@ -582,17 +588,13 @@ def sample(codes: np.ndarray, factor: int) -> np.ndarray:
     in row-major order), FILL where none is; the edges padded with FILL. For percentiles, whose
     mean is not a percentile: a coarse cell shows one real cell's rank, as a nearest-neighbour
     tile of the full level would."""
-    *lead, n_y, n_x = codes.shape
-    days = [_sample_day(day, factor) for day in codes.reshape(-1, n_y, n_x)]
-    return np.stack(days).reshape(*lead, *days[0].shape)
+    return _day_by_day(_sample_day, codes, factor)
 
 
-def _sample_day(codes: np.ndarray, factor: int) -> np.ndarray:
-    n_y, n_x = -(-codes.shape[0] // factor), -(-codes.shape[1] // factor)
-    padded = np.full((n_y * factor, n_x * factor), FILL, np.int16)
-    padded[: codes.shape[0], : codes.shape[1]] = codes
-    blocks = padded.reshape(n_y, factor, n_x, factor).transpose(0, 2, 1, 3)
-    ordered = blocks.reshape(n_y, n_x, factor * factor)[:, :, _centre_first(factor)]
+def _sample_day(blocks: np.ndarray, factor: int) -> np.ndarray:
+    n_y, n_x = blocks.shape[0], blocks.shape[2]
+    cells = blocks.transpose(0, 2, 1, 3).reshape(n_y, n_x, factor * factor)
+    ordered = cells[:, :, _centre_first(factor)]
     first = (ordered != FILL).argmax(axis=2)
     return np.take_along_axis(ordered, first[:, :, None], axis=2)[:, :, 0]
 
