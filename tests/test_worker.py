@@ -331,21 +331,19 @@ def test_cli_pool_worker_killed_mid_extension_is_replaced_and_redone_within_a_mi
         text=True,
     )
     try:
+        name = f"smapx-{command.pid}-0@{socket.gethostname()}"
         deadline = time.monotonic() + 180
-        while True:  # frozen, the worker is seen holding a block before it is killed
+        while True:  # frozen, the worker is seen holding a block it has recorded, then killed
             assert command.poll() is None, command.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "the pool never got going"
+            assert time.monotonic() < deadline, "the worker never held a block it had recorded"
             children = Path(f"/proc/{command.pid}/task/{command.pid}/children").read_text()
             if children and cubes.blocks_done(out):
                 worker = int(children.split()[0])
                 os.kill(worker, signal.SIGSTOP)
-                if r.hlen("unacked") == 1:
+                if recorded_holding(r, name):
                     break
                 os.kill(worker, signal.SIGCONT)
             time.sleep(0.005)
-        name = f"smapx-{command.pid}-0@{socket.gethostname()}"
-        holding = {t.decode() for t in r.hkeys("unacked")}
-        assert holding <= {t.decode() for t in r.smembers(held.HELD_KEY + name)}  # recorded
         os.kill(worker, signal.SIGKILL)
         killed = time.monotonic()
         assert len(cubes.blocks_done(out)) < 8
@@ -524,6 +522,15 @@ def holding_a_block(proc: subprocess.Popen, out: Path, r, unacked: int) -> None:
                 return
             proc.send_signal(signal.SIGCONT)
         time.sleep(0.01)
+
+
+def recorded_holding(r, name: str) -> bool:
+    """Whether worker `name` holds one block and its record (worker.held) lists it. Kombu marks a
+    message unacknowledged as it fetches it, a moment before Celery's receipt signal records it:
+    a worker killed in between leaves the block to the visibility timeout, so it is not frozen
+    there."""
+    holding = {t.decode() for t in r.hkeys("unacked")}
+    return len(holding) == 1 and holding <= {t.decode() for t in r.smembers(held.HELD_KEY + name)}
 
 
 def queue_length(url: str) -> int:
