@@ -26,6 +26,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# One compute thread in every process the tests start (trainings, extensions, workers, servers)
+# unless a test says otherwise: three test processes share two cores, and a process spinning
+# threads on both cores slows the others. Set before numpy or torch is imported here.
+os.environ.setdefault("SMAPX_TORCH_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 # Modules, or single tests, that start servers, workers or a browser, or train a network: the
 # `integration` marker, so that `pytest -m "not integration"` runs the fast unit tests alone.
